@@ -1,0 +1,32 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "ckpt",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "CheckpointKit", targets: ["CheckpointKit"]),
+        .executable(name: "ckpt-inspect", targets: ["ckpt-inspect"]),
+        .executable(name: "ckpt-convert", targets: ["ckpt-convert"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "CheckpointKit", dependencies: ["COpenBLAS", "CZlib"]),
+        .target(name: "ToolSupport", dependencies: [
+            "CheckpointKit",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "ckpt-inspect", dependencies: ["CheckpointKit", "ToolSupport"]),
+        .executableTarget(name: "ckpt-convert", dependencies: ["CheckpointKit", "ToolSupport"]),
+        .testTarget(name: "CheckpointKitTests", dependencies: ["CheckpointKit"],
+                    resources: []),
+        .testTarget(name: "ToolTests", dependencies: ["CheckpointKit"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

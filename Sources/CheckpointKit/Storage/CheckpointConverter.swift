@@ -1,0 +1,180 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `CheckpointConverter` is asked to do.
+public struct ConversionOptions: Sendable {
+    /// Float dtype for floating-point tensors (F32/F16/BF16); nil keeps every dtype.
+    public var targetType: DType?
+    /// Reshard to at most this many bytes per file; nil keeps the input's shard layout.
+    public var shardSize: Int?
+    public var threads: ThreadBudget
+    public var overwrite: Bool
+
+    public init(targetType: DType? = nil, shardSize: Int? = nil, threads: ThreadBudget = .allCores, overwrite: Bool = false) {
+        self.targetType = targetType
+        self.shardSize = shardSize
+        self.threads = threads
+        self.overwrite = overwrite
+    }
+}
+
+/// What a conversion did, tensor by tensor.
+public struct ConversionReport: Sendable {
+    public struct Tensor: Sendable {
+        public var name: String
+        public var shape: [Int]
+        public var fromType: DType
+        public var toType: DType
+        public var bytesIn: Int
+        public var bytesOut: Int
+    }
+
+    public var output: String
+    public var files: [String]
+    public var tensors: [Tensor]
+    public var copiedFiles: [String]
+    public var seconds: Double
+    public var bytesIn: Int { tensors.reduce(0) { $0 + $1.bytesIn } }
+    public var bytesOut: Int { tensors.reduce(0) { $0 + $1.bytesOut } }
+}
+
+public enum ConversionError: Error, Equatable, Sendable, CustomStringConvertible {
+    case unsupportedTargetType(String)
+    case invalidShardSize(String)
+
+    public var description: String {
+        switch self {
+        case let .unsupportedTargetType(name):
+            return "\(name): unsupported output type (expected f32, f16 or bf16)"
+        case let .invalidShardSize(text):
+            return "\(text): invalid shard size (expected a positive size such as 500MB or 5GB)"
+        }
+    }
+}
+
+/// safetensors → safetensors: dtype change and resharding, streamed tensor by tensor from the
+/// mapped input, so memory stays near one output chunk whatever the model size.
+public enum CheckpointConverter {
+    /// Output bytes converted per step: bounds memory, keeps both cores busy.
+    static let stepBytes = 4 << 20
+
+    public static func convert(_ checkpoint: Checkpoint, to output: String, options: ConversionOptions) throws -> ConversionReport {
+        if let t = options.targetType, ![.f32, .f16, .bf16].contains(t) {
+            throw ConversionError.unsupportedTargetType(t.torchName)
+        }
+        let clock = Stopwatch()
+        func outputType(_ dtype: DType) -> DType {
+            guard let target = options.targetType, FloatConversion.canConvert(from: dtype, to: target) else { return dtype }
+            return target
+        }
+
+        // Shards: the input's own grouping and names, or a fresh split in input order.
+        var shards: [ShardPlan]
+        let specs = checkpoint.entries.map { TensorSpec(name: $0.info.name, dtype: outputType($0.info.dtype), shape: $0.info.shape) }
+        if let maxBytes = options.shardSize {
+            shards = ShardPlan.split(specs, maxBytes: maxBytes)
+            let metadata = checkpoint.files.first?.metadata ?? []
+            for i in shards.indices { shards[i].metadata = metadata }
+        } else {
+            let names: [String] = checkpoint.layout == .file ? ["model.safetensors"] : checkpoint.fileNames
+            shards = checkpoint.files.enumerated().map { index, file in
+                ShardPlan(fileName: names[index], tensors: specs.enumerated().filter { checkpoint.entries[$0.offset].fileIndex == index }.map(\.element),
+                          metadata: file.metadata)
+            }
+        }
+
+        let writeSingleFile = checkpoint.layout == .file && output.hasSuffix(".safetensors") && shards.count == 1
+        var report = ConversionReport(output: output, files: [], tensors: [], copiedFiles: [], seconds: 0)
+        let produce: (TensorInfo, OutputFile) throws -> Void = { info, out in
+            let entry = checkpoint.entry(named: info.name)!
+            let view = checkpoint.view(entry)
+            try streamConverted(view, to: info.dtype, into: out, threads: options.threads)
+            checkpoint.files[entry.fileIndex].mapped.adviseDone(
+                (checkpoint.files[entry.fileIndex].dataStart + entry.info.dataOffsets.lowerBound)..<(checkpoint.files[entry.fileIndex].dataStart + entry.info.dataOffsets.upperBound))
+            report.tensors.append(.init(name: info.name, shape: info.shape, fromType: view.dtype, toType: info.dtype,
+                                        bytesIn: view.info.byteCount, bytesOut: info.byteCount))
+        }
+
+        if writeSingleFile {
+            let atomic = try AtomicOutput(target: output, isDirectory: false, overwrite: options.overwrite)
+            let layout = SafetensorsLayout(shards[0].tensors, metadata: shards[0].metadata)
+            try layout.write(to: atomic.temporary, produce: produce)
+            try atomic.commit()
+            report.files = [output]
+        } else {
+            let writer = try CheckpointWriter(folder: output, overwrite: options.overwrite)
+            var indexMetadata: [(String, JSONValue)] = checkpoint.indexMetadata?.objectMembers ?? []
+            if indexMetadata.contains(where: { $0.0 == "total_parameters" }) {
+                indexMetadata = indexMetadata.map { $0.0 == "total_parameters" ? ($0.0, JSONValue(checkpoint.parameterCount)) : $0 }
+            }
+            try writer.writeShards(shards, indexMetadata: indexMetadata, produce: produce)
+            if let directory = checkpoint.directory {
+                if var config = checkpoint.config {
+                    if let target = options.targetType { config = updatingDType(config, to: target) }
+                    try writer.writeJSON(config, named: "config.json")
+                }
+                for name in checkpoint.otherFiles {
+                    try writer.copyFile(from: FileSystem.join(directory, name), named: name)
+                    report.copiedFiles.append(name)
+                }
+            }
+            try writer.commit()
+            report.files = shards.map(\.fileName) + (shards.count > 1 ? ["model.safetensors.index.json"] : [])
+        }
+        report.seconds = clock.seconds
+        return report
+    }
+
+    /// Sets `torch_dtype` or `dtype` (whichever the file uses; `torch_dtype` when neither).
+    public static func updatingDType(_ config: JSONValue, to dtype: DType) -> JSONValue {
+        guard case .object(var members) = config else { return config }
+        let keys = members.map(\.0)
+        let key = keys.contains("dtype") && !keys.contains("torch_dtype") ? "dtype" : "torch_dtype"
+        if let i = members.firstIndex(where: { $0.0 == key }) {
+            members[i].1 = .string(dtype.torchName)
+        } else {
+            members.append((key, .string(dtype.torchName)))
+        }
+        if keys.contains("dtype") && keys.contains("torch_dtype"), let i = members.firstIndex(where: { $0.0 == "dtype" }) {
+            members[i].1 = .string(dtype.torchName)
+        }
+        return .object(members)
+    }
+
+    /// Writes `view` converted to `dtype` in bounded steps straight into the output buffer.
+    public static func streamConverted(_ view: TensorView, to dtype: DType, into out: OutputFile, threads: ThreadBudget) throws {
+        if view.dtype == dtype {
+            try out.write(view.bytes)
+            return
+        }
+        let n = view.elementCount
+        let step = max(1, stepBytes / max(dtype.size, view.dtype.size))
+        var start = 0
+        while start < n {
+            let count = min(step, n - start)
+            let source = UnsafeRawBufferPointer(rebasing: view.bytes[(start * view.dtype.size)..<((start + count) * view.dtype.size)])
+            try out.write(count: count * dtype.size) { destination in
+                FloatConversion.convert(source, from: view.dtype, to: dtype, into: destination, threads: threads)
+            }
+            start += count
+        }
+    }
+}
+
+/// Wall-clock time since creation.
+public struct Stopwatch: Sendable {
+    private let start: timespec
+
+    public init() {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        start = t
+    }
+
+    public var seconds: Double {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Double(now.tv_sec - start.tv_sec) + Double(now.tv_nsec - start.tv_nsec) / 1e9
+    }
+}

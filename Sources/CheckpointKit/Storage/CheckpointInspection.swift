@@ -1,0 +1,86 @@
+/// What `ckpt-inspect` reports about a checkpoint: files, tensors, totals, metadata, config and
+/// any quantization found; with statistics when asked. Built from headers alone unless
+/// statistics are requested.
+public struct CheckpointInspection: Sendable {
+    public struct TensorRow: Sendable {
+        public var name: String
+        public var dtype: DType
+        public var shape: [Int]
+        public var bytes: Int
+        public var file: String
+        public var statistics: TensorStatistics?
+    }
+
+    public var path: String
+    public var layout: String
+    public var files: [(name: String, bytes: Int, tensors: Int)]
+    public var tensors: [TensorRow]
+    public var metadata: [(String, String)]
+    public var config: JSONValue?
+    public var quantization: String?
+
+    public init(_ checkpoint: Checkpoint, statistics: Bool = false, threads: ThreadBudget = .allCores) {
+        path = checkpoint.path
+        switch checkpoint.layout {
+        case .file: layout = "file"
+        case .folder: layout = "folder"
+        case .sharded: layout = "sharded"
+        }
+        let names = checkpoint.fileNames
+        files = checkpoint.files.enumerated().map { (names[$0.offset], $0.element.mapped.count, $0.element.tensors.count) }
+        tensors = checkpoint.entries.map { entry in
+            TensorRow(name: entry.info.name, dtype: entry.info.dtype, shape: entry.info.shape, bytes: entry.info.byteCount,
+                      file: names[entry.fileIndex],
+                      statistics: statistics ? TensorStatistics.compute(checkpoint.view(entry), threads: threads) : nil)
+        }
+        // Metadata of all shards merged, first occurrence of a key kept.
+        var merged: [(String, String)] = []
+        for file in checkpoint.files {
+            for (key, value) in file.metadata where !merged.contains(where: { $0.0 == key }) { merged.append((key, value)) }
+        }
+        metadata = merged
+        config = checkpoint.config
+        quantization = QuantizationDetection.describe(checkpoint)
+    }
+
+    public var parameterCount: Int { tensors.reduce(0) { $0 + $1.shape.reduce(1, *) } }
+    public var tensorBytes: Int { tensors.reduce(0) { $0 + $1.bytes } }
+
+    /// Parameters per dtype, in descending count.
+    public var parametersByDType: [(DType, Int)] {
+        var counts: [DType: Int] = [:]
+        for t in tensors { counts[t.dtype, default: 0] += t.shape.reduce(1, *) }
+        return counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key.rawValue < $1.key.rawValue }
+    }
+
+    /// The `--json` document.
+    public var json: JSONValue {
+        var tensorList: [JSONValue] = []
+        for t in tensors {
+            var members: [(String, JSONValue)] = [
+                ("name", .string(t.name)), ("dtype", .string(t.dtype.rawValue)),
+                ("shape", .array(t.shape.map { JSONValue($0) })), ("bytes", JSONValue(t.bytes)), ("file", .string(t.file)),
+            ]
+            if let s = t.statistics {
+                members.append(("stats", [
+                    "min": statValue(s.min), "max": statValue(s.max), "mean": statValue(s.mean), "std": statValue(s.std),
+                    "nan": JSONValue(s.nanCount), "inf": JSONValue(s.infCount),
+                ]))
+            }
+            tensorList.append(.object(members))
+        }
+        return [
+            "path": .string(path),
+            "layout": .string(layout),
+            "files": .array(files.map { ["name": .string($0.name), "bytes": JSONValue($0.bytes), "tensors": JSONValue($0.tensors)] }),
+            "parameters": JSONValue(parameterCount),
+            "bytes": JSONValue(tensorBytes),
+            "metadata": .object(metadata.map { ($0.0, .string($0.1)) }),
+            "config": config ?? .null,
+            "quantization": quantization.map { .string($0) } ?? .null,
+            "tensors": .array(tensorList),
+        ]
+    }
+
+    private func statValue(_ d: Double) -> JSONValue { d.isFinite ? .double(d) : .null }
+}

@@ -1,0 +1,116 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum VerificationError: Error, Equatable, Sendable, CustomStringConvertible {
+    case readFailed(file: String, offset: Int, reason: String)
+    case sizeChanged(file: String, expected: Int, actual: Int)
+    case nonFinite(file: String, tensor: String, firstIndex: Int, nanCount: Int, infCount: Int)
+
+    public var description: String {
+        switch self {
+        case let .readFailed(file, offset, reason):
+            return "\(file): read failed at byte \(offset) (\(reason))"
+        case let .sizeChanged(file, expected, actual):
+            return "\(file): file changed while being verified (expected \(expected) bytes, got \(actual))"
+        case let .nonFinite(file, tensor, firstIndex, nanCount, infCount):
+            return "\(file): tensor '\(tensor)': \(nanCount) NaN and \(infCount) Inf values, the first at flat index \(firstIndex) (expected finite weights)"
+        }
+    }
+}
+
+/// Reads every byte of a checkpoint and checks what a header cannot promise: that the bytes
+/// are readable (I/O errors surface as errors, not crashes) and that float weights are finite.
+public enum CheckpointVerifier {
+    public struct Report: Sendable {
+        public var files: Int
+        public var bytesRead: Int
+        public var tensorsChecked: Int
+    }
+
+    public static func verify(_ checkpoint: Checkpoint, threads: ThreadBudget = .allCores) throws -> Report {
+        var bytesRead = 0
+        for file in checkpoint.files {
+            bytesRead += try readAll(file.path, expectedSize: file.mapped.count)
+        }
+        var checked = 0
+        for entry in checkpoint.entries where entry.info.dtype.isFloatingPoint {
+            let view = checkpoint.view(entry)
+            let stats = TensorStatistics.compute(view, threads: threads)
+            if stats.nanCount + stats.infCount > 0 {
+                throw VerificationError.nonFinite(file: checkpoint.files[entry.fileIndex].path, tensor: entry.info.name,
+                                                  firstIndex: firstNonFinite(view), nanCount: stats.nanCount,
+                                                  infCount: stats.infCount)
+            }
+            checked += 1
+        }
+        return Report(files: checkpoint.files.count, bytesRead: bytesRead, tensorsChecked: checked)
+    }
+
+    /// Flat index of the first NaN or Inf, or -1.
+    public static func firstNonFinite(_ view: TensorView) -> Int {
+        let step = 1 << 16
+        var start = 0
+        let n = view.elementCount
+        var found = -1
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: min(step, max(n, 1))) { scratch in
+            while start < n && found < 0 {
+                let count = min(step, n - start)
+                FloatValues.read(view, range: start..<(start + count), into: scratch.baseAddress!)
+                if let i = (0..<count).first(where: { !scratch[$0].isFinite }) { found = start + i }
+                start += count
+            }
+        }
+        return found
+    }
+
+    /// Reads a whole file with read(2), so a failing disk gives an error rather than SIGBUS.
+    static func readAll(_ path: String, expectedSize: Int) throws -> Int {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileAccessError.cannotOpen(file: path, reason: systemErrorText()) }
+        defer { close(fd) }
+        let size = 8 << 20
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
+        defer { buffer.deallocate() }
+        var total = 0
+        while true {
+            let n = read(fd, buffer, size)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw VerificationError.readFailed(file: path, offset: total, reason: systemErrorText())
+            }
+            if n == 0 { break }
+            total += n
+        }
+        guard total == expectedSize else { throw VerificationError.sizeChanged(file: path, expected: expectedSize, actual: total) }
+        return total
+    }
+}
+
+/// Recognises a quantized checkpoint from its config and tensor names.
+public enum QuantizationDetection {
+    /// E.g. "bitsandbytes nf4", "compressed-tensors int-quantized", or nil for plain floats.
+    public static func describe(_ checkpoint: Checkpoint) -> String? {
+        if let q = checkpoint.config?["quantization_config"] {
+            let method = q["quant_method"]?.stringValue ?? "unknown"
+            if method == "bitsandbytes" {
+                if q["load_in_4bit"]?.boolValue == true {
+                    return "bitsandbytes \(q["bnb_4bit_quant_type"]?.stringValue ?? "fp4")"
+                        + (q["bnb_4bit_use_double_quant"]?.boolValue == true ? " (double quant)" : "")
+                }
+                return "bitsandbytes int8"
+            }
+            if let format = q["format"]?.stringValue { return "\(method) \(format)" }
+            return method
+        }
+        for entry in checkpoint.entries {
+            let name = entry.info.name
+            let marker = ".quant_state.bitsandbytes__"
+            if let scheme = name.split(separator: marker).last, name.contains(marker) {
+                return "bitsandbytes " + scheme
+            }
+            if name.hasSuffix(".weight_scale") { return "compressed-tensors int8" }
+        }
+        return nil
+    }
+}

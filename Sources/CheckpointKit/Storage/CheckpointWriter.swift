@@ -1,0 +1,94 @@
+/// One output shard: its file name and the tensors it holds (in any order; the layout sorts).
+public struct ShardPlan: Equatable, Sendable {
+    public var fileName: String
+    public var tensors: [TensorSpec]
+    public var metadata: [(String, String)]
+
+    public init(fileName: String, tensors: [TensorSpec], metadata: [(String, String)] = []) {
+        self.fileName = fileName
+        self.tensors = tensors
+        self.metadata = metadata
+    }
+
+    public static func == (a: ShardPlan, b: ShardPlan) -> Bool {
+        a.fileName == b.fileName && a.tensors == b.tensors && a.metadata.elementsEqual(b.metadata, by: ==)
+    }
+
+    public var byteCount: Int { tensors.reduce(0) { $0 + $1.byteCount } }
+
+    /// The transformers file name of shard `index` (0-based) of `count`.
+    public static func shardFileName(_ index: Int, of count: Int) -> String {
+        count == 1 ? "model.safetensors" : "model-\(pad5(index + 1))-of-\(pad5(count)).safetensors"
+    }
+
+    private static func pad5(_ n: Int) -> String {
+        let digits = String(n)
+        return String(repeating: "0", count: max(0, 5 - digits.count)) + digits
+    }
+
+    /// Cuts `tensors` (in the given order) into shards of at most `maxBytes`, as transformers'
+    /// `save_pretrained(max_shard_size=)` does: a tensor that would overflow the current shard
+    /// starts the next one; a tensor larger than the limit sits alone.
+    public static func split(_ tensors: [TensorSpec], maxBytes: Int) -> [ShardPlan] {
+        var groups: [[TensorSpec]] = []
+        var current: [TensorSpec] = []
+        var currentBytes = 0
+        for spec in tensors {
+            if !current.isEmpty && currentBytes + spec.byteCount > maxBytes {
+                groups.append(current)
+                current = []
+                currentBytes = 0
+            }
+            current.append(spec)
+            currentBytes += spec.byteCount
+        }
+        if !current.isEmpty || groups.isEmpty { groups.append(current) }
+        return groups.enumerated().map { ShardPlan(fileName: shardFileName($0.offset, of: groups.count), tensors: $0.element) }
+    }
+}
+
+/// Writes a model folder atomically: shards, the shard index when there is more than one,
+/// config.json and copied files, all under a temporary name renamed into place by `commit()`.
+/// Dropping the writer without committing removes everything it wrote.
+public final class CheckpointWriter {
+    public let output: AtomicOutput
+
+    public init(folder: String, overwrite: Bool) throws {
+        output = try AtomicOutput(target: folder, isDirectory: true, overwrite: overwrite)
+    }
+
+    public var target: String { output.target }
+
+    /// Writes every shard and, for several shards, `model.safetensors.index.json`.
+    /// `produce` streams each tensor's bytes; `indexMetadata` carries extra index keys.
+    public func writeShards(_ shards: [ShardPlan], indexMetadata: [(String, JSONValue)] = [],
+                            produce: (TensorInfo, OutputFile) throws -> Void) throws {
+        var weightMap: [(String, JSONValue)] = []
+        var totalSize = 0
+        for shard in shards {
+            let layout = SafetensorsLayout(shard.tensors, metadata: shard.metadata)
+            try layout.write(to: output.path(shard.fileName), produce: produce)
+            for info in layout.tensors {
+                weightMap.append((info.name, .string(shard.fileName)))
+                totalSize += info.byteCount
+            }
+        }
+        if shards.count > 1 {
+            var metadata = indexMetadata.filter { $0.0 != "total_size" }
+            metadata.append(("total_size", JSONValue(totalSize)))
+            let index: JSONValue = .object([("metadata", .object(metadata)), ("weight_map", .object(weightMap))])
+            try writeJSON(index, named: "model.safetensors.index.json", sortKeys: true)
+        }
+    }
+
+    /// Writes a JSON file as transformers does (`json.dumps(indent=2)` plus a newline).
+    public func writeJSON(_ value: JSONValue, named name: String, sortKeys: Bool = false) throws {
+        try FileSystem.writeFile(output.path(name), Array((value.serialized(style: .pretty, sortKeys: sortKeys) + "\n").utf8))
+    }
+
+    public func copyFile(from source: String, named name: String) throws {
+        try FileSystem.copyFile(from: source, to: output.path(name))
+    }
+
+    public func commit() throws { try output.commit() }
+}

@@ -1,0 +1,253 @@
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Set from a signal handler when the user interrupts; writers check it between chunks and stop
+/// with `FileAccessError.interrupted`, so their normal clean-up removes what they began.
+public enum Interruption {
+    static let requested = Atomic<Bool>(false)
+
+    /// Async-signal-safe: a single atomic store.
+    public static func request() { requested.store(true, ordering: .relaxed) }
+    public static var isRequested: Bool { requested.load(ordering: .relaxed) }
+    /// For tests.
+    public static func reset() { requested.store(false, ordering: .relaxed) }
+}
+
+/// A file being written sequentially, with a large buffer and every failure (a full disk, an
+/// I/O error, an interruption) turned into a `FileAccessError` naming the file.
+public final class OutputFile {
+    public let path: String
+    private let fd: Int32
+    private var buffer: UnsafeMutableRawPointer
+    private let capacity: Int
+    private var used = 0
+    private var bytesWritten = 0
+    /// Bytes handed to this file so far (written or still buffered).
+    public var position: Int { bytesWritten + used }
+    private var closed = false
+
+    /// Creates `path`, which must not exist (temporary names are unique per process).
+    public init(creating path: String, bufferSize: Int = 8 << 20) throws(FileAccessError) {
+        self.path = path
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw .cannotWrite(file: path, reason: systemErrorText()) }
+        capacity = bufferSize
+        buffer = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 64)
+    }
+
+    deinit {
+        if !closed { Glibc.close(fd) }
+        buffer.deallocate()
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws(FileAccessError) {
+        guard bytes.count > 0 else { return }
+        if used + bytes.count <= capacity {
+            buffer.advanced(by: used).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            used += bytes.count
+            return
+        }
+        try flushBuffer()
+        if bytes.count >= capacity / 2 {
+            try writeFully(bytes)  // large blocks go straight to the kernel
+        } else {
+            buffer.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            used = bytes.count
+        }
+    }
+
+    public func write(_ bytes: [UInt8]) throws(FileAccessError) {
+        let result = bytes.withUnsafeBytes { raw in Result { () throws(FileAccessError) in try write(raw) } }
+        try result.get()
+    }
+
+    /// Writes `count` bytes produced in place by `fill`, which receives the buffer to fill.
+    public func write(count: Int, _ fill: (UnsafeMutableRawBufferPointer) -> Void) throws(FileAccessError) {
+        if count > capacity - used { try flushBuffer() }
+        if count <= capacity {
+            fill(UnsafeMutableRawBufferPointer(start: buffer + used, count: count))
+            used += count
+        } else {
+            let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 64)
+            defer { scratch.deallocate() }
+            fill(scratch)
+            try writeFully(UnsafeRawBufferPointer(scratch))
+        }
+    }
+
+    private func flushBuffer() throws(FileAccessError) {
+        guard used > 0 else { return }
+        try writeFully(UnsafeRawBufferPointer(start: buffer, count: used))
+        used = 0
+    }
+
+    private func writeFully(_ bytes: UnsafeRawBufferPointer) throws(FileAccessError) {
+        if Interruption.isRequested { throw .interrupted(file: path) }
+        var offset = 0
+        while offset < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n < 0 {
+                if errno == EINTR {
+                    if Interruption.isRequested { throw .interrupted(file: path) }
+                    continue
+                }
+                throw .cannotWrite(file: path, reason: systemErrorText())
+            }
+            offset += n
+        }
+        bytesWritten += bytes.count
+    }
+
+    /// Flushes, fsyncs and closes. The file is complete on disk when this returns.
+    public func finish() throws(FileAccessError) {
+        try flushBuffer()
+        guard fsync(fd) == 0 else { throw .cannotWrite(file: path, reason: systemErrorText()) }
+        closed = true
+        guard Glibc.close(fd) == 0 else { throw .cannotWrite(file: path, reason: systemErrorText()) }
+    }
+}
+
+/// An output (a file or a folder) first written under a temporary name beside its target and
+/// renamed into place only once complete; on failure, `discard()` leaves nothing behind.
+public final class AtomicOutput {
+    public let target: String
+    public let temporary: String
+    public let isDirectory: Bool
+    private var committed = false
+
+    /// Refuses an existing target unless `overwrite`; creates the temporary (a folder if asked).
+    public init(target: String, isDirectory: Bool, overwrite: Bool) throws(FileAccessError) {
+        let target = target.hasSuffix("/") && target.count > 1 ? String(target.dropLast()) : target
+        self.target = target
+        self.isDirectory = isDirectory
+        if !overwrite && FileSystem.exists(target) { throw .outputExists(file: target) }
+        let (directory, name) = FileSystem.split(target)
+        temporary = FileSystem.join(directory, ".\(name).tmp-ckpt-\(getpid())")
+        FileSystem.removeTree(temporary)  // a leftover of this very pid cannot be live work
+        if isDirectory {
+            guard mkdir(temporary, 0o755) == 0 else { throw .cannotWrite(file: target, reason: systemErrorText()) }
+        }
+    }
+
+    deinit {
+        if !committed { FileSystem.removeTree(temporary) }
+    }
+
+    /// Path of a file inside the temporary folder.
+    public func path(_ name: String) -> String { FileSystem.join(temporary, name) }
+
+    /// Renames the temporary into place (replacing an old target when allowed at init).
+    public func commit() throws(FileAccessError) {
+        if Interruption.isRequested { throw .interrupted(file: target) }
+        if isDirectory { FileSystem.syncDirectory(temporary) }
+        if FileSystem.exists(target) {
+            // rename(2) cannot replace a non-empty folder: move the old one aside first.
+            let old = temporary + ".old"
+            guard rename(target, old) == 0 else { throw .cannotWrite(file: target, reason: systemErrorText()) }
+            guard rename(temporary, target) == 0 else {
+                let reason = systemErrorText()
+                _ = rename(old, target)
+                throw .cannotWrite(file: target, reason: reason)
+            }
+            FileSystem.removeTree(old)
+        } else {
+            guard rename(temporary, target) == 0 else { throw .cannotWrite(file: target, reason: systemErrorText()) }
+        }
+        committed = true
+        FileSystem.syncDirectory(FileSystem.split(target).directory)
+    }
+
+    public func discard() {
+        if !committed { FileSystem.removeTree(temporary) }
+    }
+}
+
+/// The few file-system operations the library needs, as plain POSIX calls.
+public enum FileSystem {
+    public static func exists(_ path: String) -> Bool {
+        var info = stat()
+        return lstat(path, &info) == 0
+    }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    public static func isRegularFile(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
+    }
+
+    public static func fileSize(_ path: String) -> Int? {
+        var info = stat()
+        return stat(path, &info) == 0 ? Int(info.st_size) : nil
+    }
+
+    /// (folder, last component); the folder is "." for a bare name.
+    public static func split(_ path: String) -> (directory: String, name: String) {
+        guard let slash = path.lastIndex(of: "/") else { return (".", path) }
+        let directory = String(path[..<slash])
+        return (directory.isEmpty ? "/" : directory, String(path[path.index(after: slash)...]))
+    }
+
+    public static func join(_ directory: String, _ name: String) -> String {
+        directory.hasSuffix("/") ? directory + name : directory + "/" + name
+    }
+
+    /// Names in a folder, sorted, without "." and "..".
+    public static func list(_ directory: String) -> [String] {
+        guard let dir = opendir(directory) else { return [] }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    /// Removes a file or a folder with everything in it; silent when absent.
+    public static func removeTree(_ path: String) {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }
+        if (info.st_mode & S_IFMT) == S_IFDIR {
+            for name in list(path) { removeTree(join(path, name)) }
+            rmdir(path)
+        } else {
+            unlink(path)
+        }
+    }
+
+    public static func readFile(_ path: String) throws(FileAccessError) -> [UInt8] {
+        let mapped = try MappedFile(path: path)
+        return Array(mapped.bytes)
+    }
+
+    /// Copies a file's bytes to a new file (used for the tokenizer and other folder files).
+    public static func copyFile(from source: String, to destination: String) throws(FileAccessError) {
+        let mapped = try MappedFile(path: source)
+        let out = try OutputFile(creating: destination)
+        try out.write(mapped.bytes)
+        try out.finish()
+    }
+
+    public static func writeFile(_ path: String, _ bytes: [UInt8]) throws(FileAccessError) {
+        let out = try OutputFile(creating: path)
+        try out.write(bytes)
+        try out.finish()
+    }
+
+    static func syncDirectory(_ path: String) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 {
+            fsync(fd)
+            close(fd)
+        }
+    }
+}

@@ -1,0 +1,104 @@
+/// A tensor to be written: its name, dtype and shape; the bytes come later, streamed.
+public struct TensorSpec: Equatable, Sendable {
+    public var name: String
+    public var dtype: DType
+    public var shape: [Int]
+
+    public init(name: String, dtype: DType, shape: [Int]) {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+    }
+
+    public var elementCount: Int { shape.reduce(1, *) }
+    public var byteCount: Int { elementCount * dtype.size }
+}
+
+/// Errors of the writing side, each naming the file and tensor.
+public enum SafetensorsWriteError: Error, Equatable, Sendable, CustomStringConvertible {
+    case duplicateTensor(file: String, tensor: String)
+    case wrongByteCount(file: String, tensor: String, expected: Int, actual: Int)
+
+    public var description: String {
+        switch self {
+        case let .duplicateTensor(file, tensor):
+            return "\(file): tensor '\(tensor)': written twice (expected unique names)"
+        case let .wrongByteCount(file, tensor, expected, actual):
+            return "\(file): tensor '\(tensor)': produced the wrong number of bytes (expected \(expected), got \(actual))"
+        }
+    }
+}
+
+/// The complete layout of a safetensors file before any data is written: the order of the
+/// tensors, their offsets and the header bytes, exactly as the reference library lays them out
+/// (dtype rank descending, then name by bytes; header padded with spaces to a multiple of 8;
+/// `__metadata__` first).
+public struct SafetensorsLayout: Sendable {
+    /// Tensors in file order, with their data offsets.
+    public let tensors: [TensorInfo]
+    /// The 8-byte length field followed by the padded JSON header.
+    public let header: [UInt8]
+
+    /// `metadata` keeps its order; `"format": "pt"` is added first when absent, because
+    /// transformers refuses files without it.
+    public init(_ specs: [TensorSpec], metadata: [(String, String)] = []) {
+        let ordered = specs.sorted { a, b in
+            if a.dtype.writerRank != b.dtype.writerRank { return a.dtype.writerRank > b.dtype.writerRank }
+            return a.name.utf8.lexicographicallyPrecedes(b.name.utf8)
+        }
+        var offset = 0
+        var infos: [TensorInfo] = []
+        infos.reserveCapacity(ordered.count)
+        for spec in ordered {
+            infos.append(TensorInfo(name: spec.name, dtype: spec.dtype, shape: spec.shape,
+                                    dataOffsets: offset..<(offset + spec.byteCount)))
+            offset += spec.byteCount
+        }
+        var meta = metadata
+        if !meta.contains(where: { $0.0 == "format" }) { meta.insert(("format", "pt"), at: 0) }
+        var members: [(String, JSONValue)] = [("__metadata__", .object(meta.map { ($0.0, .string($0.1)) }))]
+        for info in infos {
+            members.append((info.name, [
+                "dtype": .string(info.dtype.rawValue),
+                "shape": .array(info.shape.map { JSONValue($0) }),
+                "data_offsets": [JSONValue(info.dataOffsets.lowerBound), JSONValue(info.dataOffsets.upperBound)],
+            ]))
+        }
+        var json = Array(JSONValue.object(members).serialized(style: .compact).utf8)
+        let padded = (json.count + 7) / 8 * 8
+        json.append(contentsOf: repeatElement(UInt8(ascii: " "), count: padded - json.count))
+        var header = [UInt8]()
+        header.reserveCapacity(8 + json.count)
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { header.append(contentsOf: $0) }
+        header.append(contentsOf: json)
+        self.tensors = infos
+        self.header = header
+    }
+
+    public var dataSize: Int { tensors.last?.dataOffsets.upperBound ?? 0 }
+    public var fileSize: Int { header.count + dataSize }
+}
+
+extension SafetensorsLayout {
+    /// Writes the file at `path` (which must not exist): the header, then each tensor in file
+    /// order, its bytes produced by `produce` into the output. The count each tensor writes is
+    /// checked, and the file is flushed and fsynced before this returns.
+    public func write(to path: String, produce: (TensorInfo, OutputFile) throws -> Void) throws {
+        var seen = Set<String>()
+        for info in tensors where !seen.insert(info.name).inserted {
+            throw SafetensorsWriteError.duplicateTensor(file: path, tensor: info.name)
+        }
+        let out = try OutputFile(creating: path)
+        try out.write(header)
+        for info in tensors {
+            let before = out.position
+            try produce(info, out)
+            let written = out.position - before
+            guard written == info.byteCount else {
+                throw SafetensorsWriteError.wrongByteCount(file: path, tensor: info.name, expected: info.byteCount,
+                                                           actual: written)
+            }
+        }
+        try out.finish()
+    }
+}

@@ -1,0 +1,54 @@
+import Dispatch
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How many threads a piece of work may use.
+public struct ThreadBudget: Sendable, Equatable {
+    public let count: Int
+
+    public init(_ count: Int) { self.count = max(1, count) }
+
+    /// All cores of this machine.
+    public static var allCores: ThreadBudget {
+        #if canImport(Glibc)
+        return ThreadBudget(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        #else
+        return ThreadBudget(4)
+        #endif
+    }
+
+    public static let single = ThreadBudget(1)
+
+    /// Runs `body(chunk)` for every chunk in `0..<chunks`, spread over at most `count` threads.
+    ///
+    /// Chunk k always covers the same data whatever the thread count, so results computed per
+    /// chunk are identical for any budget; only who computes them changes.
+    public func forEachChunk(_ chunks: Int, _ body: (Int) -> Void) {
+        guard chunks > 0 else { return }
+        let workers = min(count, chunks)
+        if workers == 1 {
+            for chunk in 0..<chunks { body(chunk) }
+            return
+        }
+        // concurrentPerform returns only when every iteration is done, so `body` cannot escape.
+        withoutActuallyEscaping(body) { body in
+            let shared = UncheckedSendable(body)
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                var chunk = worker
+                while chunk < chunks {
+                    shared.value(chunk)
+                    chunk += workers
+                }
+            }
+        }
+    }
+}
+
+/// Hands a value to concurrent workers when the caller guarantees they use it safely (disjoint
+/// output ranges, read-only input).
+struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}

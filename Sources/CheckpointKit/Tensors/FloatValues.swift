@@ -1,0 +1,69 @@
+/// Reads elements of any supported dtype as f32, a chunk at a time: what statistics, quantizers
+/// and the forward pass consume. Integers and F64 convert with one rounding; BOOL reads as 0/1.
+public enum FloatValues {
+    /// Writes elements `range` of `view` as f32 into `destination` (count = range.count).
+    public static func read(_ view: TensorView, range: Range<Int>, into destination: UnsafeMutablePointer<Float>) {
+        let src = view.bytes.baseAddress!
+        let dst = UnsafeMutableRawPointer(destination)
+        let n = range.count
+        let start = range.lowerBound
+        switch view.dtype {
+        case .f32:
+            dst.copyMemory(from: src + start * 4, byteCount: n * 4)
+        case .bf16:
+            FloatConversion.bf16ToF32Chunk(src + start * 2, dst, n)
+        case .f16:
+            FloatConversion.f16ToF32Chunk(src + start * 2, dst, n)
+        case .f64:
+            for i in 0..<n { destination[i] = Float(src.loadUnaligned(fromByteOffset: (start + i) * 8, as: Double.self)) }
+        case .f8e4m3:
+            for i in 0..<n { destination[i] = float8E4M3FNToF32(src.load(fromByteOffset: start + i, as: UInt8.self)) }
+        case .f8e5m2:
+            for i in 0..<n {
+                let h = UInt16(src.load(fromByteOffset: start + i, as: UInt8.self)) << 8
+                destination[i] = FloatConversion.f16ToF32Reference(h)
+            }
+        case .bool, .u8:
+            for i in 0..<n { destination[i] = Float(src.load(fromByteOffset: start + i, as: UInt8.self)) }
+        case .i8:
+            for i in 0..<n { destination[i] = Float(src.load(fromByteOffset: start + i, as: Int8.self)) }
+        case .i16:
+            for i in 0..<n { destination[i] = Float(src.loadUnaligned(fromByteOffset: (start + i) * 2, as: Int16.self)) }
+        case .u16:
+            for i in 0..<n { destination[i] = Float(src.loadUnaligned(fromByteOffset: (start + i) * 2, as: UInt16.self)) }
+        case .i32:
+            for i in 0..<n { destination[i] = Float(src.loadUnaligned(fromByteOffset: (start + i) * 4, as: Int32.self)) }
+        case .u32:
+            for i in 0..<n { destination[i] = Float(src.loadUnaligned(fromByteOffset: (start + i) * 4, as: UInt32.self)) }
+        case .i64:
+            for i in 0..<n { destination[i] = Float(src.loadUnaligned(fromByteOffset: (start + i) * 8, as: Int64.self)) }
+        case .u64:
+            for i in 0..<n { destination[i] = Float(src.loadUnaligned(fromByteOffset: (start + i) * 8, as: UInt64.self)) }
+        }
+    }
+
+    /// The whole tensor as a new f32 array.
+    public static func array(_ view: TensorView) -> [Float] {
+        let n = view.elementCount
+        return [Float](unsafeUninitializedCapacity: n) { buffer, initialized in
+            if n > 0 { read(view, range: 0..<n, into: buffer.baseAddress!) }
+            initialized = n
+        }
+    }
+
+    /// float8_e4m3fn (OCP FP8, no infinities; 0x7F/0xFF are NaN), exact in f32.
+    public static func float8E4M3FNToF32(_ byte: UInt8) -> Float {
+        let negative = byte & 0x80 != 0
+        let exponent = Int(byte >> 3 & 0xF)
+        let mantissa = Float(byte & 0x7)
+        let magnitude: Float
+        if exponent == 0xF && byte & 0x7 == 0x7 {
+            return negative ? -Float.nan : Float.nan
+        } else if exponent == 0 {
+            magnitude = mantissa * 0x1p-9  // subnormal: m/8 × 2^-6
+        } else {
+            magnitude = (1 + mantissa / 8) * Float(sign: .plus, exponent: exponent - 7, significand: 1)
+        }
+        return negative ? -magnitude : magnitude
+    }
+}

@@ -1,0 +1,215 @@
+import ArgumentParser
+import CheckpointKit
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Options every ckpt program takes.
+public struct CommonOptions: ParsableArguments {
+    @Flag(help: "Print one JSON document (sorted keys) on stdout and nothing else.")
+    public var json = false
+
+    @Flag(help: "No progress or log lines on stderr.")
+    public var quiet = false
+
+    @Option(help: "Worker threads (default: all cores). Results are identical for any count.")
+    public var threads: Int?
+
+    public init() {}
+
+    public mutating func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1 (got \(threads))") }
+    }
+
+    public var threadBudget: ThreadBudget { threads.map(ThreadBudget.init) ?? .allCores }
+
+    /// Whether progress lines should be drawn: stderr is a terminal and --quiet is not given.
+    public var showsProgress: Bool { !quiet && isatty(STDERR_FILENO) == 1 }
+}
+
+/// Exit codes of the command-line contract.
+public enum ToolExit {
+    public static let success: Int32 = 0
+    public static let failure: Int32 = 1
+    public static let qualityGateFailed: Int32 = 3
+    public static let usage: Int32 = 64
+}
+
+/// Runs a program body: SIGINT/SIGTERM request a clean stop, and any error becomes the one-line
+/// `error: …` on stderr with exit code 1 (the library's error descriptions name file and tensor).
+public func runTool(_ body: () throws -> Void) throws {
+    signal(SIGINT) { _ in Interruption.request() }
+    signal(SIGTERM) { _ in Interruption.request() }
+    do {
+        try body()
+    } catch let exit as ExitCode {
+        throw exit
+    } catch {
+        printError("error: \(error)")
+        throw ExitCode(ToolExit.failure)
+    }
+}
+
+public func printError(_ line: String) {
+    var text = line
+    if !text.hasSuffix("\n") { text += "\n" }
+    writeStandardError(text)
+}
+
+/// Unbuffered write to fd 2 (the C `stderr` global is not concurrency-safe in Swift 6).
+public func writeStandardError(_ text: String) {
+    var text = text
+    text.withUTF8 { bytes in
+        var offset = 0
+        while offset < bytes.count {
+            let n = write(STDERR_FILENO, bytes.baseAddress! + offset, bytes.count - offset)
+            if n <= 0 { return }
+            offset += n
+        }
+    }
+}
+
+/// Writes a line to stderr unless quiet: logs and warnings never touch stdout.
+public func log(_ line: String, options: CommonOptions) {
+    if !options.quiet && !options.json { printError(line) }
+}
+
+/// Prints the JSON document of `--json`: sorted keys, two-space indent, trailing newline.
+public func printJSON(_ value: JSONValue) {
+    print(value.serialized(style: .pretty, sortKeys: true))
+}
+
+/// A progress line redrawn in place on a terminal's stderr.
+public struct ProgressLine {
+    let enabled: Bool
+    let total: Int
+    let label: String
+
+    public init(label: String, total: Int, options: CommonOptions) {
+        self.enabled = options.showsProgress && !options.json
+        self.total = total
+        self.label = label
+    }
+
+    public func update(_ done: Int, detail: String = "") {
+        guard enabled else { return }
+        let width = 30
+        let filled = total > 0 ? width * done / total : width
+        let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
+        writeStandardError("\r\u{1B}[K\(label) \(bar) \(done)/\(total) \(detail.prefix(50))")
+    }
+
+    public func finish() {
+        guard enabled else { return }
+        writeStandardError("\r\u{1B}[K")
+    }
+}
+
+/// Parses sizes such as `5GB`, `500MB`, `2GiB` or a plain byte count, as transformers'
+/// `max_shard_size` does (GB = 10^9, GiB = 2^30).
+public func parseByteSize(_ text: String) -> Int? {
+    let trimmed = text.trimmingCharacters(in: " ")
+    let units: [(String, Double)] = [
+        ("KIB", 1024), ("MIB", 1024 * 1024), ("GIB", 1024 * 1024 * 1024), ("TIB", 1024 * 1024 * 1024 * 1024),
+        ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12), ("K", 1e3), ("M", 1e6), ("G", 1e9), ("B", 1),
+    ]
+    let upper = trimmed.uppercased()
+    for (suffix, factor) in units where upper.hasSuffix(suffix) {
+        guard let number = Double(upper.dropLast(suffix.count)), number > 0 else { return nil }
+        let bytes = number * factor
+        return bytes < 9e18 ? Int(bytes) : nil
+    }
+    guard let plain = Int(trimmed), plain > 0 else { return nil }
+    return plain
+}
+
+/// "1.5 MB" style, decimal units as `ls -h --si` and the Hub show sizes.
+public func formatBytes(_ bytes: Int) -> String {
+    let units = ["B", "KB", "MB", "GB", "TB"]
+    var value = Double(bytes)
+    var unit = 0
+    while value >= 1000 && unit < units.count - 1 {
+        value /= 1000
+        unit += 1
+    }
+    return unit == 0 ? "\(bytes) B" : "\(formatDecimal(value, places: value < 10 ? 2 : 1)) \(units[unit])"
+}
+
+/// Thousands separators: 1234567 → "1,234,567".
+public func formatCount(_ n: Int) -> String {
+    let digits = String(n.magnitude)
+    var out = ""
+    for (i, c) in digits.enumerated() {
+        if i > 0 && (digits.count - i) % 3 == 0 { out += "," }
+        out.append(c)
+    }
+    return n < 0 ? "-" + out : out
+}
+
+/// Fixed decimals without Foundation's formatters.
+public func formatDecimal(_ value: Double, places: Int) -> String {
+    guard value.isFinite else { return value.isNaN ? "nan" : (value > 0 ? "inf" : "-inf") }
+    var scale = 1.0
+    for _ in 0..<places { scale *= 10 }
+    let rounded = (abs(value) * scale).rounded()
+    let integer = Int(rounded / scale)
+    let fraction = Int(rounded - Double(integer) * scale)
+    let sign = value < 0 && rounded != 0 ? "-" : ""
+    guard places > 0 else { return sign + String(integer) }
+    let fractionText = String(fraction)
+    return sign + String(integer) + "." + String(repeating: "0", count: places - fractionText.count) + fractionText
+}
+
+/// Compact scientific-or-fixed form for statistics columns.
+public func formatValue(_ value: Double) -> String {
+    guard value.isFinite else { return value.isNaN ? "nan" : (value > 0 ? "inf" : "-inf") }
+    let magnitude = abs(value)
+    if magnitude != 0 && (magnitude < 1e-3 || magnitude >= 1e5) {
+        var exponent = 0
+        var mantissa = magnitude
+        while mantissa >= 10 { mantissa /= 10; exponent += 1 }
+        while mantissa < 1 { mantissa *= 10; exponent -= 1 }
+        return (value < 0 ? "-" : "") + formatDecimal(mantissa, places: 3) + "e" + (exponent < 0 ? "-" : "+") + String(abs(exponent))
+    }
+    return formatDecimal(value, places: 4)
+}
+
+/// A plain text table: columns padded to their widest cell, numbers right-aligned.
+public struct TextTable {
+    public var headers: [String]
+    public var rightAligned: Set<Int>
+    public var rows: [[String]] = []
+
+    public init(headers: [String], rightAligned: Set<Int> = []) {
+        self.headers = headers
+        self.rightAligned = rightAligned
+    }
+
+    public mutating func add(_ row: [String]) { rows.append(row) }
+
+    public func render() -> String {
+        var widths = headers.map(\.count)
+        for row in rows {
+            for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }
+        }
+        func line(_ cells: [String]) -> String {
+            var parts: [String] = []
+            for (i, cell) in cells.enumerated() {
+                let pad = String(repeating: " ", count: max(0, widths[i] - cell.count))
+                parts.append(rightAligned.contains(i) ? pad + cell : (i == cells.count - 1 ? cell : cell + pad))
+            }
+            return parts.joined(separator: "  ")
+        }
+        return ([line(headers)] + rows.map(line)).joined(separator: "\n")
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: String) -> String {
+        var s = self[...]
+        while let f = s.first, set.contains(f) { s = s.dropFirst() }
+        while let l = s.last, set.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,101 @@
+import ArgumentParser
+import CheckpointKit
+import ToolSupport
+
+@main
+struct ConvertCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ckpt-convert",
+        abstract: "Convert a safetensors checkpoint to another float dtype and/or shard size.",
+        discussion: """
+            Floating-point tensors take --type; integer and bool tensors keep theirs. Without \
+            --shard-size the input's shard layout and file names are kept. config.json's dtype \
+            field is updated and the folder's other files (tokenizer…) are copied.
+            """)
+
+    @Argument(help: "Input: a .safetensors file, an index, or a model folder.")
+    var input: String
+
+    @Argument(help: "Output folder (or a .safetensors file when the input is a single file).")
+    var output: String
+
+    @Option(name: .customLong("to"), help: "Output format: safetensors.")
+    var format: String = "safetensors"
+
+    @Option(help: "Float dtype of the output: f32, f16 or bf16 (default: keep).")
+    var type: String?
+
+    @Option(help: "Reshard to files of at most this size, e.g. 500MB or 5GB (default: keep the input's shards).")
+    var shardSize: String?
+
+    @Flag(help: "Replace an existing output.")
+    var force = false
+
+    @OptionGroup var common: CommonOptions
+
+    func validate() throws {
+        guard format == "safetensors" else {
+            throw ValidationError("--to \(format): only safetensors output is available in this version (expected safetensors)")
+        }
+        if let type, parseFloatType(type) == nil {
+            throw ValidationError("--type \(type): unsupported (expected f32, f16 or bf16)")
+        }
+        if let shardSize, parseByteSize(shardSize) == nil {
+            throw ValidationError("--shard-size \(shardSize): invalid size (expected e.g. 500MB or 5GB)")
+        }
+    }
+
+    func parseFloatType(_ text: String) -> DType? {
+        switch text.lowercased() {
+        case "f32", "float32", "fp32": return .f32
+        case "f16", "float16", "fp16", "half": return .f16
+        case "bf16", "bfloat16": return .bf16
+        default: return nil
+        }
+    }
+
+    func run() throws {
+        try runTool {
+            let checkpoint = try Checkpoint(path: input)
+            let options = ConversionOptions(targetType: type.flatMap(parseFloatType), shardSize: shardSize.flatMap(parseByteSize),
+                                            threads: common.threadBudget, overwrite: force)
+            let report = try CheckpointConverter.convert(checkpoint, to: output, options: options)
+            if common.json {
+                printJSON([
+                    "output": .string(report.output),
+                    "files": .array(report.files.map { .string($0) }),
+                    "copied_files": .array(report.copiedFiles.map { .string($0) }),
+                    "tensors": .array(report.tensors.map {
+                        ["name": .string($0.name), "shape": .array($0.shape.map { JSONValue($0) }),
+                         "from": .string($0.fromType.rawValue), "to": .string($0.toType.rawValue),
+                         "bytes_in": JSONValue($0.bytesIn), "bytes_out": JSONValue($0.bytesOut)]
+                    }),
+                    "bytes_in": JSONValue(report.bytesIn),
+                    "bytes_out": JSONValue(report.bytesOut),
+                    "seconds": JSONValue(report.seconds),
+                ])
+                return
+            }
+            let changed = report.tensors.filter { $0.fromType != $0.toType }
+            var byPair: [String: (count: Int, bytesIn: Int, bytesOut: Int)] = [:]
+            for t in changed {
+                let key = "\(t.fromType.rawValue) → \(t.toType.rawValue)"
+                let old = byPair[key] ?? (0, 0, 0)
+                byPair[key] = (old.count + 1, old.bytesIn + t.bytesIn, old.bytesOut + t.bytesOut)
+            }
+            var table = TextTable(headers: ["conversion", "tensors", "bytes in", "bytes out"], rightAligned: [1, 2, 3])
+            for (key, v) in byPair.sorted(by: { $0.key < $1.key }) {
+                table.add([key, String(v.count), formatBytes(v.bytesIn), formatBytes(v.bytesOut)])
+            }
+            let kept = report.tensors.count - changed.count
+            if kept > 0 {
+                let bytes = report.tensors.filter { $0.fromType == $0.toType }.reduce(0) { $0 + $1.bytesIn }
+                table.add(["kept as is", String(kept), formatBytes(bytes), formatBytes(bytes)])
+            }
+            print(table.render())
+            print("\nwrote \(report.output): \(report.files.joined(separator: ", "))"
+                + (report.copiedFiles.isEmpty ? "" : " (+ \(report.copiedFiles.joined(separator: ", ")))")
+                + " in \(formatDecimal(report.seconds, places: 2)) s")
+        }
+    }
+}
