@@ -24,9 +24,11 @@ let package = Package(
         ]),
         .executableTarget(name: "ckpt-inspect", dependencies: ["CheckpointKit", "ToolSupport"]),
         .executableTarget(name: "ckpt-convert", dependencies: ["CheckpointKit", "ToolSupport"]),
+        // Kernel throughput for `make bench`; not a shipped program.
+        .executableTarget(name: "ckpt-bench", dependencies: ["CheckpointKit"], path: "Benchmarks/ckpt-bench"),
         .testTarget(name: "CheckpointKitTests", dependencies: ["CheckpointKit"],
                     resources: []),
-        .testTarget(name: "ToolTests", dependencies: ["CheckpointKit"]),
+        .testTarget(name: "ToolTests", dependencies: ["ckpt-inspect", "ckpt-convert"]),
     ],
     swiftLanguageModes: [.v6]
 )

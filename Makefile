@@ -1,0 +1,47 @@
+# ckpt: build, test, demo and benchmarks. `make demo` and `make test` work on a fresh machine.
+SWIFT ?= swift
+BIN_DEBUG := .build/debug
+BIN_RELEASE := .build/release
+FIXTURE_MODEL := fixtures/models/tiny-llama
+DEMO_OUT := .build/demo
+
+.PHONY: setup build release test demo bench fixtures clean
+
+# System libraries the package links (OpenBLAS for sgemm, zlib); installed only when missing.
+setup:
+	@if ! pkg-config --exists openblas zlib 2>/dev/null; then \
+		echo "setup: installing libopenblas-dev zlib1g-dev pkg-config"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libopenblas-dev zlib1g-dev pkg-config; \
+	fi
+
+build: setup
+	$(SWIFT) build
+
+release: setup
+	$(SWIFT) build -c release
+
+test: setup
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+demo: release
+	@rm -rf $(DEMO_OUT) && mkdir -p $(DEMO_OUT)
+	@echo "== ckpt-inspect $(FIXTURE_MODEL)"
+	$(BIN_RELEASE)/ckpt-inspect $(FIXTURE_MODEL)
+	@echo
+	@echo "== ckpt-inspect --stats on the sharded copy"
+	$(BIN_RELEASE)/ckpt-inspect fixtures/models/tiny-llama-sharded --stats --verify
+	@echo
+	@echo "== ckpt-convert to f32, resharded into 200 KB files"
+	$(BIN_RELEASE)/ckpt-convert $(FIXTURE_MODEL) $(DEMO_OUT)/tiny-llama-f32 --type f32 --shard-size 200KB
+	$(BIN_RELEASE)/ckpt-inspect $(DEMO_OUT)/tiny-llama-f32 --json | head -n 12
+
+bench: release
+	tools/bench/run.sh
+
+fixtures:
+	tools/make_fixtures.sh
+
+clean:
+	rm -rf .build

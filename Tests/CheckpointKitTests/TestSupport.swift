@@ -1,0 +1,75 @@
+import CheckpointKit
+import Foundation
+import Testing
+
+/// Paths the tests read: committed fixtures (made by `tools/make_fixtures.py`) and the shared
+/// public assets (absent on a user's fresh clone: tests that need them skip, saying why).
+enum Paths {
+    static let repository: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    static func fixture(_ relative: String) -> String { repository + "/fixtures/" + relative }
+
+    static let sharedAssets = repository + "/../shared/assets"
+}
+
+/// A fresh scratch folder per test, removed when the value goes away.
+final class ScratchDirectory {
+    let path: String
+
+    init() {
+        path = NSTemporaryDirectory() + "ckpt-test-" + UUID().uuidString
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+
+    func file(_ name: String) -> String { path + "/" + name }
+
+    func write(_ name: String, _ bytes: [UInt8]) -> String {
+        let p = file(name)
+        FileManager.default.createFile(atPath: p, contents: Data(bytes))
+        return p
+    }
+}
+
+func readBytes(_ path: String) -> [UInt8] {
+    [UInt8](FileManager.default.contents(atPath: path) ?? Data())
+}
+
+func readJSON(_ path: String) throws -> JSONValue {
+    try JSONParser.parse(readBytes(path))
+}
+
+/// Bytes from a lower-case hex string.
+func bytes(hex: String) -> [UInt8] {
+    var out: [UInt8] = []
+    var it = hex.utf8.makeIterator()
+    func nibble(_ c: UInt8) -> UInt8 { c <= 57 ? c - 48 : (c | 0x20) - 87 }
+    while let hi = it.next(), let lo = it.next() { out.append(nibble(hi) << 4 | nibble(lo)) }
+    return out
+}
+
+/// A safetensors file assembled by hand from a header object and raw data.
+func handMadeSafetensors(header: String, data: [UInt8] = [], declaredLength: UInt64? = nil) -> [UInt8] {
+    let json = Array(header.utf8)
+    var out: [UInt8] = []
+    withUnsafeBytes(of: (declaredLength ?? UInt64(json.count)).littleEndian) { out.append(contentsOf: $0) }
+    return out + json + data
+}
+
+/// Deterministic pseudo-random numbers (SplitMix64) for seeded round trips.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+import Testing
+
+/// Runs the built ckpt programs as a user would and captures what they print.
+struct ToolResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+enum Tools {
+    static let repository: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    /// The programs sit beside the test bundle in the build folder.
+    static let binDirectory: String = {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: exe).deletingLastPathComponent().path
+    }()
+
+    static func fixture(_ relative: String) -> String { repository + "/fixtures/" + relative }
+
+    @discardableResult
+    static func run(_ program: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ToolResult {
+        let process = try start(program, arguments, environment: environment)
+        return process.wait()
+    }
+
+    static func start(_ program: String, _ arguments: [String], environment: [String: String] = [:],
+                      shellPrefix: String? = nil) throws -> RunningTool {
+        let process = Process()
+        if let shellPrefix {
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            let quoted = ([binDirectory + "/" + program] + arguments).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+            process.arguments = ["-c", shellPrefix + "; exec " + quoted.joined(separator: " ")]
+        } else {
+            process.executableURL = URL(fileURLWithPath: binDirectory + "/" + program)
+            process.arguments = arguments
+        }
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        return RunningTool(process: process, out: out, err: err)
+    }
+}
+
+final class RunningTool: @unchecked Sendable {
+    let process: Process
+    private let out: Pipe
+    private let err: Pipe
+    private var outData = Data()
+    private var errData = Data()
+    private let group = DispatchGroup()
+
+    init(process: Process, out: Pipe, err: Pipe) {
+        self.process = process
+        self.out = out
+        self.err = err
+        // Drain both pipes concurrently so a chatty program never blocks on a full pipe.
+        group.enter()
+        DispatchQueue.global().async {
+            self.outData = out.fileHandleForReading.readDataToEndOfFile()
+            self.group.leave()
+        }
+        group.enter()
+        DispatchQueue.global().async {
+            self.errData = err.fileHandleForReading.readDataToEndOfFile()
+            self.group.leave()
+        }
+    }
+
+    func interrupt() { kill(process.processIdentifier, SIGINT) }
+
+    func wait() -> ToolResult {
+        process.waitUntilExit()
+        group.wait()
+        return ToolResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                          stderr: String(decoding: errData, as: UTF8.self))
+    }
+}
+
+final class Scratch {
+    let path: String
+
+    init() {
+        path = NSTemporaryDirectory() + "ckpt-tooltest-" + UUID().uuidString
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+
+    func file(_ name: String) -> String { path + "/" + name }
+
+    /// Names in the scratch folder (hidden ones too: temporaries must not be left behind).
+    var contents: [String] { ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted() }
+}
+
+func parseJSONObject(_ text: String) throws -> [String: Any] {
+    try #require(JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+}
