@@ -39,8 +39,17 @@ public enum ToolExit {
 /// Runs a program body: SIGINT/SIGTERM request a clean stop, and any error becomes the one-line
 /// `error: …` on stderr with exit code 1 (the library's error descriptions name file and tensor).
 public func runTool(_ body: () throws -> Void) throws {
+    // A parent may start us with signals blocked (threads of Dispatch pools block them all and
+    // posix_spawn passes the mask on): unblock the ones we handle.
+    var handled = sigset_t()
+    sigemptyset(&handled)
+    sigaddset(&handled, SIGINT)
+    sigaddset(&handled, SIGTERM)
+    pthread_sigmask(SIG_UNBLOCK, &handled, nil)
     signal(SIGINT) { _ in Interruption.request() }
     signal(SIGTERM) { _ in Interruption.request() }
+    // A file-size limit must surface as a write error (EFBIG) we can clean up after, not a kill.
+    signal(SIGXFSZ, SIG_IGN)
     do {
         try body()
     } catch let exit as ExitCode {

@@ -99,11 +99,14 @@ public enum CheckpointConverter {
         if writeSingleFile {
             let atomic = try AtomicOutput(target: output, isDirectory: false, overwrite: options.overwrite)
             let layout = SafetensorsLayout(shards[0].tensors, metadata: shards[0].metadata)
-            try layout.write(to: atomic.temporary, produce: produce)
-            try atomic.commit()
+            try atomic.translatingErrors {
+                try layout.write(to: atomic.temporary, produce: produce)
+                try atomic.commit()
+            }
             report.files = [output]
         } else {
             let writer = try CheckpointWriter(folder: output, overwrite: options.overwrite)
+            try writer.output.translatingErrors {
             var indexMetadata: [(String, JSONValue)] = checkpoint.indexMetadata?.objectMembers ?? []
             if indexMetadata.contains(where: { $0.0 == "total_parameters" }) {
                 indexMetadata = indexMetadata.map { $0.0 == "total_parameters" ? ($0.0, JSONValue(checkpoint.parameterCount)) : $0 }
@@ -120,6 +123,7 @@ public enum CheckpointConverter {
                 }
             }
             try writer.commit()
+            }
             report.files = shards.map(\.fileName) + (shards.count > 1 ? ["model.safetensors.index.json"] : [])
         }
         report.seconds = clock.seconds

@@ -13,6 +13,22 @@ public enum FileAccessError: Error, Equatable, Sendable, CustomStringConvertible
     case outputExists(file: String)
     case interrupted(file: String)
 
+    /// The same error naming `target` wherever it named a file under `temporary`, so messages
+    /// speak of the output the user asked for, not of our temporary name.
+    func replacingPath(_ temporary: String, with target: String) -> FileAccessError {
+        func map(_ file: String) -> String {
+            file.hasPrefix(temporary) ? target + file.dropFirst(temporary.count) : file
+        }
+        switch self {
+        case let .cannotOpen(file, reason): return .cannotOpen(file: map(file), reason: reason)
+        case let .notARegularFile(file): return .notARegularFile(file: map(file))
+        case let .cannotMap(file, reason): return .cannotMap(file: map(file), reason: reason)
+        case let .cannotWrite(file, reason): return .cannotWrite(file: map(file), reason: reason)
+        case let .outputExists(file): return .outputExists(file: map(file))
+        case let .interrupted(file): return .interrupted(file: map(file))
+        }
+    }
+
     public var description: String {
         switch self {
         case let .cannotOpen(file, reason): return "\(file): cannot open (\(reason))"

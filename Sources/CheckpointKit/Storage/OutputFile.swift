@@ -160,6 +160,15 @@ public final class AtomicOutput {
         FileSystem.syncDirectory(FileSystem.split(target).directory)
     }
 
+    /// Runs `body`, translating file errors about the temporary into errors about the target.
+    public func translatingErrors<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as FileAccessError {
+            throw error.replacingPath(temporary, with: target)
+        }
+    }
+
     public func discard() {
         if !committed { FileSystem.removeTree(temporary) }
     }

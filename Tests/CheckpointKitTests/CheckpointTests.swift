@@ -1,0 +1,90 @@
+@testable import CheckpointKit
+import Foundation
+import Testing
+
+private func fixtureExists(_ relative: String) -> Bool {
+    if FileManager.default.fileExists(atPath: Paths.fixture(relative)) { return true }
+    Issue.record("missing fixtures/\(relative): run `make fixtures`")
+    return false
+}
+
+@Test("The sharded fixture holds exactly the tensors and bytes of the single-file model")
+func shardedMatchesSingle() throws {
+    guard fixtureExists("models/tiny-llama-sharded"), fixtureExists("models/tiny-llama") else { return }
+    let single = try Checkpoint(path: Paths.fixture("models/tiny-llama"))
+    let sharded = try Checkpoint(path: Paths.fixture("models/tiny-llama-sharded"))
+    #expect(sharded.files.count == 3)
+    #expect(sharded.layout == .sharded(indexName: "model.safetensors.index.json"))
+    #expect(Set(sharded.entries.map(\.info.name)) == Set(single.entries.map(\.info.name)))
+    for entry in single.entries {
+        let other = try #require(sharded.view(named: entry.info.name))
+        #expect(Array(other.bytes) == Array(single.view(entry).bytes), "\(entry.info.name)")
+    }
+    #expect(sharded.config?["model_type"]?.stringValue == "llama")
+    #expect(sharded.otherFiles.contains("tokenizer.json"))
+    #expect(!sharded.otherFiles.contains("model.safetensors.index.json"))
+    // The index file given directly opens the same set.
+    let viaIndex = try Checkpoint(path: Paths.fixture("models/tiny-llama-sharded/model.safetensors.index.json"))
+    #expect(viaIndex.parameterCount == single.parameterCount)
+}
+
+@Test("Every bad model folder gives the error its manifest names")
+func badModelFolders() throws {
+    guard fixtureExists("models/bad/manifest.json") else { return }
+    let root = try readJSON(Paths.fixture("models/bad/manifest.json"))
+    let cases = try #require(root["cases"]?.arrayValue ?? root.arrayValue)
+    #expect(cases.count >= 4)
+    for entry in cases {
+        let folder = try #require(entry["folder"]?.stringValue ?? entry["file"]?.stringValue)
+        let expected = try #require(entry["case"]?.stringValue)
+        do {
+            _ = try Checkpoint(path: Paths.fixture("models/bad/" + folder))
+            Issue.record("\(folder) opened; expected \(expected)")
+        } catch let error as CheckpointError {
+            let name = String(describing: error).isEmpty ? "" : String(Mirror(reflecting: error).children.first?.label ?? "")
+            #expect(name == expected, "\(folder): \(error)")
+        } catch let error as SafetensorsError {
+            #expect(error.caseName == expected, "\(folder): \(error)")
+        }
+    }
+}
+
+@Test("A folder with no safetensors says what it found instead")
+func noWeights() throws {
+    let scratch = ScratchDirectory()
+    _ = scratch.write("pytorch_model.bin", [1, 2, 3])
+    #expect(throws: CheckpointError.noWeights(path: scratch.path, found: ["pytorch_model.bin"])) {
+        try Checkpoint(path: scratch.path)
+    }
+}
+
+@Test("An index that points outside its folder is refused")
+func indexEscapes() throws {
+    let scratch = ScratchDirectory()
+    _ = scratch.write("model.safetensors.index.json", Array(#"{"metadata":{},"weight_map":{"w":"../secret.safetensors"}}"#.utf8))
+    #expect(throws: CheckpointError.shardPathEscapes(file: scratch.file("model.safetensors.index.json"), shard: "../secret.safetensors")) {
+        try Checkpoint(path: scratch.path)
+    }
+}
+
+@Test("Statistics equal a plain double-precision computation and do not depend on threads")
+func statistics() throws {
+    var rng = SeededGenerator(seed: 3)
+    var values = (0..<200_003).map { _ in Float.random(in: -3...5, using: &rng) }
+    values[17] = .nan
+    values[99_999] = .infinity
+    let scratch = ScratchDirectory()
+    let layout = SafetensorsLayout([TensorSpec(name: "w", dtype: .f32, shape: [values.count])])
+    try layout.write(to: scratch.file("s.safetensors")) { _, out in try values.withUnsafeBytes { try out.write($0) } }
+    let view = try #require(try SafetensorsFile(path: scratch.file("s.safetensors")).view(named: "w"))
+    let one = TensorStatistics.compute(view, threads: .single)
+    let two = TensorStatistics.compute(view, threads: ThreadBudget(2))
+    #expect(one == two)
+    let finite = values.filter(\.isFinite).map(Double.init)
+    let mean = finite.reduce(0, +) / Double(finite.count)
+    let std = (finite.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(finite.count)).squareRoot()
+    #expect(abs(one.mean - mean) < 1e-12)
+    #expect(abs(one.std - std) < 1e-12)
+    #expect(one.min == finite.min() && one.max == finite.max())
+    #expect(one.nanCount == 1 && one.infCount == 1 && one.count == values.count)
+}
