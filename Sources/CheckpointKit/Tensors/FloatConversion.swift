@@ -22,7 +22,9 @@ public enum FloatConversion {
         let exponent = Int(bits >> 10 & 0x1F)
         let mantissa = UInt32(bits & 0x3FF)
         if exponent == 0x1F {
-            return Float(bitPattern: sign | 0x7F80_0000 | mantissa << 13)  // Inf, or NaN with its payload
+            // Inf, or NaN with its payload, quieted as torch and IEEE conversions do.
+            let quiet: UInt32 = mantissa != 0 ? 0x0040_0000 : 0
+            return Float(bitPattern: sign | 0x7F80_0000 | mantissa << 13 | quiet)
         }
         if exponent == 0 {
             // Zero or subnormal: mantissa × 2^-24, exact in f32.
@@ -177,6 +179,8 @@ public enum FloatConversion {
         let renormalised = unsafeBitCast(unsafeBitCast(o &+ (1 << 23), to: SIMD16<Float>.self) - magic,
                                          to: SIMD16<UInt32>.self)
         o.replace(with: renormalised, where: isSubnormal)
+        // NaN (exponent all ones, mantissa non-zero) comes out quiet, as from torch.
+        o |= SIMD16<UInt32>(repeating: 0x0040_0000).replacing(with: 0, where: (wide & 0x7FFF) .<= 0x7C00)
         return o | (wide & 0x8000) &<< 16
     }
 
