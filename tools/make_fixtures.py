@@ -36,6 +36,7 @@ os.environ["RAYON_NUM_THREADS"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 
 import argparse
 import hashlib
@@ -93,9 +94,9 @@ def write_text(path: Path, text: str):
     path.write_text(text, encoding="utf-8", newline="\n")
 
 
-def write_json(path: Path, obj, sort_keys=False):
+def write_json(path: Path, obj):
     # ensure_ascii=False so unicode tensor names stay readable in the manifests.
-    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=sort_keys) + "\n")
+    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
 def fresh_dir(path: Path) -> Path:
@@ -106,7 +107,8 @@ def fresh_dir(path: Path) -> Path:
     return path
 
 
-def setup_torch():
+def setup_libraries():
+    transformers.utils.logging.disable_progress_bar()
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -122,7 +124,7 @@ def setup_torch():
 
 def load_corpus() -> tuple[str, str]:
     """Returns (training text, held-out eval text)."""
-    path = CORPUS.resolve() if CORPUS.exists() else CORPUS
+    path = CORPUS.resolve()
     if not path.is_file():
         sys.exit(f"error: training corpus not found: {CORPUS}\n"
                  "  expected Tiny Shakespeare at ../shared/assets/corpora/tinyshakespeare_input.txt "
@@ -303,8 +305,12 @@ def gpt2_config() -> GPT2Config:
 
 
 def save_model(model, tok: Tokenizer, max_len: int, d: Path, **kwargs):
+    # transformers 5 always writes safetensors (save_pretrained lost safe_serialization).
     model.save_pretrained(d, **kwargs)
     hf_tokenizer(tok, max_len).save_pretrained(d)
+    # transformers 5 no longer writes special_tokens_map.json; older readers
+    # (transformers 4.x, some converters) still look for it.
+    write_json(d / "special_tokens_map.json", {"bos_token": SPECIAL, "eos_token": SPECIAL})
 
 
 def save_sharded_in_three(model, tok: Tokenizer, max_len: int, d: Path):
@@ -381,7 +387,9 @@ without prefix space, ByteLevel decoder), vocab {VOCAB} = 256 byte symbols + `{S
 (id 0; bos, eos) + 255 merges, trained on the training part of Tiny Shakespeare
 ({len(train_ids):,} tokens). No BOS is inserted by the tokenizer; the models were
 trained on plain {CTX}-token windows of the token stream. Saved as a transformers
-`PreTrainedTokenizerFast` (`tokenizer.json`, `tokenizer_config.json`).
+`PreTrainedTokenizerFast` (`tokenizer.json`, `tokenizer_config.json`, whose class transformers 5
+names `TokenizersBackend`); `special_tokens_map.json` is written by the generator, since
+transformers 5 no longer does.
 
 | folder | model | weights | parameters |
 |---|---|---|---|
@@ -667,8 +675,21 @@ def make_conversion(out: Path):
     back = safetensors.torch.load(data)
     assert torch.equal(back["f32_edge"].view(torch.uint32), edge_bits)
     (d / "golden.safetensors").write_bytes(data)
-    nan_bf16 = sorted({int(v) for v, x in zip(tensors["f32_edge_to_bf16"].tolist(), edge.tolist())
-                       if math.isnan(x)})
+
+    def nan_outputs(src: torch.Tensor, dst_bits: torch.Tensor) -> str:
+        """Summarises what NaN inputs became, for the README."""
+        nan_in = torch.isnan(src.float())
+        outs = sorted(set(dst_bits[nan_in].tolist()))
+        if len(outs) <= 3:
+            return " / ".join(f"0x{v:04X}" for v in outs) + " only"
+        return f"{len(outs)} distinct patterns (sign and payload kept where they fit)"
+
+    nan_notes = "\n".join([
+        f"| f32 → bf16 | {nan_outputs(edge, tensors['f32_edge_to_bf16'])} |",
+        f"| f32 → f16 | {nan_outputs(edge, tensors['f32_edge_to_f16'])} |",
+        f"| f16 → bf16 | {nan_outputs(as_f16, tensors['f16_all_to_bf16'])} |",
+        f"| bf16 → f16 | {nan_outputs(as_bf16, tensors['bf16_all_to_f16'])} |",
+    ])
     write_text(d / "README.md", f"""\
 # Conversion golden data
 
@@ -700,12 +721,16 @@ log-uniform magnitudes over the whole f32 range, 3,000 over 2^-26…2^17 (the f1
 random signs, numpy `default_rng({SEED})`.
 
 **NaN results depend on torch's CPU kernel.** The generator pins
-`ATEN_CPU_CAPABILITY=avx2`. With the AVX2 (and AVX512) kernels, every f32 NaN becomes bf16
-bits {', '.join(f'0x{v:04X}' for v in nan_bf16)} (sign and payload dropped), f32 → f16 keeps
-sign and the top payload bits (quieted), and bf16 → f16 keeps payloads. torch's scalar
-kernel (`ATEN_CPU_CAPABILITY=default`) instead gives 0x7FC0 for NaN → bf16 and 0x7E00/0xFE00
-for NaN bf16 → f16. Non-NaN results are the same in every kernel: round to nearest, ties
-to even, overflow to inf.
+`ATEN_CPU_CAPABILITY=avx2` (the AVX512 kernels agree with it). What NaN inputs became:
+
+| conversion | NaN outputs (AVX2 kernels, as stored) |
+|---|---|
+{nan_notes}
+
+torch's scalar kernels (`ATEN_CPU_CAPABILITY=default`) give 0x7FC0 for every f32 NaN → bf16
+and drop payloads in bf16 → f16 (0x7E00 / 0xFE00). f32 → f16 and the widening
+conversions to f32 are the same in every kernel. Non-NaN results are the same everywhere:
+round to nearest, ties to even, overflow to inf.
 """)
 
 
@@ -793,8 +818,8 @@ def make_bad(out: Path):
     add("duplicate_tensor.safetensors", "duplicateTensor",
         'the name "a" appears twice in the header object', raw_file(dup, two), tensor="a")
     add("offsets_reversed.safetensors", "offsetsReversed",
-        'tensor "b" has data_offsets [24, 16] (end before begin)',
-        raw_file(header({**good, "b": {"dtype": "F32", "shape": [2], "data_offsets": [24, 16]}}), two),
+        'tensor "b" has data_offsets [16, 8] (end before begin)',
+        raw_file(header({**good, "b": {"dtype": "F32", "shape": [2], "data_offsets": [16, 8]}}), two),
         tensor="b")
     add("offsets_gap.safetensors", "offsetsNotContiguous",
         'a 8-byte gap between "a" [0,16] and "b" [24,32]',
@@ -940,6 +965,8 @@ The training corpus is `../shared/assets/corpora/tinyshakespeare_input.txt` (che
 
 def write_sums(out: Path):
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "SHA256SUMS")
+    for p in files:
+        p.chmod(0o644)  # transformers writes weights 0600; keep the tree uniform
     lines = [f"{sha256_file(p)}  {p.relative_to(out).as_posix()}" for p in files]
     write_text(out / "SHA256SUMS", "\n".join(lines) + "\n")
     total = sum(p.stat().st_size for p in files)
@@ -959,7 +986,7 @@ def main():
     if unknown:
         ap.error(f"unknown section(s): {', '.join(sorted(unknown))}")
 
-    setup_torch()
+    setup_libraries()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
