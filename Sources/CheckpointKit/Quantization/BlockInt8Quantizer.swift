@@ -1,0 +1,110 @@
+/// Symmetric int8 with one scale per group of `groupSize` consecutive values along each row
+/// (the compressed-tensors "group" strategy): `scale = absmax / 127`, rounded to the stored
+/// scale dtype first, then `q = round-half-away(x / scale)` clamped to [-127, 127] against that
+/// stored scale, so `q × scale` is exactly what a loader reconstructs. A group of zeros stores
+/// scale 0 and q 0. The last group of a row may be shorter when `groupSize` does not divide it.
+public enum BlockInt8Quantizer {
+    public static func groupsPerRow(columns: Int, groupSize: Int) -> Int { (columns + groupSize - 1) / groupSize }
+
+    /// The scale as stored in `scaleType` (F32, F16 or BF16), back in float32.
+    @inline(__always)
+    static func storedScale(_ scale: Float, _ scaleType: DType) -> Float {
+        switch scaleType {
+        case .f16: return FloatConversion.f16ToF32Reference(FloatConversion.f32ToF16Reference(scale))
+        case .bf16: return FloatConversion.bf16ToF32Reference(FloatConversion.f32ToBF16Reference(scale))
+        default: return scale
+        }
+    }
+
+    // MARK: - Reference
+
+    public static func quantizeReference(_ x: UnsafeBufferPointer<Float>, rows: Int, columns: Int, groupSize: Int, scaleType: DType,
+                                         q: UnsafeMutableBufferPointer<Int8>, scales: UnsafeMutableBufferPointer<Float>) {
+        let groups = groupsPerRow(columns: columns, groupSize: groupSize)
+        for r in 0..<rows {
+            for g in 0..<groups {
+                let range = (r * columns + g * groupSize)..<(r * columns + min(columns, (g + 1) * groupSize))
+                var m: Float = 0
+                for i in range { m = max(m, abs(x[i])) }
+                let scale = storedScale(m / 127, scaleType)
+                scales[r * groups + g] = scale
+                for i in range {
+                    q[i] = scale == 0 ? 0 : Int8(min(max((x[i] / scale).rounded(.toNearestOrAwayFromZero), -127), 127))
+                }
+            }
+        }
+    }
+
+    public static func dequantizeReference(_ q: UnsafeBufferPointer<Int8>, scales: UnsafeBufferPointer<Float>, rows: Int, columns: Int,
+                                           groupSize: Int, into out: UnsafeMutableBufferPointer<Float>) {
+        let groups = groupsPerRow(columns: columns, groupSize: groupSize)
+        for r in 0..<rows {
+            for c in 0..<columns { out[r * columns + c] = Float(q[r * columns + c]) * scales[r * groups + c / groupSize] }
+        }
+    }
+
+    // MARK: - Fast: rows spread over threads, SIMD within a group.
+
+    public static func quantize(_ x: UnsafeBufferPointer<Float>, rows: Int, columns: Int, groupSize: Int, scaleType: DType,
+                                q: UnsafeMutableBufferPointer<Int8>, scales: UnsafeMutableBufferPointer<Float>,
+                                threads: ThreadBudget = .allCores) {
+        let groups = groupsPerRow(columns: columns, groupSize: groupSize)
+        let rowsPerChunk = max(1, (1 << 16) / max(columns, 1))
+        let chunks = (rows + rowsPerChunk - 1) / rowsPerChunk
+        threads.forEachChunk(chunks) { chunk in
+            for r in (chunk * rowsPerChunk)..<min(rows, (chunk + 1) * rowsPerChunk) {
+                for g in 0..<groups {
+                    let start = r * columns + g * groupSize
+                    let count = min(columns, (g + 1) * groupSize) - g * groupSize
+                    let m = FourBitQuantizer.absoluteMaximum(x.baseAddress! + start, count)
+                    let scale = storedScale(m / 127, scaleType)
+                    scales[r * groups + g] = scale
+                    encodeGroup(x.baseAddress! + start, count: count, scale: scale, into: q.baseAddress! + start)
+                }
+            }
+        }
+    }
+
+    /// `q = clamp(round-half-away(x / scale), ±127)`: truncation plus a correction from the exact
+    /// remainder, which needs no rounding instruction beyond SSE2.
+    @inline(__always)
+    static func encodeGroup(_ x: UnsafePointer<Float>, count: Int, scale: Float, into q: UnsafeMutablePointer<Int8>) {
+        guard scale != 0 else {
+            q.update(repeating: 0, count: count)
+            return
+        }
+        let limit = SIMD16<Float>(repeating: 127)
+        var i = 0
+        while i + 16 <= count {
+            let v = pointwiseMin(pointwiseMax(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self) / scale, -limit), limit)
+            let t = SIMD16<Int32>(v, rounding: .towardZero)
+            let fraction = v - SIMD16<Float>(t)
+            var r = t
+            r &+= SIMD16<Int32>(repeating: 1).replacing(with: 0, where: fraction .< 0.5)
+            r &-= SIMD16<Int32>(repeating: 1).replacing(with: 0, where: fraction .> -0.5)
+            UnsafeMutableRawPointer(q + i).storeBytes(of: SIMD16<Int8>(truncatingIfNeeded: r), as: SIMD16<Int8>.self)
+            i += 16
+        }
+        while i < count {
+            q[i] = Int8(min(max((x[i] / scale).rounded(.toNearestOrAwayFromZero), -127), 127))
+            i += 1
+        }
+    }
+
+    public static func dequantize(_ q: UnsafeBufferPointer<Int8>, scales: UnsafeBufferPointer<Float>, rows: Int, columns: Int,
+                                  groupSize: Int, into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget = .allCores) {
+        let groups = groupsPerRow(columns: columns, groupSize: groupSize)
+        let rowsPerChunk = max(1, (1 << 16) / max(columns, 1))
+        let chunks = (rows + rowsPerChunk - 1) / rowsPerChunk
+        threads.forEachChunk(chunks) { chunk in
+            for r in (chunk * rowsPerChunk)..<min(rows, (chunk + 1) * rowsPerChunk) {
+                for g in 0..<groups {
+                    let scale = scales[r * groups + g]
+                    for c in (g * groupSize)..<min(columns, (g + 1) * groupSize) {
+                        out[r * columns + c] = Float(q[r * columns + c]) * scale
+                    }
+                }
+            }
+        }
+    }
+}

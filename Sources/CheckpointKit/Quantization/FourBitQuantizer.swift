@@ -1,0 +1,198 @@
+/// NF4 / FP4 blockwise quantization, bit-identical to bitsandbytes' `quantize_4bit` on CPU
+/// (its default torch kernel, `backends/default/ops.py`, 0.50.2):
+///
+/// - the tensor is flattened row-major and cut into blocks of `blockSize`;
+/// - a full block stores its absmax; its values are scaled by `x * (1 / max(absmax, 1e-38))`;
+/// - the last, partial block stores `max(absmax, 1e-38)` and scales by `x / that` (a division,
+///   not a reciprocal product: the two round differently);
+/// - scaled values are clamped to [-1, 1] and bucketized against the 15 midpoints of the code
+///   in value order, a value on a midpoint taking the lower code (`torch.bucketize`);
+/// - two nibbles per byte, the first element in the high nibble; an odd count pads a 0.0.
+///
+/// An all-zero block therefore stores absmax 0 and encodes every element as the code of 0.0.
+public enum FourBitQuantizer {
+    /// torch's `clamp(min=1e-38)` bound, rounded to float32 (a subnormal).
+    static let smallestDivisor = Float(1e-38)
+
+    /// Elements per parallel chunk (a whole number of blocks is taken per chunk).
+    static let chunkElements = 1 << 16
+
+    /// Output sizes for `count` elements.
+    public static func packedByteCount(_ count: Int) -> Int { (count + 1) / 2 }
+    public static func blockCount(_ count: Int, blockSize: Int) -> Int { (count + blockSize - 1) / blockSize }
+
+    // MARK: - Reference: one value at a time, exactly the torch expressions.
+
+    public static func quantizeReference(_ x: UnsafeBufferPointer<Float>, blockSize: Int, type: FourBitType,
+                                         packed: UnsafeMutableBufferPointer<UInt8>, absmax: UnsafeMutableBufferPointer<Float>) {
+        let n = x.count
+        let midpoints = type.midpoints, order = type.order
+        let blocks = blockCount(n, blockSize: blockSize)
+        var nibbles = [UInt8](repeating: 0, count: n + 1)
+        for b in 0..<blocks {
+            let range = (b * blockSize)..<min(n, (b + 1) * blockSize)
+            var m: Float = 0
+            for i in range { m = max(m, abs(x[i])) }
+            let isFull = range.count == blockSize
+            let divisor = max(m, smallestDivisor)
+            absmax[b] = isFull ? m : divisor
+            let reciprocal = 1 / divisor
+            for i in range {
+                let scaled = min(max(isFull ? x[i] * reciprocal : x[i] / divisor, -1), 1)
+                let bucket = midpoints.reduce(0) { $0 + ($1 < scaled ? 1 : 0) }
+                nibbles[i] = order[bucket]
+            }
+        }
+        if n % 2 == 1 {
+            let zeroBucket = midpoints.reduce(0) { $0 + ($1 < 0 ? 1 : 0) }
+            nibbles[n] = order[zeroBucket]
+        }
+        for j in 0..<packedByteCount(n) { packed[j] = nibbles[2 * j] << 4 | nibbles[2 * j + 1] }
+    }
+
+    public static func dequantizeReference(packed: UnsafeBufferPointer<UInt8>, absmax: UnsafeBufferPointer<Float>, blockSize: Int,
+                                           type: FourBitType, into out: UnsafeMutableBufferPointer<Float>) {
+        let code = type.code
+        for i in 0..<out.count {
+            let byte = packed[i / 2]
+            let nibble = i % 2 == 0 ? byte >> 4 : byte & 0xF
+            out[i] = code[Int(nibble)] * absmax[i / blockSize]
+        }
+    }
+
+    // MARK: - Fast: SIMD over a block, blocks spread over threads; equal to the reference bit for bit.
+
+    public static func quantize(_ x: UnsafeBufferPointer<Float>, blockSize: Int, type: FourBitType,
+                                packed: UnsafeMutableBufferPointer<UInt8>, absmax: UnsafeMutableBufferPointer<Float>,
+                                threads: ThreadBudget = .allCores) {
+        let n = x.count
+        precondition(blockSize >= 16 && blockSize % 16 == 0, "4-bit block sizes are multiples of 16")
+        precondition(packed.count >= packedByteCount(n) && absmax.count >= blockCount(n, blockSize: blockSize))
+        let tables = BucketTables(type)
+        let blocksPerChunk = max(1, chunkElements / blockSize)
+        let blocks = blockCount(n, blockSize: blockSize)
+        let chunks = (blocks + blocksPerChunk - 1) / blocksPerChunk
+        threads.forEachChunk(chunks) { chunk in
+            let firstBlock = chunk * blocksPerChunk
+            for b in firstBlock..<min(blocks, firstBlock + blocksPerChunk) {
+                let start = b * blockSize
+                let count = min(blockSize, n - start)
+                let m = absoluteMaximum(x.baseAddress! + start, count)
+                if count == blockSize {
+                    absmax[b] = m
+                    encodeBlock(x.baseAddress! + start, count: count, scale: max(m, smallestDivisor), divide: false,
+                                tables: tables, into: packed.baseAddress! + start / 2)
+                } else {
+                    let divisor = max(m, smallestDivisor)
+                    absmax[b] = divisor
+                    encodeBlock(x.baseAddress! + start, count: count, scale: divisor, divide: true, tables: tables,
+                                into: packed.baseAddress! + start / 2)
+                }
+            }
+        }
+    }
+
+    /// Encodes one block against a given scale (its absmax, or an optimised one): nibbles of
+    /// `clamp(x * (1/scale))` (or `x / scale` when `divide`), packed two per byte.
+    /// `start` of the block must be even, which every block size ≥ 2 guarantees.
+    @inline(__always)
+    static func encodeBlock(_ x: UnsafePointer<Float>, count: Int, scale: Float, divide: Bool, tables: BucketTables,
+                            into out: UnsafeMutablePointer<UInt8>) {
+        let reciprocal = 1 / scale
+        var i = 0
+        while i + 16 <= count {
+            let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
+            let scaled = divide ? v / scale : v * reciprocal
+            let nibbles = tables.nibbles(scaled)
+            let bytes = (nibbles.evenHalf &<< 4) | nibbles.oddHalf
+            UnsafeMutableRawPointer(out + i / 2).storeBytes(of: SIMD8<UInt8>(truncatingIfNeeded: bytes), as: SIMD8<UInt8>.self)
+            i += 16
+        }
+        if i < count {
+            // Tail of a partial last block; lanes past the end scale 0.0, as torch's padding does.
+            var v = SIMD16<Float>()
+            for k in 0..<(count - i) { v[k] = x[i + k] }
+            let scaled = divide ? v / scale : v * reciprocal
+            let nibbles = tables.nibbles(scaled)
+            let bytes = (nibbles.evenHalf &<< 4) | nibbles.oddHalf
+            for k in 0..<((count - i + 1) / 2) { out[i / 2 + k] = UInt8(truncatingIfNeeded: bytes[k]) }
+        }
+    }
+
+    @inline(__always)
+    static func absoluteMaximum(_ x: UnsafePointer<Float>, _ count: Int) -> Float {
+        var a = SIMD16<Float>(), b = SIMD16<Float>()
+        var i = 0
+        let signMask = SIMD16<UInt32>(repeating: 0x7FFF_FFFF)
+        while i + 32 <= count {
+            let v0 = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<UInt32>.self) & signMask
+            let v1 = UnsafeRawPointer(x + i + 16).loadUnaligned(as: SIMD16<UInt32>.self) & signMask
+            a = pointwiseMax(a, unsafeBitCast(v0, to: SIMD16<Float>.self))
+            b = pointwiseMax(b, unsafeBitCast(v1, to: SIMD16<Float>.self))
+            i += 32
+        }
+        var m = pointwiseMax(a, b).max()
+        while i < count {
+            m = max(m, abs(x[i]))
+            i += 1
+        }
+        return m
+    }
+
+    /// Midpoints splatted once, and the nibble of each bucket.
+    struct BucketTables {
+        let midpoints: [SIMD16<Float>]
+        let order: [UInt8]
+        let isIdentity: Bool
+
+        init(_ type: FourBitType) {
+            midpoints = type.midpoints.map { SIMD16<Float>(repeating: $0) }
+            order = type.order
+            isIdentity = order == Array(0..<16)
+        }
+
+        /// Clamps to [-1, 1] and counts the midpoints strictly below each value.
+        @inline(__always)
+        func nibbles(_ scaled: SIMD16<Float>) -> SIMD16<UInt32> {
+            let clamped = pointwiseMin(pointwiseMax(scaled, SIMD16(repeating: -1)), SIMD16(repeating: 1))
+            var bucket = SIMD16<UInt32>()
+            let one = SIMD16<UInt32>(repeating: 1)
+            for m in midpoints {
+                bucket &+= one.replacing(with: 0, where: .!(m .< clamped))
+            }
+            if isIdentity { return bucket }
+            var mapped = SIMD16<UInt32>()
+            for k in 0..<16 { mapped[k] = UInt32(order[Int(bucket[k])]) }
+            return mapped
+        }
+    }
+
+    public static func dequantize(packed: UnsafeBufferPointer<UInt8>, absmax: UnsafeBufferPointer<Float>, blockSize: Int,
+                                  type: FourBitType, into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget = .allCores) {
+        let n = out.count
+        let code = type.code
+        let blocksPerChunk = max(1, chunkElements / blockSize)
+        let blocks = blockCount(n, blockSize: blockSize)
+        let chunks = (blocks + blocksPerChunk - 1) / blocksPerChunk
+        // A 256-entry table: one byte gives two floats (high nibble first).
+        let pairs = (0..<256).map { SIMD2<Float>(code[$0 >> 4], code[$0 & 0xF]) }
+        pairs.withUnsafeBufferPointer { pairTable in
+            threads.forEachChunk(chunks) { chunk in
+                let firstBlock = chunk * blocksPerChunk
+                for b in firstBlock..<min(blocks, firstBlock + blocksPerChunk) {
+                    let start = b * blockSize
+                    let count = min(blockSize, n - start)
+                    let scale = absmax[b]
+                    var i = 0
+                    while i + 2 <= count {
+                        let v = pairTable[Int(packed[(start + i) / 2])] * scale
+                        out[start + i] = v[0]
+                        out[start + i + 1] = v[1]
+                        i += 2
+                    }
+                    if i < count { out[start + i] = code[Int(packed[(start + i) / 2] >> 4)] * scale }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,139 @@
+@testable import CheckpointKit
+import Testing
+
+/// Values with every kind of trouble: ties, zeros, a zero block, huge and tiny magnitudes.
+private func awkwardValues(_ count: Int, seed: UInt64) -> [Float] {
+    var rng = SeededGenerator(seed: seed)
+    var v = (0..<count).map { _ in Float.random(in: -1...1, using: &rng) * Float(sign: .plus, exponent: Int.random(in: -3...3, using: &rng), significand: 1) }
+    if count > 200 { for i in 64..<128 { v[i] = 0 } }  // an all-zero block
+    if count > 300 { for i in 128..<192 { v[i] *= 1e30 } }
+    if count > 400 { for i in 192..<256 { v[i] *= 1e-38 } }  // subnormals
+    // NF4 midpoints themselves, scaled by a block absmax of 1.
+    let mids = FourBitType.nf4.midpoints
+    if count > 340 { for (k, m) in mids.enumerated() { v[320 + k] = m }; v[319] = 1 }
+    return v
+}
+
+private func quantize4(_ x: [Float], blockSize: Int, type: FourBitType, fast: Bool, threads: Int = 2) -> ([UInt8], [Float]) {
+    var packed = [UInt8](repeating: 0xAA, count: FourBitQuantizer.packedByteCount(x.count))
+    var absmax = [Float](repeating: -1, count: FourBitQuantizer.blockCount(x.count, blockSize: blockSize))
+    x.withUnsafeBufferPointer { xs in
+        packed.withUnsafeMutableBufferPointer { p in
+            absmax.withUnsafeMutableBufferPointer { a in
+                if fast {
+                    FourBitQuantizer.quantize(xs, blockSize: blockSize, type: type, packed: p, absmax: a, threads: ThreadBudget(threads))
+                } else {
+                    FourBitQuantizer.quantizeReference(xs, blockSize: blockSize, type: type, packed: p, absmax: a)
+                }
+            }
+        }
+    }
+    return (packed, absmax)
+}
+
+@Test("NF4 and FP4 kernels equal their reference on awkward sizes and block sizes",
+      arguments: [1, 2, 63, 64, 65, 127, 500, 4097, 70_001], [32, 64, 256, 4096])
+func fourBitMatchesReference(count: Int, blockSize: Int) {
+    let x = awkwardValues(count, seed: UInt64(count * 31 + blockSize))
+    for type in FourBitType.allCases {
+        let fast = quantize4(x, blockSize: blockSize, type: type, fast: true)
+        let reference = quantize4(x, blockSize: blockSize, type: type, fast: false)
+        #expect(fast.0 == reference.0, "\(type) codes, n=\(count) block=\(blockSize)")
+        #expect(fast.1.map(\.bitPattern) == reference.1.map(\.bitPattern), "\(type) absmax")
+    }
+}
+
+@Test("4-bit output is identical with 1 and 2 threads")
+func fourBitThreadInvariance() {
+    let x = awkwardValues(300_001, seed: 5)
+    #expect(quantize4(x, blockSize: 64, type: .nf4, fast: true, threads: 1) == quantize4(x, blockSize: 64, type: .nf4, fast: true, threads: 2))
+}
+
+@Test("An all-zero block stores absmax 0 and NF4 code 7 (0.0); a lone zero pads as 0.0")
+func zeroBlock() {
+    let (packed, absmax) = quantize4([Float](repeating: 0, count: 64) + [0.5], blockSize: 64, type: .nf4, fast: true)
+    #expect(absmax[0] == 0)
+    #expect(packed[0..<32].allSatisfy { $0 == 0x77 })
+    #expect(absmax[1] == 0.5)
+    #expect(packed[32] == 0xF7)  // 0.5/0.5 = 1.0 → code 15, then the padding's 0.0 → code 7
+}
+
+@Test("A value exactly on a midpoint takes the lower code, as torch.bucketize does")
+func midpointTies() {
+    let mids = FourBitType.nf4.midpoints
+    let (packed, _) = quantize4([1, mids[3]], blockSize: 64, type: .nf4, fast: true)
+    #expect(packed[0] == 0xF3)
+}
+
+@Test("4-bit dequantization equals its reference and reproduces code × absmax")
+func fourBitDequantize() {
+    let x = awkwardValues(4097, seed: 9)
+    for type in FourBitType.allCases {
+        let (packed, absmax) = quantize4(x, blockSize: 64, type: type, fast: true)
+        var fast = [Float](repeating: 0, count: x.count), reference = fast
+        packed.withUnsafeBufferPointer { p in
+            absmax.withUnsafeBufferPointer { a in
+                fast.withUnsafeMutableBufferPointer { FourBitQuantizer.dequantize(packed: p, absmax: a, blockSize: 64, type: type, into: $0) }
+                reference.withUnsafeMutableBufferPointer {
+                    FourBitQuantizer.dequantizeReference(packed: p, absmax: a, blockSize: 64, type: type, into: $0)
+                }
+            }
+        }
+        #expect(fast.map(\.bitPattern) == reference.map(\.bitPattern))
+        #expect(fast[64..<128].allSatisfy { $0 == 0 })
+    }
+}
+
+private func quantize8(_ x: [Float], rows: Int, columns: Int, group: Int, scaleType: DType, fast: Bool) -> ([Int8], [Float]) {
+    var q = [Int8](repeating: 99, count: x.count)
+    var scales = [Float](repeating: -1, count: rows * BlockInt8Quantizer.groupsPerRow(columns: columns, groupSize: group))
+    x.withUnsafeBufferPointer { xs in
+        q.withUnsafeMutableBufferPointer { qs in
+            scales.withUnsafeMutableBufferPointer { s in
+                if fast {
+                    BlockInt8Quantizer.quantize(xs, rows: rows, columns: columns, groupSize: group, scaleType: scaleType, q: qs, scales: s)
+                } else {
+                    BlockInt8Quantizer.quantizeReference(xs, rows: rows, columns: columns, groupSize: group, scaleType: scaleType, q: qs, scales: s)
+                }
+            }
+        }
+    }
+    return (q, scales)
+}
+
+@Test("Block int8 kernel equals its reference for every scale dtype and awkward group sizes",
+      arguments: [(7, 130, 64), (33, 70, 32), (5, 64, 64), (3, 100, 7), (1, 1, 64), (64, 576, 128)])
+func int8MatchesReference(rows: Int, columns: Int, group: Int) {
+    let x = awkwardValues(rows * columns, seed: UInt64(rows * 1000 + columns))
+    for scaleType in [DType.f32, .f16, .bf16] {
+        let fast = quantize8(x, rows: rows, columns: columns, group: group, scaleType: scaleType, fast: true)
+        let reference = quantize8(x, rows: rows, columns: columns, group: group, scaleType: scaleType, fast: false)
+        #expect(fast.0 == reference.0, "\(scaleType) q")
+        #expect(fast.1.map(\.bitPattern) == reference.1.map(\.bitPattern), "\(scaleType) scales")
+    }
+}
+
+@Test("int8 rounds half away from zero against the stored scale and clamps to ±127")
+func int8Rounding() {
+    // absmax 127 → scale 1: 2.5 → 3, -2.5 → -3, 0.5 → 1, -0.49 → 0.
+    let x: [Float] = [127, 2.5, -2.5, 0.5, -0.49, -127]
+    let (q, scales) = quantize8(x, rows: 1, columns: 6, group: 64, scaleType: .f32, fast: true)
+    #expect(scales == [1])
+    #expect(q == [127, 3, -3, 1, 0, -127])
+    // A bf16 scale rounds below absmax/127: q clamps at 127 rather than wrapping.
+    let y: [Float] = [1.0, 0.1]
+    let (qb, sb) = quantize8(y, rows: 1, columns: 2, group: 2, scaleType: .bf16, fast: true)
+    #expect(sb[0] == FloatConversion.bf16ToF32Reference(FloatConversion.f32ToBF16Reference(1.0 / 127)))
+    #expect(qb[0] == 127)
+}
+
+@Test("Double quantization reproduces absmax within the 8-bit code's resolution")
+func doubleQuant() {
+    var rng = SeededGenerator(seed: 11)
+    let absmax = (0..<1000).map { _ in Float.random(in: 0.01...0.3, using: &rng) }
+    let dq = DoubleQuantizedAbsmax(compressing: absmax)
+    #expect(dq.codes.count == 1000 && dq.nestedAbsmax.count == 4)
+    let back = dq.expanded
+    let worst = zip(absmax, back).map { abs($0 - $1) }.max()!
+    #expect(worst < 0.15 * 0.05)  // dynamic code steps near 1 are ~1/40 of the block absmax
+}
