@@ -47,7 +47,7 @@ public enum BlockInt8Quantizer {
 
     public static func quantize(_ x: UnsafeBufferPointer<Float>, rows: Int, columns: Int, groupSize: Int, scaleType: DType,
                                 q: UnsafeMutableBufferPointer<Int8>, scales: UnsafeMutableBufferPointer<Float>,
-                                threads: ThreadBudget = .allCores) {
+                                fixedScales: UnsafeBufferPointer<Float>? = nil, threads: ThreadBudget = .allCores) {
         let groups = groupsPerRow(columns: columns, groupSize: groupSize)
         let rowsPerChunk = max(1, (1 << 16) / max(columns, 1))
         let chunks = (rows + rowsPerChunk - 1) / rowsPerChunk
@@ -56,8 +56,12 @@ public enum BlockInt8Quantizer {
                 for g in 0..<groups {
                     let start = r * columns + g * groupSize
                     let count = min(columns, (g + 1) * groupSize) - g * groupSize
-                    let m = FourBitQuantizer.absoluteMaximum(x.baseAddress! + start, count)
-                    let scale = storedScale(m / 127, scaleType)
+                    let scale: Float
+                    if let fixedScales {
+                        scale = storedScale(fixedScales[r * groups + g], scaleType)
+                    } else {
+                        scale = storedScale(FourBitQuantizer.absoluteMaximum(x.baseAddress! + start, count) / 127, scaleType)
+                    }
                     scales[r * groups + g] = scale
                     encodeGroup(x.baseAddress! + start, count: count, scale: scale, into: q.baseAddress! + start)
                 }

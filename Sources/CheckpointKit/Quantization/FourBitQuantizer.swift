@@ -62,9 +62,11 @@ public enum FourBitQuantizer {
 
     // MARK: - Fast: SIMD over a block, blocks spread over threads; equal to the reference bit for bit.
 
+    /// With `fixedScales`, each block is encoded against the given scale (an optimised one)
+    /// instead of its absmax, and that scale is stored where the absmax goes.
     public static func quantize(_ x: UnsafeBufferPointer<Float>, blockSize: Int, type: FourBitType,
                                 packed: UnsafeMutableBufferPointer<UInt8>, absmax: UnsafeMutableBufferPointer<Float>,
-                                threads: ThreadBudget = .allCores) {
+                                fixedScales: UnsafeBufferPointer<Float>? = nil, threads: ThreadBudget = .allCores) {
         let n = x.count
         precondition(blockSize >= 16 && blockSize % 16 == 0, "4-bit block sizes are multiples of 16")
         precondition(packed.count >= packedByteCount(n) && absmax.count >= blockCount(n, blockSize: blockSize))
@@ -77,7 +79,7 @@ public enum FourBitQuantizer {
             for b in firstBlock..<min(blocks, firstBlock + blocksPerChunk) {
                 let start = b * blockSize
                 let count = min(blockSize, n - start)
-                let m = absoluteMaximum(x.baseAddress! + start, count)
+                let m = fixedScales?[b] ?? absoluteMaximum(x.baseAddress! + start, count)
                 if count == blockSize {
                     absmax[b] = m
                     encodeBlock(x.baseAddress! + start, count: count, scale: max(m, smallestDivisor), divide: false,

@@ -239,6 +239,13 @@ public final class Checkpoint: Sendable {
         entry(named: name).map(view)
     }
 
+    /// Lets the kernel drop a tensor's mapped pages once read, so resident memory stays near one
+    /// tensor however large the checkpoint.
+    public func releasePages(_ entry: Entry) {
+        let file = files[entry.fileIndex]
+        file.mapped.adviseDone((file.dataStart + entry.info.dataOffsets.lowerBound)..<(file.dataStart + entry.info.dataOffsets.upperBound))
+    }
+
     /// Total elements over all tensors.
     public var parameterCount: Int { entries.reduce(0) { $0 + $1.info.elementCount } }
     /// Total bytes of tensor data (the index's `total_size`).

@@ -84,48 +84,22 @@ public enum CheckpointConverter {
             }
         }
 
-        let writeSingleFile = checkpoint.layout == .file && output.hasSuffix(".safetensors") && shards.count == 1
         var report = ConversionReport(output: output, files: [], tensors: [], copiedFiles: [], seconds: 0)
         let produce: (TensorInfo, OutputFile) throws -> Void = { info, out in
             let entry = checkpoint.entry(named: info.name)!
             let view = checkpoint.view(entry)
             try streamConverted(view, to: info.dtype, into: out, threads: options.threads)
-            checkpoint.files[entry.fileIndex].mapped.adviseDone(
-                (checkpoint.files[entry.fileIndex].dataStart + entry.info.dataOffsets.lowerBound)..<(checkpoint.files[entry.fileIndex].dataStart + entry.info.dataOffsets.upperBound))
+            checkpoint.releasePages(entry)
             report.tensors.append(.init(name: info.name, shape: info.shape, fromType: view.dtype, toType: info.dtype,
                                         bytesIn: view.info.byteCount, bytesOut: info.byteCount))
         }
 
-        if writeSingleFile {
-            let atomic = try AtomicOutput(target: output, isDirectory: false, overwrite: options.overwrite)
-            let layout = SafetensorsLayout(shards[0].tensors, metadata: shards[0].metadata)
-            try atomic.translatingErrors {
-                try layout.write(to: atomic.temporary, produce: produce)
-                try atomic.commit()
-            }
-            report.files = [output]
-        } else {
-            let writer = try CheckpointWriter(folder: output, overwrite: options.overwrite)
-            try writer.output.translatingErrors {
-            var indexMetadata: [(String, JSONValue)] = checkpoint.indexMetadata?.objectMembers ?? []
-            if indexMetadata.contains(where: { $0.0 == "total_parameters" }) {
-                indexMetadata = indexMetadata.map { $0.0 == "total_parameters" ? ($0.0, JSONValue(checkpoint.parameterCount)) : $0 }
-            }
-            try writer.writeShards(shards, indexMetadata: indexMetadata, produce: produce)
-            if let directory = checkpoint.directory {
-                if var config = checkpoint.config {
-                    if let target = options.targetType { config = updatingDType(config, to: target) }
-                    try writer.writeJSON(config, named: "config.json")
-                }
-                for name in checkpoint.otherFiles {
-                    try writer.copyFile(from: FileSystem.join(directory, name), named: name)
-                    report.copiedFiles.append(name)
-                }
-            }
-            try writer.commit()
-            }
-            report.files = shards.map(\.fileName) + (shards.count > 1 ? ["model.safetensors.index.json"] : [])
-        }
+        var config = checkpoint.config
+        if let target = options.targetType, let c = config { config = updatingDType(c, to: target) }
+        let written = try CheckpointWriter.write(from: checkpoint, to: output, shards: shards, config: config,
+                                                 overwrite: options.overwrite, produce: produce)
+        report.files = written.files
+        report.copiedFiles = written.copiedFiles
         report.seconds = clock.seconds
         return report
     }

@@ -91,4 +91,37 @@ public final class CheckpointWriter {
     }
 
     public func commit() throws { try output.commit() }
+
+    /// Writes a whole checkpoint derived from `input`: a lone `.safetensors` file when the input
+    /// is one file and `output` ends in `.safetensors`, else a folder with the shards, the index
+    /// (input's index metadata kept, `total_size` recomputed), `config` and the input folder's
+    /// other files. Atomic: all or nothing. Error messages name `output`, not the temporary.
+    public static func write(from input: Checkpoint, to output: String, shards: [ShardPlan], config: JSONValue?,
+                             overwrite: Bool, produce: (TensorInfo, OutputFile) throws -> Void) throws
+        -> (files: [String], copiedFiles: [String])
+    {
+        if input.layout == .file && output.hasSuffix(".safetensors") && shards.count == 1 {
+            let atomic = try AtomicOutput(target: output, isDirectory: false, overwrite: overwrite)
+            let layout = SafetensorsLayout(shards[0].tensors, metadata: shards[0].metadata)
+            try atomic.translatingErrors {
+                try layout.write(to: atomic.temporary, produce: produce)
+                try atomic.commit()
+            }
+            return ([output], [])
+        }
+        let writer = try CheckpointWriter(folder: output, overwrite: overwrite)
+        var copied: [String] = []
+        try writer.output.translatingErrors {
+            try writer.writeShards(shards, indexMetadata: input.indexMetadata?.objectMembers ?? [], produce: produce)
+            if let config { try writer.writeJSON(config, named: "config.json") }
+            if let directory = input.directory {
+                for name in input.otherFiles {
+                    try writer.copyFile(from: FileSystem.join(directory, name), named: name)
+                    copied.append(name)
+                }
+            }
+            try writer.commit()
+        }
+        return (shards.map(\.fileName) + (shards.count > 1 ? ["model.safetensors.index.json"] : []), copied)
+    }
 }
