@@ -8,6 +8,9 @@ let package = Package(
         .library(name: "CheckpointKit", targets: ["CheckpointKit"]),
         .executable(name: "ckpt-inspect", targets: ["ckpt-inspect"]),
         .executable(name: "ckpt-convert", targets: ["ckpt-convert"]),
+        .executable(name: "ckpt-quantize", targets: ["ckpt-quantize"]),
+        .executable(name: "ckpt-dequantize", targets: ["ckpt-dequantize"]),
+        .executable(name: "ckpt-diff", targets: ["ckpt-diff"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
@@ -24,11 +27,16 @@ let package = Package(
         ]),
         .executableTarget(name: "ckpt-inspect", dependencies: ["CheckpointKit", "ToolSupport"]),
         .executableTarget(name: "ckpt-convert", dependencies: ["CheckpointKit", "ToolSupport"]),
+        .executableTarget(name: "ckpt-quantize", dependencies: ["CheckpointKit", "ToolSupport"]),
+        .executableTarget(name: "ckpt-dequantize", dependencies: ["CheckpointKit", "ToolSupport"]),
+        .executableTarget(name: "ckpt-diff", dependencies: ["CheckpointKit", "ToolSupport"]),
         // Kernel throughput for `make bench`; not a shipped program.
         .executableTarget(name: "ckpt-bench", dependencies: ["CheckpointKit"], path: "Benchmarks/ckpt-bench"),
         .testTarget(name: "CheckpointKitTests", dependencies: ["CheckpointKit"],
                     resources: []),
-        .testTarget(name: "ToolTests", dependencies: ["ckpt-inspect", "ckpt-convert"]),
+        .testTarget(name: "ToolTests", dependencies: [
+            "ckpt-inspect", "ckpt-convert", "ckpt-quantize", "ckpt-dequantize", "ckpt-diff",
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )

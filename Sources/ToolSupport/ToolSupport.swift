@@ -222,3 +222,23 @@ extension String {
         return String(s)
     }
 }
+
+/// Parses f32 / f16 / bf16 (and their torch spellings).
+public func parseFloatType(_ text: String) -> DType? {
+    switch text.lowercased() {
+    case "f32", "float32", "fp32": return .f32
+    case "f16", "float16", "fp16", "half": return .f16
+    case "bf16", "bfloat16": return .bf16
+    default: return nil
+    }
+}
+
+/// JSON of an error measurement; non-finite values (a perfect SNR) become null.
+public func metricsJSON(_ m: ErrorMetrics) -> JSONValue {
+    func number(_ d: Double) -> JSONValue { d.isFinite ? .double(d) : .null }
+    return ["rmse": number(m.rmse), "max_abs_error": number(m.maxAbsError), "snr_db": number(m.snrDB), "cosine": number(m.cosine),
+            "elements": JSONValue(m.count)]
+}
+
+/// "42.1" dB, or "inf" for an exact match.
+public func formatDecibels(_ d: Double) -> String { d.isFinite ? formatDecimal(d, places: 1) : (d > 0 ? "inf" : "-inf") }

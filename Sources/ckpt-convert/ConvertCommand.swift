@@ -45,15 +45,6 @@ struct ConvertCommand: ParsableCommand {
         }
     }
 
-    func parseFloatType(_ text: String) -> DType? {
-        switch text.lowercased() {
-        case "f32", "float32", "fp32": return .f32
-        case "f16", "float16", "fp16", "half": return .f16
-        case "bf16", "bfloat16": return .bf16
-        default: return nil
-        }
-    }
-
     func run() throws {
         try runTool {
             let checkpoint = try Checkpoint(path: input)

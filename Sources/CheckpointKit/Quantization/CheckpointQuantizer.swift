@@ -145,6 +145,13 @@ public enum CheckpointQuantizer {
             notes.append("quantizing embeddings / lm_head as asked (\(heads.joined(separator: ", "))); transformers keeps these in float by default")
         }
         if selected.isEmpty { notes.append("no tensor selected: the output is a copy of the input") }
+        if case let .int8(groupSize, _) = options.scheme {
+            let ragged = checkpoint.entries.map(\.info).filter { selected.contains($0.name) && $0.shape[1] % groupSize != 0 }
+            if let first = ragged.first {
+                notes.append("group size \(groupSize) does not divide the input dimension of \(ragged.count) tensor(s) (e.g. '\(first.name)', "
+                    + "\(first.shape[1]) columns): their last group is partial, which compressed-tensors does not load")
+            }
+        }
         return (selected, notes)
     }
 

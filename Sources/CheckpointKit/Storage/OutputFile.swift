@@ -125,6 +125,9 @@ public final class AtomicOutput {
         self.isDirectory = isDirectory
         if !overwrite && FileSystem.exists(target) { throw .outputExists(file: target) }
         let (directory, name) = FileSystem.split(target)
+        guard FileSystem.isDirectory(directory) else {
+            throw .cannotWrite(file: target, reason: "its folder \(directory) does not exist")
+        }
         temporary = FileSystem.join(directory, ".\(name).tmp-ckpt-\(getpid())")
         FileSystem.removeTree(temporary)  // a leftover of this very pid cannot be live work
         if isDirectory {

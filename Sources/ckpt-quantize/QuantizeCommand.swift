@@ -1,0 +1,134 @@
+import ArgumentParser
+import CheckpointKit
+import ToolSupport
+
+@main
+struct QuantizeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ckpt-quantize",
+        abstract: "Quantize a checkpoint to int8 (compressed-tensors) or NF4/FP4 (bitsandbytes) with block scales.",
+        discussion: """
+            By default the linear layers' 2-D weights are quantized; embeddings, lm_head, norms and \
+            biases keep their dtype. The output keeps the input's shard layout, gains a \
+            quantization_config in config.json, and loads in transformers (NF4/FP4 with bitsandbytes, \
+            int8 with compressed-tensors). Reports RMSE, max error and SNR per tensor.
+            """)
+
+    @Argument(help: "Input: a .safetensors file, an index, or a model folder.")
+    var input: String
+
+    @Argument(help: "Output folder (or a .safetensors file when the input is a single file).")
+    var output: String
+
+    @Option(help: "int8, nf4 or fp4.")
+    var scheme: String
+
+    @Option(help: "Values per scale: 4-bit 32…4096 (a power of two), int8 any positive group size.")
+    var blockSize: Int = 64
+
+    @Flag(help: "4-bit only: quantize the absmax too (8-bit, blocks of 256), as bnb_4bit_use_double_quant.")
+    var doubleQuant = false
+
+    @Option(help: "int8 only: dtype of the stored scales, f32, f16 or bf16.")
+    var scaleDtype: String = "f32"
+
+    @Option(help: "Quantize the 2-D float tensors whose names match this regex (embeddings included if matched).")
+    var include: String?
+
+    @Option(help: "Keep tensors whose names match this regex in their dtype.")
+    var exclude: String?
+
+    @Flag(help: "Search each block's scale for the least squared error instead of taking its absmax.")
+    var optimizeScales = false
+
+    @Flag(help: "Quantize tensors holding NaN or Inf instead of refusing them.")
+    var allowNonfinite = false
+
+    @Flag(help: "Replace an existing output.")
+    var force = false
+
+    @OptionGroup var common: CommonOptions
+
+    var parsedScheme: QuantizationScheme? {
+        switch scheme.lowercased() {
+        case "int8": return parseFloatType(scaleDtype).map { .int8(groupSize: blockSize, scaleType: $0) }
+        case "nf4": return .fourBit(.nf4, blockSize: blockSize, doubleQuant: doubleQuant)
+        case "fp4": return .fourBit(.fp4, blockSize: blockSize, doubleQuant: doubleQuant)
+        default: return nil
+        }
+    }
+
+    func validate() throws {
+        guard ["int8", "nf4", "fp4"].contains(scheme.lowercased()) else {
+            throw ValidationError("--scheme \(scheme): unknown (expected int8, nf4 or fp4)")
+        }
+        guard parseFloatType(scaleDtype) != nil else { throw ValidationError("--scale-dtype \(scaleDtype): expected f32, f16 or bf16") }
+        if doubleQuant && scheme.lowercased() == "int8" { throw ValidationError("--double-quant applies to nf4 and fp4 only") }
+        do { try CheckpointQuantizer.validate(parsedScheme!) } catch { throw ValidationError("\(error)") }
+    }
+
+    func run() throws {
+        try runTool {
+            let checkpoint = try Checkpoint(path: input)
+            let options = QuantizationOptions(scheme: parsedScheme!, include: include, exclude: exclude, optimizeScales: optimizeScales,
+                                              allowNonFinite: allowNonfinite, threads: common.threadBudget, overwrite: force)
+            let report = try CheckpointQuantizer.quantize(checkpoint, to: output, options: options)
+            for note in report.notes { log("note: \(note)", options: common) }
+            if common.json {
+                printJSON(json(report))
+                return
+            }
+            print(table(report))
+            print("\nwrote \(report.output) (\(report.scheme)): \(report.tensors.count) tensors quantized, \(report.kept.count) kept, "
+                + "\(formatBytes(report.bytesIn)) → \(formatBytes(report.bytesOut)) in \(formatDecimal(report.seconds, places: 2)) s")
+            if let plain = report.plainTotal {
+                let reduction = plain.rmse > 0 ? 100 * (1 - report.total.rmse / plain.rmse) : 0
+                print("optimized scales: RMSE \(formatValue(report.total.rmse)) vs \(formatValue(plain.rmse)) with absmax scales "
+                    + "(\(formatDecimal(reduction, places: 1))% lower)")
+            }
+        }
+    }
+
+    func table(_ report: QuantizationReport) -> String {
+        var table = TextTable(headers: ["tensor", "shape", "rmse", "max err", "snr dB", "bits/w", "bytes in", "bytes out", "ms"],
+                              rightAligned: Set(2..<9))
+        func row(_ name: String, _ shape: String, _ m: ErrorMetrics, bits: Double, bytesIn: Int, bytesOut: Int, seconds: Double) -> [String] {
+            [name, shape, formatValue(m.rmse), formatValue(m.maxAbsError), formatDecibels(m.snrDB), formatDecimal(bits, places: 2),
+             formatBytes(bytesIn), formatBytes(bytesOut), formatDecimal(seconds * 1000, places: 1)]
+        }
+        for t in report.tensors {
+            table.add(row(t.name, t.shape.map(String.init).joined(separator: "×"), t.metrics, bits: t.bitsPerWeight, bytesIn: t.bytesIn,
+                          bytesOut: t.bytesOut, seconds: t.seconds))
+        }
+        let count = report.total.count
+        table.add(row("total", formatCount(count), report.total, bits: Double(report.bytesOut * 8) / Double(max(count, 1)),
+                      bytesIn: report.bytesIn, bytesOut: report.bytesOut, seconds: report.tensors.reduce(0) { $0 + $1.seconds }))
+        return table.render()
+    }
+
+    func json(_ report: QuantizationReport) -> JSONValue {
+        var total = metricsJSON(report.total)
+        if case .object(var members) = total {
+            members += [("bytes_in", JSONValue(report.bytesIn)), ("bytes_out", JSONValue(report.bytesOut)),
+                        ("bits_per_weight", .double(Double(report.bytesOut * 8) / Double(max(report.total.count, 1))))]
+            if let plain = report.plainTotal { members.append(("absmax_scales", metricsJSON(plain))) }
+            total = .object(members)
+        }
+        return [
+            "output": .string(report.output), "scheme": .string(report.scheme.schemeName), "description": .string("\(report.scheme)"),
+            "files": .array(report.files.map { .string($0) }), "kept": .array(report.kept.map { .string($0) }),
+            "notes": .array(report.notes.map { .string($0) }), "seconds": .double(report.seconds), "total": total,
+            "tensors": .array(report.tensors.map { t in
+                var m = metricsJSON(t.metrics)
+                if case .object(var members) = m {
+                    members += [("name", .string(t.name)), ("shape", .array(t.shape.map { JSONValue($0) })),
+                                ("bits_per_weight", .double(t.bitsPerWeight)), ("bytes_in", JSONValue(t.bytesIn)),
+                                ("bytes_out", JSONValue(t.bytesOut)), ("seconds", .double(t.seconds))]
+                    if let plain = t.plainMetrics { members.append(("absmax_scales", metricsJSON(plain))) }
+                    m = .object(members)
+                }
+                return m
+            }),
+        ]
+    }
+}
