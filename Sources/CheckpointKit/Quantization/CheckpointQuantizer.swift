@@ -179,6 +179,7 @@ public enum CheckpointQuantizer {
                     continue
                 }
                 let (tensor, row) = try encode(checkpoint, entry, options: options)
+                if Interruption.isRequested { throw FileAccessError.interrupted(file: output) }
                 for part in tensor.parts {
                     specs.append(part.spec)
                     encoded[part.spec.name] = (part.bytes, false)

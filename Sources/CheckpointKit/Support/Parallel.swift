@@ -25,11 +25,14 @@ public struct ThreadBudget: Sendable, Equatable {
     ///
     /// Chunk k always covers the same data whatever the thread count, so results computed per
     /// chunk are identical for any budget; only who computes them changes.
+    ///
+    /// Once an interruption is requested, remaining chunks are skipped: the caller must check
+    /// `Interruption.isRequested` afterwards and discard its partial result.
     public func forEachChunk(_ chunks: Int, _ body: (Int) -> Void) {
         guard chunks > 0 else { return }
         let workers = min(count, chunks)
         if workers == 1 {
-            for chunk in 0..<chunks { body(chunk) }
+            for chunk in 0..<chunks where !Interruption.isRequested { body(chunk) }
             return
         }
         // concurrentPerform returns only when every iteration is done, so `body` cannot escape.
@@ -37,7 +40,7 @@ public struct ThreadBudget: Sendable, Equatable {
             let shared = UncheckedSendable(body)
             DispatchQueue.concurrentPerform(iterations: workers) { worker in
                 var chunk = worker
-                while chunk < chunks {
+                while chunk < chunks && !Interruption.isRequested {
                     shared.value(chunk)
                     chunk += workers
                 }

@@ -1,0 +1,178 @@
+import Foundation
+import Testing
+
+private let tinyLlama = Tools.fixture("models/tiny-llama")
+
+@Test("ckpt-quantize --scheme nf4 quantizes the 28 linear weights and keeps embeddings, lm_head and norms")
+func quantizeNF4() throws {
+    let scratch = Scratch()
+    let result = try Tools.run("ckpt-quantize", [tinyLlama, scratch.file("nf4"), "--scheme", "nf4", "--json", "--quiet"])
+    #expect(result.status == 0, "\(result.stderr)")
+    let doc = try parseJSONObject(result.stdout)
+    let tensors = try #require(doc["tensors"] as? [[String: Any]])
+    #expect(tensors.count == 28)
+    let kept = try #require(doc["kept"] as? [String])
+    #expect(kept.contains("model.embed_tokens.weight") && kept.contains("lm_head.weight") && kept.contains("model.norm.weight"))
+    let total = try #require(doc["total"] as? [String: Any])
+    #expect((total["snr_db"] as? Double ?? 0) > 18)  // NF4 on trained weights: ~20 dB
+    #expect(abs((total["bits_per_weight"] as? Double ?? 0) - 4.66) < 0.01)  // 4 bits + f32 absmax per 64 + the small maps
+    let inspect = try parseJSONObject(try Tools.run("ckpt-inspect", [scratch.file("nf4"), "--json"]).stdout)
+    #expect(inspect["quantization"] as? String == "bitsandbytes nf4")
+    let config = try #require(inspect["config"] as? [String: Any])
+    let q = try #require(config["quantization_config"] as? [String: Any])
+    #expect(q["quant_method"] as? String == "bitsandbytes" && q["bnb_4bit_quant_type"] as? String == "nf4")
+    #expect(FileManager.default.fileExists(atPath: scratch.file("nf4/tokenizer.json")))
+}
+
+@Test("Quantized output is byte-identical with --threads 1 and --threads 2", arguments: ["nf4", "fp4", "int8"])
+func quantizeThreadInvariance(scheme: String) throws {
+    let scratch = Scratch()
+    var extra = scheme == "int8" ? ["--optimize-scales"] : ["--double-quant"]
+    extra += ["--quiet"]
+    for threads in ["1", "2"] {
+        let r = try Tools.run("ckpt-quantize", [tinyLlama, scratch.file(threads), "--scheme", scheme, "--threads", threads] + extra)
+        #expect(r.status == 0, "\(r.stderr)")
+    }
+    #expect(FileManager.default.contents(atPath: scratch.file("1/model.safetensors"))
+        == FileManager.default.contents(atPath: scratch.file("2/model.safetensors")))
+}
+
+@Test("The sharded fixture keeps its three shards when quantized, and ckpt-diff compares it with the original")
+func quantizeShardedAndDiff() throws {
+    let scratch = Scratch()
+    let q = try Tools.run("ckpt-quantize", [Tools.fixture("models/tiny-llama-sharded"), scratch.file("int8"), "--scheme", "int8", "--quiet"])
+    #expect(q.status == 0, "\(q.stderr)")
+    let names = try FileManager.default.contentsOfDirectory(atPath: scratch.file("int8")).filter { $0.hasSuffix(".safetensors") }.sorted()
+    #expect(names == ["model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors", "model-00003-of-00003.safetensors"])
+    let diff = try Tools.run("ckpt-diff", [tinyLlama, scratch.file("int8"), "--json"])
+    #expect(diff.status == 0, "\(diff.stderr)")
+    let rows = try #require(try parseJSONObject(diff.stdout)["tensors"] as? [[String: Any]])
+    #expect(rows.count == 39)
+    #expect(rows.allSatisfy { $0["status"] as? String == "compared" })
+    let qProj = try #require(rows.first { $0["name"] as? String == "model.layers.0.self_attn.q_proj.weight" })
+    #expect((qProj["type_b"] as? String)?.hasPrefix("int8") == true)
+    let metrics = try #require(qProj["metrics"] as? [String: Any])
+    #expect((metrics["snr_db"] as? Double ?? 0) > 40)
+    // A gate the int8 error cannot meet exits 3.
+    let gated = try Tools.run("ckpt-diff", [tinyLlama, scratch.file("int8"), "--max-rmse", "1e-6"])
+    #expect(gated.status == 3)
+    #expect(gated.stderr.hasPrefix("gate failed: "))
+    #expect(try Tools.run("ckpt-diff", [tinyLlama, scratch.file("int8"), "--max-rmse", "0.01"]).status == 0)
+}
+
+@Test("ckpt-dequantize restores floats within the scheme's error and removes quantization_config")
+func dequantizeRoundTrip() throws {
+    let scratch = Scratch()
+    #expect(try Tools.run("ckpt-quantize", [tinyLlama, scratch.file("nf4"), "--scheme", "nf4", "--double-quant", "--quiet"]).status == 0)
+    let d = try Tools.run("ckpt-dequantize", [scratch.file("nf4"), scratch.file("back"), "--dtype", "f32"])
+    #expect(d.status == 0, "\(d.stderr)")
+    let inspect = try parseJSONObject(try Tools.run("ckpt-inspect", [scratch.file("back"), "--json"]).stdout)
+    #expect(inspect["quantization"] is NSNull)
+    #expect((inspect["config"] as? [String: Any])?["quantization_config"] == nil)
+    #expect((inspect["config"] as? [String: Any])?["dtype"] as? String == "float32")
+    #expect((inspect["tensors"] as? [[String: Any]])?.count == 39)
+    // The dequantized file holds exactly what a loader reconstructs: diffing it with the NF4
+    // folder (dequantized on the fly) shows no error at all.
+    let same = try parseJSONObject(try Tools.run("ckpt-diff", [scratch.file("nf4"), scratch.file("back"), "--json"]).stdout)
+    let rows = try #require(same["tensors"] as? [[String: Any]])
+    #expect(rows.allSatisfy { (($0["metrics"] as? [String: Any])?["max_abs_error"] as? Double) == 0 })
+}
+
+@Test("Already-quantized input is refused, naming the scheme found")
+func refuseQuantizedInput() throws {
+    let scratch = Scratch()
+    #expect(try Tools.run("ckpt-quantize", [tinyLlama, scratch.file("nf4"), "--scheme", "nf4", "--quiet"]).status == 0)
+    let again = try Tools.run("ckpt-quantize", [scratch.file("nf4"), scratch.file("twice"), "--scheme", "int8"])
+    #expect(again.status == 1)
+    #expect(again.stderr == "error: \(scratch.file("nf4")): already quantized (found bitsandbytes nf4); dequantize it first with ckpt-dequantize\n")
+    #expect(!FileManager.default.fileExists(atPath: scratch.file("twice")))
+}
+
+@Test("Invalid block sizes are usage errors", arguments: [["nf4", "48"], ["nf4", "8192"], ["fp4", "16"], ["int8", "0"]])
+func invalidBlockSize(args: [String]) throws {
+    let result = try Tools.run("ckpt-quantize", [tinyLlama, "/tmp/never", "--scheme", args[0], "--block-size", args[1]])
+    #expect(result.status == 64)
+    #expect(result.stderr.contains("--block-size \(args[1])"))
+}
+
+@Test("A regex matching nothing warns; one matching everything quantizes embeddings and says so")
+func regexSelection() throws {
+    let scratch = Scratch()
+    let none = try Tools.run("ckpt-quantize", [tinyLlama, scratch.file("none"), "--scheme", "int8", "--include", "^nothing$"])
+    #expect(none.status == 0)
+    #expect(none.stderr.contains("note: --include ^nothing$ matches no 2-D float tensor"))
+    let all = try Tools.run("ckpt-quantize", [tinyLlama, scratch.file("all"), "--scheme", "int8", "--include", ".*", "--json"])
+    #expect(all.status == 0)
+    #expect(all.stderr.isEmpty)  // --json keeps notes out of stderr; they are in the document
+    let doc = try parseJSONObject(all.stdout)
+    #expect((doc["tensors"] as? [Any])?.count == 30)
+    #expect((doc["notes"] as? [String])?.contains { $0.contains("model.embed_tokens.weight") && $0.contains("lm_head") } == true)
+    let excluded = try Tools.run("ckpt-quantize", [tinyLlama, scratch.file("ex"), "--scheme", "nf4", "--exclude", "mlp", "--json"])
+    #expect((try parseJSONObject(excluded.stdout)["tensors"] as? [Any])?.count == 16)
+}
+
+/// A one-tensor checkpoint with a NaN at flat index 5.
+private func writeNaNCheckpoint(_ path: String) {
+    let header = #"{"__metadata__":{"format":"pt"},"layers.0.proj.weight":{"dtype":"F32","shape":[2,4],"data_offsets":[0,32]}}"#
+    var json = Array(header.utf8)
+    while json.count % 8 != 0 { json.append(0x20) }
+    var bytes: [UInt8] = []
+    withUnsafeBytes(of: UInt64(json.count).littleEndian) { bytes.append(contentsOf: $0) }
+    bytes += json
+    for (i, v) in [Float](repeating: 0.5, count: 8).enumerated() {
+        withUnsafeBytes(of: (i == 5 ? Float.nan : v).bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
+    }
+    FileManager.default.createFile(atPath: path, contents: Data(bytes))
+}
+
+@Test("NaN weights are refused naming tensor and index, unless --allow-nonfinite")
+func nonFiniteWeights() throws {
+    let scratch = Scratch()
+    writeNaNCheckpoint(scratch.file("nan.safetensors"))
+    let refused = try Tools.run("ckpt-quantize", [scratch.file("nan.safetensors"), scratch.file("out"), "--scheme", "nf4"])
+    #expect(refused.status == 1)
+    #expect(refused.stderr == "error: \(scratch.file("nan.safetensors")): tensor 'layers.0.proj.weight': nan at flat index 5 "
+        + "(expected finite weights; pass --allow-nonfinite to quantize anyway)\n")
+    #expect(scratch.contents == ["nan.safetensors"])
+    let allowed = try Tools.run("ckpt-quantize", [scratch.file("nan.safetensors"), scratch.file("out"), "--scheme", "nf4",
+                                                  "--allow-nonfinite", "--quiet"])
+    #expect(allowed.status == 0)
+}
+
+@Test("A full disk while writing the quantized model leaves nothing behind")
+func quantizeFullDisk() throws {
+    let scratch = Scratch()
+    let result = try Tools.start("ckpt-quantize", [tinyLlama, scratch.file("out"), "--scheme", "int8"], shellPrefix: "ulimit -f 200").wait()
+    #expect(result.status == 1)
+    #expect(result.stderr.contains("\(scratch.file("out"))/model.safetensors: cannot write (File too large)"))
+    #expect(scratch.contents.isEmpty)
+}
+
+@Test("SIGINT while quantizing stops with exit 1 and no partial output")
+func quantizeInterrupted() throws {
+    let scratch = Scratch()
+    try writeSparseBF16Matrix(scratch.file("big.safetensors"), rows: 8192, columns: 8192)
+    let running = try Tools.start("ckpt-quantize", [scratch.file("big.safetensors"), scratch.file("out"), "--scheme", "nf4",
+                                                    "--optimize-scales", "--threads", "1"])
+    usleep(300_000)  // well inside the scale search over 64M elements
+    running.interrupt()
+    let result = running.wait()
+    #expect(result.status == 1)
+    #expect(result.stderr.contains("interrupted; nothing was written"))
+    #expect(scratch.contents == ["big.safetensors"])
+}
+
+/// A model-like file with one BF16 linear weight whose data is a sparse hole.
+func writeSparseBF16Matrix(_ path: String, rows: Int, columns: Int) throws {
+    let n = rows * columns
+    let header = #"{"__metadata__":{"format":"pt"},"model.layers.0.mlp.up_proj.weight":{"dtype":"BF16","shape":[\#(rows),\#(columns)],"data_offsets":[0,\#(n * 2)]}}"#
+    var json = Array(header.utf8)
+    while json.count % 8 != 0 { json.append(0x20) }
+    var bytes: [UInt8] = []
+    withUnsafeBytes(of: UInt64(json.count).littleEndian) { bytes.append(contentsOf: $0) }
+    bytes += json
+    FileManager.default.createFile(atPath: path, contents: Data(bytes))
+    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+    try handle.truncate(atOffset: UInt64(bytes.count + n * 2))
+    try handle.close()
+}
