@@ -20,11 +20,12 @@ enum BlockwiseDynamic8Bit {
         return table
     }()
 
-    /// `(uint16_t)((clamp(v, -1, 1) + 1) * 0.5 * 65535 + 0.5)`, evaluated in float32 left to right.
+    /// `(uint16_t) fmaf((clamp(v, -1, 1) + 1) * 0.5f, 65535.0f, 0.5f)`: the library's compiled
+    /// expression (a fused multiply-add in its disassembly), truncated toward zero.
     @inline(__always)
     static func bin(_ v: Float) -> Int {
         let clamped = min(max(v, -1), 1)
-        let scaled = (clamped + 1) * Float(0.5) * Float(lookupSize - 1) + Float(0.5)
+        let scaled = Float(0.5).addingProduct((clamped + 1) * Float(0.5), Float(lookupSize - 1))
         return Int(UInt16(scaled))
     }
 
@@ -66,11 +67,9 @@ public struct DoubleQuantizedAbsmax: Sendable, Equatable {
     /// The mean of the absmax that was subtracted (`nested_offset`).
     public var offset: Float
 
-    /// Compresses `absmax`. The offset is the float32 mean; ckpt sums in double precision and
-    /// rounds once, which torch's float32 `mean()` matches in most but not all cases (the file
-    /// stays exact for the offset it records).
+    /// Compresses `absmax`. The offset is torch's float32 `mean()` (`TorchMean`), unless given.
     public init(compressing absmax: [Float], offset: Float? = nil) {
-        let mean = offset ?? Float(absmax.reduce(0.0) { $0 + Double($1) } / Double(max(absmax.count, 1)))
+        let mean = offset ?? TorchMean.mean(absmax)
         let centred = absmax.map { $0 - mean }
         let (codes, nested) = BlockwiseDynamic8Bit.quantize(centred, blockSize: Self.nestedBlockSize)
         self.codes = codes
