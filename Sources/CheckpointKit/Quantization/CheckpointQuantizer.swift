@@ -91,6 +91,11 @@ public enum CheckpointQuantizer {
         return lower.contains("embed") || lower.contains("lm_head") || lower.hasSuffix("wte.weight") || lower.hasSuffix("wpe.weight")
     }
 
+    static func isEmbedding(_ name: String) -> Bool {
+        let lower = name.lowercased()
+        return lower.contains("embed") || lower.hasSuffix("wte.weight") || lower.hasSuffix("wpe.weight")
+    }
+
     static func isNorm(_ name: String) -> Bool {
         let lower = name.lowercased()
         return lower.contains("norm") || lower.contains(".ln_") || lower.contains("layernorm")
@@ -353,30 +358,36 @@ public enum CheckpointQuantizer {
         guard case .object(var members) = config else { return config }
         members.removeAll { $0.0 == "quantization_config" }
         // Linear modules left in float must be named, or the loader would expect them quantized.
-        let skipped = checkpoint.entries.map(\.info).filter { $0.shape.count == 2 && $0.name.hasSuffix(".weight") && !selected.contains($0.name) }
+        let skipped = checkpoint.entries.map(\.info)
+            .filter { $0.shape.count == 2 && $0.name.hasSuffix(".weight") && !selected.contains($0.name) && !isEmbedding($0.name) }
             .map { String($0.name.dropLast(".weight".count)) }
         let computeType = LogicalCheckpoint.configDType(config) ?? .f32
         switch scheme {
         case let .fourBit(type, _, doubleQuant):
+            // As transformers writes it (every field, sorted); null skip list = its default (lm_head).
+            let defaultSkip = skipped.isEmpty || skipped == ["lm_head"]
             members.append(("quantization_config", [
                 "_load_in_4bit": true, "_load_in_8bit": false,
                 "bnb_4bit_compute_dtype": .string(computeType.torchName), "bnb_4bit_quant_storage": "uint8",
                 "bnb_4bit_quant_type": .string(type.name), "bnb_4bit_use_double_quant": .bool(doubleQuant),
                 "llm_int8_enable_fp32_cpu_offload": false, "llm_int8_has_fp16_weight": false,
-                "llm_int8_skip_modules": skipped.isEmpty ? .null : .array(skipped.map { .string($0) }),
+                "llm_int8_skip_modules": defaultSkip ? .null : .array(skipped.map { .string($0) }),
                 "llm_int8_threshold": 6.0, "load_in_4bit": true, "load_in_8bit": false, "quant_method": "bitsandbytes",
             ]))
         case let .int8(groupSize, _):
+            // As compressed-tensors 0.20 writes it; the per-group "format" is what makes its loader
+            // read the I8 weight instead of inferring pack-quantized (fixtures/quant/README.md).
             members.append(("quantization_config", [
                 "config_groups": ["group_0": [
-                    "input_activations": nil, "output_activations": nil, "targets": ["Linear"],
+                    "format": "int-quantized", "input_activations": nil, "output_activations": nil, "targets": ["Linear"],
                     "weights": [
-                        "actorder": nil, "block_structure": nil, "dynamic": false, "group_size": JSONValue(groupSize), "num_bits": 8,
-                        "observer": "minmax", "observer_kwargs": [:], "strategy": "group", "symmetric": true, "type": "int",
+                        "dynamic": false, "group_size": JSONValue(groupSize), "num_bits": 8, "strategy": "group", "symmetric": true,
+                        "type": "int",
                     ],
                 ]],
                 "format": "int-quantized", "global_compression_ratio": nil, "ignore": .array(skipped.map { .string($0) }),
-                "kv_cache_scheme": nil, "quant_method": "compressed-tensors", "quantization_status": "compressed",
+                "kv_cache_scheme": nil, "moe_sparsity_config": nil, "quant_method": "compressed-tensors",
+                "quantization_status": "compressed", "sparsity_config": [:], "transform_config": [:], "version": "0.20.0",
             ]))
         }
         return .object(members)

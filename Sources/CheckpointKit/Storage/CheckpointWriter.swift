@@ -113,7 +113,7 @@ public final class CheckpointWriter {
         var copied: [String] = []
         try writer.output.translatingErrors {
             try writer.writeShards(shards, indexMetadata: input.indexMetadata?.objectMembers ?? [], produce: produce)
-            if let config { try writer.writeJSON(config, named: "config.json") }
+            if let config { try writer.writeJSON(config, named: "config.json", sortKeys: true) }
             if let directory = input.directory {
                 for name in input.otherFiles {
                     try writer.copyFile(from: FileSystem.join(directory, name), named: name)
