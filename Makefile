@@ -36,6 +36,17 @@ demo: release
 	@echo "== ckpt-convert to f32, resharded into 200 KB files"
 	$(BIN_RELEASE)/ckpt-convert $(FIXTURE_MODEL) $(DEMO_OUT)/tiny-llama-f32 --type f32 --shard-size 200KB
 	$(BIN_RELEASE)/ckpt-inspect $(DEMO_OUT)/tiny-llama-f32 --json | head -n 12
+	@echo
+	@echo "== ckpt-quantize to int8 (compressed-tensors) and NF4 (bitsandbytes, double quant)"
+	$(BIN_RELEASE)/ckpt-quantize $(FIXTURE_MODEL) $(DEMO_OUT)/tiny-llama-int8 --scheme int8 | tail -n 3
+	$(BIN_RELEASE)/ckpt-quantize $(FIXTURE_MODEL) $(DEMO_OUT)/tiny-llama-nf4 --scheme nf4 --double-quant | tail -n 3
+	@echo
+	@echo "== ckpt-diff: what each scheme cost"
+	$(BIN_RELEASE)/ckpt-diff $(FIXTURE_MODEL) $(DEMO_OUT)/tiny-llama-int8 | tail -n 1
+	$(BIN_RELEASE)/ckpt-diff $(FIXTURE_MODEL) $(DEMO_OUT)/tiny-llama-nf4 | tail -n 1
+	@echo
+	@echo "== ckpt-dequantize the NF4 model back to bf16"
+	$(BIN_RELEASE)/ckpt-dequantize $(DEMO_OUT)/tiny-llama-nf4 $(DEMO_OUT)/tiny-llama-nf4-bf16
 
 bench: release
 	tools/bench/run.sh
