@@ -32,10 +32,11 @@ let package = Package(
         .executableTarget(name: "ckpt-diff", dependencies: ["CheckpointKit", "ToolSupport"]),
         // Kernel throughput for `make bench`; not a shipped program.
         .executableTarget(name: "ckpt-bench", dependencies: ["CheckpointKit"], path: "Benchmarks/ckpt-bench"),
-        .testTarget(name: "CheckpointKitTests", dependencies: ["CheckpointKit"],
-                    resources: []),
+        // Helpers both test targets share (hashing for recorded goldens).
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "CheckpointKitTests", dependencies: ["CheckpointKit", "TestSupport"]),
         .testTarget(name: "ToolTests", dependencies: [
-            "ckpt-inspect", "ckpt-convert", "ckpt-quantize", "ckpt-dequantize", "ckpt-diff",
+            "TestSupport", "ckpt-inspect", "ckpt-convert", "ckpt-quantize", "ckpt-dequantize", "ckpt-diff",
         ]),
     ],
     swiftLanguageModes: [.v6]

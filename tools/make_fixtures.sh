@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The one command that regenerates everything under fixtures/:
 #     tools/make_fixtures.sh
-# Sets up .venv if needed (tools/setup_venv.sh), then runs tools/make_fixtures.py.
+# Sets up .venv if needed (tools/setup_venv.sh), then runs tools/make_fixtures.py and
+# tools/make_quant_goldens.py (fixtures/quant/ and the quantized tiny-llama folders).
 # Takes about 5 minutes on 2 cores (most of it training two tiny models).
-# Extra arguments are passed to make_fixtures.py (see --help).
+# Extra arguments are passed to both (see --help).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$repo/tools/setup_venv.sh"
-exec "$repo/.venv/bin/python" "$repo/tools/make_fixtures.py" "$@"
+"$repo/.venv/bin/python" "$repo/tools/make_fixtures.py" "$@"
+exec "$repo/.venv/bin/python" "$repo/tools/make_quant_goldens.py" "$@"

@@ -483,7 +483,8 @@ def build_cases(model_weights: dict) -> list:
     add("float32", "fp4", 64, False, [130], normal(613, 130, 1e-30), "FP4, tiny magnitudes")
     sub = normal(614, 130, 1e-40)
     add("float32", "nf4", 64, False, [130], sub,
-        "subnormals (N(0,1)*1e-40): absmax < 1e-38, so elements are scaled by 1/1e-38, not 1/absmax")
+        "subnormals (N(0,1)*1e-40): absmax < 1e-38, so elements are scaled by 1/1e-38, not 1/absmax: "
+        "x*1e38 ~ 0.01, every code 7")
     add("float32", "fp4", 64, False, [130], normal(615, 130, 1e-40), "FP4, subnormals")
     add("bfloat16", "nf4", 64, False, [130], normal(616, 130, 1e-39), "bfloat16 subnormals (N(0,1)*1e-39)")
     mixed = normal(617, 130, 1e-3)
@@ -540,8 +541,9 @@ def build_cases(model_weights: dict) -> list:
     add("float32", "nf4", 64, True, [1], normal(711, 1), "double quant, 1 element: offset = absmax, "
         "centred 0 -> nested absmax 0")
     add("float32", "nf4", 64, True, [64 * 20], normal(712, 64 * 20, 1e-40),
-        "double quant, subnormal inputs: the nested absmax is subnormal, 1/absmax overflows to inf "
-        "(x86 behaviour: NaN -> LUT index 0)")
+        "double quant, subnormal inputs: the nested absmax is subnormal, 1.0f/absmax overflows to inf, "
+        "x*inf = +-inf clamps to +-1: every nested code is 0 or 255 (a centred 0 would give NaN -> index 0 "
+        "on x86)")
 
     # the fixture model's weights
     for name in MODEL_GOLDEN_WEIGHTS:
@@ -631,7 +633,11 @@ def run_case(i: int, case: dict, lut: np.ndarray, dyn: np.ndarray, tensors: dict
 
 
 def make_goldens(out: Path, model_weights: dict) -> dict:
-    d = mf.fresh_dir(out / "quant")
+    d = out / "quant"
+    d.mkdir(parents=True, exist_ok=True)
+    for f in d.iterdir():  # start clean, but keep the record tools/check_quantized_loads.py writes
+        if f.name != "load_check.json":
+            shutil.rmtree(f) if f.is_dir() else f.unlink()
     dyn = bnbF.create_dynamic_map()
     lut = ref_quantize_lut(dyn.numpy())
     order = {qt: ref_4bit_bounds(qt) for qt in ("nf4", "fp4")}
@@ -1109,7 +1115,7 @@ def make_readme(out: Path, manifest: dict, logits: dict, findings: dict):
     mcounts = {m: sum(1 for r in mrows if m in r["offset_methods_matching"]) for m in methods}
     method_table = "\n".join(f"| `{m}` | {counts[m]} / {len(dq)} | {worst[m]} | {mcounts[m]} / {len(mrows)} |"
                              for m in methods)
-    size = {p.name: p.stat().st_size for p in sorted((out / "quant").iterdir())}
+    size = {p.name: p.stat().st_size for p in sorted((out / "quant").iterdir()) if p.name != "load_check.json"}
     bytes_table = "\n".join(f"| `{k}` | {v:,} |" for k, v in size.items() if k != "README.md")
     dflt = "bitsandbytes/backends/default/ops.py"
     cpu = "bitsandbytes/backends/cpu/ops.py"
@@ -1138,7 +1144,7 @@ That reference is the executable form of this page.
 | `dynamic_map.safetensors` | `create_dynamic_map()` F32[256], `get_4bit_type` `nf4`/`fp4` F32[16], the 15 `nf4_bounds`/`fp4_bounds`, `fp4_order`, the 255 `dynamic_midpoints` and the 65536-entry `dynamic_lut` of the CPU 8-bit quantizer |
 | `tiny_llama_logits.safetensors` + `.json` | logits [32, 512] of tiny-llama on the first 32 eval tokens: `base_f32`, `nf4_dequantized_f32`, `nf4_transformers_bnb` |
 | `load_findings.json` | what transformers / compressed-tensors accept (config variants, int8 loads), measured |
-| `load_check.json` | written by `tools/check_quantized_loads.py --record` (dev-time check of ckpt's own output) |
+| `load_check.json` | written by `tools/check_quantized_loads.py --record` (dev-time check of ckpt's own output; kept when the goldens are regenerated) |
 | `../models/tiny-llama-bnb-nf4/` | tiny-llama loaded with `BitsAndBytesConfig(load_in_4bit, nf4, double quant, compute bf16)` on CPU and saved by `save_pretrained` (+ tokenizer files copied) |
 | `../models/tiny-llama-ct-int8/` | tiny-llama in the compressed-tensors int8 group layout, written by the reference below |
 
@@ -1187,7 +1193,8 @@ Source: {cite(B, 'backends/default/ops.py', 'def _get_4bit_quantize_bounds')} (b
    ({cite(B, 'backends/default/ops.py', 'scaled = torch.clamp(A_com * (1.0 / absmax.clamp(min=1e-38)', 2)}).
    `1e-38` becomes the float32 subnormal `0x006CE3EE` (9.99999935e-39); blocks whose absmax is below it
    (subnormal inputs) are scaled by `1/9.99999935e-39` (= 1.0000000e38, finite), not by their own
-   absmax, while the stored absmax is still the true one.
+   absmax, while the stored absmax is still the true one: subnormal blocks quantize to (almost) all
+   zero codes.
 3. **The last, partial block** (when `rem > 0`): `am = max(max|x|, 1e-38)` is **stored clamped**
    (an all-zero remainder stores `0x006CE3EE`, not 0), and `scaled = clamp(x / am, -1, 1)` is a true
    float32 **division**, not a reciprocal multiply
@@ -1314,7 +1321,12 @@ Logits (`tiny_llama_logits.json`): max |nf4_dequantized_f32 − base_f32| =
 nf4_dequantized_f32| = {logits['max_abs_diff']['nf4_transformers_bnb_vs_nf4_dequantized_f32']:.6g}
 (bf16 compute). On CPUs with AVX512-BF16, `Linear4bit.forward` repacks the weight and runs a C++ kernel
 with **bf16 absmax** ({cite(B, 'nn/modules.py', 'self.support_avx512bf16_for_cpu', 2)}); the recorded logits force
-the portable path, `tools/check_quantized_loads.py` reports both.
+the portable path, `tools/check_quantized_loads.py` reports both. That repacking
+(`_convert_weight_packed_for_cpu`) reshapes absmax to `[out, in // blocksize]` and raises when
+`in_features % blocksize != 0` (seen with FP4, blocksize 128, on tiny-llama's 64-wide layers): a
+bitsandbytes limitation on those CPUs only; the portable path loads such folders. `nf4_transformers_bnb` is the one
+golden computed in bf16 (torch's CPU bf16 `linear`, MKL pinned by `MKL_CBWR=AVX2`); the others are
+float32.
 
 ## int8, compressed-tensors layout (`../models/tiny-llama-ct-int8/`)
 
@@ -1346,8 +1358,9 @@ compressed-tensors {compressed_tensors.__version__} on CPU, `dtype=torch.float32
 * **The per-group `"format": "int-quantized"` is required** for the default load: without it
   compressed-tensors infers the format per module, and for a weight-only int scheme it infers
   `pack-quantized` (`IntQuantizationCompressor.can_compress` requires input activations) and expects
-  `weight_packed`/`weight_shape`: the I8 `weight` is reported UNEXPECTED and the layers keep their
-  random initialisation (no error is raised): {ct['without_per_group_format']['default']}.
+  `weight_packed`/`weight_shape`: the I8 `weight` is reported UNEXPECTED, `weight_packed` MISSING,
+  and the layers keep their random initialisation or fail on the first forward ("tensor column shape
+  must be divisible by the given group_size 64 but got 1"): {ct['without_per_group_format']['default']}.
   With `dequantize=True` the global `format` is used and it loads:
   {ct['without_per_group_format']['dequantize=True']}.
 * A minimal `quantization_config` (`quant_method`, `format`, `quantization_status: "compressed"`,

@@ -1,5 +1,6 @@
 @testable import CheckpointKit
 import Foundation
+import TestSupport
 import Testing
 
 /// Goldens from bitsandbytes 0.50.2 `quantize_4bit` on CPU, made by tools/make_quant_goldens.py:

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// fixtures/models/tiny-llama-bnb-nf4 was written by transformers 5.24 + bitsandbytes 0.50.2
@@ -42,4 +43,22 @@ func readsTransformersFolder() throws {
     #expect(projections.allSatisfy { (($0["metrics"] as? [String: Any])?["snr_db"] as? Double ?? 0) > 19 })
     let norms = rows.filter { ($0["name"] as? String)?.contains("norm") == true }
     #expect(norms.allSatisfy { (($0["metrics"] as? [String: Any])?["max_abs_error"] as? Double) == 0 })
+}
+
+/// fixtures/quant/load_check.json is written by tools/check_quantized_loads.py after loading
+/// ckpt's own NF4 and int8 folders in transformers (bitsandbytes, compressed-tensors). Today's
+/// output must be those very files, or the check no longer speaks for it.
+@Test("Today's NF4 and int8 folders are the ones transformers was shown to load", arguments: [
+    ("nf4", ["--scheme", "nf4", "--double-quant"]), ("int8", ["--scheme", "int8"]),
+])
+func loadCheckCoversCurrentOutput(scheme: String, arguments: [String]) throws {
+    let record = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Tools.fixture("quant/load_check.json")))) as? [String: Any])
+    #expect(record["all_checks_passed"] as? Bool == true)
+    let files = try #require((record[scheme] as? [String: Any])?["files"] as? [String: String])
+    let scratch = Scratch()
+    #expect(try Tools.run("ckpt-quantize", [Tools.fixture("models/tiny-llama"), scratch.file("out"), "--quiet", "--json"] + arguments).status == 0)
+    for (name, expected) in files {
+        let bytes = try #require(FileManager.default.contents(atPath: scratch.file("out/" + name)))
+        #expect(sha256Hex([UInt8](bytes)) == expected, "\(scheme)/\(name)")
+    }
 }

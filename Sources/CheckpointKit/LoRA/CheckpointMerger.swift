@@ -1,0 +1,217 @@
+/// What `ckpt-merge-lora` is asked to do.
+public struct MergeOptions: Sendable {
+    /// nil keeps the base's dtype (a quantized base: its weights' original dtype).
+    public var dtype: DType?
+    /// Re-quantize changed weights of a quantized base into its own scheme.
+    public var requantize: Bool
+    public var dryRun: Bool
+    public var threads: ThreadBudget
+    public var overwrite: Bool
+
+    public init(dtype: DType? = nil, requantize: Bool = false, dryRun: Bool = false, threads: ThreadBudget = .allCores,
+                overwrite: Bool = false) {
+        self.dtype = dtype
+        self.requantize = requantize
+        self.dryRun = dryRun
+        self.threads = threads
+        self.overwrite = overwrite
+    }
+}
+
+/// What a merge did (or, for a dry run, would do).
+public struct MergeReport: Sendable {
+    public struct Row: Sendable {
+        public var tensor: String
+        public var shape: [Int]
+        /// "lora", "dora", "embedding", "modules_to_save", "bias".
+        public var kind: String
+        public var adapters: [(key: String, rank: Int, scaling: Double, weight: Double)]
+        /// Relative change ‖W' − W‖ / ‖W‖ (nil in a dry run).
+        public var relativeChange: Double?
+        /// Re-quantization error of the merged weight (with --requantize).
+        public var requantization: ErrorMetrics?
+    }
+
+    public var output: String
+    public var rows: [Row]
+    public var notes: [String]
+    public var files: [String]
+    public var dryRun: Bool
+    public var seconds: Double
+}
+
+/// Merges adapters into a base checkpoint, streaming tensor by tensor from the mapped base: only
+/// the tensor being merged is held in f32 (plus its delta), so memory stays near one tensor.
+public enum CheckpointMerger {
+    public static func merge(base checkpoint: Checkpoint, adapters: [(adapter: LoRAAdapter, weight: Double)], to output: String,
+                             options: MergeOptions) throws -> MergeReport {
+        let clock = Stopwatch()
+        MatrixMultiply.setThreads(options.threads)
+        let base = try LogicalCheckpoint(checkpoint)
+        let plan = try LoRAPlanner.plan(base: base, adapters: adapters)
+        let byName = LoRAPlanner.baseTensors(base)
+        var report = MergeReport(output: output, rows: [], notes: plan.notes, files: [], dryRun: options.dryRun, seconds: 0)
+        let requantize = options.requantize && base.scheme != nil
+        if options.requantize && base.scheme == nil {
+            report.notes.append("--requantize ignored: the base is not quantized")
+        }
+        var rowIndex: [String: Int] = [:]
+        for name in plan.order {
+            let change = plan.changes[name]!
+            let tensor = byName[name]!
+            var kind = change.replacement != nil ? "modules_to_save" : (change.biasAdditions.isEmpty ? "lora" : "bias")
+            if change.contributions.contains(where: { $0.magnitude != nil }) { kind = "dora" }
+            if change.contributions.contains(where: { if case .embedding = $0.operation { return true } else { return false } }) { kind = "embedding" }
+            var adaptersUsed = change.contributions.map { ($0.keys.first ?? $0.module, $0.rank, $0.scaling, $0.weight) }
+            adaptersUsed += change.biasAdditions.map { ($0.key, 0, 1.0, $0.weight) }
+            if let r = change.replacement { adaptersUsed.append((r.key, 0, 1.0, 1.0)) }
+            rowIndex[name] = report.rows.count
+            report.rows.append(.init(tensor: name, shape: tensor.shape, kind: kind, adapters: adaptersUsed, relativeChange: nil, requantization: nil))
+        }
+        if options.dryRun {
+            report.seconds = clock.seconds
+            return report
+        }
+
+        // The output's tensors, shard by shard: changed ones as floats (or re-encoded), unchanged
+        // quantized ones dequantized (or copied as they are when re-quantizing), the rest copied.
+        enum Source { case copy(Checkpoint.Entry), float(LogicalTensor, DType), encoded(EncodedTensor) }
+        var sources: [String: Source] = [:]
+        var encodedParts: [String: [UInt8]] = [:]
+        let names: [String] = checkpoint.layout == .file ? ["model.safetensors"] : checkpoint.fileNames
+        var shards = checkpoint.files.enumerated().map { ShardPlan(fileName: names[$0.offset], tensors: [], metadata: $0.element.metadata) }
+        var logicalTensors = base.tensors
+        if let (head, embedding) = plan.untieHead, !base.tensors.contains(where: { $0.name == head }), var virtual = byName[head] {
+            virtual.name = head
+            logicalTensors.insert(virtual, at: logicalTensors.firstIndex { $0.name == embedding }! + 1)
+        }
+        for tensor in logicalTensors {
+            let changed = plan.changes[tensor.name] != nil
+            let floatType = options.dtype ?? tensor.dtype
+            switch tensor.storage {
+            case .plain(let entry):
+                if changed || (options.dtype != nil && FloatConversion.canConvert(from: entry.info.dtype, to: floatType) && entry.info.dtype != floatType) {
+                    sources[tensor.name] = .float(tensor, entry.info.dtype.isFloatingPoint ? floatType : entry.info.dtype)
+                    shards[tensor.fileIndex].tensors.append(TensorSpec(name: tensor.name, dtype: entry.info.dtype.isFloatingPoint ? floatType : entry.info.dtype,
+                                                                       shape: tensor.shape))
+                } else {
+                    sources[tensor.name] = .copy(entry)
+                    shards[tensor.fileIndex].tensors.append(TensorSpec(name: tensor.name, dtype: entry.info.dtype, shape: tensor.shape))
+                }
+            case .fourBit, .int8:
+                if requantize {
+                    if changed {
+                        // Encoded below, once merged; sizes depend only on the shape and scheme.
+                        sources[tensor.name] = .float(tensor, tensor.dtype)
+                    }
+                    for part in partEntries(tensor, in: checkpoint) where !changed {
+                        sources[part.info.name] = .copy(part)
+                        shards[tensor.fileIndex].tensors.append(TensorSpec(name: part.info.name, dtype: part.info.dtype, shape: part.info.shape))
+                    }
+                    if changed {
+                        let values = mergedValues(tensor, plan: plan, base: base, storage: .f32, threads: options.threads)
+                        let encoded = reencode(tensor, values: values, threads: options.threads)
+                        for part in encoded.parts {
+                            encodedParts[part.spec.name] = part.bytes
+                            shards[tensor.fileIndex].tensors.append(part.spec)
+                        }
+                        let metrics = values.withUnsafeBufferPointer { CheckpointQuantizer.measure(encoded, reference: $0, threads: options.threads) }
+                        if let i = rowIndex[tensor.name] { report.rows[i].requantization = metrics }
+                        sources[tensor.name] = .encoded(encoded)
+                    }
+                } else {
+                    sources[tensor.name] = .float(tensor, floatType)
+                    shards[tensor.fileIndex].tensors.append(TensorSpec(name: tensor.name, dtype: floatType, shape: tensor.shape))
+                }
+            }
+        }
+
+        var config = checkpoint.config
+        if case .object(var members)? = config {
+            if !requantize { members.removeAll { $0.0 == "quantization_config" } }
+            if plan.untieHead != nil {
+                members.removeAll { $0.0 == "tie_word_embeddings" }
+                members.append(("tie_word_embeddings", false))
+            }
+            config = .object(members)
+            if let dtype = options.dtype { config = CheckpointConverter.updatingDType(config!, to: dtype) }
+        }
+
+        let written = try CheckpointWriter.write(from: checkpoint, to: output, shards: shards.filter { !$0.tensors.isEmpty }, config: config,
+                                                 overwrite: options.overwrite) { info, out in
+            if let bytes = encodedParts.removeValue(forKey: info.name) {
+                try out.write(bytes)
+                return
+            }
+            switch sources[info.name] {
+            case .copy(let entry)?:
+                try out.write(checkpoint.view(entry).bytes)
+                checkpoint.releasePages(entry)
+            case .float(let tensor, let dtype)?:
+                let original = plan.changes[tensor.name] != nil ? base.float32(tensor, threads: options.threads) : nil
+                let values = plan.changes[tensor.name] != nil
+                    ? mergedValues(tensor, plan: plan, base: base, storage: dtype, threads: options.threads)
+                    : base.float32(tensor, threads: options.threads)
+                if let original, let i = rowIndex[tensor.name] {
+                    let m = original.withUnsafeBufferPointer { o in values.withUnsafeBufferPointer { ErrorMetrics.compare(reference: o, candidate: $0) } }
+                    report.rows[i].relativeChange = m.sumSquaredReference > 0 ? (m.sumSquaredError / m.sumSquaredReference).squareRoot() : 0
+                }
+                try out.write(count: info.byteCount) { destination in
+                    values.withUnsafeBytes { FloatConversion.convert($0, from: .f32, to: dtype, into: destination, threads: options.threads) }
+                }
+            case .encoded?, nil:
+                preconditionFailure("no source for \(info.name)")
+            }
+        }
+        report.files = written.files
+        report.seconds = clock.seconds
+        return report
+    }
+
+    /// The base tensor's values with every planned change applied, rounded as `storage` stores them.
+    static func mergedValues(_ tensor: LogicalTensor, plan: MergePlan, base: LogicalCheckpoint, storage: DType, threads: ThreadBudget) -> [Float] {
+        let change = plan.changes[tensor.name]!
+        if let replacement = change.replacement {
+            var values = FloatValues.array(replacement.view)
+            LoRAMath.roundInPlace(&values, to: storage)
+            return values
+        }
+        var values = base.float32(tensor, threads: threads)
+        if !change.contributions.isEmpty {
+            LoRAMath.apply(change.contributions, to: &values, shape: tensor.shape, storage: storage)
+        }
+        for addition in change.biasAdditions {
+            let bias = FloatValues.array(addition.view)
+            var b = bias.map { $0 * Float(addition.weight) }
+            LoRAMath.roundInPlace(&b, to: storage)
+            for i in values.indices { values[i] += b[i] }
+            LoRAMath.roundInPlace(&values, to: storage)
+        }
+        return values
+    }
+
+    static func reencode(_ tensor: LogicalTensor, values: [Float], threads: ThreadBudget) -> EncodedTensor {
+        let info = TensorInfo(name: tensor.name, dtype: tensor.dtype, shape: tensor.shape, dataOffsets: 0..<0)
+        return values.withUnsafeBufferPointer { x in
+            switch tensor.scheme! {
+            case let .fourBit(type, blockSize, doubleQuant):
+                return CheckpointQuantizer.encodeFourBit(x, info: info, type: type, blockSize: blockSize, doubleQuant: doubleQuant,
+                                                         fixedScales: nil, threads: threads)
+            case let .int8(groupSize, scaleType):
+                return CheckpointQuantizer.encodeInt8(x, info: info, rows: tensor.shape[0], columns: tensor.shape[1], groupSize: groupSize,
+                                                      scaleType: scaleType, fixedScales: nil, threads: threads)
+            }
+        }
+    }
+
+    /// Every stored tensor of a quantized weight.
+    static func partEntries(_ tensor: LogicalTensor, in checkpoint: Checkpoint) -> [Checkpoint.Entry] {
+        switch tensor.storage {
+        case .plain(let e): return [e]
+        case .fourBit(let s): return s.partNames.compactMap { checkpoint.entry(named: $0) }
+        case .int8(let s):
+            let extra = ["weight_zero_point", "weight_g_idx"].compactMap { checkpoint.entry(named: String(s.weight.info.name.dropLast("weight".count)) + $0) }
+            return [s.weight, s.scale] + extra
+        }
+    }
+}

@@ -1,0 +1,227 @@
+/// Everything that can be wrong with an adapter or its fit to a base, each naming the file and
+/// the key, with what was expected.
+public enum LoRAError: Error, Equatable, Sendable, CustomStringConvertible {
+    case missingConfig(folder: String)
+    case malformedConfig(file: String, reason: String)
+    case unsupportedPEFTType(file: String, type: String)
+    case missingWeights(folder: String)
+    case unrecognizedKey(file: String, key: String)
+    case unmatchedKeys(file: String, keys: [String], candidates: [String])
+    case incompletePair(file: String, module: String, missing: String)
+    case shapeMismatch(file: String, key: String, baseTensor: String, expected: [Int], actual: [Int])
+    case rankMismatch(file: String, key: String, expected: Int, actual: Int)
+    case nonFinite(file: String, key: String, index: Int)
+    case baseHasNoBias(file: String, key: String, baseTensor: String)
+    case doraCombined(module: String)
+    case duplicateAdapter(folder: String)
+
+    public var description: String {
+        switch self {
+        case let .missingConfig(folder):
+            return "\(folder): no adapter_config.json (expected a PEFT adapter folder)"
+        case let .malformedConfig(file, reason):
+            return "\(file): malformed adapter config: \(reason)"
+        case let .unsupportedPEFTType(file, type):
+            return "\(file): peft_type \(type) is not supported (expected LORA; IA3, LoHa, LoKr, AdaLoRA and prompt methods are not merged by ckpt)"
+        case let .missingWeights(folder):
+            return "\(folder): no adapter_model.safetensors (expected the adapter's weights beside its config)"
+        case let .unrecognizedKey(file, key):
+            return "\(file): tensor '\(key)': not a LoRA key and not in modules_to_save (expected lora_A/lora_B/lora_embedding_A/lora_embedding_B/lora_magnitude_vector)"
+        case let .unmatchedKeys(file, keys, candidates):
+            let shown = keys.prefix(5).joined(separator: ", ") + (keys.count > 5 ? ", … (\(keys.count) in all)" : "")
+            let tried = candidates.isEmpty ? "" : "; tried base tensors such as \(candidates.prefix(3).joined(separator: ", "))"
+            return "\(file): \(keys.count) adapter key(s) match no base tensor: \(shown)\(tried)"
+        case let .incompletePair(file, module, missing):
+            return "\(file): module '\(module)': has no \(missing) (expected both halves of each LoRA pair)"
+        case let .shapeMismatch(file, key, baseTensor, expected, actual):
+            return "\(file): tensor '\(key)': does not fit base tensor '\(baseTensor)' (expected shape \(expected), got \(actual))"
+        case let .rankMismatch(file, key, expected, actual):
+            return "\(file): tensor '\(key)': rank disagrees with adapter_config.json (expected r = \(expected), got \(actual))"
+        case let .nonFinite(file, key, index):
+            return "\(file): tensor '\(key)': NaN or Inf at flat index \(index) (expected finite adapter weights)"
+        case let .baseHasNoBias(file, key, baseTensor):
+            return "\(file): tensor '\(key)': the base has no '\(baseTensor)' to add the LoRA bias to"
+        case let .doraCombined(module):
+            return "module '\(module)': a DoRA adapter cannot be combined with other adapters on the same module (merge them one at a time)"
+        case let .duplicateAdapter(folder):
+            return "\(folder): the same adapter is given twice"
+        }
+    }
+}
+
+/// The fields of `adapter_config.json` that change the merge.
+public struct AdapterConfig: Sendable {
+    public var peftType: String
+    public var rank: Int
+    public var alpha: Double
+    public var useRSLoRA: Bool
+    public var rankPattern: [(String, Int)]
+    public var alphaPattern: [(String, Double)]
+    public var fanInFanOut: Bool
+    public var useDoRA: Bool
+    public var targetModules: JSONValue?
+    public var modulesToSave: [String]
+    public var bias: String
+    public var loraBias: Bool
+    public var baseModelNameOrPath: String?
+
+    public init(parsing json: JSONValue, file: String) throws {
+        func bad(_ reason: String) -> LoRAError { .malformedConfig(file: file, reason: reason) }
+        guard case .object = json else { throw bad("not a JSON object") }
+        peftType = json["peft_type"]?.stringValue ?? "LORA"
+        guard peftType.uppercased() == "LORA" else { throw LoRAError.unsupportedPEFTType(file: file, type: peftType) }
+        guard let r = json["r"]?.intValue, r > 0 else { throw bad("\"r\" is \(json["r"]?.serialized() ?? "missing") (expected a positive integer)") }
+        rank = r
+        guard let a = json["lora_alpha"]?.doubleValue ?? (json["lora_alpha"] == nil ? Double(r) : nil) else {
+            throw bad("\"lora_alpha\" is not a number")
+        }
+        alpha = a
+        useRSLoRA = json["use_rslora"]?.boolValue ?? false
+        rankPattern = try (json["rank_pattern"]?.objectMembers ?? []).map { key, value in
+            guard let v = value.intValue, v > 0 else { throw bad("rank_pattern['\(key)'] is not a positive integer") }
+            return (key, v)
+        }
+        alphaPattern = try (json["alpha_pattern"]?.objectMembers ?? []).map { key, value in
+            guard let v = value.doubleValue else { throw bad("alpha_pattern['\(key)'] is not a number") }
+            return (key, v)
+        }
+        fanInFanOut = json["fan_in_fan_out"]?.boolValue ?? false
+        useDoRA = json["use_dora"]?.boolValue ?? false
+        targetModules = json["target_modules"]
+        modulesToSave = json["modules_to_save"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        bias = json["bias"]?.stringValue ?? "none"
+        loraBias = json["lora_bias"]?.boolValue ?? false
+        baseModelNameOrPath = json["base_model_name_or_path"]?.stringValue
+    }
+
+    /// PEFT's pattern lookup (`get_pattern_key`): the first key `K` for which the module name
+    /// matches `(.*\.)?(K)$` (keys are regular expressions, so `layers.1.mlp.down_proj` and
+    /// `q_proj` both work).
+    static func patternValue<T>(_ patterns: [(String, T)], module: String) -> T? {
+        for (key, value) in patterns {
+            if let regex = try? Regex("(.*\\.)?(\(key))$"), (try? regex.wholeMatch(in: module)) != nil { return value }
+        }
+        return nil
+    }
+
+    /// (rank, scaling) for a module: alpha / r, or alpha / √r with rsLoRA, after the patterns.
+    public func rankAndScaling(module: String) -> (rank: Int, scaling: Double) {
+        let r = Self.patternValue(rankPattern, module: module) ?? rank
+        let a = Self.patternValue(alphaPattern, module: module) ?? alpha
+        return (r, useRSLoRA ? a / Double(r).squareRoot() : a / Double(r))
+    }
+}
+
+/// A loaded PEFT adapter: its config and its tensors grouped by the module they change.
+public final class LoRAAdapter: Sendable {
+    /// One adapted module.
+    public struct Module: Sendable {
+        public enum Kind: Sendable { case linear, embedding }
+        public var name: String
+        public var kind: Kind
+        public var a: TensorView
+        public var b: TensorView
+        public var magnitude: TensorView?
+        public var bias: TensorView?
+        /// The adapter keys this module consumes.
+        public var keys: [String]
+    }
+
+    public let folder: String
+    public let configPath: String
+    public let weightsPath: String
+    public let config: AdapterConfig
+    public let file: SafetensorsFile
+    /// Adapted modules by name (without the `base_model.model.` prefix).
+    public let modules: [Module]
+    /// modules_to_save tensors: full replacements, by tensor name (prefix removed).
+    public let replacements: [(name: String, key: String, view: TensorView)]
+
+    public init(folder: String) throws {
+        var folder = folder
+        while folder.count > 1 && folder.hasSuffix("/") { folder.removeLast() }
+        self.folder = folder
+        let configPath = FileSystem.join(folder, "adapter_config.json")
+        let weightsPath = FileSystem.join(folder, "adapter_model.safetensors")
+        self.configPath = configPath
+        self.weightsPath = weightsPath
+        guard FileSystem.isRegularFile(configPath) else {
+            if !FileSystem.exists(folder) { throw CheckpointError.notFound(path: folder) }
+            throw LoRAError.missingConfig(folder: folder)
+        }
+        let configFile = try MappedFile(path: configPath)
+        guard configFile.count < 1 << 24, firstInvalidUTF8Offset(configFile.bytes) == nil else {
+            throw LoRAError.malformedConfig(file: configPath, reason: "not a small UTF-8 JSON file")
+        }
+        let json: JSONValue
+        do { json = try JSONParser.parse(configFile.bytes) } catch {
+            throw LoRAError.malformedConfig(file: configPath, reason: error.description)
+        }
+        let config = try AdapterConfig(parsing: json, file: configPath)
+        self.config = config
+        guard FileSystem.isRegularFile(weightsPath) else {
+            if FileSystem.isRegularFile(FileSystem.join(folder, "adapter_model.bin")) {
+                throw LoRAError.malformedConfig(file: FileSystem.join(folder, "adapter_model.bin"),
+                                                reason: "PyTorch .bin adapters are not read yet (expected adapter_model.safetensors)")
+            }
+            throw LoRAError.missingWeights(folder: folder)
+        }
+        file = try SafetensorsFile(path: weightsPath)
+
+        struct Parts {
+            var a: TensorView?, b: TensorView?, magnitude: TensorView?, bias: TensorView?
+            var embedding = false
+            var keys: [String] = []
+        }
+        var parts: [String: Parts] = [:]
+        var order: [String] = []
+        var replacements: [(String, String, TensorView)] = []
+        for info in file.tensors {
+            let key = info.name
+            var name = key.hasPrefix("base_model.model.") ? String(key.dropFirst("base_model.model.".count)) : key
+            // Keys saved with the adapter name left in ("…lora_A.default.weight") mean the same.
+            name = name.replacingOccurrences(of: ".default.", with: ".")
+            if name.hasSuffix(".default") { name = String(name.dropLast(".default".count)) }
+            let view = file.view(info)
+            let roles: [(String, WritableKeyPath<Parts, TensorView?>, Bool)] = [
+                (".lora_A.weight", \.a, false), (".lora_B.weight", \.b, false), (".lora_B.bias", \.bias, false),
+                (".lora_embedding_A", \.a, true), (".lora_embedding_B", \.b, true),
+                (".lora_magnitude_vector.weight", \.magnitude, false), (".lora_magnitude_vector", \.magnitude, false),
+            ]
+            if let (suffix, path, embedding) = roles.first(where: { name.hasSuffix($0.0) }) {
+                let module = String(name.dropLast(suffix.count))
+                if parts[module] == nil { order.append(module) }
+                parts[module, default: Parts()][keyPath: path] = view
+                parts[module]!.embedding = parts[module]!.embedding || embedding
+                parts[module]!.keys.append(key)
+                continue
+            }
+            let module = name.split(separator: ".").dropLast().joined(separator: ".")
+            let saved = config.modulesToSave.contains { module == $0 || module.hasSuffix("." + $0) }
+            guard saved else { throw LoRAError.unrecognizedKey(file: weightsPath, key: key) }
+            replacements.append((name, key, view))
+        }
+        modules = try order.map { name in
+            let p = parts[name]!
+            guard let a = p.a else { throw LoRAError.incompletePair(file: weightsPath, module: name, missing: p.embedding ? "lora_embedding_A" : "lora_A") }
+            guard let b = p.b else { throw LoRAError.incompletePair(file: weightsPath, module: name, missing: p.embedding ? "lora_embedding_B" : "lora_B") }
+            return Module(name: name, kind: p.embedding ? .embedding : .linear, a: a, b: b, magnitude: p.magnitude, bias: p.bias, keys: p.keys)
+        }
+        self.replacements = replacements.map { (name: $0.0, key: $0.1, view: $0.2) }
+    }
+}
+
+extension String {
+    /// Plain substring replacement (no Foundation).
+    func replacingOccurrences(of target: String, with replacement: String) -> String {
+        guard !target.isEmpty, contains(target) else { return self }
+        var result = ""
+        var rest = self[...]
+        while let range = rest.firstRange(of: target) {
+            result += rest[..<range.lowerBound]
+            result += replacement
+            rest = rest[range.upperBound...]
+        }
+        return result + rest
+    }
+}

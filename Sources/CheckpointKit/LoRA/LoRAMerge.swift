@@ -1,0 +1,328 @@
+/// One adapter's change to one base tensor.
+public struct LoRAContribution: Sendable {
+    public enum Operation: Sendable {
+        /// W[out, in] += s·B·A (transposed when fan_in_fan_out: W is [in, out]).
+        case linear(transposed: Bool)
+        /// W[vocab, dim] += s·(B·A)ᵀ with A [r, vocab], B [dim, r].
+        case embedding
+    }
+
+    public var adapterIndex: Int
+    public var module: String
+    public var operation: Operation
+    public var a: TensorView
+    public var b: TensorView
+    public var rank: Int
+    public var scaling: Double
+    /// The user's --weight for this adapter.
+    public var weight: Double
+    /// DoRA: the learned magnitude per output feature.
+    public var magnitude: TensorView?
+    /// A LoRA bias (lora_B.bias) goes into the module's bias tensor.
+    public var bias: TensorView?
+    public var keys: [String]
+}
+
+/// What happens to each base tensor.
+public struct MergePlan: Sendable {
+    public struct Change: Sendable {
+        public var tensor: String
+        public var contributions: [LoRAContribution]
+        /// modules_to_save: the adapter's full tensor replaces the base's.
+        public var replacement: (adapterIndex: Int, key: String, view: TensorView)?
+        /// A LoRA bias target: (adapter, key, view) pairs added to this (bias) tensor.
+        public var biasAdditions: [(adapterIndex: Int, key: String, view: TensorView, weight: Double)]
+    }
+
+    public var changes: [String: Change]
+    /// Order in which changes were planned (for reports).
+    public var order: [String]
+    public var notes: [String]
+    /// lm_head must be written explicitly (and tying turned off) because only one side changed.
+    public var untieHead: (head: String, embedding: String)?
+}
+
+public enum LoRAPlanner {
+    /// Candidate base names for an adapter module: as is, and with or without a leading
+    /// `model.` / `transformer.` (adapters of a bare model against a *ForCausalLM checkpoint).
+    static func candidates(_ module: String, suffix: String) -> [String] {
+        var names = [module + suffix]
+        for prefix in ["model.", "transformer.", "base_model.", "decoder."] {
+            if module.hasPrefix(prefix) { names.append(String(module.dropFirst(prefix.count)) + suffix) }
+            names.append(prefix + module + suffix)
+        }
+        return names
+    }
+
+    /// Builds the plan, checking every shape, rank and key: every adapter tensor is used exactly
+    /// once or the plan fails listing the keys that matched nothing.
+    /// The input embedding of the families ckpt knows.
+    static func embeddingName(in tensors: [String: LogicalTensor]) -> String? {
+        ["model.embed_tokens.weight", "transformer.wte.weight", "model.decoder.embed_tokens.weight", "embed_tokens.weight", "wte.weight"]
+            .first { tensors[$0] != nil }
+    }
+
+    /// The base's tensors by name, plus `lm_head.weight` standing for the embedding when the
+    /// head is tied (not stored), so an adapter may target it.
+    static func baseTensors(_ base: LogicalCheckpoint) -> [String: LogicalTensor] {
+        var byName = Dictionary(base.tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        if byName["lm_head.weight"] == nil, base.checkpoint.config?["tie_word_embeddings"]?.boolValue != false,
+            let embedding = embeddingName(in: byName)
+        {
+            var head = byName[embedding]!
+            head.name = "lm_head.weight"
+            byName["lm_head.weight"] = head
+        }
+        return byName
+    }
+
+    public static func plan(base: LogicalCheckpoint, adapters: [(adapter: LoRAAdapter, weight: Double)]) throws -> MergePlan {
+        let byName = baseTensors(base)
+        var changes: [String: MergePlan.Change] = [:]
+        var order: [String] = []
+        var notes: [String] = []
+        func change(_ name: String) -> MergePlan.Change {
+            changes[name] ?? MergePlan.Change(tensor: name, contributions: [], replacement: nil, biasAdditions: [])
+        }
+        var seenFolders = Set<String>()
+        for (index, (adapter, weight)) in adapters.enumerated() {
+            guard seenFolders.insert(adapter.folder).inserted else { throw LoRAError.duplicateAdapter(folder: adapter.folder) }
+            let file = adapter.weightsPath
+            var unmatched: [String] = []
+            var tried: [String] = []
+            for module in adapter.modules {
+                guard let target = candidates(module.name, suffix: ".weight").first(where: { byName[$0] != nil }) else {
+                    unmatched += module.keys
+                    tried.append(module.name + ".weight")
+                    continue
+                }
+                let w = byName[target]!
+                let (rank, scaling) = adapter.config.rankAndScaling(module: module.name)
+                let aKey = module.keys.first { $0.contains("lora_A") || $0.contains("lora_embedding_A") } ?? module.name
+                let bKey = module.keys.first { $0.contains("lora_B.weight") || $0.contains("lora_embedding_B") } ?? module.name
+                guard module.a.shape.count == 2, module.b.shape.count == 2, w.shape.count == 2 else {
+                    throw LoRAError.shapeMismatch(file: file, key: aKey, baseTensor: target, expected: [rank, -1], actual: module.a.shape)
+                }
+                guard module.a.shape[0] == rank else {
+                    throw LoRAError.rankMismatch(file: file, key: aKey, expected: rank, actual: module.a.shape[0])
+                }
+                guard module.b.shape[1] == rank else {
+                    throw LoRAError.rankMismatch(file: file, key: bKey, expected: rank, actual: module.b.shape[1])
+                }
+                let operation: LoRAContribution.Operation
+                switch module.kind {
+                case .linear:
+                    let transposed = adapter.config.fanInFanOut
+                    let (out, inner) = transposed ? (w.shape[1], w.shape[0]) : (w.shape[0], w.shape[1])
+                    guard module.a.shape[1] == inner else {
+                        throw LoRAError.shapeMismatch(file: file, key: aKey, baseTensor: target, expected: [rank, inner], actual: module.a.shape)
+                    }
+                    guard module.b.shape[0] == out else {
+                        throw LoRAError.shapeMismatch(file: file, key: bKey, baseTensor: target, expected: [out, rank], actual: module.b.shape)
+                    }
+                    operation = .linear(transposed: transposed)
+                case .embedding:
+                    guard module.a.shape[1] == w.shape[0] else {
+                        throw LoRAError.shapeMismatch(file: file, key: aKey, baseTensor: target, expected: [rank, w.shape[0]], actual: module.a.shape)
+                    }
+                    guard module.b.shape[0] == w.shape[1] else {
+                        throw LoRAError.shapeMismatch(file: file, key: bKey, baseTensor: target, expected: [w.shape[1], rank], actual: module.b.shape)
+                    }
+                    operation = .embedding
+                }
+                if let m = module.magnitude {
+                    let out = adapter.config.fanInFanOut ? w.shape[1] : w.shape[0]
+                    guard m.elementCount == out else {
+                        throw LoRAError.shapeMismatch(file: file, key: module.keys.first { $0.contains("magnitude") } ?? module.name,
+                                                      baseTensor: target, expected: [out], actual: m.shape)
+                    }
+                }
+                for view in [module.a, module.b] + [module.magnitude, module.bias].compactMap({ $0 }) {
+                    if let bad = firstNonFinite(view) {
+                        throw LoRAError.nonFinite(file: file, key: view.name, index: bad)
+                    }
+                }
+                var c = change(target)
+                if c.contributions.isEmpty { order.append(target) }
+                c.contributions.append(LoRAContribution(adapterIndex: index, module: module.name, operation: operation, a: module.a, b: module.b,
+                                                        rank: rank, scaling: scaling, weight: weight, magnitude: module.magnitude,
+                                                        bias: nil, keys: module.keys))
+                changes[target] = c
+                if let bias = module.bias {
+                    let biasName = String(target.dropLast(".weight".count)) + ".bias"
+                    guard let baseBias = byName[biasName] else {
+                        throw LoRAError.baseHasNoBias(file: file, key: bias.name, baseTensor: biasName)
+                    }
+                    guard baseBias.elementCount == bias.elementCount else {
+                        throw LoRAError.shapeMismatch(file: file, key: bias.name, baseTensor: biasName, expected: baseBias.shape, actual: bias.shape)
+                    }
+                    var bc = change(biasName)
+                    if bc.biasAdditions.isEmpty && bc.contributions.isEmpty { order.append(biasName) }
+                    bc.biasAdditions.append((index, bias.name, bias, weight))
+                    changes[biasName] = bc
+                }
+            }
+            for replacement in adapter.replacements {
+                let parts = replacement.name.split(separator: ".")
+                let suffix = "." + parts.last!
+                let module = parts.dropLast().joined(separator: ".")
+                guard let target = candidates(module, suffix: suffix).first(where: { byName[$0] != nil }) else {
+                    unmatched.append(replacement.key)
+                    tried.append(replacement.name)
+                    continue
+                }
+                let w = byName[target]!
+                guard w.shape == replacement.view.shape else {
+                    throw LoRAError.shapeMismatch(file: file, key: replacement.key, baseTensor: target, expected: w.shape, actual: replacement.view.shape)
+                }
+                if let bad = firstNonFinite(replacement.view) { throw LoRAError.nonFinite(file: file, key: replacement.key, index: bad) }
+                var c = change(target)
+                if c.contributions.isEmpty && c.replacement == nil { order.append(target) }
+                c.replacement = (index, replacement.key, replacement.view)
+                changes[target] = c
+            }
+            if !unmatched.isEmpty { throw LoRAError.unmatchedKeys(file: file, keys: unmatched, candidates: tried) }
+            if let hint = adapter.config.baseModelNameOrPath, let note = baseMismatchNote(hint: hint, base: base.checkpoint) {
+                notes.append("\(adapter.configPath): \(note)")
+            }
+        }
+        for (name, c) in changes where c.contributions.count > 1 && c.contributions.contains(where: { $0.magnitude != nil }) {
+            throw LoRAError.doraCombined(module: c.contributions[0].module + " (\(name))")
+        }
+        // Tied embeddings: when one side of a tied pair changes, both are written and the tie is
+        // cut; otherwise transformers would re-tie on load and silently discard one of them.
+        var untie: (String, String)? = nil
+        if let embedding = embeddingName(in: byName) {
+            let head = "lm_head.weight"
+            let hasHead = base.tensors.contains { $0.name == head }
+            let tied = base.checkpoint.config?["tie_word_embeddings"]?.boolValue ?? !hasHead
+            let headChanged = changes[head] != nil, embeddingChanged = changes[embedding] != nil
+            // A stored-less (tied) head only changes with the embedding when the adapter targets
+            // the head itself; a stored head is a separate tensor as soon as either side changes.
+            if tied && (headChanged || (hasHead && embeddingChanged)) {
+                untie = (head, embedding)
+                notes.append("\(headChanged ? "lm_head" : "the embedding") changes but its tied twin does not: both are written and "
+                    + "tie_word_embeddings is set to false (loaded tied, one of them would be silently discarded)")
+            }
+        }
+        return MergePlan(changes: changes, order: order, notes: notes, untieHead: untie)
+    }
+
+    static func firstNonFinite(_ view: TensorView) -> Int? {
+        let i = CheckpointVerifier.firstNonFinite(view)
+        return i < 0 ? nil : i
+    }
+
+    /// A warning when the adapter's recorded base looks like another family than `base`.
+    static func baseMismatchNote(hint: String, base: Checkpoint) -> String? {
+        guard let modelType = base.config?["model_type"]?.stringValue?.lowercased() else { return nil }
+        let name = hint.lowercased().split(separator: "/").last.map(String.init) ?? hint.lowercased()
+        let family = modelType.replacingOccurrences(of: "_", with: "").replacingOccurrences(of: "-", with: "")
+        let compact = name.replacingOccurrences(of: "-", with: "").replacingOccurrences(of: "_", with: "")
+        if compact.contains(family) || (family == "llama" && (compact.contains("llama") || compact.contains("smollm"))) { return nil }
+        if base.config?["_name_or_path"]?.stringValue?.lowercased() == hint.lowercased() { return nil }
+        return "adapter was trained on '\(hint)', but the base is a \(modelType) model; check it is the right base"
+    }
+}
+
+/// The arithmetic of a merge, on one tensor, in float32 with OpenBLAS.
+public enum LoRAMath {
+    /// Σ weight·scaling·(B·A) as the base tensor's layout wants it ([out, in], or [in, out] when
+    /// transposed, or [vocab, dim] for embeddings), in float32.
+    public static func delta(_ c: LoRAContribution, shape: [Int]) -> [Float] {
+        let a = FloatValues.array(c.a), b = FloatValues.array(c.b)
+        let rank = c.rank
+        let alpha = Float(c.weight * c.scaling)
+        var out = [Float](repeating: 0, count: shape[0] * shape[1])
+        a.withUnsafeBufferPointer { ap in
+            b.withUnsafeBufferPointer { bp in
+                out.withUnsafeMutableBufferPointer { op in
+                    switch c.operation {
+                    case .linear(transposed: false):
+                        // [out, r] · [r, in]
+                        MatrixMultiply.multiply(bp.baseAddress!, ap.baseAddress!, into: op.baseAddress!, m: shape[0], n: shape[1], k: rank, alpha: alpha)
+                    case .linear(transposed: true), .embedding:
+                        // (B·A)ᵀ = Aᵀ·Bᵀ: [in, r] · [r, out]
+                        MatrixMultiply.multiply(ap.baseAddress!, bp.baseAddress!, into: op.baseAddress!, m: shape[0], n: shape[1], k: rank,
+                                                alpha: alpha, transposeA: true, transposeB: true)
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// Plain loops, the reference the tests hold `delta` to.
+    public static func deltaReference(_ c: LoRAContribution, shape: [Int]) -> [Float] {
+        let a = FloatValues.array(c.a), b = FloatValues.array(c.b)
+        let rank = c.rank
+        let transposed: Bool
+        switch c.operation {
+        case .linear(let t): transposed = t
+        case .embedding: transposed = true
+        }
+        var out = [Float](repeating: 0, count: shape[0] * shape[1])
+        for i in 0..<shape[0] {
+            for j in 0..<shape[1] {
+                let (row, column) = transposed ? (j, i) : (i, j)  // row of B, column of A
+                let inner = a.count / rank
+                var sum = 0.0
+                for p in 0..<rank { sum += Double(b[row * rank + p]) * Double(a[p * inner + column]) }
+                out[i * shape[1] + j] = Float(sum * c.weight * c.scaling)
+            }
+        }
+        return out
+    }
+
+    /// Applies every contribution to `weight` (float32 values of the base tensor, `shape`),
+    /// rounding as PEFT does when the result is stored in `storage` (the base's dtype): the
+    /// delta is rounded to it first, then added (torch: `weight.data += delta.to(dtype)`).
+    public static func apply(_ contributions: [LoRAContribution], to weight: inout [Float], shape: [Int], storage: DType) {
+        for c in contributions {
+            var d = delta(c, shape: shape)
+            roundInPlace(&d, to: storage)
+            if let magnitude = c.magnitude {
+                applyDoRA(weight: &weight, delta: d, magnitude: FloatValues.array(magnitude), shape: shape, storage: storage,
+                          transposed: { if case .linear(true) = c.operation { return true } else { return false } }())
+            } else {
+                for i in weight.indices { weight[i] += d[i] }
+                roundInPlace(&weight, to: storage)
+            }
+        }
+    }
+
+    /// DoRA: W' = m / ‖W + ΔW‖ · (W + ΔW), the norm over each output feature's inputs.
+    static func applyDoRA(weight: inout [Float], delta: [Float], magnitude: [Float], shape: [Int], storage: DType, transposed: Bool) {
+        var combined = zip(weight, delta).map { $0 + $1 }
+        roundInPlace(&combined, to: storage)
+        let outputs = transposed ? shape[1] : shape[0]
+        let inputs = transposed ? shape[0] : shape[1]
+        var norms = [Float](repeating: 0, count: outputs)
+        for o in 0..<outputs {
+            var sum = 0.0
+            for i in 0..<inputs {
+                let v = Double(transposed ? combined[i * outputs + o] : combined[o * inputs + i])
+                sum += v * v
+            }
+            norms[o] = Float(sum.squareRoot())
+        }
+        roundInPlace(&norms, to: storage)
+        var factor = zip(magnitude, norms).map { $0 / $1 }
+        roundInPlace(&factor, to: storage)
+        for o in 0..<outputs {
+            for i in 0..<inputs {
+                let index = transposed ? i * outputs + o : o * inputs + i
+                weight[index] = factor[o] * combined[index]
+            }
+        }
+        roundInPlace(&weight, to: storage)
+    }
+
+    /// Rounds float32 values to `dtype` and back (no-op for F32).
+    static func roundInPlace(_ values: inout [Float], to dtype: DType) {
+        guard dtype == .bf16 || dtype == .f16 else { return }
+        var half = [UInt16](repeating: 0, count: values.count)
+        values.withUnsafeBytes { src in half.withUnsafeMutableBytes { FloatConversion.convert(src, from: .f32, to: dtype, into: $0, threads: .single) } }
+        half.withUnsafeBytes { src in values.withUnsafeMutableBytes { FloatConversion.convert(src, from: dtype, to: .f32, into: $0, threads: .single) } }
+    }
+}

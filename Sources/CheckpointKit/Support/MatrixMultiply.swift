@@ -1,0 +1,35 @@
+import COpenBLAS
+
+/// Matrix products through OpenBLAS, row-major, float32.
+public enum MatrixMultiply {
+    /// C[m×n] = alpha · A[m×k] · B[k×n] (+ beta · C). Pointers are row-major and dense.
+    public static func multiply(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into c: UnsafeMutablePointer<Float>,
+                                m: Int, n: Int, k: Int, alpha: Float = 1, beta: Float = 0,
+                                transposeA: Bool = false, transposeB: Bool = false) {
+        guard m > 0, n > 0 else { return }
+        guard k > 0 else {
+            if beta == 0 { c.update(repeating: 0, count: m * n) } else { for i in 0..<(m * n) { c[i] *= beta } }
+            return
+        }
+        cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(transposeA ? m : k), b, Int32(transposeB ? k : n), beta, c, Int32(n))
+    }
+
+    /// Plain triple loop, for tests of the above.
+    public static func multiplyReference(_ a: [Float], _ b: [Float], m: Int, n: Int, k: Int, alpha: Float = 1) -> [Float] {
+        var c = [Float](repeating: 0, count: m * n)
+        for i in 0..<m {
+            for j in 0..<n {
+                var sum = 0.0
+                for p in 0..<k { sum += Double(a[i * k + p]) * Double(b[p * n + j]) }
+                c[i * n + j] = Float(sum) * alpha
+            }
+        }
+        return c
+    }
+
+    /// OpenBLAS's own thread pool; ckpt sets it from --threads.
+    public static func setThreads(_ threads: ThreadBudget) {
+        openblas_set_num_threads(Int32(threads.count))
+    }
+}
