@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "ckpt-quantize", targets: ["ckpt-quantize"]),
         .executable(name: "ckpt-dequantize", targets: ["ckpt-dequantize"]),
         .executable(name: "ckpt-diff", targets: ["ckpt-diff"]),
+        .executable(name: "ckpt-merge-lora", targets: ["ckpt-merge-lora"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
@@ -30,6 +31,7 @@ let package = Package(
         .executableTarget(name: "ckpt-quantize", dependencies: ["CheckpointKit", "ToolSupport"]),
         .executableTarget(name: "ckpt-dequantize", dependencies: ["CheckpointKit", "ToolSupport"]),
         .executableTarget(name: "ckpt-diff", dependencies: ["CheckpointKit", "ToolSupport"]),
+        .executableTarget(name: "ckpt-merge-lora", dependencies: ["CheckpointKit", "ToolSupport"]),
         // Kernel throughput for `make bench`; not a shipped program.
         .executableTarget(name: "ckpt-bench", dependencies: ["CheckpointKit"], path: "Benchmarks/ckpt-bench"),
         // Helpers both test targets share (hashing for recorded goldens).
@@ -37,6 +39,7 @@ let package = Package(
         .testTarget(name: "CheckpointKitTests", dependencies: ["CheckpointKit", "TestSupport"]),
         .testTarget(name: "ToolTests", dependencies: [
             "TestSupport", "ckpt-inspect", "ckpt-convert", "ckpt-quantize", "ckpt-dequantize", "ckpt-diff",
+            "ckpt-merge-lora",
         ]),
     ],
     swiftLanguageModes: [.v6]

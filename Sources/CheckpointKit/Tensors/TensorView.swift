@@ -6,6 +6,9 @@ public struct TensorView: @unchecked Sendable {
     public let info: TensorInfo
     /// Keeps the mapping alive.
     public let storage: AnyObject
+    /// Valid while this view (or its storage) is alive: Swift may release a temporary view right
+    /// after reading this property, so copy with `byteArray` or use `withBytes` when the view
+    /// is not held in a variable.
     public let bytes: UnsafeRawBufferPointer
 
     public init(info: TensorInfo, storage: MappedFile, byteRange: Range<Int>) {
@@ -20,6 +23,14 @@ public struct TensorView: @unchecked Sendable {
         self.storage = owner
         self.bytes = bytes
     }
+
+    /// The bytes, with the mapping kept alive for the duration of `body`.
+    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try withExtendedLifetime(storage) { try body(bytes) }
+    }
+
+    /// A copy of the bytes.
+    public var byteArray: [UInt8] { withBytes { Array($0) } }
 
     public var name: String { info.name }
     public var dtype: DType { info.dtype }

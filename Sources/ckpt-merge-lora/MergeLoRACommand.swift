@@ -1,0 +1,115 @@
+import ArgumentParser
+import CheckpointKit
+import ToolSupport
+
+@main
+struct MergeLoRACommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ckpt-merge-lora",
+        abstract: "Merge PEFT LoRA adapters into their base weights (LoRA, rsLoRA, DoRA, embeddings, Conv1D, modules_to_save).",
+        discussion: """
+            Every adapter tensor must find its base tensor: an unmatched key is an error, never a \
+            silent skip. Several adapters merge as base + Σ weight·delta (give one --weight per \
+            adapter, the positional one first, or one per --adapter). A quantized base is \
+            dequantized, merged and written as floats, or re-quantized in its own scheme with \
+            --requantize.
+            """)
+
+    @Argument(help: "Base checkpoint: a .safetensors file, an index or a model folder (may be quantized).")
+    var base: String
+
+    @Argument(help: "PEFT adapter folder (adapter_config.json + adapter_model.safetensors).")
+    var adapter: String
+
+    @Argument(help: "Output folder (or a .safetensors file when the base is a single file).")
+    var output: String
+
+    @Option(name: .customLong("adapter"), help: "A further adapter to merge (repeatable).")
+    var moreAdapters: [String] = []
+
+    @Option(help: "Weight of each adapter's delta, in order (repeatable; default 1).")
+    var weight: [Double] = []
+
+    @Option(help: "keep, f32, f16 or bf16: dtype of the written floats (keep: the base's).")
+    var dtype: String = "keep"
+
+    @Flag(help: "Re-quantize merged weights of a quantized base in its own scheme and block size.")
+    var requantize = false
+
+    @Flag(help: "Print the plan (adapter key → base tensor, rank, scaling, shape) and write nothing.")
+    var dryRun = false
+
+    @Flag(help: "Replace an existing output.")
+    var force = false
+
+    @OptionGroup var common: CommonOptions
+
+    var adapterFolders: [String] { [adapter] + moreAdapters }
+
+    var weights: [Double] {
+        if weight.count == adapterFolders.count { return weight }
+        if weight.count == moreAdapters.count { return [1] + weight }
+        return adapterFolders.map { _ in 1 }
+    }
+
+    func validate() throws {
+        guard dtype == "keep" || parseFloatType(dtype) != nil else { throw ValidationError("--dtype \(dtype): expected keep, f32, f16 or bf16") }
+        guard weight.isEmpty || weight.count == adapterFolders.count || weight.count == moreAdapters.count else {
+            throw ValidationError("--weight given \(weight.count) time(s) for \(adapterFolders.count) adapters (expected one per adapter, or one per --adapter)")
+        }
+        if weight.contains(where: { !$0.isFinite }) { throw ValidationError("--weight must be finite") }
+    }
+
+    func run() throws {
+        try runTool {
+            let checkpoint = try Checkpoint(path: base)
+            let adapters = try zip(adapterFolders, weights).map { (try LoRAAdapter(folder: $0), $1) }
+            let options = MergeOptions(dtype: dtype == "keep" ? nil : parseFloatType(dtype), requantize: requantize, dryRun: dryRun,
+                                       threads: common.threadBudget, overwrite: force)
+            let report = try CheckpointMerger.merge(base: checkpoint, adapters: adapters.map { (adapter: $0.0, weight: $0.1) }, to: output,
+                                                    options: options)
+            for note in report.notes { log("note: \(note)", options: common) }
+            if common.json {
+                printJSON(json(report))
+                return
+            }
+            var table = TextTable(headers: ["base tensor", "shape", "kind", "adapter key", "rank", "scaling", "weight"]
+                                  + (dryRun ? [] : ["rel. change"]) + (requantize ? ["requant snr dB"] : []),
+                                  rightAligned: [4, 5, 6, 7, 8])
+            for row in report.rows {
+                for (i, a) in row.adapters.enumerated() {
+                    var cells = [i == 0 ? row.tensor : "", i == 0 ? row.shape.map(String.init).joined(separator: "×") : "", i == 0 ? row.kind : "",
+                                 a.key, a.rank > 0 ? String(a.rank) : "-", formatValue(a.scaling), formatValue(a.weight)]
+                    if !dryRun { cells.append(i == 0 ? row.relativeChange.map { formatValue($0) } ?? "" : "") }
+                    if requantize { cells.append(i == 0 ? row.requantization.map { formatDecibels($0.snrDB) } ?? "" : "") }
+                    table.add(cells)
+                }
+            }
+            print(table.render())
+            if report.dryRun {
+                print("\ndry run: \(report.rows.count) base tensors would change; nothing written")
+            } else {
+                print("\nwrote \(report.output): \(report.rows.count) tensors merged from \(adapters.count) adapter(s) in "
+                    + "\(formatDecimal(report.seconds, places: 2)) s")
+            }
+        }
+    }
+
+    func json(_ report: MergeReport) -> JSONValue {
+        [
+            "output": .string(report.output), "dry_run": .bool(report.dryRun), "files": .array(report.files.map { .string($0) }),
+            "notes": .array(report.notes.map { .string($0) }), "seconds": .double(report.seconds),
+            "tensors": .array(report.rows.map { row in
+                var members: [(String, JSONValue)] = [
+                    ("name", .string(row.tensor)), ("shape", .array(row.shape.map { JSONValue($0) })), ("kind", .string(row.kind)),
+                    ("adapters", .array(row.adapters.map {
+                        ["key": .string($0.key), "rank": JSONValue($0.rank), "scaling": .double($0.scaling), "weight": .double($0.weight)]
+                    })),
+                ]
+                if let change = row.relativeChange { members.append(("relative_change", .double(change))) }
+                if let m = row.requantization { members.append(("requantization", metricsJSON(m))) }
+                return .object(members)
+            }),
+        ]
+    }
+}
