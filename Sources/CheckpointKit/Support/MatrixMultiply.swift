@@ -3,16 +3,20 @@ import COpenBLAS
 /// Matrix products through OpenBLAS, row-major, float32.
 public enum MatrixMultiply {
     /// C[m×n] = alpha · A[m×k] · B[k×n] (+ beta · C). Pointers are row-major and dense.
+    /// Leading dimensions default to the dense ones; pass them to work on strided sub-matrices
+    /// (one attention head inside a [T, heads·headDim] row-major buffer).
     public static func multiply(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into c: UnsafeMutablePointer<Float>,
                                 m: Int, n: Int, k: Int, alpha: Float = 1, beta: Float = 0,
-                                transposeA: Bool = false, transposeB: Bool = false) {
+                                transposeA: Bool = false, transposeB: Bool = false, lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil) {
         guard m > 0, n > 0 else { return }
         guard k > 0 else {
-            if beta == 0 { c.update(repeating: 0, count: m * n) } else { for i in 0..<(m * n) { c[i] *= beta } }
+            let stride = ldc ?? n
+            for i in 0..<m { for j in 0..<n { c[i * stride + j] = beta == 0 ? 0 : c[i * stride + j] * beta } }
             return
         }
         cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(transposeA ? m : k), b, Int32(transposeB ? k : n), beta, c, Int32(n))
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda ?? (transposeA ? m : k)), b, Int32(ldb ?? (transposeB ? k : n)),
+                    beta, c, Int32(ldc ?? n))
     }
 
     /// Plain triple loop, for tests of the above.

@@ -1,0 +1,166 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum EvaluationError: Error, Equatable, Sendable, CustomStringConvertible {
+    case textTooShort(file: String, tokens: Int, needed: Int)
+    case tokenOutOfRange(file: String, index: Int, token: Int, vocabulary: Int)
+    case badTokenFile(file: String, reason: String)
+    case vocabularyMismatch(base: String, baseSize: Int, candidate: String, candidateSize: Int)
+    case nonFiniteLogits(model: String, chunk: Int)
+    case badBaseFile(file: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .textTooShort(file, tokens, needed):
+            return "\(file): too short for this context (expected at least \(needed) tokens, got \(tokens))"
+        case let .tokenOutOfRange(file, index, token, vocabulary):
+            return "\(file): token \(index) is \(token), outside the vocabulary (expected 0..<\(vocabulary))"
+        case let .badTokenFile(file, reason):
+            return "\(file): \(reason) (expected token ids, one per line or a JSON array)"
+        case let .vocabularyMismatch(base, baseSize, candidate, candidateSize):
+            return "\(candidate): vocabulary differs from the base \(base) (expected \(baseSize) entries, got \(candidateSize))"
+        case let .nonFiniteLogits(model, chunk):
+            return "\(model): chunk \(chunk): the model produced NaN or infinite logits"
+        case let .badBaseFile(file, reason):
+            return "\(file): unusable saved base log-probabilities: \(reason)"
+        }
+    }
+}
+
+/// llama.cpp's perplexity: the token stream cut into chunks of `context` tokens; in each, the
+/// logits at positions context/2 … context−2 are scored against the next token (the first half
+/// only gives context). When the tokenizer adds BOS, each chunk's first token is replaced by
+/// BOS. PPL = exp(mean NLL); its standard error is the delta-method estimate llama.cpp prints:
+/// ppl · sqrt((mean(nll²) − mean(nll)²) / (count − 1)).
+public struct PerplexityAccumulator: Sendable, Equatable {
+    public private(set) var count = 0
+    public private(set) var sum = 0.0
+    public private(set) var sumOfSquares = 0.0
+
+    public init() {}
+
+    public mutating func add(negativeLogLikelihood v: Double) {
+        count += 1
+        sum += v
+        sumOfSquares += v * v
+    }
+
+    public var meanNLL: Double { count > 0 ? sum / Double(count) : .nan }
+    public var perplexity: Double { Glibc.exp(meanNLL) }
+    public var standardError: Double {
+        guard count > 1 else { return .nan }
+        let mean = meanNLL
+        let variance = sumOfSquares / Double(count) - mean * mean
+        return variance > 0 ? perplexity * (variance / Double(count - 1)).squareRoot() : 0
+    }
+}
+
+/// The chunking shared by perplexity and KL divergence.
+public struct ChunkPlan: Sendable {
+    public var context: Int
+    public var chunks: Int
+    public var bos: Int?
+
+    /// The first scored logit row of a chunk (llama.cpp's `first = n_ctx/2`).
+    public var firstScored: Int { context / 2 }
+    /// Logit rows scored per chunk: first … context−2.
+    public var scoredRows: Range<Int> { firstScored..<(context - 1) }
+
+    public init(tokens: Int, context: Int, chunks: Int?, bos: Int?, file: String) throws {
+        guard tokens >= 2 * context else { throw EvaluationError.textTooShort(file: file, tokens: tokens, needed: 2 * context) }
+        self.context = context
+        self.chunks = min(chunks ?? Int.max, tokens / context)
+        self.bos = bos
+    }
+
+    /// Chunk `i`'s tokens, with BOS in front when the tokenizer adds one.
+    public func tokens(_ i: Int, from stream: [Int]) -> [Int] {
+        var chunk = Array(stream[(i * context)..<((i + 1) * context)])
+        if let bos { chunk[0] = bos }
+        return chunk
+    }
+}
+
+/// Log-softmax of one row of logits, in f64 from f32 logits as llama.cpp computes it.
+@inline(__always)
+func logSoftmaxNormalizer(_ row: UnsafeBufferPointer<Float>) -> (max: Float, logSum: Double) {
+    var m = -Float.infinity
+    for v in row { m = max(m, v) }
+    var sum = 0.0
+    for v in row { sum += Glibc.exp(Double(v - m)) }
+    return (m, Glibc.log(sum))
+}
+
+public enum PerplexityEvaluator {
+    /// Per chunk: the running (PPL, ±) after it, reported through `progress`.
+    public static func evaluate(_ model: TransformerModel, tokens: [Int], plan: ChunkPlan,
+                                progress: (Int, PerplexityAccumulator) -> Void = { _, _ in }) throws
+        -> (total: PerplexityAccumulator, perChunk: [Double])
+    {
+        var total = PerplexityAccumulator()
+        var perChunk: [Double] = []
+        let vocabulary = model.config.vocabularySize
+        for i in 0..<plan.chunks {
+            if Interruption.isRequested { throw FileAccessError.interrupted(file: model.path) }
+            let chunk = plan.tokens(i, from: tokens)
+            let rows = plan.scoredRows
+            let logits = model.logits(chunk, scored: rows)
+            var chunkNLL = PerplexityAccumulator()
+            try logits.withUnsafeBufferPointer { all in
+                for (r, position) in rows.enumerated() {
+                    let row = UnsafeBufferPointer(rebasing: all[(r * vocabulary)..<((r + 1) * vocabulary)])
+                    let (m, logSum) = logSoftmaxNormalizer(row)
+                    guard m.isFinite, logSum.isFinite else { throw EvaluationError.nonFiniteLogits(model: model.path, chunk: i + 1) }
+                    let target = chunk[position + 1]
+                    let nll = -(Double(row[target] - m) - logSum)
+                    total.add(negativeLogLikelihood: nll)
+                    chunkNLL.add(negativeLogLikelihood: nll)
+                }
+            }
+            perChunk.append(chunkNLL.perplexity)
+            progress(i + 1, total)
+        }
+        return (total, perChunk)
+    }
+}
+
+/// Token ids from a file: whitespace/newline separated integers, or a JSON array.
+public enum TokenFile {
+    public static func read(_ path: String, vocabulary: Int) throws -> [Int] {
+        let mapped = try MappedFile(path: path)
+        guard mapped.count < 1 << 31 else { throw EvaluationError.badTokenFile(file: path, reason: "larger than 2 GB") }
+        let bytes = mapped.bytes
+        var ids: [Int] = []
+        if let first = bytes.first(where: { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }), first == UInt8(ascii: "[") {
+            let json: JSONValue
+            do { json = try JSONParser.parse(bytes) } catch { throw EvaluationError.badTokenFile(file: path, reason: error.description) }
+            guard let array = json.arrayValue else { throw EvaluationError.badTokenFile(file: path, reason: "not an array") }
+            for (i, v) in array.enumerated() {
+                guard let id = v.intValue else { throw EvaluationError.badTokenFile(file: path, reason: "element \(i) is not an integer") }
+                ids.append(id)
+            }
+        } else {
+            var current = 0, inNumber = false, negative = false
+            for b in bytes {
+                switch b {
+                case UInt8(ascii: "0")...UInt8(ascii: "9"):
+                    guard current < Int.max / 100 else { throw EvaluationError.badTokenFile(file: path, reason: "a number is too large") }
+                    current = current * 10 + Int(b - UInt8(ascii: "0"))
+                    inNumber = true
+                case UInt8(ascii: "-") where !inNumber: negative = true
+                case 0x20, 0x0A, 0x0D, 0x09, UInt8(ascii: ","):
+                    if inNumber { ids.append(negative ? -current : current) }
+                    (current, inNumber, negative) = (0, false, false)
+                default:
+                    throw EvaluationError.badTokenFile(file: path, reason: "unexpected character '\(Character(Unicode.Scalar(b)))'")
+                }
+            }
+            if inNumber { ids.append(negative ? -current : current) }
+        }
+        if let bad = ids.firstIndex(where: { $0 < 0 || $0 >= vocabulary }) {
+            throw EvaluationError.tokenOutOfRange(file: path, index: bad, token: ids[bad], vocabulary: vocabulary)
+        }
+        return ids
+    }
+}

@@ -1,0 +1,93 @@
+/// Failures building a model from a checkpoint.
+public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible {
+    case missingConfig(path: String)
+    case unsupportedArchitecture(file: String, found: String, supported: [String])
+    case badConfig(file: String, key: String, reason: String)
+    case missingWeight(file: String, tensor: String)
+    case weightShape(file: String, tensor: String, expected: [Int], actual: [Int])
+
+    public var description: String {
+        switch self {
+        case let .missingConfig(path):
+            return "\(path): no config.json (expected a model folder with its config)"
+        case let .unsupportedArchitecture(file, found, supported):
+            return "\(file): unsupported architecture (expected one of \(supported.joined(separator: ", ")), got \(found))"
+        case let .badConfig(file, key, reason):
+            return "\(file): \(key): \(reason)"
+        case let .missingWeight(file, tensor):
+            return "\(file): tensor '\(tensor)': missing (expected it for this architecture)"
+        case let .weightShape(file, tensor, expected, actual):
+            return "\(file): tensor '\(tensor)': wrong shape (expected \(expected), got \(actual))"
+        }
+    }
+}
+
+/// The architecture-defining fields of config.json, for the families ckpt evaluates.
+public struct TransformerConfig: Sendable, Equatable {
+    public enum Family: String, Sendable, CaseIterable {
+        case llama = "LlamaForCausalLM"
+        case mistral = "MistralForCausalLM"
+        case qwen2 = "Qwen2ForCausalLM"
+        case gpt2 = "GPT2LMHeadModel"
+    }
+
+    public var family: Family
+    public var hiddenSize: Int
+    public var layers: Int
+    public var heads: Int
+    public var kvHeads: Int
+    public var headDim: Int
+    public var intermediateSize: Int
+    public var vocabularySize: Int
+    public var normEpsilon: Float
+    public var ropeTheta: Double
+    public var tiedEmbeddings: Bool
+    public var maxPositions: Int
+
+    public init(parsing config: JSONValue, file: String) throws {
+        func bad(_ key: String, _ reason: String) -> ModelError { .badConfig(file: file, key: key, reason: reason) }
+        let architecture = config["architectures"]?.arrayValue?.first?.stringValue
+        let modelType = config["model_type"]?.stringValue
+        let byType: [String: Family] = ["llama": .llama, "mistral": .mistral, "qwen2": .qwen2, "gpt2": .gpt2]
+        guard let family = architecture.flatMap(Family.init(rawValue:)) ?? modelType.flatMap({ byType[$0] }) else {
+            throw ModelError.unsupportedArchitecture(file: file, found: architecture ?? modelType ?? "nothing",
+                                                     supported: Family.allCases.map(\.rawValue))
+        }
+        self.family = family
+        func int(_ keys: String...) throws -> Int {
+            for key in keys { if let v = config[key]?.intValue { guard v > 0 else { throw bad(key, "must be positive") }; return v } }
+            throw bad(keys[0], "missing (expected a positive integer)")
+        }
+        if family == .gpt2 {
+            hiddenSize = try int("n_embd", "hidden_size")
+            layers = try int("n_layer", "num_hidden_layers")
+            heads = try int("n_head", "num_attention_heads")
+            kvHeads = heads
+            intermediateSize = config["n_inner"]?.intValue ?? 4 * hiddenSize
+            normEpsilon = Float(config["layer_norm_epsilon"]?.doubleValue ?? 1e-5)
+            maxPositions = try int("n_positions", "max_position_embeddings")
+            tiedEmbeddings = config["tie_word_embeddings"]?.boolValue ?? true
+            ropeTheta = 0
+        } else {
+            hiddenSize = try int("hidden_size")
+            layers = try int("num_hidden_layers")
+            heads = try int("num_attention_heads")
+            kvHeads = config["num_key_value_heads"]?.intValue ?? heads
+            intermediateSize = try int("intermediate_size")
+            normEpsilon = Float(config["rms_norm_eps"]?.doubleValue ?? 1e-6)
+            maxPositions = config["max_position_embeddings"]?.intValue ?? 4096
+            tiedEmbeddings = config["tie_word_embeddings"]?.boolValue ?? false
+            let theta = config["rope_theta"]?.doubleValue ?? config["rope_parameters"]?["rope_theta"]?.doubleValue ?? 10_000
+            ropeTheta = theta
+            if let type = config["rope_parameters"]?["rope_type"]?.stringValue ?? config["rope_scaling"]?["rope_type"]?.stringValue,
+                type != "default"
+            {
+                throw bad("rope_parameters.rope_type", "\(type) scaling is not supported (expected default)")
+            }
+        }
+        vocabularySize = try int("vocab_size")
+        headDim = config["head_dim"]?.intValue ?? hiddenSize / heads
+        guard heads % kvHeads == 0 else { throw bad("num_key_value_heads", "\(kvHeads) does not divide \(heads) heads") }
+        guard headDim % 2 == 0 || family == .gpt2 else { throw bad("head_dim", "must be even for RoPE") }
+    }
+}

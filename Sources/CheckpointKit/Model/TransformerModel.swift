@@ -1,0 +1,229 @@
+/// A decoder-only transformer (Llama, Mistral, Qwen2, GPT-2) held in f32 and run a whole chunk
+/// of tokens at a time: every matrix product through `cblas_sgemm`, the rest SIMD, scratch
+/// memory allocated once per chunk length.
+public final class TransformerModel {
+    public let config: TransformerConfig
+    public let path: String
+
+    struct Layer {
+        var attentionNorm: [Float], attentionNormBias: [Float]?
+        var q: [Float], k: [Float], v: [Float], o: [Float]
+        var qBias: [Float]?, kBias: [Float]?, vBias: [Float]?, oBias: [Float]?
+        var mlpNorm: [Float], mlpNormBias: [Float]?
+        var gate: [Float]?, up: [Float], down: [Float]
+        var upBias: [Float]?, downBias: [Float]?
+    }
+
+    let embedding: [Float]
+    let positions: [Float]?
+    let layers: [Layer]
+    let finalNorm: [Float], finalNormBias: [Float]?
+    /// [vocab, hidden]; the embedding when tied.
+    let head: [Float]
+    let threads: ThreadBudget
+    private var ropeCos: [Float] = [], ropeSin: [Float] = []
+
+    /// Loads config.json and every weight (dequantized when quantized) as f32.
+    public init(checkpoint: Checkpoint, threads: ThreadBudget = .allCores) throws {
+        guard let json = checkpoint.config, let directory = checkpoint.directory else {
+            throw ModelError.missingConfig(path: checkpoint.path)
+        }
+        let configPath = FileSystem.join(directory, "config.json")
+        config = try TransformerConfig(parsing: json, file: configPath)
+        path = checkpoint.path
+        self.threads = threads
+        MatrixMultiply.setThreads(threads)
+        let logical = try LogicalCheckpoint(checkpoint)
+        let byName = Dictionary(logical.tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let c = config
+        // GPT-2 checkpoints come with or without the "transformer." prefix.
+        let prefix = c.family == .gpt2 && byName["wte.weight"] != nil ? "" : (c.family == .gpt2 ? "transformer." : "model.")
+        func load(_ name: String, _ shape: [Int]) throws -> [Float] {
+            guard let t = byName[name] else { throw ModelError.missingWeight(file: checkpoint.path, tensor: name) }
+            guard t.shape == shape || (shape.count == 1 && t.elementCount == shape[0]) else {
+                throw ModelError.weightShape(file: checkpoint.path, tensor: name, expected: shape, actual: t.shape)
+            }
+            return logical.float32(t, threads: threads)
+        }
+        func optional(_ name: String, _ shape: [Int]) throws -> [Float]? { byName[name] == nil ? nil : try load(name, shape) }
+        let d = c.hiddenSize, qDim = c.heads * c.headDim, kvDim = c.kvHeads * c.headDim, ff = c.intermediateSize
+        var layers: [Layer] = []
+        if c.family == .gpt2 {
+            embedding = try load(prefix + "wte.weight", [c.vocabularySize, d])
+            positions = try load(prefix + "wpe.weight", [c.maxPositions, d])
+            for i in 0..<c.layers {
+                let p = "\(prefix)h.\(i)."
+                // Conv1D weights are [in, out]; transpose once so every product is x·Wᵀ.
+                let qkv = try load(p + "attn.c_attn.weight", [d, 3 * d])
+                let qkvBias = try load(p + "attn.c_attn.bias", [3 * d])
+                let qkvT = Self.transpose(qkv, rows: d, columns: 3 * d)
+                layers.append(Layer(
+                    attentionNorm: try load(p + "ln_1.weight", [d]), attentionNormBias: try load(p + "ln_1.bias", [d]),
+                    q: Array(qkvT[0..<(d * d)]), k: Array(qkvT[(d * d)..<(2 * d * d)]), v: Array(qkvT[(2 * d * d)...]),
+                    o: Self.transpose(try load(p + "attn.c_proj.weight", [d, d]), rows: d, columns: d),
+                    qBias: Array(qkvBias[0..<d]), kBias: Array(qkvBias[d..<(2 * d)]), vBias: Array(qkvBias[(2 * d)...]),
+                    oBias: try load(p + "attn.c_proj.bias", [d]),
+                    mlpNorm: try load(p + "ln_2.weight", [d]), mlpNormBias: try load(p + "ln_2.bias", [d]),
+                    gate: nil, up: Self.transpose(try load(p + "mlp.c_fc.weight", [d, ff]), rows: d, columns: ff),
+                    down: Self.transpose(try load(p + "mlp.c_proj.weight", [ff, d]), rows: ff, columns: d),
+                    upBias: try load(p + "mlp.c_fc.bias", [ff]), downBias: try load(p + "mlp.c_proj.bias", [d])))
+            }
+            finalNorm = try load(prefix + "ln_f.weight", [d])
+            finalNormBias = try load(prefix + "ln_f.bias", [d])
+        } else {
+            embedding = try load(prefix + "embed_tokens.weight", [c.vocabularySize, d])
+            positions = nil
+            for i in 0..<c.layers {
+                let p = "\(prefix)layers.\(i)."
+                layers.append(Layer(
+                    attentionNorm: try load(p + "input_layernorm.weight", [d]), attentionNormBias: nil,
+                    q: try load(p + "self_attn.q_proj.weight", [qDim, d]), k: try load(p + "self_attn.k_proj.weight", [kvDim, d]),
+                    v: try load(p + "self_attn.v_proj.weight", [kvDim, d]), o: try load(p + "self_attn.o_proj.weight", [d, qDim]),
+                    qBias: try optional(p + "self_attn.q_proj.bias", [qDim]), kBias: try optional(p + "self_attn.k_proj.bias", [kvDim]),
+                    vBias: try optional(p + "self_attn.v_proj.bias", [kvDim]), oBias: try optional(p + "self_attn.o_proj.bias", [d]),
+                    mlpNorm: try load(p + "post_attention_layernorm.weight", [d]), mlpNormBias: nil,
+                    gate: try load(p + "mlp.gate_proj.weight", [ff, d]), up: try load(p + "mlp.up_proj.weight", [ff, d]),
+                    down: try load(p + "mlp.down_proj.weight", [d, ff]), upBias: nil, downBias: nil))
+            }
+            finalNorm = try load(prefix + "norm.weight", [d])
+            finalNormBias = nil
+        }
+        self.layers = layers
+        if let stored = try optional("lm_head.weight", [c.vocabularySize, d]), !(c.tiedEmbeddings && c.family == .gpt2) {
+            head = stored
+        } else {
+            head = embedding
+        }
+    }
+
+    static func transpose(_ m: [Float], rows: Int, columns: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: m.count)
+        for r in 0..<rows { for c in 0..<columns { out[c * rows + r] = m[r * columns + c] } }
+        return out
+    }
+
+    /// x[T, in] · W[out, in]ᵀ (+ bias) → out[T, out].
+    private func linear(_ x: UnsafePointer<Float>, _ w: [Float], _ bias: [Float]?, into out: UnsafeMutablePointer<Float>,
+                        rows: Int, inputs: Int, outputs: Int) {
+        w.withUnsafeBufferPointer { wp in
+            MatrixMultiply.multiply(x, wp.baseAddress!, into: out, m: rows, n: outputs, k: inputs, transposeB: true)
+        }
+        if let bias {
+            bias.withUnsafeBufferPointer { b in
+                threads.forEachChunk(rows) { r in
+                    let o = out + r * outputs
+                    for j in 0..<outputs { o[j] += b[j] }
+                }
+            }
+        }
+    }
+
+    /// Logits [scored.count, vocab] for the tokens of one chunk (positions 0..<tokens.count),
+    /// computed for the rows in `scored` only (the others still feed attention).
+    public func logits(_ tokens: [Int], scored: Range<Int>? = nil) -> [Float] {
+        let c = config
+        let T = tokens.count
+        let scored = scored ?? 0..<T
+        let d = c.hiddenSize, hd = c.headDim, qDim = c.heads * hd, kvDim = c.kvHeads * hd, ff = c.intermediateSize
+        if c.family != .gpt2 && ropeCos.count < T * hd / 2 {
+            (ropeCos, ropeSin) = TransformerKernels.ropeTables(theta: c.ropeTheta, headDim: hd, positions: max(T, 1))
+        }
+        var x = [Float](repeating: 0, count: T * d)
+        var h = x
+        var q = [Float](repeating: 0, count: T * qDim), k = [Float](repeating: 0, count: T * kvDim), v = k
+        var attention = [Float](repeating: 0, count: T * qDim)
+        var scores = [Float](repeating: 0, count: T * T)
+        var up = [Float](repeating: 0, count: T * ff), gate = up
+        for (t, token) in tokens.enumerated() {
+            for j in 0..<d { x[t * d + j] = embedding[token * d + j] }
+            if let positions { for j in 0..<d { x[t * d + j] += positions[t * d + j] } }
+        }
+        let group = c.heads / c.kvHeads
+        let scale = 1 / Float(hd).squareRoot()
+        for layer in layers {
+            x.withUnsafeMutableBufferPointer { xp in
+                h.withUnsafeMutableBufferPointer { hp in
+                    normalize(xp.baseAddress!, layer.attentionNorm, layer.attentionNormBias, into: hp.baseAddress!, rows: T)
+                    q.withUnsafeMutableBufferPointer { qp in
+                        k.withUnsafeMutableBufferPointer { kp in
+                            v.withUnsafeMutableBufferPointer { vp in
+                                linear(hp.baseAddress!, layer.q, layer.qBias, into: qp.baseAddress!, rows: T, inputs: d, outputs: qDim)
+                                linear(hp.baseAddress!, layer.k, layer.kBias, into: kp.baseAddress!, rows: T, inputs: d, outputs: kvDim)
+                                linear(hp.baseAddress!, layer.v, layer.vBias, into: vp.baseAddress!, rows: T, inputs: d, outputs: kvDim)
+                                if c.family != .gpt2 {
+                                    ropeCos.withUnsafeBufferPointer { cp in
+                                        ropeSin.withUnsafeBufferPointer { sp in
+                                            TransformerKernels.applyRoPE(qp.baseAddress!, rows: T, heads: c.heads, headDim: hd, start: 0,
+                                                                         cos: cp.baseAddress!, sin: sp.baseAddress!, threads: threads)
+                                            TransformerKernels.applyRoPE(kp.baseAddress!, rows: T, heads: c.kvHeads, headDim: hd, start: 0,
+                                                                         cos: cp.baseAddress!, sin: sp.baseAddress!, threads: threads)
+                                        }
+                                    }
+                                }
+                                attention.withUnsafeMutableBufferPointer { ap in
+                                    scores.withUnsafeMutableBufferPointer { sp in
+                                        for head in 0..<c.heads {
+                                            let kv = head / group
+                                            MatrixMultiply.multiply(qp.baseAddress! + head * hd, kp.baseAddress! + kv * hd, into: sp.baseAddress!,
+                                                                    m: T, n: T, k: hd, alpha: scale, transposeB: true, lda: qDim, ldb: kvDim, ldc: T)
+                                            TransformerKernels.causalSoftmax(sp.baseAddress!, rows: T, stride: T, threads: threads)
+                                            MatrixMultiply.multiply(sp.baseAddress!, vp.baseAddress! + kv * hd, into: ap.baseAddress! + head * hd,
+                                                                    m: T, n: hd, k: T, lda: T, ldb: kvDim, ldc: qDim)
+                                        }
+                                        linear(ap.baseAddress!, layer.o, layer.oBias, into: hp.baseAddress!, rows: T, inputs: qDim, outputs: d)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    add(hp.baseAddress!, into: xp.baseAddress!, count: T * d)
+                    normalize(xp.baseAddress!, layer.mlpNorm, layer.mlpNormBias, into: hp.baseAddress!, rows: T)
+                    up.withUnsafeMutableBufferPointer { upp in
+                        gate.withUnsafeMutableBufferPointer { gp in
+                            linear(hp.baseAddress!, layer.up, layer.upBias, into: upp.baseAddress!, rows: T, inputs: d, outputs: ff)
+                            if let g = layer.gate {
+                                linear(hp.baseAddress!, g, nil, into: gp.baseAddress!, rows: T, inputs: d, outputs: ff)
+                                TransformerKernels.siluMultiply(gp.baseAddress!, upp.baseAddress!, count: T * ff, threads: threads)
+                                linear(gp.baseAddress!, layer.down, layer.downBias, into: hp.baseAddress!, rows: T, inputs: ff, outputs: d)
+                            } else {
+                                TransformerKernels.geluTanh(upp.baseAddress!, count: T * ff, threads: threads)
+                                linear(upp.baseAddress!, layer.down, layer.downBias, into: hp.baseAddress!, rows: T, inputs: ff, outputs: d)
+                            }
+                        }
+                    }
+                    add(hp.baseAddress!, into: xp.baseAddress!, count: T * d)
+                }
+            }
+        }
+        // Final norm and the head, for the scored rows only.
+        let rows = scored.count
+        var out = [Float](repeating: 0, count: rows * c.vocabularySize)
+        x.withUnsafeBufferPointer { xp in
+            h.withUnsafeMutableBufferPointer { hp in
+                normalize(xp.baseAddress! + scored.lowerBound * d, finalNorm, finalNormBias, into: hp.baseAddress!, rows: rows)
+                out.withUnsafeMutableBufferPointer { op in
+                    linear(hp.baseAddress!, head, nil, into: op.baseAddress!, rows: rows, inputs: d, outputs: c.vocabularySize)
+                }
+            }
+        }
+        return out
+    }
+
+    private func normalize(_ x: UnsafePointer<Float>, _ weight: [Float], _ bias: [Float]?, into out: UnsafeMutablePointer<Float>, rows: Int) {
+        weight.withUnsafeBufferPointer { w in
+            if let bias {
+                bias.withUnsafeBufferPointer { b in
+                    TransformerKernels.layerNorm(x, weight: w.baseAddress!, bias: b.baseAddress!, into: out, rows: rows, dim: config.hiddenSize,
+                                                 epsilon: config.normEpsilon, threads: threads)
+                }
+            } else {
+                TransformerKernels.rmsNorm(x, weight: w.baseAddress!, into: out, rows: rows, dim: config.hiddenSize, epsilon: config.normEpsilon,
+                                           threads: threads)
+            }
+        }
+    }
+
+    private func add(_ source: UnsafePointer<Float>, into target: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { target[i] += source[i] }
+    }
+}
