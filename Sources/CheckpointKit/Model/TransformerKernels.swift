@@ -11,8 +11,12 @@ public enum TransformerKernels {
     /// relative error below 2e-7 over the float range; underflows to 0 below −87.3.
     @inline(__always)
     public static func exp(_ x: SIMD16<Float>) -> SIMD16<Float> {
-        let clamped = pointwiseMin(pointwiseMax(x, SIMD16(repeating: -87.3)), SIMD16(repeating: 88.7))
-        let n = (clamped * 1.442_695_04 + SIMD16(repeating: 0.5)).rounded(.down)
+        let clamped = x.clamped(SIMD16(repeating: -87.3), SIMD16(repeating: 88.7))
+        // n = round(x / ln 2) without a float→int conversion (a slow generic path for SIMD):
+        // adding 1.5·2^23 leaves the rounded integer in the low mantissa bits.
+        let magic = SIMD16<Float>(repeating: 12_582_912)
+        let shifted = clamped * 1.442_695_04 + magic
+        let n = shifted - magic
         var r = clamped - n * 0.693_359_375
         r = r - n * -2.121_944_4e-4
         var p = SIMD16<Float>(repeating: 1.987_569_1e-4)
@@ -22,7 +26,8 @@ public enum TransformerKernels {
         p = p * r + 1.666_666_5e-1
         p = p * r + 5e-1
         p = p * (r * r) + r + 1
-        let exponent = (SIMD16<Int32>(n, rounding: .towardZero) &+ SIMD16(repeating: 127)) &<< 23
+        let integer = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- unsafeBitCast(magic, to: SIMD16<Int32>.self)
+        let exponent = (integer &+ SIMD16<Int32>(repeating: 127)) &<< SIMD16<Int32>(repeating: 23)
         return p * unsafeBitCast(exponent, to: SIMD16<Float>.self)
     }
 
@@ -116,9 +121,15 @@ public enum TransformerKernels {
         threads.forEachChunk(rows) { i in
             let row = scores + i * stride
             let n = i + 1
-            var m = -Float.infinity
-            for j in 0..<n { m = max(m, row[j]) }
+            var best = SIMD16<Float>(repeating: -.infinity)
             var j = 0
+            while j + 16 <= n {
+                best = best.maximum(UnsafeRawPointer(row + j).loadUnaligned(as: SIMD16<Float>.self))
+                j += 16
+            }
+            var m = best.max()
+            while j < n { m = max(m, row[j]); j += 1 }
+            j = 0
             var total = SIMD16<Float>()
             let shift = SIMD16<Float>(repeating: m)
             while j + 16 <= n {

@@ -32,7 +32,9 @@ public final class TransformerModel {
         config = try TransformerConfig(parsing: json, file: configPath)
         path = checkpoint.path
         self.threads = threads
-        MatrixMultiply.setThreads(threads)
+        // Our own workers split every product by rows (and attention by heads); OpenBLAS runs
+        // single-threaded inside each, so its spinning threads never compete with ours.
+        MatrixMultiply.setThreads(.single)
         let logical = try LogicalCheckpoint(checkpoint)
         let byName = Dictionary(logical.tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         let c = config
@@ -102,17 +104,24 @@ public final class TransformerModel {
         return out
     }
 
-    /// x[T, in] · W[out, in]ᵀ (+ bias) → out[T, out].
+    /// Rows per product block: fixed, so every row is computed the same way for any thread count.
+    static let rowBlock = 64
+
+    /// x[T, in] · W[out, in]ᵀ (+ bias) → out[T, out], in blocks of rows spread over the workers.
     private func linear(_ x: UnsafePointer<Float>, _ w: [Float], _ bias: [Float]?, into out: UnsafeMutablePointer<Float>,
                         rows: Int, inputs: Int, outputs: Int) {
+        let blocks = (rows + Self.rowBlock - 1) / Self.rowBlock
         w.withUnsafeBufferPointer { wp in
-            MatrixMultiply.multiply(x, wp.baseAddress!, into: out, m: rows, n: outputs, k: inputs, transposeB: true)
-        }
-        if let bias {
-            bias.withUnsafeBufferPointer { b in
-                threads.forEachChunk(rows) { r in
-                    let o = out + r * outputs
-                    for j in 0..<outputs { o[j] += b[j] }
+            threads.forEachChunk(blocks) { block in
+                let first = block * Self.rowBlock
+                let count = min(Self.rowBlock, rows - first)
+                MatrixMultiply.multiply(x + first * inputs, wp.baseAddress!, into: out + first * outputs, m: count, n: outputs, k: inputs,
+                                        transposeB: true)
+                if let bias {
+                    for r in first..<(first + count) {
+                        let o = out + r * outputs
+                        for j in 0..<outputs { o[j] += bias[j] }
+                    }
                 }
             }
         }
@@ -132,7 +141,7 @@ public final class TransformerModel {
         var h = x
         var q = [Float](repeating: 0, count: T * qDim), k = [Float](repeating: 0, count: T * kvDim), v = k
         var attention = [Float](repeating: 0, count: T * qDim)
-        var scores = [Float](repeating: 0, count: T * T)
+        var scores = [Float](repeating: 0, count: c.heads * T * T)
         var up = [Float](repeating: 0, count: T * ff), gate = up
         for (t, token) in tokens.enumerated() {
             for j in 0..<d { x[t * d + j] = embedding[token * d + j] }
@@ -162,12 +171,14 @@ public final class TransformerModel {
                                 }
                                 attention.withUnsafeMutableBufferPointer { ap in
                                     scores.withUnsafeMutableBufferPointer { sp in
-                                        for head in 0..<c.heads {
+                                        // Heads are independent: one per worker at a time, each with its own scores.
+                                        threads.forEachChunk(c.heads) { head in
                                             let kv = head / group
-                                            MatrixMultiply.multiply(qp.baseAddress! + head * hd, kp.baseAddress! + kv * hd, into: sp.baseAddress!,
+                                            let headScores = sp.baseAddress! + head * T * T
+                                            MatrixMultiply.multiply(qp.baseAddress! + head * hd, kp.baseAddress! + kv * hd, into: headScores,
                                                                     m: T, n: T, k: hd, alpha: scale, transposeB: true, lda: qDim, ldb: kvDim, ldc: T)
-                                            TransformerKernels.causalSoftmax(sp.baseAddress!, rows: T, stride: T, threads: threads)
-                                            MatrixMultiply.multiply(sp.baseAddress!, vp.baseAddress! + kv * hd, into: ap.baseAddress! + head * hd,
+                                            TransformerKernels.causalSoftmax(headScores, rows: T, stride: T, threads: .single)
+                                            MatrixMultiply.multiply(headScores, vp.baseAddress! + kv * hd, into: ap.baseAddress! + head * hd,
                                                                     m: T, n: hd, k: T, lda: T, ldb: kvDim, ldc: qDim)
                                         }
                                         linear(ap.baseAddress!, layer.o, layer.oBias, into: hp.baseAddress!, rows: T, inputs: qDim, outputs: d)

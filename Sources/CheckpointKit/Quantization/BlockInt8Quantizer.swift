@@ -80,7 +80,7 @@ public enum BlockInt8Quantizer {
         let limit = SIMD16<Float>(repeating: 127)
         var i = 0
         while i + 16 <= count {
-            let v = pointwiseMin(pointwiseMax(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self) / scale, -limit), limit)
+            let v = (UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self) / scale).clamped(-limit, limit)
             let t = SIMD16<Int32>(v, rounding: .towardZero)
             let fraction = v - SIMD16<Float>(t)
             var r = t

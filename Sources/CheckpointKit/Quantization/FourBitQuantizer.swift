@@ -129,11 +129,11 @@ public enum FourBitQuantizer {
         while i + 32 <= count {
             let v0 = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<UInt32>.self) & signMask
             let v1 = UnsafeRawPointer(x + i + 16).loadUnaligned(as: SIMD16<UInt32>.self) & signMask
-            a = pointwiseMax(a, unsafeBitCast(v0, to: SIMD16<Float>.self))
-            b = pointwiseMax(b, unsafeBitCast(v1, to: SIMD16<Float>.self))
+            a = a.maximum(unsafeBitCast(v0, to: SIMD16<Float>.self))
+            b = b.maximum(unsafeBitCast(v1, to: SIMD16<Float>.self))
             i += 32
         }
-        var m = pointwiseMax(a, b).max()
+        var m = a.maximum(b).max()
         while i < count {
             m = max(m, abs(x[i]))
             i += 1
@@ -156,7 +156,7 @@ public enum FourBitQuantizer {
         /// Clamps to [-1, 1] and counts the midpoints strictly below each value.
         @inline(__always)
         func nibbles(_ scaled: SIMD16<Float>) -> SIMD16<UInt32> {
-            let clamped = pointwiseMin(pointwiseMax(scaled, SIMD16(repeating: -1)), SIMD16(repeating: 1))
+            let clamped = scaled.clamped(SIMD16(repeating: -1), SIMD16(repeating: 1))
             var bucket = SIMD16<UInt32>()
             let one = SIMD16<UInt32>(repeating: 1)
             for m in midpoints {
