@@ -2,12 +2,16 @@
 # The one command that regenerates everything under fixtures/:
 #     tools/make_fixtures.sh
 # Sets up .venv if needed (tools/setup_venv.sh), then runs tools/make_fixtures.py and
-# tools/make_quant_goldens.py (fixtures/quant/ and the quantized tiny-llama folders).
+# tools/make_quant_goldens.py (fixtures/quant/ and the quantized tiny-llama folders), then
+# tools/make_eval_goldens.py (fixtures/eval/, tiny-qwen2 and tiny-mistral), then
+# tools/make_lora_goldens.py (fixtures/lora/: PEFT adapters and merge goldens).
 # Takes about 5 minutes on 2 cores (most of it training two tiny models).
-# Extra arguments are passed to both (see --help).
+# Extra arguments are passed to each (see --help).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$repo/tools/setup_venv.sh"
 "$repo/.venv/bin/python" "$repo/tools/make_fixtures.py" "$@"
-exec "$repo/.venv/bin/python" "$repo/tools/make_quant_goldens.py" "$@"
+"$repo/.venv/bin/python" "$repo/tools/make_quant_goldens.py" "$@"
+"$repo/.venv/bin/python" "$repo/tools/make_eval_goldens.py" "$@"
+exec "$repo/.venv/bin/python" "$repo/tools/make_lora_goldens.py" "$@"

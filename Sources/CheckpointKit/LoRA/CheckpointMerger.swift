@@ -63,7 +63,7 @@ public enum CheckpointMerger {
             if change.contributions.contains(where: { $0.magnitude != nil }) { kind = "dora" }
             if change.contributions.contains(where: { if case .embedding = $0.operation { return true } else { return false } }) { kind = "embedding" }
             var adaptersUsed = change.contributions.map { ($0.keys.first ?? $0.module, $0.rank, $0.scaling, $0.weight) }
-            adaptersUsed += change.biasAdditions.map { ($0.key, 0, 1.0, $0.weight) }
+            adaptersUsed += change.biasAdditions.map { ($0.key, 0, $0.scaling, $0.weight) }
             if let r = change.replacement { adaptersUsed.append((r.key, 0, 1.0, 1.0)) }
             rowIndex[name] = report.rows.count
             report.rows.append(.init(tensor: name, shape: tensor.shape, kind: kind, adapters: adaptersUsed, relativeChange: nil, requantization: nil))
@@ -171,22 +171,23 @@ public enum CheckpointMerger {
     /// The base tensor's values with every planned change applied, rounded as `storage` stores them.
     static func mergedValues(_ tensor: LogicalTensor, plan: MergePlan, base: LogicalCheckpoint, storage: DType, threads: ThreadBudget) -> [Float] {
         let change = plan.changes[tensor.name]!
-        if let replacement = change.replacement {
-            var values = FloatValues.array(replacement.view)
+        // A saved copy of the module (modules_to_save, or an adapted layer's base_layer) stands in
+        // for the base tensor; deltas, if any, are added to it.
+        var values = change.replacement.map { FloatValues.array($0.view) } ?? base.float32(tensor, threads: threads)
+        if change.contributions.isEmpty && change.biasAdditions.isEmpty {
             LoRAMath.roundInPlace(&values, to: storage)
             return values
         }
-        var values = base.float32(tensor, threads: threads)
         if !change.contributions.isEmpty {
             LoRAMath.apply(change.contributions, to: &values, shape: tensor.shape, storage: storage)
         }
+        // A LoRA bias: base bias + lora_B.bias · scaling (· weight), in f32, rounded once.
         for addition in change.biasAdditions {
             let bias = FloatValues.array(addition.view)
-            var b = bias.map { $0 * Float(addition.weight) }
-            LoRAMath.roundInPlace(&b, to: storage)
-            for i in values.indices { values[i] += b[i] }
-            LoRAMath.roundInPlace(&values, to: storage)
+            let factor = Float(addition.scaling)
+            for i in values.indices { values[i] += bias[i] * factor * Float(addition.weight) }
         }
+        if !change.biasAdditions.isEmpty { LoRAMath.roundInPlace(&values, to: storage) }
         return values
     }
 

@@ -196,6 +196,12 @@ public final class LoRAAdapter: Sendable {
                 parts[module]!.keys.append(key)
                 continue
             }
+            // PEFT also saves the base layer of an adapted embedding (`….base_layer.weight`); on
+            // load it replaces the base tensor, and the delta is added to it.
+            if name.hasSuffix(".base_layer.weight") || name.hasSuffix(".base_layer.bias") {
+                replacements.append((name.replacingOccurrences(of: ".base_layer.", with: "."), key, view))
+                continue
+            }
             let module = name.split(separator: ".").dropLast().joined(separator: ".")
             let saved = config.modulesToSave.contains { module == $0 || module.hasSuffix("." + $0) }
             guard saved else { throw LoRAError.unrecognizedKey(file: weightsPath, key: key) }

@@ -31,7 +31,7 @@ public struct MergePlan: Sendable {
         /// modules_to_save: the adapter's full tensor replaces the base's.
         public var replacement: (adapterIndex: Int, key: String, view: TensorView)?
         /// A LoRA bias target: (adapter, key, view) pairs added to this (bias) tensor.
-        public var biasAdditions: [(adapterIndex: Int, key: String, view: TensorView, weight: Double)]
+        public var biasAdditions: [(adapterIndex: Int, key: String, view: TensorView, scaling: Double, weight: Double)]
     }
 
     public var changes: [String: Change]
@@ -158,7 +158,7 @@ public enum LoRAPlanner {
                     }
                     var bc = change(biasName)
                     if bc.biasAdditions.isEmpty && bc.contributions.isEmpty { order.append(biasName) }
-                    bc.biasAdditions.append((index, bias.name, bias, weight))
+                    bc.biasAdditions.append((index, bias.name, bias, scaling, weight))
                     changes[biasName] = bc
                 }
             }
@@ -232,7 +232,9 @@ public enum LoRAMath {
     public static func delta(_ c: LoRAContribution, shape: [Int]) -> [Float] {
         let a = FloatValues.array(c.a), b = FloatValues.array(c.b)
         let rank = c.rank
-        let alpha = Float(c.weight * c.scaling)
+        // PEFT rounds the scaling to float32 and multiplies the f32 product by it; a --weight
+        // other than 1 multiplies that delta afterwards.
+        let alpha = Float(c.scaling)
         var out = [Float](repeating: 0, count: shape[0] * shape[1])
         a.withUnsafeBufferPointer { ap in
             b.withUnsafeBufferPointer { bp in
@@ -248,6 +250,10 @@ public enum LoRAMath {
                     }
                 }
             }
+        }
+        if c.weight != 1 {
+            let w = Float(c.weight)
+            for i in out.indices { out[i] *= w }
         }
         return out
     }
@@ -268,54 +274,54 @@ public enum LoRAMath {
                 let inner = a.count / rank
                 var sum = 0.0
                 for p in 0..<rank { sum += Double(b[row * rank + p]) * Double(a[p * inner + column]) }
-                out[i * shape[1] + j] = Float(sum * c.weight * c.scaling)
+                out[i * shape[1] + j] = Float(sum) * Float(c.scaling) * Float(c.weight)
             }
         }
         return out
     }
 
-    /// Applies every contribution to `weight` (float32 values of the base tensor, `shape`),
-    /// rounding as PEFT does when the result is stored in `storage` (the base's dtype): the
-    /// delta is rounded to it first, then added (torch: `weight.data += delta.to(dtype)`).
+    /// Applies every contribution to `weight` (float32 values of the base tensor, `shape`) and
+    /// rounds once to `storage` (the written dtype), as PEFT's `merge_and_unload` does:
+    /// linear and Conv1D deltas are added in f32 (`bf16(f32(W) + Δ)`); an embedding's delta is
+    /// first rounded to the base dtype (`bf16(W + bf16(Δ))`); DoRA is computed in f32 throughout.
     public static func apply(_ contributions: [LoRAContribution], to weight: inout [Float], shape: [Int], storage: DType) {
         for c in contributions {
             var d = delta(c, shape: shape)
-            roundInPlace(&d, to: storage)
-            if let magnitude = c.magnitude {
-                applyDoRA(weight: &weight, delta: d, magnitude: FloatValues.array(magnitude), shape: shape, storage: storage,
-                          transposed: { if case .linear(true) = c.operation { return true } else { return false } }())
-            } else {
+            switch c.operation {
+            case .embedding:
+                roundInPlace(&d, to: storage)
                 for i in weight.indices { weight[i] += d[i] }
-                roundInPlace(&weight, to: storage)
+            case .linear(let transposed):
+                if let magnitude = c.magnitude {
+                    applyDoRA(weight: &weight, delta: d, magnitude: FloatValues.array(magnitude), shape: shape, transposed: transposed)
+                } else {
+                    for i in weight.indices { weight[i] += d[i] }
+                }
             }
         }
+        roundInPlace(&weight, to: storage)
     }
 
-    /// DoRA: W' = m / ‖W + ΔW‖ · (W + ΔW), the norm over each output feature's inputs.
-    static func applyDoRA(weight: inout [Float], delta: [Float], magnitude: [Float], shape: [Int], storage: DType, transposed: Bool) {
-        var combined = zip(weight, delta).map { $0 + $1 }
-        roundInPlace(&combined, to: storage)
+    /// DoRA: W' = m / ‖W + ΔW‖ · (W + ΔW), the norm over each output feature's inputs, in f32.
+    static func applyDoRA(weight: inout [Float], delta: [Float], magnitude: [Float], shape: [Int], transposed: Bool) {
+        let combined = zip(weight, delta).map { $0 + $1 }
         let outputs = transposed ? shape[1] : shape[0]
         let inputs = transposed ? shape[0] : shape[1]
-        var norms = [Float](repeating: 0, count: outputs)
+        var factor = [Float](repeating: 0, count: outputs)
         for o in 0..<outputs {
             var sum = 0.0
             for i in 0..<inputs {
                 let v = Double(transposed ? combined[i * outputs + o] : combined[o * inputs + i])
                 sum += v * v
             }
-            norms[o] = Float(sum.squareRoot())
+            factor[o] = magnitude[o] / Float(sum.squareRoot())
         }
-        roundInPlace(&norms, to: storage)
-        var factor = zip(magnitude, norms).map { $0 / $1 }
-        roundInPlace(&factor, to: storage)
         for o in 0..<outputs {
             for i in 0..<inputs {
                 let index = transposed ? i * outputs + o : o * inputs + i
                 weight[index] = factor[o] * combined[index]
             }
         }
-        roundInPlace(&weight, to: storage)
     }
 
     /// Rounds float32 values to `dtype` and back (no-op for F32).

@@ -1,11 +1,11 @@
 /// A decoder-only transformer (Llama, Mistral, Qwen2, GPT-2) held in f32 and run a whole chunk
 /// of tokens at a time: every matrix product through `cblas_sgemm`, the rest SIMD, scratch
 /// memory allocated once per chunk length.
-public final class TransformerModel {
+public final class TransformerModel: Sendable {
     public let config: TransformerConfig
     public let path: String
 
-    struct Layer {
+    struct Layer: Sendable {
         var attentionNorm: [Float], attentionNormBias: [Float]?
         var q: [Float], k: [Float], v: [Float], o: [Float]
         var qBias: [Float]?, kBias: [Float]?, vBias: [Float]?, oBias: [Float]?
@@ -21,7 +21,6 @@ public final class TransformerModel {
     /// [vocab, hidden]; the embedding when tied.
     let head: [Float]
     let threads: ThreadBudget
-    private var ropeCos: [Float] = [], ropeSin: [Float] = []
 
     /// Loads config.json and every weight (dequantized when quantized) as f32.
     public init(checkpoint: Checkpoint, threads: ThreadBudget = .allCores) throws {
@@ -134,9 +133,9 @@ public final class TransformerModel {
         let T = tokens.count
         let scored = scored ?? 0..<T
         let d = c.hiddenSize, hd = c.headDim, qDim = c.heads * hd, kvDim = c.kvHeads * hd, ff = c.intermediateSize
-        if c.family != .gpt2 && ropeCos.count < T * hd / 2 {
-            (ropeCos, ropeSin) = TransformerKernels.ropeTables(theta: c.ropeTheta, headDim: hd, positions: max(T, 1))
-        }
+        // Rotary tables for this chunk's positions: cheap next to one layer, and keeps the model immutable.
+        let (ropeCos, ropeSin) = c.family == .gpt2 ? ([Float](), [Float]())
+            : TransformerKernels.ropeTables(theta: c.ropeTheta, headDim: hd, positions: max(T, 1))
         var x = [Float](repeating: 0, count: T * d)
         var h = x
         var q = [Float](repeating: 0, count: T * qDim), k = [Float](repeating: 0, count: T * kvDim), v = k
