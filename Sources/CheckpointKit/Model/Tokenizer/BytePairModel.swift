@@ -12,7 +12,7 @@ final class BytePairModel: Sendable {
     let vocabulary: [[UInt8]: Int]
     /// Id → token string; nil for ids the vocabulary skips.
     let tokens: [String?]
-    let merges: MergeTable
+    let merges: PairTable
     /// Symbols are bytes, spelled in the GPT-2 byte alphabet (a `ByteLevel` pre-tokenizer), or
     /// else Unicode scalars.
     let byteLevel: Bool
@@ -29,6 +29,11 @@ final class BytePairModel: Sendable {
     let ignoreMerges: Bool
     /// Word bytes → id for `ignore_merges` (raw bytes in byte-level mode).
     let wholeWords: ByteStringTable?
+    /// Character mode: the pairs of scalars that are adjacent inside some token. Between two
+    /// characters that both have tokens and are not such a pair no merge can ever happen, so a
+    /// long word may be cut there and its parts encoded (and cached) alone with the same result:
+    /// this is what makes SentencePiece-style BPE, whose "word" is a whole line, fast.
+    let adjacentScalars: PairTable?
 
     static let maximumVocabulary = 1 << 22
     static let maximumMerges = 1 << 23
@@ -82,7 +87,7 @@ final class BytePairModel: Sendable {
         guard mergeList.count <= Self.maximumMerges else {
             throw reader.malformed("model.merges", expected: "at most \(Self.maximumMerges) merges", gotText: "\(mergeList.count)")
         }
-        var merges = MergeTable(capacity: mergeList.count)
+        var merges = PairTable(capacity: mergeList.count)
         var rank = 0
         for (k, entry) in mergeList.enumerated() {
             let left: String, right: String
@@ -150,6 +155,23 @@ final class BytePairModel: Sendable {
             unknownID = nil
         }
 
+        if !byteLevel && !ignoreMerges {
+            var pairs: [(Int32, Int32)] = []
+            for (spelling, _) in vocabMembers {
+                var previous: Int32 = -1
+                for scalar in spelling.unicodeScalars {
+                    let value = Int32(bitPattern: scalar.value)
+                    if previous >= 0 { pairs.append((previous, value)) }
+                    previous = value
+                }
+            }
+            var table = PairTable(capacity: pairs.count)
+            for (a, b) in pairs { table.set(a, b, rank: 0, merged: 0) }
+            adjacentScalars = table
+        } else {
+            adjacentScalars = nil
+        }
+
         if ignoreMerges {
             var table = ByteStringTable(capacity: vocabulary.count)
             for (spelling, id) in vocabulary {
@@ -173,6 +195,12 @@ final class BytePairModel: Sendable {
         } else {
             wholeWords = nil
         }
+    }
+
+    /// Whether a scalar has a token of its own (character mode).
+    @inline(__always)
+    func hasToken(scalar: UInt32) -> Bool {
+        scalar < 0x80 ? unitIDs[Int(scalar)] >= 0 : scalarIDs[scalar] != nil
     }
 
     /// The id of a token spelled as in the file.
@@ -250,7 +278,7 @@ final class BytePairModel: Sendable {
     ///
     /// Mirrors `Word::merge_all` of `tokenizers`: a heap ordered by (rank, position); an entry
     /// whose pair has changed since it was pushed is skipped (its rank no longer matches).
-    private func mergeSymbols(_ ids: UnsafeMutablePointer<Int32>, _ count: Int, lookup: MergeTable.Lookup,
+    private func mergeSymbols(_ ids: UnsafeMutablePointer<Int32>, _ count: Int, lookup: PairTable.Lookup,
                               scratch: BytePairScratch) -> Int {
         guard count >= 2 else { return count }
         if count <= 3 { return mergeShort(ids, count, lookup: lookup) }
@@ -294,7 +322,7 @@ final class BytePairModel: Sendable {
     }
 
     /// Two or three symbols: the same result without the heap.
-    private func mergeShort(_ ids: UnsafeMutablePointer<Int32>, _ count: Int, lookup: MergeTable.Lookup) -> Int {
+    private func mergeShort(_ ids: UnsafeMutablePointer<Int32>, _ count: Int, lookup: PairTable.Lookup) -> Int {
         var n = count
         while n >= 2 {
             var best = UInt64.max

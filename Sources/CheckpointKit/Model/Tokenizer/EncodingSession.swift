@@ -160,8 +160,40 @@ struct EncodingSession {
         }
     }
 
-    /// BPE of one word, through the cache.
+    /// BPE of one word: in character mode cut where no merge can cross (see
+    /// `BytePairModel.adjacentScalars`), each part through the cache.
     private mutating func encodeWord(_ p: UnsafePointer<UInt8>, _ count: Int) {
+        guard let adjacent = model.adjacentScalars, count >= Self.shortestCutWord else {
+            encodeCachedWord(p, count)
+            return
+        }
+        adjacent.withLookup { adjacent in
+            var partStart = 0
+            var i = 0
+            var previous: UInt32 = 0
+            var previousHasToken = false
+            while i < count {
+                let (scalar, n) = decodeUTF8Scalar(p, i, count)
+                let hasToken = model.hasToken(scalar: scalar)
+                if previousHasToken && hasToken
+                    && adjacent.find(Int32(bitPattern: previous), Int32(bitPattern: scalar)) == nil
+                {
+                    encodeCachedWord(p + partStart, i - partStart)
+                    partStart = i
+                }
+                previous = scalar
+                previousHasToken = hasToken
+                i += n
+            }
+            encodeCachedWord(p + partStart, count - partStart)
+        }
+    }
+
+    /// Words shorter than this are looked up whole in the cache, not cut first.
+    static let shortestCutWord = 24
+
+    /// BPE of one word, through the cache.
+    private mutating func encodeCachedWord(_ p: UnsafePointer<UInt8>, _ count: Int) {
         guard count < Self.longestCachedWord else {
             model.encodeWord(p, count, scratch: scratch, output: &output)
             return

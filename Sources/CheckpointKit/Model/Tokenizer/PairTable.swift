@@ -1,7 +1,8 @@
-/// The merges of a BPE model keyed by the pair of token ids they join: (left, right) → (rank,
-/// merged id). Open addressing over one flat array, since every BPE step looks a pair up and
-/// `Dictionary`'s seeded SipHash costs several times more than this multiply-shift hash.
-struct MergeTable: Sendable {
+/// A map from pairs of 32-bit values to 64-bit values: the merges of a BPE model, keyed by the
+/// pair of token ids they join, (left, right) → (rank, merged id); also the set of scalar pairs
+/// adjacent in some token. Open addressing over flat arrays, since every BPE step looks a pair
+/// up and `Dictionary`'s seeded SipHash costs several times more than this multiply-shift hash.
+struct PairTable: Sendable {
     /// A slot: key `left << 32 | right` (`UInt64.max` when empty) and value `rank << 32 | merged`.
     private var keys: [UInt64]
     private var values: [UInt64]
@@ -32,8 +33,8 @@ struct MergeTable: Sendable {
         Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> shift)
     }
 
-    /// Sets the merge of a pair; a pair listed twice keeps its last rank, as `tokenizers` does
-    /// (its merges are collected into a map).
+    /// Sets the value of a pair (packed as `rank << 32 | merged`); a merge listed twice keeps its
+    /// last rank, as `tokenizers` does (its merges are collected into a map).
     mutating func set(_ left: Int32, _ right: Int32, rank: Int32, merged: Int32) {
         let key = Self.key(left, right)
         let value = UInt64(UInt32(bitPattern: rank)) << 32 | UInt64(UInt32(bitPattern: merged))
@@ -49,6 +50,11 @@ struct MergeTable: Sendable {
         keys[index] = key
         values[index] = value
         count += 1
+    }
+
+    /// Whether the pair is present (outside hot loops).
+    func contains(_ left: Int32, _ right: Int32) -> Bool {
+        withLookup { $0.find(left, right) != nil }
     }
 
     /// Runs `body` with a read-only view for the merge loop.
@@ -70,12 +76,12 @@ struct MergeTable: Sendable {
         /// `rank << 32 | merged` for the pair, or nil when the pair does not merge.
         @inline(__always)
         func find(_ left: Int32, _ right: Int32) -> UInt64? {
-            let key = MergeTable.key(left, right)
+            let key = PairTable.key(left, right)
             var index = Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> shift)
             while true {
                 let k = keys[index]
                 if k == key { return values[index] }
-                if k == MergeTable.empty { return nil }
+                if k == PairTable.empty { return nil }
                 index = (index + 1) & mask
             }
         }
