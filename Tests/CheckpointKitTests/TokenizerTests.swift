@@ -103,3 +103,45 @@ func tinyLlamaFixture() throws {
     #expect(!tokenizer.addsBOS && tokenizer.bosTokenID == 0 && tokenizer.eosTokenID == 0)
     #expect(tokenizer.decode(ids) == text)
 }
+
+/// `fixtures/tokenizers/variants.json` (tools/make_tokenizer_goldens.py): pipelines beyond the
+/// stock files — Llama-3/Qwen2 splits, ignore_merges, NFC, digits, prefix spaces, Metaspace
+/// with split, added-token flags, unknown tokens — each a shared file with a recorded patch.
+enum TokenizerVariants {
+    static let golden: JSONValue? = try? readJSON(Paths.fixture("tokenizers/variants.json"))
+    static var names: [String] {
+        golden?["variants"]?.arrayValue?.compactMap { $0["name"]?.stringValue } ?? []
+    }
+
+    /// The base file with the variant's top-level keys replaced and model keys set.
+    static func patched(_ variant: JSONValue) throws -> JSONValue {
+        let base = try #require(variant["base"]?.stringValue)
+        var root = try readJSON(Paths.repository + "/" + base)
+        func apply(_ patch: [(String, JSONValue)], to value: inout JSONValue) {
+            guard case .object(var members) = value else { return }
+            for (key, replacement) in patch {
+                if let k = members.firstIndex(where: { $0.0 == key }) { members[k].1 = replacement } else { members.append((key, replacement)) }
+            }
+            value = .object(members)
+        }
+        apply(variant["patch"]?.objectMembers ?? [], to: &root)
+        guard case .object(var members) = root, let m = members.firstIndex(where: { $0.0 == "model" }) else { return root }
+        apply(variant["model_patch"]?.objectMembers ?? [], to: &members[m].1)
+        return .object(members)
+    }
+}
+
+@Test("Tokenizer variants encode and decode the recorded strings as tokenizers 0.23 does",
+      .enabled(if: TokenizerAssets.available, TokenizerAssets.skipReason), arguments: TokenizerVariants.names)
+func tokenizerVariant(name: String) throws {
+    let variant = try #require(TokenizerVariants.golden?["variants"]?.arrayValue?.first { $0["name"]?.stringValue == name })
+    let tokenizer = try Tokenizer(json: TokenizerVariants.patched(variant), file: name)
+    for c in try #require(variant["cases"]?.arrayValue) {
+        let text = try #require(c["text"]?.stringValue)
+        let ids = try #require(c["ids"]?.arrayValue).map { $0.intValue! }
+        let plain = try #require(c["ids_plain"]?.arrayValue).map { $0.intValue! }
+        #expect(tokenizer.encode(text) == ids, "\(text.debugDescription)")
+        #expect(tokenizer.encode(text, addSpecialTokens: false) == plain, "\(text.debugDescription)")
+        #expect(tokenizer.decode(plain) == c["decoded"]?.stringValue, "\(text.debugDescription)")
+    }
+}

@@ -1,5 +1,6 @@
 /// One entry of `added_tokens`: a string that is never split, matched in the text before BPE.
 public struct AddedToken: Equatable, Sendable {
+    /// The id `tokenizers` gives it on loading (see `Tokenizer.init(json:file:config:)`).
     public var id: Int
     public var content: String
     /// Special tokens (BOS, EOS, chat markers) are skipped by `decode(skipSpecialTokens: true)`.

@@ -90,25 +90,49 @@ public final class Tokenizer: Sendable {
         let byteLevel = stages.contains { if case .byteLevel = $0 { return true } else { return false } }
         model = try BytePairModel(json: modelJSON, byteLevel: byteLevel, reader: reader)
 
-        // Added tokens.
+        // Added tokens. Their ids are assigned as tokenizers assigns them when it loads a file
+        // (`AddedVocabulary::add_tokens`): a content already known keeps its id (an earlier
+        // added token's, else the model vocabulary's), any other takes the next id after the
+        // model vocabulary's size. The "id" fields of the file are only checked in range (in real
+        // files they agree; tokenizers merely warns when they do not).
         var added: [AddedToken] = []
+        var indexByContent: [[UInt8]: Int] = [:]
+        var nextID = model.vocabulary.count
         if let list = json["added_tokens"], list != .null {
             for (k, entry) in try reader.array(list, "added_tokens").enumerated() {
                 let field = "added_tokens[\(k)]"
                 let content = try reader.string(entry["content"], field + ".content")
-                guard let id = entry["id"]?.intValue, id >= 0, id < BytePairModel.maximumVocabulary else {
+                guard let fileID = entry["id"]?.intValue, fileID >= 0, fileID < BytePairModel.maximumVocabulary else {
                     if let id = entry["id"]?.intValue {
                         throw TokenizerError.tokenIDOutOfRange(file: file, token: content, id: id, limit: BytePairModel.maximumVocabulary)
                     }
                     throw reader.malformed(field + ".id", expected: "an integer id", got: entry["id"])
                 }
                 let special = try reader.bool(entry["special"], field + ".special", default: false)
-                added.append(AddedToken(
-                    id: id, content: content, special: special,
+                var token = AddedToken(
+                    id: fileID, content: content, special: special,
                     normalized: try reader.bool(entry["normalized"], field + ".normalized", default: !special),
                     lstrip: try reader.bool(entry["lstrip"], field + ".lstrip", default: false),
                     rstrip: try reader.bool(entry["rstrip"], field + ".rstrip", default: false),
-                    singleWord: try reader.bool(entry["single_word"], field + ".single_word", default: false)))
+                    singleWord: try reader.bool(entry["single_word"], field + ".single_word", default: false))
+                if content.isEmpty { continue }
+                let key = Array(content.utf8)
+                if let earlier = indexByContent[key] {
+                    token.id = added[earlier].id
+                    added[earlier] = token  // the later entry's flags win
+                    continue
+                }
+                if let id = model.vocabulary[key] {
+                    token.id = id
+                } else {
+                    guard nextID < BytePairModel.maximumVocabulary else {
+                        throw TokenizerError.vocabularyTooLarge(file: file, count: nextID + 1, limit: BytePairModel.maximumVocabulary)
+                    }
+                    token.id = nextID
+                    nextID += 1
+                }
+                indexByContent[key] = added.count
+                added.append(token)
             }
         }
         addedTokens = added
@@ -116,7 +140,7 @@ public final class Tokenizer: Sendable {
         var byContent: [[UInt8]: Int] = [:]
         var rawEntries: [AddedTokenMatcher.Entry] = []
         var normalizedEntries: [AddedTokenMatcher.Entry] = []
-        for token in added where !token.content.isEmpty {
+        for token in added {
             // Normalized tokens are looked for in normalized text, in their normalized form
             // (Llama-2's "<s>" is found as "▁<s>"), and decode to that form.
             let form = token.normalized ? (normalizer?.apply(token.content) ?? token.content) : token.content
