@@ -12,6 +12,8 @@ let package = Package(
         .executable(name: "ckpt-dequantize", targets: ["ckpt-dequantize"]),
         .executable(name: "ckpt-diff", targets: ["ckpt-diff"]),
         .executable(name: "ckpt-merge-lora", targets: ["ckpt-merge-lora"]),
+        .executable(name: "ckpt-perplexity", targets: ["ckpt-perplexity"]),
+        .executable(name: "ckpt-compare", targets: ["ckpt-compare"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
@@ -32,6 +34,8 @@ let package = Package(
         .executableTarget(name: "ckpt-dequantize", dependencies: ["CheckpointKit", "ToolSupport"]),
         .executableTarget(name: "ckpt-diff", dependencies: ["CheckpointKit", "ToolSupport"]),
         .executableTarget(name: "ckpt-merge-lora", dependencies: ["CheckpointKit", "ToolSupport"]),
+        .executableTarget(name: "ckpt-perplexity", dependencies: ["CheckpointKit", "ToolSupport"]),
+        .executableTarget(name: "ckpt-compare", dependencies: ["CheckpointKit", "ToolSupport"]),
         // Kernel throughput for `make bench`; not a shipped program.
         .executableTarget(name: "ckpt-bench", dependencies: ["CheckpointKit"], path: "Benchmarks/ckpt-bench"),
         // Helpers both test targets share (hashing for recorded goldens).
@@ -39,7 +43,7 @@ let package = Package(
         .testTarget(name: "CheckpointKitTests", dependencies: ["CheckpointKit", "TestSupport"]),
         .testTarget(name: "ToolTests", dependencies: [
             "TestSupport", "ckpt-inspect", "ckpt-convert", "ckpt-quantize", "ckpt-dequantize", "ckpt-diff",
-            "ckpt-merge-lora",
+            "ckpt-merge-lora", "ckpt-perplexity", "ckpt-compare",
         ]),
     ],
     swiftLanguageModes: [.v6]

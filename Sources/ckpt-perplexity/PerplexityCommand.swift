@@ -1,0 +1,59 @@
+import ArgumentParser
+import CheckpointKit
+import ToolSupport
+
+@main
+struct PerplexityCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ckpt-perplexity",
+        abstract: "Perplexity of a model over a text, with llama.cpp's method (chunks of --ctx tokens, second halves scored).",
+        discussion: """
+            Each chunk of --ctx tokens is run at once; the logits of its second half are scored \
+            against the next token. When the tokenizer adds BOS, each chunk starts with BOS, as in \
+            llama.cpp. Prints PPL ± its standard error; running values go to stderr per chunk.
+            """)
+
+    @Argument(help: "Model folder (config.json, weights in any layout ckpt reads, tokenizer.json for --text).")
+    var model: String
+
+    @OptionGroup var input: EvaluationInput
+
+    @OptionGroup var common: CommonOptions
+
+    func validate() throws {
+        guard input.isGiven else { throw ValidationError("give --text FILE or --tokens FILE") }
+    }
+
+    func run() throws {
+        try runTool {
+            let checkpoint = try Checkpoint(path: model)
+            let clock = Stopwatch()
+            let network = try TransformerModel(checkpoint: checkpoint, threads: common.threadBudget)
+            let loadSeconds = clock.seconds
+            let (tokens, bos, source) = try input.tokens(for: checkpoint, vocabulary: network.config.vocabularySize)
+            let plan = try ChunkPlan(tokens: tokens.count, context: input.ctx, chunks: input.chunks, bos: bos, file: source)
+            let evalClock = Stopwatch()
+            let (total, perChunk) = try PerplexityEvaluator.evaluate(network, tokens: tokens, plan: plan) { chunk, running in
+                log("[\(chunk)/\(plan.chunks)] ppl \(formatDecimal(running.perplexity, places: 4)) ± \(formatDecimal(running.standardError, places: 4))",
+                    options: common)
+            }
+            let seconds = evalClock.seconds
+            let processed = plan.chunks * plan.context
+            if common.json {
+                printJSON([
+                    "model": .string(model), "source": .string(source), "tokens": JSONValue(tokens.count), "ctx": JSONValue(plan.context),
+                    "chunks": JSONValue(plan.chunks), "scored_tokens": JSONValue(total.count), "perplexity": .double(total.perplexity),
+                    "standard_error": .double(total.standardError), "mean_nll": .double(total.meanNLL),
+                    "per_chunk_perplexity": .array(perChunk.map { .double($0) }), "bos": bos.map { JSONValue($0) } ?? .null,
+                    "seconds": .double(seconds), "load_seconds": .double(loadSeconds),
+                    "tokens_per_second": .double(Double(processed) / seconds),
+                ])
+                return
+            }
+            print("\(model): PPL = \(formatDecimal(total.perplexity, places: 4)) ± \(formatDecimal(total.standardError, places: 5)) "
+                + "over \(total.count) scored tokens (\(plan.chunks) chunks of \(plan.context))")
+            print("\(formatDecimal(Double(processed) / seconds, places: 1)) tokens/s, \(formatDecimal(seconds, places: 2)) s "
+                + "(+ \(formatDecimal(loadSeconds, places: 2)) s loading)")
+        }
+    }
+}
