@@ -42,7 +42,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "CheckpointKitTests", dependencies: ["CheckpointKit", "TestSupport"]),
         .testTarget(name: "ToolTests", dependencies: [
-            "TestSupport", "ckpt-inspect", "ckpt-convert", "ckpt-quantize", "ckpt-dequantize", "ckpt-diff",
+            "CheckpointKit", "TestSupport", "ckpt-inspect", "ckpt-convert", "ckpt-quantize", "ckpt-dequantize", "ckpt-diff",
             "ckpt-merge-lora", "ckpt-perplexity", "ckpt-compare",
         ]),
     ],
