@@ -47,6 +47,15 @@ demo: release
 	@echo
 	@echo "== ckpt-dequantize the NF4 model back to bf16"
 	$(BIN_RELEASE)/ckpt-dequantize $(DEMO_OUT)/tiny-llama-nf4 $(DEMO_OUT)/tiny-llama-nf4-bf16
+	@echo
+	@echo "== ckpt-merge-lora: a LoRA on every linear layer, then its perplexity beside the base's"
+	$(BIN_RELEASE)/ckpt-merge-lora $(FIXTURE_MODEL) fixtures/lora/adapters/llama-lora-all-linear $(DEMO_OUT)/tiny-llama-merged | tail -n 1
+	$(BIN_RELEASE)/ckpt-perplexity $(FIXTURE_MODEL) --text fixtures/text/eval.txt --ctx 128 --quiet | head -n 1
+	$(BIN_RELEASE)/ckpt-perplexity $(DEMO_OUT)/tiny-llama-merged --text fixtures/text/eval.txt --ctx 128 --quiet | head -n 1
+	@echo
+	@echo "== ckpt-compare: the fixture model against its int8 and NF4 versions"
+	$(BIN_RELEASE)/ckpt-compare $(FIXTURE_MODEL) $(DEMO_OUT)/tiny-llama-int8 --text fixtures/text/eval.txt --ctx 128 --quiet
+	$(BIN_RELEASE)/ckpt-compare $(FIXTURE_MODEL) $(DEMO_OUT)/tiny-llama-nf4 --text fixtures/text/eval.txt --ctx 128 --quiet
 
 bench: release
 	tools/bench/run.sh
