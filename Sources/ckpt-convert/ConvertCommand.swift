@@ -6,14 +6,14 @@ import ToolSupport
 struct ConvertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ckpt-convert",
-        abstract: "Convert a safetensors checkpoint to another float dtype and/or shard size.",
+        abstract: "Convert checkpoints: safetensors to another float dtype or shard size; GGUF (llama family) to a Hugging Face folder.",
         discussion: """
             Floating-point tensors take --type; integer and bool tensors keep theirs. Without \
             --shard-size the input's shard layout and file names are kept. config.json's dtype \
             field is updated and the folder's other files (tokenizer…) are copied.
             """)
 
-    @Argument(help: "Input: a .safetensors file, an index, or a model folder.")
+    @Argument(help: "Input: a .safetensors file, an index, a model folder, or a .gguf file.")
     var input: String
 
     @Argument(help: "Output folder (or a .safetensors file when the input is a single file).")
@@ -47,6 +47,21 @@ struct ConvertCommand: ParsableCommand {
 
     func run() throws {
         try runTool {
+            if input.hasSuffix(".gguf") {
+                // GGUF in: a Hugging Face folder out (f32 unless --type says otherwise).
+                let gguf = try GGUFFile(path: input)
+                let report = try GGUFToHuggingFace.convert(gguf, to: output, dtype: type.flatMap(parseFloatType) ?? .f32,
+                                                           shardSize: shardSize.flatMap(parseByteSize), overwrite: force,
+                                                           threads: common.threadBudget)
+                if common.json {
+                    printJSON(["output": .string(report.output), "files": .array(report.files.map { .string($0) }),
+                               "tensors": JSONValue(report.tensors), "seconds": .double(report.seconds)])
+                } else {
+                    print("wrote \(report.output): \(report.tensors) tensors, \(report.files.joined(separator: ", ")) in "
+                        + "\(formatDecimal(report.seconds, places: 2)) s")
+                }
+                return
+            }
             let checkpoint = try Checkpoint(path: input)
             let options = ConversionOptions(targetType: type.flatMap(parseFloatType), shardSize: shardSize.flatMap(parseByteSize),
                                             threads: common.threadBudget, overwrite: force)

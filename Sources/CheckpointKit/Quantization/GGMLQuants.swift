@@ -1,0 +1,153 @@
+/// GGML tensor types ckpt reads (and, for F32/F16/BF16/Q8_0/Q4_0, writes).
+public enum GGMLType: UInt32, Sendable, CaseIterable {
+    case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8, bf16 = 30
+
+    public var name: String {
+        switch self {
+        case .f32: return "F32"
+        case .f16: return "F16"
+        case .q4_0: return "Q4_0"
+        case .q4_1: return "Q4_1"
+        case .q5_0: return "Q5_0"
+        case .q5_1: return "Q5_1"
+        case .q8_0: return "Q8_0"
+        case .bf16: return "BF16"
+        }
+    }
+
+    /// Elements per block.
+    public var blockSize: Int {
+        switch self {
+        case .f32, .f16, .bf16: return 1
+        default: return 32
+        }
+    }
+
+    /// Bytes per block.
+    public var typeSize: Int {
+        switch self {
+        case .f32: return 4
+        case .f16, .bf16: return 2
+        case .q4_0: return 18
+        case .q4_1: return 20
+        case .q5_0: return 22
+        case .q5_1: return 24
+        case .q8_0: return 34
+        }
+    }
+
+    public func byteCount(elements: Int) -> Int { elements / blockSize * typeSize }
+}
+
+/// Dequantization and quantization of GGML blocks, bit-exact with gguf-py's `quants` module
+/// (which reproduces ggml-quants.c). Half-precision scales are IEEE f16.
+public enum GGMLQuants {
+    @inline(__always)
+    static func half(_ raw: UnsafeRawBufferPointer, _ offset: Int) -> Float {
+        FloatConversion.f16ToF32Reference(raw.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
+    }
+
+    public static func dequantize(_ raw: UnsafeRawBufferPointer, type: GGMLType, count: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: count)
+        out.withUnsafeMutableBufferPointer { o in
+            switch type {
+            case .f32: UnsafeMutableRawBufferPointer(o).copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[0..<(count * 4)]))
+            case .f16: FloatConversion.f16ToF32(raw, UnsafeMutableRawBufferPointer(o))
+            case .bf16: FloatConversion.bf16ToF32(raw, UnsafeMutableRawBufferPointer(o))
+            case .q8_0:
+                for b in 0..<(count / 32) {
+                    let base = b * 34
+                    let d = half(raw, base)
+                    for j in 0..<32 { o[b * 32 + j] = Float(Int8(bitPattern: raw[base + 2 + j])) * d }
+                }
+            case .q4_0:
+                for b in 0..<(count / 32) {
+                    let base = b * 18
+                    let d = half(raw, base)
+                    for j in 0..<16 {
+                        let byte = raw[base + 2 + j]
+                        o[b * 32 + j] = d * Float(Int(byte & 0xF) - 8)
+                        o[b * 32 + j + 16] = d * Float(Int(byte >> 4) - 8)
+                    }
+                }
+            case .q4_1:
+                for b in 0..<(count / 32) {
+                    let base = b * 20
+                    let d = half(raw, base), m = half(raw, base + 2)
+                    for j in 0..<16 {
+                        let byte = raw[base + 4 + j]
+                        o[b * 32 + j] = d * Float(byte & 0xF) + m
+                        o[b * 32 + j + 16] = d * Float(byte >> 4) + m
+                    }
+                }
+            case .q5_0, .q5_1:
+                let withMin = type == .q5_1
+                let stride = withMin ? 24 : 22
+                for b in 0..<(count / 32) {
+                    let base = b * stride
+                    let d = half(raw, base), m = withMin ? half(raw, base + 2) : 0
+                    let qh = raw.loadUnaligned(fromByteOffset: base + (withMin ? 4 : 2), as: UInt32.self)
+                    let qs = base + (withMin ? 8 : 6)
+                    for j in 0..<32 {
+                        let low = j < 16 ? raw[qs + j] & 0xF : raw[qs + j - 16] >> 4
+                        let q = Int(low) | Int((qh >> UInt32(j)) & 1) << 4
+                        o[b * 32 + j] = withMin ? d * Float(q) + m : d * Float(q - 16)
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// gguf-py's `np_roundf`: round half away from zero, computed as floor(|x|) + floor(2·frac).
+    @inline(__always)
+    static func roundHalfAway(_ x: Float) -> Float {
+        let a = abs(x)
+        let floored = a.rounded(.down)
+        let b = floored + (2 * (a - floored)).rounded(.down)
+        return x < 0 ? -b : (x > 0 ? b : 0)
+    }
+
+    /// Q8_0 (`ggml_quantize_q8_0` reference): per 32 values d = absmax/127, q = round(x·(1/d))
+    /// with the float32 d, then d stored as f16.
+    public static func quantizeQ8_0(_ x: UnsafeBufferPointer<Float>) -> [UInt8] {
+        let blocks = x.count / 32
+        var out = [UInt8](repeating: 0, count: blocks * 34)
+        for b in 0..<blocks {
+            var m: Float = 0
+            for j in 0..<32 { m = max(m, abs(x[b * 32 + j])) }
+            let d = m / 127
+            let inverse: Float = d == 0 ? 0 : 1 / d
+            let h = FloatConversion.f32ToF16Reference(d)
+            out[b * 34] = UInt8(h & 0xFF)
+            out[b * 34 + 1] = UInt8(h >> 8)
+            for j in 0..<32 {
+                out[b * 34 + 2 + j] = UInt8(bitPattern: Int8(roundHalfAway(x[b * 32 + j] * inverse)))
+            }
+        }
+        return out
+    }
+
+    /// Q4_0: per 32 values the element of largest magnitude (the first, on ties) gives
+    /// d = max / −8; q = trunc(x·(1/d) + 8.5) clipped to 0…15; element j in the low nibble of
+    /// byte j, element j+16 in its high nibble.
+    public static func quantizeQ4_0(_ x: UnsafeBufferPointer<Float>) -> [UInt8] {
+        let blocks = x.count / 32
+        var out = [UInt8](repeating: 0, count: blocks * 18)
+        for b in 0..<blocks {
+            var best = 0
+            for j in 1..<32 where abs(x[b * 32 + j]) > abs(x[b * 32 + best]) { best = j }
+            let d = x[b * 32 + best] / -8
+            let inverse: Float = d == 0 ? 0 : 1 / d
+            let h = FloatConversion.f32ToF16Reference(d)
+            out[b * 18] = UInt8(h & 0xFF)
+            out[b * 18 + 1] = UInt8(h >> 8)
+            func q(_ j: Int) -> UInt8 {
+                let v = (x[b * 32 + j] * inverse + 8.5).rounded(.towardZero)
+                return UInt8(min(max(v, 0), 15))
+            }
+            for j in 0..<16 { out[b * 18 + 2 + j] = q(j) | q(j + 16) << 4 }
+        }
+        return out
+    }
+}
