@@ -145,3 +145,34 @@ func tokenizerVariant(name: String) throws {
         #expect(tokenizer.decode(plain) == c["decoded"]?.stringValue, "\(text.debugDescription)")
     }
 }
+
+/// Encoding speed on the two shared corpora, printed (never asserted: timing is not a test).
+/// Meaningful in a release build: `swift build -c release --build-tests -Xswiftc -enable-testing`
+/// then `swift test -c release -Xswiftc -enable-testing --skip-build --filter tokenizerThroughput`.
+@Test("Tokenizer throughput on the shared corpora (printed, not asserted)",
+      .enabled(if: TokenizerAssets.available, TokenizerAssets.skipReason), .serialized,
+      arguments: ["gpt2_tokenizer.json", "llama_tokenizer.json", Paths.fixture("models/tiny-llama/tokenizer.json")])
+func tokenizerThroughput(file: String) throws {
+    #if DEBUG
+    let repeats = 1
+    #else
+    let repeats = 3
+    #endif
+    let clock = ContinuousClock()
+    var tokenizer: Tokenizer?
+    let load = try clock.measure { tokenizer = try Tokenizer(path: file.hasPrefix("/") ? file : TokenizerAssets.path(file)) }
+    let t = try #require(tokenizer)
+    for corpus in ["wikitext-2-raw_wiki.test.raw", "tinyshakespeare_input.txt"] {
+        let text = try String(contentsOfFile: TokenizerAssets.corpora + "/" + corpus, encoding: .utf8)
+        var best = Duration.seconds(1000)
+        var count = 0
+        for _ in 0..<repeats {
+            let elapsed = clock.measure { count = t.encode(text).count }
+            best = min(best, elapsed)
+        }
+        let seconds = Double(best.components.seconds) + Double(best.components.attoseconds) * 1e-18
+        let name = file.split(separator: "/").suffix(2).joined(separator: "/")
+        print("tokenizer throughput: \(name) on \(corpus): \(count) tokens, "
+              + "\(String(format: "%.1f", Double(text.utf8.count) / seconds / 1e6)) MB/s (best of \(repeats); load \(load))")
+    }
+}

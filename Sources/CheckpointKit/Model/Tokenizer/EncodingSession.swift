@@ -7,6 +7,7 @@ struct EncodingSession {
     private let stages: [PreTokenizerStage]
     private let rawMatcher: AddedTokenMatcher
     private let normalizedMatcher: AddedTokenMatcher
+    private let classes = ScalarClassTable.shared
 
     private(set) var output: [Int32] = []
     private var cache: ByteStringTable
@@ -90,14 +91,14 @@ struct EncodingSession {
         case .split(let pattern):
             var i = start
             while i < end {
-                let j = pattern.matchEnd(p, i, end)
+                let j = pattern.matchEnd(p, i, end, classes)
                 preTokenize(p, i, j, stage: stage + 1, atTextStart: atTextStart && i == start)
                 i = j
             }
         case .digits(let individually):
             var i = start
             while i < end {
-                let j = digitsPieceEnd(p, i, end, individually: individually)
+                let j = digitsPieceEnd(p, i, end, individually: individually, classes)
                 preTokenize(p, i, j, stage: stage + 1, atTextStart: atTextStart && i == start)
                 i = j
             }
@@ -111,9 +112,10 @@ struct EncodingSession {
                 (q, s, e) = (UnsafePointer(buffer.base), 0, buffer.count)
             }
             if useRegex {
+                let gpt2 = PreTokenizerPattern(family: .gpt2, contractions: .caseSensitive, maximumDigits: .max)
                 var i = s
                 while i < e {
-                    let j = PreTokenizerPattern.gpt2.matchEnd(q, i, e)
+                    let j = gpt2.matchEnd(q, i, e, classes)
                     preTokenize(q, i, j, stage: stage + 1, atTextStart: atTextStart && i == s)
                     i = j
                 }
