@@ -176,3 +176,229 @@ func tokenizerThroughput(file: String) throws {
               + "\(String(format: "%.1f", Double(text.utf8.count) / seconds / 1e6)) MB/s (best of \(repeats); load \(load))")
     }
 }
+
+// MARK: - The scanners against a regex engine
+
+/// The pieces `pattern` cuts `text` into, by the hand-written scanner.
+func scannerPieces(_ pattern: PreTokenizerPattern, _ text: String) -> [String] {
+    var text = text
+    return text.withUTF8 { buffer -> [String] in
+        guard let p = buffer.baseAddress else { return [] }
+        var pieces: [String] = []
+        var i = 0
+        while i < buffer.count {
+            let j = pattern.matchEnd(p, i, buffer.count, ScalarClassTable.shared)
+            pieces.append(String(decoding: UnsafeBufferPointer(rebasing: buffer[i..<j]), as: UTF8.self))
+            i = j
+        }
+        return pieces
+    }
+}
+
+/// The pieces by Swift Regex over Unicode scalars: the plain twin of the scanner (too slow to
+/// use, obviously right). Gaps between matches would be pieces too; the patterns leave none.
+func regexPieces(_ regex: String, _ text: String) throws -> [String] {
+    let compiled = try Regex(regex).matchingSemantics(.unicodeScalar)
+    var pieces: [String] = []
+    var last = text.startIndex
+    for match in text.matches(of: compiled) {
+        if last < match.range.lowerBound { pieces.append(String(text.unicodeScalars[last..<match.range.lowerBound])) }
+        pieces.append(String(text.unicodeScalars[match.range]))
+        last = match.range.upperBound
+    }
+    if last < text.endIndex { pieces.append(String(text.unicodeScalars[last...])) }
+    return pieces
+}
+
+@Test("Each pre-tokenizer scanner cuts random text exactly where its regex does",
+      arguments: PreTokenizerPattern.known.map(\.regex))
+func scannerMatchesRegex(regex: String) throws {
+    let pattern = try #require(PreTokenizerPattern.named(regex: regex))
+    // Letters, digits of several scripts, all kinds of whitespace, CR/LF, apostrophes and the
+    // letters of the contractions in both cases, punctuation, marks, emoji.
+    let alphabet: [Unicode.Scalar] = Array("aZsStTdDmMlLrReEvV'' 0912\u{0661}\u{00BD}\u{2167}\t\n\r\u{0B}\u{0C}\u{85}\u{A0}\u{2003}\u{3000}.,!?-_(\u{301}\u{200D}é日本к😀\u{1D7D9}".unicodeScalars)
+    var generator = SeededGenerator(seed: UInt64(regex.utf8.count))
+    for _ in 0..<400 {
+        var view = String.UnicodeScalarView()
+        for _ in 0..<Int.random(in: 0...24, using: &generator) { view.append(alphabet.randomElement(using: &generator)!) }
+        let text = String(view)
+        #expect(scannerPieces(pattern, text) == (try regexPieces(regex, text)), "\(text.debugDescription)")
+    }
+}
+
+@Test("The scanners cut as tokenizers' pre_tokenize_str does on recorded examples")
+func scannerExamples() throws {
+    let text = "  hello\n\n  world \r\n\t x"
+    #expect(scannerPieces(.gpt2, text) == [" ", " hello", "\n\n ", " world", " \r\n\t", " x"])
+    #expect(scannerPieces(.llama3, text) == [" ", " hello", "\n\n", " ", " world", " \r\n", "\t", " x"])
+    #expect(scannerPieces(.llama3, "12345 x1234") == ["123", "45", " x", "123", "4"])
+    #expect(scannerPieces(.qwen2, "12345 x") == ["1", "2", "3", "4", "5", " x"])
+    #expect(scannerPieces(.gpt2, "12345 x1234") == ["12345", " x", "1234"])
+    #expect(scannerPieces(.llama3, "x'ſ y'S 'RE 'Ll 'K") == ["x", "'ſ", " y", "'S", " '", "RE", " '", "Ll", " '", "K"])
+    #expect(scannerPieces(.gpt2, "x'ſ y'S") == ["x", "'", "ſ", " y", "'", "S"])
+    #expect(scannerPieces(.llama3, "a \u{A0} b\u{3000}c") == ["a", " \u{A0}", " b", "\u{3000}c"])
+    #expect(scannerPieces(.gpt2, "\u{85}a\u{2028}") == ["\u{85}", "a", "\u{2028}"])
+    #expect(scannerPieces(.llama3, "\u{85}a\u{2028}") == ["\u{85}a", "\u{2028}"])
+}
+
+// MARK: - Refusals and hostile input
+
+/// A minimal byte-level BPE tokenizer.json with `replacements` substituted for its parts.
+func miniTokenizerJSON(_ replacements: [String: String] = [:]) -> String {
+    var parts: [(String, String)] = [
+        ("version", #""1.0""#),
+        ("added_tokens", #"[{"id": 3, "content": "<eos>", "special": true, "normalized": false}]"#),
+        ("normalizer", "null"),
+        ("pre_tokenizer", #"{"type": "ByteLevel", "add_prefix_space": false, "use_regex": true}"#),
+        ("post_processor", "null"),
+        ("decoder", #"{"type": "ByteLevel"}"#),
+        ("model", #"{"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}"#),
+    ]
+    for (key, value) in replacements {
+        if let k = parts.firstIndex(where: { $0.0 == key }) { parts[k].1 = value } else { parts.append((key, value)) }
+    }
+    return "{" + parts.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}"
+}
+
+func miniTokenizer(_ replacements: [String: String] = [:]) throws -> Tokenizer {
+    try Tokenizer(json: JSONParser.parse(miniTokenizerJSON(replacements)), file: "mini.json")
+}
+
+/// The error a tokenizer.json gives, or nil if it loads.
+func tokenizerError(_ replacements: [String: String]) -> TokenizerError? {
+    do {
+        _ = try miniTokenizer(replacements)
+        return nil
+    } catch let error as TokenizerError {
+        return error
+    } catch {
+        return nil
+    }
+}
+
+@Test("The minimal tokenizer merges, decodes, and knows its added token")
+func miniTokenizerWorks() throws {
+    let t = try miniTokenizer()
+    #expect(t.encode("abab<eos>ba") == [2, 2, 3, 1, 0])
+    #expect(t.decode([2, 3, 1]) == "ab<eos>b")
+    #expect(t.tokenID("<eos>") == 3 && t.tokenID("ab") == 2 && t.tokenID("zz") == nil)
+    #expect(t.vocabularySize == 4 && t.eosTokenID == 3 && t.bosTokenID == nil && !t.addsBOS)
+    #expect(t.encode("") == [] && t.decode([]) == "")
+}
+
+@Test("Unigram, WordPiece and WordLevel models are refused by name, with the supported list",
+      arguments: ["Unigram", "WordPiece", "WordLevel"])
+func unsupportedModels(type: String) {
+    let error = tokenizerError(["model": #"{"type": "\#(type)", "vocab": []}"#])
+    #expect(error == .unsupportedComponent(file: "mini.json", component: "model", type: type, supported: ["BPE"]))
+    #expect(error?.description == "mini.json: model: unsupported type (expected one of BPE, got \(type))")
+}
+
+@Test("Unsupported normalizers, pre-tokenizers, post-processors and decoders are named")
+func unsupportedComponents() {
+    #expect(tokenizerError(["normalizer": #"{"type": "BertNormalizer"}"#])
+        == .unsupportedComponent(file: "mini.json", component: "normalizer", type: "BertNormalizer", supported: TextNormalizer.supportedTypes))
+    #expect(tokenizerError(["normalizer": #"{"type": "Sequence", "normalizers": [{"type": "NFKC"}]}"#])
+        == .unsupportedComponent(file: "mini.json", component: "normalizer.normalizers[0]", type: "NFKC", supported: TextNormalizer.supportedTypes))
+    #expect(tokenizerError(["pre_tokenizer": #"{"type": "Whitespace"}"#])
+        == .unsupportedComponent(file: "mini.json", component: "pre_tokenizer", type: "Whitespace", supported: PreTokenizerStage.supportedTypes))
+    #expect(tokenizerError(["post_processor": #"{"type": "Mystery"}"#])
+        == .unsupportedComponent(file: "mini.json", component: "post_processor", type: "Mystery", supported: SpecialTokenTemplate.supportedTypes))
+    #expect(tokenizerError(["decoder": ###"{"type": "WordPiece", "prefix": "##"}"###])
+        == .unsupportedComponent(file: "mini.json", component: "decoder", type: "WordPiece", supported: TokenDecoder.supportedTypes))
+}
+
+@Test("A Split regex without a scanner, or with another behaviour, is refused naming what it got")
+func unsupportedSplits() throws {
+    let error = try #require(tokenizerError(["pre_tokenizer": #"{"type": "Split", "pattern": {"Regex": "\\d+"}, "behavior": "Isolated", "invert": false}"#]))
+    #expect(error.description == #"mini.json: pre_tokenizer.pattern.Regex: unsupported (expected the GPT-2, Llama-3 or Qwen2 pattern, got "\d+")"#)
+    let removed = #"{"type": "Split", "pattern": {"Regex": "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"}, "behavior": "Removed", "invert": false}"#
+    #expect(tokenizerError(["pre_tokenizer": removed])
+        == .unsupportedOption(file: "mini.json", field: "pre_tokenizer.behavior", expected: "Isolated", got: "Removed"))
+    #expect(tokenizerError(["normalizer": #"{"type": "Replace", "pattern": {"Regex": " +"}, "content": " "}"#])
+        == .unsupportedOption(file: "mini.json", field: "normalizer.pattern", expected: "a {\"String\": …} pattern", got: "the regex \" +\""))
+    #expect(tokenizerError(["pre_tokenizer": #"{"type": "Sequence", "pretokenizers": [{"type": "ByteLevel"}, {"type": "Digits"}]}"#])
+        == .unsupportedOption(file: "mini.json", field: "pre_tokenizer", expected: "ByteLevel as the last pre-tokenizer", got: "ByteLevel at step 1 of 2"))
+}
+
+@Test("Malformed model parts are refused with the field, what was expected and what was found")
+func malformedModels() {
+    #expect(tokenizerError(["model": #"{"type": "BPE", "vocab": [], "merges": []}"#])
+        == .malformed(file: "mini.json", field: "model.vocab", expected: "an object", got: "an array of 0"))
+    #expect(tokenizerError(["model": #"{"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b c"]}"#])
+        == .malformed(file: "mini.json", field: "model.merges[0]", expected: "two tokens separated by one space", got: "\"a b c\""))
+    #expect(tokenizerError(["model": #"{"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": [["a", "b"]]}"#])
+        == .mergeNotInVocabulary(file: "mini.json", rank: 0, token: "ab"))
+    #expect(tokenizerError(["model": #"{"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": [["a", "q"]]}"#])
+        == .mergeNotInVocabulary(file: "mini.json", rank: 0, token: "q"))
+    #expect(tokenizerError(["model": #"{"type": "BPE", "vocab": {"a": 0, "b": -1}, "merges": []}"#])
+        == .tokenIDOutOfRange(file: "mini.json", token: "b", id: -1, limit: BytePairModel.maximumVocabulary))
+    #expect(tokenizerError(["model": #"{"type": "BPE", "vocab": {"a": 0, "b": 1073741824}, "merges": []}"#])
+        == .tokenIDOutOfRange(file: "mini.json", token: "b", id: 1 << 30, limit: BytePairModel.maximumVocabulary))
+    #expect(tokenizerError(["model": #"{"type": "BPE", "vocab": {"a": 0, "b": 0}, "merges": []}"#])
+        == .duplicateTokenID(file: "mini.json", id: 0, first: "a", second: "b"))
+    #expect(tokenizerError(["model": #"{"type": "BPE", "vocab": {"a": 0}, "merges": [], "dropout": 0.1}"#])
+        == .unsupportedOption(file: "mini.json", field: "model.dropout", expected: "null (BPE dropout is for training)", got: "0.1"))
+    #expect(tokenizerError(["model": #"{"type": "BPE", "vocab": {"a": 0}, "merges": [], "unk_token": "<unk>"}"#])
+        == .malformed(file: "mini.json", field: "model.unk_token", expected: "a token of model.vocab", got: "\"<unk>\""))
+    #expect(tokenizerError(["added_tokens": #"[{"id": "x", "content": "<eos>"}]"#])
+        == .malformed(file: "mini.json", field: "added_tokens[0].id", expected: "an integer id", got: "\"x\""))
+    #expect(tokenizerError(["post_processor": #"{"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>"}}, {"Sequence": {"id": "A"}}], "special_tokens": {}}"#])
+        == .malformed(file: "mini.json", field: "post_processor.single[0].SpecialToken.id", expected: "a name in special_tokens", got: "\"<s>\""))
+}
+
+@Test("Files that are not tokenizer.json are refused before parsing: too large, LFS pointer, not UTF-8, not JSON")
+func hostileFiles() throws {
+    let scratch = ScratchDirectory()
+    let huge = scratch.file("huge.json")
+    FileManager.default.createFile(atPath: huge, contents: nil)
+    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: huge))
+    try handle.truncate(atOffset: UInt64(Tokenizer.maximumFileSize) + 1)  // sparse: no disk used
+    try handle.close()
+    #expect(throws: TokenizerError.fileTooLarge(file: huge, size: Tokenizer.maximumFileSize + 1, limit: Tokenizer.maximumFileSize)) {
+        try Tokenizer(path: huge)
+    }
+    let pointer = scratch.write("lfs.json", Array("version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n".utf8))
+    #expect(throws: TokenizerError.gitLFSPointer(file: pointer)) { try Tokenizer(path: pointer) }
+    let latin1 = scratch.write("latin1.json", [0x7B, 0x22, 0xE9, 0x22, 0x7D])
+    #expect(throws: TokenizerError.notUTF8(file: latin1, offset: 2)) { try Tokenizer(path: latin1) }
+    let truncated = scratch.write("truncated.json", Array(miniTokenizerJSON().utf8.dropLast(10)))
+    #expect { try Tokenizer(path: truncated) } throws: { error in
+        guard case .notJSON(let file, _) = error as? TokenizerError else { return false }
+        return file == truncated
+    }
+    let deep = scratch.write("deep.json", Array((String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)).utf8))
+    #expect { try Tokenizer(path: deep) } throws: { ($0 as? TokenizerError).map { if case .notJSON = $0 { true } else { false } } ?? false }
+    #expect(throws: TokenizerError.self) { try Tokenizer(path: scratch.file("missing.json")) }
+    let array = scratch.write("array.json", Array("[1, 2]".utf8))
+    #expect(throws: TokenizerError.malformed(file: array, field: "(root)", expected: "a JSON object", got: "an array of 2")) {
+        try Tokenizer(path: array)
+    }
+}
+
+@Test("Decoding skips ids that name no token instead of trapping, as tokenizers does")
+func decodeSkipsUnknownIDs() throws {
+    let t = try miniTokenizer()
+    #expect(t.decode([-1, 0, Int.max, 99, 1, Int.min, 3]) == "ab<eos>")
+    #expect(t.decode([3, 2], skipSpecialTokens: true) == "ab")
+    #expect(t.token(2) == "ab" && t.token(3) == "<eos>" && t.token(-5) == nil && t.token(4) == nil)
+}
+
+@Test("Hostile text encodes without trapping, and byte-level BPE gives it back exactly")
+func hostileText() throws {
+    let mini = try miniTokenizer()
+    #expect(mini.encode(String(repeating: "ab", count: 50_000)) == Array(repeating: 2, count: 50_000))
+    // Symbols the vocabulary lacks, with neither byte fallback nor unk_token, are dropped (tokenizers does the same).
+    #expect(mini.encode("a\u{0}zb<eos") == [0, 1])
+
+    let t = try Tokenizer(path: Paths.fixture("models/tiny-llama/tokenizer.json"))
+    let texts = [
+        String(repeating: "a", count: 200_000),  // one 200 KB word: the heap path
+        "\u{0}\u{FFFD}<|endoftext<|endoftext|>|>" + String(repeating: "\u{1F600}", count: 1000),
+        String(repeating: " ", count: 10_000) + String(repeating: "\n\r", count: 5_000) + "x",
+        String(decoding: (0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 7) }, as: UTF8.self),
+    ]
+    for text in texts {
+        #expect(t.decode(t.encode(text)) == text)
+    }
+}
