@@ -402,3 +402,73 @@ func hostileText() throws {
         #expect(t.decode(t.encode(text)) == text)
     }
 }
+
+// MARK: - fixtures/eval/tokenizers.json (tools/make_eval_goldens.py)
+
+/// The evaluation goldens: 53 tricky strings and the two whole corpora, encoded by tokenizers
+/// 0.23 with the default add_special_tokens=True, for gpt2, llama, tiny-llama and llama with the
+/// Metaspace layout.
+enum EvaluationTokenizerGoldens {
+    static let golden: JSONValue? = try? readJSON(Paths.fixture("eval/tokenizers.json"))
+    static var names: [String] { golden?["tokenizers"]?.objectMembers?.map(\.0) ?? [] }
+
+    /// The tokenizer an entry names: its file (a path from the repository's parent for
+    /// shared/…), with the entry's top-level patch applied. Nil (skip) when the shared file is absent.
+    static func tokenizer(_ name: String) throws -> Tokenizer? {
+        let entry = try #require(golden?["tokenizers"]?[name])
+        let label = try #require(entry["file"]?.stringValue)
+        let relative = String(label.split(separator: " ").first ?? "")
+        let path = relative.hasPrefix("shared/") ? Paths.repository + "/../" + relative : Paths.repository + "/" + relative
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        guard let patch = entry["patch"]?.objectMembers else { return try Tokenizer(path: path) }
+        guard case .object(var members) = try readJSON(path) else { return nil }
+        for (key, value) in patch {
+            if let k = members.firstIndex(where: { $0.0 == key }) { members[k].1 = value } else { members.append((key, value)) }
+        }
+        return try Tokenizer(json: .object(members), file: path + " (" + name + ")")
+    }
+
+    static func ids(_ value: JSONValue?) -> [Int] { value?.arrayValue?.compactMap(\.intValue) ?? [] }
+}
+
+@Test("Every tricky string of the evaluation goldens encodes to the recorded ids, with the recorded BOS behaviour",
+      arguments: EvaluationTokenizerGoldens.names)
+func evaluationStrings(name: String) throws {
+    guard let tokenizer = try EvaluationTokenizerGoldens.tokenizer(name) else {
+        print("skipping \(name): ../shared/assets is absent")
+        return
+    }
+    let golden = try #require(EvaluationTokenizerGoldens.golden)
+    let entry = try #require(golden["tokenizers"]?[name])
+    for string in try #require(golden["strings"]?.arrayValue) {
+        let label = try #require(string["name"]?.stringValue)
+        let text = try #require(string["text"]?.stringValue)
+        #expect(tokenizer.encode(text) == EvaluationTokenizerGoldens.ids(entry["strings"]?[label]?["ids"]), "\(name): \(label)")
+    }
+    let facts = try #require(entry["facts"])
+    #expect(tokenizer.addsBOS == facts["adds_bos"]?.boolValue)
+    #expect(tokenizer.suffixTokenIDs.isEmpty == (facts["adds_eos"]?.boolValue == false))
+    #expect(tokenizer.vocabularySize == facts["vocab_size_with_added"]?.intValue)
+}
+
+@Test("Both corpora encode to the recorded ids: count, sha256 of the u32le ids, first and last 200",
+      .enabled(if: FileManager.default.fileExists(atPath: TokenizerAssets.corpora), "../shared/assets/corpora is absent"),
+      arguments: EvaluationTokenizerGoldens.names)
+func evaluationCorpora(name: String) throws {
+    guard let tokenizer = try EvaluationTokenizerGoldens.tokenizer(name) else {
+        print("skipping \(name): ../shared/assets is absent")
+        return
+    }
+    let entry = try #require(EvaluationTokenizerGoldens.golden?["tokenizers"]?[name])
+    for (corpus, expected) in try #require(entry["corpora"]?.objectMembers) {
+        let bytes = readBytes(TokenizerAssets.corpora + "/" + corpus)
+        let ids = tokenizer.encode(String(decoding: bytes, as: UTF8.self))
+        #expect(ids.count == expected["n_tokens"]?.intValue, "\(name) on \(corpus)")
+        #expect(Array(ids.prefix(200)) == EvaluationTokenizerGoldens.ids(expected["first_200"]), "\(name) on \(corpus)")
+        #expect(Array(ids.suffix(200)) == EvaluationTokenizerGoldens.ids(expected["last_200"]), "\(name) on \(corpus)")
+        var little: [UInt8] = []
+        little.reserveCapacity(4 * ids.count)
+        for id in ids { withUnsafeBytes(of: UInt32(truncatingIfNeeded: id).littleEndian) { little += $0 } }
+        #expect(sha256Hex(little) == expected["ids_sha256_u32le"]?.stringValue, "\(name) on \(corpus)")
+    }
+}
