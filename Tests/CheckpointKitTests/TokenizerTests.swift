@@ -43,6 +43,50 @@ func llamaCppVocabularyCases(_ name: String) throws -> [(text: String, ids: [Int
     return texts.enumerated().map { ($1, lines[$0]) }
 }
 
+/// The metadata of a GGUF file (v3): each key with its value, arrays as `[Any]`. Only what the
+/// vocabulary checks need; tensor infos are not read.
+func ggufMetadata(_ path: String) throws -> [String: Any] {
+    let bytes = readBytes(path)
+    var offset = 0
+    func take<T: FixedWidthInteger>(_: T.Type) throws -> T {
+        guard offset + MemoryLayout<T>.size <= bytes.count else { throw CocoaError(.fileReadCorruptFile) }
+        var value: T = 0
+        for k in 0..<MemoryLayout<T>.size { value |= T(truncatingIfNeeded: bytes[offset + k]) << (8 * k) }
+        offset += MemoryLayout<T>.size
+        return value
+    }
+    func string() throws -> String {
+        let length = Int(try take(UInt64.self))
+        guard length <= bytes.count - offset else { throw CocoaError(.fileReadCorruptFile) }
+        defer { offset += length }
+        return String(decoding: bytes[offset..<offset + length], as: UTF8.self)
+    }
+    func value(_ type: UInt32) throws -> Any {
+        switch type {
+        case 0, 1, 7: return Int(try take(UInt8.self))
+        case 2, 3: return Int(try take(UInt16.self))
+        case 4, 5, 6: return Int(try take(UInt32.self))
+        case 10, 11, 12: return Int(truncatingIfNeeded: try take(UInt64.self))
+        case 8: return try string()
+        case 9:
+            let elementType = try take(UInt32.self)
+            let count = Int(try take(UInt64.self))
+            return try (0..<count).map { _ in try value(elementType) }
+        default: throw CocoaError(.fileReadCorruptFile)
+        }
+    }
+    guard try take(UInt32.self) == 0x4655_4747 else { throw CocoaError(.fileReadCorruptFile) }  // "GGUF"
+    _ = try take(UInt32.self)
+    _ = try take(UInt64.self)
+    let count = try take(UInt64.self)
+    var metadata: [String: Any] = [:]
+    for _ in 0..<count {
+        let key = try string()
+        metadata[key] = try value(try take(UInt32.self))
+    }
+    return metadata
+}
+
 @Suite("Tokenizer goldens", .enabled(if: TokenizerAssets.available, TokenizerAssets.skipReason))
 struct TokenizerGoldenTests {
     @Test("GPT-2 encodes the swift-transformers sample as tokenizers does, without BOS, and decodes it back")
@@ -79,6 +123,30 @@ struct TokenizerGoldenTests {
         let tokenizer = try TokenizerAssets.tokenizer("gpt2_tokenizer.json")
         for (k, c) in try llamaCppVocabularyCases(name).enumerated() {
             #expect(tokenizer.encode(c.text, addSpecialTokens: false) == c.ids, "case \(k): \(c.text.debugDescription)")
+        }
+    }
+
+    @Test("llama.cpp's vocabulary GGUFs hold the same tokens, id for id, and the same BOS/EOS as the JSON files",
+          arguments: [("ggml-vocab-gpt-2.gguf", "gpt2_tokenizer.json"), ("ggml-vocab-llama-spm.gguf", "llama_tokenizer.json")])
+    func llamaCppVocabularies(gguf: String, json: String) throws {
+        let tokenizer = try TokenizerAssets.tokenizer(json)
+        let metadata = try ggufMetadata(TokenizerAssets.path(gguf))
+        let tokens = try #require(metadata["tokenizer.ggml.tokens"] as? [Any]).compactMap { $0 as? String }
+        #expect(tokens.count == tokenizer.vocabularySize)
+        #expect(tokens.indices.allSatisfy { tokens[$0] == tokenizer.token($0) })
+        #expect(metadata["tokenizer.ggml.eos_token_id"] as? Int == tokenizer.eosTokenID)
+        if json == "llama_tokenizer.json" {
+            // llama.cpp adds BOS as the post-processor does (its .out files are made without special tokens).
+            #expect(metadata["tokenizer.ggml.bos_token_id"] as? Int == tokenizer.bosTokenID)
+            #expect(metadata["tokenizer.ggml.add_bos_token"] as? Int == 1 && tokenizer.addsBOS)
+        } else {
+            // GPT-2 names <|endoftext|> as BOS, but neither llama.cpp (no add_bos_token key) nor the
+            // ByteLevel post-processor adds it; tokenizer.json alone does not name a BOS.
+            #expect(metadata["tokenizer.ggml.bos_token_id"] as? Int == 50256 && metadata["tokenizer.ggml.add_bos_token"] == nil)
+            #expect(!tokenizer.addsBOS)
+            let merges = try #require(metadata["tokenizer.ggml.merges"] as? [Any]).compactMap { $0 as? String }
+            let fileMerges = try #require(readJSON(TokenizerAssets.path(json))["model"]?["merges"]?.arrayValue).compactMap(\.stringValue)
+            #expect(merges == fileMerges)
         }
     }
 
