@@ -212,6 +212,10 @@ func tokenizerVariant(name: String) throws {
         #expect(tokenizer.encode(text, addSpecialTokens: false) == plain, "\(text.debugDescription)")
         #expect(tokenizer.decode(plain) == c["decoded"]?.stringValue, "\(text.debugDescription)")
     }
+    for d in try #require(variant["decodes"]?.arrayValue) {
+        let ids = try #require(d["ids"]?.arrayValue).map { $0.intValue! }
+        #expect(tokenizer.decode(ids) == d["text"]?.stringValue, "decode \(ids)")
+    }
 }
 
 /// Encoding speed on the two shared corpora, printed (never asserted: timing is not a test).
@@ -539,4 +543,10 @@ func evaluationCorpora(name: String) throws {
         for id in ids { withUnsafeBytes(of: UInt32(truncatingIfNeeded: id).littleEndian) { little += $0 } }
         #expect(sha256Hex(little) == expected["ids_sha256_u32le"]?.stringValue, "\(name) on \(corpus)")
     }
+}
+
+@Test("Strip removes at most start/stop characters per token, and never traps on short tokens (tokenizers panics there)")
+func stripDecoder() {
+    let strip = TokenDecoder.strip(content: "!", start: 2, stop: 3)
+    #expect(strip.decodeChain(["!!!a!!!!", "", "!", "!!", "a"]) == ["!a!", "", "", "", "a"])
 }
