@@ -218,24 +218,25 @@ func tokenizerVariant(name: String) throws {
     }
 }
 
-/// Encoding speed on the two shared corpora, printed (never asserted: timing is not a test).
-/// Meaningful in a release build: `swift build -c release --build-tests -Xswiftc -enable-testing`
-/// then `swift test -c release -Xswiftc -enable-testing --skip-build --filter tokenizerThroughput`.
+/// Encoding speed on the two shared corpora, printed (never asserted: timing is not a test), for
+/// the tokenizers of fixtures/eval/tokenizers.json. Meaningful in a release build:
+/// `swift build -c release --build-tests -Xswiftc -enable-testing` then
+/// `swift test -c release -Xswiftc -enable-testing --skip-build --filter tokenizerThroughput`.
 @Test("Tokenizer throughput on the shared corpora (printed, not asserted)",
-      .enabled(if: TokenizerAssets.available, TokenizerAssets.skipReason), .serialized,
-      arguments: ["gpt2_tokenizer.json", "llama_tokenizer.json", Paths.fixture("models/tiny-llama/tokenizer.json")])
-func tokenizerThroughput(file: String) throws {
+      .enabled(if: FileManager.default.fileExists(atPath: TokenizerAssets.corpora), "../shared/assets/corpora is absent"),
+      .serialized, arguments: EvaluationTokenizerGoldens.names)
+func tokenizerThroughput(name: String) throws {
     #if DEBUG
     let repeats = 1
     #else
-    let repeats = 3
+    let repeats = 5
     #endif
     let clock = ContinuousClock()
     var tokenizer: Tokenizer?
-    let load = try clock.measure { tokenizer = try Tokenizer(path: file.hasPrefix("/") ? file : TokenizerAssets.path(file)) }
-    let t = try #require(tokenizer)
+    let load = try clock.measure { tokenizer = try EvaluationTokenizerGoldens.tokenizer(name) }
+    guard let t = tokenizer else { return }
     for corpus in ["wikitext-2-raw_wiki.test.raw", "tinyshakespeare_input.txt"] {
-        let text = try String(contentsOfFile: TokenizerAssets.corpora + "/" + corpus, encoding: .utf8)
+        let text = String(decoding: readBytes(TokenizerAssets.corpora + "/" + corpus), as: UTF8.self)
         var best = Duration.seconds(1000)
         var count = 0
         for _ in 0..<repeats {
@@ -243,10 +244,26 @@ func tokenizerThroughput(file: String) throws {
             best = min(best, elapsed)
         }
         let seconds = Double(best.components.seconds) + Double(best.components.attoseconds) * 1e-18
-        let name = file.split(separator: "/").suffix(2).joined(separator: "/")
         print("tokenizer throughput: \(name) on \(corpus): \(count) tokens, "
-              + "\(String(format: "%.1f", Double(text.utf8.count) / seconds / 1e6)) MB/s (best of \(repeats); load \(load))")
+              + "\(String(format: "%.1f", Double(text.utf8.count) / seconds / 1e6)) MB/s (best of \(repeats), one thread; load \(load))")
     }
+}
+
+@Test("One tokenizer encodes from many threads at once with the same results")
+func concurrentEncoding() throws {
+    let t = try Tokenizer(path: Paths.fixture("models/tiny-llama/tokenizer.json"))
+    let text = try String(contentsOfFile: Paths.fixture("text/eval.txt"), encoding: .utf8)
+    let expected = t.encode(text)
+    final class Agreements: @unchecked Sendable {
+        let lock = NSLock()
+        var count = 0
+    }
+    let agreements = Agreements()
+    DispatchQueue.concurrentPerform(iterations: 8) { _ in
+        let same = t.encode(text) == expected
+        agreements.lock.withLock { agreements.count += same ? 1 : 0 }
+    }
+    #expect(agreements.count == 8)
 }
 
 // MARK: - The scanners against a regex engine
