@@ -269,7 +269,57 @@ def main():
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(compact_lines(doc) + "\n", encoding="utf-8")
+    (OUT.parent / "README.md").write_text(README.format(
+        version=tokenizers.__version__,
+        rows="\n".join(f"| `{v['name']}` | `{v['base']}` | {describe(v)} |" for v in variants)), encoding="utf-8")
     write_sums(REPO / "fixtures")
+
+
+def describe(v) -> str:
+    parts = [f"{k}: {summary(x)}" for k, x in v["patch"].items()]
+    parts += [f"model.{k}: {summary(x)}" for k, x in v["model_patch"].items()]
+    return "; ".join(parts) or "(none)"
+
+
+def summary(x) -> str:
+    if isinstance(x, dict) and "type" in x:
+        t = x.get("type")
+        inner = x.get("pretokenizers") or x.get("normalizers") or x.get("processors") or x.get("decoders")
+        if inner:
+            return f"{t}[" + ", ".join(summary(i) for i in inner) + "]"
+        if t == "Split":
+            return "Split(" + x["pattern"]["Regex"][:24].replace("|", "\\|") + "…)"
+        if t == "Digits":
+            return "Digits(individual)" if x["individual_digits"] else "Digits(grouped)"
+        if t in ("ByteLevel", "Metaspace"):
+            opts = [k for k in ("add_prefix_space", "split") if x.get(k)]
+            opts += [f"prepend {x['prepend_scheme']}"] if "prepend_scheme" in x else []
+            opts += ["no regex"] if x.get("use_regex") is False else []
+            return t + (f"({', '.join(opts)})" if opts else "")
+        return t
+    if isinstance(x, dict):
+        return f"{len(x)} entries"
+    if isinstance(x, list):
+        return ", ".join(f"`{a['content']}`".replace("|", "\\|") + "".join(f" {k}" for k in ("lstrip", "rstrip", "single_word") if a[k])
+                         + (" normalized" if a["normalized"] else "") for a in x)
+    return json.dumps(x)
+
+
+README = """# Tokenizer variant goldens
+
+`variants.json`, made by `tools/make_tokenizer_goldens.py` with tokenizers {version} (rerun it
+with the reference venv: `.venv/bin/python tools/make_tokenizer_goldens.py`; it needs
+`../shared/assets/tokenizers`). Each variant is a base tokenizer.json with top-level keys replaced
+(`patch`) and model keys set (`model_patch`); the Swift test `tokenizerVariant` applies the same
+patch and compares, for every string, `encode(text)`, `encode(text, addSpecialTokens: false)` and
+the decoding of the latter, plus the recorded `decodes` of id lists (invalid UTF-8 bytes, unknown
+ids). The stock files themselves (gpt2, llama, tiny-llama, llama with Metaspace) are covered by
+`fixtures/eval/tokenizers.json`.
+
+| variant | base | patch |
+|---|---|---|
+{rows}
+"""
 
 
 def compact_lines(doc) -> str:

@@ -215,7 +215,8 @@ final class BytePairModel: Sendable {
             output.append(id)
             return
         }
-        scratch.reserve(symbols: 2 * count)
+        // Byte fallback in byte-level mode spells one byte's character in two bytes.
+        scratch.reserve(symbols: byteLevel && !fallbackIDs.isEmpty ? 2 * count : count)
         let ids = scratch.ids
         var n = 0
         var pendingUnknown = false
@@ -362,8 +363,8 @@ final class BytePairScratch {
     /// Room for every push: count - 1 initial pairs and at most two per merge.
     private(set) var heap = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
 
-    /// Room for `symbols` symbols. A word of n bytes has at most 2n symbols (byte fallback in
-    /// byte-level mode spells a byte's character in two bytes), and callers reserve that.
+    /// Room for `symbols` symbols (a word of n bytes has at most n, or 2n with byte fallback in
+    /// byte-level mode). 36 bytes per symbol: the memory of BPE on a long word.
     func reserve(symbols: Int) {
         guard symbols > capacity else { return }
         let size = max(symbols, 2 * capacity, 64)
