@@ -18,8 +18,10 @@ struct EncodingSession {
 
     /// Words at least this long are not cached (as in `tokenizers`): they rarely repeat.
     static let longestCachedWord = 256
-    /// The cache stops growing here (entries), bounding an encoding's memory on hostile text.
+    /// The cache stops growing at this many entries or bytes, bounding an encoding's memory on
+    /// hostile text (ordinary text needs a few MB: its words repeat).
     static let cacheLimit = 1 << 20
+    static let cacheByteLimit = 128 << 20
 
     init(tokenizer: Tokenizer, expectedBytes: Int) {
         model = tokenizer.model
@@ -207,7 +209,7 @@ struct EncodingSession {
         }
         let first = output.count
         model.encodeWord(p, count, scratch: scratch, output: &output)
-        if cache.count < Self.cacheLimit {
+        if cache.count < Self.cacheLimit && cache.storedBytes < Self.cacheByteLimit {
             output.withUnsafeBufferPointer { ids in
                 cache.insert(p, count, hash: h, values: UnsafeBufferPointer(rebasing: ids[first...]))
             }
