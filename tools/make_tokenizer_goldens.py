@@ -12,6 +12,8 @@ its path from the repository root), so only the patches and the ids are committe
   ids        Tokenizer.encode(text).ids                        (add_special_tokens=True)
   ids_plain  Tokenizer.encode(text, add_special_tokens=False).ids
   decoded    Tokenizer.decode(ids_plain, skip_special_tokens=False)
+  decodes    Tokenizer.decode(ids, skip_special_tokens=False) for recorded id lists (bytes that are
+             not UTF-8, ids that name no token)
 
 Writes fixtures/tokenizers/variants.json (a pure function of this script, the pinned wheel and
 the shared files: a second run rewrites it byte for byte) and refreshes fixtures/SHA256SUMS.
@@ -104,7 +106,15 @@ VARIANTS = [
                          added(50258, "[SEP]", rstrip=True),
                          added(50259, "cat", special=False, single_word=True),
                          added(50260, "<|end", special=False),
-                         added(50261, "dog", special=False, normalized=True, lstrip=True, rstrip=True)],
+                         added(50261, "dog", special=False, normalized=True, lstrip=True, rstrip=True),
+                         added(50262, "\u4f60\u597d", special=False)],
+    }, {}),
+    ("lowercase-strip", "gpt2_tokenizer.json", {
+        "normalizer": {"type": "Sequence", "normalizers": [
+            {"type": "Strip", "strip_left": True, "strip_right": True}, {"type": "Lowercase"}]},
+        "decoder": {"type": "Sequence", "decoders": [
+            {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+            {"type": "Strip", "content": "!", "start": 2, "stop": 0}]},  # stop > 0 panics on an empty text in tokenizers
     }, {}),
     ("llama-metaspace-split", "llama_tokenizer.json", {
         "added_tokens": [added(0, "<unk>"), added(1, "<s>"), added(2, "</s>")],
@@ -167,7 +177,24 @@ STRINGS = [
     "Pneumonoultramicroscopicsilicovolcanoconiosis",
     "a" * 40,
     "zebra zebras quixotic  quixotic, zebra",
+    "  \u039f\u0394\u039f\u03a3 \u0130stanbul \u1e9e \u01c5 \u2163 \u00c5\u212b!!!  \n",
+    "!!!wow!!!!",
+    "\u4f60\u597d\uff0c\u4f60\u597d\u4e16\u754c",
 ]
+
+# Id lists whose decoding is recorded too: byte tokens that do not form UTF-8, unknown ids.
+def decode_cases(tok, base):
+    if base == "llama_tokenizer.json":
+        b = lambda x: 3 + x  # <0x00> is id 3
+        return [[b(0xE2), b(0x96)], [15043, b(0xE2), b(0x96), b(0x81), 15043], [b(0xFF), 29871, b(0xC3)],
+                [1, 1, 2, 0, 29871, 29871], [29871], [13, 29871, 13], [31999, 99999999]]
+    if base == "gpt2_tokenizer.json":
+        byte_token = {b: tok.token_to_id(c) for b, c in bytes_to_unicode().items()}
+        return [[byte_token[0xE2], byte_token[0x96]], [15496, byte_token[0xFF], 995], [50256, 50256],
+                [byte_token[0xF0], byte_token[0x9F], byte_token[0x98], byte_token[0x80]], [99999999, 11],
+                [tok.token_to_id("\u4f60\u597d") or 11]]
+    return [[0, 1, 2, 3], [99999999]]
+
 
 
 def ignore_merges_examples(tok_plain) -> list:
@@ -228,8 +255,9 @@ def main():
             plain_ids = tok.encode(s, add_special_tokens=False).ids
             cases.append({"text": s, "ids": ids, "ids_plain": plain_ids,
                           "decoded": tok.decode(plain_ids, skip_special_tokens=False)})
+        decodes = [{"ids": ids, "text": tok.decode(ids, skip_special_tokens=False)} for ids in decode_cases(tok, base)]
         variants.append({"name": vname, "base": BASE_FILES[base][0], "base_sha256": bases[base][1],
-                         "patch": patch, "model_patch": model_patch, "cases": cases})
+                         "patch": patch, "model_patch": model_patch, "decodes": decodes, "cases": cases})
         print(f"{vname}: {len(cases)} cases", file=sys.stderr)
     doc = {
         "generator": "tools/make_tokenizer_goldens.py",
@@ -241,7 +269,57 @@ def main():
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(compact_lines(doc) + "\n", encoding="utf-8")
+    (OUT.parent / "README.md").write_text(README.format(
+        version=tokenizers.__version__,
+        rows="\n".join(f"| `{v['name']}` | `{v['base']}` | {describe(v)} |" for v in variants)), encoding="utf-8")
     write_sums(REPO / "fixtures")
+
+
+def describe(v) -> str:
+    parts = [f"{k}: {summary(x)}" for k, x in v["patch"].items()]
+    parts += [f"model.{k}: {summary(x)}" for k, x in v["model_patch"].items()]
+    return "; ".join(parts) or "(none)"
+
+
+def summary(x) -> str:
+    if isinstance(x, dict) and "type" in x:
+        t = x.get("type")
+        inner = x.get("pretokenizers") or x.get("normalizers") or x.get("processors") or x.get("decoders")
+        if inner:
+            return f"{t}[" + ", ".join(summary(i) for i in inner) + "]"
+        if t == "Split":
+            return "Split(" + x["pattern"]["Regex"][:24].replace("|", "\\|") + "…)"
+        if t == "Digits":
+            return "Digits(individual)" if x["individual_digits"] else "Digits(grouped)"
+        if t in ("ByteLevel", "Metaspace"):
+            opts = [k for k in ("add_prefix_space", "split") if x.get(k)]
+            opts += [f"prepend {x['prepend_scheme']}"] if "prepend_scheme" in x else []
+            opts += ["no regex"] if x.get("use_regex") is False else []
+            return t + (f"({', '.join(opts)})" if opts else "")
+        return t
+    if isinstance(x, dict):
+        return f"{len(x)} entries"
+    if isinstance(x, list):
+        return ", ".join(f"`{a['content']}`".replace("|", "\\|") + "".join(f" {k}" for k in ("lstrip", "rstrip", "single_word") if a[k])
+                         + (" normalized" if a["normalized"] else "") for a in x)
+    return json.dumps(x)
+
+
+README = """# Tokenizer variant goldens
+
+`variants.json`, made by `tools/make_tokenizer_goldens.py` with tokenizers {version} (rerun it
+with the reference venv: `.venv/bin/python tools/make_tokenizer_goldens.py`; it needs
+`../shared/assets/tokenizers`). Each variant is a base tokenizer.json with top-level keys replaced
+(`patch`) and model keys set (`model_patch`); the Swift test `tokenizerVariant` applies the same
+patch and compares, for every string, `encode(text)`, `encode(text, addSpecialTokens: false)` and
+the decoding of the latter, plus the recorded `decodes` of id lists (invalid UTF-8 bytes, unknown
+ids). The stock files themselves (gpt2, llama, tiny-llama, llama with Metaspace) are covered by
+`fixtures/eval/tokenizers.json`.
+
+| variant | base | patch |
+|---|---|---|
+{rows}
+"""
 
 
 def compact_lines(doc) -> str:

@@ -30,6 +30,8 @@ struct AddedTokenMatcher: Sendable {
     private let entries: [Entry]
     /// For each first byte, the entries starting with it, longest first.
     private let byFirstByte: [[Int32]]
+    /// Whether any entry starts with the byte: the scan's only test on ordinary text.
+    private let isFirstByte: [Bool]
     let isEmpty: Bool
 
     init(_ entries: [Entry]) {
@@ -45,6 +47,7 @@ struct AddedTokenMatcher: Sendable {
             }.map(\.element)
         }
         byFirstByte = table
+        isFirstByte = table.map { !$0.isEmpty }
         isEmpty = usable.isEmpty
     }
 
@@ -99,9 +102,14 @@ struct AddedTokenMatcher: Sendable {
     private func nextMatch(_ p: UnsafePointer<UInt8>, from: Int, _ count: Int) -> (Int, Int, Int)? {
         var i = from
         while i < count {
-            let candidates = byFirstByte[Int(p[i])]
-            if !candidates.isEmpty {
-                for k in candidates {
+            let skip = isFirstByte.withUnsafeBufferPointer { starts in
+                var j = i
+                while j < count && !starts[Int(p[j])] { j += 1 }
+                return j
+            }
+            i = skip
+            if i < count {
+                for k in byFirstByte[Int(p[i])] {
                     let bytes = entries[Int(k)].bytes
                     if bytes.count <= count - i
                         && bytes.withUnsafeBufferPointer({ equalBytes($0.baseAddress!, p + i, $0.count) })

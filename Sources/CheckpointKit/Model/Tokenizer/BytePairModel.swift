@@ -36,6 +36,8 @@ final class BytePairModel: Sendable {
     let adjacentScalars: PairTable?
 
     static let maximumVocabulary = 1 << 22
+    /// Up to this many symbols the quadratic merge loop beats the heap.
+    static let longestShortWord = 24
     static let maximumMerges = 1 << 23
 
     init(json: JSONValue, byteLevel: Bool, reader: TokenizerJSONReader) throws(TokenizerError) {
@@ -213,7 +215,8 @@ final class BytePairModel: Sendable {
             output.append(id)
             return
         }
-        scratch.reserve(symbols: 2 * count)
+        // Byte fallback in byte-level mode spells one byte's character in two bytes.
+        scratch.reserve(symbols: byteLevel && !fallbackIDs.isEmpty ? 2 * count : count)
         let ids = scratch.ids
         var n = 0
         var pendingUnknown = false
@@ -281,7 +284,7 @@ final class BytePairModel: Sendable {
     private func mergeSymbols(_ ids: UnsafeMutablePointer<Int32>, _ count: Int, lookup: PairTable.Lookup,
                               scratch: BytePairScratch) -> Int {
         guard count >= 2 else { return count }
-        if count <= 3 { return mergeShort(ids, count, lookup: lookup) }
+        if count <= Self.longestShortWord { return mergeShort(ids, count, lookup: lookup, values: scratch.heap) }
         let next = scratch.next, previous = scratch.previous
         var heap = MergeHeap(storage: scratch.heap)
         for i in 0..<count {
@@ -321,22 +324,31 @@ final class BytePairModel: Sendable {
         return out
     }
 
-    /// Two or three symbols: the same result without the heap.
-    private func mergeShort(_ ids: UnsafeMutablePointer<Int32>, _ count: Int, lookup: PairTable.Lookup) -> Int {
+    /// Short words: the same result without the heap. The merge value of each adjacent pair is
+    /// kept in `values` (rank in the high half, so the smallest is the lowest rank; `UInt64.max`
+    /// when the pair does not merge); each step merges the leftmost minimum and looks up only the
+    /// two pairs it changed.
+    private func mergeShort(_ ids: UnsafeMutablePointer<Int32>, _ count: Int, lookup: PairTable.Lookup,
+                            values: UnsafeMutablePointer<UInt64>) -> Int {
         var n = count
+        for i in 0..<(n - 1) { values[i] = lookup.find(ids[i], ids[i + 1]) ?? .max }
         while n >= 2 {
-            var best = UInt64.max
-            var at = -1
-            for i in 0..<(n - 1) {
-                if let v = lookup.find(ids[i], ids[i + 1]), v < best {
-                    best = v
-                    at = i
-                }
+            var best = values[0]
+            var at = 0
+            for i in 1..<(n - 1) where values[i] < best {
+                best = values[i]
+                at = i
             }
-            if at < 0 { break }
+            if best == .max { break }
             ids[at] = Int32(truncatingIfNeeded: best)
-            for k in (at + 1)..<(n - 1) { ids[k] = ids[k + 1] }
+            // Close the gap left by the right symbol of the pair.
+            for k in (at + 1)..<(n - 1) {
+                ids[k] = ids[k + 1]
+                values[k] = values[k + 1]
+            }
             n -= 1
+            if at > 0 { values[at - 1] = lookup.find(ids[at - 1], ids[at]) ?? .max }
+            if at < n - 1 { values[at] = lookup.find(ids[at], ids[at + 1]) ?? .max }
         }
         return n
     }
@@ -351,8 +363,8 @@ final class BytePairScratch {
     /// Room for every push: count - 1 initial pairs and at most two per merge.
     private(set) var heap = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
 
-    /// Room for `symbols` symbols. A word of n bytes has at most 2n symbols (byte fallback in
-    /// byte-level mode spells a byte's character in two bytes), and callers reserve that.
+    /// Room for `symbols` symbols (a word of n bytes has at most n, or 2n with byte fallback in
+    /// byte-level mode). 36 bytes per symbol: the memory of BPE on a long word.
     func reserve(symbols: Int) {
         guard symbols > capacity else { return }
         let size = max(symbols, 2 * capacity, 64)

@@ -7,6 +7,7 @@ struct EncodingSession {
     private let stages: [PreTokenizerStage]
     private let rawMatcher: AddedTokenMatcher
     private let normalizedMatcher: AddedTokenMatcher
+    private let classes = ScalarClassTable.shared
 
     private(set) var output: [Int32] = []
     private var cache: ByteStringTable
@@ -17,8 +18,10 @@ struct EncodingSession {
 
     /// Words at least this long are not cached (as in `tokenizers`): they rarely repeat.
     static let longestCachedWord = 256
-    /// The cache stops growing here (entries), bounding an encoding's memory on hostile text.
+    /// The cache stops growing at this many entries or bytes, bounding an encoding's memory on
+    /// hostile text (ordinary text needs a few MB: its words repeat).
     static let cacheLimit = 1 << 20
+    static let cacheByteLimit = 128 << 20
 
     init(tokenizer: Tokenizer, expectedBytes: Int) {
         model = tokenizer.model
@@ -90,14 +93,14 @@ struct EncodingSession {
         case .split(let pattern):
             var i = start
             while i < end {
-                let j = pattern.matchEnd(p, i, end)
+                let j = pattern.matchEnd(p, i, end, classes)
                 preTokenize(p, i, j, stage: stage + 1, atTextStart: atTextStart && i == start)
                 i = j
             }
         case .digits(let individually):
             var i = start
             while i < end {
-                let j = digitsPieceEnd(p, i, end, individually: individually)
+                let j = digitsPieceEnd(p, i, end, individually: individually, classes)
                 preTokenize(p, i, j, stage: stage + 1, atTextStart: atTextStart && i == start)
                 i = j
             }
@@ -111,9 +114,10 @@ struct EncodingSession {
                 (q, s, e) = (UnsafePointer(buffer.base), 0, buffer.count)
             }
             if useRegex {
+                let gpt2 = PreTokenizerPattern(family: .gpt2, contractions: .caseSensitive, maximumDigits: .max)
                 var i = s
                 while i < e {
-                    let j = PreTokenizerPattern.gpt2.matchEnd(q, i, e)
+                    let j = gpt2.matchEnd(q, i, e, classes)
                     preTokenize(q, i, j, stage: stage + 1, atTextStart: atTextStart && i == s)
                     i = j
                 }
@@ -205,7 +209,7 @@ struct EncodingSession {
         }
         let first = output.count
         model.encodeWord(p, count, scratch: scratch, output: &output)
-        if cache.count < Self.cacheLimit {
+        if cache.count < Self.cacheLimit && cache.storedBytes < Self.cacheByteLimit {
             output.withUnsafeBufferPointer { ids in
                 cache.insert(p, count, hash: h, values: UnsafeBufferPointer(rebasing: ids[first...]))
             }

@@ -59,10 +59,10 @@ struct PreTokenizerPattern: Equatable, Sendable {
 
     /// The end of the match that starts at `i` (`start <= i < end`); always greater than `i`.
     @inline(__always)
-    func matchEnd(_ p: UnsafePointer<UInt8>, _ i: Int, _ end: Int) -> Int {
+    func matchEnd(_ p: UnsafePointer<UInt8>, _ i: Int, _ end: Int, _ classes: ScalarClassTable) -> Int {
         switch family {
-        case .gpt2: return gpt2MatchEnd(p, i, end)
-        case .cl100k: return cl100kMatchEnd(p, i, end)
+        case .gpt2: return gpt2MatchEnd(p, i, end, classes)
+        case .cl100k: return cl100kMatchEnd(p, i, end, classes)
         }
     }
 
@@ -90,16 +90,16 @@ struct PreTokenizerPattern: Equatable, Sendable {
 
     /// The end of the longest run of scalars of class `wanted` starting at `i`.
     @inline(__always)
-    private func runEnd(_ p: UnsafePointer<UInt8>, _ i: Int, _ end: Int, _ wanted: ScalarClass) -> Int {
+    private func runEnd(_ p: UnsafePointer<UInt8>, _ i: Int, _ end: Int, _ wanted: ScalarClass, _ classes: ScalarClassTable) -> Int {
         var j = i
         while j < end {
             let b = p[j]
             if b < 0x80 {
-                guard asciiClasses[Int(b)] == wanted.rawValue else { return j }
+                guard classes.basicPlane[Int(b)] == wanted.rawValue else { return j }
                 j += 1
             } else {
                 let (s, n) = decodeUTF8Scalar(p, j, end)
-                guard ScalarClass.of(s) == wanted else { return j }
+                guard classes.classOf(s) == wanted else { return j }
                 j += n
             }
         }
@@ -107,21 +107,19 @@ struct PreTokenizerPattern: Equatable, Sendable {
     }
 
     @inline(__always)
-    private func classAt(_ p: UnsafePointer<UInt8>, _ i: Int, _ end: Int) -> (ScalarClass, Int) {
-        let b = p[i]
-        if b < 0x80 { return (ScalarClass(rawValue: asciiClasses[Int(b)]) ?? .other, 1) }
-        let (s, n) = decodeUTF8Scalar(p, i, end)
-        return (ScalarClass.of(s), n)
+    private func classAt(_ p: UnsafePointer<UInt8>, _ i: Int, _ end: Int, _ classes: ScalarClassTable) -> (ScalarClass, Int) {
+        let (s, n) = p[i] < 0x80 ? (UInt32(p[i]), 1) : decodeUTF8Scalar(p, i, end)
+        return (classes.classOf(s), n)
     }
 
     /// `\s+(?!\S)|\s+` at `i` (a whitespace scalar): the whole run when it reaches the end or is
     /// one scalar long, else the run without its last scalar (which then prefixes the next word).
     @inline(__always)
-    private func whitespaceEnd(_ p: UnsafePointer<UInt8>, _ i: Int, _ end: Int, first: Int) -> Int {
+    private func whitespaceEnd(_ p: UnsafePointer<UInt8>, _ i: Int, _ end: Int, first: Int, _ classes: ScalarClassTable) -> Int {
         var lastStart = i
         var j = i + first
         while j < end {
-            let (c, n) = classAt(p, j, end)
+            let (c, n) = classAt(p, j, end, classes)
             guard c == .whitespace else { break }
             lastStart = j
             j += n
@@ -130,31 +128,31 @@ struct PreTokenizerPattern: Equatable, Sendable {
         return lastStart
     }
 
-    private func gpt2MatchEnd(_ p: UnsafePointer<UInt8>, _ i: Int, _ end: Int) -> Int {
+    private func gpt2MatchEnd(_ p: UnsafePointer<UInt8>, _ i: Int, _ end: Int, _ classes: ScalarClassTable) -> Int {
         let b = p[i]
         if b == UInt8(ascii: "'"), let e = contractionEnd(p, i, end) { return e }
-        let (c, n) = classAt(p, i, end)
+        let (c, n) = classAt(p, i, end, classes)
         if b == UInt8(ascii: " ") && i + 1 < end {
             // ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+`: the space joins a following non-space run.
-            let (next, m) = classAt(p, i + 1, end)
-            if next != .whitespace { return runEnd(p, i + 1 + m, end, next) }
+            let (next, m) = classAt(p, i + 1, end, classes)
+            if next != .whitespace { return runEnd(p, i + 1 + m, end, next, classes) }
         }
-        if c == .whitespace { return whitespaceEnd(p, i, end, first: n) }
-        return runEnd(p, i + n, end, c)
+        if c == .whitespace { return whitespaceEnd(p, i, end, first: n, classes) }
+        return runEnd(p, i + n, end, c, classes)
     }
 
-    private func cl100kMatchEnd(_ p: UnsafePointer<UInt8>, _ i: Int, _ end: Int) -> Int {
+    private func cl100kMatchEnd(_ p: UnsafePointer<UInt8>, _ i: Int, _ end: Int, _ classes: ScalarClassTable) -> Int {
         let b = p[i]
         if b == UInt8(ascii: "'"), let e = contractionEnd(p, i, end) { return e }
-        let (c, n) = classAt(p, i, end)
+        let (c, n) = classAt(p, i, end, classes)
         switch c {
         case .letter:
-            return runEnd(p, i + n, end, .letter)
+            return runEnd(p, i + n, end, .letter, classes)
         case .number:
             var j = i + n
             var count = 1
             while count < maximumDigits && j < end {
-                let (d, m) = classAt(p, j, end)
+                let (d, m) = classAt(p, j, end, classes)
                 guard d == .number else { break }
                 j += m
                 count += 1
@@ -163,18 +161,18 @@ struct PreTokenizerPattern: Equatable, Sendable {
         case .other, .whitespace:
             // `[^\r\n\p{L}\p{N}]?\p{L}+`: one non-letter, non-digit scalar other than CR/LF may lead a word.
             if i + n < end && b != 0x0A && b != 0x0D {
-                let (next, m) = classAt(p, i + n, end)
-                if next == .letter { return runEnd(p, i + n + m, end, .letter) }
+                let (next, m) = classAt(p, i + n, end, classes)
+                if next == .letter { return runEnd(p, i + n + m, end, .letter, classes) }
             }
             // ` ?[^\s\p{L}\p{N}]+[\r\n]*`
             var symbolsStart = -1
             if c == .other {
                 symbolsStart = i
-            } else if b == UInt8(ascii: " ") && i + 1 < end && classAt(p, i + 1, end).0 == .other {
+            } else if b == UInt8(ascii: " ") && i + 1 < end && classAt(p, i + 1, end, classes).0 == .other {
                 symbolsStart = i + 1
             }
             if symbolsStart >= 0 {
-                var j = runEnd(p, symbolsStart, end, .other)
+                var j = runEnd(p, symbolsStart, end, .other, classes)
                 while j < end && (p[j] == 0x0A || p[j] == 0x0D) { j += 1 }
                 return j
             }
@@ -183,7 +181,7 @@ struct PreTokenizerPattern: Equatable, Sendable {
             var lastNewlineEnd = (b == 0x0A || b == 0x0D) ? i + 1 : -1
             var j = i + n
             while j < end {
-                let (w, m) = classAt(p, j, end)
+                let (w, m) = classAt(p, j, end, classes)
                 guard w == .whitespace else { break }
                 if p[j] == 0x0A || p[j] == 0x0D { lastNewlineEnd = j + 1 }
                 lastStart = j
@@ -197,20 +195,17 @@ struct PreTokenizerPattern: Equatable, Sendable {
     }
 }
 
-/// Classes of the ASCII range, the common case, without a table lookup through `ScalarClass`.
-let asciiClasses: [UInt8] = (0..<128).map { ScalarClass.compute(UInt32($0)).rawValue }
-
 /// Where `Digits` cuts a piece: around every number scalar (`individual_digits`), or between
 /// runs of numbers and runs of anything else.
 @inline(__always)
-func digitsPieceEnd(_ p: UnsafePointer<UInt8>, _ i: Int, _ end: Int, individually: Bool) -> Int {
+func digitsPieceEnd(_ p: UnsafePointer<UInt8>, _ i: Int, _ end: Int, individually: Bool, _ classes: ScalarClassTable) -> Int {
     let (s, n) = decodeUTF8Scalar(p, i, end)
-    let isNumber = ScalarClass.of(s) == .number
+    let isNumber = classes.classOf(s) == .number
     if isNumber && individually { return i + n }
     var j = i + n
     while j < end {
         let (t, m) = decodeUTF8Scalar(p, j, end)
-        if (ScalarClass.of(t) == .number) != isNumber { break }
+        if (classes.classOf(t) == .number) != isNumber { break }
         j += m
     }
     return j

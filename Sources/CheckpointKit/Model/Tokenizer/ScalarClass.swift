@@ -11,13 +11,11 @@ enum ScalarClass: UInt8 {
     case number = 2
     case whitespace = 3
 
-    /// The class of `scalar` (any value; those that are not scalars are `.other`).
-    @inline(__always)
+    /// The class of `scalar` (any value; those that are not scalars are `.other`). Hot loops
+    /// use a `ScalarClassTable` they fetched once instead (a global's lazy initialization check
+    /// costs a call on every access).
     static func of(_ scalar: UInt32) -> ScalarClass {
-        if scalar < 0x10000 {
-            return ScalarClass(rawValue: basicPlaneTable[Int(scalar)]) ?? .other
-        }
-        return compute(scalar)
+        ScalarClassTable.shared.classOf(scalar)
     }
 
     static func compute(_ value: UInt32) -> ScalarClass {
@@ -31,9 +29,27 @@ enum ScalarClass: UInt8 {
         }
     }
 
-    /// Classes of U+0000…U+FFFF, built once on first use (about 5 ms): the property lookups of
-    /// the standard library are too slow for the scanner's inner loop.
-    static let basicPlaneTable: [UInt8] = (0..<0x10000).map { compute(UInt32($0)).rawValue }
+}
+
+/// Classes of U+0000…U+FFFF, one byte per scalar, built once on first use (about 5 ms: the
+/// property lookups of the standard library are too slow for the scanner's inner loop). The
+/// storage is allocated once and never freed, so the pointer stays valid for the process.
+struct ScalarClassTable: @unchecked Sendable {
+    let basicPlane: UnsafePointer<UInt8>
+
+    static let shared = ScalarClassTable()
+
+    private init() {
+        let table = UnsafeMutablePointer<UInt8>.allocate(capacity: 0x10000)
+        for v in 0..<0x10000 { table[v] = ScalarClass.compute(UInt32(v)).rawValue }
+        basicPlane = UnsafePointer(table)
+    }
+
+    @inline(__always)
+    func classOf(_ scalar: UInt32) -> ScalarClass {
+        if scalar < 0x10000 { return ScalarClass(rawValue: basicPlane[Int(scalar)]) ?? .other }
+        return ScalarClass.compute(scalar)
+    }
 }
 
 /// Decodes the scalar whose UTF-8 encoding starts at `p[i]`, returning it and its length.
