@@ -13,7 +13,7 @@ struct ConvertCommand: ParsableCommand {
             field is updated and the folder's other files (tokenizer…) are copied.
             """)
 
-    @Argument(help: "Input: a .safetensors file, an index, a model folder, or a .gguf file.")
+    @Argument(help: "Input: a .safetensors file, an index, a model folder (safetensors or pytorch_model.bin), a .bin, or a .gguf file.")
     var input: String
 
     @Argument(help: "Output folder (or a .safetensors file when the input is a single file).")
@@ -59,6 +59,19 @@ struct ConvertCommand: ParsableCommand {
                 } else {
                     print("wrote \(report.output): \(report.tensors) tensors, \(report.files.joined(separator: ", ")) in "
                         + "\(formatDecimal(report.seconds, places: 2)) s")
+                }
+                return
+            }
+            if PyTorchToSafetensors.isPyTorch(input) {
+                let result = try PyTorchToSafetensors.convert(input, to: output, dtype: type.flatMap(parseFloatType),
+                                                              shardSize: shardSize.flatMap(parseByteSize), overwrite: force,
+                                                              threads: common.threadBudget)
+                if common.json {
+                    printJSON(["output": .string(output), "files": .array(result.files.map { .string($0) }),
+                               "tensors": JSONValue(result.tensors), "seconds": .double(result.seconds)])
+                } else {
+                    print("wrote \(output): \(result.tensors) tensors, \(result.files.joined(separator: ", ")) in "
+                        + "\(formatDecimal(result.seconds, places: 2)) s")
                 }
                 return
             }

@@ -1,0 +1,311 @@
+/// Failures reading a `torch.save` checkpoint.
+public enum PickleError: Error, Equatable, Sendable, CustomStringConvertible {
+    case forbiddenGlobal(file: String, name: String)
+    case unsupportedOpcode(file: String, opcode: UInt8, offset: Int)
+    case malformed(file: String, reason: String)
+    case missingStorage(file: String, key: String)
+    case tensorOutOfBounds(file: String, tensor: String)
+
+    public var description: String {
+        switch self {
+        case let .forbiddenGlobal(file, name):
+            return "\(file): the pickle calls \(name), which a state dict never needs (refused, nothing executed)"
+        case let .unsupportedOpcode(file, opcode, offset):
+            return "\(file): unsupported pickle opcode 0x\(String(opcode, radix: 16)) at byte \(offset) (expected a torch.save state dict)"
+        case let .malformed(file, reason): return "\(file): malformed pickle: \(reason)"
+        case let .missingStorage(file, key): return "\(file): storage '\(key)' named by the pickle is missing from the archive"
+        case let .tensorOutOfBounds(file, tensor): return "\(file): tensor '\(tensor)': size and strides reach past its storage"
+        }
+    }
+}
+
+/// A `torch.save` checkpoint (the zip format): the state dict unpickled by a restricted machine
+/// that knows only what a state dict needs — OrderedDict, the tensor rebuild functions and the
+/// storage types — and refuses every other global by name without calling anything.
+public final class PyTorchCheckpoint: @unchecked Sendable {
+    public struct Tensor {
+        public var name: String
+        public var dtype: DType
+        public var shape: [Int]
+        /// Row-major bytes (gathered when the pickled strides are not contiguous).
+        public var bytes: UnsafeRawBufferPointer
+        let owner: AnyObject
+    }
+
+    public let path: String
+    public let tensors: [Tensor]
+    let archive: ZipArchive
+
+    public init(path: String) throws {
+        self.path = path
+        archive = try ZipArchive(path: path)
+        guard let pickle = archive.members.first(where: { $0.name.hasSuffix("/data.pkl") || $0.name == "data.pkl" }) else {
+            throw PickleError.malformed(file: path, reason: "no data.pkl in the archive (expected torch.save's zip layout)")
+        }
+        let prefix = String(pickle.name.dropLast("data.pkl".count))
+        let (bytes, owner) = try archive.contents(pickle)
+        var machine = Unpickler(bytes: bytes, file: path)
+        let root = try withExtendedLifetime(owner) { try machine.run() }
+        guard case .dict(let items) = root else { throw PickleError.malformed(file: path, reason: "the top object is not a dict") }
+        var tensors: [Tensor] = []
+        var storages: [String: (UnsafeRawBufferPointer, AnyObject)] = [:]
+        for (key, value) in items {
+            guard case .string(let name) = key else { continue }
+            guard case .tensor(let t) = value else { continue }  // non-tensor entries (e.g. _metadata) are skipped
+            if storages[t.storageKey] == nil {
+                guard let member = archive.member(named: prefix + "data/" + t.storageKey) else {
+                    throw PickleError.missingStorage(file: path, key: t.storageKey)
+                }
+                storages[t.storageKey] = try archive.contents(member)
+            }
+            let (storage, storageOwner) = storages[t.storageKey]!
+            tensors.append(try Self.materialize(t, name: name, storage: storage, owner: storageOwner, file: path))
+        }
+        self.tensors = tensors
+    }
+
+    /// A view when the tensor is contiguous, else a gathered copy.
+    static func materialize(_ t: Unpickler.TensorRecord, name: String, storage: UnsafeRawBufferPointer, owner: AnyObject, file: String) throws -> Tensor {
+        let size = t.dtype.size
+        let count = t.shape.reduce(1, *)
+        guard t.offset >= 0, t.shape.allSatisfy({ $0 >= 0 }), t.stride.count == t.shape.count else {
+            throw PickleError.tensorOutOfBounds(file: file, tensor: name)
+        }
+        var last = t.offset
+        for (d, s) in zip(t.shape, t.stride) where d > 0 { last += (d - 1) * s }
+        guard count == 0 || (last + 1) * size <= storage.count, t.stride.allSatisfy({ $0 >= 0 }) else {
+            throw PickleError.tensorOutOfBounds(file: file, tensor: name)
+        }
+        var contiguous = true
+        var expected = 1
+        for (d, s) in zip(t.shape, t.stride).reversed() where d > 1 {
+            if s != expected { contiguous = false }
+            expected *= d
+        }
+        if contiguous {
+            let start = t.offset * size
+            return Tensor(name: name, dtype: t.dtype, shape: t.shape, bytes: UnsafeRawBufferPointer(rebasing: storage[start..<(start + count * size)]),
+                          owner: owner)
+        }
+        let copy = OwnedBytes(count: count * size)
+        var index = [Int](repeating: 0, count: t.shape.count)
+        for i in 0..<count {
+            var element = t.offset
+            for (k, s) in t.stride.enumerated() { element += index[k] * s }
+            copy.pointer.advanced(by: i * size).copyMemory(from: storage.baseAddress! + element * size, byteCount: size)
+            var k = t.shape.count - 1
+            while k >= 0 {
+                index[k] += 1
+                if index[k] < t.shape[k] { break }
+                index[k] = 0
+                k -= 1
+            }
+        }
+        return Tensor(name: name, dtype: t.dtype, shape: t.shape, bytes: UnsafeRawBufferPointer(start: copy.pointer, count: count * size), owner: copy)
+    }
+}
+
+/// A pickle machine for state dicts. Values are data only; "calls" are interpreted for the few
+/// allowed globals and refused for everything else.
+struct Unpickler {
+    struct TensorRecord {
+        var storageKey: String
+        var dtype: DType
+        var offset: Int
+        var shape: [Int]
+        var stride: [Int]
+    }
+
+    indirect enum Value {
+        case none, bool(Bool), int(Int), float(Double), string(String), bytes([UInt8])
+        case tuple([Value]), list([Value]), dict([(Value, Value)])
+        case global(String)
+        case storage(key: String, dtype: DType)
+        case tensor(TensorRecord)
+        case mark
+    }
+
+    static let storageTypes: [String: DType] = [
+        "torch.FloatStorage": .f32, "torch.HalfStorage": .f16, "torch.BFloat16Storage": .bf16, "torch.DoubleStorage": .f64,
+        "torch.LongStorage": .i64, "torch.IntStorage": .i32, "torch.ShortStorage": .i16, "torch.CharStorage": .i8,
+        "torch.ByteStorage": .u8, "torch.BoolStorage": .bool, "torch.Float8_e4m3fnStorage": .f8e4m3, "torch.Float8_e5m2Storage": .f8e5m2,
+        "torch.UInt16Storage": .u16, "torch.UInt32Storage": .u32, "torch.UInt64Storage": .u64,
+    ]
+    static let callables: Set<String> = [
+        "collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor", "torch._utils._rebuild_parameter",
+        "torch._utils._rebuild_parameter_with_state",
+    ]
+
+    let bytes: UnsafeRawBufferPointer
+    let file: String
+    var position = 0
+    var stack: [Value] = []
+    var memo: [Int: Value] = [:]
+
+    init(bytes: UnsafeRawBufferPointer, file: String) {
+        self.bytes = bytes
+        self.file = file
+    }
+
+    func bad(_ reason: String) -> PickleError { .malformed(file: file, reason: reason) }
+
+    mutating func take(_ n: Int) throws -> UnsafeRawBufferPointer {
+        guard n >= 0, n <= bytes.count - position else { throw bad("truncated at byte \(position)") }
+        defer { position += n }
+        return UnsafeRawBufferPointer(rebasing: bytes[position..<(position + n)])
+    }
+
+    mutating func integer<T: FixedWidthInteger>(_: T.Type) throws -> T {
+        let raw = try take(MemoryLayout<T>.size)
+        return T(littleEndian: raw.loadUnaligned(as: T.self))
+    }
+
+    mutating func line() throws -> String {
+        guard let end = bytes[position...].firstIndex(of: 0x0A) else { throw bad("unterminated line at byte \(position)") }
+        defer { position = end + 1 }
+        return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[position..<end]), as: UTF8.self)
+    }
+
+    mutating func pop() throws -> Value {
+        guard let v = stack.popLast() else { throw bad("stack underflow at byte \(position)") }
+        return v
+    }
+
+    mutating func popToMark() throws -> [Value] {
+        guard let mark = stack.lastIndex(where: { if case .mark = $0 { return true } else { return false } }) else {
+            throw bad("no mark at byte \(position)")
+        }
+        let items = Array(stack[(mark + 1)...])
+        stack.removeSubrange(mark...)
+        return items
+    }
+
+    mutating func global(_ name: String) throws -> Value {
+        guard Self.callables.contains(name) || Self.storageTypes[name] != nil else { throw PickleError.forbiddenGlobal(file: file, name: name) }
+        return .global(name)
+    }
+
+    static func ints(_ v: Value) -> [Int]? {
+        guard case .tuple(let items) = v else { return nil }
+        return items.compactMap { if case .int(let i) = $0 { return i } else { return nil } }
+    }
+
+    mutating func reduce(_ callable: Value, _ arguments: Value) throws -> Value {
+        guard case .global(let name) = callable, case .tuple(let args) = arguments else { throw bad("REDUCE of a non-global") }
+        switch name {
+        case "collections.OrderedDict": return .dict([])
+        case "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor":
+            guard args.count >= 4, case .storage(let key, let dtype) = args[0], case .int(let offset) = args[1],
+                let shape = Self.ints(args[2]), let stride = Self.ints(args[3])
+            else { throw bad("unexpected \(name) arguments") }
+            return .tensor(TensorRecord(storageKey: key, dtype: dtype, offset: offset, shape: shape, stride: stride))
+        case "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state":
+            guard let first = args.first, case .tensor = first else { throw bad("unexpected \(name) arguments") }
+            return first
+        default: throw PickleError.forbiddenGlobal(file: file, name: name)
+        }
+    }
+
+    mutating func run() throws -> Value {
+        while position < bytes.count {
+            let opcodeOffset = position
+            let op = bytes[position]
+            position += 1
+            switch op {
+            case 0x80: _ = try take(1)  // PROTO
+            case 0x95: _ = try take(8)  // FRAME
+            case UInt8(ascii: "."): return try pop()  // STOP
+            case UInt8(ascii: "("): stack.append(.mark)
+            case UInt8(ascii: "N"): stack.append(.none)
+            case 0x88: stack.append(.bool(true))
+            case 0x89: stack.append(.bool(false))
+            case UInt8(ascii: "}"): stack.append(.dict([]))
+            case UInt8(ascii: "]"): stack.append(.list([]))
+            case UInt8(ascii: ")"): stack.append(.tuple([]))
+            case UInt8(ascii: "K"): stack.append(.int(Int(try integer(UInt8.self))))
+            case UInt8(ascii: "M"): stack.append(.int(Int(try integer(UInt16.self))))
+            case UInt8(ascii: "J"): stack.append(.int(Int(try integer(Int32.self))))
+            case 0x8a:  // LONG1
+                let n = Int(try integer(UInt8.self))
+                guard n <= 8 else { throw bad("integer wider than 64 bits") }
+                let raw = try take(n)
+                var v: Int64 = 0
+                for (i, b) in raw.enumerated() { v |= Int64(b) << (8 * Int64(i)) }
+                if n > 0 && n < 8 && raw[n - 1] & 0x80 != 0 { v -= Int64(1) << (8 * Int64(n)) }
+                stack.append(.int(Int(v)))
+            case UInt8(ascii: "G"):
+                let raw = try take(8)
+                stack.append(.float(Double(bitPattern: UInt64(bigEndian: raw.loadUnaligned(as: UInt64.self)))))
+            case UInt8(ascii: "X"):
+                let n = Int(try integer(UInt32.self))
+                stack.append(.string(String(decoding: try take(n), as: UTF8.self)))
+            case 0x8c:
+                let n = Int(try integer(UInt8.self))
+                stack.append(.string(String(decoding: try take(n), as: UTF8.self)))
+            case UInt8(ascii: "C"):
+                let n = Int(try integer(UInt8.self))
+                stack.append(.bytes(Array(try take(n))))
+            case UInt8(ascii: "B"):
+                let n = Int(try integer(UInt32.self))
+                stack.append(.bytes(Array(try take(n))))
+            case UInt8(ascii: "c"):  // GLOBAL
+                let module = try line(), name = try line()
+                stack.append(try global(module + "." + name))
+            case 0x93:  // STACK_GLOBAL
+                guard case .string(let name) = try pop(), case .string(let module) = try pop() else { throw bad("STACK_GLOBAL of non-strings") }
+                stack.append(try global(module + "." + name))
+            case UInt8(ascii: "q"): memo[Int(try integer(UInt8.self))] = stack.last
+            case UInt8(ascii: "r"): memo[Int(try integer(UInt32.self))] = stack.last
+            case 0x94: memo[memo.count] = stack.last  // MEMOIZE
+            case UInt8(ascii: "h"):
+                guard let v = memo[Int(try integer(UInt8.self))] else { throw bad("unknown memo") }
+                stack.append(v)
+            case UInt8(ascii: "j"):
+                guard let v = memo[Int(try integer(UInt32.self))] else { throw bad("unknown memo") }
+                stack.append(v)
+            case UInt8(ascii: "t"): stack.append(.tuple(try popToMark()))
+            case 0x85: stack.append(.tuple([try pop()]))
+            case 0x86:
+                let b = try pop(), a = try pop()
+                stack.append(.tuple([a, b]))
+            case 0x87:
+                let c = try pop(), b = try pop(), a = try pop()
+                stack.append(.tuple([a, b, c]))
+            case UInt8(ascii: "l"): stack.append(.list(try popToMark()))
+            case UInt8(ascii: "a"):
+                let v = try pop()
+                guard case .list(var items) = try pop() else { throw bad("APPEND to a non-list") }
+                items.append(v)
+                stack.append(.list(items))
+            case UInt8(ascii: "e"):
+                let values = try popToMark()
+                guard case .list(var items) = try pop() else { throw bad("APPENDS to a non-list") }
+                items += values
+                stack.append(.list(items))
+            case UInt8(ascii: "s"):
+                let v = try pop(), k = try pop()
+                guard case .dict(var items) = try pop() else { throw bad("SETITEM on a non-dict") }
+                items.append((k, v))
+                stack.append(.dict(items))
+            case UInt8(ascii: "u"):
+                let values = try popToMark()
+                guard values.count % 2 == 0, case .dict(var items) = try pop() else { throw bad("SETITEMS on a non-dict") }
+                for i in stride(from: 0, to: values.count, by: 2) { items.append((values[i], values[i + 1])) }
+                stack.append(.dict(items))
+            case UInt8(ascii: "R"):
+                let args = try pop(), callable = try pop()
+                stack.append(try reduce(callable, args))
+            case UInt8(ascii: "b"):  // BUILD: state for an OrderedDict (its _metadata) is dropped
+                _ = try pop()
+            case UInt8(ascii: "Q"):  // BINPERSID: ('storage', type, key, location, numel)
+                guard case .tuple(let pid) = try pop(), pid.count >= 3, case .string("storage") = pid[0],
+                    case .global(let typeName) = pid[1], let dtype = Self.storageTypes[typeName], case .string(let key) = pid[2]
+                else { throw bad("unexpected persistent id") }
+                stack.append(.storage(key: key, dtype: dtype))
+            default:
+                throw PickleError.unsupportedOpcode(file: file, opcode: op, offset: opcodeOffset)
+            }
+        }
+        throw bad("no STOP opcode")
+    }
+}
