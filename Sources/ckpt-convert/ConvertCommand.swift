@@ -19,10 +19,10 @@ struct ConvertCommand: ParsableCommand {
     @Argument(help: "Output folder (or a .safetensors file when the input is a single file).")
     var output: String
 
-    @Option(name: .customLong("to"), help: "Output format: safetensors.")
+    @Option(name: .customLong("to"), help: "Output format: safetensors, or gguf (llama family).")
     var format: String = "safetensors"
 
-    @Option(help: "Float dtype of the output: f32, f16 or bf16 (default: keep).")
+    @Option(help: "Output type: f32, f16 or bf16 (safetensors; default: keep), or also q8_0 / q4_0 for GGUF (default f16).")
     var type: String?
 
     @Option(help: "Reshard to files of at most this size, e.g. 500MB or 5GB (default: keep the input's shards).")
@@ -34,10 +34,14 @@ struct ConvertCommand: ParsableCommand {
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
-        guard format == "safetensors" else {
-            throw ValidationError("--to \(format): only safetensors output is available in this version (expected safetensors)")
+        guard format == "safetensors" || format == "gguf" else {
+            throw ValidationError("--to \(format): unknown output format (expected safetensors or gguf)")
         }
-        if let type, parseFloatType(type) == nil {
+        if format == "gguf" {
+            if let type, GGUFWriter.outputType(type) == nil {
+                throw ValidationError("--type \(type): unsupported for GGUF (expected f32, f16, bf16, q8_0 or q4_0)")
+            }
+        } else if let type, parseFloatType(type) == nil {
             throw ValidationError("--type \(type): unsupported (expected f32, f16 or bf16)")
         }
         if let shardSize, parseByteSize(shardSize) == nil {
@@ -59,6 +63,17 @@ struct ConvertCommand: ParsableCommand {
                 } else {
                     print("wrote \(report.output): \(report.tensors) tensors, \(report.files.joined(separator: ", ")) in "
                         + "\(formatDecimal(report.seconds, places: 2)) s")
+                }
+                return
+            }
+            if format == "gguf" {
+                let result = try GGUFWriter.convert(try Checkpoint(path: input), to: output, type: type.flatMap(GGUFWriter.outputType) ?? .f16,
+                                                    overwrite: force, threads: common.threadBudget)
+                if common.json {
+                    printJSON(["output": .string(output), "tensors": JSONValue(result.tensors), "bytes": JSONValue(result.bytes),
+                               "seconds": .double(result.seconds)])
+                } else {
+                    print("wrote \(output): \(result.tensors) tensors, \(formatBytes(result.bytes)) in \(formatDecimal(result.seconds, places: 2)) s")
                 }
                 return
             }

@@ -1,0 +1,232 @@
+/// Hugging Face llama-family folder → GGUF v3, as llama.cpp's `convert_hf_to_gguf.py` lays it
+/// out: `llama.*` hyperparameters, the byte-level BPE vocabulary as `tokenizer.ggml.*`, tensors
+/// renamed with Q/K rows permuted for llama.cpp's RoPE, norms in F32 and 2-D weights in the
+/// requested type (Q8_0 / Q4_0 bytes identical to gguf-py's `quants`).
+public enum GGUFWriter {
+    public enum Failure: Error, Equatable, Sendable, CustomStringConvertible {
+        case unsupportedArchitecture(file: String, found: String)
+        case unsupportedType(String)
+        case tokenizer(file: String, reason: String)
+
+        public var description: String {
+            switch self {
+            case let .unsupportedArchitecture(file, found):
+                return "\(file): architecture \(found) cannot be written as GGUF by ckpt (expected LlamaForCausalLM or MistralForCausalLM)"
+            case let .unsupportedType(name): return "--type \(name): not a GGUF output type (expected f32, f16, bf16, q8_0 or q4_0)"
+            case let .tokenizer(file, reason): return "\(file): \(reason) (expected a byte-level BPE tokenizer.json)"
+            }
+        }
+    }
+
+    /// The GGUF name of a Hugging Face llama tensor (the inverse of GGUFToHuggingFace.hfName).
+    static func ggufName(_ name: String) -> String? {
+        let fixed = ["model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight", "lm_head.weight": "output.weight"]
+        if let n = fixed[name] { return n }
+        let parts = name.split(separator: ".").map(String.init)
+        guard parts.count >= 5, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]) else { return nil }
+        let module = parts[3..<(parts.count - 1)].joined(separator: ".")
+        let map = [
+            "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
+            "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+            "mlp.down_proj": "ffn_down",
+        ]
+        guard let short = map[module] else { return nil }
+        return "blk.\(layer).\(short).\(parts.last!)"
+    }
+
+    /// llama.cpp's `permute`: HF row h·d + j·d/2 + i goes to GGUF row h·d + 2i + j.
+    static func permute(_ values: [Float], rows: Int, columns: Int, heads: Int) -> [Float] {
+        let headDim = rows / heads, half = headDim / 2
+        var out = [Float](repeating: 0, count: values.count)
+        for h in 0..<heads {
+            for i in 0..<half {
+                for j in 0..<2 {
+                    let source = (h * headDim + j * half + i) * columns
+                    let target = (h * headDim + 2 * i + j) * columns
+                    for c in 0..<columns { out[target + c] = values[source + c] }
+                }
+            }
+        }
+        return out
+    }
+
+    struct Buffer {
+        var bytes: [UInt8] = []
+        mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+        mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+        mutating func f32(_ v: Float) { u32(v.bitPattern) }
+        mutating func string(_ s: String) {
+            u64(UInt64(s.utf8.count))
+            bytes.append(contentsOf: s.utf8)
+        }
+    }
+
+    enum Value {
+        case u32(UInt32), i32(Int32), f32(Float), bool(Bool), string(String), strings([String]), i32s([Int32])
+    }
+
+    static func write(_ value: Value, into b: inout Buffer) {
+        switch value {
+        case .u32(let v): b.u32(4); b.u32(v)
+        case .i32(let v): b.u32(5); b.u32(UInt32(bitPattern: v))
+        case .f32(let v): b.u32(6); b.f32(v)
+        case .bool(let v): b.u32(7); b.bytes.append(v ? 1 : 0)
+        case .string(let v): b.u32(8); b.string(v)
+        case .strings(let values):
+            b.u32(9); b.u32(8); b.u64(UInt64(values.count))
+            for v in values { b.string(v) }
+        case .i32s(let values):
+            b.u32(9); b.u32(5); b.u64(UInt64(values.count))
+            for v in values { b.u32(UInt32(bitPattern: v)) }
+        }
+    }
+
+    public static func outputType(_ name: String) -> GGMLType? {
+        ["f32": .f32, "f16": .f16, "bf16": .bf16, "q8_0": .q8_0, "q4_0": .q4_0][name.lowercased()]
+    }
+
+    public static func convert(_ checkpoint: Checkpoint, to output: String, type: GGMLType, overwrite: Bool,
+                               threads: ThreadBudget = .allCores) throws -> (tensors: Int, bytes: Int, seconds: Double) {
+        let clock = Stopwatch()
+        guard let json = checkpoint.config, let directory = checkpoint.directory else { throw ModelError.missingConfig(path: checkpoint.path) }
+        let configPath = FileSystem.join(directory, "config.json")
+        let config = try TransformerConfig(parsing: json, file: configPath)
+        guard config.family == .llama || config.family == .mistral else {
+            throw Failure.unsupportedArchitecture(file: configPath, found: config.family.rawValue)
+        }
+        let logical = try LogicalCheckpoint(checkpoint)
+
+        // Metadata, in the order llama.cpp's converter writes it.
+        var kv: [(String, Value)] = [
+            ("general.architecture", .string("llama")), ("general.name", .string(FileSystem.split(checkpoint.path).name)),
+            ("llama.context_length", .u32(UInt32(config.maxPositions))), ("llama.embedding_length", .u32(UInt32(config.hiddenSize))),
+            ("llama.block_count", .u32(UInt32(config.layers))), ("llama.feed_forward_length", .u32(UInt32(config.intermediateSize))),
+            ("llama.rope.dimension_count", .u32(UInt32(config.headDim))), ("llama.attention.head_count", .u32(UInt32(config.heads))),
+            ("llama.attention.head_count_kv", .u32(UInt32(config.kvHeads))),
+            ("llama.rope.freq_base", .f32(Float(config.ropeTheta))),
+            ("llama.attention.layer_norm_rms_epsilon", .f32(config.normEpsilon)),
+            ("general.file_type", .u32(["F32": 0, "F16": 1, "Q4_0": 2, "Q8_0": 7, "BF16": 32][type.name]!)),
+            ("llama.vocab_size", .u32(UInt32(config.vocabularySize))),
+        ]
+        if config.headDim != config.hiddenSize / config.heads {
+            kv.append(("llama.attention.key_length", .u32(UInt32(config.headDim))))
+            kv.append(("llama.attention.value_length", .u32(UInt32(config.headDim))))
+        }
+        let tokenizerPath = FileSystem.join(directory, "tokenizer.json")
+        if FileSystem.isRegularFile(tokenizerPath) { kv += try tokenizerMetadata(tokenizerPath, vocabulary: config.vocabularySize) }
+
+        // Tensors: norms (1-D) stay F32; 2-D weights take `type` when their rows fit its blocks.
+        struct Planned { var name: String; var source: LogicalTensor; var type: GGMLType; var dims: [Int]; var offset: Int; var bytes: Int }
+        var planned: [Planned] = []
+        var offset = 0
+        for tensor in logical.tensors {
+            guard let name = ggufName(tensor.name) else { continue }
+            var t: GGMLType = tensor.shape.count == 1 ? .f32 : type
+            if tensor.shape.count == 2 && tensor.shape[1] % t.blockSize != 0 { t = .f16 }
+            let dims = Array(tensor.shape.reversed())
+            let bytes = t.byteCount(elements: tensor.elementCount)
+            planned.append(Planned(name: name, source: tensor, type: t, dims: dims, offset: offset, bytes: bytes))
+            offset = (offset + bytes + 31) / 32 * 32
+        }
+        var header = Buffer()
+        header.u32(GGUFFile.magic)
+        header.u32(3)
+        header.u64(UInt64(planned.count))
+        header.u64(UInt64(kv.count))
+        for (key, value) in kv {
+            header.string(key)
+            write(value, into: &header)
+        }
+        for p in planned {
+            header.string(p.name)
+            header.u32(UInt32(p.dims.count))
+            for d in p.dims { header.u64(UInt64(d)) }
+            header.u32(p.type.rawValue)
+            header.u64(UInt64(p.offset))
+        }
+        while header.bytes.count % 32 != 0 { header.bytes.append(0) }
+
+        let atomic = try AtomicOutput(target: output, isDirectory: false, overwrite: overwrite)
+        var total = 0
+        try atomic.translatingErrors {
+            let out = try OutputFile(creating: atomic.temporary)
+            try out.write(header.bytes)
+            for p in planned {
+                var values = logical.float32(p.source, threads: threads)
+                if p.name.hasSuffix("attn_q.weight") {
+                    values = permute(values, rows: p.source.shape[0], columns: p.source.shape[1], heads: config.heads)
+                } else if p.name.hasSuffix("attn_k.weight") {
+                    values = permute(values, rows: p.source.shape[0], columns: p.source.shape[1], heads: config.kvHeads)
+                }
+                let encoded: [UInt8] = values.withUnsafeBufferPointer { x in
+                    switch p.type {
+                    case .q8_0: return GGMLQuants.quantizeQ8_0(x)
+                    case .q4_0: return GGMLQuants.quantizeQ4_0(x)
+                    case .f32: return x.withMemoryRebound(to: UInt8.self) { Array(UnsafeRawBufferPointer($0)) }
+                    default:
+                        var bytes = [UInt8](repeating: 0, count: p.bytes)
+                        bytes.withUnsafeMutableBytes {
+                            FloatConversion.convert(UnsafeRawBufferPointer(x), from: .f32, to: p.type == .bf16 ? .bf16 : .f16, into: $0, threads: threads)
+                        }
+                        return bytes
+                    }
+                }
+                try out.write(encoded)
+                let padding = (p.bytes + 31) / 32 * 32 - p.bytes
+                if padding > 0 && p.name != planned.last!.name { try out.write([UInt8](repeating: 0, count: padding)) }
+                total += p.bytes
+            }
+            try out.finish()
+            try atomic.commit()
+        }
+        return (planned.count, total, clock.seconds)
+    }
+
+    /// `tokenizer.ggml.*` from a byte-level BPE tokenizer.json: tokens by id (their vocabulary
+    /// spelling), token types (1 normal, 3 control = special added, 4 user-defined), merges.
+    static func tokenizerMetadata(_ path: String, vocabulary: Int) throws -> [(String, Value)] {
+        let json = try Checkpoint.readConfig(path)
+        guard let model = json["model"], model["type"]?.stringValue == "BPE", let vocab = model["vocab"]?.objectMembers else {
+            throw Failure.tokenizer(file: path, reason: "not a BPE tokenizer")
+        }
+        var tokens = [String](repeating: "", count: vocabulary)
+        var types = [Int32](repeating: 1, count: vocabulary)
+        for (token, id) in vocab {
+            guard let i = id.intValue, i >= 0, i < vocabulary else { continue }
+            tokens[i] = token
+        }
+        var bos: Int? = nil, eos: Int? = nil
+        for added in json["added_tokens"]?.arrayValue ?? [] {
+            guard let i = added["id"]?.intValue, i >= 0, i < vocabulary, let content = added["content"]?.stringValue else { continue }
+            tokens[i] = content
+            types[i] = added["special"]?.boolValue == true ? 3 : 4
+        }
+        for (i, token) in tokens.enumerated() where token.isEmpty {
+            tokens[i] = "[PAD\(i)]"
+            types[i] = 5  // UNUSED, as llama.cpp pads a vocabulary larger than the tokenizer's
+        }
+        let merges: [String] = (model["merges"]?.arrayValue ?? []).compactMap { m in
+            if let s = m.stringValue { return s }
+            if let pair = m.arrayValue?.compactMap(\.stringValue), pair.count == 2 { return pair[0] + " " + pair[1] }
+            return nil
+        }
+        let special = try? Checkpoint.readConfig(FileSystem.join(FileSystem.split(path).directory, "tokenizer_config.json"))
+        func id(_ key: String) -> Int? {
+            guard let name = special?[key]?.stringValue ?? special?[key]?["content"]?.stringValue else { return nil }
+            return tokens.firstIndex(of: name)
+        }
+        bos = id("bos_token")
+        eos = id("eos_token")
+        var kv: [(String, Value)] = [
+            ("tokenizer.ggml.model", .string("gpt2")), ("tokenizer.ggml.pre", .string("default")),
+            ("tokenizer.ggml.tokens", .strings(tokens)), ("tokenizer.ggml.token_type", .i32s(types)), ("tokenizer.ggml.merges", .strings(merges)),
+        ]
+        if let bos { kv.append(("tokenizer.ggml.bos_token_id", .u32(UInt32(bos)))) }
+        if let eos { kv.append(("tokenizer.ggml.eos_token_id", .u32(UInt32(eos)))) }
+        if let unk = id("unk_token") { kv.append(("tokenizer.ggml.unknown_token_id", .u32(UInt32(unk)))) }
+        if let pad = id("pad_token") { kv.append(("tokenizer.ggml.padding_token_id", .u32(UInt32(pad)))) }
+        let template = json["post_processor"]?["single"]?.arrayValue?.first?["SpecialToken"] != nil
+        kv.append(("tokenizer.ggml.add_bos_token", .bool(template)))
+        return kv
+    }
+}
