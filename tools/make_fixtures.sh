@@ -4,7 +4,8 @@
 # Sets up .venv if needed (tools/setup_venv.sh), then runs tools/make_fixtures.py and
 # tools/make_quant_goldens.py (fixtures/quant/ and the quantized tiny-llama folders), then
 # tools/make_eval_goldens.py (fixtures/eval/, tiny-qwen2 and tiny-mistral), then
-# tools/make_lora_goldens.py (fixtures/lora/: PEFT adapters and merge goldens).
+# tools/make_lora_goldens.py (fixtures/lora/: PEFT adapters and merge goldens), then
+# tools/make_conversion_goldens.py (fixtures/convert/: GGUF, PyTorch .bin and conversion goldens).
 # Takes about 5 minutes on 2 cores (most of it training two tiny models).
 # Extra arguments are passed to each (see --help).
 set -euo pipefail
@@ -14,4 +15,5 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$repo/.venv/bin/python" "$repo/tools/make_fixtures.py" "$@"
 "$repo/.venv/bin/python" "$repo/tools/make_quant_goldens.py" "$@"
 "$repo/.venv/bin/python" "$repo/tools/make_eval_goldens.py" "$@"
-exec "$repo/.venv/bin/python" "$repo/tools/make_lora_goldens.py" "$@"
+"$repo/.venv/bin/python" "$repo/tools/make_lora_goldens.py" "$@"
+exec "$repo/.venv/bin/python" "$repo/tools/make_conversion_goldens.py" "$@"

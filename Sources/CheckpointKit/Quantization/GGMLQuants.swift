@@ -1,6 +1,11 @@
 /// GGML tensor types ckpt reads (and, for F32/F16/BF16/Q8_0/Q4_0, writes).
 public enum GGMLType: UInt32, Sendable, CaseIterable {
     case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8, bf16 = 30
+    /// K-quants: their layout is known (files holding them are read), their values are not
+    /// dequantized by ckpt yet.
+    case q2_K = 10, q3_K = 11, q4_K = 12, q5_K = 13, q6_K = 14, q8_K = 15
+
+    public var isDequantizable: Bool { rawValue < 10 || self == .bf16 }
 
     public var name: String {
         switch self {
@@ -12,6 +17,12 @@ public enum GGMLType: UInt32, Sendable, CaseIterable {
         case .q5_1: return "Q5_1"
         case .q8_0: return "Q8_0"
         case .bf16: return "BF16"
+        case .q2_K: return "Q2_K"
+        case .q3_K: return "Q3_K"
+        case .q4_K: return "Q4_K"
+        case .q5_K: return "Q5_K"
+        case .q6_K: return "Q6_K"
+        case .q8_K: return "Q8_K"
         }
     }
 
@@ -19,6 +30,7 @@ public enum GGMLType: UInt32, Sendable, CaseIterable {
     public var blockSize: Int {
         switch self {
         case .f32, .f16, .bf16: return 1
+        case .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .q8_K: return 256
         default: return 32
         }
     }
@@ -33,6 +45,12 @@ public enum GGMLType: UInt32, Sendable, CaseIterable {
         case .q5_0: return 22
         case .q5_1: return 24
         case .q8_0: return 34
+        case .q2_K: return 84
+        case .q3_K: return 110
+        case .q4_K: return 144
+        case .q5_K: return 176
+        case .q6_K: return 210
+        case .q8_K: return 292
         }
     }
 
@@ -94,6 +112,8 @@ public enum GGMLQuants {
                         o[b * 32 + j] = withMin ? d * Float(q) + m : d * Float(q - 16)
                     }
                 }
+            case .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .q8_K:
+                preconditionFailure("K-quants are not dequantized (checked by GGUFFile.float32)")
             }
         }
         return out

@@ -9,12 +9,14 @@ public enum GGUFError: Error, Equatable, Sendable, CustomStringConvertible {
     case unknownValueType(file: String, key: String, type: UInt32)
     case unknownTensorType(file: String, tensor: String, type: UInt32)
     case tooManyDimensions(file: String, tensor: String, dimensions: UInt32)
-    case badShape(file: String, tensor: String, reason: String)
+    case sizeOverflow(file: String, tensor: String)
+    case tensorShapeInvalid(file: String, tensor: String, reason: String)
+    case invalidString(file: String, offset: Int)
     case dataOutOfBounds(file: String, tensor: String, end: UInt64, fileSize: Int)
     case misalignedData(file: String, tensor: String, offset: UInt64, alignment: Int)
     case duplicateTensor(file: String, tensor: String)
     case duplicateKey(file: String, key: String)
-    case badAlignment(file: String, value: UInt64)
+    case overlappingData(file: String, tensor: String)
 
     public var description: String {
         switch self {
@@ -36,8 +38,12 @@ public enum GGUFError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(file): tensor '\(tensor)': unknown or unsupported GGML type \(type) (expected one of \(GGMLType.allCases.map(\.name).joined(separator: ", ")))"
         case let .tooManyDimensions(file, tensor, dimensions):
             return "\(file): tensor '\(tensor)': \(dimensions) dimensions (expected at most 4)"
-        case let .badShape(file, tensor, reason):
+        case let .sizeOverflow(file, tensor):
+            return "\(file): tensor '\(tensor)': dimensions overflow a 64-bit element count"
+        case let .tensorShapeInvalid(file, tensor, reason):
             return "\(file): tensor '\(tensor)': \(reason)"
+        case let .invalidString(file, offset):
+            return "\(file): string at byte \(offset) is not UTF-8 (expected UTF-8 keys and values)"
         case let .dataOutOfBounds(file, tensor, end, fileSize):
             return "\(file): tensor '\(tensor)': data runs past the end of the file (expected a file of at least \(end) bytes, got \(fileSize))"
         case let .misalignedData(file, tensor, offset, alignment):
@@ -46,8 +52,8 @@ public enum GGUFError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(file): tensor '\(tensor)': appears twice (expected unique names)"
         case let .duplicateKey(file, key):
             return "\(file): metadata '\(key)': appears twice (expected unique keys)"
-        case let .badAlignment(file, value):
-            return "\(file): general.alignment is \(value) (expected a power of two from 1 to 65536)"
+        case let .overlappingData(file, tensor):
+            return "\(file): tensor '\(tensor)': data overlaps the previous tensor's (expected each tensor after the last, aligned)"
         }
     }
 }
@@ -144,7 +150,7 @@ public final class GGUFFile: Sendable {
         var alignment = 32
         if let value = metadata.first(where: { $0.0 == "general.alignment" })?.1 {
             guard let a = value.intValue, a > 0, a <= 65536, a & (a - 1) == 0 else {
-                throw GGUFError.badAlignment(file: file, value: UInt64(value.intValue ?? -1))
+                throw GGUFError.misalignedData(file: file, tensor: "general.alignment", offset: UInt64(max(0, value.intValue ?? 0)), alignment: 0)
             }
             alignment = a
         }
@@ -160,7 +166,7 @@ public final class GGUFFile: Sendable {
                 let d = try reader.u64()
                 let (product, overflow) = elements.multipliedReportingOverflow(by: d)
                 guard !overflow, product <= UInt64(Int.max / 16), let di = Int(exactly: d) else {
-                    throw GGUFError.badShape(file: file, tensor: name, reason: "dimensions overflow a 64-bit element count")
+                    throw GGUFError.sizeOverflow(file: file, tensor: name)
                 }
                 elements = product
                 dims.append(di)
@@ -169,8 +175,8 @@ public final class GGUFFile: Sendable {
             guard let type = GGMLType(rawValue: rawType) else { throw GGUFError.unknownTensorType(file: file, tensor: name, type: rawType) }
             let offset = try reader.u64()
             guard let first = dims.first ?? 1 as Int?, first % type.blockSize == 0 else {
-                throw GGUFError.badShape(file: file, tensor: name,
-                                         reason: "ne[0] = \(dims.first ?? 1) is not a multiple of \(type.name)'s block of \(type.blockSize)")
+                throw GGUFError.tensorShapeInvalid(file: file, tensor: name,
+                                                   reason: "ne[0] = \(dims.first ?? 1) is not a multiple of \(type.name)'s block of \(type.blockSize)")
             }
             let bytes = Int(elements) / type.blockSize * type.typeSize
             guard offset % UInt64(alignment) == 0 else { throw GGUFError.misalignedData(file: file, tensor: name, offset: offset, alignment: alignment) }
@@ -185,6 +191,12 @@ public final class GGUFFile: Sendable {
         dataStart = (headerEnd + alignment - 1) / alignment * alignment
         for t in tensors where dataStart + t.offset + t.byteCount > mapped.count {
             throw GGUFError.dataOutOfBounds(file: file, tensor: t.name, end: UInt64(dataStart + t.offset + t.byteCount), fileSize: mapped.count)
+        }
+        // As llama.cpp: tensors follow one another, none overlapping the one before.
+        var end = 0
+        for t in tensors.sorted(by: { $0.offset < $1.offset }) {
+            guard t.offset >= end else { throw GGUFError.overlappingData(file: file, tensor: t.name) }
+            end = t.offset + t.byteCount
         }
         self.metadata = metadata
         self.tensors = tensors
@@ -201,9 +213,12 @@ public final class GGUFFile: Sendable {
         UnsafeRawBufferPointer(rebasing: mapped.bytes[(dataStart + info.offset)..<(dataStart + info.offset + info.byteCount)])
     }
 
-    /// A tensor's values as f32 (dequantized as gguf-py does).
-    public func float32(_ info: GGUFTensorInfo) -> [Float] {
-        withExtendedLifetime(mapped) { GGMLQuants.dequantize(bytes(info), type: info.type, count: info.elementCount) }
+    /// A tensor's values as f32 (dequantized as gguf-py does). K-quants are read but not dequantized.
+    public func float32(_ info: GGUFTensorInfo) throws -> [Float] {
+        guard info.type.isDequantizable else {
+            throw GGUFError.unknownTensorType(file: path, tensor: info.name, type: info.type.rawValue)
+        }
+        return withExtendedLifetime(mapped) { GGMLQuants.dequantize(bytes(info), type: info.type, count: info.elementCount) }
     }
 }
 
@@ -238,9 +253,15 @@ struct GGUFReader {
     mutating func string() throws -> String {
         let start = position
         let length = try u64()
-        guard length <= UInt64(bytes.count - position) else { throw GGUFError.stringTooLong(file: file, offset: start, length: length) }
+        guard length <= UInt64(bytes.count - position) else {
+            // A length the whole file could hold is a file cut short; one it could not is a lie.
+            if length <= UInt64(bytes.count) { throw GGUFError.truncated(file: file, offset: position, needed: Int(length)) }
+            throw GGUFError.stringTooLong(file: file, offset: start, length: length)
+        }
         let n = Int(length)
-        let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[position..<(position + n)]), as: UTF8.self)
+        let raw = UnsafeRawBufferPointer(rebasing: bytes[position..<(position + n)])
+        guard firstInvalidUTF8Offset(raw) == nil else { throw GGUFError.invalidString(file: file, offset: start) }
+        let text = String(decoding: raw, as: UTF8.self)
         position += n
         return text
     }
@@ -270,8 +291,9 @@ struct GGUFReader {
         case 7: return .bool(try load(UInt8.self) != 0)
         case 8: return .string(try string())
         case 9:
-            guard depth < Self.maximumDepth else { throw GGUFError.unknownValueType(file: file, key: key, type: type) }
             let elementType = try u32()
+            // llama.cpp refuses arrays of arrays; so does ckpt.
+            guard depth == 0, elementType != 9 else { throw GGUFError.unknownValueType(file: file, key: key, type: elementType) }
             let count = try u64()
             guard let size = Self.minimumSize(elementType) else { throw GGUFError.unknownValueType(file: file, key: key, type: elementType) }
             guard count <= UInt64((bytes.count - position) / size) else { throw GGUFError.arrayTooLong(file: file, key: key, count: count) }

@@ -112,7 +112,7 @@ public enum GGUFToHuggingFace {
         try writer.output.translatingErrors {
             try writer.writeShards(shards) { info, out in
                 let source = sources[info.name]!
-                var values = gguf.float32(source)
+                var values = try gguf.float32(source)
                 if source.name.hasSuffix("attn_q.weight") {
                     values = unpermute(values, rows: info.shape[0], columns: info.shape[1], heads: heads)
                 } else if source.name.hasSuffix("attn_k.weight") {

@@ -5,6 +5,7 @@ public enum PickleError: Error, Equatable, Sendable, CustomStringConvertible {
     case malformed(file: String, reason: String)
     case missingStorage(file: String, key: String)
     case tensorOutOfBounds(file: String, tensor: String)
+    case legacyFormat(file: String)
 
     public var description: String {
         switch self {
@@ -15,6 +16,8 @@ public enum PickleError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .malformed(file, reason): return "\(file): malformed pickle: \(reason)"
         case let .missingStorage(file, key): return "\(file): storage '\(key)' named by the pickle is missing from the archive"
         case let .tensorOutOfBounds(file, tensor): return "\(file): tensor '\(tensor)': size and strides reach past its storage"
+        case let .legacyFormat(file):
+            return "\(file): the legacy (pre-1.6) torch.save format is not read (expected the zip format; re-save it with a current torch)"
         }
     }
 }
@@ -38,7 +41,14 @@ public final class PyTorchCheckpoint: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
-        archive = try ZipArchive(path: path)
+        do {
+            archive = try ZipArchive(path: path)
+        } catch ZipError.notAZip {
+            // The legacy format is a bare pickle stream starting with PROTO 2.
+            let head = try MappedFile(path: path)
+            if head.count > 2 && head.bytes[0] == 0x80 && head.bytes[1] == 0x02 { throw PickleError.legacyFormat(file: path) }
+            throw ZipError.notAZip(file: path)
+        }
         guard let pickle = archive.members.first(where: { $0.name.hasSuffix("/data.pkl") || $0.name == "data.pkl" }) else {
             throw PickleError.malformed(file: path, reason: "no data.pkl in the archive (expected torch.save's zip layout)")
         }
@@ -130,9 +140,17 @@ struct Unpickler {
         "torch.LongStorage": .i64, "torch.IntStorage": .i32, "torch.ShortStorage": .i16, "torch.CharStorage": .i8,
         "torch.ByteStorage": .u8, "torch.BoolStorage": .bool, "torch.Float8_e4m3fnStorage": .f8e4m3, "torch.Float8_e5m2Storage": .f8e5m2,
         "torch.UInt16Storage": .u16, "torch.UInt32Storage": .u32, "torch.UInt64Storage": .u64,
+        // Untyped storage (torch ≥ 2 for unsigned types): bytes, the dtype comes with the rebuild.
+        "torch.storage.UntypedStorage": .u8, "torch.UntypedStorage": .u8,
+    ]
+    static let dtypes: [String: DType] = [
+        "torch.float32": .f32, "torch.float16": .f16, "torch.bfloat16": .bf16, "torch.float64": .f64, "torch.int64": .i64,
+        "torch.int32": .i32, "torch.int16": .i16, "torch.int8": .i8, "torch.uint8": .u8, "torch.bool": .bool, "torch.uint16": .u16,
+        "torch.uint32": .u32, "torch.uint64": .u64, "torch.float8_e4m3fn": .f8e4m3, "torch.float8_e5m2": .f8e5m2,
     ]
     static let callables: Set<String> = [
-        "collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor", "torch._utils._rebuild_parameter",
+        "collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor_v3", "torch._utils._rebuild_tensor",
+        "torch._utils._rebuild_parameter",
         "torch._utils._rebuild_parameter_with_state",
     ]
 
@@ -181,7 +199,9 @@ struct Unpickler {
     }
 
     mutating func global(_ name: String) throws -> Value {
-        guard Self.callables.contains(name) || Self.storageTypes[name] != nil else { throw PickleError.forbiddenGlobal(file: file, name: name) }
+        guard Self.callables.contains(name) || Self.storageTypes[name] != nil || Self.dtypes[name] != nil else {
+            throw PickleError.forbiddenGlobal(file: file, name: name)
+        }
         return .global(name)
     }
 
@@ -197,6 +217,13 @@ struct Unpickler {
         case "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor":
             guard args.count >= 4, case .storage(let key, let dtype) = args[0], case .int(let offset) = args[1],
                 let shape = Self.ints(args[2]), let stride = Self.ints(args[3])
+            else { throw bad("unexpected \(name) arguments") }
+            return .tensor(TensorRecord(storageKey: key, dtype: dtype, offset: offset, shape: shape, stride: stride))
+        case "torch._utils._rebuild_tensor_v3":
+            // (untyped storage, offset, size, stride, requires_grad, hooks, dtype, …)
+            guard args.count >= 7, case .storage(let key, _) = args[0], case .int(let offset) = args[1],
+                let shape = Self.ints(args[2]), let stride = Self.ints(args[3]), case .global(let dtypeName) = args[6],
+                let dtype = Self.dtypes[dtypeName]
             else { throw bad("unexpected \(name) arguments") }
             return .tensor(TensorRecord(storageKey: key, dtype: dtype, offset: offset, shape: shape, stride: stride))
         case "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state":
@@ -248,6 +275,10 @@ struct Unpickler {
             case UInt8(ascii: "B"):
                 let n = Int(try integer(UInt32.self))
                 stack.append(.bytes(Array(try take(n))))
+            case UInt8(ascii: "i"):  // INST: a call by name; only ever allowed names pass
+                let module = try line(), name = try line()
+                _ = try global(module + "." + name)
+                throw PickleError.forbiddenGlobal(file: file, name: module + "." + name)
             case UInt8(ascii: "c"):  // GLOBAL
                 let module = try line(), name = try line()
                 stack.append(try global(module + "." + name))
