@@ -1,6 +1,6 @@
 // ckpt-bench: throughput of CheckpointKit's hot kernels, for `make bench` (tools/bench/run.py).
 //
-// Usage: ckpt-bench SUITE [--elements N] [--runs N]
+// Usage: ckpt-bench SUITE [--elements N] [--runs N] [--threads 1,2]
 //
 // stdout carries one JSON object per measured row and nothing else, so run.py can parse it;
 // usage errors go to stderr. Each suite warms its buffers and kernels once (page faults and
@@ -14,7 +14,7 @@ import Glibc
 
 // MARK: - Command line
 
-/// A named group of kernel measurements; later issues add `quantize`, `int8`, ….
+/// A named group of kernel measurements.
 struct Suite: Sendable {
     let name: String
     let summary: String
@@ -23,11 +23,13 @@ struct Suite: Sendable {
 
 let suites: [Suite] = [
     Suite(name: "conversion", summary: "bf16/f16 ↔ f32 conversion kernels beside memcpy", run: runConversionSuite),
+    Suite(name: "quantize", summary: "int8 / NF4 / FP4 block quantize and dequantize of a 4096×4096 f32 matrix",
+          run: runQuantizeSuite),
 ]
 
 struct BenchmarkSettings: Sendable {
-    /// Elements per buffer: 64M gives a 256 MB f32 buffer, far beyond any cache, as checkpoints are.
-    var elements = 64 << 20
+    /// Elements per buffer, when given; each suite has its own default.
+    var elements: Int?
     var runs = 5
     var threadCounts = [1, 2]
 }
@@ -35,7 +37,7 @@ struct BenchmarkSettings: Sendable {
 func usage() -> String {
     let names = suites.map { "  \($0.name): \($0.summary)" }.joined(separator: "\n")
     return """
-        usage: ckpt-bench SUITE [--elements N] [--runs N]
+        usage: ckpt-bench SUITE [--elements N] [--runs N] [--threads 1,2]
         Prints one JSON line per measurement on stdout.
         suites:
         \(names)
@@ -84,6 +86,11 @@ func parseArguments(_ arguments: [String]) -> (Suite, BenchmarkSettings) {
                 fail("\(argument) needs a positive count")
             }
             if argument == "--elements" { settings.elements = count } else { settings.runs = count }
+        case "--threads":
+            guard let value = remaining.popFirst() else { fail("--threads needs a comma-separated list of counts") }
+            let counts = value.split(separator: ",").map { Int($0).flatMap { $0 > 0 ? $0 : nil } }
+            guard !counts.isEmpty, counts.allSatisfy({ $0 != nil }) else { fail("--threads \(value): expected counts like 1,2") }
+            settings.threadCounts = counts.map { $0! }
         default:
             guard suiteName == nil, !argument.hasPrefix("-") else { fail("unexpected argument '\(argument)'") }
             suiteName = argument
@@ -125,6 +132,8 @@ struct BenchmarkRow {
     let seconds: Double
     /// The memcpy bandwidth at the same thread count, when the suite measures one.
     let memcpyBytesPerSecond: Double?
+    /// More fields, already JSON-encoded (checksums, shapes).
+    var extra: [(String, String)] = []
 
     var bytesPerSecond: Double { Double(bytesMoved) / seconds }
 
@@ -141,6 +150,7 @@ struct BenchmarkRow {
         if let memcpyBytesPerSecond {
             fields.append(("pct_of_memcpy", rounded(100 * bytesPerSecond / memcpyBytesPerSecond, digits: 1)))
         }
+        fields += extra
         return "{" + fields.map { "\(quoted($0.0)):\($0.1)" }.joined(separator: ",") + "}"
     }
 
@@ -206,7 +216,8 @@ func fillWeightLike(_ values: UnsafeMutableBufferPointer<Float>) {
 }
 
 func runConversionSuite(_ settings: BenchmarkSettings) {
-    let count = settings.elements
+    // 64M elements: a 256 MB f32 buffer, far beyond any cache, as checkpoints are.
+    let count = settings.elements ?? 64 << 20
     let f32Source = Buffer(bytes: count * 4)
     let bf16Source = Buffer(bytes: count * 2)
     let f16Source = Buffer(bytes: count * 2)
@@ -246,6 +257,144 @@ func runConversionSuite(_ settings: BenchmarkSettings) {
                          bytesMoved: kernel.source.raw.count + kernel.destination.raw.count,
                          seconds: seconds, memcpyBytesPerSecond: memcpyBytesPerSecond).emit()
         }
+    }
+}
+
+// MARK: - Suite: quantize
+
+/// The seed of the quantize suite's matrix; tools/bench/run.py regenerates the matrix from it.
+let normalMatrixSeed: UInt64 = 0x636B_7074  // "ckpt"
+
+/// splitmix64's output for counter `index`: a stream any language can compute at any position,
+/// so numpy regenerates it vectorised instead of replaying a generator value by value.
+@inline(__always)
+func splitmix64(_ index: UInt64, seed: UInt64) -> UInt64 {
+    var z = seed &+ (index &+ 1) &* 0x9E37_79B9_7F4A_7C15
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+}
+
+/// Fills `values` with N(0, 0.02²) samples, a trained weight's spread, by Box–Muller in double
+/// precision rounded once to float32: for pair k, u1 = ((s(2k) >> 11) + 1) / 2⁵³ in (0, 1],
+/// u2 = (s(2k+1) >> 11) / 2⁵³, and x[2k], x[2k+1] = 0.02 · √(−2 ln u1) · (cos, sin)(2π u2).
+/// run.py's `normal_matrix` is the same formula; the `input` row's checksum tells whether the two
+/// agree (libm and numpy may differ in a last double ulp, which float32 rounding almost always hides).
+func fillNormal(_ values: UnsafeMutableBufferPointer<Float>, seed: UInt64) {
+    var k = 0
+    while 2 * k < values.count {
+        let u1 = Double((splitmix64(UInt64(2 * k), seed: seed) >> 11) + 1) * 0x1p-53
+        let u2 = Double(splitmix64(UInt64(2 * k + 1), seed: seed) >> 11) * 0x1p-53
+        let radius = 0.02 * (-2 * log(u1)).squareRoot()
+        let angle = 2 * Double.pi * u2
+        values[2 * k] = Float(radius * cos(angle))
+        if 2 * k + 1 < values.count { values[2 * k + 1] = Float(radius * sin(angle)) }
+        k += 1
+    }
+}
+
+/// Position-weighted wrapping sums, Σ (i + 1) · value[i] mod 2⁶⁴, of a buffer's bytes or 32-bit
+/// words: checksums that numpy computes exactly (uint64 arithmetic wraps the same way), to show
+/// that ckpt and a peer wrote the same bytes in the same order, and that every thread count did.
+func byteChecksum(_ raw: UnsafeRawBufferPointer) -> UInt64 {
+    var sum: UInt64 = 0
+    for (i, byte) in raw.enumerated() { sum &+= UInt64(i + 1) &* UInt64(byte) }
+    return sum
+}
+
+func wordChecksum(_ raw: UnsafeRawBufferPointer) -> UInt64 {
+    var sum: UInt64 = 0
+    for (i, word) in raw.bindMemory(to: UInt32.self).enumerated() { sum &+= UInt64(i + 1) &* UInt64(word) }
+    return sum
+}
+
+func runQuantizeSuite(_ settings: BenchmarkSettings) {
+    // 4096×4096 by default: 64 MB of f32, a large Llama projection, well beyond the caches.
+    let columns = 4096
+    let rows = max(1, (settings.elements ?? columns * columns) / columns)
+    let count = rows * columns
+    let blockSize = 64
+    let blocks = FourBitQuantizer.blockCount(count, blockSize: blockSize)
+    let groups = rows * BlockInt8Quantizer.groupsPerRow(columns: columns, groupSize: blockSize)
+
+    let input = Buffer(bytes: count * 4)
+    fillNormal(input.raw.bindMemory(to: Float.self), seed: normalMatrixSeed)
+    let x = UnsafeBufferPointer(input.raw.bindMemory(to: Float.self))
+    writeLine("{\"suite\":\"quantize\",\"kernel\":\"input\",\"rows\":\(rows),\"columns\":\(columns),"
+              + "\"seed\":\(normalMatrixSeed),\"word_checksum\":\(wordChecksum(input.readOnly))}", to: STDOUT_FILENO)
+
+    let nf4Packed = Buffer(bytes: FourBitQuantizer.packedByteCount(count))
+    let fp4Packed = Buffer(bytes: FourBitQuantizer.packedByteCount(count))
+    let int8Codes = Buffer(bytes: count)
+    let int8Scales = Buffer(bytes: groups * 4)
+    let decoded = Buffer(bytes: count * 4)
+    // Arrays, not Buffers: DoubleQuantizedAbsmax(compressing:) takes the absmax as an array.
+    var nf4Absmax = [Float](repeating: 0, count: blocks)
+    var fp4Absmax = [Float](repeating: 0, count: blocks)
+
+    func int8Quantize(_ threads: ThreadBudget) {
+        BlockInt8Quantizer.quantize(x, rows: rows, columns: columns, groupSize: blockSize, scaleType: .f32,
+                                    q: int8Codes.raw.bindMemory(to: Int8.self), scales: int8Scales.raw.bindMemory(to: Float.self),
+                                    threads: threads)
+    }
+    func fourBitQuantize(_ type: FourBitType, _ packed: Buffer, _ absmax: inout [Float], _ threads: ThreadBudget) {
+        absmax.withUnsafeMutableBufferPointer { a in
+            FourBitQuantizer.quantize(x, blockSize: blockSize, type: type, packed: packed.raw.bindMemory(to: UInt8.self), absmax: a,
+                                      threads: threads)
+        }
+    }
+
+    let fourBitBytes = nf4Packed.raw.count + blocks * 4
+    let int8Bytes = int8Codes.raw.count + int8Scales.raw.count
+    for threadCount in settings.threadCounts {
+        let threads = ThreadBudget(threadCount)
+        func emit(_ kernel: String, bytesMoved: Int, seconds: Double, _ checksums: [(String, UInt64)]) {
+            var row = BenchmarkRow(suite: "quantize", kernel: kernel, threads: threadCount, elements: count, bytesMoved: bytesMoved,
+                                   seconds: seconds, memcpyBytesPerSecond: nil)
+            row.extra = [("block_size", String(blockSize))] + checksums.map { ($0.0, String($0.1)) }
+            row.emit()
+        }
+
+        var seconds = bestTime(runs: settings.runs) { int8Quantize(threads) }
+        emit("int8_quantize", bytesMoved: count * 4 + int8Bytes, seconds: seconds,
+             [("q_checksum", byteChecksum(int8Codes.readOnly)), ("scale_checksum", wordChecksum(int8Scales.readOnly))])
+
+        seconds = bestTime(runs: settings.runs) {
+            BlockInt8Quantizer.dequantize(UnsafeBufferPointer(int8Codes.raw.bindMemory(to: Int8.self)),
+                                          scales: UnsafeBufferPointer(int8Scales.raw.bindMemory(to: Float.self)), rows: rows,
+                                          columns: columns, groupSize: blockSize, into: decoded.raw.bindMemory(to: Float.self),
+                                          threads: threads)
+        }
+        emit("int8_dequantize", bytesMoved: int8Bytes + count * 4, seconds: seconds, [("out_checksum", wordChecksum(decoded.readOnly))])
+
+        seconds = bestTime(runs: settings.runs) { fourBitQuantize(.nf4, nf4Packed, &nf4Absmax, threads) }
+        emit("nf4_quantize", bytesMoved: count * 4 + fourBitBytes, seconds: seconds,
+             [("packed_checksum", byteChecksum(nf4Packed.readOnly)), ("absmax_checksum", nf4Absmax.withUnsafeBytes { wordChecksum($0) })])
+
+        // What `--double-quant` adds: the absmax compressed to 8 bits, one float per 256 blocks.
+        var compressed = DoubleQuantizedAbsmax(codes: [], nestedAbsmax: [], offset: 0)
+        seconds = bestTime(runs: settings.runs) {
+            fourBitQuantize(.nf4, nf4Packed, &nf4Absmax, threads)
+            compressed = DoubleQuantizedAbsmax(compressing: nf4Absmax)
+        }
+        emit("nf4_double_quant_quantize", bytesMoved: count * 4 + nf4Packed.raw.count + blocks + compressed.nestedAbsmax.count * 4,
+             seconds: seconds,
+             [("packed_checksum", byteChecksum(nf4Packed.readOnly)), ("code_checksum", compressed.codes.withUnsafeBytes { byteChecksum($0) }),
+              ("nested_absmax_checksum", compressed.nestedAbsmax.withUnsafeBytes { wordChecksum($0) }),
+              ("offset_bits", UInt64(compressed.offset.bitPattern))])
+
+        seconds = bestTime(runs: settings.runs) {
+            nf4Absmax.withUnsafeBufferPointer { a in
+                FourBitQuantizer.dequantize(packed: UnsafeBufferPointer(nf4Packed.raw.bindMemory(to: UInt8.self)), absmax: a,
+                                            blockSize: blockSize, type: .nf4, into: decoded.raw.bindMemory(to: Float.self),
+                                            threads: threads)
+            }
+        }
+        emit("nf4_dequantize", bytesMoved: fourBitBytes + count * 4, seconds: seconds, [("out_checksum", wordChecksum(decoded.readOnly))])
+
+        seconds = bestTime(runs: settings.runs) { fourBitQuantize(.fp4, fp4Packed, &fp4Absmax, threads) }
+        emit("fp4_quantize", bytesMoved: count * 4 + fourBitBytes, seconds: seconds,
+             [("packed_checksum", byteChecksum(fp4Packed.readOnly)), ("absmax_checksum", fp4Absmax.withUnsafeBytes { wordChecksum($0) })])
     }
 }
 

@@ -50,6 +50,11 @@ public func runTool(_ body: () throws -> Void) throws {
     signal(SIGTERM) { _ in Interruption.request() }
     // A file-size limit must surface as a write error (EFBIG) we can clean up after, not a kill.
     signal(SIGXFSZ, SIG_IGN)
+    // Tensors are converted, encoded and measured in buffers freed after each tensor. Above
+    // glibc's mmap threshold each one is a fresh mapping, and every page of it faults and is
+    // zeroed again: keep them in the heap (32 MB is mallopt's ceiling) and reuse the pages.
+    _ = glibcMallopt(-3 /* M_MMAP_THRESHOLD */, 32 << 20)
+    _ = glibcMallopt(-1 /* M_TRIM_THRESHOLD */, 256 << 20)
     do {
         try body()
     } catch let exit as ExitCode {
@@ -242,3 +247,7 @@ public func metricsJSON(_ m: ErrorMetrics) -> JSONValue {
 
 /// "42.1" dB, or "inf" for an exact match.
 public func formatDecibels(_ d: Double) -> String { d.isFinite ? formatDecimal(d, places: 1) : (d > 0 ? "inf" : "-inf") }
+
+/// glibc's mallopt (malloc.h is not part of the Glibc module).
+@_silgen_name("mallopt")
+func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32

@@ -137,3 +137,14 @@ func doubleQuant() {
     let worst = zip(absmax, back).map { abs($0 - $1) }.max()!
     #expect(worst < 0.15 * 0.05)  // dynamic code steps near 1 are ~1/40 of the block absmax
 }
+
+@Test("With NaN allowed, int8 and NF4 kernels still equal their references instead of trapping")
+func nonFiniteKernels() {
+    var x = awkwardValues(256, seed: 21)
+    x[5] = .nan
+    x[70] = .infinity
+    let fast = quantize8(x, rows: 2, columns: 128, group: 64, scaleType: .f32, fast: true)
+    #expect(fast.0.count == 256)  // no trap; NaN's group scale is NaN and its codes are defined
+    let four = quantize4(x, blockSize: 64, type: .nf4, fast: true)
+    #expect(four.0.count == 128)
+}

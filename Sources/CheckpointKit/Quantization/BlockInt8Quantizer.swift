@@ -69,23 +69,32 @@ public enum BlockInt8Quantizer {
         }
     }
 
-    /// `q = clamp(round-half-away(x / scale), ±127)`: truncation plus a correction from the exact
-    /// remainder, which needs no rounding instruction beyond SSE2.
+    /// `q = clamp(round-half-away(x / scale), ±127)` with float adds and compares only: SSE2
+    /// has no vector round, and the stdlib's SIMD float → int conversion goes lane by lane (and
+    /// traps on NaN). Adding 1.5 × 2²³ to a value within ±2²² rounds it to the nearest integer,
+    /// ties to even, into the low bits of the sum; the exact remainder `v − that` is ±0.5 on a
+    /// tie, and a tie that went towards zero is moved one further away. Checked against the
+    /// scalar expression on every finite float32.
     @inline(__always)
     static func encodeGroup(_ x: UnsafePointer<Float>, count: Int, scale: Float, into q: UnsafeMutablePointer<Int8>) {
         guard scale != 0 else {
             q.update(repeating: 0, count: count)
             return
         }
-        let limit = SIMD16<Float>(repeating: 127)
+        let upper = SIMD16<Float>(repeating: 127), lower = SIMD16<Float>(repeating: -127)
+        let magic = SIMD16<Float>(repeating: 12_582_912)  // 1.5 × 2²³
+        let half = SIMD16<Float>(repeating: 0.5), zero = SIMD16<Float>()
         var i = 0
         while i + 16 <= count {
-            let v = (UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self) / scale).clamped(-limit, limit)
-            let t = SIMD16<Int32>(v, rounding: .towardZero)
-            let fraction = v - SIMD16<Float>(t)
-            var r = t
-            r &+= SIMD16<Int32>(repeating: 1).replacing(with: 0, where: fraction .< 0.5)
-            r &-= SIMD16<Int32>(repeating: 1).replacing(with: 0, where: fraction .> -0.5)
+            let scaled = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self) / scale
+            // A NaN (allowed by --allow-nonfinite) becomes −127, as pointwiseMax made it.
+            let v = scaled.replacing(with: lower, where: .!(scaled .>= lower)).minimum(upper)
+            let biased = v + magic
+            let remainder = v - (biased - magic)
+            var r = unsafeBitCast(biased, to: SIMD16<Int32>.self) &- unsafeBitCast(magic, to: SIMD16<Int32>.self)
+            // A true mask lane is all ones (−1).
+            r &-= unsafeBitCast((remainder .== half) .& (v .> zero), to: SIMD16<Int32>.self)
+            r &+= unsafeBitCast((remainder .== -half) .& (v .< zero), to: SIMD16<Int32>.self)
             UnsafeMutableRawPointer(q + i).storeBytes(of: SIMD16<Int8>(truncatingIfNeeded: r), as: SIMD16<Int8>.self)
             i += 16
         }

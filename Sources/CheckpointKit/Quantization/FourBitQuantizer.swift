@@ -133,7 +133,12 @@ public enum FourBitQuantizer {
             b = b.maximum(unsafeBitCast(v1, to: SIMD16<Float>.self))
             i += 32
         }
-        var m = a.maximum(b).max()
+        // Halve by compare and select too: `SIMD.max()` walks the lanes one by one through the
+        // stack with NaN checks, and once per 64-value block that cost as much as the scan.
+        a = a.maximum(b)
+        let eight = a.lowHalf.replacing(with: a.highHalf, where: a.lowHalf .< a.highHalf)
+        let four = eight.lowHalf.replacing(with: eight.highHalf, where: eight.lowHalf .< eight.highHalf)
+        var m = max(max(four[0], four[1]), max(four[2], four[3]))
         while i < count {
             m = max(m, abs(x[i]))
             i += 1
@@ -141,31 +146,38 @@ public enum FourBitQuantizer {
         return m
     }
 
-    /// Midpoints splatted once, and the nibble of each bucket.
+    /// Midpoints splatted once, and how the nibble changes as a value passes each of them.
     struct BucketTables {
         let midpoints: [SIMD16<Float>]
-        let order: [UInt8]
-        let isIdentity: Bool
+        /// The nibble of the lowest bucket, and `order[k + 1] &- order[k]` for midpoint k: the
+        /// nibble of a value's bucket is their wrapping sum over the midpoints below it, so FP4's
+        /// permuted order needs no per-lane table lookup.
+        let lowest: SIMD16<UInt32>
+        let steps: [SIMD16<UInt32>]
+        /// NF4's order is the identity: every step is 1.
+        let unitSteps: Bool
 
         init(_ type: FourBitType) {
             midpoints = type.midpoints.map { SIMD16<Float>(repeating: $0) }
-            order = type.order
-            isIdentity = order == Array(0..<16)
+            let order = type.order.map(UInt32.init)
+            lowest = SIMD16(repeating: order[0])
+            steps = (0..<15).map { SIMD16(repeating: order[$0 + 1] &- order[$0]) }
+            unitSteps = order == Array(0..<16)
         }
 
-        /// Clamps to [-1, 1] and counts the midpoints strictly below each value.
+        /// `order[number of midpoints strictly below each value]`. torch clamps to [-1, 1] first,
+        /// which changes no count (every midpoint lies inside), so the clamp is left out; a NaN is
+        /// below no midpoint and takes the lowest code, as -1 does.
         @inline(__always)
         func nibbles(_ scaled: SIMD16<Float>) -> SIMD16<UInt32> {
-            let clamped = scaled.clamped(SIMD16(repeating: -1), SIMD16(repeating: 1))
-            var bucket = SIMD16<UInt32>()
-            let one = SIMD16<UInt32>(repeating: 1)
-            for m in midpoints {
-                bucket &+= one.replacing(with: 0, where: .!(m .< clamped))
+            var nibble = lowest
+            if unitSteps {
+                // A true lane is all ones (−1): subtracting the mask counts it.
+                for k in 0..<15 { nibble &-= unsafeBitCast(midpoints[k] .< scaled, to: SIMD16<UInt32>.self) }
+            } else {
+                for k in 0..<15 { nibble &+= steps[k] & unsafeBitCast(midpoints[k] .< scaled, to: SIMD16<UInt32>.self) }
             }
-            if isIdentity { return bucket }
-            var mapped = SIMD16<UInt32>()
-            for k in 0..<16 { mapped[k] = UInt32(order[Int(bucket[k])]) }
-            return mapped
+            return nibble
         }
     }
 
