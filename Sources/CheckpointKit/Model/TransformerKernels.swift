@@ -118,9 +118,17 @@ public enum TransformerKernels {
 
     /// Row i of `scores` [rows, stride] keeps columns 0…i: softmax over them, zero beyond.
     public static func causalSoftmax(_ scores: UnsafeMutablePointer<Float>, rows: Int, stride: Int, threads: ThreadBudget) {
-        threads.forEachChunk(rows) { i in
-            let row = scores + i * stride
-            let n = i + 1
+        threads.forEachChunk(rows) { i in softmaxRow(scores + i * stride, valid: i + 1, columns: stride) }
+    }
+
+    /// A block of rows starting at query `firstRow`, `columns` keys wide: row i keeps keys 0…firstRow+i.
+    public static func causalSoftmax(_ scores: UnsafeMutablePointer<Float>, rows: Int, stride: Int, firstRow: Int, columns: Int) {
+        for i in 0..<rows { softmaxRow(scores + i * stride, valid: firstRow + i + 1, columns: columns) }
+    }
+
+    @inline(__always)
+    static func softmaxRow(_ row: UnsafeMutablePointer<Float>, valid n: Int, columns stride: Int) {
+        do {
             var best = SIMD16<Float>(repeating: -.infinity)
             var j = 0
             while j + 16 <= n {

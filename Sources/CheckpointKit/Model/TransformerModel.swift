@@ -103,23 +103,27 @@ public final class TransformerModel: Sendable {
         return out
     }
 
-    /// Rows per product block: fixed, so every row is computed the same way for any thread count.
-    static let rowBlock = 64
+    /// Output columns per product block: fixed, so every element is computed the same way for any
+    /// thread count. Splitting by weight rows packs each weight once (the activations, smaller,
+    /// are packed once per block).
+    static let columnBlock = 256
+    /// Query rows per causal attention block.
+    static let attentionBlock = 64
 
-    /// x[T, in] · W[out, in]ᵀ (+ bias) → out[T, out], in blocks of rows spread over the workers.
+    /// x[T, in] · W[out, in]ᵀ (+ bias) → out[T, out], in blocks of output columns spread over the workers.
     private func linear(_ x: UnsafePointer<Float>, _ w: [Float], _ bias: [Float]?, into out: UnsafeMutablePointer<Float>,
                         rows: Int, inputs: Int, outputs: Int) {
-        let blocks = (rows + Self.rowBlock - 1) / Self.rowBlock
+        let blocks = (outputs + Self.columnBlock - 1) / Self.columnBlock
         w.withUnsafeBufferPointer { wp in
             threads.forEachChunk(blocks) { block in
-                let first = block * Self.rowBlock
-                let count = min(Self.rowBlock, rows - first)
-                MatrixMultiply.multiply(x + first * inputs, wp.baseAddress!, into: out + first * outputs, m: count, n: outputs, k: inputs,
-                                        transposeB: true)
+                let first = block * Self.columnBlock
+                let count = min(Self.columnBlock, outputs - first)
+                MatrixMultiply.multiply(x, wp.baseAddress! + first * inputs, into: out + first, m: rows, n: count, k: inputs,
+                                        transposeB: true, lda: inputs, ldb: inputs, ldc: outputs)
                 if let bias {
-                    for r in first..<(first + count) {
+                    for r in 0..<rows {
                         let o = out + r * outputs
-                        for j in 0..<outputs { o[j] += bias[j] }
+                        for j in first..<(first + count) { o[j] += bias[j] }
                     }
                 }
             }
@@ -174,11 +178,20 @@ public final class TransformerModel: Sendable {
                                         threads.forEachChunk(c.heads) { head in
                                             let kv = head / group
                                             let headScores = sp.baseAddress! + head * T * T
-                                            MatrixMultiply.multiply(qp.baseAddress! + head * hd, kp.baseAddress! + kv * hd, into: headScores,
-                                                                    m: T, n: T, k: hd, alpha: scale, transposeB: true, lda: qDim, ldb: kvDim, ldc: T)
-                                            TransformerKernels.causalSoftmax(headScores, rows: T, stride: T, threads: .single)
-                                            MatrixMultiply.multiply(headScores, vp.baseAddress! + kv * hd, into: ap.baseAddress! + head * hd,
-                                                                    m: T, n: hd, k: T, lda: T, ldb: kvDim, ldc: qDim)
+                                            // Causal: a block of query rows needs only the keys up to its last row.
+                                            var first = 0
+                                            while first < T {
+                                                let rows = min(Self.attentionBlock, T - first)
+                                                let keys = first + rows
+                                                let block = headScores + first * T
+                                                MatrixMultiply.multiply(qp.baseAddress! + first * qDim + head * hd, kp.baseAddress! + kv * hd,
+                                                                        into: block, m: rows, n: keys, k: hd, alpha: scale, transposeB: true,
+                                                                        lda: qDim, ldb: kvDim, ldc: T)
+                                                TransformerKernels.causalSoftmax(block, rows: rows, stride: T, firstRow: first, columns: keys)
+                                                MatrixMultiply.multiply(block, vp.baseAddress! + kv * hd, into: ap.baseAddress! + first * qDim + head * hd,
+                                                                        m: rows, n: hd, k: keys, lda: T, ldb: kvDim, ldc: qDim)
+                                                first += rows
+                                            }
                                         }
                                         linear(ap.baseAddress!, layer.o, layer.oBias, into: hp.baseAddress!, rows: T, inputs: qDim, outputs: d)
                                     }
