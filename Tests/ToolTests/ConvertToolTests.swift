@@ -1,18 +1,18 @@
 import Foundation
 import Testing
 
-/// A safetensors file with one BF16 tensor of `elements` elements whose data is a sparse hole
-/// (zeros), so a big input costs no disk.
-func writeSparseBF16(_ path: String, elements: Int) throws {
-    let header = #"{"__metadata__":{"format":"pt"},"w":{"dtype":"BF16","shape":[\#(elements)],"data_offsets":[0,\#(elements * 2)]}}"#
+/// A safetensors file with one BF16 tensor whose data is a sparse hole (zeros), so a big input
+/// costs no disk.
+func writeSparseBF16(_ path: String, name: String = "w", shape: [Int]) throws {
+    let bytes = shape.reduce(1, *) * 2
+    let header = #"{"__metadata__":{"format":"pt"},"\#(name)":{"dtype":"BF16","shape":[\#(shape.map(String.init).joined(separator: ","))],"data_offsets":[0,\#(bytes)]}}"#
     var json = Array(header.utf8)
     while json.count % 8 != 0 { json.append(0x20) }
-    var bytes: [UInt8] = []
-    withUnsafeBytes(of: UInt64(json.count).littleEndian) { bytes.append(contentsOf: $0) }
-    bytes += json
-    FileManager.default.createFile(atPath: path, contents: Data(bytes))
+    var prefix: [UInt8] = []
+    withUnsafeBytes(of: UInt64(json.count).littleEndian) { prefix.append(contentsOf: $0) }
+    FileManager.default.createFile(atPath: path, contents: Data(prefix + json))
     let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-    try handle.truncate(atOffset: UInt64(bytes.count + elements * 2))
+    try handle.truncate(atOffset: UInt64(prefix.count + json.count + bytes))
     try handle.close()
 }
 
@@ -82,7 +82,7 @@ func lfsPointerIsNamed() throws {
 @Test("A full disk mid-write gives a clear error, exit 1, and leaves nothing behind")
 func convertFullDisk() throws {
     let scratch = Scratch()
-    try writeSparseBF16(scratch.file("big.safetensors"), elements: 1 << 20)
+    try writeSparseBF16(scratch.file("big.safetensors"), shape: [1 << 20])
     // The shell's file-size limit (512-byte blocks for dash) makes write(2) fail with EFBIG
     // after 256 KB, as a full disk would fail it with ENOSPC.
     let result = try Tools.start("ckpt-convert", [scratch.file("big.safetensors"), scratch.file("out"), "--type", "f32"],
@@ -97,7 +97,7 @@ func convertFullDisk() throws {
 @Test("SIGINT mid-write stops with exit 1, says so, and leaves no partial output")
 func convertInterrupted() throws {
     let scratch = Scratch()
-    try writeSparseBF16(scratch.file("big.safetensors"), elements: 1 << 28)  // 512 MB in, 1 GB out
+    try writeSparseBF16(scratch.file("big.safetensors"), shape: [1 << 28])  // 512 MB in, 1 GB out
     let running = try Tools.start("ckpt-convert", [scratch.file("big.safetensors"), scratch.file("out"), "--type", "f32",
                                                    "--threads", "1"])
     // Interrupt once the temporary output exists: the write is under way.

@@ -164,15 +164,5 @@ func quantizeInterrupted() throws {
 
 /// A model-like file with one BF16 linear weight whose data is a sparse hole.
 func writeSparseBF16Matrix(_ path: String, rows: Int, columns: Int) throws {
-    let n = rows * columns
-    let header = #"{"__metadata__":{"format":"pt"},"model.layers.0.mlp.up_proj.weight":{"dtype":"BF16","shape":[\#(rows),\#(columns)],"data_offsets":[0,\#(n * 2)]}}"#
-    var json = Array(header.utf8)
-    while json.count % 8 != 0 { json.append(0x20) }
-    var bytes: [UInt8] = []
-    withUnsafeBytes(of: UInt64(json.count).littleEndian) { bytes.append(contentsOf: $0) }
-    bytes += json
-    FileManager.default.createFile(atPath: path, contents: Data(bytes))
-    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-    try handle.truncate(atOffset: UInt64(bytes.count + n * 2))
-    try handle.close()
+    try writeSparseBF16(path, name: "model.layers.0.mlp.up_proj.weight", shape: [rows, columns])
 }
