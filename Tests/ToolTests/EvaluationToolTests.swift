@@ -141,3 +141,11 @@ func compareVocabularyMismatch() throws {
     #expect(result.status == 1)
     #expect(result.stderr == "error: \(other): vocabulary differs from the base \(tinyLlama) (expected 512 entries, got 256)\n")
 }
+
+@Test("Perplexity is bit-identical with --threads 1 and --threads 2")
+func perplexityThreadInvariance() throws {
+    let one = try parseJSONObject(try Tools.run("ckpt-perplexity", [tinyLlama, "--text", evalText, "--ctx", "128", "--chunks", "10", "--threads", "1", "--json"]).stdout)
+    let two = try parseJSONObject(try Tools.run("ckpt-perplexity", [tinyLlama, "--text", evalText, "--ctx", "128", "--chunks", "10", "--threads", "2", "--json"]).stdout)
+    #expect(one["perplexity"] as? Double == two["perplexity"] as? Double)
+    #expect(one["per_chunk_perplexity"] as? [Double] == two["per_chunk_perplexity"] as? [Double])
+}

@@ -122,3 +122,15 @@ func mergeFullDisk() throws {
     #expect(result.stderr.contains("cannot write (File too large)"))
     #expect(scratch.contents.isEmpty)
 }
+
+@Test("Merged files are byte-identical with --threads 1 and --threads 2")
+func mergeThreadInvariance() throws {
+    let scratch = Scratch()
+    for threads in ["1", "2"] {
+        let r = try Tools.run("ckpt-merge-lora", [tinyLlama, Tools.fixture("lora/adapters/llama-dora"), scratch.file(threads), "--dtype", "f32",
+                                                  "--threads", threads, "--quiet"])
+        #expect(r.status == 0, "\(r.stderr)")
+    }
+    #expect(FileManager.default.contents(atPath: scratch.file("1/model.safetensors"))
+        == FileManager.default.contents(atPath: scratch.file("2/model.safetensors")))
+}
