@@ -51,3 +51,56 @@ func ggufRefusals() throws {
     #expect(gpt2.stderr.contains("architecture GPT2LMHeadModel cannot be written as GGUF"))
     #expect(scratch.contents.isEmpty)
 }
+
+/// A GGUF v3 holding only `general.architecture` (no tensors).
+private func ggufDeclaring(architecture: String, at path: String) {
+    var bytes: [UInt8] = []
+    func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+    func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+    func string(_ s: String) { u64(UInt64(s.utf8.count)); bytes.append(contentsOf: s.utf8) }
+    u32(0x4655_4747); u32(3); u64(0); u64(1)
+    string("general.architecture"); u32(8); string(architecture)
+    FileManager.default.createFile(atPath: path, contents: Data(bytes))
+}
+
+@Test("A GGUF of another architecture is refused by name, nothing written")
+func ggufOtherArchitecture() throws {
+    let scratch = Scratch()
+    ggufDeclaring(architecture: "qwen2", at: scratch.file("q.gguf"))
+    let result = try Tools.run("ckpt-convert", [scratch.file("q.gguf"), scratch.file("out")])
+    #expect(result.status == 1)
+    #expect(result.stderr.contains("GGUF architecture 'qwen2' is not supported"))
+    #expect(scratch.contents == ["q.gguf"])
+}
+
+@Test("A tied GGUF (no output.weight) becomes a folder with tied embeddings and no lm_head")
+func ggufTied() throws {
+    let scratch = Scratch()
+    let result = try Tools.run("ckpt-convert", [Tools.fixture("convert/micro-llama-tied.gguf"), scratch.file("out"), "--type", "bf16", "--json"])
+    #expect(result.status == 0, "\(result.stderr)")
+    let checkpoint = try Checkpoint(path: scratch.file("out"))
+    #expect(checkpoint.config?["tie_word_embeddings"]?.boolValue == true)
+    #expect(checkpoint.entry(named: "lm_head.weight") == nil && checkpoint.entry(named: "model.embed_tokens.weight") != nil)
+}
+
+@Test("A pickle calling os.system is refused by ckpt-convert with its name, exit 1, nothing written")
+func convertRefusesPickle() throws {
+    let scratch = Scratch()
+    let result = try Tools.run("ckpt-convert", [Tools.fixture("convert/pickles_bad/forbidden_os_system.bin"), scratch.file("out")])
+    #expect(result.status == 1)
+    #expect(result.stderr.contains("the pickle calls os.system, which a state dict never needs (refused, nothing executed)"))
+    #expect(scratch.contents.isEmpty)
+}
+
+@Test("A sharded pytorch_model.bin folder converts to safetensors with the same tensors")
+func convertShardedBin() throws {
+    let scratch = Scratch()
+    let result = try Tools.run("ckpt-convert", [Tools.fixture("convert/pytorch/micro-llama-sharded"), scratch.file("out")])
+    #expect(result.status == 0, "\(result.stderr)")
+    let converted = try Checkpoint(path: scratch.file("out"))
+    let single = try PyTorchCheckpoint(path: Tools.fixture("convert/pytorch/micro-llama/pytorch_model.bin"))
+    for t in single.tensors {
+        #expect(converted.view(named: t.name)?.byteArray == withExtendedLifetime(single) { Array(t.bytes) }, "\(t.name)")
+    }
+    #expect(converted.config != nil)
+}
