@@ -1,6 +1,7 @@
 // ckpt-bench: throughput of CheckpointKit's hot kernels, for `make bench` (tools/bench/run.py).
 //
 // Usage: ckpt-bench SUITE [--elements N] [--runs N] [--threads 1,2]
+//        ckpt-bench tokenize --tokenizer tokenizer.json --text FILE [--runs N]
 //
 // stdout carries one JSON object per measured row and nothing else, so run.py can parse it;
 // usage errors go to stderr. Each suite warms its buffers and kernels once (page faults and
@@ -25,6 +26,8 @@ let suites: [Suite] = [
     Suite(name: "conversion", summary: "bf16/f16 ↔ f32 conversion kernels beside memcpy", run: runConversionSuite),
     Suite(name: "quantize", summary: "int8 / NF4 / FP4 block quantize and dequantize of a 4096×4096 f32 matrix",
           run: runQuantizeSuite),
+    Suite(name: "tokenize", summary: "Tokenizer.encode of a whole text file, one thread (needs --tokenizer and --text)",
+          run: runTokenizeSuite),
 ]
 
 struct BenchmarkSettings: Sendable {
@@ -32,12 +35,16 @@ struct BenchmarkSettings: Sendable {
     var elements: Int?
     var runs = 5
     var threadCounts = [1, 2]
+    /// The tokenize suite's inputs: a tokenizer.json and a text file.
+    var tokenizerPath: String?
+    var textPath: String?
 }
 
 func usage() -> String {
     let names = suites.map { "  \($0.name): \($0.summary)" }.joined(separator: "\n")
     return """
         usage: ckpt-bench SUITE [--elements N] [--runs N] [--threads 1,2]
+               ckpt-bench tokenize --tokenizer tokenizer.json --text FILE [--runs N]
         Prints one JSON line per measurement on stdout.
         suites:
         \(names)
@@ -91,6 +98,9 @@ func parseArguments(_ arguments: [String]) -> (Suite, BenchmarkSettings) {
             let counts = value.split(separator: ",").map { Int($0).flatMap { $0 > 0 ? $0 : nil } }
             guard !counts.isEmpty, counts.allSatisfy({ $0 != nil }) else { fail("--threads \(value): expected counts like 1,2") }
             settings.threadCounts = counts.map { $0! }
+        case "--tokenizer", "--text":
+            guard let value = remaining.popFirst(), !value.isEmpty else { fail("\(argument) needs a file") }
+            if argument == "--tokenizer" { settings.tokenizerPath = value } else { settings.textPath = value }
         default:
             guard suiteName == nil, !argument.hasPrefix("-") else { fail("unexpected argument '\(argument)'") }
             suiteName = argument
@@ -395,6 +405,81 @@ func runQuantizeSuite(_ settings: BenchmarkSettings) {
         seconds = bestTime(runs: settings.runs) { fourBitQuantize(.fp4, fp4Packed, &fp4Absmax, threads) }
         emit("fp4_quantize", bytesMoved: count * 4 + fourBitBytes, seconds: seconds,
              [("packed_checksum", byteChecksum(fp4Packed.readOnly)), ("absmax_checksum", fp4Absmax.withUnsafeBytes { wordChecksum($0) })])
+    }
+}
+
+// MARK: - Suite: tokenize
+
+/// The whole of a file, read with plain POSIX calls (the benchmark needs no Foundation).
+func readWholeFile(_ path: String) -> [UInt8]? {
+    let descriptor = open(path, O_RDONLY)
+    guard descriptor >= 0 else { return nil }
+    defer { close(descriptor) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 20)
+    while true {
+        let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress!, $0.count) }
+        if count < 0 { return nil }
+        if count == 0 { return bytes }
+        bytes += chunk[0..<count]
+    }
+}
+
+/// `Tokenizer(path:)` and one `encode(_:)` of the whole text (special tokens added, as
+/// `tokenizers`' `encode` does by default), best of `runs` after a warm-up. Each call starts with
+/// an empty word cache: ckpt's cache lives for one `encode`. One JSON line: bytes, tokens, the
+/// load time, the best encode time, MB/s (10⁶ bytes) and a position-weighted checksum of the ids
+/// (Σ (i + 1) · id mod 2⁶⁴) so that run.py can tell that `tokenizers` made the same ids.
+func runTokenizeSuite(_ settings: BenchmarkSettings) {
+    guard let tokenizerPath = settings.tokenizerPath, let textPath = settings.textPath else {
+        fail("tokenize needs --tokenizer FILE and --text FILE")
+    }
+    guard let bytes = readWholeFile(textPath) else { fail("cannot read \(textPath)") }
+    let text = String(decoding: bytes, as: UTF8.self)
+    let loadStart = monotonicSeconds()
+    let tokenizer: Tokenizer
+    do {
+        tokenizer = try Tokenizer(path: tokenizerPath)
+    } catch {
+        writeLine("error: \(error)", to: STDERR_FILENO)
+        exit(1)
+    }
+    let loadSeconds = monotonicSeconds() - loadStart
+
+    var ids: [Int] = []
+    let seconds = bestTime(runs: settings.runs) { ids = tokenizer.encode(text) }
+    var checksum: UInt64 = 0
+    for (i, id) in ids.enumerated() { checksum &+= UInt64(i + 1) &* UInt64(id) }
+    let fields = [
+        ("suite", quoted("tokenize")),
+        ("tokenizer", quoted(tokenizerPath.jsonEscaped)),
+        ("text", quoted(textPath.jsonEscaped)),
+        ("bytes", String(bytes.count)),
+        ("tokens", String(ids.count)),
+        ("runs", String(settings.runs)),
+        ("load_seconds", rounded(loadSeconds, digits: 6)),
+        ("seconds", rounded(seconds, digits: 6)),
+        ("mb_per_s", rounded(Double(bytes.count) / seconds / 1e6, digits: 3)),
+        ("tokens_per_s", String(Int((Double(ids.count) / seconds).rounded()))),
+        ("ids_checksum", String(checksum)),
+    ]
+    writeLine("{" + fields.map { "\(quoted($0.0)):\($0.1)" }.joined(separator: ",") + "}", to: STDOUT_FILENO)
+}
+
+extension String {
+    /// The string as the inside of a JSON string literal (paths may hold quotes or backslashes).
+    var jsonEscaped: String {
+        var out = ""
+        for scalar in unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case _ where scalar.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
+                + String(scalar.value, radix: 16)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
     }
 }
 

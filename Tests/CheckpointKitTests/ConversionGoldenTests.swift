@@ -135,3 +135,17 @@ func hostilePickles() throws {
         }
     }
 }
+
+@Test("The SIMD Q8_0 quantizer equals its scalar reference on awkward blocks, at 1 and 2 threads")
+func q8FastMatchesReference() {
+    var rng = SeededGenerator(seed: 77)
+    var x = (0..<(32 * 300)).map { _ in Float.random(in: -2...2, using: &rng) }
+    for i in 0..<32 { x[32 + i] = 0 }  // a zero block
+    for i in 0..<32 { x[64 + i] = Float(i) - 15.5 }  // exact halves after scaling
+    x[200] = 1e30
+    x[300] = -1e-30
+    let reference = x.withUnsafeBufferPointer { GGMLQuants.quantizeQ8_0Reference($0) }
+    for threads in [1, 2] {
+        #expect(x.withUnsafeBufferPointer { GGMLQuants.quantizeQ8_0($0, threads: ThreadBudget(threads)) } == reference)
+    }
+}

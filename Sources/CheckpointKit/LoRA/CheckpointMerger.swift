@@ -148,11 +148,15 @@ public enum CheckpointMerger {
                 try out.write(checkpoint.view(entry).bytes)
                 checkpoint.releasePages(entry)
             case .float(let tensor, let dtype)?:
-                let original = plan.changes[tensor.name] != nil ? base.float32(tensor, threads: options.threads) : nil
-                let values = plan.changes[tensor.name] != nil
-                    ? mergedValues(tensor, plan: plan, base: base, storage: dtype, threads: options.threads)
-                    : base.float32(tensor, threads: options.threads)
-                if let original, let i = rowIndex[tensor.name] {
+                // The base tensor is widened once, then its mapped pages are let go: resident
+                // memory stays near one tensor whatever the model's size.
+                let original = base.float32(tensor, threads: options.threads)
+                for part in partEntries(tensor, in: checkpoint) { checkpoint.releasePages(part) }
+                let changed = plan.changes[tensor.name] != nil
+                let values = changed
+                    ? mergedValues(tensor, plan: plan, base: base, storage: dtype, threads: options.threads, original: original)
+                    : original
+                if changed, let i = rowIndex[tensor.name] {
                     let m = original.withUnsafeBufferPointer { o in values.withUnsafeBufferPointer { ErrorMetrics.compare(reference: o, candidate: $0) } }
                     report.rows[i].relativeChange = m.sumSquaredReference > 0 ? (m.sumSquaredError / m.sumSquaredReference).squareRoot() : 0
                 }
@@ -169,11 +173,12 @@ public enum CheckpointMerger {
     }
 
     /// The base tensor's values with every planned change applied, rounded as `storage` stores them.
-    static func mergedValues(_ tensor: LogicalTensor, plan: MergePlan, base: LogicalCheckpoint, storage: DType, threads: ThreadBudget) -> [Float] {
+    static func mergedValues(_ tensor: LogicalTensor, plan: MergePlan, base: LogicalCheckpoint, storage: DType, threads: ThreadBudget,
+                             original: [Float]? = nil) -> [Float] {
         let change = plan.changes[tensor.name]!
         // A saved copy of the module (modules_to_save, or an adapted layer's base_layer) stands in
         // for the base tensor; deltas, if any, are added to it.
-        var values = change.replacement.map { FloatValues.array($0.view) } ?? base.float32(tensor, threads: threads)
+        var values = change.replacement.map { FloatValues.array($0.view) } ?? original ?? base.float32(tensor, threads: threads)
         if change.contributions.isEmpty && change.biasAdditions.isEmpty {
             LoRAMath.roundInPlace(&values, to: storage)
             return values

@@ -44,7 +44,9 @@ public final class TransformerModel: Sendable {
             guard t.shape == shape || (shape.count == 1 && t.elementCount == shape[0]) else {
                 throw ModelError.weightShape(file: checkpoint.path, tensor: name, expected: shape, actual: t.shape)
             }
-            return logical.float32(t, threads: threads)
+            let values = logical.float32(t, threads: threads)
+            logical.releasePages(t)  // the f32 copy is what we keep; the mapped bytes can go
+            return values
         }
         func optional(_ name: String, _ shape: [Int]) throws -> [Float]? { byName[name] == nil ? nil : try load(name, shape) }
         let d = c.hiddenSize, qDim = c.heads * c.headDim, kvDim = c.kvHeads * c.headDim, ff = c.intermediateSize

@@ -82,19 +82,12 @@ public enum BlockInt8Quantizer {
             return
         }
         let upper = SIMD16<Float>(repeating: 127), lower = SIMD16<Float>(repeating: -127)
-        let magic = SIMD16<Float>(repeating: 12_582_912)  // 1.5 × 2²³
-        let half = SIMD16<Float>(repeating: 0.5), zero = SIMD16<Float>()
         var i = 0
         while i + 16 <= count {
             let scaled = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self) / scale
             // A NaN (allowed by --allow-nonfinite) becomes −127, as pointwiseMax made it.
             let v = scaled.replacing(with: lower, where: .!(scaled .>= lower)).minimum(upper)
-            let biased = v + magic
-            let remainder = v - (biased - magic)
-            var r = unsafeBitCast(biased, to: SIMD16<Int32>.self) &- unsafeBitCast(magic, to: SIMD16<Int32>.self)
-            // A true mask lane is all ones (−1).
-            r &-= unsafeBitCast((remainder .== half) .& (v .> zero), to: SIMD16<Int32>.self)
-            r &+= unsafeBitCast((remainder .== -half) .& (v .< zero), to: SIMD16<Int32>.self)
+            let r = v.roundedHalfAwayToInt32()
             UnsafeMutableRawPointer(q + i).storeBytes(of: SIMD16<Int8>(truncatingIfNeeded: r), as: SIMD16<Int8>.self)
             i += 16
         }

@@ -240,6 +240,17 @@ public final class LogicalCheckpoint: Sendable {
         self.tensors = tensors
     }
 
+    /// Lets the mapped pages of every stored part of `tensor` go (after it has been read).
+    public func releasePages(_ tensor: LogicalTensor) {
+        switch tensor.storage {
+        case .plain(let entry): checkpoint.releasePages(entry)
+        case .fourBit(let s): for name in s.partNames { if let e = checkpoint.entry(named: name) { checkpoint.releasePages(e) } }
+        case .int8(let s):
+            checkpoint.releasePages(s.weight)
+            checkpoint.releasePages(s.scale)
+        }
+    }
+
     /// The scheme of the first quantized tensor, if any.
     public var scheme: QuantizationScheme? { tensors.lazy.compactMap(\.scheme).first }
 

@@ -160,7 +160,7 @@ public enum GGUFWriter {
                 }
                 let encoded: [UInt8] = values.withUnsafeBufferPointer { x in
                     switch p.type {
-                    case .q8_0: return GGMLQuants.quantizeQ8_0(x)
+                    case .q8_0: return GGMLQuants.quantizeQ8_0(x, threads: threads)
                     case .q4_0: return GGMLQuants.quantizeQ4_0(x)
                     case .f32: return x.withMemoryRebound(to: UInt8.self) { Array(UnsafeRawBufferPointer($0)) }
                     default:

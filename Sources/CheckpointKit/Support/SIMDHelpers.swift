@@ -12,3 +12,21 @@ extension SIMD16 where Scalar == Float {
     @inline(__always)
     func clamped(_ low: SIMD16<Float>, _ high: SIMD16<Float>) -> SIMD16<Float> { maximum(low).minimum(high) }
 }
+
+extension SIMD16 where Scalar == Float {
+    /// Round half away from zero to integers, for |x| < 2²²: the 1.5·2²³ trick rounds to
+    /// nearest even with float adds only (no per-lane conversion), then exact ±0.5 ties move one
+    /// step away from zero.
+    @inline(__always)
+    func roundedHalfAwayToInt32() -> SIMD16<Int32> {
+        let magic = SIMD16<Float>(repeating: 12_582_912)
+        let half = SIMD16<Float>(repeating: 0.5), zero = SIMD16<Float>()
+        let biased = self + magic
+        let remainder = self - (biased - magic)
+        var r = unsafeBitCast(biased, to: SIMD16<Int32>.self) &- unsafeBitCast(magic, to: SIMD16<Int32>.self)
+        // A true mask lane is all ones (−1).
+        r &-= unsafeBitCast((remainder .== half) .& (self .> zero), to: SIMD16<Int32>.self)
+        r &+= unsafeBitCast((remainder .== -half) .& (self .< zero), to: SIMD16<Int32>.self)
+        return r
+    }
+}
