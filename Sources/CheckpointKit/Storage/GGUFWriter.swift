@@ -227,6 +227,11 @@ public enum GGUFWriter {
         if let pad = id("pad_token") { kv.append(("tokenizer.ggml.padding_token_id", .u32(UInt32(pad)))) }
         let template = json["post_processor"]?["single"]?.arrayValue?.first?["SpecialToken"] != nil
         kv.append(("tokenizer.ggml.add_bos_token", .bool(template)))
+        // transformers ≥ 4.47 keeps the chat template in chat_template.jinja beside the tokenizer.
+        let jinja = FileSystem.join(FileSystem.split(path).directory, "chat_template.jinja")
+        let chat = special?["chat_template"]?.stringValue
+            ?? (FileSystem.isRegularFile(jinja) ? (try? FileSystem.readFile(jinja)).map { String(decoding: $0, as: UTF8.self) } : nil)
+        if let chat { kv.append(("tokenizer.chat_template", .string(chat))) }
         return kv
     }
 }
