@@ -148,3 +148,20 @@ func nonFiniteKernels() {
     let four = quantize4(x, blockSize: 64, type: .nf4, fast: true)
     #expect(four.0.count == 128)
 }
+
+@Test("int8 dequantization equals its reference: exactly q × scale")
+func int8Dequantize() {
+    let x = awkwardValues(33 * 70, seed: 8)
+    let (q, scales) = quantize8(x, rows: 33, columns: 70, group: 32, scaleType: .f32, fast: true)
+    var fast = [Float](repeating: 0, count: x.count), reference = fast
+    q.withUnsafeBufferPointer { qs in
+        scales.withUnsafeBufferPointer { s in
+            fast.withUnsafeMutableBufferPointer { BlockInt8Quantizer.dequantize(qs, scales: s, rows: 33, columns: 70, groupSize: 32, into: $0) }
+            reference.withUnsafeMutableBufferPointer {
+                BlockInt8Quantizer.dequantizeReference(qs, scales: s, rows: 33, columns: 70, groupSize: 32, into: $0)
+            }
+        }
+    }
+    #expect(fast.map(\.bitPattern) == reference.map(\.bitPattern))
+    #expect(fast[5] == Float(q[5]) * scales[0])
+}

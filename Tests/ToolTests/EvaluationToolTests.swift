@@ -149,3 +149,14 @@ func perplexityThreadInvariance() throws {
     #expect(one["perplexity"] as? Double == two["perplexity"] as? Double)
     #expect(one["per_chunk_perplexity"] as? [Double] == two["per_chunk_perplexity"] as? [Double])
 }
+
+@Test("A tokenizer.json of an unsupported model type is named, exit 1")
+func unsupportedTokenizer() throws {
+    let scratch = Scratch()
+    let folder = try variant(scratch, name: "unigram", config: { _ in })
+    try #"{"version": "1.0", "added_tokens": [], "model": {"type": "Unigram", "vocab": [["a", 0.0]]}}"#
+        .write(toFile: folder + "/tokenizer.json", atomically: true, encoding: .utf8)
+    let result = try Tools.run("ckpt-perplexity", [folder, "--text", evalText])
+    #expect(result.status == 1)
+    #expect(result.stderr.hasPrefix("error: ") && result.stderr.contains("Unigram"))
+}
