@@ -41,21 +41,17 @@ tools/make_fixtures.sh can pass its own arguments through: this script runs only
 absent or names the 'models' section.
 """
 
-import os
+import sys
+from pathlib import Path
 
-# Same determinism pins as tools/make_fixtures.py (set before torch is imported).
-os.environ["ATEN_CPU_CAPABILITY"] = "avx2"
-os.environ["MKL_CBWR"] = "AVX2"
-os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
-os.environ["OMP_NUM_THREADS"] = "1"
-os.environ["MKL_NUM_THREADS"] = "1"
-os.environ["TOKENIZERS_PARALLELISM"] = "false"
-os.environ["RAYON_NUM_THREADS"] = "1"
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-os.environ["TRANSFORMERS_VERBOSITY"] = "error"
-os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-os.environ["TQDM_DISABLE"] = "1"
+TOOLS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TOOLS))
+
+# First, before torch is imported: pins the environment for determinism (see fixture_common.py).
+import fixture_common as fc  # noqa: E402
+from fixture_common import log  # noqa: E402,F401
+
+fc.pin_environment(TQDM_DISABLE="1")
 
 import argparse  # noqa: E402
 import collections  # noqa: E402
@@ -63,21 +59,15 @@ import hashlib  # noqa: E402
 import inspect  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
+import os  # noqa: E402
 import pickletools  # noqa: E402
 import shutil  # noqa: E402
 import struct  # noqa: E402
 import subprocess  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import zipfile  # noqa: E402
 import zlib  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-TOOLS = Path(__file__).resolve().parent
-sys.path.insert(0, str(TOOLS))
-
-import make_fixtures as mf  # noqa: E402  (shares helpers and the environment pins)
 
 import numpy as np  # noqa: E402
 import safetensors  # noqa: E402
@@ -95,8 +85,7 @@ import gguf.utility  # noqa: E402
 from gguf import GGMLQuantizationType as QT  # noqa: E402
 from gguf import GGUFValueType as VT  # noqa: E402
 
-REPO = mf.REPO
-log = mf.log
+REPO = TOOLS.parent
 LLAMA = Path("models") / "tiny-llama"
 F32 = np.float32
 U8 = np.uint8
@@ -136,7 +125,7 @@ def compact_json(obj) -> str:
 
 def write_json(path: Path, obj):
     assert json.loads(compact_json(obj)) == json.loads(json.dumps(obj))
-    mf.write_text(path, compact_json(obj) + "\n")
+    fc.write_text(path, compact_json(obj) + "\n")
 
 
 def src_ref(obj) -> str:
@@ -1606,7 +1595,7 @@ def make_pytorch(out: Path, tmp: Path) -> dict:
         weight_map.update({k: fname for k in part})
     total = sum(t.numel() * t.element_size() for t in sd.values())
     index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
-    mf.write_text(shard_dir / "pytorch_model.bin.index.json", json.dumps(index, indent=2, sort_keys=True) + "\n")
+    fc.write_text(shard_dir / "pytorch_model.bin.index.json", json.dumps(index, indent=2, sort_keys=True) + "\n")
     # transformers loads both folders to the same tensors
     from transformers import AutoModelForCausalLM
     checks = {}
@@ -1782,7 +1771,7 @@ def torch_verdict(path: Path) -> str:
 
 def make_readme(out: Path, quants: dict, gguf_doc: dict, reader: dict, bad: dict, pt: dict, badpk: dict):
     text = readme_text(quants, gguf_doc, reader, bad, pt, badpk, out)
-    mf.write_text(out / "convert" / "README.md", text)
+    fc.write_text(out / "convert" / "README.md", text)
 
 
 def readme_text(quants, gguf_doc, reader, bad, pt, badpk, out) -> str:
@@ -2115,17 +2104,16 @@ def main():
     ap.add_argument("--out", type=Path, default=REPO / "fixtures", help="default: <repo>/fixtures")
     ap.add_argument("--only", default=None, help="make_fixtures.py's sections; runs only if 'models' is among them")
     args = ap.parse_args()
-    if args.only is not None and "models" not in [s.strip() for s in args.only.split(",")]:
-        log("make_conversion_goldens: skipped (--only does not include 'models')")
+    if not fc.models_section_requested(args.only, "make_conversion_goldens"):
         return
-    mf.setup_libraries()
+    fc.setup_libraries()
     torch.set_grad_enabled(False)
     transformers.utils.logging.set_verbosity_error()
     out = args.out.resolve()
     if not (out / LLAMA / "model.safetensors").is_file():
         sys.exit(f"error: {out / LLAMA}/model.safetensors missing: run tools/make_fixtures.py first")
     start = time.monotonic()
-    mf.fresh_dir(out / "convert")
+    fc.fresh_dir(out / "convert")
     with tempfile.TemporaryDirectory(prefix="ckpt-convert-") as t:
         tmp = Path(t)
         log("convert: quantization goldens")
@@ -2141,7 +2129,7 @@ def main():
         make_readme(out, quants, gguf_doc, reader, bad, pt, badpk)
     total = sum(p.stat().st_size for p in (out / "convert").rglob("*") if p.is_file())
     log(f"convert: {total / 1e6:.3f} MB in fixtures/convert")
-    mf.write_sums(out)
+    fc.write_sums(out)
     log(f"make_conversion_goldens: done in {time.monotonic() - start:.0f}s")
 
 

@@ -25,21 +25,17 @@ the two corpora (single thread) and prints it as JSON on stdout; it writes nothi
 (timings are not reproducible byte for byte).
 """
 
-import os
+import sys
+from pathlib import Path
 
-# Same determinism pins as tools/make_fixtures.py (set before torch is imported).
-os.environ["ATEN_CPU_CAPABILITY"] = "avx2"
-os.environ["MKL_CBWR"] = "AVX2"
-os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
-os.environ["OMP_NUM_THREADS"] = "1"
-os.environ["MKL_NUM_THREADS"] = "1"
-os.environ["TOKENIZERS_PARALLELISM"] = "false"
-os.environ["RAYON_NUM_THREADS"] = "1"
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-os.environ["TRANSFORMERS_VERBOSITY"] = "error"
-os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-os.environ["TORCHDYNAMO_DISABLE"] = "1"
+TOOLS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TOOLS))
+
+# First, before torch is imported: pins the environment for determinism (see fixture_common.py).
+import fixture_common as fc  # noqa: E402
+from fixture_common import log  # noqa: E402,F401
+
+fc.pin_environment(TORCHDYNAMO_DISABLE="1")
 
 import argparse
 import hashlib
@@ -47,12 +43,7 @@ import json
 import math
 import shutil
 import struct
-import sys
 import time
-from pathlib import Path
-
-TOOLS = Path(__file__).resolve().parent
-sys.path.insert(0, str(TOOLS))
 
 import make_fixtures as mf  # noqa: E402  (shares helpers and the environment pins)
 import make_quant_goldens as mqg  # noqa: E402  (dequantized_f32_model for the NF4 folder)
@@ -157,10 +148,6 @@ TRICKY = [
 ]
 
 
-def log(*args):
-    mf.log(*args)
-
-
 def sha256_u32le(ids) -> str:
     return hashlib.sha256(np.asarray(ids, dtype="<u4").tobytes()).hexdigest()
 
@@ -193,7 +180,7 @@ def compact_json(obj, indent: int = 0) -> str:
 
 
 def write_compact(path: Path, obj):
-    mf.write_text(path, compact_json(obj) + "\n")
+    fc.write_text(path, compact_json(obj) + "\n")
 
 
 # ---------------------------------------------------------------------------
@@ -273,7 +260,7 @@ def init_random(model, seed: int) -> list:
 
 
 def make_random_model(out: Path, name: str, cls, config, seed: int) -> dict:
-    d = mf.fresh_dir(out / "models" / name)
+    d = fc.fresh_dir(out / "models" / name)
     with mqg.quiet():
         model = cls(config).eval()
     names = init_random(model, seed)
@@ -949,7 +936,7 @@ per corpus) is not a golden (timings are not reproducible); measure it with
 
 {TIMING_NOTE}
 """
-    mf.write_text(out / "eval" / "README.md", text)
+    fc.write_text(out / "eval" / "README.md", text)
 
 
 # Filled in from one `--time-tokenizers` run on the dev machine (2 cores, AVX2); static text so
@@ -981,17 +968,16 @@ def main():
     if args.time_tokenizers:
         print(json.dumps(time_tokenizers(out), indent=2))
         return
-    if args.only is not None and "models" not in [s.strip() for s in args.only.split(",")]:
-        log("make_eval_goldens: skipped (--only does not include 'models')")
+    if not fc.models_section_requested(args.only, "make_eval_goldens"):
         return
-    mf.setup_libraries()
+    fc.setup_libraries()
     for need in ["models/tiny-llama/model.safetensors", "models/tiny-gpt2/model.safetensors",
                  "models/tiny-llama-bnb-nf4/model.safetensors", "models/tiny-llama-ct-int8/model.safetensors",
                  "text/eval.txt"]:
         if not (out / need).is_file():
             sys.exit(f"error: {out / need} missing: run tools/make_fixtures.py and tools/make_quant_goldens.py first")
     start = time.monotonic()
-    ev = mf.fresh_dir(out / "eval")
+    ev = fc.fresh_dir(out / "eval")
 
     log("eval: models tiny-qwen2, tiny-mistral")
     models = make_models(out)
@@ -1020,7 +1006,7 @@ def main():
     log("eval: tokenizers")
     toks = make_tokenizers(out)
     make_readme(out, manifest, toks)
-    mf.write_sums(out)
+    fc.write_sums(out)
     log(f"make_eval_goldens: done in {time.monotonic() - start:.0f}s")
 
 

@@ -14,35 +14,22 @@ Sections (all by default; --only picks some):
   badmodels   fixtures/models/bad/              broken model folders (needs models)
 """
 
-import os
-
-# Determinism across machines, set before torch is imported. torch picks its CPU
-# kernels by the best instruction set present, and the vectorised AVX2/AVX512
-# kernels and the scalar ones disagree: float32 NaN -> bfloat16 is 0xFFFF in the
-# vector kernels but 0x7FC0 in the scalar ones, and bfloat16 -> float16 keeps NaN
-# payloads only in the vector ones. Pin AVX2 (what every x86 machine here has),
-# and pin MKL's and oneDNN's code paths too, so the trained weights do not depend
-# on whether the machine that regenerates them also has AVX512.
-os.environ["ATEN_CPU_CAPABILITY"] = "avx2"
-os.environ["MKL_CBWR"] = "AVX2"
-os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
-os.environ["OMP_NUM_THREADS"] = "1"
-os.environ["MKL_NUM_THREADS"] = "1"
-# Tokenizer training in parallel is deterministic too, but one thread keeps the
-# second core free for the Swift build running beside us.
-os.environ["TOKENIZERS_PARALLELISM"] = "false"
-os.environ["RAYON_NUM_THREADS"] = "1"
-# Nothing may reach for the Hugging Face hub (no network here anyway).
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-os.environ["TRANSFORMERS_VERBOSITY"] = "error"
-os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+# Determinism pins (AVX2 kernels, one thread, no hub), set before torch is imported: see
+# tools/fixture_common.py, which also holds the helpers shared with the make_*_goldens.py scripts.
+from fixture_common import (  # noqa: F401  (first: pins the environment; re-exported as mf.*)
+    fresh_dir,
+    log,
+    setup_libraries,
+    sha256_file,
+    write_json,
+    write_sums,
+    write_text,
+)
 
 import argparse
 import hashlib
 import json
 import math
-import shutil
 import struct
 import sys
 import tempfile
@@ -79,43 +66,6 @@ GPT2_STEPS = 1500  # ~1 min on one core
 SEED = 1234
 
 SECTIONS = ["text", "models", "dtypes", "conversion", "bad", "badmodels"]
-
-
-def log(*args):
-    print(*args, file=sys.stderr, flush=True)
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def write_text(path: Path, text: str):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8", newline="\n")
-
-
-def write_json(path: Path, obj):
-    # ensure_ascii=False so unicode tensor names stay readable in the manifests.
-    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
-
-
-def fresh_dir(path: Path) -> Path:
-    """Empties a generated folder so files dropped from the generator disappear too."""
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    return path
-
-
-def setup_libraries():
-    transformers.utils.logging.disable_progress_bar()
-    torch.set_num_threads(1)
-    torch.set_num_interop_threads(1)
-    torch.use_deterministic_algorithms(True)
-    cap = torch.backends.cpu.get_cpu_capability()
-    if cap != "AVX2":
-        sys.exit(f"error: torch CPU capability is {cap}, expected AVX2 (this generator pins it "
-                 "so results match across machines); run on an x86-64 machine with AVX2")
 
 
 # ---------------------------------------------------------------------------
@@ -961,18 +911,6 @@ The training corpus is `../shared/assets/corpora/tinyshakespeare_input.txt` (che
 | `safetensors/conversion/golden.safetensors` | torch's f16/bf16/f32 conversion results (all 65536 patterns, f32 edge cases); see its README |
 | `safetensors/bad/` | one hand-built bad file per reader error + `manifest.json` (file, error case, tensor named) |
 """)
-
-
-def write_sums(out: Path):
-    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "SHA256SUMS")
-    for p in files:
-        p.chmod(0o644)  # transformers writes weights 0600; keep the tree uniform
-    lines = [f"{sha256_file(p)}  {p.relative_to(out).as_posix()}" for p in files]
-    write_text(out / "SHA256SUMS", "\n".join(lines) + "\n")
-    total = sum(p.stat().st_size for p in files)
-    log(f"fixtures: {len(files)} files, {total / 1e6:.2f} MB")
-    if total > 10_000_000:
-        sys.exit(f"error: fixtures/ is {total} bytes, over the 10 MB budget")
 
 
 def main():

@@ -29,29 +29,21 @@ tools/make_fixtures.sh can pass its own arguments through: this script runs only
 absent or names the 'models' section (the goldens are derived from the models).
 """
 
-import os
 import sys
+from pathlib import Path
+
+TOOLS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TOOLS))
+
+# First, before torch is imported: pins the environment for determinism (see fixture_common.py).
+import fixture_common as fc  # noqa: E402
+from fixture_common import f32_hex, log, sha256_bytes  # noqa: E402,F401
 
 # PEFT writes target_modules as list(set(...)), i.e. in string-hash order, and string hashes are
 # randomised per process: pin them (re-executing once) so that every run sees the same orders.
-if os.environ.get("PYTHONHASHSEED") != "0":
-    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "PYTHONHASHSEED": "0"})
-
-# Same determinism pins as tools/make_fixtures.py (set before torch is imported).
-os.environ["ATEN_CPU_CAPABILITY"] = "avx2"
-os.environ["MKL_CBWR"] = "AVX2"
-os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
-os.environ["OMP_NUM_THREADS"] = "1"
-os.environ["MKL_NUM_THREADS"] = "1"
-os.environ["TOKENIZERS_PARALLELISM"] = "false"
-os.environ["RAYON_NUM_THREADS"] = "1"
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-os.environ["TRANSFORMERS_VERBOSITY"] = "error"
-os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+fc.pin_hash_seed()
 
 import argparse
-import hashlib
 import json
 import math
 import shutil
@@ -60,11 +52,6 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-
-TOOLS = Path(__file__).resolve().parent
-sys.path.insert(0, str(TOOLS))
-
-import make_fixtures as mf  # noqa: E402  (shares helpers and the environment pins)
 
 import numpy as np  # noqa: E402
 import peft  # noqa: E402
@@ -161,14 +148,6 @@ REAL = [
 ]
 
 
-def log(*args):
-    mf.log(*args)
-
-
-def sha256_bytes(b: bytes) -> str:
-    return hashlib.sha256(b).hexdigest()
-
-
 def tensor_bytes(t: torch.Tensor) -> bytes:
     t = t.detach().contiguous()
     if t.dtype == torch.bfloat16:
@@ -181,10 +160,6 @@ def bits_hex(t: torch.Tensor) -> list[str]:
     if t.dtype == torch.bfloat16:
         return [f"{v & 0xFFFF:04x}" for v in t.view(torch.int16).tolist()]
     return [f"{v & 0xFFFFFFFF:08x}" for v in t.view(torch.int32).tolist()]
-
-
-def f32_hex(x: float) -> str:
-    return struct.pack(">f", x).hex()
 
 
 def dtype_name(t: torch.Tensor) -> str:
@@ -339,7 +314,7 @@ def perturb(pm, spec: dict) -> list[str]:
 
 
 def make_adapters(out: Path) -> dict:
-    root = mf.fresh_dir(out / "lora" / "adapters")
+    root = fc.fresh_dir(out / "lora" / "adapters")
     info = {}
     for spec in ADAPTERS:
         name = spec["name"]
@@ -1286,10 +1261,9 @@ def main():
     ap.add_argument("--out", type=Path, default=REPO / "fixtures", help="default: <repo>/fixtures")
     ap.add_argument("--only", default=None, help="make_fixtures.py's sections; runs only if 'models' is among them")
     args = ap.parse_args()
-    if args.only is not None and "models" not in [s.strip() for s in args.only.split(",")]:
-        log("make_lora_goldens: skipped (--only does not include 'models')")
+    if not fc.models_section_requested(args.only, "make_lora_goldens"):
         return
-    mf.setup_libraries()
+    fc.setup_libraries()
     torch.set_grad_enabled(False)
     out = args.out.resolve()
     for base in (LLAMA, GPT2):
@@ -1299,7 +1273,7 @@ def main():
         if not (SHARED_LORA / spec["name"] / "adapter_model.safetensors").is_file():
             sys.exit(f"error: {SHARED_LORA / spec['name']}: real adapter missing")
     start = time.monotonic()
-    mf.fresh_dir(out / "lora")
+    fc.fresh_dir(out / "lora")
     (out / "lora" / "goldens").mkdir()
     global F32_DIR
     tmp_f32 = tempfile.TemporaryDirectory(prefix="tiny-llama-f32-")
@@ -1337,12 +1311,12 @@ def main():
         "findings": found,
     }
     assert json.loads(compact_json(manifest)) == json.loads(json.dumps(manifest))
-    mf.write_text(out / "lora" / "goldens" / "manifest.json", compact_json(manifest) + "\n")
+    fc.write_text(out / "lora" / "goldens" / "manifest.json", compact_json(manifest) + "\n")
     make_readme(out, manifest)
     tmp_f32.cleanup()
     total = sum(p.stat().st_size for p in (out / "lora").rglob("*") if p.is_file())
     log(f"lora: {total / 1e6:.2f} MB in fixtures/lora")
-    mf.write_sums(out)
+    fc.write_sums(out)
     log(f"make_lora_goldens: done in {time.monotonic() - start:.0f}s")
 
 

@@ -25,44 +25,30 @@ tools/make_fixtures.sh can pass its own arguments through: this script runs only
 --only is absent or names the 'models' section (the goldens are derived from the model).
 """
 
-import os
-
-# Same determinism pins as tools/make_fixtures.py (set before torch is imported). They matter
-# here too: torch's float32 sum (the nested offset) vectorises by 8 lanes with AVX2 and 16 with
-# AVX512, and the two give different last bits.
-os.environ["ATEN_CPU_CAPABILITY"] = "avx2"
-os.environ["MKL_CBWR"] = "AVX2"
-os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
-os.environ["OMP_NUM_THREADS"] = "1"
-os.environ["MKL_NUM_THREADS"] = "1"
-os.environ["TOKENIZERS_PARALLELISM"] = "false"
-os.environ["RAYON_NUM_THREADS"] = "1"
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-os.environ["TRANSFORMERS_VERBOSITY"] = "error"
-os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-# bitsandbytes wraps some CPU fallbacks (e.g. dequantize_4bit of an odd last dimension) in
-# torch.compile; run them eagerly: same arithmetic, no C++ compiler needed, no recompile noise.
-os.environ["TORCHDYNAMO_DISABLE"] = "1"
-
-import argparse
-import contextlib
-import hashlib
-import inspect
-import io
-import json
-import logging
-import shutil
-import struct
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 TOOLS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TOOLS))
 
-import make_fixtures as mf  # noqa: E402  (shares helpers and the environment pins)
+# First, before torch is imported: pins the environment for determinism (see fixture_common.py).
+import fixture_common as fc  # noqa: E402
+from fixture_common import f32_hex, log, sha256_bytes  # noqa: E402,F401
+
+# bitsandbytes wraps some CPU fallbacks (e.g. dequantize_4bit of an odd last dimension) in
+# torch.compile; run them eagerly: same arithmetic, no C++ compiler needed, no recompile noise.
+fc.pin_environment(TORCHDYNAMO_DISABLE="1")
+
+import argparse
+import contextlib
+import inspect
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
 
 import numpy as np  # noqa: E402
 import safetensors  # noqa: E402
@@ -89,18 +75,6 @@ MAX_DEQUANT_NUMEL = 5000  # caseNN.dequant is stored for cases up to this many e
 MODEL_GOLDEN_WEIGHTS = ["model.layers.0.self_attn.q_proj.weight", "model.layers.0.mlp.down_proj.weight"]
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 SAFETENSORS_DTYPE = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
-
-
-def log(*args):
-    mf.log(*args)
-
-
-def f32_hex(x) -> str:
-    return struct.pack(">f", float(x)).hex()
-
-
-def sha256_bytes(b: bytes) -> str:
-    return hashlib.sha256(b).hexdigest()
 
 
 def tensor_sha(t: torch.Tensor) -> str:
@@ -717,7 +691,7 @@ def make_goldens(out: Path, model_weights: dict) -> dict:
         "model_weights": {"source": "fixtures/models/tiny-llama/model.safetensors (bf16)",
                           "quantize_4bit": {"quant_type": "nf4", "blocksize": 64}, "tensors": model_rows},
     }
-    mf.write_json(d / "bnb_4bit.json", manifest)
+    fc.write_json(d / "bnb_4bit.json", manifest)
     return manifest
 
 
@@ -850,7 +824,7 @@ def logits_of(model, ids: list) -> torch.Tensor:
 
 
 def make_bnb_folder(out: Path, src: Path) -> dict:
-    d = mf.fresh_dir(out / "models" / "tiny-llama-bnb-nf4")
+    d = fc.fresh_dir(out / "models" / "tiny-llama-bnb-nf4")
     with quiet():
         m = transformers.AutoModelForCausalLM.from_pretrained(src, quantization_config=bnb_config(),
                                                               device_map="cpu")
@@ -875,7 +849,7 @@ def make_bnb_folder(out: Path, src: Path) -> dict:
 def make_ct_int8_folder(out: Path, src: Path) -> dict:
     """The DESIGN.md int8 layout: per row, groups of 64 along the input dimension, scale =
     absmax/127 (float32), q = round-half-away(x/scale) clamped to [-127, 127] (int8)."""
-    d = mf.fresh_dir(out / "models" / "tiny-llama-ct-int8")
+    d = fc.fresh_dir(out / "models" / "tiny-llama-ct-int8")
     base = safetensors.torch.load_file(str(src / "model.safetensors"))
     tensors = {}
     for name, w in base.items():
@@ -888,7 +862,7 @@ def make_ct_int8_folder(out: Path, src: Path) -> dict:
     safetensors.torch.save_file(tensors, str(d / "model.safetensors"), metadata={"format": "pt"})
     cfg = json.loads((src / "config.json").read_text())
     cfg["quantization_config"] = ct_int8_quantization_config(64)
-    mf.write_text(d / "config.json", json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    fc.write_text(d / "config.json", json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     shutil.copyfile(src / "generation_config.json", d / "generation_config.json")
     copy_tokenizer(src, d)
     return tensors
@@ -1075,7 +1049,7 @@ def make_logits(out: Path, src: Path) -> dict:
                                                                             "nf4_dequantized_f32")},
         "quantized_weights": groups,
     }
-    mf.write_json(out / "quant" / "tiny_llama_logits.json", info)
+    fc.write_json(out / "quant" / "tiny_llama_logits.json", info)
     return info
 
 
@@ -1385,7 +1359,7 @@ compressed-tensors {compressed_tensors.__version__} on CPU, `dtype=torch.float32
   `vllm/model_executor/layers/quantization/compressed_tensors/compressed_tensors.py`,
   `_get_scheme_from_parts`). DESIGN.md's "loadable by vLLM" should be checked before it is claimed.
 """
-    mf.write_text(out / "quant" / "README.md", text)
+    fc.write_text(out / "quant" / "README.md", text)
 
 
 # ---------------------------------------------------------------------------
@@ -1396,10 +1370,9 @@ def main():
     ap.add_argument("--out", type=Path, default=REPO / "fixtures", help="default: <repo>/fixtures")
     ap.add_argument("--only", default=None, help="make_fixtures.py's sections; runs only if 'models' is among them")
     args = ap.parse_args()
-    if args.only is not None and "models" not in [s.strip() for s in args.only.split(",")]:
-        log("make_quant_goldens: skipped (--only does not include 'models')")
+    if not fc.models_section_requested(args.only, "make_quant_goldens"):
         return
-    mf.setup_libraries()
+    fc.setup_libraries()
     out = args.out.resolve()
     src = out / "models" / "tiny-llama"
     if not (src / "model.safetensors").is_file() or not (out / "text" / "eval.txt").is_file():
@@ -1419,9 +1392,9 @@ def main():
     log("quant: load findings")
     findings = {"bnb": {**bnb_load_findings(out, logits["token_ids"]), "folder": bnb_info},
                 "ct_int8": ct_load_findings(out, src, int8)}
-    mf.write_json(out / "quant" / "load_findings.json", findings)
+    fc.write_json(out / "quant" / "load_findings.json", findings)
     make_readme(out, manifest, logits, findings)
-    mf.write_sums(out)
+    fc.write_sums(out)
     log(f"make_quant_goldens: done in {time.monotonic() - start:.0f}s")
 
 
