@@ -1,11 +1,11 @@
 /// GGML tensor types ckpt reads (and, for F32/F16/BF16/Q8_0/Q4_0, writes).
 public enum GGMLType: UInt32, Sendable, CaseIterable {
     case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8, bf16 = 30
-    /// K-quants: their layout is known (files holding them are read), their values are not
-    /// dequantized by ckpt yet.
+    /// K-quants (blocks of 256): Q4_K, Q5_K and Q6_K are dequantized; Q2_K, Q3_K and Q8_K are
+    /// read and named but not dequantized yet.
     case q2_K = 10, q3_K = 11, q4_K = 12, q5_K = 13, q6_K = 14, q8_K = 15
 
-    public var isDequantizable: Bool { rawValue < 10 || self == .bf16 }
+    public var isDequantizable: Bool { rawValue < 10 || self == .bf16 || self == .q4_K || self == .q5_K || self == .q6_K }
 
     public var name: String {
         switch self {
@@ -112,8 +112,50 @@ public enum GGMLQuants {
                         o[b * 32 + j] = withMin ? d * Float(q) + m : d * Float(q - 16)
                     }
                 }
-            case .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .q8_K:
-                preconditionFailure("K-quants are not dequantized (checked by GGUFFile.float32)")
+            case .q4_K, .q5_K:
+                // d, dmin (f16), 12 bytes of 6-bit scales and mins, [qh (32 bytes) for Q5_K], qs (128).
+                let five = type == .q5_K
+                let stride = five ? 176 : 144
+                for b in 0..<(count / 256) {
+                    let base = b * stride
+                    let d = half(raw, base), dmin = half(raw, base + 2)
+                    let sc = base + 4
+                    var scale = [Float](repeating: 0, count: 8), minimum = scale
+                    for j in 0..<4 {
+                        let dj = raw[sc + j], mj = raw[sc + 4 + j], mdj = raw[sc + 8 + j]
+                        scale[j] = d * Float(dj & 0x3F)
+                        minimum[j] = dmin * Float(mj & 0x3F)
+                        scale[4 + j] = d * Float((mdj & 0x0F) | ((dj >> 2) & 0x30))
+                        minimum[4 + j] = dmin * Float((mdj >> 4) | ((mj >> 2) & 0x30))
+                    }
+                    let qh = base + 16, qs = base + (five ? 48 : 16)
+                    for s in 0..<8 {
+                        let group = s / 2, shift = UInt8(4 * (s % 2))
+                        for i in 0..<32 {
+                            var q = (raw[qs + group * 32 + i] >> shift) & 0x0F
+                            if five { q |= ((raw[qh + i] >> UInt8(s)) & 1) << 4 }
+                            o[b * 256 + s * 32 + i] = scale[s] * Float(q) - minimum[s]
+                        }
+                    }
+                }
+            case .q6_K:
+                // ql (128 bytes), qh (64), 16 int8 scales, d (f16).
+                for b in 0..<(count / 256) {
+                    let base = b * 210
+                    let ql = base, qh = base + 128, scales = base + 192
+                    let d = half(raw, base + 208)
+                    for e in 0..<256 {
+                        let g = e / 128, h = (e % 128) / 64, k = e % 64
+                        let low = (raw[ql + g * 64 + k] >> UInt8(4 * h)) & 0x0F
+                        let j = (e % 128) / 32, i = e % 32
+                        let high = (raw[qh + g * 32 + i] >> UInt8(2 * j)) & 0x03
+                        let q = Int(low | high << 4) - 32
+                        let s = Float(Int8(bitPattern: raw[scales + e / 16]))
+                        o[b * 256 + e] = (d * s) * Float(q)
+                    }
+                }
+            case .q2_K, .q3_K, .q8_K:
+                preconditionFailure("Q2_K, Q3_K and Q8_K are not dequantized (checked by GGUFFile.float32)")
             }
         }
         return out
