@@ -117,7 +117,7 @@ public enum FloatConversion {
         precondition(destination.count >= count * 2)
         parallelChunks(count: count, threads: threads) { range in
             halfToHalfChunk(source.baseAddress! + range.lowerBound * 2, destination.baseAddress! + range.lowerBound * 2,
-                            range.count) { f32ToF16Vector(SIMD16<UInt32>(truncatingIfNeeded: $0) &<< 16) }
+                            range.count, bf16ToF16Vector)
         }
     }
 
@@ -130,6 +130,20 @@ public enum FloatConversion {
             halfToHalfChunk(source.baseAddress! + range.lowerBound * 2, destination.baseAddress! + range.lowerBound * 2,
                             range.count) { f32ToBF16Vector(f16ToF32Vector($0)) }
         }
+    }
+
+    /// BF16 → F16 for 16 lanes. When every exponent lands in f16's normal range (weights almost
+    /// always do) the conversion is exact bit surgery: rebias the exponent, widen the 7-bit
+    /// mantissa to 10 bits. Otherwise the vector takes the general path through f32.
+    @inline(__always)
+    static func bf16ToF16Vector(_ h: SIMD16<UInt16>) -> SIMD16<UInt16> {
+        let exponent = (h &>> SIMD16<UInt16>(repeating: 7)) & SIMD16<UInt16>(repeating: 0xFF)
+        let outside = (exponent .< SIMD16<UInt16>(repeating: 113)) .| (exponent .> SIMD16<UInt16>(repeating: 142))
+        if any(outside) { return f32ToF16Vector(SIMD16<UInt32>(truncatingIfNeeded: h) &<< 16) }
+        let sign = h & SIMD16<UInt16>(repeating: 0x8000)
+        let mantissa = h & SIMD16<UInt16>(repeating: 0x7F)
+        return sign | (exponent &- SIMD16<UInt16>(repeating: 112)) &<< SIMD16<UInt16>(repeating: 10)
+            | mantissa &<< SIMD16<UInt16>(repeating: 3)
     }
 
     @inline(__always)
