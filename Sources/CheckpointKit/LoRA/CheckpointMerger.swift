@@ -78,8 +78,7 @@ public enum CheckpointMerger {
         enum Source { case copy(Checkpoint.Entry), float(LogicalTensor, DType), encoded(EncodedTensor) }
         var sources: [String: Source] = [:]
         var encodedParts: [String: [UInt8]] = [:]
-        let names: [String] = checkpoint.layout == .file ? ["model.safetensors"] : checkpoint.fileNames
-        var shards = checkpoint.files.enumerated().map { ShardPlan(fileName: names[$0.offset], tensors: [], metadata: $0.element.metadata) }
+        var shards = checkpoint.mirroredShards
         var logicalTensors = base.tensors
         if let (head, embedding) = plan.untieHead, !base.tensors.contains(where: { $0.name == head }), var virtual = byName[head] {
             virtual.name = head
@@ -104,7 +103,7 @@ public enum CheckpointMerger {
                         // Encoded below, once merged; sizes depend only on the shape and scheme.
                         sources[tensor.name] = .float(tensor, tensor.dtype)
                     }
-                    for part in partEntries(tensor, in: checkpoint) where !changed {
+                    for part in base.parts(of: tensor) where !changed {
                         sources[part.info.name] = .copy(part)
                         shards[tensor.fileIndex].tensors.append(TensorSpec(name: part.info.name, dtype: part.info.dtype, shape: part.info.shape))
                     }
@@ -151,7 +150,7 @@ public enum CheckpointMerger {
                 // The base tensor is widened once, then its mapped pages are let go: resident
                 // memory stays near one tensor whatever the model's size.
                 let original = base.float32(tensor, threads: options.threads)
-                for part in partEntries(tensor, in: checkpoint) { checkpoint.releasePages(part) }
+                base.releasePages(tensor)
                 let changed = plan.changes[tensor.name] != nil
                 let values = changed
                     ? mergedValues(tensor, plan: plan, base: base, storage: dtype, threads: options.threads, original: original)
@@ -207,17 +206,6 @@ public enum CheckpointMerger {
                 return CheckpointQuantizer.encodeInt8(x, info: info, rows: tensor.shape[0], columns: tensor.shape[1], groupSize: groupSize,
                                                       scaleType: scaleType, fixedScales: nil, threads: threads)
             }
-        }
-    }
-
-    /// Every stored tensor of a quantized weight.
-    static func partEntries(_ tensor: LogicalTensor, in checkpoint: Checkpoint) -> [Checkpoint.Entry] {
-        switch tensor.storage {
-        case .plain(let e): return [e]
-        case .fourBit(let s): return s.partNames.compactMap { checkpoint.entry(named: $0) }
-        case .int8(let s):
-            let extra = ["weight_zero_point", "weight_g_idx"].compactMap { checkpoint.entry(named: String(s.weight.info.name.dropLast("weight".count)) + $0) }
-            return [s.weight, s.scale] + extra
         }
     }
 }

@@ -30,8 +30,7 @@ public enum CheckpointDequantizer {
         guard logical.scheme != nil else { throw DequantizationError.notQuantized(path: checkpoint.path) }
         var report = DequantizationReport(output: output, files: [], tensors: [], keptCount: 0, seconds: 0)
         var byName: [String: LogicalTensor] = [:]
-        let names: [String] = checkpoint.layout == .file ? ["model.safetensors"] : checkpoint.fileNames
-        var shards = checkpoint.files.enumerated().map { ShardPlan(fileName: names[$0.offset], tensors: [], metadata: $0.element.metadata) }
+        var shards = checkpoint.mirroredShards
         for tensor in logical.tensors {
             let outputType: DType
             if let scheme = tensor.scheme {

@@ -172,9 +172,8 @@ public enum CheckpointQuantizer {
 
         // Encode every selected tensor of every shard, keeping each shard's plan.
         var encoded: [String: (bytes: [UInt8], original: Bool)] = [:]
-        var shards: [ShardPlan] = []
-        let names: [String] = checkpoint.layout == .file ? ["model.safetensors"] : checkpoint.fileNames
-        for (fileIndex, file) in checkpoint.files.enumerated() {
+        var shards = checkpoint.mirroredShards
+        for fileIndex in checkpoint.files.indices {
             var specs: [TensorSpec] = []
             for entry in checkpoint.entries where entry.fileIndex == fileIndex {
                 let info = entry.info
@@ -192,7 +191,7 @@ public enum CheckpointQuantizer {
                 report.tensors.append(row)
                 checkpoint.releasePages(entry)
             }
-            shards.append(ShardPlan(fileName: names[fileIndex], tensors: specs, metadata: file.metadata))
+            shards[fileIndex].tensors = specs
         }
 
         let config = checkpoint.config.map { quantizedConfig($0, scheme: options.scheme, checkpoint: checkpoint, selected: selected) }

@@ -127,6 +127,8 @@ public struct LogicalTensor: Sendable {
         public var weight: Checkpoint.Entry
         public var scale: Checkpoint.Entry
         public var groupSize: Int
+        /// `weight_zero_point` / `weight_g_idx` when the file has them (unused by symmetric int8).
+        public var extras: [Checkpoint.Entry] = []
     }
 
     public var name: String
@@ -217,14 +219,13 @@ public final class LogicalCheckpoint: Sendable {
                                                              expected: "\(BlockInt8Quantizer.groupsPerRow(columns: columns, groupSize: groupSize)) groups per row",
                                                              actual: "\(groups)")
             }
+            let extras = ["weight_zero_point", "weight_g_idx"].compactMap { checkpoint.entry(named: String(name.dropLast("weight".count)) + $0) }
             consumed.insert(name)
             consumed.insert(scale.info.name)
-            for extra in ["weight_zero_point", "weight_g_idx"] {
-                let extraName = String(name.dropLast("weight".count)) + extra
-                if checkpoint.entry(named: extraName) != nil { consumed.insert(extraName) }
-            }
+            for extra in extras { consumed.insert(extra.info.name) }
             byName[name] = LogicalTensor(name: name, shape: entry.info.shape, dtype: fallbackDType,
-                                         storage: .int8(.init(weight: entry, scale: scale, groupSize: groupSize)), fileIndex: entry.fileIndex)
+                                         storage: .int8(.init(weight: entry, scale: scale, groupSize: groupSize, extras: extras)),
+                                         fileIndex: entry.fileIndex)
         }
 
         var tensors: [LogicalTensor] = []
@@ -240,15 +241,18 @@ public final class LogicalCheckpoint: Sendable {
         self.tensors = tensors
     }
 
+    /// Every stored tensor of `tensor` (one for a plain tensor).
+    public func parts(of tensor: LogicalTensor) -> [Checkpoint.Entry] {
+        switch tensor.storage {
+        case .plain(let entry): return [entry]
+        case .fourBit(let s): return s.partNames.compactMap { checkpoint.entry(named: $0) }
+        case .int8(let s): return [s.weight, s.scale] + s.extras
+        }
+    }
+
     /// Lets the mapped pages of every stored part of `tensor` go (after it has been read).
     public func releasePages(_ tensor: LogicalTensor) {
-        switch tensor.storage {
-        case .plain(let entry): checkpoint.releasePages(entry)
-        case .fourBit(let s): for name in s.partNames { if let e = checkpoint.entry(named: name) { checkpoint.releasePages(e) } }
-        case .int8(let s):
-            checkpoint.releasePages(s.weight)
-            checkpoint.releasePages(s.scale)
-        }
+        for part in parts(of: tensor) { checkpoint.releasePages(part) }
     }
 
     /// The scheme of the first quantized tensor, if any.

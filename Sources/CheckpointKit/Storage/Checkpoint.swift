@@ -251,6 +251,13 @@ public final class Checkpoint: Sendable {
     /// Total bytes of tensor data (the index's `total_size`).
     public var tensorBytes: Int { entries.reduce(0) { $0 + $1.info.byteCount } }
 
+    /// Output shards mirroring this checkpoint's files: the same names (`model.safetensors` for a
+    /// lone file), each file's metadata, no tensors yet.
+    public var mirroredShards: [ShardPlan] {
+        let names = layout == .file ? ["model.safetensors"] : fileNames
+        return files.enumerated().map { ShardPlan(fileName: names[$0.offset], tensors: [], metadata: $0.element.metadata) }
+    }
+
     /// Shard file names as they appear on disk (the path itself for a lone file).
     public var fileNames: [String] { files.map { directory == nil ? $0.path : FileSystem.split($0.path).name } }
 }

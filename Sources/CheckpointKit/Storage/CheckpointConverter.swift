@@ -77,11 +77,8 @@ public enum CheckpointConverter {
             let metadata = checkpoint.files.first?.metadata ?? []
             for i in shards.indices { shards[i].metadata = metadata }
         } else {
-            let names: [String] = checkpoint.layout == .file ? ["model.safetensors"] : checkpoint.fileNames
-            shards = checkpoint.files.enumerated().map { index, file in
-                ShardPlan(fileName: names[index], tensors: specs.enumerated().filter { checkpoint.entries[$0.offset].fileIndex == index }.map(\.element),
-                          metadata: file.metadata)
-            }
+            shards = checkpoint.mirroredShards
+            for (entry, spec) in zip(checkpoint.entries, specs) { shards[entry.fileIndex].tensors.append(spec) }
         }
 
         var report = ConversionReport(output: output, files: [], tensors: [], copiedFiles: [], seconds: 0)
