@@ -36,10 +36,7 @@ public struct BaseLogProbabilities: Sendable {
         var result = BaseLogProbabilities(context: plan.context, chunks: plan.chunks, topK: k, tokens: tokens, bos: plan.bos, topIDs: [],
                                           topLogProbabilities: [], restLogProbability: [], trueLogProbability: [], vocabularySize: vocabulary)
         for i in 0..<plan.chunks {
-            if Interruption.isRequested { throw FileAccessError.interrupted(file: model.path) }
-            let chunk = plan.tokens(i, from: tokens)
-            let logits = model.logits(chunk, scored: plan.scoredRows)
-            guard logits.allSatisfy(\.isFinite) else { throw EvaluationError.nonFiniteLogits(model: model.path, chunk: i + 1) }
+            let (chunk, logits) = try plan.scoredLogits(model, chunk: i, from: tokens)
             logits.withUnsafeBufferPointer { all in
                 for (r, position) in plan.scoredRows.enumerated() {
                     let row = UnsafeBufferPointer(rebasing: all[(r * vocabulary)..<((r + 1) * vocabulary)])
@@ -73,10 +70,7 @@ public struct BaseLogProbabilities: Sendable {
         var result = DivergenceAccumulator()
         var row = 0
         for i in 0..<chunks {
-            if Interruption.isRequested { throw FileAccessError.interrupted(file: candidate.path) }
-            let chunk = plan.tokens(i, from: tokens)
-            let logits = candidate.logits(chunk, scored: plan.scoredRows)
-            guard logits.allSatisfy(\.isFinite) else { throw EvaluationError.nonFiniteLogits(model: candidate.path, chunk: i + 1) }
+            let (chunk, logits) = try plan.scoredLogits(candidate, chunk: i, from: tokens)
             logits.withUnsafeBufferPointer { all in
                 for (r, position) in plan.scoredRows.enumerated() {
                     let c = UnsafeBufferPointer(rebasing: all[(r * vocabularySize)..<((r + 1) * vocabularySize)])

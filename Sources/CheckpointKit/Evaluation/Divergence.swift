@@ -72,13 +72,9 @@ public enum DivergenceEvaluator {
         var result = DivergenceAccumulator()
         let vocabulary = base.config.vocabularySize
         for i in 0..<plan.chunks {
-            if Interruption.isRequested { throw FileAccessError.interrupted(file: candidate.path) }
-            let chunk = plan.tokens(i, from: tokens)
+            let (chunk, b) = try plan.scoredLogits(base, chunk: i, from: tokens)
+            let c = try plan.scoredLogits(candidate, chunk: i, from: tokens).logits
             let rows = plan.scoredRows
-            let b = base.logits(chunk, scored: rows)
-            let c = candidate.logits(chunk, scored: rows)
-            if b.contains(where: { !$0.isFinite }) { throw EvaluationError.nonFiniteLogits(model: base.path, chunk: i + 1) }
-            if c.contains(where: { !$0.isFinite }) { throw EvaluationError.nonFiniteLogits(model: candidate.path, chunk: i + 1) }
             b.withUnsafeBufferPointer { bp in
                 c.withUnsafeBufferPointer { cp in
                     for (r, position) in rows.enumerated() {

@@ -74,6 +74,16 @@ public struct ChunkPlan: Sendable {
         self.bos = bos
     }
 
+    /// Chunk `i` run through `model`: its tokens and the logits of the scored rows
+    /// ([scoredRows.count, vocab]), refused if any is NaN or infinite. Stops on an interruption.
+    public func scoredLogits(_ model: TransformerModel, chunk i: Int, from stream: [Int]) throws -> (tokens: [Int], logits: [Float]) {
+        if Interruption.isRequested { throw FileAccessError.interrupted(file: model.path) }
+        let chunk = tokens(i, from: stream)
+        let logits = model.logits(chunk, scored: scoredRows)
+        guard logits.allSatisfy(\.isFinite) else { throw EvaluationError.nonFiniteLogits(model: model.path, chunk: i + 1) }
+        return (chunk, logits)
+    }
+
     /// Chunk `i`'s tokens, with BOS in front when the tokenizer adds one.
     public func tokens(_ i: Int, from stream: [Int]) -> [Int] {
         var chunk = Array(stream[(i * context)..<((i + 1) * context)])
@@ -102,16 +112,12 @@ public enum PerplexityEvaluator {
         var perChunk: [Double] = []
         let vocabulary = model.config.vocabularySize
         for i in 0..<plan.chunks {
-            if Interruption.isRequested { throw FileAccessError.interrupted(file: model.path) }
-            let chunk = plan.tokens(i, from: tokens)
-            let rows = plan.scoredRows
-            let logits = model.logits(chunk, scored: rows)
+            let (chunk, logits) = try plan.scoredLogits(model, chunk: i, from: tokens)
             var chunkNLL = PerplexityAccumulator()
-            try logits.withUnsafeBufferPointer { all in
-                for (r, position) in rows.enumerated() {
+            logits.withUnsafeBufferPointer { all in
+                for (r, position) in plan.scoredRows.enumerated() {
                     let row = UnsafeBufferPointer(rebasing: all[(r * vocabulary)..<((r + 1) * vocabulary)])
                     let (m, logSum) = logSoftmaxNormalizer(row)
-                    guard m.isFinite, logSum.isFinite else { throw EvaluationError.nonFiniteLogits(model: model.path, chunk: i + 1) }
                     let target = chunk[position + 1]
                     let nll = -(Double(row[target] - m) - logSum)
                     total.add(negativeLogLikelihood: nll)
