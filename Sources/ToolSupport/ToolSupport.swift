@@ -123,7 +123,7 @@ public struct ProgressLine {
 /// Parses sizes such as `5GB`, `500MB`, `2GiB` or a plain byte count, as transformers'
 /// `max_shard_size` does (GB = 10^9, GiB = 2^30).
 public func parseByteSize(_ text: String) -> Int? {
-    let trimmed = text.trimmingCharacters(in: " ")
+    let trimmed = String(text.trimmingCharacters(in: " "))
     let units: [(String, Double)] = [
         ("KIB", 1024), ("MIB", 1024 * 1024), ("GIB", 1024 * 1024 * 1024), ("TIB", 1024 * 1024 * 1024 * 1024),
         ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12), ("K", 1e3), ("M", 1e6), ("G", 1e9), ("B", 1),
@@ -219,14 +219,6 @@ public struct TextTable {
     }
 }
 
-extension String {
-    func trimmingCharacters(in set: String) -> String {
-        var s = self[...]
-        while let f = s.first, set.contains(f) { s = s.dropFirst() }
-        while let l = s.last, set.contains(l) { s = s.dropLast() }
-        return String(s)
-    }
-}
 
 /// Parses f32 / f16 / bf16 (and their torch spellings).
 public func parseFloatType(_ text: String) -> DType? {

@@ -218,7 +218,7 @@ public enum CheckpointQuantizer {
         let view = checkpoint.view(entry)
         let info = entry.info
         let file = checkpoint.files[entry.fileIndex].path
-        let values = floatValues(view, threads: options.threads)
+        let values = FloatValues.array(view, threads: options.threads)
         if !options.allowNonFinite, let bad = values.firstIndex(where: { !$0.isFinite }) {
             throw QuantizationError.nonFinite(file: file, tensor: info.name, index: bad, value: "\(values[bad])")
         }
@@ -336,19 +336,6 @@ public enum CheckpointQuantizer {
                                                   groupSize: groupSize, into: out, threads: threads)
                 }
             }
-        }
-    }
-
-    /// A tensor's values as f32, converted on all threads for the common float dtypes.
-    static func floatValues(_ view: TensorView, threads: ThreadBudget) -> [Float] {
-        let n = view.elementCount
-        return [Float](unsafeUninitializedCapacity: n) { buffer, initialized in
-            if [.f32, .f16, .bf16, .f64].contains(view.dtype) {
-                FloatConversion.convert(view.bytes, from: view.dtype, to: .f32, into: UnsafeMutableRawBufferPointer(buffer), threads: threads)
-            } else if n > 0 {
-                FloatValues.read(view, range: 0..<n, into: buffer.baseAddress!)
-            }
-            initialized = n
         }
     }
 

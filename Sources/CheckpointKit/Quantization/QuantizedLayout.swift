@@ -269,8 +269,7 @@ public final class LogicalCheckpoint: Sendable {
     public func read(_ tensor: LogicalTensor, into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget = .allCores) {
         switch tensor.storage {
         case let .plain(entry):
-            let view = checkpoint.view(entry)
-            if out.count > 0 { FloatValues.read(view, range: 0..<out.count, into: out.baseAddress!) }
+            FloatValues.read(checkpoint.view(entry), into: out, threads: threads)
         case let .fourBit(s):
             var absmax = FloatValues.array(checkpoint.view(s.absmax))
             if let nested = s.nestedAbsmax, let offset = s.nestedOffset {

@@ -8,7 +8,7 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
     case tensorNotInShard(file: String, tensor: String, shard: String)
     case tensorMissingFromIndex(file: String, tensor: String, shard: String)
     case duplicateTensor(tensor: String, firstFile: String, secondFile: String)
-    case configMalformed(file: String, reason: String)
+    case jsonMalformed(file: String, reason: String)
 
     public var description: String {
         switch self {
@@ -29,8 +29,8 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
             return "\(file): tensor '\(tensor)': present in shard '\(shard)' but not listed in the index"
         case let .duplicateTensor(tensor, firstFile, secondFile):
             return "\(secondFile): tensor '\(tensor)': also present in \(firstFile) (expected each tensor once)"
-        case let .configMalformed(file, reason):
-            return "\(file): malformed config.json: \(reason)"
+        case let .jsonMalformed(file, reason):
+            return "\(file): malformed JSON file: \(reason)"
         }
     }
 }
@@ -155,7 +155,7 @@ public final class Checkpoint: Sendable {
         if let directory {
             let configPath = FileSystem.join(directory, "config.json")
             if FileSystem.isRegularFile(configPath) {
-                config = try Self.readConfig(configPath)
+                config = try Self.readJSONObject(configPath)
             }
             let weightNames = Set(shardNames)
             let indexName: String? = if case .sharded(let name) = layout { name } else { nil }
@@ -213,17 +213,21 @@ public final class Checkpoint: Sendable {
         return (shards.sorted(), pairs, root["metadata"])
     }
 
-    static func readConfig(_ path: String) throws -> JSONValue {
+    /// A JSON object from a file that is not weights (config.json, tokenizer files), read with a
+    /// size bound so a hostile file cannot make us allocate without limit.
+    static func readJSONObject(_ path: String, maximumBytes: Int = 16 << 20) throws -> JSONValue {
         let mapped = try MappedFile(path: path)
-        guard mapped.count <= 16 << 20 else { throw CheckpointError.configMalformed(file: path, reason: "larger than 16 MB") }
+        guard mapped.count <= maximumBytes else {
+            throw CheckpointError.jsonMalformed(file: path, reason: "larger than \(maximumBytes >> 20) MB")
+        }
         if firstInvalidUTF8Offset(mapped.bytes) != nil {
-            throw CheckpointError.configMalformed(file: path, reason: "not UTF-8")
+            throw CheckpointError.jsonMalformed(file: path, reason: "not UTF-8")
         }
         let root: JSONValue
         do { root = try JSONParser.parse(mapped.bytes) } catch {
-            throw CheckpointError.configMalformed(file: path, reason: error.description)
+            throw CheckpointError.jsonMalformed(file: path, reason: error.description)
         }
-        guard case .object = root else { throw CheckpointError.configMalformed(file: path, reason: "not a JSON object") }
+        guard case .object = root else { throw CheckpointError.jsonMalformed(file: path, reason: "not a JSON object") }
         return root
     }
 

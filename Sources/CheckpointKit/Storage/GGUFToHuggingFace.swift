@@ -22,31 +22,47 @@ public enum GGUFToHuggingFace {
         }
     }
 
+    /// The llama tensor names of both worlds, one table for both directions.
+    static let fixedNames: [(gguf: String, hf: String)] = [
+        ("token_embd.weight", "model.embed_tokens.weight"), ("output_norm.weight", "model.norm.weight"), ("output.weight", "lm_head.weight"),
+    ]
+    static let layerModules: [(gguf: String, hf: String)] = [
+        ("attn_norm", "input_layernorm"), ("ffn_norm", "post_attention_layernorm"), ("attn_q", "self_attn.q_proj"),
+        ("attn_k", "self_attn.k_proj"), ("attn_v", "self_attn.v_proj"), ("attn_output", "self_attn.o_proj"),
+        ("ffn_gate", "mlp.gate_proj"), ("ffn_up", "mlp.up_proj"), ("ffn_down", "mlp.down_proj"),
+    ]
+
     /// The Hugging Face name of a GGUF llama tensor.
     static func hfName(_ name: String) -> String? {
-        let fixed = ["token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight", "output.weight": "lm_head.weight"]
-        if let n = fixed[name] { return n }
+        if let n = fixedNames.first(where: { $0.gguf == name }) { return n.hf }
         let parts = name.split(separator: ".")
-        guard parts.count == 4, parts[0] == "blk", let layer = Int(parts[1]) else { return nil }
-        let map = [
-            "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
-            "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-            "ffn_down": "mlp.down_proj",
-        ]
-        guard let module = map[String(parts[2])] else { return nil }
-        return "model.layers.\(layer).\(module).\(parts[3])"
+        guard parts.count == 4, parts[0] == "blk", let layer = Int(parts[1]),
+            let module = layerModules.first(where: { $0.gguf == parts[2] })
+        else { return nil }
+        return "model.layers.\(layer).\(module.hf).\(parts[3])"
     }
 
-    /// Undoes llama.cpp's `permute` of Q/K rows: GGUF row h·d + 2i + j holds HF row h·d + j·d/2 + i.
-    static func unpermute(_ values: [Float], rows: Int, columns: Int, heads: Int) -> [Float] {
+    /// The GGUF name of a Hugging Face llama tensor.
+    static func ggufName(_ name: String) -> String? {
+        if let n = fixedNames.first(where: { $0.hf == name }) { return n.gguf }
+        let parts = name.split(separator: ".").map(String.init)
+        guard parts.count >= 5, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]),
+            let module = layerModules.first(where: { $0.hf == parts[3..<(parts.count - 1)].joined(separator: ".") })
+        else { return nil }
+        return "blk.\(layer).\(module.gguf).\(parts.last!)"
+    }
+
+    /// llama.cpp's Q/K row permutation (`permute` in convert_hf_to_gguf.py): HF row
+    /// h·d + j·d/2 + i is GGUF row h·d + 2i + j. `toGGUF: false` undoes it.
+    static func permuteRows(_ values: [Float], rows: Int, columns: Int, heads: Int, toGGUF: Bool) -> [Float] {
         let headDim = rows / heads
         let half = headDim / 2
         var out = [Float](repeating: 0, count: values.count)
         for h in 0..<heads {
             for i in 0..<half {
                 for j in 0..<2 {
-                    let source = (h * headDim + 2 * i + j) * columns
-                    let target = (h * headDim + j * half + i) * columns
+                    let hf = (h * headDim + j * half + i) * columns, gguf = (h * headDim + 2 * i + j) * columns
+                    let (source, target) = toGGUF ? (hf, gguf) : (gguf, hf)
                     for c in 0..<columns { out[target + c] = values[source + c] }
                 }
             }
@@ -114,9 +130,9 @@ public enum GGUFToHuggingFace {
                 let source = sources[info.name]!
                 var values = try gguf.float32(source)
                 if source.name.hasSuffix("attn_q.weight") {
-                    values = unpermute(values, rows: info.shape[0], columns: info.shape[1], heads: heads)
+                    values = permuteRows(values, rows: info.shape[0], columns: info.shape[1], heads: heads, toGGUF: false)
                 } else if source.name.hasSuffix("attn_k.weight") {
-                    values = unpermute(values, rows: info.shape[0], columns: info.shape[1], heads: kvHeads)
+                    values = permuteRows(values, rows: info.shape[0], columns: info.shape[1], heads: kvHeads, toGGUF: false)
                 }
                 try out.write(count: info.byteCount) { destination in
                     values.withUnsafeBytes { FloatConversion.convert($0, from: .f32, to: info.dtype, into: destination, threads: threads) }

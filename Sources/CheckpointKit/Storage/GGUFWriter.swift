@@ -18,38 +18,6 @@ public enum GGUFWriter {
         }
     }
 
-    /// The GGUF name of a Hugging Face llama tensor (the inverse of GGUFToHuggingFace.hfName).
-    static func ggufName(_ name: String) -> String? {
-        let fixed = ["model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight", "lm_head.weight": "output.weight"]
-        if let n = fixed[name] { return n }
-        let parts = name.split(separator: ".").map(String.init)
-        guard parts.count >= 5, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]) else { return nil }
-        let module = parts[3..<(parts.count - 1)].joined(separator: ".")
-        let map = [
-            "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
-            "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
-            "mlp.down_proj": "ffn_down",
-        ]
-        guard let short = map[module] else { return nil }
-        return "blk.\(layer).\(short).\(parts.last!)"
-    }
-
-    /// llama.cpp's `permute`: HF row h·d + j·d/2 + i goes to GGUF row h·d + 2i + j.
-    static func permute(_ values: [Float], rows: Int, columns: Int, heads: Int) -> [Float] {
-        let headDim = rows / heads, half = headDim / 2
-        var out = [Float](repeating: 0, count: values.count)
-        for h in 0..<heads {
-            for i in 0..<half {
-                for j in 0..<2 {
-                    let source = (h * headDim + j * half + i) * columns
-                    let target = (h * headDim + 2 * i + j) * columns
-                    for c in 0..<columns { out[target + c] = values[source + c] }
-                }
-            }
-        }
-        return out
-    }
-
     struct Buffer {
         var bytes: [UInt8] = []
         mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
@@ -120,7 +88,7 @@ public enum GGUFWriter {
         var planned: [Planned] = []
         var offset = 0
         for tensor in logical.tensors {
-            guard let name = ggufName(tensor.name) else { continue }
+            guard let name = GGUFToHuggingFace.ggufName(tensor.name) else { continue }
             var t: GGMLType = tensor.shape.count == 1 ? .f32 : type
             if tensor.shape.count == 2 && tensor.shape[1] % t.blockSize != 0 { t = .f16 }
             let dims = Array(tensor.shape.reversed())
@@ -154,9 +122,9 @@ public enum GGUFWriter {
             for p in planned {
                 var values = logical.float32(p.source, threads: threads)
                 if p.name.hasSuffix("attn_q.weight") {
-                    values = permute(values, rows: p.source.shape[0], columns: p.source.shape[1], heads: config.heads)
+                    values = GGUFToHuggingFace.permuteRows(values, rows: p.source.shape[0], columns: p.source.shape[1], heads: config.heads, toGGUF: true)
                 } else if p.name.hasSuffix("attn_k.weight") {
-                    values = permute(values, rows: p.source.shape[0], columns: p.source.shape[1], heads: config.kvHeads)
+                    values = GGUFToHuggingFace.permuteRows(values, rows: p.source.shape[0], columns: p.source.shape[1], heads: config.kvHeads, toGGUF: true)
                 }
                 let encoded: [UInt8] = values.withUnsafeBufferPointer { x in
                     switch p.type {
@@ -185,7 +153,7 @@ public enum GGUFWriter {
     /// `tokenizer.ggml.*` from a byte-level BPE tokenizer.json: tokens by id (their vocabulary
     /// spelling), token types (1 normal, 3 control = special added, 4 user-defined), merges.
     static func tokenizerMetadata(_ path: String, vocabulary: Int) throws -> [(String, Value)] {
-        let json = try Checkpoint.readConfig(path)
+        let json = try Checkpoint.readJSONObject(path, maximumBytes: 512 << 20)  // the tokenizer loader's bound
         guard let model = json["model"], model["type"]?.stringValue == "BPE", let vocab = model["vocab"]?.objectMembers else {
             throw Failure.tokenizer(file: path, reason: "not a BPE tokenizer")
         }
@@ -210,7 +178,7 @@ public enum GGUFWriter {
             if let pair = m.arrayValue?.compactMap(\.stringValue), pair.count == 2 { return pair[0] + " " + pair[1] }
             return nil
         }
-        let special = try? Checkpoint.readConfig(FileSystem.join(FileSystem.split(path).directory, "tokenizer_config.json"))
+        let special = try? Checkpoint.readJSONObject(FileSystem.join(FileSystem.split(path).directory, "tokenizer_config.json"))
         func id(_ key: String) -> Int? {
             guard let name = special?[key]?.stringValue ?? special?[key]?["content"]?.stringValue else { return nil }
             return tokens.firstIndex(of: name)

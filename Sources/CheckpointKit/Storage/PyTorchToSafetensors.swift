@@ -69,7 +69,7 @@ public enum PyTorchToSafetensors {
                     && !name.hasSuffix(".pt") && !name.hasSuffix(".pth") && FileSystem.isRegularFile(FileSystem.join(directory, name))
                 {
                     if name == "config.json" {
-                        var config = try Checkpoint.readConfig(FileSystem.join(directory, name))
+                        var config = try Checkpoint.readJSONObject(FileSystem.join(directory, name))
                         if let dtype { config = CheckpointConverter.updatingDType(config, to: dtype) }
                         try writer.writeJSON(config, named: name, sortKeys: true)
                     } else {

@@ -263,8 +263,9 @@ public struct GitLFSPointer: Equatable, Sendable {
     }
 }
 
-extension Substring {
-    func trimmingCharacters(in set: String) -> Substring {
+extension StringProtocol {
+    /// Without the leading and trailing characters in `set` (no Foundation).
+    public func trimmingCharacters(in set: String) -> SubSequence {
         var s = self[...]
         while let f = s.first, set.contains(f) { s = s.dropFirst() }
         while let l = s.last, set.contains(l) { s = s.dropLast() }

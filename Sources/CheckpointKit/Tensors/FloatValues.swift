@@ -42,12 +42,22 @@ public enum FloatValues {
         }
     }
 
-    /// The whole tensor as a new f32 array.
-    public static func array(_ view: TensorView) -> [Float] {
+    /// The whole tensor as a new f32 array; the common float dtypes convert on `threads`.
+    public static func array(_ view: TensorView, threads: ThreadBudget = .single) -> [Float] {
         let n = view.elementCount
         return [Float](unsafeUninitializedCapacity: n) { buffer, initialized in
-            if n > 0 { read(view, range: 0..<n, into: buffer.baseAddress!) }
+            read(view, into: buffer, threads: threads)
             initialized = n
+        }
+    }
+
+    /// The whole tensor into `out` (elementCount values); the common float dtypes convert on `threads`.
+    public static func read(_ view: TensorView, into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget) {
+        guard view.elementCount > 0 else { return }
+        if [.f32, .f16, .bf16, .f64].contains(view.dtype) {
+            FloatConversion.convert(view.bytes, from: view.dtype, to: .f32, into: UnsafeMutableRawBufferPointer(out), threads: threads)
+        } else {
+            read(view, range: 0..<view.elementCount, into: out.baseAddress!)
         }
     }
 
