@@ -105,6 +105,22 @@ def setup_libraries():
                  "so results match across machines); run on an x86-64 machine with AVX2")
 
 
+def site_packages_file(module, rel: str) -> Path:
+    return Path(module.__file__).resolve().parent / rel
+
+
+def cite(module, rel: str, anchor: str, nth: int = 1) -> str:
+    """'<package>/<rel>:<line>' of the nth line containing anchor in the installed source."""
+    path = site_packages_file(module, rel)
+    seen = 0
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if anchor in line:
+            seen += 1
+            if seen == nth:
+                return f"`{module.__name__}/{rel}:{i}`"
+    sys.exit(f"error: anchor {anchor!r} not found in {path}; the pinned package changed?")
+
+
 def models_section_requested(only: str | None, script: str) -> bool:
     """For the golden scripts, which accept make_fixtures.py's --only and run only when it is
     absent or names the 'models' section; logs the skip otherwise."""

@@ -37,7 +37,7 @@ sys.path.insert(0, str(TOOLS))
 
 # First, before torch is imported: pins the environment for determinism (see fixture_common.py).
 import fixture_common as fc  # noqa: E402
-from fixture_common import f32_hex, log, sha256_bytes  # noqa: E402,F401
+from fixture_common import cite, f32_hex, log, sha256_bytes  # noqa: E402,F401
 
 # PEFT writes target_modules as list(set(...)), i.e. in string-hash order, and string hashes are
 # randomised per process: pin them (re-executing once) so that every run sees the same orders.
@@ -172,22 +172,6 @@ def sanitize(text: str) -> str:
                  (tempfile.gettempdir(), "<tmp>")):
         text = text.replace(p, r)
     return " ".join(text.split())
-
-
-def site_packages_file(module, rel: str) -> Path:
-    return Path(module.__file__).resolve().parent / rel
-
-
-def cite(module, rel: str, anchor: str, nth: int = 1) -> str:
-    """'<package>/<rel>:<line>' of the nth line containing anchor in the installed source."""
-    path = site_packages_file(module, rel)
-    seen = 0
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if anchor in line:
-            seen += 1
-            if seen == nth:
-                return f"`{module.__name__}/{rel}:{i}`"
-    sys.exit(f"error: anchor {anchor!r} not found in {path}; the pinned package changed?")
 
 
 class Recorder:

@@ -33,7 +33,7 @@ sys.path.insert(0, str(TOOLS))
 
 # First, before torch is imported: pins the environment for determinism (see fixture_common.py).
 import fixture_common as fc  # noqa: E402
-from fixture_common import f32_hex, log, sha256_bytes  # noqa: E402,F401
+from fixture_common import cite, f32_hex, log, sha256_bytes  # noqa: E402,F401
 
 # bitsandbytes wraps some CPU fallbacks (e.g. dequantize_4bit of an odd last dimension) in
 # torch.compile; run them eagerly: same arithmetic, no C++ compiler needed, no recompile noise.
@@ -80,22 +80,6 @@ SAFETENSORS_DTYPE = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
 def tensor_sha(t: torch.Tensor) -> str:
     return sha256_bytes(t.contiguous().view(torch.uint8).numpy().tobytes() if t.dtype != torch.uint8
                         else t.contiguous().numpy().tobytes())
-
-
-def site_packages_file(module, rel: str) -> Path:
-    return Path(module.__file__).resolve().parent / rel
-
-
-def cite(module, rel: str, anchor: str, nth: int = 1) -> str:
-    """'<package>/<rel>:<line>' of the nth line containing anchor in the installed source."""
-    path = site_packages_file(module, rel)
-    seen = 0
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if anchor in line:
-            seen += 1
-            if seen == nth:
-                return f"`{module.__name__}/{rel}:{i}`"
-    sys.exit(f"error: anchor {anchor!r} not found in {path}; the pinned package changed?")
 
 
 # ---------------------------------------------------------------------------
