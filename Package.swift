@@ -37,7 +37,7 @@ let package = Package(
         .executableTarget(name: "ckpt-perplexity", dependencies: ["CheckpointKit", "ToolSupport"]),
         .executableTarget(name: "ckpt-compare", dependencies: ["CheckpointKit", "ToolSupport"]),
         // Kernel throughput for `make bench`; not a shipped program.
-        .executableTarget(name: "ckpt-bench", dependencies: ["CheckpointKit"], path: "Benchmarks/ckpt-bench"),
+        .executableTarget(name: "ckpt-bench", dependencies: ["CheckpointKit", "ToolSupport"], path: "Benchmarks/ckpt-bench"),
         // Helpers both test targets share (hashing for recorded goldens).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "CheckpointKitTests", dependencies: ["CheckpointKit", "TestSupport"]),

@@ -8,6 +8,7 @@
 // first-touch costs are not what we measure), then reports the best of `runs` timed runs.
 
 import CheckpointKit
+import ToolSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -51,18 +52,9 @@ func usage() -> String {
         """
 }
 
-/// Writes straight to a file descriptor: unbuffered, so each row reaches a pipe as soon as it is
-/// measured (and the C `stdout`/`stderr` globals are not concurrency-safe in Swift 6).
+/// Unbuffered, so each row reaches a pipe as soon as it is measured.
 func writeLine(_ text: String, to descriptor: Int32) {
-    var line = text + "\n"
-    line.withUTF8 { bytes in
-        var offset = 0
-        while offset < bytes.count {
-            let written = write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
-            if written <= 0 { return }
-            offset += written
-        }
-    }
+    writeUnbuffered(text + "\n", to: descriptor)
 }
 
 func fail(_ message: String) -> Never {

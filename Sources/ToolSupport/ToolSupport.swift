@@ -73,13 +73,19 @@ public func printError(_ line: String) {
 
 /// Unbuffered write to fd 2 (the C `stderr` global is not concurrency-safe in Swift 6).
 public func writeStandardError(_ text: String) {
+    writeUnbuffered(text, to: STDERR_FILENO)
+}
+
+/// Writes all of `text` straight to a file descriptor, so it reaches a pipe at once; a failed or
+/// closed descriptor ends the write silently (there is nowhere left to report it).
+public func writeUnbuffered(_ text: String, to descriptor: Int32) {
     var text = text
     text.withUTF8 { bytes in
         var offset = 0
         while offset < bytes.count {
-            let n = write(STDERR_FILENO, bytes.baseAddress! + offset, bytes.count - offset)
-            if n <= 0 { return }
-            offset += n
+            let written = write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+            if written <= 0 { return }
+            offset += written
         }
     }
 }
