@@ -33,7 +33,7 @@ public struct EvaluationInput: ParsableArguments {
             return (try TokenFile.read(tokens, vocabulary: vocabulary), nil, tokens)
         }
         let path = text!
-        let tokenizer = try Tokenizer(path: FileSystem.join(checkpoint.directory ?? ".", "tokenizer.json"))
+        let tokenizer = try Tokenizer(checkpoint: checkpoint)
         let mapped = try MappedFile(path: path)
         let ids = tokenizer.encode(String(decoding: mapped.bytes, as: UTF8.self))
         if let bad = ids.firstIndex(where: { $0 >= vocabulary }) {

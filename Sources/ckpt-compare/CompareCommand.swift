@@ -74,7 +74,12 @@ struct CompareCommand: ParsableCommand {
                     baseName = models[0]
                 }
                 if models.count == 2 && saveBase == nil {
-                    let candidate = try TransformerModel(checkpoint: try Checkpoint(path: models[1]), threads: common.threadBudget)
+                    let candidateCheckpoint = try Checkpoint(path: models[1])
+                    let candidate = try TransformerModel(checkpoint: candidateCheckpoint, threads: common.threadBudget)
+                    if input.text != nil {
+                        let (candidateTokens, _, _) = try input.tokens(for: candidateCheckpoint, vocabulary: candidate.config.vocabularySize)
+                        try QualityGates.requireSameTokens(tokens, candidateTokens, file: source, baseModel: models[0], candidateModel: models[1])
+                    }
                     let result = try DivergenceEvaluator.evaluate(base: model, candidate: candidate, tokens: tokens, plan: plan) { chunk, r in
                         log("[\(chunk)/\(plan.chunks)] mean KLD \(formatValue(r.meanDivergence)), PPL \(formatDecimal(r.base.perplexity, places: 4)) → "
                             + "\(formatDecimal(r.candidate.perplexity, places: 4))", options: common)
@@ -112,11 +117,7 @@ struct CompareCommand: ParsableCommand {
     func report(_ r: DivergenceAccumulator, base: String, candidate: String, exact: Bool, plan: ChunkPlanDescription) -> [String] {
         let ratio = r.candidate.perplexity / r.base.perplexity
         let increase = (ratio - 1) * 100
-        var failures: [String] = []
-        if let maxPplIncrease, increase > maxPplIncrease {
-            failures.append("perplexity +\(formatDecimal(increase, places: 3))% > \(formatDecimal(maxPplIncrease, places: 3))%")
-        }
-        if let maxKld, r.meanDivergence > maxKld { failures.append("mean KLD \(formatValue(r.meanDivergence)) > \(formatValue(maxKld))") }
+        let failures = QualityGates(maxPerplexityIncrease: maxPplIncrease, maxMeanDivergence: maxKld).failures(r)
         let kldNote = exact ? "full vocabulary" : "lower bound: tokens outside the saved top \(plan.topK ?? 0) folded into one bucket"
         if common.json {
             printJSON([

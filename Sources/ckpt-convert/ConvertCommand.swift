@@ -6,7 +6,7 @@ import ToolSupport
 struct ConvertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ckpt-convert",
-        abstract: "Convert checkpoints: safetensors to another float dtype or shard size; GGUF (llama family) to a Hugging Face folder.",
+        abstract: "Convert checkpoints between safetensors, GGUF and PyTorch: float dtype, shard size, GGUF types.",
         discussion: """
             Floating-point tensors take --type; integer and bool tensors keep theirs. Without \
             --shard-size the input's shard layout and file names are kept. config.json's dtype \
@@ -38,7 +38,7 @@ struct ConvertCommand: ParsableCommand {
             throw ValidationError("--to \(format): unknown output format (expected safetensors or gguf)")
         }
         if format == "gguf" {
-            if let type, GGUFWriter.outputType(type) == nil {
+            if let type, GGUFExport.outputType(type) == nil {
                 throw ValidationError("--type \(type): unsupported for GGUF (expected f32, f16, bf16, q8_0 or q4_0)")
             }
         } else if let type, parseFloatType(type) == nil {
@@ -51,49 +51,18 @@ struct ConvertCommand: ParsableCommand {
 
     func run() throws {
         try runTool {
-            if input.hasSuffix(".gguf") {
-                // GGUF in: a Hugging Face folder out (f32 unless --type says otherwise).
-                let gguf = try GGUFFile(path: input)
-                let report = try GGUFToHuggingFace.convert(gguf, to: output, dtype: type.flatMap(parseFloatType) ?? .f32,
-                                                           shardSize: shardSize.flatMap(parseByteSize), overwrite: force,
-                                                           threads: common.threadBudget)
-                if common.json {
-                    printJSON(["output": .string(report.output), "files": .array(report.files.map { .string($0) }),
-                               "tensors": JSONValue(report.tensors), "seconds": .double(report.seconds)])
-                } else {
-                    print("wrote \(report.output): \(report.tensors) tensors, \(report.files.joined(separator: ", ")) in "
-                        + "\(formatDecimal(report.seconds, places: 2)) s")
-                }
-                return
-            }
-            if format == "gguf" {
-                let result = try GGUFWriter.convert(try Checkpoint(path: input), to: output, type: type.flatMap(GGUFWriter.outputType) ?? .f16,
-                                                    overwrite: force, threads: common.threadBudget)
-                if common.json {
-                    printJSON(["output": .string(output), "tensors": JSONValue(result.tensors), "bytes": JSONValue(result.bytes),
-                               "seconds": .double(result.seconds)])
-                } else {
-                    print("wrote \(output): \(result.tensors) tensors, \(formatBytes(result.bytes)) in \(formatDecimal(result.seconds, places: 2)) s")
-                }
-                return
-            }
-            if PyTorchToSafetensors.isPyTorch(input) {
-                let result = try PyTorchToSafetensors.convert(input, to: output, dtype: type.flatMap(parseFloatType),
-                                                              shardSize: shardSize.flatMap(parseByteSize), overwrite: force,
-                                                              threads: common.threadBudget)
-                if common.json {
-                    printJSON(["output": .string(output), "files": .array(result.files.map { .string($0) }),
-                               "tensors": JSONValue(result.tensors), "seconds": .double(result.seconds)])
-                } else {
-                    print("wrote \(output): \(result.tensors) tensors, \(result.files.joined(separator: ", ")) in "
-                        + "\(formatDecimal(result.seconds, places: 2)) s")
-                }
-                return
-            }
             let checkpoint = try Checkpoint(path: input)
-            let options = ConversionOptions(targetType: type.flatMap(parseFloatType), shardSize: shardSize.flatMap(parseByteSize),
-                                            threads: common.threadBudget, overwrite: force)
-            let report = try CheckpointConverter.convert(checkpoint, to: output, options: options)
+            let report: ConversionReport
+            if format == "gguf" {
+                report = try GGUFExport.convert(checkpoint, to: output, type: type.flatMap(GGUFExport.outputType) ?? .f16, overwrite: force,
+                                                threads: common.threadBudget)
+            } else {
+                // A GGUF's tensors decode to f32 unless --type says otherwise, as transformers loads them.
+                let target = type.flatMap(parseFloatType) ?? (checkpoint.format == .gguf ? .f32 : nil)
+                let options = ConversionOptions(targetType: target, shardSize: shardSize.flatMap(parseByteSize),
+                                                threads: common.threadBudget, overwrite: force)
+                report = try CheckpointConverter.convert(checkpoint, to: output, options: options)
+            }
             if common.json {
                 printJSON([
                     "output": .string(report.output),
@@ -101,7 +70,7 @@ struct ConvertCommand: ParsableCommand {
                     "copied_files": .array(report.copiedFiles.map { .string($0) }),
                     "tensors": .array(report.tensors.map {
                         ["name": .string($0.name), "shape": .array($0.shape.map { JSONValue($0) }),
-                         "from": .string($0.fromType.rawValue), "to": .string($0.toType.rawValue),
+                         "from": .string($0.fromType.rawValue), "to": .string($0.storedType ?? $0.toType.rawValue),
                          "bytes_in": JSONValue($0.bytesIn), "bytes_out": JSONValue($0.bytesOut)]
                     }),
                     "bytes_in": JSONValue(report.bytesIn),
@@ -110,10 +79,10 @@ struct ConvertCommand: ParsableCommand {
                 ])
                 return
             }
-            let changed = report.tensors.filter { $0.fromType != $0.toType }
+            let changed = report.tensors.filter { $0.fromType != $0.toType || $0.storedType != nil }
             var byPair: [String: (count: Int, bytesIn: Int, bytesOut: Int)] = [:]
             for t in changed {
-                let key = "\(t.fromType.rawValue) → \(t.toType.rawValue)"
+                let key = "\(t.fromType.rawValue) → \(t.storedType ?? t.toType.rawValue)"
                 let old = byPair[key] ?? (0, 0, 0)
                 byPair[key] = (old.count + 1, old.bytesIn + t.bytesIn, old.bytesOut + t.bytesOut)
             }
@@ -123,7 +92,7 @@ struct ConvertCommand: ParsableCommand {
             }
             let kept = report.tensors.count - changed.count
             if kept > 0 {
-                let bytes = report.tensors.filter { $0.fromType == $0.toType }.reduce(0) { $0 + $1.bytesIn }
+                let bytes = report.tensors.filter { $0.fromType == $0.toType && $0.storedType == nil }.reduce(0) { $0 + $1.bytesIn }
                 table.add(["kept as is", String(kept), formatBytes(bytes), formatBytes(bytes)])
             }
             print(table.render())

@@ -23,7 +23,7 @@ struct InspectCommand: ParsableCommand {
     func run() throws {
         try runTool {
             let checkpoint = try Checkpoint(path: path)
-            let inspection = CheckpointInspection(checkpoint, statistics: stats, threads: common.threadBudget)
+            let inspection = try CheckpointInspection(checkpoint, statistics: stats, threads: common.threadBudget)
             var verified: CheckpointVerifier.Report?
             if verify { verified = try CheckpointVerifier.verify(checkpoint, threads: common.threadBudget) }
             if common.json {

@@ -49,22 +49,19 @@ struct QuantizeCommand: ParsableCommand {
 
     @OptionGroup var common: CommonOptions
 
-    var parsedScheme: QuantizationScheme? {
-        switch scheme.lowercased() {
-        case "int8": return parseFloatType(scaleDtype).map { .int8(groupSize: blockSize, scaleType: $0) }
-        case "nf4": return .fourBit(.nf4, blockSize: blockSize, doubleQuant: doubleQuant)
-        case "fp4": return .fourBit(.fp4, blockSize: blockSize, doubleQuant: doubleQuant)
-        default: return nil
+    var parsedScheme: (any QuantizationScheme)? {
+        parseFloatType(scaleDtype).flatMap {
+            QuantizedLayouts.scheme(named: scheme.lowercased(), blockSize: blockSize, doubleQuant: doubleQuant, scaleType: $0)
         }
     }
 
     func validate() throws {
-        guard ["int8", "nf4", "fp4"].contains(scheme.lowercased()) else {
-            throw ValidationError("--scheme \(scheme): unknown (expected int8, nf4 or fp4)")
+        guard QuantizedLayouts.schemeNames.contains(scheme.lowercased()) else {
+            throw ValidationError("--scheme \(scheme): unknown (expected \(QuantizedLayouts.schemeNames.joined(separator: ", ")))")
         }
         guard parseFloatType(scaleDtype) != nil else { throw ValidationError("--scale-dtype \(scaleDtype): expected f32, f16 or bf16") }
         if doubleQuant && scheme.lowercased() == "int8" { throw ValidationError("--double-quant applies to nf4 and fp4 only") }
-        do { try CheckpointQuantizer.validate(parsedScheme!) } catch { throw ValidationError("\(error)") }
+        do { try parsedScheme!.validate() } catch { throw ValidationError("\(error)") }
     }
 
     func run() throws {

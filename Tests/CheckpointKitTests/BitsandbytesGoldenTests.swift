@@ -38,7 +38,7 @@ private func encode(_ c: GoldenCase, _ file: SafetensorsFile, threads: Int) thro
     let x = FloatValues.array(input)
     let info = TensorInfo(name: c.name, dtype: c.dtype, shape: c.shape, dataOffsets: 0..<input.bytes.count)
     return x.withUnsafeBufferPointer {
-        CheckpointQuantizer.encodeFourBit($0, info: info, type: c.type, blockSize: c.blockSize, doubleQuant: c.doubleQuant,
+        BitsandbytesFourBitLayout.encode($0, info: info, type: c.type, blockSize: c.blockSize, doubleQuant: c.doubleQuant,
                                           fixedScales: nil, threads: ThreadBudget(threads))
     }
 }
@@ -123,7 +123,7 @@ func tinyLlamaWeights() throws {
             let expected = try #require(w[dq ? "double_quant" : "plain"])
             let x = FloatValues.array(checkpoint.view(entry))
             let encoded = x.withUnsafeBufferPointer {
-                CheckpointQuantizer.encodeFourBit($0, info: entry.info, type: .nf4, blockSize: 64, doubleQuant: dq, fixedScales: nil,
+                BitsandbytesFourBitLayout.encode($0, info: entry.info, type: .nf4, blockSize: 64, doubleQuant: dq, fixedScales: nil,
                                                   threads: ThreadBudget(2))
             }
             #expect(sha256Hex(encoded.parts[0].bytes) == expected["packed_sha256"]?.stringValue, "\(name) packed")

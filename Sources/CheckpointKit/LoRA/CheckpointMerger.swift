@@ -97,7 +97,7 @@ public enum CheckpointMerger {
                     sources[tensor.name] = .copy(entry)
                     shards[tensor.fileIndex].tensors.append(TensorSpec(name: tensor.name, dtype: entry.info.dtype, shape: tensor.shape))
                 }
-            case .fourBit, .int8:
+            case .quantized:
                 if requantize {
                     if changed {
                         // Encoded below, once merged; sizes depend only on the shape and scheme.
@@ -196,16 +196,9 @@ public enum CheckpointMerger {
     }
 
     static func reencode(_ tensor: LogicalTensor, values: [Float], threads: ThreadBudget) -> EncodedTensor {
-        let info = TensorInfo(name: tensor.name, dtype: tensor.dtype, shape: tensor.shape, dataOffsets: 0..<0)
-        return values.withUnsafeBufferPointer { x in
-            switch tensor.scheme! {
-            case let .fourBit(type, blockSize, doubleQuant):
-                return CheckpointQuantizer.encodeFourBit(x, info: info, type: type, blockSize: blockSize, doubleQuant: doubleQuant,
-                                                         fixedScales: nil, threads: threads)
-            case let .int8(groupSize, scaleType):
-                return CheckpointQuantizer.encodeInt8(x, info: info, rows: tensor.shape[0], columns: tensor.shape[1], groupSize: groupSize,
-                                                      scaleType: scaleType, fixedScales: nil, threads: threads)
-            }
+        values.withUnsafeBufferPointer { x in
+            tensor.scheme!.encode(name: tensor.name, shape: tensor.shape, originalType: tensor.dtype, values: x, optimizeScales: false,
+                                  threads: threads).encoded
         }
     }
 }

@@ -24,11 +24,8 @@ public final class TransformerModel: Sendable {
 
     /// Loads config.json and every weight (dequantized when quantized) as f32.
     public init(checkpoint: Checkpoint, threads: ThreadBudget = .allCores) throws {
-        guard let json = checkpoint.config, let directory = checkpoint.directory else {
-            throw ModelError.missingConfig(path: checkpoint.path)
-        }
-        let configPath = FileSystem.join(directory, "config.json")
-        config = try TransformerConfig(parsing: json, file: configPath)
+        guard let json = checkpoint.config else { throw ModelError.missingConfig(path: checkpoint.path) }
+        config = try TransformerConfig(parsing: json, file: checkpoint.configSource)
         path = checkpoint.path
         self.threads = threads
         // Our own workers split every product by rows (and attention by heads); OpenBLAS runs

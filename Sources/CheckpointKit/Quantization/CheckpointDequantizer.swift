@@ -14,7 +14,7 @@ public struct DequantizationReport: Sendable {
     public var output: String
     public var files: [String]
     /// (name, scheme, output dtype) of each dequantized weight.
-    public var tensors: [(name: String, scheme: QuantizationScheme, dtype: DType)]
+    public var tensors: [(name: String, scheme: any QuantizationScheme, dtype: DType)]
     public var keptCount: Int
     public var seconds: Double
 }
@@ -27,7 +27,9 @@ public enum CheckpointDequantizer {
                                   overwrite: Bool = false) throws -> DequantizationReport {
         let clock = Stopwatch()
         let logical = try LogicalCheckpoint(checkpoint)
-        guard logical.scheme != nil else { throw DequantizationError.notQuantized(path: checkpoint.path) }
+        guard logical.scheme != nil || checkpoint.entries.contains(where: { $0.storedType != nil }) else {
+            throw DequantizationError.notQuantized(path: checkpoint.path)
+        }
         var report = DequantizationReport(output: output, files: [], tensors: [], keptCount: 0, seconds: 0)
         var byName: [String: LogicalTensor] = [:]
         var shards = checkpoint.mirroredShards

@@ -1,6 +1,6 @@
 /// What `CheckpointQuantizer` is asked to do.
 public struct QuantizationOptions: Sendable {
-    public var scheme: QuantizationScheme
+    public var scheme: any QuantizationScheme
     /// Regex (searched, as Python's `re.search`): when given, any 2-D float tensor it matches is a
     /// candidate, embeddings included; otherwise the linear layers' weights are.
     public var include: String?
@@ -11,7 +11,7 @@ public struct QuantizationOptions: Sendable {
     public var threads: ThreadBudget
     public var overwrite: Bool
 
-    public init(scheme: QuantizationScheme, include: String? = nil, exclude: String? = nil, optimizeScales: Bool = false,
+    public init(scheme: any QuantizationScheme, include: String? = nil, exclude: String? = nil, optimizeScales: Bool = false,
                 allowNonFinite: Bool = false, threads: ThreadBudget = .allCores, overwrite: Bool = false) {
         self.scheme = scheme
         self.include = include
@@ -62,7 +62,7 @@ public struct QuantizationReport: Sendable {
     }
 
     public var output: String
-    public var scheme: QuantizationScheme
+    public var scheme: any QuantizationScheme
     public var tensors: [Tensor]
     /// Tensors kept in their dtype.
     public var kept: [String]
@@ -101,21 +101,6 @@ public enum CheckpointQuantizer {
         return lower.contains("norm") || lower.contains(".ln_") || lower.contains("layernorm")
     }
 
-    public static func validate(_ scheme: QuantizationScheme) throws {
-        switch scheme {
-        case let .fourBit(type, blockSize, _):
-            guard (5...12).contains(blockSize.trailingZeroBitCount), blockSize.nonzeroBitCount == 1 else {
-                throw QuantizationError.invalidBlockSize(scheme: type.name, blockSize: blockSize,
-                                                         reason: "expected a power of two from 32 to 4096, as bitsandbytes allows")
-            }
-        case let .int8(groupSize, scaleType):
-            guard groupSize > 0 else {
-                throw QuantizationError.invalidBlockSize(scheme: "int8", blockSize: groupSize, reason: "expected a positive group size")
-            }
-            precondition([.f32, .f16, .bf16].contains(scaleType))
-        }
-    }
-
     static func compile(_ pattern: String?) throws -> Regex<AnyRegexOutput>? {
         guard let pattern else { return nil }
         do { return try Regex(pattern) } catch { throw QuantizationError.invalidRegex(pattern: pattern, reason: "\(error)") }
@@ -150,19 +135,13 @@ public enum CheckpointQuantizer {
             notes.append("quantizing embeddings / lm_head as asked (\(heads.joined(separator: ", "))); transformers keeps these in float by default")
         }
         if selected.isEmpty { notes.append("no tensor selected: the output is a copy of the input") }
-        if case let .int8(groupSize, _) = options.scheme {
-            let ragged = checkpoint.entries.map(\.info).filter { selected.contains($0.name) && $0.shape[1] % groupSize != 0 }
-            if let first = ragged.first {
-                notes.append("group size \(groupSize) does not divide the input dimension of \(ragged.count) tensor(s) (e.g. '\(first.name)', "
-                    + "\(first.shape[1]) columns): their last group is partial, which compressed-tensors does not load")
-            }
-        }
+        notes += options.scheme.notes(selected: checkpoint.entries.map(\.info).filter { selected.contains($0.name) }.map { ($0.name, $0.shape) })
         return (selected, notes)
     }
 
     public static func quantize(_ checkpoint: Checkpoint, to output: String, options: QuantizationOptions) throws -> QuantizationReport {
-        try validate(options.scheme)
-        if let found = QuantizationDetection.describe(checkpoint) {
+        try options.scheme.validate()
+        if let found = try LogicalCheckpoint(checkpoint).quantizationDescription {
             throw QuantizationError.alreadyQuantized(path: checkpoint.path, found: found)
         }
         let clock = Stopwatch()
@@ -222,78 +201,17 @@ public enum CheckpointQuantizer {
         if !options.allowNonFinite, let bad = values.firstIndex(where: { !$0.isFinite }) {
             throw QuantizationError.nonFinite(file: file, tensor: info.name, index: bad, value: "\(values[bad])")
         }
-        let (rows, columns) = (info.shape[0], info.shape[1])
         var plainMetrics: ErrorMetrics? = nil
         let tensor: EncodedTensor = values.withUnsafeBufferPointer { x in
-            switch options.scheme {
-            case let .fourBit(type, blockSize, doubleQuant):
-                var fixed: [Float]? = nil
-                if options.optimizeScales {
-                    let plain = encodeFourBit(x, info: info, type: type, blockSize: blockSize, doubleQuant: doubleQuant, fixedScales: nil,
-                                              threads: options.threads)
-                    plainMetrics = measure(plain, reference: x, threads: options.threads)
-                    fixed = ScaleSearch.fourBitScales(x, blockSize: blockSize, type: type, threads: options.threads)
-                }
-                return encodeFourBit(x, info: info, type: type, blockSize: blockSize, doubleQuant: doubleQuant, fixedScales: fixed,
-                                     threads: options.threads)
-            case let .int8(groupSize, scaleType):
-                var fixed: [Float]? = nil
-                if options.optimizeScales {
-                    let plain = encodeInt8(x, info: info, rows: rows, columns: columns, groupSize: groupSize, scaleType: scaleType,
-                                           fixedScales: nil, threads: options.threads)
-                    plainMetrics = measure(plain, reference: x, threads: options.threads)
-                    fixed = ScaleSearch.int8Scales(x, rows: rows, columns: columns, groupSize: groupSize, scaleType: scaleType,
-                                                   threads: options.threads)
-                }
-                return encodeInt8(x, info: info, rows: rows, columns: columns, groupSize: groupSize, scaleType: scaleType,
-                                  fixedScales: fixed, threads: options.threads)
-            }
+            let (encoded, plain) = options.scheme.encode(name: info.name, shape: info.shape, originalType: info.dtype == .f64 ? .f32 : info.dtype,
+                                                         values: x, optimizeScales: options.optimizeScales, threads: options.threads)
+            plainMetrics = plain.map { measure($0, reference: x, threads: options.threads) }
+            return encoded
         }
         let metrics = values.withUnsafeBufferPointer { measure(tensor, reference: $0, threads: options.threads) }
         let row = QuantizationReport.Tensor(name: info.name, shape: info.shape, metrics: metrics, plainMetrics: plainMetrics,
                                             bytesIn: info.byteCount, bytesOut: tensor.storedBytes, seconds: clock.seconds)
         return (tensor, row)
-    }
-
-    static func encodeFourBit(_ x: UnsafeBufferPointer<Float>, info: TensorInfo, type: FourBitType, blockSize: Int, doubleQuant: Bool,
-                              fixedScales: [Float]?, threads: ThreadBudget) -> EncodedTensor {
-        var packed = [UInt8](repeating: 0, count: FourBitQuantizer.packedByteCount(x.count))
-        var absmax = [Float](repeating: 0, count: FourBitQuantizer.blockCount(x.count, blockSize: blockSize))
-        packed.withUnsafeMutableBufferPointer { p in
-            absmax.withUnsafeMutableBufferPointer { a in
-                if let fixedScales {
-                    fixedScales.withUnsafeBufferPointer {
-                        FourBitQuantizer.quantize(x, blockSize: blockSize, type: type, packed: p, absmax: a, fixedScales: $0, threads: threads)
-                    }
-                } else {
-                    FourBitQuantizer.quantize(x, blockSize: blockSize, type: type, packed: p, absmax: a, threads: threads)
-                }
-            }
-        }
-        return EncodedTensor.fourBit(name: info.name, shape: info.shape, originalType: info.dtype == .f64 ? .f32 : info.dtype, type: type,
-                                     blockSize: blockSize, packed: packed, absmax: absmax,
-                                     doubleQuant: doubleQuant ? DoubleQuantizedAbsmax(compressing: absmax) : nil)
-    }
-
-    static func encodeInt8(_ x: UnsafeBufferPointer<Float>, info: TensorInfo, rows: Int, columns: Int, groupSize: Int, scaleType: DType,
-                           fixedScales: [Float]?, threads: ThreadBudget) -> EncodedTensor {
-        var q = [Int8](repeating: 0, count: x.count)
-        var scales = [Float](repeating: 0, count: rows * BlockInt8Quantizer.groupsPerRow(columns: columns, groupSize: groupSize))
-        q.withUnsafeMutableBufferPointer { qs in
-            scales.withUnsafeMutableBufferPointer { s in
-                if let fixedScales {
-                    fixedScales.withUnsafeBufferPointer {
-                        BlockInt8Quantizer.quantize(x, rows: rows, columns: columns, groupSize: groupSize, scaleType: scaleType, q: qs,
-                                                    scales: s, fixedScales: $0, threads: threads)
-                    }
-                } else {
-                    BlockInt8Quantizer.quantize(x, rows: rows, columns: columns, groupSize: groupSize, scaleType: scaleType, q: qs,
-                                                scales: s, threads: threads)
-                }
-            }
-        }
-        return EncodedTensor.int8(name: info.name, shape: info.shape, originalType: info.dtype, groupSize: groupSize, scaleType: scaleType,
-                                  q: q, scales: scales)
     }
 
     /// Error of the values a loader reconstructs from `tensor` against the originals.
@@ -305,42 +223,11 @@ public enum CheckpointQuantizer {
 
     /// Dequantizes an encoded tensor exactly as its loader does.
     static func decode(_ tensor: EncodedTensor, into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget) {
-        func part(_ suffix: String) -> [UInt8] { tensor.parts.first { $0.spec.name == tensor.name + suffix }!.bytes }
-        func floats(_ bytes: [UInt8]) -> [Float] { bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) } }
-        switch tensor.scheme {
-        case let .fourBit(type, blockSize, doubleQuant):
-            var absmax: [Float]
-            if doubleQuant {
-                let stateBytes = part("." + QuantStateKeys.prefix + type.name)
-                let offset = Float((try? JSONParser.parse(stateBytes))?["nested_offset"]?.doubleValue ?? 0)
-                absmax = DoubleQuantizedAbsmax(codes: part(".absmax"), nestedAbsmax: floats(part(".nested_absmax")), offset: offset).expanded
-            } else {
-                absmax = floats(part(".absmax"))
-            }
-            let packed = part("")
-            packed.withUnsafeBufferPointer { p in
-                absmax.withUnsafeBufferPointer { a in
-                    FourBitQuantizer.dequantize(packed: p, absmax: a, blockSize: blockSize, type: type, into: out, threads: threads)
-                }
-            }
-        case let .int8(groupSize, scaleType):
-            let q = tensor.parts[0].bytes
-            let scaleBytes = tensor.parts[1].bytes
-            var scales = [Float](repeating: 0, count: scaleBytes.count / scaleType.size)
-            scaleBytes.withUnsafeBytes { src in
-                scales.withUnsafeMutableBytes { FloatConversion.convert(src, from: scaleType, to: .f32, into: $0, threads: .single) }
-            }
-            q.withUnsafeBytes { raw in
-                scales.withUnsafeBufferPointer { s in
-                    BlockInt8Quantizer.dequantize(raw.bindMemory(to: Int8.self), scales: s, rows: tensor.shape[0], columns: tensor.shape[1],
-                                                  groupSize: groupSize, into: out, threads: threads)
-                }
-            }
-        }
+        tensor.scheme.decode(tensor, into: out, threads: threads)
     }
 
     /// config.json with the loader's `quantization_config` (and nothing else changed).
-    static func quantizedConfig(_ config: JSONValue, scheme: QuantizationScheme, checkpoint: Checkpoint, selected: Set<String>) -> JSONValue {
+    static func quantizedConfig(_ config: JSONValue, scheme: any QuantizationScheme, checkpoint: Checkpoint, selected: Set<String>) -> JSONValue {
         guard case .object(var members) = config else { return config }
         members.removeAll { $0.0 == "quantization_config" }
         // Linear modules left in float must be named, or the loader would expect them quantized.
@@ -348,34 +235,7 @@ public enum CheckpointQuantizer {
             .filter { $0.shape.count == 2 && $0.name.hasSuffix(".weight") && !selected.contains($0.name) && !isEmbedding($0.name) }
             .map { String($0.name.dropLast(".weight".count)) }
         let computeType = LogicalCheckpoint.configDType(config) ?? .f32
-        switch scheme {
-        case let .fourBit(type, _, doubleQuant):
-            // As transformers writes it (every field, sorted); null skip list = its default (lm_head).
-            let defaultSkip = skipped.isEmpty || skipped == ["lm_head"]
-            members.append(("quantization_config", [
-                "_load_in_4bit": true, "_load_in_8bit": false,
-                "bnb_4bit_compute_dtype": .string(computeType.torchName), "bnb_4bit_quant_storage": "uint8",
-                "bnb_4bit_quant_type": .string(type.name), "bnb_4bit_use_double_quant": .bool(doubleQuant),
-                "llm_int8_enable_fp32_cpu_offload": false, "llm_int8_has_fp16_weight": false,
-                "llm_int8_skip_modules": defaultSkip ? .null : .array(skipped.map { .string($0) }),
-                "llm_int8_threshold": 6.0, "load_in_4bit": true, "load_in_8bit": false, "quant_method": "bitsandbytes",
-            ]))
-        case let .int8(groupSize, _):
-            // As compressed-tensors 0.20 writes it; the per-group "format" is what makes its loader
-            // read the I8 weight instead of inferring pack-quantized (fixtures/quant/README.md).
-            members.append(("quantization_config", [
-                "config_groups": ["group_0": [
-                    "format": "int-quantized", "input_activations": nil, "output_activations": nil, "targets": ["Linear"],
-                    "weights": [
-                        "dynamic": false, "group_size": JSONValue(groupSize), "num_bits": 8, "strategy": "group", "symmetric": true,
-                        "type": "int",
-                    ],
-                ]],
-                "format": "int-quantized", "global_compression_ratio": nil, "ignore": .array(skipped.map { .string($0) }),
-                "kv_cache_scheme": nil, "moe_sparsity_config": nil, "quant_method": "compressed-tensors",
-                "quantization_status": "compressed", "sparsity_config": [:], "transform_config": [:], "version": "0.20.0",
-            ]))
-        }
+        members.append(("quantization_config", scheme.quantizationConfig(computeType: computeType, skippedModules: skipped)))
         return .object(members)
     }
 }

@@ -17,6 +17,8 @@ public enum GGUFError: Error, Equatable, Sendable, CustomStringConvertible {
     case duplicateTensor(file: String, tensor: String)
     case duplicateKey(file: String, key: String)
     case overlappingData(file: String, tensor: String)
+    case badAlignment(file: String, found: String)
+    case gitLFSPointer(file: String, claimedSize: Int?)
 
     public var description: String {
         switch self {
@@ -35,7 +37,7 @@ public enum GGUFError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .unknownValueType(file, key, type):
             return "\(file): metadata '\(key)': unknown value type \(type) (expected 0…12)"
         case let .unknownTensorType(file, tensor, type):
-            return "\(file): tensor '\(tensor)': unknown or unsupported GGML type \(type) (expected one of \(GGMLType.allCases.map(\.name).joined(separator: ", ")))"
+            return "\(file): tensor '\(tensor)': unknown or unsupported GGML type \(type) (expected one of \(GGMLType.all.map(\.name).joined(separator: ", ")))"
         case let .tooManyDimensions(file, tensor, dimensions):
             return "\(file): tensor '\(tensor)': \(dimensions) dimensions (expected at most 4)"
         case let .sizeOverflow(file, tensor):
@@ -54,6 +56,11 @@ public enum GGUFError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(file): metadata '\(key)': appears twice (expected unique keys)"
         case let .overlappingData(file, tensor):
             return "\(file): tensor '\(tensor)': data overlaps the previous tensor's (expected each tensor after the last, aligned)"
+        case let .badAlignment(file, found):
+            return "\(file): metadata 'general.alignment' is \(found) (expected a power of two from 1 to 65536)"
+        case let .gitLFSPointer(file, claimedSize):
+            let size = claimedSize.map { " of \($0) bytes" } ?? ""
+            return "\(file): a Git LFS pointer, not the GGUF itself (run `git lfs pull` to fetch the real file\(size))"
         }
     }
 }
@@ -129,7 +136,7 @@ public final class GGUFFile: Sendable {
         var reader = GGUFReader(bytes: mapped.bytes, file: file)
         let magic = try reader.u32()
         guard magic == Self.magic else {
-            if GitLFSPointer(bytes: mapped.bytes) != nil { throw SafetensorsError.gitLFSPointer(file: file, claimedSize: GitLFSPointer(bytes: mapped.bytes)?.size) }
+            if let pointer = GitLFSPointer(bytes: mapped.bytes) { throw GGUFError.gitLFSPointer(file: file, claimedSize: pointer.size) }
             throw GGUFError.badMagic(file: file, found: magic)
         }
         version = try reader.u32()
@@ -150,7 +157,7 @@ public final class GGUFFile: Sendable {
         var alignment = 32
         if let value = metadata.first(where: { $0.0 == "general.alignment" })?.1 {
             guard let a = value.intValue, a > 0, a <= 65536, a & (a - 1) == 0 else {
-                throw GGUFError.misalignedData(file: file, tensor: "general.alignment", offset: UInt64(max(0, value.intValue ?? 0)), alignment: 0)
+                throw GGUFError.badAlignment(file: file, found: value.intValue.map(String.init) ?? "not an integer")
             }
             alignment = a
         }
@@ -213,12 +220,9 @@ public final class GGUFFile: Sendable {
         UnsafeRawBufferPointer(rebasing: mapped.bytes[(dataStart + info.offset)..<(dataStart + info.offset + info.byteCount)])
     }
 
-    /// A tensor's values as f32 (dequantized as gguf-py does). K-quants are read but not dequantized.
-    public func float32(_ info: GGUFTensorInfo) throws -> [Float] {
-        guard info.type.isDequantizable else {
-            throw GGUFError.unknownTensorType(file: path, tensor: info.name, type: info.type.rawValue)
-        }
-        return withExtendedLifetime(mapped) { GGMLQuants.dequantize(bytes(info), type: info.type, count: info.elementCount) }
+    /// A tensor's values as f32, decoded as gguf-py dequantizes them.
+    public func float32(_ info: GGUFTensorInfo) -> [Float] {
+        withExtendedLifetime(mapped) { info.type.decode(bytes(info), count: info.elementCount) }
     }
 }
 

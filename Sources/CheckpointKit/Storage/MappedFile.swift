@@ -99,3 +99,10 @@ public final class MappedFile: @unchecked Sendable {
         _ = madvise(UnsafeMutableRawPointer(mutating: base + start), range.upperBound - start, MADV_DONTNEED)
     }
 }
+
+extension TensorView {
+    /// A view of `byteRange` of a mapped file; the view keeps the mapping alive.
+    public init(info: TensorInfo, storage: MappedFile, byteRange: Range<Int>) {
+        self.init(info: info, owner: storage, bytes: UnsafeRawBufferPointer(rebasing: storage.bytes[byteRange]))
+    }
+}

@@ -4,17 +4,6 @@ import Synchronization
 import Glibc
 #endif
 
-/// Set from a signal handler when the user interrupts; writers check it between chunks and stop
-/// with `FileAccessError.interrupted`, so their normal clean-up removes what they began.
-public enum Interruption {
-    static let requested = Atomic<Bool>(false)
-
-    /// Async-signal-safe: a single atomic store.
-    public static func request() { requested.store(true, ordering: .relaxed) }
-    public static var isRequested: Bool { requested.load(ordering: .relaxed) }
-    /// For tests.
-    public static func reset() { requested.store(false, ordering: .relaxed) }
-}
 
 /// A file being written sequentially, with a large buffer and every failure (a full disk, an
 /// I/O error, an interruption) turned into a `FileAccessError` naming the file.
@@ -234,6 +223,16 @@ public enum FileSystem {
         } else {
             unlink(path)
         }
+    }
+
+    /// Up to `count` bytes from the start of a file (fewer when it is shorter).
+    public static func readPrefix(_ path: String, count: Int) throws(FileAccessError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { throw .cannotOpen(file: path, reason: systemErrorText()) }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: count)
+        let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, count) }
+        return n > 0 ? Array(bytes[0..<n]) : []
     }
 
     public static func readFile(_ path: String) throws(FileAccessError) -> [UInt8] {

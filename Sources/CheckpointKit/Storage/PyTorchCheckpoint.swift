@@ -74,6 +74,16 @@ public final class PyTorchCheckpoint: @unchecked Sendable {
         self.tensors = tensors
     }
 
+    /// Tensor `index` as a view of its row-major bytes.
+    public func view(_ index: Int) -> TensorView {
+        let t = tensors[index]
+        return TensorView(info: TensorInfo(name: t.name, dtype: t.dtype, shape: t.shape, dataOffsets: 0..<t.bytes.count), owner: t.owner,
+                          bytes: t.bytes)
+    }
+
+    /// The size of the archive on disk.
+    public var byteCount: Int { archive.mapped.count }
+
     /// A view when the tensor is contiguous, else a gathered copy.
     static func materialize(_ t: Unpickler.TensorRecord, name: String, storage: UnsafeRawBufferPointer, owner: AnyObject, file: String) throws -> Tensor {
         let size = t.dtype.size

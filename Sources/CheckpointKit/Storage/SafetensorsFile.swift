@@ -1,22 +1,3 @@
-/// Where one tensor lives in a safetensors file, as its header declares it.
-public struct TensorInfo: Equatable, Sendable {
-    public var name: String
-    public var dtype: DType
-    public var shape: [Int]
-    /// Offsets relative to the start of the data buffer (after the header).
-    public var dataOffsets: Range<Int>
-
-    public init(name: String, dtype: DType, shape: [Int], dataOffsets: Range<Int>) {
-        self.name = name
-        self.dtype = dtype
-        self.shape = shape
-        self.dataOffsets = dataOffsets
-    }
-
-    public var elementCount: Int { shape.reduce(1, *) }
-    public var byteCount: Int { dataOffsets.count }
-}
-
 /// An open, validated safetensors file: its header parsed and checked against every rule of the
 /// format, its data memory-mapped and read only when a tensor's bytes are asked for.
 public final class SafetensorsFile: Sendable {

@@ -11,12 +11,6 @@ public struct TensorView: @unchecked Sendable {
     /// is not held in a variable.
     public let bytes: UnsafeRawBufferPointer
 
-    public init(info: TensorInfo, storage: MappedFile, byteRange: Range<Int>) {
-        self.info = info
-        self.storage = storage
-        self.bytes = UnsafeRawBufferPointer(rebasing: storage.bytes[byteRange])
-    }
-
     /// A view over bytes owned by `owner` (e.g. a decoded buffer).
     public init(info: TensorInfo, owner: AnyObject, bytes: UnsafeRawBufferPointer) {
         self.info = info

@@ -5,6 +5,8 @@ public struct CheckpointInspection: Sendable {
     public struct TensorRow: Sendable {
         public var name: String
         public var dtype: DType
+        /// The stored encoding when it differs from `dtype` (a GGUF tensor's GGML type).
+        public var storedType: String?
         public var shape: [Int]
         public var bytes: Int
         public var file: String
@@ -12,6 +14,8 @@ public struct CheckpointInspection: Sendable {
     }
 
     public var path: String
+    /// safetensors, gguf or pytorch.
+    public var format: String
     public var layout: String
     public var files: [(name: String, bytes: Int, tensors: Int)]
     public var tensors: [TensorRow]
@@ -19,17 +23,21 @@ public struct CheckpointInspection: Sendable {
     public var config: JSONValue?
     public var quantization: String?
 
-    public init(_ checkpoint: Checkpoint, statistics: Bool = false, threads: ThreadBudget = .allCores) {
+    /// Inspects `checkpoint`, recognising quantized weights with `layouts`.
+    public init(_ checkpoint: Checkpoint, layouts: [any QuantizedLayout.Type], statistics: Bool = false,
+                threads: ThreadBudget = .allCores) throws {
         path = checkpoint.path
+        format = checkpoint.format.rawValue
         switch checkpoint.layout {
         case .file: layout = "file"
         case .folder: layout = "folder"
         case .sharded: layout = "sharded"
         }
         let names = checkpoint.fileNames
-        files = checkpoint.files.enumerated().map { (names[$0.offset], $0.element.mapped.count, $0.element.tensors.count) }
+        files = checkpoint.files.enumerated().map { (names[$0.offset], $0.element.byteCount, $0.element.tensorCount) }
         tensors = checkpoint.entries.map { entry in
-            TensorRow(name: entry.info.name, dtype: entry.info.dtype, shape: entry.info.shape, bytes: entry.info.byteCount,
+            TensorRow(name: entry.info.name, dtype: entry.info.dtype, storedType: entry.storedType, shape: entry.info.shape,
+                      bytes: entry.storedBytes,
                       file: names[entry.fileIndex],
                       statistics: statistics ? TensorStatistics.compute(checkpoint.view(entry), threads: threads) : nil)
         }
@@ -38,9 +46,18 @@ public struct CheckpointInspection: Sendable {
         for file in checkpoint.files {
             for (key, value) in file.metadata where !merged.contains(where: { $0.0 == key }) { merged.append((key, value)) }
         }
-        metadata = merged
+        metadata = merged + checkpoint.formatMetadata
         config = checkpoint.config
-        quantization = QuantizationDetection.describe(checkpoint)
+        quantization = try LogicalCheckpoint(checkpoint, layouts: layouts).quantizationDescription
+            ?? Self.storedTypes(checkpoint).map { "GGUF \($0)" }
+    }
+
+    /// The GGML types of a GGUF's tensors, most parameters first ("Q4_K, Q6_K, F32").
+    static func storedTypes(_ checkpoint: Checkpoint) -> String? {
+        guard checkpoint.format == .gguf else { return nil }
+        var counts: [String: Int] = [:]
+        for entry in checkpoint.entries { counts[entry.storedType ?? entry.info.dtype.rawValue, default: 0] += entry.info.elementCount }
+        return counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map(\.key).joined(separator: ", ")
     }
 
     public var parameterCount: Int { tensors.reduce(0) { $0 + $1.shape.reduce(1, *) } }
@@ -58,7 +75,7 @@ public struct CheckpointInspection: Sendable {
         var tensorList: [JSONValue] = []
         for t in tensors {
             var members: [(String, JSONValue)] = [
-                ("name", .string(t.name)), ("dtype", .string(t.dtype.rawValue)),
+                ("name", .string(t.name)), ("dtype", .string(t.storedType ?? t.dtype.rawValue)),
                 ("shape", .array(t.shape.map { JSONValue($0) })), ("bytes", JSONValue(t.bytes)), ("file", .string(t.file)),
             ]
             if let s = t.statistics {
@@ -71,6 +88,7 @@ public struct CheckpointInspection: Sendable {
         }
         return [
             "path": .string(path),
+            "format": .string(format),
             "layout": .string(layout),
             "files": .array(files.map { ["name": .string($0.name), "bytes": JSONValue($0.bytes), "tensors": JSONValue($0.tensors)] }),
             "parameters": JSONValue(parameterCount),

@@ -31,7 +31,7 @@ public enum CheckpointVerifier {
     public static func verify(_ checkpoint: Checkpoint, threads: ThreadBudget = .allCores) throws -> Report {
         var bytesRead = 0
         for file in checkpoint.files {
-            bytesRead += try readAll(file.path, expectedSize: file.mapped.count)
+            bytesRead += try readAll(file.path, expectedSize: file.byteCount)
         }
         var checked = 0
         for entry in checkpoint.entries where entry.info.dtype.isFloatingPoint {
@@ -84,33 +84,5 @@ public enum CheckpointVerifier {
         }
         guard total == expectedSize else { throw VerificationError.sizeChanged(file: path, expected: expectedSize, actual: total) }
         return total
-    }
-}
-
-/// Recognises a quantized checkpoint from its config and tensor names.
-public enum QuantizationDetection {
-    /// E.g. "bitsandbytes nf4", "compressed-tensors int-quantized", or nil for plain floats.
-    public static func describe(_ checkpoint: Checkpoint) -> String? {
-        if let q = checkpoint.config?["quantization_config"] {
-            let method = q["quant_method"]?.stringValue ?? "unknown"
-            if method == "bitsandbytes" {
-                if q["load_in_4bit"]?.boolValue == true {
-                    return "bitsandbytes \(q["bnb_4bit_quant_type"]?.stringValue ?? "fp4")"
-                        + (q["bnb_4bit_use_double_quant"]?.boolValue == true ? " (double quant)" : "")
-                }
-                return "bitsandbytes int8"
-            }
-            if let format = q["format"]?.stringValue { return "\(method) \(format)" }
-            return method
-        }
-        for entry in checkpoint.entries {
-            let name = entry.info.name
-            let marker = ".quant_state.bitsandbytes__"
-            if let scheme = name.split(separator: marker).last, name.contains(marker) {
-                return "bitsandbytes " + scheme
-            }
-            if name.hasSuffix(".weight_scale") { return "compressed-tensors int8" }
-        }
-        return nil
     }
 }

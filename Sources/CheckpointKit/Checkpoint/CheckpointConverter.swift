@@ -28,6 +28,8 @@ public struct ConversionReport: Sendable {
         public var toType: DType
         public var bytesIn: Int
         public var bytesOut: Int
+        /// The GGML type written, for GGUF output ("Q8_0"); nil for safetensors.
+        public var storedType: String? = nil
     }
 
     public var output: String
@@ -53,7 +55,7 @@ public enum ConversionError: Error, Equatable, Sendable, CustomStringConvertible
     }
 }
 
-/// safetensors → safetensors: dtype change and resharding, streamed tensor by tensor from the
+/// Any source → safetensors: dtype change and resharding, streamed tensor by tensor from the
 /// mapped input, so memory stays near one output chunk whatever the model size.
 public enum CheckpointConverter {
     /// Output bytes converted per step: bounds memory, keeps both cores busy.
@@ -88,7 +90,7 @@ public enum CheckpointConverter {
             try streamConverted(view, to: info.dtype, into: out, threads: options.threads)
             checkpoint.releasePages(entry)
             report.tensors.append(.init(name: info.name, shape: info.shape, fromType: view.dtype, toType: info.dtype,
-                                        bytesIn: view.info.byteCount, bytesOut: info.byteCount))
+                                        bytesIn: entry.storedBytes, bytesOut: info.byteCount))
         }
 
         var config = checkpoint.config
@@ -137,19 +139,3 @@ public enum CheckpointConverter {
     }
 }
 
-/// Wall-clock time since creation.
-public struct Stopwatch: Sendable {
-    private let start: timespec
-
-    public init() {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        start = t
-    }
-
-    public var seconds: Double {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return Double(now.tv_sec - start.tv_sec) + Double(now.tv_nsec - start.tv_nsec) / 1e9
-    }
-}

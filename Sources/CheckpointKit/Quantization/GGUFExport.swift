@@ -2,7 +2,7 @@
 /// out: `llama.*` hyperparameters, the byte-level BPE vocabulary as `tokenizer.ggml.*`, tensors
 /// renamed with Q/K rows permuted for llama.cpp's RoPE, norms in F32 and 2-D weights in the
 /// requested type (Q8_0 / Q4_0 bytes identical to gguf-py's `quants`).
-public enum GGUFWriter {
+public enum GGUFExport {
     public enum Failure: Error, Equatable, Sendable, CustomStringConvertible {
         case unsupportedArchitecture(file: String, found: String)
         case unsupportedType(String)
@@ -54,10 +54,10 @@ public enum GGUFWriter {
     }
 
     public static func convert(_ checkpoint: Checkpoint, to output: String, type: GGMLType, overwrite: Bool,
-                               threads: ThreadBudget = .allCores) throws -> (tensors: Int, bytes: Int, seconds: Double) {
+                               threads: ThreadBudget = .allCores) throws -> ConversionReport {
         let clock = Stopwatch()
-        guard let json = checkpoint.config, let directory = checkpoint.directory else { throw ModelError.missingConfig(path: checkpoint.path) }
-        let configPath = FileSystem.join(directory, "config.json")
+        guard let json = checkpoint.config else { throw ModelError.missingConfig(path: checkpoint.path) }
+        let configPath = checkpoint.configSource
         let config = try TransformerConfig(parsing: json, file: configPath)
         guard config.family == .llama || config.family == .mistral else {
             throw Failure.unsupportedArchitecture(file: configPath, found: config.family.rawValue)
@@ -80,15 +80,24 @@ public enum GGUFWriter {
             kv.append(("llama.attention.key_length", .u32(UInt32(config.headDim))))
             kv.append(("llama.attention.value_length", .u32(UInt32(config.headDim))))
         }
-        let tokenizerPath = FileSystem.join(directory, "tokenizer.json")
-        if FileSystem.isRegularFile(tokenizerPath) { kv += try tokenizerMetadata(tokenizerPath, vocabulary: config.vocabularySize) }
+        if let (tokenizer, special, file) = try checkpoint.tokenizerDocuments() {
+            kv += try tokenizerMetadata(tokenizer, special: special, chatTemplate: nil, file: file, vocabulary: config.vocabularySize)
+        } else if let directory = checkpoint.directory, FileSystem.isRegularFile(FileSystem.join(directory, "tokenizer.json")) {
+            let path = FileSystem.join(directory, "tokenizer.json")
+            let json = try Checkpoint.readJSONObject(path, maximumBytes: 512 << 20)  // the tokenizer loader's bound
+            let special = try? Checkpoint.readJSONObject(FileSystem.join(directory, "tokenizer_config.json"))
+            // transformers ≥ 4.47 keeps the chat template in chat_template.jinja beside the tokenizer.
+            let jinja = FileSystem.join(directory, "chat_template.jinja")
+            let template = FileSystem.isRegularFile(jinja) ? (try? FileSystem.readFile(jinja)).map { String(decoding: $0, as: UTF8.self) } : nil
+            kv += try tokenizerMetadata(json, special: special, chatTemplate: template, file: path, vocabulary: config.vocabularySize)
+        }
 
         // Tensors: norms (1-D) stay F32; 2-D weights take `type` when their rows fit its blocks.
         struct Planned { var name: String; var source: LogicalTensor; var type: GGMLType; var dims: [Int]; var offset: Int; var bytes: Int }
         var planned: [Planned] = []
         var offset = 0
         for tensor in logical.tensors {
-            guard let name = GGUFToHuggingFace.ggufName(tensor.name) else { continue }
+            guard let name = GGUFLlamaNames.ggufName(tensor.name) else { continue }
             var t: GGMLType = tensor.shape.count == 1 ? .f32 : type
             if tensor.shape.count == 2 && tensor.shape[1] % t.blockSize != 0 { t = .f16 }
             let dims = Array(tensor.shape.reversed())
@@ -115,45 +124,35 @@ public enum GGUFWriter {
         while header.bytes.count % 32 != 0 { header.bytes.append(0) }
 
         let atomic = try AtomicOutput(target: output, isDirectory: false, overwrite: overwrite)
-        var total = 0
         try atomic.translatingErrors {
             let out = try OutputFile(creating: atomic.temporary)
             try out.write(header.bytes)
             for p in planned {
                 var values = logical.float32(p.source, threads: threads)
                 if p.name.hasSuffix("attn_q.weight") {
-                    values = GGUFToHuggingFace.permuteRows(values, rows: p.source.shape[0], columns: p.source.shape[1], heads: config.heads, toGGUF: true)
+                    values = GGUFLlamaNames.permuteRows(values, rows: p.source.shape[0], columns: p.source.shape[1], heads: config.heads, toGGUF: true)
                 } else if p.name.hasSuffix("attn_k.weight") {
-                    values = GGUFToHuggingFace.permuteRows(values, rows: p.source.shape[0], columns: p.source.shape[1], heads: config.kvHeads, toGGUF: true)
+                    values = GGUFLlamaNames.permuteRows(values, rows: p.source.shape[0], columns: p.source.shape[1], heads: config.kvHeads, toGGUF: true)
                 }
-                let encoded: [UInt8] = values.withUnsafeBufferPointer { x in
-                    switch p.type {
-                    case .q8_0: return GGMLQuants.quantizeQ8_0(x, threads: threads)
-                    case .q4_0: return GGMLQuants.quantizeQ4_0(x)
-                    case .f32: return x.withMemoryRebound(to: UInt8.self) { Array(UnsafeRawBufferPointer($0)) }
-                    default:
-                        var bytes = [UInt8](repeating: 0, count: p.bytes)
-                        bytes.withUnsafeMutableBytes {
-                            FloatConversion.convert(UnsafeRawBufferPointer(x), from: .f32, to: p.type == .bf16 ? .bf16 : .f16, into: $0, threads: threads)
-                        }
-                        return bytes
-                    }
-                }
+                let encoded = values.withUnsafeBufferPointer { p.type.encode($0, threads: threads)! }
                 try out.write(encoded)
                 let padding = (p.bytes + 31) / 32 * 32 - p.bytes
                 if padding > 0 && p.name != planned.last!.name { try out.write([UInt8](repeating: 0, count: padding)) }
-                total += p.bytes
             }
             try out.finish()
             try atomic.commit()
         }
-        return (planned.count, total, clock.seconds)
+        let rows = planned.map {
+            ConversionReport.Tensor(name: $0.name, shape: $0.source.shape, fromType: $0.source.dtype, toType: $0.type.floatDType ?? .f32,
+                                    bytesIn: $0.source.elementCount * $0.source.dtype.size, bytesOut: $0.bytes, storedType: $0.type.name)
+        }
+        return ConversionReport(output: output, files: [output], tensors: rows, copiedFiles: [], seconds: clock.seconds)
     }
 
     /// `tokenizer.ggml.*` from a byte-level BPE tokenizer.json: tokens by id (their vocabulary
     /// spelling), token types (1 normal, 3 control = special added, 4 user-defined), merges.
-    static func tokenizerMetadata(_ path: String, vocabulary: Int) throws -> [(String, Value)] {
-        let json = try Checkpoint.readJSONObject(path, maximumBytes: 512 << 20)  // the tokenizer loader's bound
+    static func tokenizerMetadata(_ json: JSONValue, special: JSONValue?, chatTemplate: String?, file path: String,
+                                  vocabulary: Int) throws -> [(String, Value)] {
         guard let model = json["model"], model["type"]?.stringValue == "BPE", let vocab = model["vocab"]?.objectMembers else {
             throw Failure.tokenizer(file: path, reason: "not a BPE tokenizer")
         }
@@ -178,7 +177,6 @@ public enum GGUFWriter {
             if let pair = m.arrayValue?.compactMap(\.stringValue), pair.count == 2 { return pair[0] + " " + pair[1] }
             return nil
         }
-        let special = try? Checkpoint.readJSONObject(FileSystem.join(FileSystem.split(path).directory, "tokenizer_config.json"))
         func id(_ key: String) -> Int? {
             guard let name = special?[key]?.stringValue ?? special?[key]?["content"]?.stringValue else { return nil }
             return tokens.firstIndex(of: name)
@@ -195,10 +193,7 @@ public enum GGUFWriter {
         if let pad = id("pad_token") { kv.append(("tokenizer.ggml.padding_token_id", .u32(UInt32(pad)))) }
         let template = json["post_processor"]?["single"]?.arrayValue?.first?["SpecialToken"] != nil
         kv.append(("tokenizer.ggml.add_bos_token", .bool(template)))
-        // transformers ≥ 4.47 keeps the chat template in chat_template.jinja beside the tokenizer.
-        let jinja = FileSystem.join(FileSystem.split(path).directory, "chat_template.jinja")
-        let chat = special?["chat_template"]?.stringValue
-            ?? (FileSystem.isRegularFile(jinja) ? (try? FileSystem.readFile(jinja)).map { String(decoding: $0, as: UTF8.self) } : nil)
+        let chat = special?["chat_template"]?.stringValue ?? chatTemplate
         if let chat { kv.append(("tokenizer.chat_template", .string(chat))) }
         return kv
     }

@@ -114,6 +114,10 @@ public final class CheckpointWriter {
         try writer.output.translatingErrors {
             try writer.writeShards(shards, indexMetadata: input.indexMetadata?.objectMembers ?? [], produce: produce)
             if let config { try writer.writeJSON(config, named: "config.json", sortKeys: true) }
+            for file in input.generatedFiles {
+                try writer.writeJSON(file.contents, named: file.name, sortKeys: file.sortKeys)
+                copied.append(file.name)
+            }
             if let directory = input.directory {
                 for name in input.otherFiles {
                     try writer.copyFile(from: FileSystem.join(directory, name), named: name)

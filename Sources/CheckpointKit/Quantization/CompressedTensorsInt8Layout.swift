@@ -1,0 +1,162 @@
+/// compressed-tensors `int-quantized` int8, symmetric, one scale per `groupSize` values of a row:
+/// `P.weight` I8 `[out, in]` beside `P.weight_scale` `[out, ceil(in/g)]`.
+public struct Int8Scheme: QuantizationScheme, Equatable {
+    public var groupSize: Int
+    public var scaleType: DType
+
+    public init(groupSize: Int = 64, scaleType: DType = .f32) {
+        self.groupSize = groupSize
+        self.scaleType = scaleType
+    }
+
+    public var schemeName: String { "int8" }
+    public var description: String { "int8 (groups of \(groupSize), \(scaleType.rawValue) scales)" }
+
+    public func validate() throws {
+        guard groupSize > 0 else {
+            throw QuantizationError.invalidBlockSize(scheme: "int8", blockSize: groupSize, reason: "expected a positive group size")
+        }
+        guard [.f32, .f16, .bf16].contains(scaleType) else { throw ConversionError.unsupportedTargetType(scaleType.torchName) }
+    }
+
+    public func encode(name: String, shape: [Int], originalType: DType, values x: UnsafeBufferPointer<Float>, optimizeScales: Bool,
+                       threads: ThreadBudget) -> (encoded: EncodedTensor, plain: EncodedTensor?) {
+        let (rows, columns) = (shape[0], shape[1])
+        let plain = CompressedTensorsInt8Layout.encode(x, name: name, shape: shape, originalType: originalType, groupSize: groupSize,
+                                                       scaleType: scaleType, fixedScales: nil, threads: threads)
+        guard optimizeScales else { return (plain, nil) }
+        let fixed = ScaleSearch.int8Scales(x, rows: rows, columns: columns, groupSize: groupSize, scaleType: scaleType, threads: threads)
+        return (CompressedTensorsInt8Layout.encode(x, name: name, shape: shape, originalType: originalType, groupSize: groupSize,
+                                                   scaleType: scaleType, fixedScales: fixed, threads: threads), plain)
+    }
+
+    public func decode(_ tensor: EncodedTensor, into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget) {
+        let q = tensor.parts[0].bytes
+        let scaleBytes = tensor.parts[1].bytes
+        var scales = [Float](repeating: 0, count: scaleBytes.count / scaleType.size)
+        scaleBytes.withUnsafeBytes { src in
+            scales.withUnsafeMutableBytes { FloatConversion.convert(src, from: scaleType, to: .f32, into: $0, threads: .single) }
+        }
+        q.withUnsafeBytes { raw in
+            scales.withUnsafeBufferPointer { s in
+                BlockInt8Quantizer.dequantize(raw.bindMemory(to: Int8.self), scales: s, rows: tensor.shape[0], columns: tensor.shape[1],
+                                              groupSize: groupSize, into: out, threads: threads)
+            }
+        }
+    }
+
+    public func quantizationConfig(computeType: DType, skippedModules skipped: [String]) -> JSONValue {
+        // As compressed-tensors 0.20 writes it; the per-group "format" is what makes its loader
+        // read the I8 weight instead of inferring pack-quantized (fixtures/quant/README.md).
+        [
+            "config_groups": ["group_0": [
+                "format": "int-quantized", "input_activations": nil, "output_activations": nil, "targets": ["Linear"],
+                "weights": [
+                    "dynamic": false, "group_size": JSONValue(groupSize), "num_bits": 8, "strategy": "group", "symmetric": true,
+                    "type": "int",
+                ],
+            ]],
+            "format": "int-quantized", "global_compression_ratio": nil, "ignore": .array(skipped.map { .string($0) }),
+            "kv_cache_scheme": nil, "moe_sparsity_config": nil, "quant_method": "compressed-tensors",
+            "quantization_status": "compressed", "sparsity_config": [:], "transform_config": [:], "version": "0.20.0",
+        ]
+    }
+
+    public func notes(selected: [(name: String, shape: [Int])]) -> [String] {
+        let ragged = selected.filter { $0.shape.count == 2 && $0.shape[1] % groupSize != 0 }
+        guard let first = ragged.first else { return [] }
+        return ["group size \(groupSize) does not divide the input dimension of \(ragged.count) tensor(s) (e.g. '\(first.name)', "
+            + "\(first.shape[1]) columns): their last group is partial, which compressed-tensors does not load"]
+    }
+}
+
+/// One stored compressed-tensors int8 weight.
+public struct Int8Weight: QuantizedWeight {
+    public var weight: Checkpoint.Entry
+    public var scale: Checkpoint.Entry
+    public var groupSize: Int
+    /// `weight_zero_point` / `weight_g_idx` when the file has them (unused by symmetric int8).
+    public var extras: [Checkpoint.Entry] = []
+
+    public var scheme: any QuantizationScheme { Int8Scheme(groupSize: groupSize, scaleType: scale.info.dtype) }
+    public var parts: [Checkpoint.Entry] { [weight, scale] + extras }
+
+    public func decode(from checkpoint: Checkpoint, shape: [Int], into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget) {
+        let view = checkpoint.view(weight)
+        let scales = FloatValues.array(checkpoint.view(scale))
+        withExtendedLifetime(view) {
+            scales.withUnsafeBufferPointer { sc in
+                BlockInt8Quantizer.dequantize(view.bytes.bindMemory(to: Int8.self), scales: sc, rows: shape[0], columns: shape[1],
+                                              groupSize: groupSize, into: out, threads: threads)
+            }
+        }
+    }
+}
+
+/// Finds and encodes compressed-tensors int8 weights.
+public enum CompressedTensorsInt8Layout: QuantizedLayout {
+    public static func detect(in checkpoint: Checkpoint, fallbackDType: DType) throws -> [LogicalTensor] {
+        let configGroupSize = checkpoint.config.flatMap(groupSize(config:))
+        var found: [LogicalTensor] = []
+        for entry in checkpoint.entries where entry.info.dtype == .i8 && entry.info.shape.count == 2 {
+            let name = entry.info.name
+            guard name.hasSuffix(".weight"), let scale = checkpoint.entry(named: String(name.dropLast(".weight".count)) + ".weight_scale")
+            else { continue }
+            let file = checkpoint.files[entry.fileIndex].path
+            let (rows, columns) = (entry.info.shape[0], entry.info.shape[1])
+            let groups = scale.info.shape.count == 2 ? scale.info.shape[1] : 0
+            guard scale.info.shape.first == rows, groups > 0 else {
+                throw QuantizedLayoutError.partShapeMismatch(file: file, tensor: scale.info.name, expected: "[\(rows), groups]",
+                                                             actual: "\(scale.info.shape)")
+            }
+            let groupSize = configGroupSize ?? (columns + groups - 1) / groups
+            guard BlockInt8Quantizer.groupsPerRow(columns: columns, groupSize: groupSize) == groups else {
+                throw QuantizedLayoutError.partShapeMismatch(file: file, tensor: scale.info.name,
+                                                             expected: "\(BlockInt8Quantizer.groupsPerRow(columns: columns, groupSize: groupSize)) groups per row",
+                                                             actual: "\(groups)")
+            }
+            let extras = ["weight_zero_point", "weight_g_idx"].compactMap { checkpoint.entry(named: String(name.dropLast("weight".count)) + $0) }
+            found.append(LogicalTensor(name: name, shape: entry.info.shape, dtype: fallbackDType,
+                                       storage: .quantized(Int8Weight(weight: entry, scale: scale, groupSize: groupSize, extras: extras)),
+                                       fileIndex: entry.fileIndex))
+        }
+        return found
+    }
+
+    /// Builds `P.weight` I8 and `P.weight_scale` from f32 values; with `fixedScales` the values
+    /// are quantized against those scales instead of absmax/127.
+    public static func encode(_ x: UnsafeBufferPointer<Float>, name: String, shape: [Int], originalType: DType, groupSize: Int,
+                              scaleType: DType, fixedScales: [Float]?, threads: ThreadBudget) -> EncodedTensor {
+        let (rows, columns) = (shape[0], shape[1])
+        var q = [Int8](repeating: 0, count: x.count)
+        var scales = [Float](repeating: 0, count: rows * BlockInt8Quantizer.groupsPerRow(columns: columns, groupSize: groupSize))
+        q.withUnsafeMutableBufferPointer { qs in
+            scales.withUnsafeMutableBufferPointer { s in
+                if let fixedScales {
+                    fixedScales.withUnsafeBufferPointer {
+                        BlockInt8Quantizer.quantize(x, rows: rows, columns: columns, groupSize: groupSize, scaleType: scaleType, q: qs,
+                                                    scales: s, fixedScales: $0, threads: threads)
+                    }
+                } else {
+                    BlockInt8Quantizer.quantize(x, rows: rows, columns: columns, groupSize: groupSize, scaleType: scaleType, q: qs,
+                                                scales: s, threads: threads)
+                }
+            }
+        }
+        let scaleName = name.hasSuffix(".weight") ? String(name.dropLast(".weight".count)) + ".weight_scale" : name + "_scale"
+        let groups = BlockInt8Quantizer.groupsPerRow(columns: columns, groupSize: groupSize)
+        var scaleBytes = [UInt8](repeating: 0, count: scales.count * scaleType.size)
+        scales.withUnsafeBytes { src in
+            scaleBytes.withUnsafeMutableBytes { FloatConversion.convert(src, from: .f32, to: scaleType, into: $0, threads: .single) }
+        }
+        return EncodedTensor(name: name, shape: shape, originalType: originalType, scheme: Int8Scheme(groupSize: groupSize, scaleType: scaleType),
+                             parts: [(TensorSpec(name: name, dtype: .i8, shape: shape), q.withUnsafeBytes { Array($0) }),
+                                     (TensorSpec(name: scaleName, dtype: scaleType, shape: [shape[0], groups]), scaleBytes)])
+    }
+
+    /// The weights' group size named by a compressed-tensors `quantization_config`.
+    static func groupSize(config: JSONValue) -> Int? {
+        guard let groups = config["quantization_config"]?["config_groups"]?.objectMembers else { return nil }
+        return groups.lazy.compactMap { $0.1["weights"]?["group_size"]?.intValue }.first
+    }
+}

@@ -1,0 +1,13 @@
+import Synchronization
+
+/// Set from a signal handler when the user interrupts; writers check it between chunks and stop
+/// with `FileAccessError.interrupted`, so their normal clean-up removes what they began.
+public enum Interruption {
+    static let requested = Atomic<Bool>(false)
+
+    /// Async-signal-safe: a single atomic store.
+    public static func request() { requested.store(true, ordering: .relaxed) }
+    public static var isRequested: Bool { requested.load(ordering: .relaxed) }
+    /// For tests.
+    public static func reset() { requested.store(false, ordering: .relaxed) }
+}

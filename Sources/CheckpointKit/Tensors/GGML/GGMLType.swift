@@ -1,0 +1,108 @@
+/// One GGML tensor type as GGUF files store it: its id, name, block geometry, and the codec that
+/// turns its blocks into f32 (and back, for the types ckpt writes).
+///
+/// Each type is defined in its own file beside this one and listed once in `all`; adding a type
+/// is one file and one line. Decoding is bit-exact with gguf-py's `quants` module (which
+/// reproduces ggml-quants.c); half-precision scales are IEEE f16.
+public struct GGMLType: Sendable, Hashable, CustomStringConvertible {
+    /// The type id in GGUF tensor infos (`ggml_type`).
+    public let rawValue: UInt32
+    /// llama.cpp's name: F32, Q4_K, …
+    public let name: String
+    /// Elements per block.
+    public let blockSize: Int
+    /// Bytes per block.
+    public let typeSize: Int
+    /// Decodes `out.count` elements (whole blocks) from `raw`.
+    let decodeBlocks: @Sendable (_ raw: UnsafeRawBufferPointer, _ out: UnsafeMutableBufferPointer<Float>) -> Void
+    /// Encodes whole blocks of f32, for the types ckpt writes.
+    let encodeBlocks: (@Sendable (_ x: UnsafeBufferPointer<Float>, _ threads: ThreadBudget) -> [UInt8])?
+
+    /// Every type ckpt reads, in id order: the one list.
+    public static let all: [GGMLType] = [.f32, .f16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .q8_K, .bf16]
+
+    /// The type with GGUF id `rawValue`, if ckpt knows it.
+    public init?(rawValue: UInt32) {
+        guard let found = Self.all.first(where: { $0.rawValue == rawValue }) else { return nil }
+        self = found
+    }
+
+    init(rawValue: UInt32, name: String, blockSize: Int, typeSize: Int,
+         decode: @escaping @Sendable (UnsafeRawBufferPointer, UnsafeMutableBufferPointer<Float>) -> Void,
+         encode: (@Sendable (UnsafeBufferPointer<Float>, ThreadBudget) -> [UInt8])? = nil) {
+        self.rawValue = rawValue
+        self.name = name
+        self.blockSize = blockSize
+        self.typeSize = typeSize
+        self.decodeBlocks = decode
+        self.encodeBlocks = encode
+    }
+
+    public static func == (a: GGMLType, b: GGMLType) -> Bool { a.rawValue == b.rawValue }
+    public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
+    public var description: String { name }
+
+    /// Bytes `elements` values take (a whole number of blocks).
+    public func byteCount(elements: Int) -> Int { elements / blockSize * typeSize }
+
+    /// Whether ckpt can write this type.
+    public var isEncodable: Bool { encodeBlocks != nil }
+
+    /// The f32 values of `count` elements stored in `raw` (which holds at least their blocks).
+    public func decode(_ raw: UnsafeRawBufferPointer, count: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: count)
+        out.withUnsafeMutableBufferPointer { decode(raw, into: $0) }
+        return out
+    }
+
+    /// Decodes `out.count` elements from `raw` into `out`.
+    public func decode(_ raw: UnsafeRawBufferPointer, into out: UnsafeMutableBufferPointer<Float>) {
+        precondition(out.count % blockSize == 0 && raw.count >= byteCount(elements: out.count), "whole blocks, backed by bytes")
+        decodeBlocks(raw, out)
+    }
+
+    /// The blocks of `x` (a whole number of blocks) in this type, or nil when ckpt does not write it.
+    public func encode(_ x: UnsafeBufferPointer<Float>, threads: ThreadBudget = .allCores) -> [UInt8]? {
+        encodeBlocks?(x, threads)
+    }
+}
+
+/// Helpers the block codecs share.
+enum GGMLBlock {
+    /// The f16 at `offset`, widened.
+    @inline(__always)
+    static func half(_ raw: UnsafeRawBufferPointer, _ offset: Int) -> Float {
+        FloatConversion.f16ToF32Reference(raw.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
+    }
+
+    /// Stores `value` as little-endian f16 at `offset`.
+    @inline(__always)
+    static func storeHalf(_ value: Float, _ out: inout [UInt8], _ offset: Int) {
+        let h = FloatConversion.f32ToF16Reference(value)
+        out[offset] = UInt8(h & 0xFF)
+        out[offset + 1] = UInt8(h >> 8)
+    }
+
+    /// gguf-py's `np_roundf`: round half away from zero, computed as floor(|x|) + floor(2·frac).
+    @inline(__always)
+    static func roundHalfAway(_ x: Float) -> Float {
+        let a = abs(x)
+        let floored = a.rounded(.down)
+        let b = floored + (2 * (a - floored)).rounded(.down)
+        return x < 0 ? -b : (x > 0 ? b : 0)
+    }
+
+    /// The eight 6-bit (scale, min) pairs of a Q4_K / Q5_K block (`get_scale_min_k4`), from the
+    /// 12 bytes at `offset`.
+    static func scalesAndMins(_ raw: UnsafeRawBufferPointer, _ offset: Int) -> (scales: [UInt8], mins: [UInt8]) {
+        var scales = [UInt8](repeating: 0, count: 8), mins = scales
+        for j in 0..<4 {
+            let dj = raw[offset + j], mj = raw[offset + 4 + j], mdj = raw[offset + 8 + j]
+            scales[j] = dj & 0x3F
+            mins[j] = mj & 0x3F
+            scales[4 + j] = (mdj & 0x0F) | ((dj >> 2) & 0x30)
+            mins[4 + j] = (mdj >> 4) | ((mj >> 2) & 0x30)
+        }
+        return (scales, mins)
+    }
+}

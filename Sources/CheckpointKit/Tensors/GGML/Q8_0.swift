@@ -1,0 +1,62 @@
+/// Q8_0: blocks of 32 int8 values with one f16 scale d (34 bytes); x ≈ d·q.
+extension GGMLType {
+    public static let q8_0 = GGMLType(rawValue: 8, name: "Q8_0", blockSize: 32, typeSize: 34, decode: { raw, o in
+        for b in 0..<(o.count / 32) {
+            let base = b * 34
+            let d = GGMLBlock.half(raw, base)
+            for j in 0..<32 { o[b * 32 + j] = Float(Int8(bitPattern: raw[base + 2 + j])) * d }
+        }
+    }, encode: { x, threads in Q8_0Codec.quantize(x, threads: threads) })
+}
+
+/// Q8_0 quantization, llama.cpp's reference quantizer (`quantize_row_q8_0_ref`) and a fast twin.
+public enum Q8_0Codec {
+    /// Fast: SIMD within a block, blocks spread over threads; equal to `quantizeReference`.
+    public static func quantize(_ x: UnsafeBufferPointer<Float>, threads: ThreadBudget = .allCores) -> [UInt8] {
+        let blocks = x.count / 32
+        var out = [UInt8](repeating: 0, count: blocks * 34)
+        let perChunk = 2048
+        out.withUnsafeMutableBytes { o in
+            threads.forEachChunk((blocks + perChunk - 1) / perChunk) { chunk in
+                let signMask = SIMD16<UInt32>(repeating: 0x7FFF_FFFF)
+                for b in (chunk * perChunk)..<min(blocks, (chunk + 1) * perChunk) {
+                    let p = UnsafeRawPointer(x.baseAddress! + b * 32)
+                    let v0 = p.loadUnaligned(as: SIMD16<Float>.self), v1 = p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+                    let a0 = unsafeBitCast(unsafeBitCast(v0, to: SIMD16<UInt32>.self) & signMask, to: SIMD16<Float>.self)
+                    let a1 = unsafeBitCast(unsafeBitCast(v1, to: SIMD16<UInt32>.self) & signMask, to: SIMD16<Float>.self)
+                    let m16 = a0.maximum(a1)
+                    let m8 = m16.lowHalf.replacing(with: m16.highHalf, where: m16.lowHalf .< m16.highHalf)
+                    var m: Float = 0
+                    for k in 0..<8 { m = max(m, m8[k]) }
+                    let d = m / 127
+                    let inverse: Float = d == 0 ? 0 : 1 / d
+                    let h = FloatConversion.f32ToF16Reference(d)
+                    o.storeBytes(of: h.littleEndian, toByteOffset: b * 34, as: UInt16.self)
+                    let q0 = SIMD16<Int8>(truncatingIfNeeded: (v0 * inverse).roundedHalfAwayToInt32())
+                    let q1 = SIMD16<Int8>(truncatingIfNeeded: (v1 * inverse).roundedHalfAwayToInt32())
+                    o.storeBytes(of: q0, toByteOffset: b * 34 + 2, as: SIMD16<Int8>.self)
+                    o.storeBytes(of: q1, toByteOffset: b * 34 + 18, as: SIMD16<Int8>.self)
+                }
+            }
+        }
+        return out
+    }
+
+    /// Reference (`ggml_quantize_q8_0`): per 32 values d = absmax/127, q = round(x·(1/d)) with
+    /// the float32 d, then d stored as f16.
+    public static func quantizeReference(_ x: UnsafeBufferPointer<Float>) -> [UInt8] {
+        let blocks = x.count / 32
+        var out = [UInt8](repeating: 0, count: blocks * 34)
+        for b in 0..<blocks {
+            var m: Float = 0
+            for j in 0..<32 { m = max(m, abs(x[b * 32 + j])) }
+            let d = m / 127
+            let inverse: Float = d == 0 ? 0 : 1 / d
+            GGMLBlock.storeHalf(d, &out, b * 34)
+            for j in 0..<32 {
+                out[b * 34 + 2 + j] = UInt8(bitPattern: Int8(GGMLBlock.roundHalfAway(x[b * 32 + j] * inverse)))
+            }
+        }
+        return out
+    }
+}
