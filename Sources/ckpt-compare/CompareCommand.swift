@@ -76,7 +76,8 @@ struct CompareCommand: ParsableCommand {
                 if models.count == 2 && saveBase == nil {
                     let candidateCheckpoint = try Checkpoint(path: models[1])
                     let candidate = try TransformerModel(checkpoint: candidateCheckpoint, threads: common.threadBudget)
-                    if input.text != nil {
+                    // Different vocabularies are refused by the evaluator itself, naming both sizes.
+                    if input.text != nil && candidate.config.vocabularySize == model.config.vocabularySize {
                         let (candidateTokens, _, _) = try input.tokens(for: candidateCheckpoint, vocabulary: candidate.config.vocabularySize)
                         try QualityGates.requireSameTokens(tokens, candidateTokens, file: source, baseModel: models[0], candidateModel: models[1])
                     }

@@ -49,13 +49,21 @@ func badModelFolders() throws {
     }
 }
 
-@Test("A folder with no safetensors says what it found instead")
+@Test("A folder without weights says so, and a .bin that is not torch.save's zip is named")
 func noWeights() throws {
     let scratch = ScratchDirectory()
+    _ = scratch.write("notes.txt", [1, 2, 3])
+    #expect(throws: CheckpointError.noWeights(path: scratch.path, found: [])) { try Checkpoint(path: scratch.path) }
     _ = scratch.write("pytorch_model.bin", [1, 2, 3])
-    #expect(throws: CheckpointError.noWeights(path: scratch.path, found: ["pytorch_model.bin"])) {
-        try Checkpoint(path: scratch.path)
-    }
+    #expect(throws: ZipError.notAZip(file: scratch.file("pytorch_model.bin"))) { try Checkpoint(path: scratch.path) }
+}
+
+@Test("Two GGUF files in one folder are not guessed between: the error lists both")
+func twoGGUFs() throws {
+    let scratch = ScratchDirectory()
+    _ = scratch.write("a.gguf", [1])
+    _ = scratch.write("b.gguf", [1])
+    #expect(throws: CheckpointError.noWeights(path: scratch.path, found: ["a.gguf", "b.gguf"])) { try Checkpoint(path: scratch.path) }
 }
 
 @Test("An index that points outside its folder is refused")

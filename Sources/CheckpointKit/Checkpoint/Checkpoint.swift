@@ -25,11 +25,11 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
         case let .missingShard(file, shard):
             return "\(file): shard '\(shard)' named by the index is missing (expected it beside the index)"
         case let .tensorNotInShard(file, tensor, shard):
-            return "\(file): tensor '\(tensor)': not in shard '\(shard)' where the index places it"
+            return "\(faultLocation(file, tensor: tensor)): not in shard '\(shard)' where the index places it"
         case let .tensorMissingFromIndex(file, tensor, shard):
-            return "\(file): tensor '\(tensor)': present in shard '\(shard)' but not listed in the index"
+            return "\(faultLocation(file, tensor: tensor)): present in shard '\(shard)' but not listed in the index"
         case let .duplicateTensor(tensor, firstFile, secondFile):
-            return "\(secondFile): tensor '\(tensor)': also present in \(firstFile) (expected each tensor once)"
+            return "\(faultLocation(secondFile, tensor: tensor)): also present in \(firstFile) (expected each tensor once)"
         case let .jsonMalformed(file, reason):
             return "\(file): malformed JSON file: \(reason)"
         case let .notRegularFile(path):

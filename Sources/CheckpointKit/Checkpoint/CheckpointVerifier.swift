@@ -14,7 +14,7 @@ public enum VerificationError: Error, Equatable, Sendable, CustomStringConvertib
         case let .sizeChanged(file, expected, actual):
             return "\(file): file changed while being verified (expected \(expected) bytes, got \(actual))"
         case let .nonFinite(file, tensor, firstIndex, nanCount, infCount):
-            return "\(file): tensor '\(tensor)': \(nanCount) NaN and \(infCount) Inf values, the first at flat index \(firstIndex) (expected finite weights)"
+            return "\(faultLocation(file, tensor: tensor)): \(nanCount) NaN and \(infCount) Inf values, the first at flat index \(firstIndex) (expected finite weights)"
         }
     }
 }

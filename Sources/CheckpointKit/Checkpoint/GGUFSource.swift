@@ -18,9 +18,9 @@ public enum GGUFSourceError: Error, Equatable, Sendable, CustomStringConvertible
         case let .unsupportedTokenizer(file, model):
             return "\(file): tokenizer.ggml.model '\(model)' is not supported (expected gpt2 or llama)"
         case let .unmappedTensor(file, tensor):
-            return "\(file): tensor '\(tensor)': no Hugging Face name in the llama layout"
+            return "\(faultLocation(file, tensor: tensor)): no Hugging Face name in the llama layout"
         case let .badTensorShape(file, tensor, expected, found):
-            return "\(file): tensor '\(tensor)': shape \(found) (expected \(expected))"
+            return "\(faultLocation(file, tensor: tensor)): shape \(found) (expected \(expected))"
         }
     }
 }

@@ -45,11 +45,11 @@ public enum QuantizedLayoutError: Error, Equatable, Sendable, CustomStringConver
     public var description: String {
         switch self {
         case let .missingPart(file, tensor, part):
-            return "\(file): tensor '\(tensor)': quantized weight without its '\(part)' (expected it beside the weight)"
+            return "\(faultLocation(file, tensor: tensor)): quantized weight without its '\(part)' (expected it beside the weight)"
         case let .badQuantState(file, tensor, reason):
-            return "\(file): tensor '\(tensor)': unreadable bitsandbytes quant_state: \(reason)"
+            return "\(faultLocation(file, tensor: tensor)): unreadable bitsandbytes quant_state: \(reason)"
         case let .partShapeMismatch(file, tensor, expected, actual):
-            return "\(file): tensor '\(tensor)': quantized parts disagree with its shape (expected \(expected), got \(actual))"
+            return "\(faultLocation(file, tensor: tensor)): quantized parts disagree with its shape (expected \(expected), got \(actual))"
         }
     }
 }
@@ -68,6 +68,13 @@ public struct EncodedTensor: Sendable {
 
     /// Bytes of all parts.
     public var storedBytes: Int { parts.reduce(0) { $0 + $1.bytes.count } }
+
+    /// Error of the values a loader reconstructs from this tensor against the originals.
+    public func error(against reference: UnsafeBufferPointer<Float>, threads: ThreadBudget) -> ErrorMetrics {
+        var decoded = [Float](repeating: 0, count: reference.count)
+        decoded.withUnsafeMutableBufferPointer { scheme.decode(self, into: $0, threads: threads) }
+        return decoded.withUnsafeBufferPointer { ErrorMetrics.compare(reference: reference, candidate: $0, threads: threads) }
+    }
 
     /// The bytes of the part named `name + suffix`.
     public func part(_ suffix: String) -> [UInt8]? { parts.first { $0.spec.name == name + suffix }?.bytes }

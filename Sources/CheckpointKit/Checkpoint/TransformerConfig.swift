@@ -15,9 +15,9 @@ public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .badConfig(file, key, reason):
             return "\(file): \(key): \(reason)"
         case let .missingWeight(file, tensor):
-            return "\(file): tensor '\(tensor)': missing (expected it for this architecture)"
+            return "\(faultLocation(file, tensor: tensor)): missing (expected it for this architecture)"
         case let .weightShape(file, tensor, expected, actual):
-            return "\(file): tensor '\(tensor)': wrong shape (expected \(expected), got \(actual))"
+            return "\(faultLocation(file, tensor: tensor)): wrong shape (expected \(expected), got \(actual))"
         }
     }
 }

@@ -114,7 +114,7 @@ public enum CheckpointMerger {
                             encodedParts[part.spec.name] = part.bytes
                             shards[tensor.fileIndex].tensors.append(part.spec)
                         }
-                        let metrics = values.withUnsafeBufferPointer { CheckpointQuantizer.measure(encoded, reference: $0, threads: options.threads) }
+                        let metrics = values.withUnsafeBufferPointer { encoded.error(against: $0, threads: options.threads) }
                         if let i = rowIndex[tensor.name] { report.rows[i].requantization = metrics }
                         sources[tensor.name] = .encoded(encoded)
                     }

@@ -26,7 +26,7 @@ public enum LoRAError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .missingWeights(folder):
             return "\(folder): no adapter_model.safetensors (expected the adapter's weights beside its config)"
         case let .unrecognizedKey(file, key):
-            return "\(file): tensor '\(key)': not a LoRA key and not in modules_to_save (expected lora_A/lora_B/lora_embedding_A/lora_embedding_B/lora_magnitude_vector)"
+            return "\(faultLocation(file, tensor: key)): not a LoRA key and not in modules_to_save (expected lora_A/lora_B/lora_embedding_A/lora_embedding_B/lora_magnitude_vector)"
         case let .unmatchedKeys(file, keys, candidates):
             let shown = keys.prefix(5).joined(separator: ", ") + (keys.count > 5 ? ", … (\(keys.count) in all)" : "")
             let tried = candidates.isEmpty ? "" : "; tried base tensors such as \(candidates.prefix(3).joined(separator: ", "))"
@@ -34,13 +34,13 @@ public enum LoRAError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .incompletePair(file, module, missing):
             return "\(file): module '\(module)': has no \(missing) (expected both halves of each LoRA pair)"
         case let .shapeMismatch(file, key, baseTensor, expected, actual):
-            return "\(file): tensor '\(key)': does not fit base tensor '\(baseTensor)' (expected shape \(expected), got \(actual))"
+            return "\(faultLocation(file, tensor: key)): does not fit base tensor '\(baseTensor)' (expected shape \(expected), got \(actual))"
         case let .rankMismatch(file, key, expected, actual):
-            return "\(file): tensor '\(key)': rank disagrees with adapter_config.json (expected r = \(expected), got \(actual))"
+            return "\(faultLocation(file, tensor: key)): rank disagrees with adapter_config.json (expected r = \(expected), got \(actual))"
         case let .nonFinite(file, key, index):
-            return "\(file): tensor '\(key)': NaN or Inf at flat index \(index) (expected finite adapter weights)"
+            return "\(faultLocation(file, tensor: key)): NaN or Inf at flat index \(index) (expected finite adapter weights)"
         case let .baseHasNoBias(file, key, baseTensor):
-            return "\(file): tensor '\(key)': the base has no '\(baseTensor)' to add the LoRA bias to"
+            return "\(faultLocation(file, tensor: key)): the base has no '\(baseTensor)' to add the LoRA bias to"
         case let .doraCombined(module):
             return "module '\(module)': a DoRA adapter cannot be combined with other adapters on the same module (merge them one at a time)"
         case let .duplicateAdapter(folder):

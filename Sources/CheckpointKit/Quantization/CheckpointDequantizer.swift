@@ -92,7 +92,11 @@ public enum CheckpointDiff {
         let left = try LogicalCheckpoint(a), right = try LogicalCheckpoint(b)
         let rightByName = Dictionary(right.tensors.map { ($0.name, $0) }, uniquingKeysWith: { x, _ in x })
         let leftNames = Set(left.tensors.map(\.name))
-        func describe(_ t: LogicalTensor) -> String { t.scheme.map { "\($0)" } ?? t.dtype.rawValue }
+        func describe(_ t: LogicalTensor) -> String {
+            if let scheme = t.scheme { return "\(scheme)" }
+            if case .plain(let entry) = t.storage, let stored = entry.storedType { return stored }
+            return t.dtype.rawValue
+        }
         var rows: [TensorDifference] = []
         for t in left.tensors {
             guard let u = rightByName[t.name] else {

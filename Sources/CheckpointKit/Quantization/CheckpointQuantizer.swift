@@ -35,13 +35,13 @@ public enum QuantizationError: Error, Equatable, Sendable, CustomStringConvertib
         case let .alreadyQuantized(path, found):
             return "\(path): already quantized (found \(found)); dequantize it first with ckpt-dequantize"
         case let .nonFinite(file, tensor, index, value):
-            return "\(file): tensor '\(tensor)': \(value) at flat index \(index) (expected finite weights; pass --allow-nonfinite to quantize anyway)"
+            return "\(faultLocation(file, tensor: tensor)): \(value) at flat index \(index) (expected finite weights; pass --allow-nonfinite to quantize anyway)"
         case let .invalidBlockSize(scheme, blockSize, reason):
             return "--block-size \(blockSize): invalid for \(scheme) (\(reason))"
         case let .invalidRegex(pattern, reason):
             return "\(pattern): invalid regular expression (\(reason))"
         case let .unsupportedDType(file, tensor, dtype):
-            return "\(file): tensor '\(tensor)': cannot quantize \(dtype) (expected F32, F16, BF16 or F64)"
+            return "\(faultLocation(file, tensor: tensor)): cannot quantize \(dtype) (expected F32, F16, BF16 or F64)"
         }
     }
 }
@@ -205,25 +205,13 @@ public enum CheckpointQuantizer {
         let tensor: EncodedTensor = values.withUnsafeBufferPointer { x in
             let (encoded, plain) = options.scheme.encode(name: info.name, shape: info.shape, originalType: info.dtype == .f64 ? .f32 : info.dtype,
                                                          values: x, optimizeScales: options.optimizeScales, threads: options.threads)
-            plainMetrics = plain.map { measure($0, reference: x, threads: options.threads) }
+            plainMetrics = plain.map { $0.error(against: x, threads: options.threads) }
             return encoded
         }
-        let metrics = values.withUnsafeBufferPointer { measure(tensor, reference: $0, threads: options.threads) }
+        let metrics = values.withUnsafeBufferPointer { tensor.error(against: $0, threads: options.threads) }
         let row = QuantizationReport.Tensor(name: info.name, shape: info.shape, metrics: metrics, plainMetrics: plainMetrics,
                                             bytesIn: info.byteCount, bytesOut: tensor.storedBytes, seconds: clock.seconds)
         return (tensor, row)
-    }
-
-    /// Error of the values a loader reconstructs from `tensor` against the originals.
-    static func measure(_ tensor: EncodedTensor, reference: UnsafeBufferPointer<Float>, threads: ThreadBudget) -> ErrorMetrics {
-        var decoded = [Float](repeating: 0, count: reference.count)
-        decoded.withUnsafeMutableBufferPointer { decode(tensor, into: $0, threads: threads) }
-        return decoded.withUnsafeBufferPointer { ErrorMetrics.compare(reference: reference, candidate: $0, threads: threads) }
-    }
-
-    /// Dequantizes an encoded tensor exactly as its loader does.
-    static func decode(_ tensor: EncodedTensor, into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget) {
-        tensor.scheme.decode(tensor, into: out, threads: threads)
     }
 
     /// config.json with the loader's `quantization_config` (and nothing else changed).

@@ -37,25 +37,25 @@ public enum GGUFError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .unknownValueType(file, key, type):
             return "\(file): metadata '\(key)': unknown value type \(type) (expected 0…12)"
         case let .unknownTensorType(file, tensor, type):
-            return "\(file): tensor '\(tensor)': unknown or unsupported GGML type \(type) (expected one of \(GGMLType.all.map(\.name).joined(separator: ", ")))"
+            return "\(faultLocation(file, tensor: tensor)): unknown or unsupported GGML type \(type) (expected one of \(GGMLType.all.map(\.name).joined(separator: ", ")))"
         case let .tooManyDimensions(file, tensor, dimensions):
-            return "\(file): tensor '\(tensor)': \(dimensions) dimensions (expected at most 4)"
+            return "\(faultLocation(file, tensor: tensor)): \(dimensions) dimensions (expected at most 4)"
         case let .sizeOverflow(file, tensor):
-            return "\(file): tensor '\(tensor)': dimensions overflow a 64-bit element count"
+            return "\(faultLocation(file, tensor: tensor)): dimensions overflow a 64-bit element count"
         case let .tensorShapeInvalid(file, tensor, reason):
-            return "\(file): tensor '\(tensor)': \(reason)"
+            return "\(faultLocation(file, tensor: tensor)): \(reason)"
         case let .invalidString(file, offset):
             return "\(file): string at byte \(offset) is not UTF-8 (expected UTF-8 keys and values)"
         case let .dataOutOfBounds(file, tensor, end, fileSize):
-            return "\(file): tensor '\(tensor)': data runs past the end of the file (expected a file of at least \(end) bytes, got \(fileSize))"
+            return "\(faultLocation(file, tensor: tensor)): data runs past the end of the file (expected a file of at least \(end) bytes, got \(fileSize))"
         case let .misalignedData(file, tensor, offset, alignment):
-            return "\(file): tensor '\(tensor)': data offset \(offset) is not a multiple of the alignment \(alignment)"
+            return "\(faultLocation(file, tensor: tensor)): data offset \(offset) is not a multiple of the alignment \(alignment)"
         case let .duplicateTensor(file, tensor):
-            return "\(file): tensor '\(tensor)': appears twice (expected unique names)"
+            return "\(faultLocation(file, tensor: tensor)): appears twice (expected unique names)"
         case let .duplicateKey(file, key):
             return "\(file): metadata '\(key)': appears twice (expected unique keys)"
         case let .overlappingData(file, tensor):
-            return "\(file): tensor '\(tensor)': data overlaps the previous tensor's (expected each tensor after the last, aligned)"
+            return "\(faultLocation(file, tensor: tensor)): data overlaps the previous tensor's (expected each tensor after the last, aligned)"
         case let .badAlignment(file, found):
             return "\(file): metadata 'general.alignment' is \(found) (expected a power of two from 1 to 65536)"
         case let .gitLFSPointer(file, claimedSize):

@@ -15,7 +15,7 @@ public enum PickleError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(file): unsupported pickle opcode 0x\(String(opcode, radix: 16)) at byte \(offset) (expected a torch.save state dict)"
         case let .malformed(file, reason): return "\(file): malformed pickle: \(reason)"
         case let .missingStorage(file, key): return "\(file): storage '\(key)' named by the pickle is missing from the archive"
-        case let .tensorOutOfBounds(file, tensor): return "\(file): tensor '\(tensor)': size and strides reach past its storage"
+        case let .tensorOutOfBounds(file, tensor): return "\(faultLocation(file, tensor: tensor)): size and strides reach past its storage"
         case let .legacyFormat(file):
             return "\(file): the legacy (pre-1.6) torch.save format is not read (expected the zip format; re-save it with a current torch)"
         }

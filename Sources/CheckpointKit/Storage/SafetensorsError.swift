@@ -45,24 +45,24 @@ public enum SafetensorsError: Error, Equatable, Sendable, CustomStringConvertibl
         case let .invalidMetadata(file, key, reason):
             return "\(file): __metadata__ '\(key)': \(reason) (expected a map of strings to strings)"
         case let .invalidTensorEntry(file, tensor, reason):
-            return "\(file): tensor '\(tensor)': \(reason)"
+            return "\(faultLocation(file, tensor: tensor)): \(reason)"
         case let .unknownDType(file, tensor, dtype):
-            return "\(file): tensor '\(tensor)': unknown dtype (expected one of \(DType.allCases.map(\.rawValue).joined(separator: " ")), got \(dtype))"
+            return "\(faultLocation(file, tensor: tensor)): unknown dtype (expected one of \(DType.allCases.map(\.rawValue).joined(separator: " ")), got \(dtype))"
         case let .unsupportedDType(file, tensor, dtype):
-            return "\(file): tensor '\(tensor)': dtype \(dtype) is valid safetensors but not supported by ckpt (expected one of \(DType.allCases.map(\.rawValue).joined(separator: " ")))"
+            return "\(faultLocation(file, tensor: tensor)): dtype \(dtype) is valid safetensors but not supported by ckpt (expected one of \(DType.allCases.map(\.rawValue).joined(separator: " ")))"
         case let .duplicateTensor(file, tensor):
-            return "\(file): tensor '\(tensor)': name appears more than once in the header (expected unique names)"
+            return "\(faultLocation(file, tensor: tensor)): name appears more than once in the header (expected unique names)"
         case let .offsetsReversed(file, tensor, begin, end):
-            return "\(file): tensor '\(tensor)': data_offsets end before they begin (expected begin ≤ end, got [\(begin), \(end)])"
+            return "\(faultLocation(file, tensor: tensor)): data_offsets end before they begin (expected begin ≤ end, got [\(begin), \(end)])"
         case let .offsetsNotContiguous(file, tensor, expectedBegin, begin):
             let kind = begin > expectedBegin ? "a gap before it" : "an overlap with the previous tensor"
-            return "\(file): tensor '\(tensor)': data_offsets leave \(kind) (expected begin \(expectedBegin), got \(begin))"
+            return "\(faultLocation(file, tensor: tensor)): data_offsets leave \(kind) (expected begin \(expectedBegin), got \(begin))"
         case let .sizeOverflow(file, tensor, shape):
-            return "\(file): tensor '\(tensor)': shape \(shape) overflows a 64-bit byte count"
+            return "\(faultLocation(file, tensor: tensor)): shape \(shape) overflows a 64-bit byte count"
         case let .tensorSizeMismatch(file, tensor, expectedBytes, actualBytes):
-            return "\(file): tensor '\(tensor)': data_offsets disagree with shape and dtype (expected \(expectedBytes) bytes, got \(actualBytes))"
+            return "\(faultLocation(file, tensor: tensor)): data_offsets disagree with shape and dtype (expected \(expectedBytes) bytes, got \(actualBytes))"
         case let .dataTruncated(file, tensor, expectedFileSize, fileSize):
-            return "\(file): tensor '\(tensor)': file is truncated (expected \(expectedFileSize) bytes, got \(fileSize))"
+            return "\(faultLocation(file, tensor: tensor)): file is truncated (expected \(expectedFileSize) bytes, got \(fileSize))"
         case let .trailingBytes(file, expectedFileSize, fileSize):
             return "\(file): unexpected bytes after the last tensor (expected \(expectedFileSize) bytes, got \(fileSize))"
         case let .gitLFSPointer(file, claimedSize):

@@ -22,9 +22,9 @@ public enum SafetensorsWriteError: Error, Equatable, Sendable, CustomStringConve
     public var description: String {
         switch self {
         case let .duplicateTensor(file, tensor):
-            return "\(file): tensor '\(tensor)': written twice (expected unique names)"
+            return "\(faultLocation(file, tensor: tensor)): written twice (expected unique names)"
         case let .wrongByteCount(file, tensor, expected, actual):
-            return "\(file): tensor '\(tensor)': produced the wrong number of bytes (expected \(expected), got \(actual))"
+            return "\(faultLocation(file, tensor: tensor)): produced the wrong number of bytes (expected \(expected), got \(actual))"
         }
     }
 }

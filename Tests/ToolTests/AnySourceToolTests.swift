@@ -1,0 +1,115 @@
+import CheckpointKit
+import Foundation
+import Testing
+
+/// Every program reads every source: a GGUF (fixtures/convert/tiny-llama.gguf is fixtures/models/tiny-llama
+/// as convert_hf_to_gguf.py writes it, every GGML type) and a PyTorch `.bin` behave as the same
+/// model in safetensors.
+private let gguf = Tools.fixture("convert/tiny-llama.gguf")
+private let pytorchBin = Tools.fixture("convert/pytorch/micro-llama/pytorch_model.bin")
+private let evalText = Tools.fixture("text/eval.txt")
+
+private func perplexity(_ model: String) throws -> Double {
+    let run = try Tools.run("ckpt-perplexity", [model, "--text", evalText, "--ctx", "128", "--chunks", "2", "--json", "--threads", "2"])
+    #expect(run.status == 0, "\(run.stderr)")
+    return try #require(try parseJSONObject(run.stdout)["perplexity"] as? Double)
+}
+
+@Test("ckpt-perplexity reads a GGUF directly and gives the perplexity of its f32 Hugging Face conversion, to the last digit")
+func perplexityOfGGUF() throws {
+    let scratch = Scratch()
+    #expect(try Tools.run("ckpt-convert", [gguf, scratch.file("hf")]).status == 0)
+    let direct = try perplexity(gguf), converted = try perplexity(scratch.file("hf"))
+    #expect(direct == converted)
+    #expect(direct > 1 && direct < 200)
+}
+
+@Test("ckpt-diff matches a GGUF's tensors to the folder it came from by their Hugging Face names")
+func diffAcrossFormats() throws {
+    let run = try Tools.run("ckpt-diff", [Tools.fixture("models/tiny-llama"), gguf, "--json"])
+    #expect(run.status == 0, "\(run.stderr)")
+    let rows = try #require(try parseJSONObject(run.stdout)["tensors"] as? [[String: Any]])
+    #expect(rows.count == (try Checkpoint(path: Tools.fixture("models/tiny-llama"))).entries.count)
+    #expect(rows.contains { ($0["type_b"] as? String) == "Q8_0" })
+    #expect(rows.allSatisfy { ($0["status"] as? String) == "compared" }, "\(rows.filter { ($0["status"] as? String) != "compared" })")
+    // Q/K rows un-permuted: the quantization error stays small, a misplaced row would not.
+    for row in rows where (row["name"] as? String)?.contains("q_proj") == true {
+        #expect(((row["metrics"] as? [String: Any])?["snr_db"] as? Double ?? 0) > 20, "\(row)")
+    }
+}
+
+@Test("ckpt-quantize, ckpt-merge-lora and ckpt-inspect take a GGUF; ckpt-compare runs a folder against its GGUF")
+func programsTakeGGUF() throws {
+    let scratch = Scratch()
+    let quantize = try Tools.run("ckpt-quantize", [gguf, scratch.file("nf4"), "--scheme", "nf4"])
+    #expect(quantize.status == 0, "\(quantize.stderr)")
+    let quantized = try LogicalCheckpoint(try Checkpoint(path: scratch.file("nf4")))
+    #expect(quantized.scheme?.schemeName == "nf4")
+    #expect(FileManager.default.fileExists(atPath: scratch.file("nf4/tokenizer.json")))
+
+    let merge = try Tools.run("ckpt-merge-lora", [gguf, Tools.fixture("lora/adapters/llama-lora-all-linear"), scratch.file("merged")])
+    #expect(merge.status == 0, "\(merge.stderr)")
+    #expect(try Checkpoint(path: scratch.file("merged")).entry(named: "model.layers.0.self_attn.q_proj.weight") != nil)
+
+    let inspect = try Tools.run("ckpt-inspect", [gguf, "--json"])
+    #expect(inspect.status == 0, "\(inspect.stderr)")
+    let doc = try parseJSONObject(inspect.stdout)
+    #expect(doc["format"] as? String == "gguf")
+    let tensors = try #require(doc["tensors"] as? [[String: Any]])
+    #expect(tensors.contains { ($0["name"] as? String) == "model.layers.0.self_attn.q_proj.weight" })
+    #expect((doc["metadata"] as? [String: Any])?["general.architecture"] as? String == "llama")
+
+    let compare = try Tools.run("ckpt-compare", [Tools.fixture("models/tiny-llama"), gguf, "--text", evalText, "--ctx", "128",
+                                                 "--chunks", "2", "--json"])
+    #expect(compare.status == 0, "\(compare.stderr)")
+    let kld = try #require((try parseJSONObject(compare.stdout)["kld"] as? [String: Any])?["mean"] as? Double)
+    #expect(kld > 0 && kld < 0.05)
+}
+
+@Test("ckpt-quantize of a PyTorch .bin writes what quantizing its safetensors conversion writes")
+func quantizePyTorch() throws {
+    let scratch = Scratch()
+    #expect(try Tools.run("ckpt-convert", [pytorchBin, scratch.file("st")]).status == 0)
+    let direct = try Tools.run("ckpt-quantize", [pytorchBin, scratch.file("a"), "--scheme", "int8", "--include", "proj"])
+    #expect(direct.status == 0, "\(direct.stderr)")
+    #expect(try Tools.run("ckpt-quantize", [scratch.file("st"), scratch.file("b"), "--scheme", "int8", "--include", "proj"]).status == 0)
+    let a = try Data(contentsOf: URL(fileURLWithPath: scratch.file("a/model.safetensors")))
+    let b = try Data(contentsOf: URL(fileURLWithPath: scratch.file("b/model.safetensors")))
+    #expect(a == b)
+}
+
+@Test("A GGUF of an architecture ckpt cannot map is refused by name, in every program")
+func unmappedArchitecture() throws {
+    let scratch = Scratch()
+    var bytes = try Data(contentsOf: URL(fileURLWithPath: Tools.fixture("convert/micro-llama-tied.gguf")))
+    // Same-length rename of the architecture value: "llama" → "llamb".
+    let needle = Data("llama".utf8), key = Data("general.architecture".utf8)
+    let keyAt = try #require(bytes.range(of: key))
+    let valueAt = try #require(bytes.range(of: needle, in: keyAt.upperBound..<bytes.count))
+    bytes.replaceSubrange(valueAt, with: Data("llamb".utf8))
+    try bytes.write(to: URL(fileURLWithPath: scratch.file("other.gguf")))
+    for (tool, args) in [("ckpt-perplexity", ["--text", evalText]), ("ckpt-inspect", []), ("ckpt-diff", [gguf])] {
+        let run = try Tools.run(tool, [scratch.file("other.gguf")] + args)
+        #expect(run.status == 1, "\(tool): \(run.stderr)")
+        #expect(run.stderr.contains("GGUF architecture 'llamb' is not supported"), "\(tool): \(run.stderr)")
+    }
+}
+
+@Test("ckpt-compare refuses two models whose tokenizers split the text differently, naming the first token that differs")
+func tokenizersMustAgree() throws {
+    let scratch = Scratch()
+    let folder = scratch.file("retok")
+    try FileManager.default.copyItem(atPath: Tools.fixture("models/tiny-llama"), toPath: folder)
+    // The same model with one merge fewer: the text tokenizes differently from some token on.
+    let path = folder + "/tokenizer.json"
+    var json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+    var model = try #require(json["model"] as? [String: Any])
+    var merges = try #require(model["merges"] as? [Any])
+    merges.removeFirst()
+    model["merges"] = merges
+    json["model"] = model
+    try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
+    let run = try Tools.run("ckpt-compare", [Tools.fixture("models/tiny-llama"), folder, "--text", evalText, "--ctx", "128"])
+    #expect(run.status == 1, "\(run.stderr)")
+    #expect(run.stderr.contains("tokenize the text differently from token"), "\(run.stderr)")
+}
