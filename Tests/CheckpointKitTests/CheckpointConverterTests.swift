@@ -1,5 +1,6 @@
 @testable import CheckpointKit
 import Foundation
+import TestSupport
 import Testing
 
 /// A small model folder: bf16 weights, an int64 buffer, config.json and a tokenizer file.

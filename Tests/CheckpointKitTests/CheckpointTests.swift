@@ -1,5 +1,6 @@
 @testable import CheckpointKit
 import Foundation
+import TestSupport
 import Testing
 
 private func fixtureExists(_ relative: String) -> Bool {

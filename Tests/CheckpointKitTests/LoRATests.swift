@@ -1,5 +1,6 @@
 @testable import CheckpointKit
 import Foundation
+import TestSupport
 import Testing
 
 /// Writes a safetensors file of f32 tensors (seeded values) and returns the path.

@@ -1,5 +1,6 @@
 @testable import CheckpointKit
 import Foundation
+import TestSupport
 import Testing
 
 /// Opens hand-made bytes and returns the error the reader gives (nil when it accepts them).

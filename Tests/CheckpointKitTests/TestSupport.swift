@@ -16,26 +16,6 @@ enum Paths {
     static let sharedAssets = repository + "/../shared/assets"
 }
 
-/// A fresh scratch folder per test, removed when the value goes away.
-final class ScratchDirectory {
-    let path: String
-
-    init() {
-        path = NSTemporaryDirectory() + "ckpt-test-" + UUID().uuidString
-        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-
-    func file(_ name: String) -> String { path + "/" + name }
-
-    func write(_ name: String, _ bytes: [UInt8]) -> String {
-        let p = file(name)
-        FileManager.default.createFile(atPath: p, contents: Data(bytes))
-        return p
-    }
-}
-
 func readBytes(_ path: String) -> [UInt8] {
     [UInt8](FileManager.default.contents(atPath: path) ?? Data())
 }

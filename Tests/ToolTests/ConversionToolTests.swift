@@ -1,12 +1,13 @@
 import CheckpointKit
 import Foundation
+import TestSupport
 import Testing
 
 private let tinyLlama = Tools.fixture("models/tiny-llama")
 
 @Test("safetensors → GGUF → safetensors gives back every bf16 weight byte for byte, and a tokenizer with the same ids")
 func ggufRoundTrip() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     let toGGUF = try Tools.run("ckpt-convert", [tinyLlama, scratch.file("tiny.gguf"), "--to", "gguf", "--type", "bf16"])
     #expect(toGGUF.status == 0, "\(toGGUF.stderr)")
     let gguf = try GGUFFile(path: scratch.file("tiny.gguf"))
@@ -28,7 +29,7 @@ func ggufRoundTrip() throws {
 
 @Test("Q8_0 and Q4_0 GGUF files hold gguf-py's bytes: dequantized, they stay within the block error of the weights")
 func ggufQuantized() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     for (type, tolerance) in [("q8_0", Float(0.004)), ("q4_0", Float(0.08))] {
         #expect(try Tools.run("ckpt-convert", [tinyLlama, scratch.file(type + ".gguf"), "--to", "gguf", "--type", type]).status == 0)
         let gguf = try GGUFFile(path: scratch.file(type + ".gguf"))
@@ -43,7 +44,7 @@ func ggufQuantized() throws {
 
 @Test("An unknown --type for GGUF and an unsupported architecture are refused")
 func ggufRefusals() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     let badType = try Tools.run("ckpt-convert", [tinyLlama, scratch.file("x.gguf"), "--to", "gguf", "--type", "q3_k"])
     #expect(badType.status == 64)
     let gpt2 = try Tools.run("ckpt-convert", [Tools.fixture("models/tiny-gpt2"), scratch.file("x.gguf"), "--to", "gguf"])
@@ -65,7 +66,7 @@ private func ggufDeclaring(architecture: String, at path: String) {
 
 @Test("A GGUF of another architecture is refused by name, nothing written")
 func ggufOtherArchitecture() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     ggufDeclaring(architecture: "qwen2", at: scratch.file("q.gguf"))
     let result = try Tools.run("ckpt-convert", [scratch.file("q.gguf"), scratch.file("out")])
     #expect(result.status == 1)
@@ -75,7 +76,7 @@ func ggufOtherArchitecture() throws {
 
 @Test("A tied GGUF (no output.weight) becomes a folder with tied embeddings and no lm_head")
 func ggufTied() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     let result = try Tools.run("ckpt-convert", [Tools.fixture("convert/micro-llama-tied.gguf"), scratch.file("out"), "--type", "bf16", "--json"])
     #expect(result.status == 0, "\(result.stderr)")
     let checkpoint = try Checkpoint(path: scratch.file("out"))
@@ -85,7 +86,7 @@ func ggufTied() throws {
 
 @Test("A pickle calling os.system is refused by ckpt-convert with its name, exit 1, nothing written")
 func convertRefusesPickle() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     let result = try Tools.run("ckpt-convert", [Tools.fixture("convert/pickles_bad/forbidden_os_system.bin"), scratch.file("out")])
     #expect(result.status == 1)
     #expect(result.stderr.contains("the pickle calls os.system, which a state dict never needs (refused, nothing executed)"))
@@ -94,7 +95,7 @@ func convertRefusesPickle() throws {
 
 @Test("A sharded pytorch_model.bin folder converts to safetensors with the same tensors")
 func convertShardedBin() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     let result = try Tools.run("ckpt-convert", [Tools.fixture("convert/pytorch/micro-llama-sharded"), scratch.file("out")])
     #expect(result.status == 0, "\(result.stderr)")
     let converted = try Checkpoint(path: scratch.file("out"))

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// A safetensors file with one BF16 tensor whose data is a sparse hole (zeros), so a big input
@@ -18,7 +19,7 @@ func writeSparseBF16(_ path: String, name: String = "w", shape: [Int]) throws {
 
 @Test("ckpt-convert --type bf16 writes a folder that ckpt-inspect reads back, and --json reports each tensor")
 func convertAndInspect() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     writeSmallSafetensors(scratch.file("small.safetensors"))
     let result = try Tools.run("ckpt-convert", [scratch.file("small.safetensors"), scratch.file("out"), "--type", "bf16", "--json"])
     #expect(result.status == 0, "\(result.stderr)")
@@ -34,7 +35,7 @@ func convertAndInspect() throws {
 
 @Test("An existing output is refused without --force and left as it was")
 func convertRefusesExisting() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     writeSmallSafetensors(scratch.file("small.safetensors"))
     try FileManager.default.createDirectory(atPath: scratch.file("out"), withIntermediateDirectories: false)
     FileManager.default.createFile(atPath: scratch.file("out/mine.txt"), contents: Data("keep".utf8))
@@ -57,7 +58,7 @@ func convertBadType() throws {
 
 @Test("A truncated input names the tensor and writes nothing")
 func convertTruncated() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     writeSmallSafetensors(scratch.file("small.safetensors"))
     let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: scratch.file("small.safetensors")))
     try handle.truncate(atOffset: UInt64(FileManager.default.attributesOfItem(atPath: scratch.file("small.safetensors"))[.size] as! Int - 3))
@@ -70,7 +71,7 @@ func convertTruncated() throws {
 
 @Test("A Git LFS pointer is named as one, with the size it claims")
 func lfsPointerIsNamed() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     let pointer = "version https://git-lfs.github.com/spec/v1\noid sha256:\(String(repeating: "0f", count: 32))\nsize 538968064\n"
     FileManager.default.createFile(atPath: scratch.file("model.safetensors"), contents: Data(pointer.utf8))
     let result = try Tools.run("ckpt-inspect", [scratch.file("model.safetensors")])
@@ -81,7 +82,7 @@ func lfsPointerIsNamed() throws {
 
 @Test("A full disk mid-write gives a clear error, exit 1, and leaves nothing behind")
 func convertFullDisk() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     try writeSparseBF16(scratch.file("big.safetensors"), shape: [1 << 20])
     // The shell's file-size limit (512-byte blocks for dash) makes write(2) fail with EFBIG
     // after 256 KB, as a full disk would fail it with ENOSPC.
@@ -96,7 +97,7 @@ func convertFullDisk() throws {
 
 @Test("SIGINT mid-write stops with exit 1, says so, and leaves no partial output")
 func convertInterrupted() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     try writeSparseBF16(scratch.file("big.safetensors"), shape: [1 << 28])  // 512 MB in, 1 GB out
     let running = try Tools.start("ckpt-convert", [scratch.file("big.safetensors"), scratch.file("out"), "--type", "f32",
                                                    "--threads", "1"])

@@ -1,5 +1,6 @@
 import CheckpointKit
 import Foundation
+import TestSupport
 import Testing
 
 private let tinyLlama = Tools.fixture("models/tiny-llama")
@@ -20,7 +21,7 @@ func perplexityJSON() throws {
 
 @Test("--tokens takes ids one per line or as a JSON array, with the same result")
 func perplexityTokens() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     let ids = (0..<600).map { ($0 * 37 + 11) % 512 }
     try ids.map(String.init).joined(separator: "\n").write(toFile: scratch.file("ids.txt"), atomically: true, encoding: .utf8)
     try ("[" + ids.map(String.init).joined(separator: ", ") + "]").write(toFile: scratch.file("ids.json"), atomically: true, encoding: .utf8)
@@ -32,7 +33,7 @@ func perplexityTokens() throws {
 
 @Test("A text shorter than two contexts says how many tokens it has and needs")
 func perplexityTooShort() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     try "To be, or not to be.".write(toFile: scratch.file("short.txt"), atomically: true, encoding: .utf8)
     let result = try Tools.run("ckpt-perplexity", [tinyLlama, "--text", scratch.file("short.txt"), "--ctx", "512"])
     #expect(result.status == 1)
@@ -41,7 +42,7 @@ func perplexityTooShort() throws {
 
 @Test("A token id outside the vocabulary is refused with its position")
 func perplexityBadToken() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     try "1 2 3 70000 4".write(toFile: scratch.file("ids.txt"), atomically: true, encoding: .utf8)
     let result = try Tools.run("ckpt-perplexity", [tinyLlama, "--tokens", scratch.file("ids.txt")])
     #expect(result.status == 1)
@@ -49,7 +50,7 @@ func perplexityBadToken() throws {
 }
 
 /// A copy of the tiny Llama with its config changed or one tensor replaced.
-private func variant(_ scratch: Scratch, name: String, config: (inout [String: Any]) -> Void,
+private func variant(_ scratch: ScratchDirectory, name: String, config: (inout [String: Any]) -> Void,
                      replace: (String, (Int) -> Float)? = nil) throws -> String {
     let folder = scratch.file(name)
     try FileManager.default.copyItem(atPath: tinyLlama, toPath: folder)
@@ -76,7 +77,7 @@ private func variant(_ scratch: Scratch, name: String, config: (inout [String: A
 
 @Test("NaN logits stop the run, naming the chunk")
 func perplexityNaN() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     let broken = try variant(scratch, name: "nan", config: { _ in }, replace: ("model.norm.weight", { _ in .nan }))
     let result = try Tools.run("ckpt-perplexity", [broken, "--text", evalText, "--ctx", "128"])
     #expect(result.status == 1)
@@ -85,7 +86,7 @@ func perplexityNaN() throws {
 
 @Test("An unsupported architecture is named with the supported ones")
 func unsupportedArchitecture() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     let bert = try variant(scratch, name: "bert", config: { $0["architectures"] = ["BertForMaskedLM"]; $0["model_type"] = "bert" })
     let result = try Tools.run("ckpt-perplexity", [bert, "--text", evalText])
     #expect(result.status == 1)
@@ -109,7 +110,7 @@ func compareGates() throws {
 
 @Test("--save-base then --base reproduces the comparison's perplexities, Δp and top-token rate")
 func compareSavedBase() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     let int8 = Tools.fixture("models/tiny-llama-ct-int8")
     let direct = try parseJSONObject(try Tools.run("ckpt-compare", [tinyLlama, int8, "--text", evalText, "--ctx", "128", "--chunks", "20", "--json"]).stdout)
     let save = try Tools.run("ckpt-compare", [tinyLlama, "--save-base", scratch.file("base.safetensors"), "--text", evalText, "--ctx", "128",
@@ -128,7 +129,7 @@ func compareSavedBase() throws {
 
 @Test("Models with different vocabularies cannot be compared")
 func compareVocabularyMismatch() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     // The tiny Llama cut to a 256-token vocabulary: embedding and head keep their first rows.
     let other = try variant(scratch, name: "v", config: { $0["vocab_size"] = 256 })
     let source = try SafetensorsFile(path: tinyLlama + "/model.safetensors")
@@ -152,7 +153,7 @@ func perplexityThreadInvariance() throws {
 
 @Test("A tokenizer.json of an unsupported model type is named, exit 1")
 func unsupportedTokenizer() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     let folder = try variant(scratch, name: "unigram", config: { _ in })
     try #"{"version": "1.0", "added_tokens": [], "model": {"type": "Unigram", "vocab": [["a", 0.0]]}}"#
         .write(toFile: folder + "/tokenizer.json", atomically: true, encoding: .utf8)

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @Test("ckpt-inspect --json on the sharded fixture lists three files and the tiny Llama's 262,720 parameters")
@@ -33,7 +34,7 @@ func lfsFolder() throws {
 
 @Test("Converting the sharded fixture keeps its three shard names, and converting back restores every byte")
 func convertShardedFixture() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     let toF16 = try Tools.run("ckpt-convert", [Tools.fixture("models/tiny-llama-sharded"), scratch.file("f32"), "--type", "f32"])
     #expect(toF16.status == 0, "\(toF16.stderr)")
     let names = try FileManager.default.contentsOfDirectory(atPath: scratch.file("f32")).sorted()

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// A small valid file: two F32 tensors, metadata {"format": "pt"}.
@@ -15,7 +16,7 @@ func writeSmallSafetensors(_ path: String) {
 
 @Test("ckpt-inspect prints a table of tensors with dtype, shape and bytes")
 func inspectTable() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     writeSmallSafetensors(scratch.file("small.safetensors"))
     let result = try Tools.run("ckpt-inspect", [scratch.file("small.safetensors")])
     #expect(result.status == 0)
@@ -26,7 +27,7 @@ func inspectTable() throws {
 
 @Test("ckpt-inspect --json prints one document with files, parameters, bytes, metadata and tensors")
 func inspectJSON() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     writeSmallSafetensors(scratch.file("small.safetensors"))
     let result = try Tools.run("ckpt-inspect", [scratch.file("small.safetensors"), "--json", "--stats"])
     #expect(result.status == 0)

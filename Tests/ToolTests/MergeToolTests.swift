@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 private let tinyLlama = Tools.fixture("models/tiny-llama")
@@ -7,7 +8,7 @@ private let second = Tools.fixture("lora/adapters/llama-lora-second")
 
 @Test("ckpt-merge-lora --dry-run prints the plan and writes nothing")
 func mergeDryRun() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     let result = try Tools.run("ckpt-merge-lora", [tinyLlama, allLinear, scratch.file("out"), "--dry-run", "--json"])
     #expect(result.status == 0, "\(result.stderr)")
     let doc = try parseJSONObject(result.stdout)
@@ -22,7 +23,7 @@ func mergeDryRun() throws {
 
 @Test("Two adapters with --weight merge into a bf16 folder with the tokenizer copied")
 func mergeTwoAdapters() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     let result = try Tools.run("ckpt-merge-lora", [tinyLlama, allLinear, scratch.file("out"), "--adapter", second, "--weight", "0.7",
                                                    "--weight", "0.3", "--json"])
     #expect(result.status == 0, "\(result.stderr)")
@@ -44,7 +45,7 @@ func mergeWeightCount() throws {
 
 @Test("An adapter for another model is refused naming the keys, exit 1, nothing written")
 func mergeWrongBase() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     let result = try Tools.run("ckpt-merge-lora", [Tools.fixture("models/tiny-gpt2"), allLinear, scratch.file("out")])
     #expect(result.status == 1)
     #expect(result.stderr.hasPrefix("error: \(allLinear)/adapter_model.safetensors: 56 adapter key(s) match no base tensor: "))
@@ -54,7 +55,7 @@ func mergeWrongBase() throws {
 
 @Test("A shape that does not fit says both shapes")
 func mergeShapeMismatch() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     guard FileManager.default.fileExists(atPath: Tools.repository + "/../shared/assets/lora/gpt2-tigrinya-lora") else {
         print("skipped: ../shared/assets is absent")
         return
@@ -68,7 +69,7 @@ func mergeShapeMismatch() throws {
 
 @Test("An adapter trained on another model family gets a warning")
 func mergeBaseHint() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     let adapter = scratch.file("adapter")
     try FileManager.default.copyItem(atPath: allLinear, toPath: adapter)
     let config = try String(contentsOfFile: adapter + "/adapter_config.json", encoding: .utf8)
@@ -82,7 +83,7 @@ func mergeBaseHint() throws {
 
 @Test("An unsupported peft_type is named")
 func mergeIA3() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     try FileManager.default.createDirectory(atPath: scratch.file("ia3"), withIntermediateDirectories: true)
     FileManager.default.createFile(atPath: scratch.file("ia3/adapter_config.json"), contents: Data(#"{"peft_type": "IA3"}"#.utf8))
     let result = try Tools.run("ckpt-merge-lora", [tinyLlama, scratch.file("ia3"), scratch.file("out")])
@@ -92,7 +93,7 @@ func mergeIA3() throws {
 
 @Test("Merging into the NF4 base writes floats by default, or NF4 again with --requantize")
 func mergeQuantizedBase() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     let nf4 = Tools.fixture("models/tiny-llama-bnb-nf4")
     let floats = try Tools.run("ckpt-merge-lora", [nf4, allLinear, scratch.file("floats"), "--json"])
     #expect(floats.status == 0, "\(floats.stderr)")
@@ -116,7 +117,7 @@ func mergeQuantizedBase() throws {
 
 @Test("A full disk while merging leaves nothing behind")
 func mergeFullDisk() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     let result = try Tools.start("ckpt-merge-lora", [tinyLlama, allLinear, scratch.file("out")], shellPrefix: "ulimit -f 200").wait()
     #expect(result.status == 1)
     #expect(result.stderr.contains("cannot write (File too large)"))
@@ -125,7 +126,7 @@ func mergeFullDisk() throws {
 
 @Test("Merged files are byte-identical with --threads 1 and --threads 2")
 func mergeThreadInvariance() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     for threads in ["1", "2"] {
         let r = try Tools.run("ckpt-merge-lora", [tinyLlama, Tools.fixture("lora/adapters/llama-dora"), scratch.file(threads), "--dtype", "f32",
                                                   "--threads", threads, "--quiet"])

@@ -1,11 +1,12 @@
 import Foundation
+import TestSupport
 import Testing
 
 private let tinyLlama = Tools.fixture("models/tiny-llama")
 
 @Test("ckpt-quantize --scheme nf4 quantizes the 28 linear weights and keeps embeddings, lm_head and norms")
 func quantizeNF4() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     let result = try Tools.run("ckpt-quantize", [tinyLlama, scratch.file("nf4"), "--scheme", "nf4", "--json", "--quiet"])
     #expect(result.status == 0, "\(result.stderr)")
     let doc = try parseJSONObject(result.stdout)
@@ -26,7 +27,7 @@ func quantizeNF4() throws {
 
 @Test("Quantized output is byte-identical with --threads 1 and --threads 2", arguments: ["nf4", "fp4", "int8"])
 func quantizeThreadInvariance(scheme: String) throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     var extra = scheme == "int8" ? ["--optimize-scales"] : ["--double-quant"]
     extra += ["--quiet"]
     for threads in ["1", "2"] {
@@ -39,7 +40,7 @@ func quantizeThreadInvariance(scheme: String) throws {
 
 @Test("The sharded fixture keeps its three shards when quantized, and ckpt-diff compares it with the original")
 func quantizeShardedAndDiff() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     let q = try Tools.run("ckpt-quantize", [Tools.fixture("models/tiny-llama-sharded"), scratch.file("int8"), "--scheme", "int8", "--quiet"])
     #expect(q.status == 0, "\(q.stderr)")
     let names = try FileManager.default.contentsOfDirectory(atPath: scratch.file("int8")).filter { $0.hasSuffix(".safetensors") }.sorted()
@@ -62,7 +63,7 @@ func quantizeShardedAndDiff() throws {
 
 @Test("ckpt-dequantize restores floats within the scheme's error and removes quantization_config")
 func dequantizeRoundTrip() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     #expect(try Tools.run("ckpt-quantize", [tinyLlama, scratch.file("nf4"), "--scheme", "nf4", "--double-quant", "--quiet"]).status == 0)
     let d = try Tools.run("ckpt-dequantize", [scratch.file("nf4"), scratch.file("back"), "--dtype", "f32"])
     #expect(d.status == 0, "\(d.stderr)")
@@ -80,7 +81,7 @@ func dequantizeRoundTrip() throws {
 
 @Test("Already-quantized input is refused, naming the scheme found")
 func refuseQuantizedInput() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     #expect(try Tools.run("ckpt-quantize", [tinyLlama, scratch.file("nf4"), "--scheme", "nf4", "--quiet"]).status == 0)
     let again = try Tools.run("ckpt-quantize", [scratch.file("nf4"), scratch.file("twice"), "--scheme", "int8"])
     #expect(again.status == 1)
@@ -97,7 +98,7 @@ func invalidBlockSize(args: [String]) throws {
 
 @Test("A regex matching nothing warns; one matching everything quantizes embeddings and says so")
 func regexSelection() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     let none = try Tools.run("ckpt-quantize", [tinyLlama, scratch.file("none"), "--scheme", "int8", "--include", "^nothing$"])
     #expect(none.status == 0)
     #expect(none.stderr.contains("note: --include ^nothing$ matches no 2-D float tensor"))
@@ -127,7 +128,7 @@ private func writeNaNCheckpoint(_ path: String) {
 
 @Test("NaN weights are refused naming tensor and index, unless --allow-nonfinite")
 func nonFiniteWeights() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     writeNaNCheckpoint(scratch.file("nan.safetensors"))
     let refused = try Tools.run("ckpt-quantize", [scratch.file("nan.safetensors"), scratch.file("out"), "--scheme", "nf4"])
     #expect(refused.status == 1)
@@ -141,7 +142,7 @@ func nonFiniteWeights() throws {
 
 @Test("A full disk while writing the quantized model leaves nothing behind")
 func quantizeFullDisk() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     let result = try Tools.start("ckpt-quantize", [tinyLlama, scratch.file("out"), "--scheme", "int8"], shellPrefix: "ulimit -f 200").wait()
     #expect(result.status == 1)
     #expect(result.stderr.contains("\(scratch.file("out"))/model.safetensors: cannot write (File too large)"))
@@ -150,7 +151,7 @@ func quantizeFullDisk() throws {
 
 @Test("SIGINT while quantizing stops with exit 1 and no partial output")
 func quantizeInterrupted() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     try writeSparseBF16Matrix(scratch.file("big.safetensors"), rows: 8192, columns: 8192)
     let running = try Tools.start("ckpt-quantize", [scratch.file("big.safetensors"), scratch.file("out"), "--scheme", "nf4",
                                                     "--optimize-scales", "--threads", "1"])

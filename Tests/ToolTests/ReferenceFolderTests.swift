@@ -8,7 +8,7 @@ import Testing
 
 @Test("ckpt-quantize nf4 --double-quant writes the very files transformers + bitsandbytes write")
 func nf4MatchesTransformersFolder() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     let result = try Tools.run("ckpt-quantize", [Tools.fixture("models/tiny-llama"), scratch.file("nf4"), "--scheme", "nf4",
                                                  "--double-quant", "--quiet", "--json"])
     #expect(result.status == 0, "\(result.stderr)")
@@ -20,7 +20,7 @@ func nf4MatchesTransformersFolder() throws {
 
 @Test("ckpt-quantize int8 writes the reference compressed-tensors tensors byte for byte")
 func int8MatchesReferenceFolder() throws {
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     #expect(try Tools.run("ckpt-quantize", [Tools.fixture("models/tiny-llama"), scratch.file("int8"), "--scheme", "int8", "--quiet"]).status == 0)
     #expect(FileManager.default.contents(atPath: scratch.file("int8/model.safetensors"))
         == FileManager.default.contents(atPath: Tools.fixture("models/tiny-llama-ct-int8/model.safetensors")))
@@ -31,7 +31,7 @@ func readsTransformersFolder() throws {
     let folder = Tools.fixture("models/tiny-llama-bnb-nf4")
     let inspect = try parseJSONObject(try Tools.run("ckpt-inspect", [folder, "--json"]).stdout)
     #expect(inspect["quantization"] as? String == "bitsandbytes nf4 (double quant)")
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     let result = try Tools.run("ckpt-dequantize", [folder, scratch.file("bf16"), "--json"])
     #expect(result.status == 0, "\(result.stderr)")
     #expect((try parseJSONObject(result.stdout)["tensors"] as? [Any])?.count == 28)
@@ -55,7 +55,7 @@ func loadCheckCoversCurrentOutput(scheme: String, arguments: [String]) throws {
     let record = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Tools.fixture("quant/load_check.json")))) as? [String: Any])
     #expect(record["all_checks_passed"] as? Bool == true)
     let files = try #require((record[scheme] as? [String: Any])?["files"] as? [String: String])
-    let scratch = Scratch()
+    let scratch = ScratchDirectory()
     #expect(try Tools.run("ckpt-quantize", [Tools.fixture("models/tiny-llama"), scratch.file("out"), "--quiet", "--json"] + arguments).status == 0)
     for (name, expected) in files {
         let bytes = try #require(FileManager.default.contents(atPath: scratch.file("out/" + name)))

@@ -86,22 +86,6 @@ final class RunningTool: @unchecked Sendable {
     }
 }
 
-final class Scratch {
-    let path: String
-
-    init() {
-        path = NSTemporaryDirectory() + "ckpt-tooltest-" + UUID().uuidString
-        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-
-    func file(_ name: String) -> String { path + "/" + name }
-
-    /// Names in the scratch folder (hidden ones too: temporaries must not be left behind).
-    var contents: [String] { ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted() }
-}
-
 func parseJSONObject(_ text: String) throws -> [String: Any] {
     try #require(JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
 }

@@ -167,8 +167,7 @@ public final class Checkpoint: Sendable {
             } else if let gguf = GGUFSource.soleFile(in: names) {
                 parts = try GGUFSource.open(FileSystem.join(path, gguf), folder: path)
             } else {
-                let foreign = names.filter { name in [".gguf", ".bin", ".pt", ".pth", ".safetensors"].contains { name.hasSuffix($0) } }
-                throw CheckpointError.noWeights(path: path, found: foreign)
+                throw CheckpointError.noWeights(path: path, found: names.filter(Self.isWeightsFileName))
             }
         } else {
             guard FileSystem.isRegularFile(path) else { throw CheckpointError.notRegularFile(path: path) }

@@ -1,0 +1,49 @@
+/// One row of `ckpt-diff`: a tensor present in A, B or both.
+public struct TensorDifference: Sendable {
+    public enum Status: String, Sendable {
+        case compared, onlyInA = "only in A", onlyInB = "only in B", shapeMismatch = "shape mismatch"
+    }
+
+    public var name: String
+    public var status: Status
+    public var shapeA: [Int]?
+    public var shapeB: [Int]?
+    /// "BF16", or "nf4 (blocks of 64)" for a quantized tensor.
+    public var typeA: String?
+    public var typeB: String?
+    public var metrics: ErrorMetrics?
+}
+
+/// Per-tensor comparison of two checkpoints, dequantizing whichever side is quantized.
+public enum CheckpointDiff {
+    public static func compare(_ a: Checkpoint, _ b: Checkpoint, threads: ThreadBudget = .allCores) throws -> [TensorDifference] {
+        let left = try LogicalCheckpoint(a), right = try LogicalCheckpoint(b)
+        let rightByName = Dictionary(right.tensors.map { ($0.name, $0) }, uniquingKeysWith: { x, _ in x })
+        let leftNames = Set(left.tensors.map(\.name))
+        func describe(_ t: LogicalTensor) -> String {
+            if let scheme = t.scheme { return "\(scheme)" }
+            if case .plain(let entry) = t.storage, let stored = entry.storedType { return stored }
+            return t.dtype.rawValue
+        }
+        var rows: [TensorDifference] = []
+        for t in left.tensors {
+            guard let u = rightByName[t.name] else {
+                rows.append(TensorDifference(name: t.name, status: .onlyInA, shapeA: t.shape, typeA: describe(t)))
+                continue
+            }
+            guard t.shape == u.shape else {
+                rows.append(TensorDifference(name: t.name, status: .shapeMismatch, shapeA: t.shape, shapeB: u.shape, typeA: describe(t),
+                                             typeB: describe(u)))
+                continue
+            }
+            let x = left.float32(t, threads: threads), y = right.float32(u, threads: threads)
+            let metrics = x.withUnsafeBufferPointer { xs in y.withUnsafeBufferPointer { ErrorMetrics.compare(reference: xs, candidate: $0, threads: threads) } }
+            rows.append(TensorDifference(name: t.name, status: .compared, shapeA: t.shape, shapeB: u.shape, typeA: describe(t), typeB: describe(u),
+                                         metrics: metrics))
+        }
+        for u in right.tensors where !leftNames.contains(u.name) {
+            rows.append(TensorDifference(name: u.name, status: .onlyInB, shapeB: u.shape, typeB: describe(u)))
+        }
+        return rows
+    }
+}

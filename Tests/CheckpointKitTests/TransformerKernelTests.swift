@@ -1,0 +1,106 @@
+@testable import CheckpointKit
+import Testing
+
+// The transformer kernels accumulate in Float over 16 SIMD lanes (and softmax uses a polynomial
+// e^x); their references accumulate one value at a time in Double with libm's exp. Results
+// therefore differ by Float rounding, not bit for bit, and each test states the bound it allows.
+
+/// Widths around the 16-lane SIMD step and the 64-row attention block, plus a large odd one.
+private let awkwardSizes = [1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 577]
+
+/// u: half an ulp of 1.0, the largest relative rounding error of one Float operation.
+private let unitRoundoff: Float = 0x1p-24
+
+/// Seeded values of both signs spread over several binary orders of magnitude.
+private func seededValues(_ count: Int, seed: UInt64, magnitude: Float = 1) -> [Float] {
+    var rng = SeededGenerator(seed: seed)
+    return (0..<count).map { _ in
+        magnitude * Float.random(in: -1...1, using: &rng) * Float(sign: .plus, exponent: Int.random(in: -3...3, using: &rng), significand: 1)
+    }
+}
+
+/// The largest |fast − reference| / |reference|; a zero reference must be matched by an exact zero.
+private func maxRelativeError(_ fast: [Float], _ reference: [Float]) -> Float {
+    var worst: Float = 0
+    for (f, r) in zip(fast, reference) {
+        if r == 0 {
+            if f != 0 { return .infinity }
+        } else {
+            worst = max(worst, abs(f - r) / abs(r))
+        }
+    }
+    return worst
+}
+
+private func rmsNorm(_ x: [Float], weight: [Float], dim: Int, epsilon: Float, threads: Int) -> [Float] {
+    var out = [Float](repeating: .nan, count: x.count)
+    x.withUnsafeBufferPointer { xs in
+        weight.withUnsafeBufferPointer { w in
+            out.withUnsafeMutableBufferPointer { o in
+                TransformerKernels.rmsNorm(xs.baseAddress!, weight: w.baseAddress!, into: o.baseAddress!, rows: x.count / dim, dim: dim,
+                                           epsilon: epsilon, threads: ThreadBudget(threads))
+            }
+        }
+    }
+    return out
+}
+
+private func causalSoftmax(_ scores: [Float], rows: Int, stride: Int, threads: Int) -> [Float] {
+    var out = scores
+    out.withUnsafeMutableBufferPointer { TransformerKernels.causalSoftmax($0.baseAddress!, rows: rows, stride: stride, threads: ThreadBudget(threads)) }
+    return out
+}
+
+@Test("RMSNorm kernel stays within Float rounding of its Double reference on awkward widths", arguments: awkwardSizes)
+func rmsNormMatchesReference(dim: Int) {
+    // Three rows: ordinary values, an all-zero row (scale comes from epsilon alone), larger values.
+    let x = seededValues(dim, seed: UInt64(dim)) + [Float](repeating: 0, count: dim) + seededValues(dim, seed: UInt64(dim) + 1, magnitude: 30)
+    let weight = seededValues(dim, seed: UInt64(dim) + 2)
+    let reference = TransformerKernels.rmsNormReference(x, weight: weight, dim: dim, epsilon: 1e-5)
+    let fast = rmsNorm(x, weight: weight, dim: dim, epsilon: 1e-5, threads: 3)
+    // The kernel sums squares in Float, about dim/16 per lane plus a 16-lane reduction and up to
+    // 15 tail terms: relative error ≤ (dim/16 + 32)·u, halved by the square root; the mean,
+    // epsilon, root, reciprocal and two products add ~6u. (dim/16 + 32)·u covers both with room.
+    let bound = (Float(dim / 16) + 32) * unitRoundoff
+    #expect(maxRelativeError(fast, reference) <= bound, "dim \(dim)")
+    #expect(fast[dim..<(2 * dim)].allSatisfy { $0 == 0 })
+    // Rows are independent, so the thread count must not change a bit.
+    #expect(rmsNorm(x, weight: weight, dim: dim, epsilon: 1e-5, threads: 1).map(\.bitPattern) == fast.map(\.bitPattern))
+}
+
+@Test("Causal softmax kernel stays within Float rounding of its Double reference on awkward sizes", arguments: awkwardSizes)
+func causalSoftmaxMatchesReference(size: Int) {
+    // Scores up to ±8, wider than scaled attention logits usually are; e^x never underflows here.
+    let scores = seededValues(size * size, seed: UInt64(size) + 100)
+    let reference = TransformerKernels.causalSoftmaxReference(scores, rows: size, stride: size)
+    let fast = causalSoftmax(scores, rows: size, stride: size, threads: 3)
+    // Per element: the polynomial e^x (≤ 2e-7 ≈ 4u), x − max rounded in Float (≤ |x − max|·u ≤ 16u
+    // in the exponent), the row total summed in Float ((n/16 + 32)·u), reciprocal and product (2u).
+    let bound = (Float(size / 16) + 64) * unitRoundoff
+    #expect(maxRelativeError(fast, reference) <= bound, "size \(size)")
+    // Above the diagonal is exactly zero, in both.
+    for i in 0..<size { #expect(fast[(i * size + i + 1)..<((i + 1) * size)].allSatisfy { $0 == 0 }) }
+    #expect(causalSoftmax(scores, rows: size, stride: size, threads: 1).map(\.bitPattern) == fast.map(\.bitPattern))
+}
+
+@Test("The forward pass's block-wise causal softmax equals the whole-matrix kernel bit for bit", arguments: [1, 9, 64, 65, 577])
+func blockCausalSoftmaxMatchesWholeMatrix(size: Int) {
+    // TransformerModel softmaxes `attentionBlock` query rows at a time, each only as wide as the
+    // keys it may see; that path must give what the kernel tested against the reference gives.
+    let scores = seededValues(size * size, seed: UInt64(size) + 200)
+    let whole = causalSoftmax(scores, rows: size, stride: size, threads: 1)
+    var blocks = scores
+    blocks.withUnsafeMutableBufferPointer { s in
+        var first = 0
+        while first < size {
+            let rows = min(TransformerModel.attentionBlock, size - first)
+            TransformerKernels.causalSoftmax(s.baseAddress! + first * size, rows: rows, stride: size, firstRow: first, columns: first + rows)
+            first += rows
+        }
+    }
+    for i in 0..<size {
+        let keys = min((i / TransformerModel.attentionBlock + 1) * TransformerModel.attentionBlock, size)
+        let row = (i * size)..<(i * size + keys)
+        #expect(blocks[row].map(\.bitPattern) == whole[row].map(\.bitPattern), "row \(i)")
+    }
+}
