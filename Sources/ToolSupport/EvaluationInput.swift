@@ -3,23 +3,29 @@ import CheckpointKit
 
 /// The token-stream options of ckpt-perplexity and ckpt-compare.
 public struct EvaluationInput: ParsableArguments {
+    /// `--text FILE`: text to tokenize with the checkpoint's tokenizer.
     @Option(help: "A text file, tokenized with the model's tokenizer.json.")
     public var text: String?
 
+    /// `--tokens FILE`: pre-tokenized ids, instead of text.
     @Option(help: "Pre-tokenized ids: one per line (or whitespace separated), or a JSON array.")
     public var tokens: String?
 
+    /// `--ctx N`: tokens per chunk, at least 4.
     @Option(help: "Tokens per chunk.")
     public var ctx: Int = 512
 
+    /// `--chunks N`: evaluate only the first N chunks; nil means all.
     @Option(help: "Evaluate only the first N chunks.")
     public var chunks: Int?
 
+    /// Defaults only; ArgumentParser fills the options from the command line.
     public init() {}
 
     /// Whether a token source was given; the commands require one unless a saved base supplies the tokens.
     public var isGiven: Bool { text != nil || tokens != nil }
 
+    /// Refuses both --text and --tokens together, --ctx below 4 and --chunks below 1.
     public mutating func validate() throws {
         guard text == nil || tokens == nil else { throw ValidationError("give only one of --text FILE or --tokens FILE") }
         guard ctx >= 4 else { throw ValidationError("--ctx must be at least 4 (got \(ctx))") }

@@ -7,21 +7,27 @@ import Glibc
 
 /// Options every ckpt program takes.
 public struct CommonOptions: ParsableArguments {
+    /// `--json`: stdout carries one JSON document with sorted keys and nothing else.
     @Flag(help: "Print one JSON document (sorted keys) on stdout and nothing else.")
     public var json = false
 
+    /// `--quiet`: no progress or log lines on stderr.
     @Flag(help: "No progress or log lines on stderr.")
     public var quiet = false
 
+    /// `--threads N`: worker threads; nil means all cores.
     @Option(help: "Worker threads (default: all cores). Results are identical for any count.")
     public var threads: Int?
 
+    /// Defaults only; ArgumentParser fills the options from the command line.
     public init() {}
 
+    /// Refuses --threads below 1.
     public mutating func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1 (got \(threads))") }
     }
 
+    /// `--threads` as a budget; all cores when not given.
     public var threadBudget: ThreadBudget { threads.map(ThreadBudget.init) ?? .allCores }
 
     /// Whether progress lines should be drawn: stderr is a terminal and --quiet is not given.
@@ -30,9 +36,13 @@ public struct CommonOptions: ParsableArguments {
 
 /// Exit codes of the command-line contract.
 public enum ToolExit {
+    /// 0: the program did what was asked.
     public static let success: Int32 = 0
+    /// 1: an error, reported as one `error: …` line on stderr.
     public static let failure: Int32 = 1
+    /// 3: the comparison ran, but a quality gate failed (ckpt-compare, ckpt-diff).
     public static let qualityGateFailed: Int32 = 3
+    /// 64 (EX_USAGE): the command line was invalid.
     public static let usage: Int32 = 64
 }
 
@@ -65,6 +75,7 @@ public func runTool(_ body: () throws -> Void) throws {
     }
 }
 
+/// Writes `line` to stderr unbuffered, adding a newline if it lacks one.
 public func printError(_ line: String) {
     var text = line
     if !text.hasSuffix("\n") { text += "\n" }
@@ -106,12 +117,14 @@ public struct ProgressLine {
     let total: Int
     let label: String
 
+    /// Draws only when stderr is a terminal and neither --quiet nor --json is given.
     public init(label: String, total: Int, options: CommonOptions) {
         self.enabled = options.showsProgress && !options.json
         self.total = total
         self.label = label
     }
 
+    /// Redraws the line: label, a 30-cell bar, done/total and up to 50 characters of `detail`.
     public func update(_ done: Int, detail: String = "") {
         guard enabled else { return }
         let width = 30
@@ -120,6 +133,7 @@ public struct ProgressLine {
         writeStandardError("\r\u{1B}[K\(label) \(bar) \(done)/\(total) \(detail.prefix(50))")
     }
 
+    /// Erases the line, so what follows starts on a clean one.
     public func finish() {
         guard enabled else { return }
         writeStandardError("\r\u{1B}[K")
@@ -169,17 +183,23 @@ public func formatCount(_ n: Int) -> String {
 
 /// A plain text table: columns padded to their widest cell, numbers right-aligned.
 public struct TextTable {
+    /// Column titles; they also set the minimum column widths.
     public var headers: [String]
+    /// Indices of the columns to right-align (numbers).
     public var rightAligned: Set<Int>
+    /// Body rows in order; a row may not have more cells than `headers`.
     public var rows: [[String]] = []
 
+    /// An empty table with these columns.
     public init(headers: [String], rightAligned: Set<Int> = []) {
         self.headers = headers
         self.rightAligned = rightAligned
     }
 
+    /// Appends a row (no more cells than `headers`).
     public mutating func add(_ row: [String]) { rows.append(row) }
 
+    /// Header and rows joined by newlines (none trailing), columns two spaces apart, the last left-aligned one unpadded.
     public func render() -> String {
         var widths = headers.map(\.count)
         for row in rows {

@@ -49,10 +49,11 @@ struct InspectCommand: ParsableCommand {
     func summary(_ inspection: CheckpointInspection) -> String {
         var lines: [String] = []
         let fileWord = inspection.files.count == 1 ? "file" : "files"
-        lines.append("\(inspection.path): \(inspection.layout), \(inspection.files.count) \(fileWord), "
+        let format = inspection.format == "safetensors" ? "" : inspection.format + " "
+        lines.append("\(inspection.path): \(format)\(inspection.layout), \(inspection.files.count) \(fileWord), "
             + "\(formatCount(inspection.tensors.count)) tensors, \(formatCount(inspection.parameterCount)) parameters, "
             + "\(formatBytes(inspection.tensorBytes))")
-        lines.append("dtypes: " + inspection.parametersByDType.map { "\($0.0.rawValue) \(formatCount($0.1))" }.joined(separator: ", "))
+        lines.append("dtypes: " + inspection.parametersByType.map { "\($0.0) \(formatCount($0.1))" }.joined(separator: ", "))
         if let config = inspection.config {
             let architecture = config["architectures"]?.arrayValue?.first?.stringValue ?? config["model_type"]?.stringValue ?? "?"
             var parts = [architecture]
@@ -77,7 +78,7 @@ struct InspectCommand: ParsableCommand {
         if stats { rightAligned.formUnion((headers.count - 6)..<headers.count) }
         var table = TextTable(headers: headers, rightAligned: rightAligned)
         for t in inspection.tensors {
-            var row = [t.name, t.dtype.rawValue, t.shape.isEmpty ? "[]" : t.shape.map(String.init).joined(separator: "×"),
+            var row = [t.name, t.storedType ?? t.dtype.rawValue, t.shape.isEmpty ? "[]" : t.shape.map(String.init).joined(separator: "×"),
                        formatCount(t.bytes)]
             if showFile { row.append(t.file) }
             if let s = t.statistics {

@@ -35,7 +35,7 @@ func diffAcrossFormats() throws {
     #expect(rows.allSatisfy { ($0["status"] as? String) == "compared" }, "\(rows.filter { ($0["status"] as? String) != "compared" })")
     // Q/K rows un-permuted: each matches its original (exactly where stored as F16), a misplaced row would not.
     for row in rows where (row["name"] as? String).map({ $0.contains("q_proj") || $0.contains("k_proj") }) == true {
-        #expect(((row["metrics"] as? [String: Any])?["cosine"] as? Double ?? 0) > 0.999, "\(row)")
+        #expect(((row["metrics"] as? [String: Any])?["cosine"] as? Double ?? 0) > 0.99, "\(row)")
     }
 }
 

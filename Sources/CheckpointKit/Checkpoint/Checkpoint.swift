@@ -10,6 +10,7 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
     case duplicateTensor(tensor: String, firstFile: String, secondFile: String)
     case jsonMalformed(file: String, reason: String)
     case notRegularFile(path: String)
+    case tokenizerUnavailable(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -32,6 +33,8 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
             return "\(faultLocation(secondFile, tensor: tensor)): also present in \(firstFile) (expected each tensor once)"
         case let .jsonMalformed(file, reason):
             return "\(file): malformed JSON file: \(reason)"
+        case let .tokenizerUnavailable(_, reason):
+            return reason
         case let .notRegularFile(path):
             return "\(path): not a regular file or folder (expected a checkpoint file, a shard index or a model folder)"
         }
@@ -129,6 +132,8 @@ public final class Checkpoint: Sendable {
     public let otherFiles: [String]
     /// Files synthesized from the source's metadata (a GGUF's tokenizer.json and tokenizer_config.json).
     public let generatedFiles: [GeneratedFile]
+    /// Why the source's vocabulary could not become a tokenizer (an unknown GGUF tokenizer model).
+    public let tokenizerFailure: String?
     /// The container's own key/values, summarized for display (a GGUF's metadata; arrays as their length).
     public let formatMetadata: [(String, String)]
 
@@ -148,6 +153,8 @@ public final class Checkpoint: Sendable {
         var configSource: String? = nil
         var generatedFiles: [GeneratedFile] = []
         var formatMetadata: [(String, String)] = []
+        /// Why the source's tokenizer could not be built, when it could not.
+        var tokenizerFailure: String? = nil
         /// Names in the folder that are weights or their index (never copied along).
         var weightFileNames: Set<String> = []
     }
@@ -248,6 +255,7 @@ public final class Checkpoint: Sendable {
         self.otherFiles = otherFiles
         self.generatedFiles = parts.generatedFiles
         self.formatMetadata = parts.formatMetadata
+        self.tokenizerFailure = parts.tokenizerFailure
     }
 
     /// Weights and indexes of every container: never copied along as "other files".
@@ -361,6 +369,7 @@ public final class Checkpoint: Sendable {
     /// The tokenizer files of the checkpoint: the synthesized ones, else the folder's
     /// tokenizer.json (with tokenizer_config.json when present). nil when there is none.
     public func tokenizerDocuments() throws -> (tokenizer: JSONValue, config: JSONValue?, file: String)? {
+        if let tokenizerFailure { throw CheckpointError.tokenizerUnavailable(path: path, reason: tokenizerFailure) }
         if let generated = generatedFiles.first(where: { $0.name == "tokenizer.json" }) {
             return (generated.contents, generatedFiles.first { $0.name == "tokenizer_config.json" }?.contents, path)
         }

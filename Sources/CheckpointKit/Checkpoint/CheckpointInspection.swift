@@ -54,7 +54,7 @@ public struct CheckpointInspection: Sendable {
 
     /// The GGML types of a GGUF's tensors, most parameters first ("Q4_K, Q6_K, F32").
     static func storedTypes(_ checkpoint: Checkpoint) -> String? {
-        guard checkpoint.format == .gguf else { return nil }
+        guard checkpoint.format == .gguf, checkpoint.entries.contains(where: { $0.storedType != nil }) else { return nil }
         var counts: [String: Int] = [:]
         for entry in checkpoint.entries { counts[entry.storedType ?? entry.info.dtype.rawValue, default: 0] += entry.info.elementCount }
         return counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map(\.key).joined(separator: ", ")
@@ -63,11 +63,11 @@ public struct CheckpointInspection: Sendable {
     public var parameterCount: Int { tensors.reduce(0) { $0 + $1.shape.reduce(1, *) } }
     public var tensorBytes: Int { tensors.reduce(0) { $0 + $1.bytes } }
 
-    /// Parameters per dtype, in descending count.
-    public var parametersByDType: [(DType, Int)] {
-        var counts: [DType: Int] = [:]
-        for t in tensors { counts[t.dtype, default: 0] += t.shape.reduce(1, *) }
-        return counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key.rawValue < $1.key.rawValue }
+    /// Parameters per stored type (a dtype, or a GGUF tensor's GGML type), in descending count.
+    public var parametersByType: [(String, Int)] {
+        var counts: [String: Int] = [:]
+        for t in tensors { counts[t.storedType ?? t.dtype.rawValue, default: 0] += t.shape.reduce(1, *) }
+        return counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
     }
 
     /// The `--json` document.

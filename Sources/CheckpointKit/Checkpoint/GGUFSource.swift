@@ -129,10 +129,15 @@ public final class GGUFSource: Sendable {
         parts.formatMetadata = gguf.metadata.map { key, value in (key, summary(value)) }
         parts.config = .object(config)
         parts.configSource = file
-        if let tokenStrings = tokens?.compactMap(\.stringValue), !tokenStrings.isEmpty {
-            let (tokenizer, tokenizerConfig) = try legacyTokenizerFiles(gguf, tokens: tokenStrings)
-            parts.generatedFiles = [Checkpoint.GeneratedFile(name: "tokenizer.json", contents: tokenizer, sortKeys: false),
-                                    Checkpoint.GeneratedFile(name: "tokenizer_config.json", contents: tokenizerConfig, sortKeys: true)]
+        // A vocabulary ckpt cannot rebuild costs only the tokenizer: weights still read, evaluation says why it cannot run.
+        do {
+            if let tokenStrings = tokens?.compactMap(\.stringValue), !tokenStrings.isEmpty {
+                let (tokenizer, tokenizerConfig) = try legacyTokenizerFiles(gguf, tokens: tokenStrings)
+                parts.generatedFiles = [Checkpoint.GeneratedFile(name: "tokenizer.json", contents: tokenizer, sortKeys: false),
+                                        Checkpoint.GeneratedFile(name: "tokenizer_config.json", contents: tokenizerConfig, sortKeys: true)]
+            }
+        } catch {
+            parts.tokenizerFailure = "\(error)"
         }
         return parts
     }

@@ -12,20 +12,31 @@ import Glibc
 /// holds (with k = 64 the tail is typically under 1% of the mass). Perplexity, Δp and the
 /// same-top-token rate are exact.
 public struct BaseLogProbabilities: Sendable {
+    /// The `kind` metadata of a saved base file; `load` refuses any other.
     public static let kind = "ckpt-base-logprobs-v1"
 
+    /// Tokens per chunk.
     public var context: Int
+    /// Chunks evaluated.
     public var chunks: Int
+    /// Log-probabilities kept per position: k, at most the vocabulary size.
     public var topK: Int
+    /// The token stream the chunks were cut from, so candidates are scored on the same text.
     public var tokens: [Int]
+    /// The BOS id that replaced each chunk's first token, or nil.
     public var bos: Int?
     /// [rows, topK] ids and log-probabilities, most probable first.
     public var topIDs: [Int32]
+    /// [rows, topK] natural-log probabilities of `topIDs`, in the same order.
     public var topLogProbabilities: [Float]
+    /// [rows] log of the probability mass outside the top k (floored at log 1e-30).
     public var restLogProbability: [Float]
+    /// [rows] log-probability of the true next token.
     public var trueLogProbability: [Float]
+    /// The base model's vocabulary size; a candidate must match it.
     public var vocabularySize: Int
 
+    /// Scored positions: chunks × scored rows per chunk.
     public var rows: Int { trueLogProbability.count }
 
     /// Runs `model` over the chunks and keeps what comparisons need.
@@ -122,6 +133,7 @@ public struct BaseLogProbabilities: Sendable {
         }
     }
 
+    /// Reads a file `save(to:overwrite:)` wrote, checking its kind, metadata and every tensor's dtype and size.
     public static func load(_ path: String) throws -> BaseLogProbabilities {
         let file = try SafetensorsFile(path: path)
         func bad(_ reason: String) -> EvaluationError { .badBaseFile(file: path, reason: reason) }

@@ -6,15 +6,23 @@ import Glibc
 /// (llama.cpp `--kl-divergence`): KL(base‖candidate) over the full vocabulary in f64, whether
 /// the top token agrees, and Δp = p_candidate(true token) − p_base(true token).
 public struct DivergenceAccumulator: Sendable {
+    /// Per-position KL(base‖candidate) in nats, clamped at 0, in evaluation order.
     public private(set) var divergences: [Double] = []
+    /// Positions where both models' most probable tokens agree.
     public private(set) var sameTop = 0
+    /// Σ Δp over the positions.
     public private(set) var deltaSum = 0.0
+    /// Σ Δp² over the positions.
     public private(set) var deltaSquares = 0.0
+    /// The base model's perplexity over the same positions.
     public var base = PerplexityAccumulator()
+    /// The candidate's perplexity over the same positions.
     public var candidate = PerplexityAccumulator()
 
+    /// No positions yet.
     public init() {}
 
+    /// Positions added.
     public var count: Int { divergences.count }
 
     /// Adds one position from its two logit rows and the true next token.
@@ -33,6 +41,7 @@ public struct DivergenceAccumulator: Sendable {
         add(divergence: kl, sameTop: topB == topC, baseLogProbability: trueB, candidateLogProbability: trueC)
     }
 
+    /// Adds one position from precomputed values (KL and log-probabilities in nats); a negative KL counts as 0.
     public mutating func add(divergence: Double, sameTop same: Bool, baseLogProbability: Double, candidateLogProbability: Double) {
         divergences.append(max(0, divergence))
         if same { sameTop += 1 }
@@ -43,9 +52,13 @@ public struct DivergenceAccumulator: Sendable {
         candidate.add(negativeLogLikelihood: -candidateLogProbability)
     }
 
+    /// Mean KL in nats; 0 when empty.
     public var meanDivergence: Double { divergences.reduce(0, +) / Double(max(count, 1)) }
+    /// Fraction (0…1) of positions whose top tokens agree; 0 when empty.
     public var sameTopRate: Double { Double(sameTop) / Double(max(count, 1)) }
+    /// Mean Δp; 0 when empty.
     public var meanDeltaP: Double { deltaSum / Double(max(count, 1)) }
+    /// Root mean square of Δp; 0 when empty.
     public var rmsDeltaP: Double { (deltaSquares / Double(max(count, 1))).squareRoot() }
 
     /// The q-quantile (0…1) of the per-token divergences, with numpy's default linear interpolation.
@@ -58,9 +71,11 @@ public struct DivergenceAccumulator: Sendable {
         return sorted[lower] + (sorted[upper] - sorted[lower]) * fraction
     }
 
+    /// Largest per-position KL in nats; NaN when empty.
     public var maxDivergence: Double { divergences.max() ?? .nan }
 }
 
+/// KL divergence of a candidate model from its base, both run over the same chunks.
 public enum DivergenceEvaluator {
     /// Runs both models over the same chunks and compares them position by position.
     public static func evaluate(base: TransformerModel, candidate: TransformerModel, tokens: [Int], plan: ChunkPlan,

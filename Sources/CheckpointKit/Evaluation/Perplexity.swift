@@ -2,6 +2,7 @@
 import Glibc
 #endif
 
+/// Every way an evaluation can be refused, naming the file or model and what was expected.
 public enum EvaluationError: Error, Equatable, Sendable, CustomStringConvertible {
     case textTooShort(file: String, tokens: Int, needed: Int)
     case tokenOutOfRange(file: String, index: Int, token: Int, vocabulary: Int)
@@ -11,6 +12,7 @@ public enum EvaluationError: Error, Equatable, Sendable, CustomStringConvertible
     case badBaseFile(file: String, reason: String)
     case tokenizersDisagree(file: String, base: String, candidate: String, index: Int, baseToken: Int?, candidateToken: Int?)
 
+    /// One line: the file (and tensor or key) at fault, what is wrong, and what was expected.
     public var description: String {
         switch self {
         case let .textTooShort(file, tokens, needed):
@@ -39,20 +41,28 @@ public enum EvaluationError: Error, Equatable, Sendable, CustomStringConvertible
 /// BOS. PPL = exp(mean NLL); its standard error is the delta-method estimate llama.cpp prints:
 /// ppl · sqrt((mean(nll²) − mean(nll)²) / (count − 1)).
 public struct PerplexityAccumulator: Sendable, Equatable {
+    /// Negative log-likelihoods added.
     public private(set) var count = 0
+    /// Σ NLL, in nats.
     public private(set) var sum = 0.0
+    /// Σ NLL², for the standard error.
     public private(set) var sumOfSquares = 0.0
 
+    /// No tokens yet.
     public init() {}
 
+    /// Adds one token's negative log-likelihood, in nats.
     public mutating func add(negativeLogLikelihood v: Double) {
         count += 1
         sum += v
         sumOfSquares += v * v
     }
 
+    /// Mean NLL in nats; NaN when empty.
     public var meanNLL: Double { count > 0 ? sum / Double(count) : .nan }
+    /// exp(mean NLL); NaN when empty.
     public var perplexity: Double { Glibc.exp(meanNLL) }
+    /// The ± llama.cpp prints for the perplexity; NaN below two tokens.
     public var standardError: Double {
         guard count > 1 else { return .nan }
         let mean = meanNLL
@@ -63,8 +73,11 @@ public struct PerplexityAccumulator: Sendable, Equatable {
 
 /// The chunking shared by perplexity and KL divergence.
 public struct ChunkPlan: Sendable {
+    /// Tokens per chunk.
     public var context: Int
+    /// Chunks scored: as many as asked for, at most as many whole chunks as the stream holds.
     public var chunks: Int
+    /// The BOS id that replaces each chunk's first token, or nil to keep the text's own.
     public var bos: Int?
 
     /// The first scored logit row of a chunk (llama.cpp's `first = n_ctx/2`).
@@ -72,6 +85,7 @@ public struct ChunkPlan: Sendable {
     /// Logit rows scored per chunk: first … context−2.
     public var scoredRows: Range<Int> { firstScored..<(context - 1) }
 
+    /// Plans `chunks` (nil: all) chunks of `context` tokens; throws `textTooShort` below two chunks' worth.
     public init(tokens: Int, context: Int, chunks: Int?, bos: Int?, file: String) throws {
         guard tokens >= 2 * context else { throw EvaluationError.textTooShort(file: file, tokens: tokens, needed: 2 * context) }
         self.context = context
@@ -107,6 +121,7 @@ func logSoftmaxNormalizer(_ row: UnsafeBufferPointer<Float>) -> (max: Float, log
     return (m, Glibc.log(sum))
 }
 
+/// Perplexity of one model over a chunk plan, as llama.cpp's `perplexity` computes it.
 public enum PerplexityEvaluator {
     /// Per chunk: the running (PPL, ±) after it, reported through `progress`.
     public static func evaluate(_ model: TransformerModel, tokens: [Int], plan: ChunkPlan,
@@ -138,6 +153,7 @@ public enum PerplexityEvaluator {
 
 /// Token ids from a file: whitespace/newline separated integers, or a JSON array.
 public enum TokenFile {
+    /// Reads token ids (whitespace- or comma-separated, or a JSON array), each checked to lie in 0..<vocabulary.
     public static func read(_ path: String, vocabulary: Int) throws -> [Int] {
         let mapped = try MappedFile(path: path)
         guard mapped.count < 1 << 31 else { throw EvaluationError.badTokenFile(file: path, reason: "larger than 2 GB") }

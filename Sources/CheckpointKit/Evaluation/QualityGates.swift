@@ -5,6 +5,7 @@ public struct QualityGates: Sendable {
     /// Largest allowed mean KL divergence.
     public var maxMeanDivergence: Double?
 
+    /// Gates left nil are not checked.
     public init(maxPerplexityIncrease: Double? = nil, maxMeanDivergence: Double? = nil) {
         self.maxPerplexityIncrease = maxPerplexityIncrease
         self.maxMeanDivergence = maxMeanDivergence

@@ -4,10 +4,14 @@ public struct MergeOptions: Sendable {
     public var dtype: DType?
     /// Re-quantize changed weights of a quantized base into its own scheme.
     public var requantize: Bool
+    /// Plan and report only; write nothing.
     public var dryRun: Bool
+    /// Threads for conversion, the merge arithmetic and OpenBLAS.
     public var threads: ThreadBudget
+    /// Replace an existing output instead of refusing it.
     public var overwrite: Bool
 
+    /// Defaults: keep dtypes, no re-quantization, write, all cores, refuse an existing output.
     public init(dtype: DType? = nil, requantize: Bool = false, dryRun: Bool = false, threads: ThreadBudget = .allCores,
                 overwrite: Bool = false) {
         self.dtype = dtype
@@ -20,11 +24,15 @@ public struct MergeOptions: Sendable {
 
 /// What a merge did (or, for a dry run, would do).
 public struct MergeReport: Sendable {
+    /// One changed tensor.
     public struct Row: Sendable {
+        /// The base tensor's name.
         public var tensor: String
+        /// The base tensor's shape.
         public var shape: [Int]
         /// "lora", "dora", "embedding", "modules_to_save", "bias".
         public var kind: String
+        /// Each contribution: adapter key, rank (0 for a bias or a replacement), scaling and the user's weight.
         public var adapters: [(key: String, rank: Int, scaling: Double, weight: Double)]
         /// Relative change ‖W' − W‖ / ‖W‖ (nil in a dry run).
         public var relativeChange: Double?
@@ -32,17 +40,24 @@ public struct MergeReport: Sendable {
         public var requantization: ErrorMetrics?
     }
 
+    /// The output path asked for.
     public var output: String
+    /// Changed tensors, in planning order.
     public var rows: [Row]
+    /// Warnings for the user (an ignored --requantize, a base that looks like another model).
     public var notes: [String]
+    /// Safetensors files written: the output itself for a lone file, else shard names (and the index) in the folder.
     public var files: [String]
+    /// Whether this was a dry run (nothing written, `files` empty).
     public var dryRun: Bool
+    /// Wall-clock duration of the merge.
     public var seconds: Double
 }
 
 /// Merges adapters into a base checkpoint, streaming tensor by tensor from the mapped base: only
 /// the tensor being merged is held in f32 (plus its delta), so memory stays near one tensor.
 public enum CheckpointMerger {
+    /// Plans, checks and writes `checkpoint` with each adapter (times its weight) merged in, atomically to `output`.
     public static func merge(base checkpoint: Checkpoint, adapters: [(adapter: LoRAAdapter, weight: Double)], to output: String,
                              options: MergeOptions) throws -> MergeReport {
         let clock = Stopwatch()

@@ -15,6 +15,7 @@ public enum LoRAError: Error, Equatable, Sendable, CustomStringConvertible {
     case doraCombined(module: String)
     case duplicateAdapter(folder: String)
 
+    /// One line: the file (and tensor or key) at fault, what is wrong, and what was expected.
     public var description: String {
         switch self {
         case let .missingConfig(folder):
@@ -51,20 +52,34 @@ public enum LoRAError: Error, Equatable, Sendable, CustomStringConvertible {
 
 /// The fields of `adapter_config.json` that change the merge.
 public struct AdapterConfig: Sendable {
+    /// `peft_type` (LORA when absent); anything else is refused.
     public var peftType: String
+    /// `r`: the default rank, positive.
     public var rank: Int
+    /// `lora_alpha`; `r` when absent.
     public var alpha: Double
+    /// `use_rslora`: scale by alpha/√r instead of alpha/r.
     public var useRSLoRA: Bool
+    /// `rank_pattern`: per-module rank overrides keyed by regular expression, in file order.
     public var rankPattern: [(String, Int)]
+    /// `alpha_pattern`: per-module alpha overrides, looked up as `rankPattern` is.
     public var alphaPattern: [(String, Double)]
+    /// `fan_in_fan_out`: the base stores the weight as [in, out] (GPT-2's Conv1D).
     public var fanInFanOut: Bool
+    /// `use_dora`: modules carry a magnitude vector.
     public var useDoRA: Bool
+    /// `target_modules` as written (a list or a regex); kept, not used for matching keys.
     public var targetModules: JSONValue?
+    /// `modules_to_save`: modules whose full tensors the adapter stores to replace the base's.
     public var modulesToSave: [String]
+    /// `bias` as written ("none" when absent).
     public var bias: String
+    /// `lora_bias`: lora_B carries a bias added to the module's bias.
     public var loraBias: Bool
+    /// `base_model_name_or_path`, used only to warn when the base looks like another model.
     public var baseModelNameOrPath: String?
 
+    /// Reads the fields from a parsed `adapter_config.json`; throws `LoRAError` naming `file`.
     public init(parsing json: JSONValue, file: String) throws {
         func bad(_ reason: String) -> LoRAError { .malformedConfig(file: file, reason: reason) }
         guard case .object = json else { throw bad("not a JSON object") }
@@ -116,27 +131,40 @@ public struct AdapterConfig: Sendable {
 public final class LoRAAdapter: Sendable {
     /// One adapted module.
     public struct Module: Sendable {
+        /// The PEFT layer the module comes from: a linear (lora_A/B) or an embedding (lora_embedding_A/B).
         public enum Kind: Sendable { case linear, embedding }
+        /// Module name without `base_model.model.` or `.default`, e.g. `model.layers.0.self_attn.q_proj`.
         public var name: String
+        /// Decides how B·A is laid onto the base tensor.
         public var kind: Kind
+        /// lora_A [r, in], or lora_embedding_A [r, vocab].
         public var a: TensorView
+        /// lora_B [out, r], or lora_embedding_B [dim, r].
         public var b: TensorView
+        /// DoRA's lora_magnitude_vector [out], when present.
         public var magnitude: TensorView?
+        /// lora_B.bias [out], added to the base module's bias, when present.
         public var bias: TensorView?
         /// The adapter keys this module consumes.
         public var keys: [String]
     }
 
+    /// The adapter folder, without trailing slashes.
     public let folder: String
+    /// `<folder>/adapter_config.json`.
     public let configPath: String
+    /// `<folder>/adapter_model.safetensors`.
     public let weightsPath: String
+    /// The merge-relevant fields of adapter_config.json.
     public let config: AdapterConfig
+    /// The weights file, mapped; module and replacement views point into it.
     public let file: SafetensorsFile
     /// Adapted modules by name (without the `base_model.model.` prefix).
     public let modules: [Module]
     /// modules_to_save tensors: full replacements, by tensor name (prefix removed).
     public let replacements: [(name: String, key: String, view: TensorView)]
 
+    /// Loads a PEFT adapter folder, sorting every key into a module or a replacement; an unknown key throws `LoRAError`.
     public init(folder: String) throws {
         var folder = folder
         while folder.count > 1 && folder.hasSuffix("/") { folder.removeLast() }

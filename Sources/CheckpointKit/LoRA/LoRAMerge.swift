@@ -1,5 +1,6 @@
 /// One adapter's change to one base tensor.
 public struct LoRAContribution: Sendable {
+    /// How B·A lands on the base tensor.
     public enum Operation: Sendable {
         /// W[out, in] += s·B·A (transposed when fan_in_fan_out: W is [in, out]).
         case linear(transposed: Bool)
@@ -7,12 +8,19 @@ public struct LoRAContribution: Sendable {
         case embedding
     }
 
+    /// Position of the adapter in the merge's list.
     public var adapterIndex: Int
+    /// The adapter module's name.
     public var module: String
+    /// Linear (possibly transposed) or embedding.
     public var operation: Operation
+    /// lora_A [r, in], or [r, vocab] for an embedding.
     public var a: TensorView
+    /// lora_B [out, r], or [dim, r] for an embedding.
     public var b: TensorView
+    /// r for this module, after `rank_pattern`.
     public var rank: Int
+    /// alpha/r (alpha/√r with rsLoRA) for this module, after the patterns.
     public var scaling: Double
     /// The user's --weight for this adapter.
     public var weight: Double
@@ -20,13 +28,17 @@ public struct LoRAContribution: Sendable {
     public var magnitude: TensorView?
     /// A LoRA bias (lora_B.bias) goes into the module's bias tensor.
     public var bias: TensorView?
+    /// The adapter keys this contribution consumes.
     public var keys: [String]
 }
 
 /// What happens to each base tensor.
 public struct MergePlan: Sendable {
+    /// Everything that happens to one base tensor.
     public struct Change: Sendable {
+        /// The base tensor's name.
         public var tensor: String
+        /// LoRA deltas added to it, in adapter order.
         public var contributions: [LoRAContribution]
         /// modules_to_save: the adapter's full tensor replaces the base's.
         public var replacement: (adapterIndex: Int, key: String, view: TensorView)?
@@ -34,14 +46,17 @@ public struct MergePlan: Sendable {
         public var biasAdditions: [(adapterIndex: Int, key: String, view: TensorView, scaling: Double, weight: Double)]
     }
 
+    /// Changes by base tensor name.
     public var changes: [String: Change]
     /// Order in which changes were planned (for reports).
     public var order: [String]
+    /// Warnings for the report (e.g. an adapter recorded against another base model).
     public var notes: [String]
     /// lm_head must be written explicitly (and tying turned off) because only one side changed.
     public var untieHead: (head: String, embedding: String)?
 }
 
+/// Matches adapters to a base checkpoint's tensors and checks that they fit, before anything is computed.
 public enum LoRAPlanner {
     /// Candidate base names for an adapter module: as is, and with or without a leading
     /// `model.` / `transformer.` (adapters of a bare model against a *ForCausalLM checkpoint).
@@ -54,8 +69,6 @@ public enum LoRAPlanner {
         return names
     }
 
-    /// Builds the plan, checking every shape, rank and key: every adapter tensor is used exactly
-    /// once or the plan fails listing the keys that matched nothing.
     /// The input embedding of the families ckpt knows.
     static func embeddingName(in tensors: [String: LogicalTensor]) -> String? {
         ["model.embed_tokens.weight", "transformer.wte.weight", "model.decoder.embed_tokens.weight", "embed_tokens.weight", "wte.weight"]
@@ -76,6 +89,8 @@ public enum LoRAPlanner {
         return byName
     }
 
+    /// Builds the plan, checking every shape, rank and key: every adapter tensor is used exactly
+    /// once or the plan fails listing the keys that matched nothing.
     public static func plan(base: LogicalCheckpoint, adapters: [(adapter: LoRAAdapter, weight: Double)]) throws -> MergePlan {
         let byName = baseTensors(base)
         var changes: [String: MergePlan.Change] = [:]

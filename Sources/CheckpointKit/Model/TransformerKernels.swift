@@ -52,6 +52,7 @@ public enum TransformerKernels {
         }
     }
 
+    /// Reference for `rmsNorm`: row by row in f64, rounded once to f32; `x` is [rows, dim].
     public static func rmsNormReference(_ x: [Float], weight: [Float], dim: Int, epsilon: Float) -> [Float] {
         var out = x
         for row in 0..<(x.count / dim) {
@@ -158,6 +159,7 @@ public enum TransformerKernels {
         }
     }
 
+    /// Reference for `causalSoftmax`: row by row in f64 with libm's exp; `scores` is [rows, stride], rows ≤ stride.
     public static func causalSoftmaxReference(_ scores: [Float], rows: Int, stride: Int) -> [Float] {
         var out = scores
         for i in 0..<rows {

@@ -2,7 +2,9 @@
 /// of tokens at a time: every matrix product through `cblas_sgemm`, the rest SIMD, scratch
 /// memory allocated once per chunk length.
 public final class TransformerModel: Sendable {
+    /// The architecture, parsed from the checkpoint's config.json.
     public let config: TransformerConfig
+    /// The checkpoint's path, naming the model in errors.
     public let path: String
 
     struct Layer: Sendable {

@@ -156,6 +156,10 @@ public enum GGUFExport {
         guard let model = json["model"], model["type"]?.stringValue == "BPE", let vocab = model["vocab"]?.objectMembers else {
             throw Failure.tokenizer(file: path, reason: "not a BPE tokenizer")
         }
+        // SentencePiece-style BPE (byte fallback, Metaspace) is llama.cpp's `llama` vocabulary, which this writer does not emit yet.
+        guard model["byte_fallback"]?.boolValue != true else {
+            throw Failure.tokenizer(file: path, reason: "a SentencePiece-style vocabulary (byte fallback) cannot be written to GGUF by ckpt yet")
+        }
         var tokens = [String](repeating: "", count: vocabulary)
         var types = [Int32](repeating: 1, count: vocabulary)
         for (token, id) in vocab {

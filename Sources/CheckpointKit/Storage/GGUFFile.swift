@@ -20,6 +20,7 @@ public enum GGUFError: Error, Equatable, Sendable, CustomStringConvertible {
     case badAlignment(file: String, found: String)
     case gitLFSPointer(file: String, claimedSize: Int?)
 
+    /// One line: the file (and tensor or key) at fault, what is wrong, and what was expected.
     public var description: String {
         switch self {
         case let .badMagic(file, found):
@@ -74,6 +75,7 @@ public indirect enum GGUFValue: Equatable, Sendable {
     case string(String)
     case array([GGUFValue], elementType: UInt32)
 
+    /// An integer value that fits in `Int`; nil for floats, bools, strings, arrays and out-of-range values.
     public var intValue: Int? {
         switch self {
         case let .uint(v, _): return Int(exactly: v)
@@ -82,6 +84,7 @@ public indirect enum GGUFValue: Equatable, Sendable {
         }
     }
 
+    /// Any numeric value as a `Double` (64-bit integers may round); nil for bools, strings and arrays.
     public var doubleValue: Double? {
         switch self {
         case let .uint(v, _): return Double(v)
@@ -91,21 +94,28 @@ public indirect enum GGUFValue: Equatable, Sendable {
         }
     }
 
+    /// The string, when this is a string; else nil.
     public var stringValue: String? { if case .string(let s) = self { return s } else { return nil } }
+    /// The Boolean, when this is a bool; else nil.
     public var boolValue: Bool? { if case .bool(let b) = self { return b } else { return nil } }
+    /// The elements (their GGUF element type dropped), when this is an array; else nil.
     public var arrayValue: [GGUFValue]? { if case .array(let a, _) = self { return a } else { return nil } }
 }
 
 /// A tensor as a GGUF header declares it.
 public struct GGUFTensorInfo: Equatable, Sendable {
+    /// The tensor's GGUF name (llama.cpp naming, e.g. `blk.0.attn_q.weight`).
     public var name: String
     /// ne[0] first: ne[0] is the fastest-varying (contiguous) dimension.
     public var dimensions: [Int]
+    /// How the data is encoded (F32, Q4_K, …).
     public var type: GGMLType
     /// Relative to the start of the data section.
     public var offset: Int
+    /// Bytes of data: elements / blockSize × typeSize.
     public var byteCount: Int
 
+    /// Product of `dimensions`.
     public var elementCount: Int { dimensions.reduce(1, *) }
     /// The row-major shape (slowest first), as safetensors and torch write it.
     public var shape: [Int] { dimensions.reversed() }
@@ -113,22 +123,31 @@ public struct GGUFTensorInfo: Equatable, Sendable {
 
 /// A parsed, validated GGUF file (v2 or v3), memory-mapped; tensor data is read only on demand.
 public final class GGUFFile: Sendable {
+    /// The path the file was opened from.
     public let path: String
+    /// The whole file, mapped; tensor bytes are views into it.
     public let mapped: MappedFile
+    /// GGUF format version: 2 or 3.
     public let version: UInt32
     /// Metadata in file order.
     public let metadata: [(String, GGUFValue)]
+    /// Tensor infos in header order, each checked to lie inside the file.
     public let tensors: [GGUFTensorInfo]
+    /// Data alignment in bytes: `general.alignment`, or 32 when absent.
     public let alignment: Int
+    /// Absolute file offset of the data section: the header's end rounded up to `alignment`.
     public let dataStart: Int
     private let tensorIndex: [String: Int]
 
+    /// The first four bytes of every GGUF file, read as a little-endian u32.
     public static let magic: UInt32 = 0x4655_4747  // "GGUF" little-endian
 
+    /// Maps and validates `path`; throws `FileAccessError` or `GGUFError`.
     public convenience init(path: String) throws {
         try self.init(mapped: try MappedFile(path: path))
     }
 
+    /// Validates a mapped file: header, metadata, and every tensor's type, shape, alignment and bounds.
     public init(mapped: MappedFile) throws {
         let file = mapped.path
         path = file
@@ -211,8 +230,10 @@ public final class GGUFFile: Sendable {
         self.tensorIndex = index
     }
 
+    /// The metadata value for `key`, if present.
     public func value(_ key: String) -> GGUFValue? { metadata.first { $0.0 == key }?.1 }
 
+    /// The info of the tensor called `name`, if present.
     public func info(named name: String) -> GGUFTensorInfo? { tensorIndex[name].map { tensors[$0] } }
 
     /// The raw bytes of a tensor.

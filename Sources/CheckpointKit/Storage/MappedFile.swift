@@ -29,6 +29,7 @@ public enum FileAccessError: Error, Equatable, Sendable, CustomStringConvertible
         }
     }
 
+    /// One line: the file, what failed, and the system's reason where there is one.
     public var description: String {
         switch self {
         case let .cannotOpen(file, reason): return "\(file): cannot open (\(reason))"
@@ -50,11 +51,13 @@ func systemErrorText(_ code: Int32 = errno) -> String {
 /// Pages are loaded on first touch, so opening a multi-gigabyte checkpoint costs nothing until
 /// its bytes are read. The mapping lives as long as this object; `TensorView`s keep it alive.
 public final class MappedFile: @unchecked Sendable {
+    /// The path the file was opened from.
     public let path: String
     /// The file's length in bytes when it was mapped.
     public let count: Int
     private let base: UnsafeRawPointer?
 
+    /// Opens and maps `path` read-only; an empty file maps nothing and has empty `bytes`.
     public init(path: String) throws(FileAccessError) {
         self.path = path
         let fd = open(path, O_RDONLY | O_CLOEXEC)

@@ -8,6 +8,7 @@ import Glibc
 /// A file being written sequentially, with a large buffer and every failure (a full disk, an
 /// I/O error, an interruption) turned into a `FileAccessError` naming the file.
 public final class OutputFile {
+    /// The file being written.
     public let path: String
     private let fd: Int32
     private var buffer: UnsafeMutableRawPointer
@@ -32,6 +33,7 @@ public final class OutputFile {
         buffer.deallocate()
     }
 
+    /// Appends `bytes`, buffering small writes; large ones go straight to the file.
     public func write(_ bytes: UnsafeRawBufferPointer) throws(FileAccessError) {
         guard bytes.count > 0 else { return }
         if used + bytes.count <= capacity {
@@ -48,6 +50,7 @@ public final class OutputFile {
         }
     }
 
+    /// Appends `bytes`, as the raw-buffer overload does.
     public func write(_ bytes: [UInt8]) throws(FileAccessError) {
         let result = bytes.withUnsafeBytes { raw in Result { () throws(FileAccessError) in try write(raw) } }
         try result.get()
@@ -102,8 +105,11 @@ public final class OutputFile {
 /// An output (a file or a folder) first written under a temporary name beside its target and
 /// renamed into place only once complete; on failure, `discard()` leaves nothing behind.
 public final class AtomicOutput {
+    /// Where the output ends up once committed (without a trailing slash).
     public let target: String
+    /// The hidden name beside `target` (`.<name>.tmp-ckpt-<pid>`) written until `commit()`.
     public let temporary: String
+    /// Whether the output is a folder (its files written inside `temporary`) rather than one file.
     public let isDirectory: Bool
     private var committed = false
 
@@ -161,6 +167,7 @@ public final class AtomicOutput {
         }
     }
 
+    /// Removes the temporary unless committed; safe to call more than once.
     public func discard() {
         if !committed { FileSystem.removeTree(temporary) }
     }
@@ -168,21 +175,25 @@ public final class AtomicOutput {
 
 /// The few file-system operations the library needs, as plain POSIX calls.
 public enum FileSystem {
+    /// Whether anything, even a dangling symlink, exists at `path` (links not followed).
     public static func exists(_ path: String) -> Bool {
         var info = stat()
         return lstat(path, &info) == 0
     }
 
+    /// Whether `path` is a folder, following symlinks.
     public static func isDirectory(_ path: String) -> Bool {
         var info = stat()
         return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
     }
 
+    /// Whether `path` is a regular file, following symlinks.
     public static func isRegularFile(_ path: String) -> Bool {
         var info = stat()
         return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
     }
 
+    /// Size in bytes, following symlinks; nil when `path` cannot be stat'ed.
     public static func fileSize(_ path: String) -> Int? {
         var info = stat()
         return stat(path, &info) == 0 ? Int(info.st_size) : nil
@@ -195,6 +206,7 @@ public enum FileSystem {
         return (directory.isEmpty ? "/" : directory, String(path[path.index(after: slash)...]))
     }
 
+    /// `directory` + "/" + `name`, without doubling a trailing slash.
     public static func join(_ directory: String, _ name: String) -> String {
         directory.hasSuffix("/") ? directory + name : directory + "/" + name
     }
@@ -235,6 +247,7 @@ public enum FileSystem {
         return n > 0 ? Array(bytes[0..<n]) : []
     }
 
+    /// The whole file's bytes, copied out of a temporary mapping.
     public static func readFile(_ path: String) throws(FileAccessError) -> [UInt8] {
         let mapped = try MappedFile(path: path)
         return Array(mapped.bytes)
@@ -248,6 +261,7 @@ public enum FileSystem {
         try out.finish()
     }
 
+    /// Creates `path` (which must not exist) holding `bytes`, fsynced before returning.
     public static func writeFile(_ path: String, _ bytes: [UInt8]) throws(FileAccessError) {
         let out = try OutputFile(creating: path)
         try out.write(bytes)

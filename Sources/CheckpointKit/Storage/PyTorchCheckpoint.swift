@@ -7,6 +7,7 @@ public enum PickleError: Error, Equatable, Sendable, CustomStringConvertible {
     case tensorOutOfBounds(file: String, tensor: String)
     case legacyFormat(file: String)
 
+    /// One line: the file (and tensor or key) at fault, what is wrong, and what was expected.
     public var description: String {
         switch self {
         case let .forbiddenGlobal(file, name):
@@ -26,19 +27,26 @@ public enum PickleError: Error, Equatable, Sendable, CustomStringConvertible {
 /// that knows only what a state dict needs — OrderedDict, the tensor rebuild functions and the
 /// storage types — and refuses every other global by name without calling anything.
 public final class PyTorchCheckpoint: @unchecked Sendable {
+    /// One state-dict entry: its key, dtype, shape and row-major bytes.
     public struct Tensor {
+        /// The state-dict key.
         public var name: String
+        /// Element type, from the torch storage type.
         public var dtype: DType
+        /// Sizes, slowest-varying first.
         public var shape: [Int]
         /// Row-major bytes (gathered when the pickled strides are not contiguous).
         public var bytes: UnsafeRawBufferPointer
         let owner: AnyObject
     }
 
+    /// The path the archive was opened from.
     public let path: String
+    /// The state dict's tensors in pickle order; non-tensor entries are skipped.
     public let tensors: [Tensor]
     let archive: ZipArchive
 
+    /// Unpickles the archive's `data.pkl` without executing anything; throws `ZipError`, `PickleError` or `FileAccessError`.
     public init(path: String) throws {
         self.path = path
         do {

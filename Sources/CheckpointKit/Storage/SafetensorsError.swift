@@ -28,6 +28,7 @@ public enum SafetensorsError: Error, Equatable, Sendable, CustomStringConvertibl
     /// A Git LFS pointer was checked out instead of the weights.
     case gitLFSPointer(file: String, claimedSize: Int?)
 
+    /// One line: the file (and tensor or key) at fault, what is wrong, and what was expected.
     public var description: String {
         switch self {
         case let .fileTooSmall(file, size):

@@ -4,7 +4,9 @@ public final class SafetensorsFile: Sendable {
     /// The header length field may not exceed this (as in the reference library).
     public static let maximumHeaderLength = 100_000_000
 
+    /// The path the file was opened from.
     public let path: String
+    /// The whole file, mapped; tensor views point into it.
     public let mapped: MappedFile
     /// The N of the format: bytes of JSON after the 8-byte length field.
     public let headerLength: Int
@@ -20,6 +22,7 @@ public final class SafetensorsFile: Sendable {
         try self.init(mapped: mapped)
     }
 
+    /// Validates a mapped file against every rule of the format, reading only the header.
     public init(mapped: MappedFile) throws(SafetensorsError) {
         let file = mapped.path
         let bytes = mapped.bytes
@@ -173,6 +176,7 @@ public final class SafetensorsFile: Sendable {
     /// Absolute byte offset of the data buffer within the file.
     public var dataStart: Int { 8 + headerLength }
 
+    /// The info of the tensor called `name`, if present.
     public func info(named name: String) -> TensorInfo? {
         indexByName[name].map { tensors[$0] }
     }
@@ -183,6 +187,7 @@ public final class SafetensorsFile: Sendable {
         return TensorView(info: info, storage: mapped, byteRange: start..<(start + info.byteCount))
     }
 
+    /// A zero-copy view of the tensor called `name`, if present.
     public func view(named name: String) -> TensorView? {
         info(named: name).map(view)
     }

@@ -1,16 +1,22 @@
 /// A tensor to be written: its name, dtype and shape; the bytes come later, streamed.
 public struct TensorSpec: Equatable, Sendable {
+    /// The tensor's name in the header.
     public var name: String
+    /// Element type of the bytes to be written.
     public var dtype: DType
+    /// Dimensions, slowest-varying first.
     public var shape: [Int]
 
+    /// Memberwise; the producer must later write exactly `byteCount` bytes.
     public init(name: String, dtype: DType, shape: [Int]) {
         self.name = name
         self.dtype = dtype
         self.shape = shape
     }
 
+    /// Product of `shape` (1 for a scalar).
     public var elementCount: Int { shape.reduce(1, *) }
+    /// Bytes the producer must write: elements × dtype size.
     public var byteCount: Int { elementCount * dtype.size }
 }
 
@@ -19,6 +25,7 @@ public enum SafetensorsWriteError: Error, Equatable, Sendable, CustomStringConve
     case duplicateTensor(file: String, tensor: String)
     case wrongByteCount(file: String, tensor: String, expected: Int, actual: Int)
 
+    /// One line: the file (and tensor or key) at fault, what is wrong, and what was expected.
     public var description: String {
         switch self {
         case let .duplicateTensor(file, tensor):
@@ -75,7 +82,9 @@ public struct SafetensorsLayout: Sendable {
         self.header = header
     }
 
+    /// Bytes of tensor data after the header: the last tensor's end offset.
     public var dataSize: Int { tensors.last?.dataOffsets.upperBound ?? 0 }
+    /// Total file size in bytes: the length field, the padded header and the data.
     public var fileSize: Int { header.count + dataSize }
 }
 

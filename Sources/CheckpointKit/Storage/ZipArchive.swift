@@ -9,6 +9,7 @@ public enum ZipError: Error, Equatable, Sendable, CustomStringConvertible {
     case inflateFailed(file: String, member: String)
     case tooLarge(file: String, member: String, size: UInt64)
 
+    /// One line: the file (and tensor or key) at fault, what is wrong, and what was expected.
     public var description: String {
         switch self {
         case let .notAZip(file): return "\(file): not a zip archive (expected the zip torch.save writes)"
@@ -26,20 +27,31 @@ public enum ZipError: Error, Equatable, Sendable, CustomStringConvertible {
 /// A zip archive read through its central directory (zip64 included), members stored or deflated.
 /// Stored members are returned as views into the mapped file: no copy.
 public final class ZipArchive: Sendable {
+    /// One central-directory entry, zip64 sizes and offset resolved.
     public struct Member: Sendable {
+        /// Path inside the archive, e.g. `archive/data/0`.
         public var name: String
+        /// Compression method: 0 stored, 8 deflated (others are refused by `contents`).
         public var method: Int
+        /// CRC-32 of the uncompressed bytes, checked by `contents`.
         public var crc: UInt32
+        /// Bytes the member occupies in the file.
         public var compressedSize: Int
+        /// Bytes once uncompressed (at most 2^40).
         public var size: Int
+        /// Absolute file offset of the member's data, past its local header.
         public var dataOffset: Int
     }
 
+    /// The path the archive was opened from.
     public let path: String
+    /// The whole archive, mapped; stored members are views into it.
     public let mapped: MappedFile
+    /// Members in central-directory order.
     public let members: [Member]
     private let index: [String: Int]
 
+    /// Maps `path` and reads its central directory, checking every offset and size against the file.
     public init(path: String) throws {
         let mapped = try MappedFile(path: path)
         self.path = path
@@ -110,6 +122,7 @@ public final class ZipArchive: Sendable {
         index = Dictionary(members.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
     }
 
+    /// The member called `name` (the first, if repeated), if present.
     public func member(named name: String) -> Member? { index[name].map { members[$0] } }
 
     /// The member's bytes, checked against its CRC-32: a view for stored members, inflated for

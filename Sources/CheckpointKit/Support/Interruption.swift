@@ -7,6 +7,7 @@ public enum Interruption {
 
     /// Async-signal-safe: a single atomic store.
     public static func request() { requested.store(true, ordering: .relaxed) }
+    /// Whether `request()` was called since launch or the last `reset()`; safe from any thread.
     public static var isRequested: Bool { requested.load(ordering: .relaxed) }
     /// For tests.
     public static func reset() { requested.store(false, ordering: .relaxed) }

@@ -2,7 +2,9 @@
 public struct JSONSyntaxError: Error, Equatable, Sendable, CustomStringConvertible {
     /// Byte offset of the fault within the parsed bytes.
     public var offset: Int
+    /// What is wrong, in words; `description` adds the offset.
     public var reason: String
+    /// "<reason> at byte <offset>".
     public var description: String { "\(reason) at byte \(offset)" }
 }
 
@@ -12,6 +14,7 @@ public struct JSONSyntaxError: Error, Equatable, Sendable, CustomStringConvertib
 /// a hostile file cannot exhaust the stack, and nothing is allocated from a length field.
 /// Leading and trailing whitespace are accepted (safetensors headers are space-padded).
 public struct JSONParser {
+    /// Deepest nesting of arrays and objects accepted; deeper input fails instead of recursing further.
     public static let maximumDepth = 128
 
     /// Parses `bytes` as exactly one JSON value. Input must be valid UTF-8 (check before).
@@ -26,6 +29,7 @@ public struct JSONParser {
         return value
     }
 
+    /// Parses `bytes` as exactly one JSON value, as the raw-buffer overload does.
     public static func parse(_ bytes: [UInt8]) throws(JSONSyntaxError) -> JSONValue {
         do {
             return try bytes.withUnsafeBytes { raw in try parse(raw) }
@@ -36,6 +40,7 @@ public struct JSONParser {
         }
     }
 
+    /// Parses the UTF-8 bytes of `text` as exactly one JSON value.
     public static func parse(_ text: String) throws(JSONSyntaxError) -> JSONValue {
         try parse(Array(text.utf8))
     }

@@ -14,6 +14,7 @@ public enum JSONValue: Equatable, Sendable {
     case array([JSONValue])
     case object([(String, JSONValue)])
 
+    /// Structural equality: objects need the same members in the same order, and `.integer(1)` ≠ `.double(1)`.
     public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
         switch (lhs, rhs) {
         case (.null, .null): return true
@@ -35,11 +36,13 @@ public enum JSONValue: Equatable, Sendable {
         return members.first { $0.0 == key }?.1
     }
 
+    /// The string, when this is a string; else nil.
     public var stringValue: String? {
         if case .string(let s) = self { return s }
         return nil
     }
 
+    /// The Boolean, when this is `true` or `false`; else nil.
     public var boolValue: Bool? {
         if case .bool(let b) = self { return b }
         return nil
@@ -55,6 +58,7 @@ public enum JSONValue: Equatable, Sendable {
         }
     }
 
+    /// Any number as a `Double` (integers beyond 2^53 rounded); nil for non-numbers.
     public var doubleValue: Double? {
         switch self {
         case .integer(let v): return Double(v)
@@ -64,11 +68,13 @@ public enum JSONValue: Equatable, Sendable {
         }
     }
 
+    /// The elements, when this is an array; else nil.
     public var arrayValue: [JSONValue]? {
         if case .array(let a) = self { return a }
         return nil
     }
 
+    /// The members in file order, repeated keys kept, when this is an object; else nil.
     public var objectMembers: [(String, JSONValue)]? {
         if case .object(let m) = self { return m }
         return nil
@@ -78,17 +84,27 @@ public enum JSONValue: Equatable, Sendable {
 extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral,
     ExpressibleByFloatLiteral, ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByNilLiteral
 {
+    /// A `.string` from a string literal.
     public init(stringLiteral value: String) { self = .string(value) }
+    /// An `.integer` from an integer literal.
     public init(integerLiteral value: Int64) { self = .integer(value) }
+    /// A `.bool` from `true` or `false`.
     public init(booleanLiteral value: Bool) { self = .bool(value) }
+    /// A `.double` from a floating-point literal.
     public init(floatLiteral value: Double) { self = .double(value) }
+    /// An `.array` from an array literal.
     public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
+    /// An `.object` from a dictionary literal, members in the order written.
     public init(dictionaryLiteral elements: (String, JSONValue)...) { self = .object(elements) }
+    /// `.null` from `nil`.
     public init(nilLiteral: ()) { self = .null }
 }
 
 extension JSONValue {
+    /// An `.integer` holding `value`.
     public init(_ value: Int) { self = .integer(Int64(value)) }
+    /// A `.double` holding `value`.
     public init(_ value: Double) { self = .double(value) }
+    /// A `.string` holding `value`.
     public init(_ value: String) { self = .string(value) }
 }

@@ -6,8 +6,10 @@ import Glibc
 
 /// How many threads a piece of work may use.
 public struct ThreadBudget: Sendable, Equatable {
+    /// The most threads work may use; at least 1.
     public let count: Int
 
+    /// A budget of `count` threads; counts below 1 mean 1.
     public init(_ count: Int) { self.count = max(1, count) }
 
     /// All cores of this machine.
@@ -19,6 +21,7 @@ public struct ThreadBudget: Sendable, Equatable {
         #endif
     }
 
+    /// One thread: chunks run in order on the caller's thread.
     public static let single = ThreadBudget(1)
 
     /// Runs `body(chunk)` for every chunk in `0..<chunks`, spread over at most `count` threads.

@@ -6,12 +6,14 @@ import Glibc
 public struct Stopwatch: Sendable {
     private let start: timespec
 
+    /// Starts timing now, on the monotonic clock.
     public init() {
         var t = timespec()
         clock_gettime(CLOCK_MONOTONIC, &t)
         start = t
     }
 
+    /// Seconds elapsed since `init`; monotonic, so changes to the system clock do not affect it.
     public var seconds: Double {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)

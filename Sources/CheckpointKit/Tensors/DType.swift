@@ -57,6 +57,7 @@ public enum DType: String, CaseIterable, Sendable, Comparable {
         }
     }
 
+    /// Orders by `writerRank`, the reference writer's dtype order (its files list higher ranks first).
     public static func < (lhs: DType, rhs: DType) -> Bool { lhs.writerRank < rhs.writerRank }
 
     /// True for the floating-point types whose values ckpt converts and measures.

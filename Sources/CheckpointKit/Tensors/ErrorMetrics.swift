@@ -2,15 +2,23 @@
 /// signal-to-noise ratio. Sums are kept in f64 per chunk and combined in chunk order, so the
 /// result does not depend on the thread count.
 public struct ErrorMetrics: Equatable, Sendable {
+    /// Elements compared.
     public var count = 0
+    /// Σ (reference − candidate)², in f64.
     public var sumSquaredError = 0.0
+    /// Largest |reference − candidate|; NaN differences are skipped.
     public var maxAbsError = 0.0
+    /// Σ reference², in f64: the signal energy.
     public var sumSquaredReference = 0.0
+    /// Σ candidate², in f64.
     public var sumSquaredCandidate = 0.0
+    /// Σ reference·candidate, in f64.
     public var dot = 0.0
 
+    /// Nothing compared yet: every sum zero.
     public init() {}
 
+    /// √(sumSquaredError / count); 0 when nothing was compared.
     public var rmse: Double { count > 0 ? (sumSquaredError / Double(count)).squareRoot() : 0 }
 
     /// 10·log10(signal energy / error energy); +∞ when identical.
@@ -27,6 +35,7 @@ public struct ErrorMetrics: Equatable, Sendable {
         return dot / norms
     }
 
+    /// Folds in another chunk's sums and max error; merging in chunk order keeps results thread-independent.
     public mutating func merge(_ other: ErrorMetrics) {
         count += other.count
         sumSquaredError += other.sumSquaredError
@@ -38,6 +47,7 @@ public struct ErrorMetrics: Equatable, Sendable {
 
     static let chunkElements = 1 << 16
 
+    /// Compares two equally long f32 buffers in 64 Ki-element chunks over `threads`; the same for any thread count.
     public static func compare(reference: UnsafeBufferPointer<Float>, candidate: UnsafeBufferPointer<Float>,
                                threads: ThreadBudget = .allCores) -> ErrorMetrics {
         precondition(reference.count == candidate.count)

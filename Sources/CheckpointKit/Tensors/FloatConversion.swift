@@ -16,10 +16,12 @@ public enum FloatConversion {
 
     // MARK: - Scalar references: one value at a time, obviously right.
 
+    /// Reference: BF16 bits to f32, exact (the bits become the top half).
     public static func bf16ToF32Reference(_ bits: UInt16) -> Float {
         Float(bitPattern: UInt32(bits) << 16)
     }
 
+    /// Reference: F16 bits to f32, exact for every pattern; a NaN keeps its payload and is quieted.
     public static func f16ToF32Reference(_ bits: UInt16) -> Float {
         let sign = UInt32(bits & 0x8000) << 16
         let exponent = Int(bits >> 10 & 0x1F)
@@ -37,6 +39,7 @@ public enum FloatConversion {
         return Float(bitPattern: sign | UInt32(exponent - 15 + 127) << 23 | mantissa << 13)
     }
 
+    /// Reference: f32 to BF16 bits, round to nearest even; NaN becomes 0x7FC0 with its sign.
     public static func f32ToBF16Reference(_ value: Float) -> UInt16 {
         let bits = value.bitPattern
         if value.isNaN { return UInt16(bits >> 16 & 0x8000) | 0x7FC0 }
@@ -44,6 +47,7 @@ public enum FloatConversion {
         return UInt16(truncatingIfNeeded: (bits &+ 0x7FFF &+ lsb) >> 16)
     }
 
+    /// Reference: f32 to F16 bits, one rounding to nearest even; overflow gives ±Inf, NaN 0x7E00 with its sign.
     public static func f32ToF16Reference(_ value: Float) -> UInt16 {
         let sign = UInt16(value.bitPattern >> 16 & 0x8000)
         if value.isNaN { return sign | 0x7E00 }
@@ -70,6 +74,7 @@ public enum FloatConversion {
 
     // MARK: - Fast kernels over raw buffers (unaligned sources are fine).
 
+    /// Fast: BF16 values in `source` to f32 in `destination` (4 bytes per element); bit-identical to the reference.
     public static func bf16ToF32(_ source: UnsafeRawBufferPointer, _ destination: UnsafeMutableRawBufferPointer,
                                  threads: ThreadBudget = .allCores) {
         let count = source.count / 2
@@ -80,6 +85,7 @@ public enum FloatConversion {
         }
     }
 
+    /// Fast: F16 values in `source` to f32 in `destination` (4 bytes per element); bit-identical to the reference.
     public static func f16ToF32(_ source: UnsafeRawBufferPointer, _ destination: UnsafeMutableRawBufferPointer,
                                 threads: ThreadBudget = .allCores) {
         let count = source.count / 2
@@ -90,6 +96,7 @@ public enum FloatConversion {
         }
     }
 
+    /// Fast: f32 values in `source` to BF16 in `destination` (2 bytes per element); bit-identical to the reference.
     public static func f32ToBF16(_ source: UnsafeRawBufferPointer, _ destination: UnsafeMutableRawBufferPointer,
                                  threads: ThreadBudget = .allCores) {
         let count = source.count / 4
@@ -100,6 +107,7 @@ public enum FloatConversion {
         }
     }
 
+    /// Fast: f32 values in `source` to F16 in `destination` (2 bytes per element); bit-identical to the reference.
     public static func f32ToF16(_ source: UnsafeRawBufferPointer, _ destination: UnsafeMutableRawBufferPointer,
                                 threads: ThreadBudget = .allCores) {
         let count = source.count / 4

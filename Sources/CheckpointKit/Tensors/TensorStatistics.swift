@@ -4,18 +4,26 @@
 /// instead. Partial sums are kept per chunk in f64 and combined in chunk order, so the result is
 /// the same for every thread count.
 public struct TensorStatistics: Equatable, Sendable {
+    /// All elements, finite or not.
     public var count: Int
+    /// Elements that are neither NaN nor ±Inf; min, max, mean and std are over these.
     public var finiteCount: Int
+    /// Smallest finite value; NaN when there is none.
     public var min: Double
+    /// Largest finite value; NaN when there is none.
     public var max: Double
+    /// Mean of the finite values, in f64; NaN when there are none.
     public var mean: Double
     /// Population standard deviation (divides by n), as numpy's default.
     public var std: Double
+    /// NaN elements.
     public var nanCount: Int
+    /// +Inf and −Inf elements.
     public var infCount: Int
 
     static let chunkElements = 1 << 16
 
+    /// One pass over `view`'s values (as `FloatValues` reads them) in 64 Ki-element chunks over `threads`.
     public static func compute(_ view: TensorView, threads: ThreadBudget = .allCores) -> TensorStatistics {
         let n = view.elementCount
         let chunks = (n + chunkElements - 1) / chunkElements

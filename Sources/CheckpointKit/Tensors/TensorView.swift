@@ -3,6 +3,7 @@
 /// Copying a view copies no data. The view keeps its storage alive, so its bytes stay valid
 /// for as long as the view exists.
 public struct TensorView: @unchecked Sendable {
+    /// Name, dtype, shape and container offsets of the viewed tensor.
     public let info: TensorInfo
     /// Keeps the mapping alive.
     public let storage: AnyObject
@@ -26,8 +27,12 @@ public struct TensorView: @unchecked Sendable {
     /// A copy of the bytes.
     public var byteArray: [UInt8] { withBytes { Array($0) } }
 
+    /// Shorthand for `info.name`.
     public var name: String { info.name }
+    /// Shorthand for `info.dtype`.
     public var dtype: DType { info.dtype }
+    /// Shorthand for `info.shape`.
     public var shape: [Int] { info.shape }
+    /// Shorthand for `info.elementCount`.
     public var elementCount: Int { info.elementCount }
 }

@@ -2,13 +2,15 @@
 public struct AddedToken: Equatable, Sendable {
     /// The id `tokenizers` gives it on loading (see `Tokenizer.init(json:file:config:)`).
     public var id: Int
+    /// The exact text matched.
     public var content: String
     /// Special tokens (BOS, EOS, chat markers) are skipped by `decode(skipSpecialTokens: true)`.
     public var special: Bool
     /// Matched in the normalized text (against its own normalized form) rather than the raw text.
     public var normalized: Bool
-    /// Swallows the whitespace before / after it.
+    /// Swallows the whitespace before it.
     public var lstrip: Bool
+    /// Swallows the whitespace after it.
     public var rstrip: Bool
     /// Matches only where it is not inside a word.
     public var singleWord: Bool

@@ -24,8 +24,9 @@ public final class Tokenizer: Sendable {
     /// The end-of-sequence token: from `tokenizer_config.json`, else the conventional names
     /// (`</s>`, `<|end_of_text|>`, `<|endoftext|>`, `<eos>`).
     public let eosTokenID: Int?
-    /// Ids `encode(_:addSpecialTokens: true)` puts before and after the text.
+    /// Ids `encode(_:addSpecialTokens: true)` puts before the text.
     public let prefixTokenIDs: [Int]
+    /// Ids `encode(_:addSpecialTokens: true)` puts after the text.
     public let suffixTokenIDs: [Int]
 
     let model: BytePairModel
@@ -44,6 +45,7 @@ public final class Tokenizer: Sendable {
     /// Whether `encode` puts the BOS token first (the post-processor's template starts with it).
     public var addsBOS: Bool { bosTokenID != nil && prefixTokenIDs.first == bosTokenID }
 
+    /// The `model.type` values implemented, listed in `unsupportedComponent` errors.
     public static let supportedModels = ["BPE"]
     /// Larger files are refused before parsing (the largest real ones are ~30 MB).
     public static let maximumFileSize = 512 << 20

@@ -20,6 +20,7 @@ public enum TokenizerError: Error, Equatable, Sendable, CustomStringConvertible 
     /// A merge names a token, or produces one, that is not in the vocabulary.
     case mergeNotInVocabulary(file: String, rank: Int, token: String)
 
+    /// One line: the file (and tensor or key) at fault, what is wrong, and what was expected.
     public var description: String {
         switch self {
         case let .cannotRead(file, reason):

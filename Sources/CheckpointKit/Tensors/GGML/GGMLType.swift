@@ -38,8 +38,11 @@ public struct GGMLType: Sendable, Hashable, CustomStringConvertible {
         self.encodeBlocks = encode
     }
 
+    /// Types are equal when their GGUF ids are.
     public static func == (a: GGMLType, b: GGMLType) -> Bool { a.rawValue == b.rawValue }
+    /// Hashes the GGUF id only, as `==` compares.
     public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
+    /// llama.cpp's name, e.g. "Q4_K".
     public var description: String { name }
 
     /// Bytes `elements` values take (a whole number of blocks).

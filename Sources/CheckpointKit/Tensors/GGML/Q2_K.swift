@@ -1,6 +1,7 @@
 /// Q2_K: super-blocks of 256 (84 bytes): sixteen bytes of 4-bit scale and min per sub-block of
 /// 16, 2-bit q (64 bytes), f16 d and dmin; x ≈ d·scale·q − dmin·min.
 extension GGMLType {
+    /// GGUF id 10; read only (ckpt decodes Q2_K but does not write it).
     public static let q2_K = GGMLType(rawValue: 10, name: "Q2_K", blockSize: 256, typeSize: 84, decode: { raw, o in
         for b in 0..<(o.count / 256) {
             let base = b * 84

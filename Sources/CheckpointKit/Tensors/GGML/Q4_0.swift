@@ -1,6 +1,7 @@
 /// Q4_0: blocks of 32 with one f16 scale d and 4-bit q (18 bytes); x ≈ d·(q − 8); element j in
 /// the low nibble of byte j, element j+16 in its high nibble.
 extension GGMLType {
+    /// GGUF id 2; decoded here, written through `Q4_0Codec.quantize`.
     public static let q4_0 = GGMLType(rawValue: 2, name: "Q4_0", blockSize: 32, typeSize: 18, decode: { raw, o in
         for b in 0..<(o.count / 32) {
             let base = b * 18

@@ -1,6 +1,7 @@
 /// Q5_1: blocks of 32 with f16 scale d and minimum m, the fifth bits in a u32 and 4-bit low
 /// parts (24 bytes); x ≈ d·q + m.
 extension GGMLType {
+    /// GGUF id 7; read only (ckpt decodes Q5_1 but does not write it).
     public static let q5_1 = GGMLType(rawValue: 7, name: "Q5_1", blockSize: 32, typeSize: 24, decode: { raw, o in
         for b in 0..<(o.count / 32) {
             let base = b * 24
