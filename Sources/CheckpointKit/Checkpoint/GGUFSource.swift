@@ -3,7 +3,6 @@ public enum GGUFSourceError: Error, Equatable, Sendable, CustomStringConvertible
     case unsupportedArchitecture(file: String, found: String)
     case missingKey(file: String, key: String)
     case badKey(file: String, key: String, expected: String, found: String)
-    case unsupportedTokenizer(file: String, model: String)
     case unmappedTensor(file: String, tensor: String)
     case badTensorShape(file: String, tensor: String, expected: String, found: [Int])
 
@@ -15,8 +14,6 @@ public enum GGUFSourceError: Error, Equatable, Sendable, CustomStringConvertible
             return "\(file): metadata '\(key)' is missing (expected it in a llama GGUF)"
         case let .badKey(file, key, expected, found):
             return "\(file): metadata '\(key)' is \(found) (expected \(expected))"
-        case let .unsupportedTokenizer(file, model):
-            return "\(file): tokenizer.ggml.model '\(model)' is not supported (expected gpt2 or llama)"
         case let .unmappedTensor(file, tensor):
             return "\(faultLocation(file, tensor: tensor)): no Hugging Face name in the llama layout"
         case let .badTensorShape(file, tensor, expected, found):
@@ -131,8 +128,7 @@ public final class GGUFSource: Sendable {
         parts.configSource = file
         // A vocabulary ckpt cannot rebuild costs only the tokenizer: weights still read, evaluation says why it cannot run.
         do {
-            if let tokenStrings = tokens?.compactMap(\.stringValue), !tokenStrings.isEmpty {
-                let (tokenizer, tokenizerConfig) = try legacyTokenizerFiles(gguf, tokens: tokenStrings)
+            if let (tokenizer, tokenizerConfig) = try GGUFVocabulary.tokenizerFiles(gguf) {
                 parts.generatedFiles = [Checkpoint.GeneratedFile(name: "tokenizer.json", contents: tokenizer, sortKeys: false),
                                         Checkpoint.GeneratedFile(name: "tokenizer_config.json", contents: tokenizerConfig, sortKeys: true)]
             }
@@ -184,83 +180,5 @@ public final class GGUFSource: Sendable {
     func releasePages(_ entry: Checkpoint.Entry) {
         let info = plans[entry.locator].info
         file.mapped.adviseDone((file.dataStart + info.offset)..<(file.dataStart + info.offset + info.byteCount))
-    }
-
-    /// GPT-2's byte ↔ printable-character table (`bytes_to_unicode`).
-    static let byteAlphabet: [Character] = {
-        var printable = Array(33...126) + Array(161...172) + Array(174...255)
-        var codes = printable
-        var extra = 0
-        for b in 0..<256 where !printable.contains(b) {
-            printable.append(b)
-            codes.append(256 + extra)
-            extra += 1
-        }
-        var table = [Character](repeating: " ", count: 256)
-        for (b, c) in zip(printable, codes) { table[b] = Character(Unicode.Scalar(UInt32(c))!) }
-        return table
-    }()
-
-    static let llama3Split = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
-    static let llama3Family: Set<String> = ["llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2",
-                                             "jina-v5-nano", "dbrx", "smaug-bpe"]
-
-    /// tokenizer.json and tokenizer_config.json for a `gpt2` (byte-level BPE) vocabulary, built as
-    /// transformers' `byte_level_tokenizer` + `add_gguf_special_tokens` + `set_split_regex` build it.
-    static func legacyTokenizerFiles(_ gguf: GGUFFile, tokens: [String]) throws -> (JSONValue, JSONValue) {
-        let model = gguf.value("tokenizer.ggml.model")?.stringValue ?? "none"
-        guard model == "gpt2" else { throw GGUFSourceError.unsupportedTokenizer(file: gguf.path, model: model) }
-        let alphabet = Set(byteAlphabet)
-        let types = gguf.value("tokenizer.ggml.token_type")?.arrayValue?.compactMap(\.intValue) ?? []
-        // Tokens outside the byte alphabet are respelled byte by byte.
-        let spelled = tokens.map { token in
-            token.allSatisfy(alphabet.contains) ? token : String(token.utf8.map { byteAlphabet[Int($0)] })
-        }
-        var vocab: [(String, JSONValue)] = []
-        var seen = Set<String>()
-        for (id, token) in spelled.enumerated() where seen.insert(token).inserted { vocab.append((token, JSONValue(id))) }
-        let merges = (gguf.value("tokenizer.ggml.merges")?.arrayValue ?? []).compactMap(\.stringValue).map { merge -> JSONValue in
-            let parts = merge.split(separator: " ", maxSplits: 1).map(String.init)
-            return .array(parts.map { .string($0) })
-        }
-        var added: [JSONValue] = []
-        for (id, token) in tokens.enumerated() where id < types.count && (types[id] == 3 || types[id] == 4) {
-            if types[id] == 3 && !token.allSatisfy(alphabet.contains) { continue }  // a mislabelled control token
-            added.append(["id": JSONValue(id), "content": .string(token), "single_word": false, "lstrip": false, "rstrip": false,
-                          "normalized": false, "special": .bool(types[id] == 3)])
-        }
-        let pre = gguf.value("tokenizer.ggml.pre")?.stringValue ?? "default"
-        let byteLevel: JSONValue = ["type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true]
-        let preTokenizer: JSONValue = llama3Family.contains(pre)
-            ? ["type": "Sequence", "pretokenizers": [
-                ["type": "Split", "pattern": ["Regex": .string(llama3Split)], "behavior": "Isolated", "invert": false],
-                ["type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false],
-            ]]
-            : byteLevel
-        let bos = gguf.value("tokenizer.ggml.bos_token_id")?.intValue
-        let addBOS = gguf.value("tokenizer.ggml.add_bos_token")?.boolValue ?? false
-        var single: [JSONValue] = [["Sequence": ["id": "A", "type_id": 0]]]
-        var special: [(String, JSONValue)] = []
-        if addBOS, let bos, bos < tokens.count {
-            single.insert(["SpecialToken": ["id": .string(tokens[bos]), "type_id": 0]], at: 0)
-            special.append((tokens[bos], ["id": .string(tokens[bos]), "ids": [JSONValue(bos)], "tokens": [.string(tokens[bos])]]))
-        }
-        let tokenizer: JSONValue = [
-            "version": "1.0", "truncation": nil, "padding": nil, "added_tokens": .array(added), "normalizer": nil,
-            "pre_tokenizer": preTokenizer,
-            "post_processor": ["type": "TemplateProcessing", "single": .array(single),
-                               "pair": .array(single + [["Sequence": ["id": "B", "type_id": 1]]]), "special_tokens": .object(special)],
-            "decoder": ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true],
-            "model": ["type": "BPE", "dropout": nil, "unk_token": nil, "continuing_subword_prefix": "", "end_of_word_suffix": "",
-                      "fuse_unk": false, "byte_fallback": false, "ignore_merges": false, "vocab": .object(vocab), "merges": .array(merges)],
-        ]
-        var config: [(String, JSONValue)] = [("tokenizer_class", "PreTrainedTokenizerFast"), ("add_bos_token", .bool(addBOS))]
-        for (name, key) in [("bos_token", "bos_token_id"), ("eos_token", "eos_token_id"), ("unk_token", "unknown_token_id"),
-                            ("pad_token", "padding_token_id")]
-        {
-            if let id = gguf.value("tokenizer.ggml." + key)?.intValue, id >= 0, id < tokens.count { config.append((name, .string(tokens[id]))) }
-        }
-        if let template = gguf.value("tokenizer.chat_template")?.stringValue { config.append(("chat_template", .string(template))) }
-        return (tokenizer, .object(config))
     }
 }

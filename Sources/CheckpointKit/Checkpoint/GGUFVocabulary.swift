@@ -77,12 +77,12 @@ public enum GGUFVocabularyError: Error, Equatable, Sendable, CustomStringConvert
 ///
 /// Two vocabularies are rebuilt. `gpt2`: byte-level BPE with the file's merges
 /// (`byte_level_tokenizer`, `add_gguf_special_tokens`, `set_split_regex`). `llama`: SentencePiece
-/// BPE as `LlamaTokenizer(vocab, merges)` builds it — no normalizer, `Metaspace` (prepend_scheme
-/// `first`, no split), byte fallback, no unk_token in the model, the Replace/ByteFallback/Fuse/Strip
+/// BPE as `LlamaTokenizer(vocab, merges)` builds it, with the prefix space in a Prepend/Replace
+/// normalizer (as the original Llama-2 tokenizer.json and llama.cpp have it, honouring
+/// `tokenizer.ggml.add_space_prefix`), byte fallback, no unk_token in the model, the Replace/ByteFallback/Fuse/Strip
 /// decoder, merges from the file or derived from the scores as `generate_merges` derives them, and
 /// a TemplateProcessing post-processor from `add_bos_token` (true when absent, as llama.cpp
-/// assumes) and `add_eos_token`. A `phi3` file gets Phi-3's Prepend/Replace normalizer instead of
-/// the pre-tokenizer, as transformers does. Every metadata value is checked before use.
+/// assumes) and `add_eos_token`. Every metadata value is checked before use.
 public enum GGUFVocabulary {
     /// tokenizer.json and tokenizer_config.json for the file's vocabulary, or nil when it has no
     /// `tokenizer.ggml.tokens` (or an empty list).
@@ -103,7 +103,7 @@ public enum GGUFVocabulary {
             }
             let pre = try metadata.string("tokenizer.ggml.pre") ?? "default"
             if splitPreTokenizers.contains(pre) { throw .unsupportedPreTokenizer(file: gguf.path, model: model, pre: pre) }
-            return try sentencePieceFiles(metadata, tokens: tokens, phi3: architecture == "phi3")
+            return try sentencePieceFiles(metadata, tokens: tokens)
         default:
             throw .unsupportedModel(file: gguf.path, model: model)
         }
@@ -210,7 +210,7 @@ public enum GGUFVocabulary {
     /// A `llama` (SentencePiece) vocabulary, built as transformers' `sentencepiece_tokenizer`
     /// (`LlamaTokenizer(vocab=…, merges=…)`), `add_gguf_special_tokens` and the GGUF branch of
     /// `TokenizersBackend.__init__` build it.
-    static func sentencePieceFiles(_ metadata: VocabularyMetadata, tokens: [String], phi3: Bool) throws(GGUFVocabularyError) -> (tokenizer: JSONValue, config: JSONValue) {
+    static func sentencePieceFiles(_ metadata: VocabularyMetadata, tokens: [String]) throws(GGUFVocabularyError) -> (tokenizer: JSONValue, config: JSONValue) {
         let file = metadata.file
         // `{token: index for index, token in enumerate(tokens)}`: a repeated token keeps its last
         // id, and the earlier ids are absent from the vocabulary.
@@ -302,15 +302,18 @@ public enum GGUFVocabulary {
             ($0.name, ["id": .string($0.name), "ids": [JSONValue($0.id)], "tokens": [.string($0.name)]])
         }
 
-        let metaspace: JSONValue = ["type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": false]
-        // Phi-3 puts the prefix space in the normalizer (every piece between added tokens gets one).
-        let phi3Normalizer: JSONValue = ["type": "Sequence", "normalizers": [
-            ["type": "Prepend", "prepend": "▁"], ["type": "Replace", "pattern": ["String": " "], "content": "▁"],
-        ]]
+        // The prefix space goes in the normalizer, as the original Llama-2 tokenizer.json and llama.cpp
+        // put it: every piece between added tokens gets one, text that starts with a space included.
+        // (transformers 5.24's GGUF loader uses Metaspace with prepend_scheme "first" instead, which
+        // drops it before a leading space and so disagrees with llama.cpp on such text.)
+        let addSpacePrefix = try metadata.flag("tokenizer.ggml.add_space_prefix") ?? true
+        let replace: JSONValue = ["type": "Replace", "pattern": ["String": " "], "content": "▁"]
+        let normalizer: JSONValue = ["type": "Sequence", "normalizers": .array(
+            (addSpacePrefix ? [["type": "Prepend", "prepend": "▁"] as JSONValue] : []) + [replace])]
         let tokenizer: JSONValue = [
             "version": "1.0", "truncation": nil, "padding": nil, "added_tokens": .array(addedJSON),
-            "normalizer": phi3 ? phi3Normalizer : nil,
-            "pre_tokenizer": phi3 ? nil : metaspace,
+            "normalizer": normalizer,
+            "pre_tokenizer": nil,
             "post_processor": ["type": "TemplateProcessing", "single": .array(single), "pair": .array(pair), "special_tokens": .object(specialJSON)],
             "decoder": ["type": "Sequence", "decoders": [
                 ["type": "Replace", "pattern": ["String": "▁"], "content": " "], ["type": "ByteFallback"], ["type": "Fuse"],
