@@ -114,3 +114,30 @@ func tokenizersMustAgree() throws {
     #expect(run.status == 1, "\(run.stderr)")
     #expect(run.stderr.contains("tokenize the text differently from token"), "\(run.stderr)")
 }
+
+@Test("A GGUF whose tokenizer model is unknown still inspects and converts, and evaluation names the model it cannot tokenize with")
+func unknownGGUFTokenizer() throws {
+    let scratch = ScratchDirectory()
+    var bytes = try Data(contentsOf: URL(fileURLWithPath: Tools.fixture("convert/micro-llama-tied.gguf")))
+    let keyAt = try #require(bytes.range(of: Data("tokenizer.ggml.model".utf8)))
+    let valueAt = try #require(bytes.range(of: Data("gpt2".utf8), in: keyAt.upperBound..<bytes.count))
+    bytes.replaceSubrange(valueAt, with: Data("bert".utf8))
+    try bytes.write(to: URL(fileURLWithPath: scratch.file("bert.gguf")))
+    #expect(try Tools.run("ckpt-inspect", [scratch.file("bert.gguf")]).status == 0)
+    let convert = try Tools.run("ckpt-convert", [scratch.file("bert.gguf"), scratch.file("hf")])
+    #expect(convert.status == 0, "\(convert.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: scratch.file("hf/tokenizer.json")))
+    let run = try Tools.run("ckpt-perplexity", [scratch.file("bert.gguf"), "--text", evalText, "--ctx", "16"])
+    #expect(run.status == 1)
+    #expect(run.stderr == "error: \(scratch.file("bert.gguf")): tokenizer.ggml.model 'bert' is not supported (expected gpt2 or llama)\n")
+}
+
+@Test("ckpt-diff of checkpoints whose tensor sets differ lists each side's extras and fails the --max-rmse gate")
+func diffDifferentTensorSets() throws {
+    let run = try Tools.run("ckpt-diff", [Tools.fixture("models/tiny-llama"), Tools.fixture("convert/micro-llama-tied.gguf"),
+                                          "--max-rmse", "1", "--json"])
+    #expect(run.status == 3, "\(run.stderr)")
+    let rows = try #require(try parseJSONObject(run.stdout)["tensors"] as? [[String: Any]])
+    #expect(rows.contains { ($0["status"] as? String) == "only in A" })
+    #expect(rows.contains { ($0["status"] as? String) == "shape mismatch" })
+}
