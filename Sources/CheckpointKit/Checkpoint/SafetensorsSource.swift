@@ -9,39 +9,12 @@ enum SafetensorsSource {
 
     /// Reads the headers of the file, index or folder at `path`.
     static func open(_ path: String) throws -> Checkpoint.Parts {
-        var parts: Checkpoint.Parts
-        if FileSystem.isDirectory(path) {
-            let names = FileSystem.list(path)
-            if names.contains("model.safetensors") {
-                parts = Checkpoint.Parts(format: .safetensors, layout: .folder, directory: path)
-                parts.shardNames = ["model.safetensors"]
-            } else if let indexName = names.first(where: { $0.hasSuffix(".safetensors.index.json") }) {
-                parts = Checkpoint.Parts(format: .safetensors, layout: .sharded(indexName: indexName), directory: path)
-                try parts.readIndex(FileSystem.join(path, indexName))
-            } else {
-                parts = Checkpoint.Parts(format: .safetensors, layout: .folder, directory: path)
-                parts.shardNames = names.filter { $0.hasSuffix(".safetensors") }
-            }
-        } else if path.hasSuffix(".index.json") {
-            let (folder, indexName) = FileSystem.split(path)
-            parts = Checkpoint.Parts(format: .safetensors, layout: .sharded(indexName: indexName), directory: folder)
-            try parts.readIndex(path)
-        } else {
-            parts = Checkpoint.Parts(format: .safetensors, layout: .file, directory: nil)
-            parts.shardNames = [path]
-        }
-        parts.weightFileNames.formUnion(parts.shardNames)
-        for name in parts.shardNames {
-            let shardPath = parts.directory.map { FileSystem.join($0, name) } ?? name
-            if let indexPath = parts.indexPath, !FileSystem.exists(shardPath) {
-                throw CheckpointError.missingShard(file: indexPath, shard: name)
-            }
+        var parts = try Checkpoint.Parts.locate(path, format: .safetensors, indexSuffix: ".safetensors.index.json",
+                                                preferred: "model.safetensors") { $0.hasSuffix(".safetensors") }
+        try parts.openShards { shardPath in
             let file = try SafetensorsFile(path: shardPath)
-            let fileIndex = parts.files.count
-            for (i, info) in file.tensors.enumerated() { parts.entries.append(Checkpoint.Entry(info: info, fileIndex: fileIndex, locator: i)) }
-            parts.containers.append(.safetensors(file))
-            parts.files.append(Checkpoint.File(path: file.path, byteCount: file.mapped.count, tensorCount: file.tensors.count,
-                                               metadata: file.metadata))
+            return (.safetensors(file), Checkpoint.File(path: file.path, byteCount: file.mapped.count, tensorCount: file.tensors.count,
+                                                        metadata: file.metadata), file.tensors)
         }
         return parts
     }
@@ -59,5 +32,50 @@ extension Checkpoint.Parts {
         indexPath = path
         (shardNames, weightMap, indexMetadata) = try Checkpoint.readIndex(path)
         weightFileNames.insert(FileSystem.split(path).name)
+    }
+
+    /// Where the weights of `path` are: a lone file, an index (`…indexSuffix`) with its shards, or a
+    /// folder holding an index, the `preferred` file, or every file `isWeight` accepts.
+    static func locate(_ path: String, format: Checkpoint.Format, indexSuffix: String, preferred: String?,
+                       isWeight: (String) -> Bool) throws -> Checkpoint.Parts {
+        var parts: Checkpoint.Parts
+        if FileSystem.isDirectory(path) {
+            let names = FileSystem.list(path)
+            if let preferred, names.contains(preferred) {
+                parts = Checkpoint.Parts(format: format, layout: .folder, directory: path)
+                parts.shardNames = [preferred]
+            } else if let indexName = names.first(where: { $0.hasSuffix(indexSuffix) }) {
+                parts = Checkpoint.Parts(format: format, layout: .sharded(indexName: indexName), directory: path)
+                try parts.readIndex(FileSystem.join(path, indexName))
+            } else {
+                parts = Checkpoint.Parts(format: format, layout: .folder, directory: path)
+                parts.shardNames = names.filter(isWeight)
+            }
+        } else if path.hasSuffix(".index.json") {
+            let (folder, indexName) = FileSystem.split(path)
+            parts = Checkpoint.Parts(format: format, layout: .sharded(indexName: indexName), directory: folder)
+            try parts.readIndex(path)
+        } else {
+            parts = Checkpoint.Parts(format: format, layout: .file, directory: nil)
+            parts.shardNames = [path]
+        }
+        parts.weightFileNames.formUnion(parts.shardNames)
+        return parts
+    }
+
+    /// Opens every shard with `open` (container, file, tensors), in order; a shard the index names
+    /// must exist.
+    mutating func openShards(_ open: (String) throws -> (Checkpoint.Container, Checkpoint.File, [TensorInfo])) throws {
+        for name in shardNames {
+            let shardPath = directory.map { FileSystem.join($0, name) } ?? name
+            if let indexPath, !FileSystem.exists(shardPath) {
+                throw CheckpointError.missingShard(file: indexPath, shard: name)
+            }
+            let (container, file, tensors) = try open(shardPath)
+            let fileIndex = files.count
+            for (i, info) in tensors.enumerated() { entries.append(Checkpoint.Entry(info: info, fileIndex: fileIndex, locator: i)) }
+            containers.append(container)
+            files.append(file)
+        }
     }
 }
