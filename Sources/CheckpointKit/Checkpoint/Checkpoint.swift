@@ -12,6 +12,7 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
     case notRegularFile(path: String)
     case tokenizerUnavailable(path: String, reason: String)
 
+    /// The one-line message: the path, file or tensor at fault, what is wrong and what was expected.
     public var description: String {
         switch self {
         case let .notFound(path):
@@ -70,6 +71,7 @@ public final class Checkpoint: Sendable {
     public struct Entry: Sendable {
         /// Name, dtype and shape as the tensor reads (`view`); offsets within its file's data.
         public let info: TensorInfo
+        /// Index into `files` of the file holding the tensor.
         public let fileIndex: Int
         /// Bytes the tensor takes in its file (differs from `info.byteCount` for GGML blocks).
         public let storedBytes: Int
@@ -89,8 +91,11 @@ public final class Checkpoint: Sendable {
 
     /// One file holding weights.
     public struct File: Sendable {
+        /// The file's path, openable as is and named in messages.
         public let path: String
+        /// The whole file's size in bytes (what a verification expects to read).
         public let byteCount: Int
+        /// Number of tensors stored in the file.
         public let tensorCount: Int
         /// The file's own string metadata (safetensors `__metadata__`).
         public let metadata: [(String, String)]
@@ -99,8 +104,11 @@ public final class Checkpoint: Sendable {
     /// A file ckpt synthesizes for the checkpoint (a GGUF's tokenizer.json), written beside the
     /// weights wherever the folder's own files would be copied.
     public struct GeneratedFile: Sendable {
+        /// File name to write beside the weights (tokenizer.json, tokenizer_config.json).
         public let name: String
+        /// The JSON document the file holds.
         public let contents: JSONValue
+        /// Whether the JSON is written with object keys sorted.
         public let sortKeys: Bool
     }
 
@@ -111,8 +119,11 @@ public final class Checkpoint: Sendable {
         case pytorch(PyTorchCheckpoint)
     }
 
+    /// The path opened, trailing slashes removed: a weights file, a shard index or a folder.
     public let path: String
+    /// The container the weights are read from.
     public let format: Format
+    /// How the weights are spread over `files`.
     public let layout: Layout
     /// The folder the checkpoint lives in (its config and other files), nil for a lone file.
     public let directory: String?

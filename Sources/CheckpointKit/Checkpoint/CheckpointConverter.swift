@@ -8,9 +8,12 @@ public struct ConversionOptions: Sendable {
     public var targetType: DType?
     /// Reshard to at most this many bytes per file; nil keeps the input's shard layout.
     public var shardSize: Int?
+    /// Threads for the dtype conversion.
     public var threads: ThreadBudget
+    /// Whether an existing output may be replaced; otherwise the write is refused.
     public var overwrite: Bool
 
+    /// Creates options; the defaults keep every dtype and the shard layout, use all cores and refuse to overwrite.
     public init(targetType: DType? = nil, shardSize: Int? = nil, threads: ThreadBudget = .allCores, overwrite: Bool = false) {
         self.targetType = targetType
         self.shardSize = shardSize
@@ -21,30 +24,46 @@ public struct ConversionOptions: Sendable {
 
 /// What a conversion did, tensor by tensor.
 public struct ConversionReport: Sendable {
+    /// One written tensor: its dtype before and after, and its bytes in and out.
     public struct Tensor: Sendable {
+        /// The tensor's (Hugging Face) name.
         public var name: String
+        /// The tensor's shape, unchanged by conversion.
         public var shape: [Int]
+        /// The dtype the tensor was read in (F32 for a GGUF tensor decoded from GGML blocks).
         public var fromType: DType
+        /// The dtype written (F32 for GGUF output in a block type, which `storedType` names).
         public var toType: DType
+        /// Bytes the tensor took in the input.
         public var bytesIn: Int
+        /// Bytes of the tensor's data in the output (headers excluded).
         public var bytesOut: Int
         /// The GGML type written, for GGUF output ("Q8_0"); nil for safetensors.
         public var storedType: String? = nil
     }
 
+    /// The output path as given: a folder, or a lone .safetensors or .gguf file.
     public var output: String
+    /// Weight files written: shard names plus the index when there are several, or the output path for a lone file.
     public var files: [String]
+    /// One row per tensor, in the order written.
     public var tensors: [Tensor]
+    /// Names of the files written beside the weights: generated tokenizer files and the folder's other files.
     public var copiedFiles: [String]
+    /// Wall-clock duration of the whole conversion, in seconds.
     public var seconds: Double
+    /// Input bytes summed over all tensors.
     public var bytesIn: Int { tensors.reduce(0) { $0 + $1.bytesIn } }
+    /// Tensor bytes written, summed over all tensors (headers and copied files excluded).
     public var bytesOut: Int { tensors.reduce(0) { $0 + $1.bytesOut } }
 }
 
+/// Options a conversion cannot use: an output dtype or a shard size.
 public enum ConversionError: Error, Equatable, Sendable, CustomStringConvertible {
     case unsupportedTargetType(String)
     case invalidShardSize(String)
 
+    /// The one-line message: the rejected value and what was expected.
     public var description: String {
         switch self {
         case let .unsupportedTargetType(name):
@@ -61,6 +80,7 @@ public enum CheckpointConverter {
     /// Output bytes converted per step: bounds memory, keeps both cores busy.
     static let stepBytes = 4 << 20
 
+    /// Writes `checkpoint` to `output` atomically: float tensors in `targetType`, shards per `shardSize`, config.json's dtype updated.
     public static func convert(_ checkpoint: Checkpoint, to output: String, options: ConversionOptions) throws -> ConversionReport {
         if let t = options.targetType, ![.f32, .f16, .bf16].contains(t) {
             throw ConversionError.unsupportedTargetType(t.torchName)

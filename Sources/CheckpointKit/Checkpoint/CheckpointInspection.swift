@@ -2,25 +2,39 @@
 /// any quantization found; with statistics when asked. Built from headers alone unless
 /// statistics are requested.
 public struct CheckpointInspection: Sendable {
+    /// One stored tensor as listed: name, dtype, shape, stored size and file.
     public struct TensorRow: Sendable {
+        /// The tensor's name as the checkpoint presents it (Hugging Face names, for a GGUF too).
         public var name: String
+        /// The dtype the tensor reads as (F32 for a GGML block type).
         public var dtype: DType
         /// The stored encoding when it differs from `dtype` (a GGUF tensor's GGML type).
         public var storedType: String?
+        /// The tensor's shape as it reads, row-major.
         public var shape: [Int]
+        /// Bytes the tensor takes in its file (GGML blocks counted as stored).
         public var bytes: Int
+        /// The file holding the tensor, named as `Checkpoint.fileNames` names it.
         public var file: String
+        /// Min, max, mean, std and NaN/Inf counts; nil unless statistics were asked for.
         public var statistics: TensorStatistics?
     }
 
+    /// The checkpoint's path as opened.
     public var path: String
     /// safetensors, gguf or pytorch.
     public var format: String
+    /// How the weights are spread: file, folder or sharded.
     public var layout: String
+    /// Each weight file: its name, size in bytes and tensor count.
     public var files: [(name: String, bytes: Int, tensors: Int)]
+    /// Every stored tensor, by file, then in the file's order.
     public var tensors: [TensorRow]
+    /// Every file's string metadata merged (first occurrence of a key kept), then the container's own.
     public var metadata: [(String, String)]
+    /// config.json: the folder's, or synthesized from a GGUF's metadata; nil when there is none.
     public var config: JSONValue?
+    /// The quantization found (its config or first scheme, or "GGUF Q4_K, …"); nil for plain floats.
     public var quantization: String?
 
     /// Inspects `checkpoint`, recognising quantized weights with `layouts`.
@@ -60,7 +74,9 @@ public struct CheckpointInspection: Sendable {
         return counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map(\.key).joined(separator: ", ")
     }
 
+    /// Elements summed over the stored tensors' shapes (a quantized weight's parts counted as stored).
     public var parameterCount: Int { tensors.reduce(0) { $0 + $1.shape.reduce(1, *) } }
+    /// Bytes of all tensor data as stored (headers excluded).
     public var tensorBytes: Int { tensors.reduce(0) { $0 + $1.bytes } }
 
     /// Parameters per stored type (a dtype, or a GGUF tensor's GGML type), in descending count.

@@ -2,11 +2,13 @@
 import Glibc
 #endif
 
+/// Faults found by reading a checkpoint end to end: an I/O error, a file that changed size, non-finite weights.
 public enum VerificationError: Error, Equatable, Sendable, CustomStringConvertible {
     case readFailed(file: String, offset: Int, reason: String)
     case sizeChanged(file: String, expected: Int, actual: Int)
     case nonFinite(file: String, tensor: String, firstIndex: Int, nanCount: Int, infCount: Int)
 
+    /// The one-line message: the file or tensor at fault and what was found.
     public var description: String {
         switch self {
         case let .readFailed(file, offset, reason):
@@ -22,12 +24,17 @@ public enum VerificationError: Error, Equatable, Sendable, CustomStringConvertib
 /// Reads every byte of a checkpoint and checks what a header cannot promise: that the bytes
 /// are readable (I/O errors surface as errors, not crashes) and that float weights are finite.
 public enum CheckpointVerifier {
+    /// What a verification that passed covered.
     public struct Report: Sendable {
+        /// Weight files read in full.
         public var files: Int
+        /// Bytes read over all weight files (each file's whole size).
         public var bytesRead: Int
+        /// Floating-point tensors checked for NaN and Inf (other tensors are read but not checked).
         public var tensorsChecked: Int
     }
 
+    /// Reads every weight file with read(2), then checks every float tensor is finite; throws the first fault.
     public static func verify(_ checkpoint: Checkpoint, threads: ThreadBudget = .allCores) throws -> Report {
         var bytesRead = 0
         for file in checkpoint.files {

@@ -1,19 +1,25 @@
 /// One output shard: its file name and the tensors it holds (in any order; the layout sorts).
 public struct ShardPlan: Equatable, Sendable {
+    /// The shard's file name in the output folder (`model-00001-of-00002.safetensors`).
     public var fileName: String
+    /// The tensors the shard holds, in any order (`SafetensorsLayout` sorts them).
     public var tensors: [TensorSpec]
+    /// The shard's `__metadata__` string pairs, in order.
     public var metadata: [(String, String)]
 
+    /// A shard named `fileName` holding `tensors`, with no metadata unless given.
     public init(fileName: String, tensors: [TensorSpec], metadata: [(String, String)] = []) {
         self.fileName = fileName
         self.tensors = tensors
         self.metadata = metadata
     }
 
+    /// Equal when names, tensors and metadata pairs (in order) match; the tuple array keeps this from being synthesized.
     public static func == (a: ShardPlan, b: ShardPlan) -> Bool {
         a.fileName == b.fileName && a.tensors == b.tensors && a.metadata.elementsEqual(b.metadata, by: ==)
     }
 
+    /// Tensor data bytes of the shard (header excluded).
     public var byteCount: Int { tensors.reduce(0) { $0 + $1.byteCount } }
 
     /// The transformers file name of shard `index` (0-based) of `count`.
@@ -51,12 +57,15 @@ public struct ShardPlan: Equatable, Sendable {
 /// config.json and copied files, all under a temporary name renamed into place by `commit()`.
 /// Dropping the writer without committing removes everything it wrote.
 public final class CheckpointWriter {
+    /// The atomic output everything is written into: its temporary folder until `commit()`.
     public let output: AtomicOutput
 
+    /// Starts a writer for `folder`, refusing an existing one unless `overwrite`; writes go to a temporary folder.
     public init(folder: String, overwrite: Bool) throws {
         output = try AtomicOutput(target: folder, isDirectory: true, overwrite: overwrite)
     }
 
+    /// The folder path `commit()` renames the output to.
     public var target: String { output.target }
 
     /// Writes every shard and, for several shards, `model.safetensors.index.json`.
@@ -86,10 +95,12 @@ public final class CheckpointWriter {
         try FileSystem.writeFile(output.path(name), Array((value.serialized(style: .pretty, sortKeys: sortKeys) + "\n").utf8))
     }
 
+    /// Copies the file at `source` into the output folder as `name`.
     public func copyFile(from source: String, named name: String) throws {
         try FileSystem.copyFile(from: source, to: output.path(name))
     }
 
+    /// Renames the temporary folder into place at `target`; until then nothing written is visible there.
     public func commit() throws { try output.commit() }
 
     /// Writes a whole checkpoint derived from `input`: a lone `.safetensors` file when the input

@@ -6,6 +6,7 @@ public enum GGUFSourceError: Error, Equatable, Sendable, CustomStringConvertible
     case unmappedTensor(file: String, tensor: String)
     case badTensorShape(file: String, tensor: String, expected: String, found: [Int])
 
+    /// The one-line message: the file or tensor at fault, what was found and what was expected.
     public var description: String {
         switch self {
         case let .unsupportedArchitecture(file, found):
@@ -36,6 +37,7 @@ public final class GGUFSource: Sendable {
         let permutedHeads: Int?
     }
 
+    /// The parsed GGUF file the tensors are read from.
     public let file: GGUFFile
     let plans: [Plan]
 

@@ -33,6 +33,7 @@ public enum GGUFVocabularyError: Error, Equatable, Sendable, CustomStringConvert
     /// (long tokens made of shorter ones, over and over).
     case derivationTooLarge(file: String, limit: Int)
 
+    /// The one-line message: the file, the offending `tokenizer.ggml.*` metadata and what was expected.
     public var description: String {
         switch self {
         case let .unsupportedModel(file, model):

@@ -42,6 +42,7 @@ public enum QuantizedLayoutError: Error, Equatable, Sendable, CustomStringConver
     case badQuantState(file: String, tensor: String, reason: String)
     case partShapeMismatch(file: String, tensor: String, expected: String, actual: String)
 
+    /// The one-line message: the quantized weight at fault and what is wrong with its parts.
     public var description: String {
         switch self {
         case let .missingPart(file, tensor, part):
@@ -59,9 +60,11 @@ public enum QuantizedLayoutError: Error, Equatable, Sendable, CustomStringConver
 public struct EncodedTensor: Sendable {
     /// The weight's name (`P.weight`) and logical shape.
     public var name: String
+    /// The weight's logical shape, row-major, as before quantization.
     public var shape: [Int]
     /// The dtype the weight had.
     public var originalType: DType
+    /// The scheme that encoded the parts and decodes them.
     public var scheme: any QuantizationScheme
     /// (spec, bytes) for every stored tensor, the weight first.
     public var parts: [(spec: TensorSpec, bytes: [UInt8])]
@@ -89,14 +92,18 @@ public struct LogicalTensor: Sendable {
         case quantized(any QuantizedWeight)
     }
 
+    /// The tensor's name; for a quantized weight, its main part's (`P.weight`).
     public var name: String
+    /// The logical shape, row-major (a quantized weight's original shape, not its parts').
     public var shape: [Int]
     /// The float dtype the values had before quantization (the dtype itself when plain).
     public var dtype: DType
+    /// Where the values come from: one stored entry, or a quantized weight's parts.
     public var storage: Storage
     /// The file the tensor lives in.
     public var fileIndex: Int
 
+    /// Wraps the given fields as they are; nothing checks that they agree.
     public init(name: String, shape: [Int], dtype: DType, storage: Storage, fileIndex: Int) {
         self.name = name
         self.shape = shape
@@ -118,7 +125,9 @@ public struct LogicalTensor: Sendable {
 /// A checkpoint seen as logical tensors: each quantized weight's parts folded into one tensor
 /// by the layouts that recognise them; every other stored tensor as it is.
 public final class LogicalCheckpoint: Sendable {
+    /// The stored checkpoint the tensors are read from.
     public let checkpoint: Checkpoint
+    /// Every logical tensor in stored order, quantized weights folded into one; weights named after none of their parts last, by name.
     public let tensors: [LogicalTensor]
 
     /// Folds the parts of every weight one of `layouts` recognises.

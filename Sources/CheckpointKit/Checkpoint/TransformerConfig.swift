@@ -6,6 +6,7 @@ public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible {
     case missingWeight(file: String, tensor: String)
     case weightShape(file: String, tensor: String, expected: [Int], actual: [Int])
 
+    /// The one-line message: the file (and key or tensor) at fault and what was expected.
     public var description: String {
         switch self {
         case let .missingConfig(path):
@@ -24,6 +25,7 @@ public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible {
 
 /// The architecture-defining fields of config.json, for the families ckpt evaluates.
 public struct TransformerConfig: Sendable, Equatable {
+    /// The architectures ckpt evaluates, as config.json's `architectures` class names.
     public enum Family: String, Sendable, CaseIterable {
         case llama = "LlamaForCausalLM"
         case mistral = "MistralForCausalLM"
@@ -31,19 +33,32 @@ public struct TransformerConfig: Sendable, Equatable {
         case gpt2 = "GPT2LMHeadModel"
     }
 
+    /// The architecture, from `architectures[0]`, else from `model_type`.
     public var family: Family
+    /// Width of the residual stream (`hidden_size`; GPT-2 `n_embd`).
     public var hiddenSize: Int
+    /// Decoder blocks (`num_hidden_layers`; GPT-2 `n_layer`).
     public var layers: Int
+    /// Query heads (`num_attention_heads`; GPT-2 `n_head`).
     public var heads: Int
+    /// Key/value heads (`num_key_value_heads`, else `heads`); always divides `heads`.
     public var kvHeads: Int
+    /// Width of one head (`head_dim`, else `hiddenSize / heads`); even unless GPT-2.
     public var headDim: Int
+    /// Width of the MLP's hidden layer (`intermediate_size`; GPT-2 `n_inner`, else 4 × `hiddenSize`).
     public var intermediateSize: Int
+    /// Tokens in the vocabulary (`vocab_size`).
     public var vocabularySize: Int
+    /// The norms' epsilon (`rms_norm_eps`, default 1e-6; GPT-2 `layer_norm_epsilon`, default 1e-5).
     public var normEpsilon: Float
+    /// RoPE base frequency (`rope_theta`, default 10000); 0 for GPT-2, which has no RoPE.
     public var ropeTheta: Double
+    /// Whether the LM head reuses the token embedding (`tie_word_embeddings`; default true for GPT-2, else false).
     public var tiedEmbeddings: Bool
+    /// Longest context (`max_position_embeddings`, default 4096; GPT-2 `n_positions`).
     public var maxPositions: Int
 
+    /// Reads the fields from config.json; throws `ModelError` naming `file` for an unknown architecture, a missing or non-positive size, or RoPE scaling.
     public init(parsing config: JSONValue, file: String) throws {
         func bad(_ key: String, _ reason: String) -> ModelError { .badConfig(file: file, key: key, reason: reason) }
         let architecture = config["architectures"]?.arrayValue?.first?.stringValue

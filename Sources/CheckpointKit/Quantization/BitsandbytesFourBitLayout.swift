@@ -3,19 +3,26 @@
 /// (`P.weight.nested_absmax`, `P.weight.nested_quant_map`) and the JSON blob
 /// `P.weight.quant_state.bitsandbytes__<type>` naming the type, block size, dtype and shape.
 public struct FourBitScheme: QuantizationScheme, Equatable {
+    /// NF4 or FP4: the 16-value code the nibbles index.
     public var type: FourBitType
+    /// Flattened values per absmax scale (a power of two from 32 to 4096).
     public var blockSize: Int
+    /// Whether the absmax is itself 8-bit quantized (bitsandbytes `compress_statistics`).
     public var doubleQuant: Bool
 
+    /// An NF4/FP4 scheme; by default blocks of 64 without double quantization.
     public init(type: FourBitType, blockSize: Int = 64, doubleQuant: Bool = false) {
         self.type = type
         self.blockSize = blockSize
         self.doubleQuant = doubleQuant
     }
 
+    /// "nf4" or "fp4".
     public var schemeName: String { type.name }
+    /// E.g. "nf4 (blocks of 64, double quant)".
     public var description: String { "\(type.name) (blocks of \(blockSize)\(doubleQuant ? ", double quant" : ""))" }
 
+    /// Throws `QuantizationError.invalidBlockSize` unless the block size is a power of two from 32 to 4096.
     public func validate() throws {
         guard (5...12).contains(blockSize.trailingZeroBitCount), blockSize.nonzeroBitCount == 1 else {
             throw QuantizationError.invalidBlockSize(scheme: type.name, blockSize: blockSize,
@@ -23,6 +30,7 @@ public struct FourBitScheme: QuantizationScheme, Equatable {
         }
     }
 
+    /// Encodes to the bitsandbytes parts; with `optimizeScales` the searched-scale encoding comes first and the plain absmax one second.
     public func encode(name: String, shape: [Int], originalType: DType, values x: UnsafeBufferPointer<Float>, optimizeScales: Bool,
                        threads: ThreadBudget) -> (encoded: EncodedTensor, plain: EncodedTensor?) {
         let info = TensorInfo(name: name, dtype: originalType, shape: shape, dataOffsets: 0..<0)
@@ -37,6 +45,7 @@ public struct FourBitScheme: QuantizationScheme, Equatable {
                                                  fixedScales: fixed, threads: threads), plain)
     }
 
+    /// Decodes parts made by `encode` as bitsandbytes does, expanding a double-quantized absmax first.
     public func decode(_ tensor: EncodedTensor, into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget) {
         func floats(_ bytes: [UInt8]) -> [Float] { bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) } }
         var absmax: [Float]
@@ -56,6 +65,7 @@ public struct FourBitScheme: QuantizationScheme, Equatable {
         }
     }
 
+    /// transformers' 4-bit `BitsAndBytesConfig`, every field; the skip list is null when only lm_head (or nothing) is skipped.
     public func quantizationConfig(computeType: DType, skippedModules skipped: [String]) -> JSONValue {
         // As transformers writes it (every field, sorted); null skip list = its default (lm_head).
         let defaultSkip = skipped.isEmpty || skipped == ["lm_head"]
@@ -69,24 +79,37 @@ public struct FourBitScheme: QuantizationScheme, Equatable {
         ]
     }
 
+    /// None: any shape flattens into blocks, so no selection needs a warning.
     public func notes(selected: [(name: String, shape: [Int])]) -> [String] { [] }
 }
 
 /// One stored bitsandbytes 4-bit weight.
 public struct FourBitWeight: QuantizedWeight {
+    /// NF4 or FP4, as the quant_state names it.
     public var type: FourBitType
+    /// Flattened values per absmax entry, from the quant_state.
     public var blockSize: Int
+    /// `P.weight`: U8, two codes per byte, the first element in the high nibble.
     public var packed: Checkpoint.Entry
+    /// `P.weight.absmax`: one scale per block, or one U8 code per block when double-quantized.
     public var absmax: Checkpoint.Entry
+    /// `P.weight.quant_map`: the 16-value code, honoured when it differs from the type's.
     public var quantMap: Checkpoint.Entry?
+    /// `P.weight.nested_absmax`: one float scale per 256 absmax codes; nil unless double-quantized.
     public var nestedAbsmax: Checkpoint.Entry?
+    /// `P.weight.nested_quant_map`: the code of the absmax codes (the dynamic code when absent).
     public var nestedQuantMap: Checkpoint.Entry?
+    /// The mean subtracted from the absmax before double quantization (quant_state `nested_offset`).
     public var nestedOffset: Float?
+    /// The `P.weight.quant_state.bitsandbytes__<type>` JSON blob describing the weight.
     public var state: Checkpoint.Entry
 
+    /// The scheme of the parts; double quant when `nestedAbsmax` is present.
     public var scheme: any QuantizationScheme { FourBitScheme(type: type, blockSize: blockSize, doubleQuant: nestedAbsmax != nil) }
+    /// Packed codes, absmax, whichever maps and nested absmax exist, then the quant_state blob.
     public var parts: [Checkpoint.Entry] { [packed, absmax] + [quantMap, nestedAbsmax, nestedQuantMap].compactMap { $0 } + [state] }
 
+    /// Dequantizes as bitsandbytes does, expanding a double-quantized absmax and honouring the file's own quant_map.
     public func decode(from checkpoint: Checkpoint, shape: [Int], into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget) {
         var absmax = FloatValues.array(checkpoint.view(self.absmax))
         if let nested = nestedAbsmax, let offset = nestedOffset {
@@ -118,6 +141,7 @@ public struct FourBitWeight: QuantizedWeight {
 public enum BitsandbytesFourBitLayout: QuantizedLayout {
     static let statePrefix = "quant_state.bitsandbytes__"
 
+    /// One weight per `quant_state.bitsandbytes__*` blob, its parts checked against the shape it records; a missing part throws.
     public static func detect(in checkpoint: Checkpoint, fallbackDType: DType) throws -> [LogicalTensor] {
         var found: [LogicalTensor] = []
         // One quant_state blob names each weight.

@@ -4,6 +4,7 @@
 /// stored scale, so `q × scale` is exactly what a loader reconstructs. A group of zeros stores
 /// scale 0 and q 0. The last group of a row may be shorter when `groupSize` does not divide it.
 public enum BlockInt8Quantizer {
+    /// Scales per row: `ceil(columns / groupSize)`, the last group possibly partial.
     public static func groupsPerRow(columns: Int, groupSize: Int) -> Int { (columns + groupSize - 1) / groupSize }
 
     /// The scale as stored in `scaleType` (F32, F16 or BF16), back in float32.
@@ -18,6 +19,7 @@ public enum BlockInt8Quantizer {
 
     // MARK: - Reference
 
+    /// One value at a time, as described above: fills `q` (rows × columns) and `scales` (rows × groupsPerRow), row-major.
     public static func quantizeReference(_ x: UnsafeBufferPointer<Float>, rows: Int, columns: Int, groupSize: Int, scaleType: DType,
                                          q: UnsafeMutableBufferPointer<Int8>, scales: UnsafeMutableBufferPointer<Float>) {
         let groups = groupsPerRow(columns: columns, groupSize: groupSize)
@@ -35,6 +37,7 @@ public enum BlockInt8Quantizer {
         }
     }
 
+    /// `q × scale` one value at a time into `out` (rows × columns, row-major).
     public static func dequantizeReference(_ q: UnsafeBufferPointer<Int8>, scales: UnsafeBufferPointer<Float>, rows: Int, columns: Int,
                                            groupSize: Int, into out: UnsafeMutableBufferPointer<Float>) {
         let groups = groupsPerRow(columns: columns, groupSize: groupSize)
@@ -45,6 +48,7 @@ public enum BlockInt8Quantizer {
 
     // MARK: - Fast: rows spread over threads, SIMD within a group.
 
+    /// `quantizeReference` with SIMD groups and rows spread over threads; `fixedScales` (rounded to `scaleType`) replace absmax / 127.
     public static func quantize(_ x: UnsafeBufferPointer<Float>, rows: Int, columns: Int, groupSize: Int, scaleType: DType,
                                 q: UnsafeMutableBufferPointer<Int8>, scales: UnsafeMutableBufferPointer<Float>,
                                 fixedScales: UnsafeBufferPointer<Float>? = nil, threads: ThreadBudget = .allCores) {
@@ -97,6 +101,7 @@ public enum BlockInt8Quantizer {
         }
     }
 
+    /// `dequantizeReference` with rows spread over threads; the same float32 results.
     public static func dequantize(_ q: UnsafeBufferPointer<Int8>, scales: UnsafeBufferPointer<Float>, rows: Int, columns: Int,
                                   groupSize: Int, into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget = .allCores) {
         let groups = groupsPerRow(columns: columns, groupSize: groupSize)

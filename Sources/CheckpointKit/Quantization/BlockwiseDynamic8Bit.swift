@@ -58,6 +58,7 @@ enum BlockwiseDynamic8Bit {
 /// Double quantization of a 4-bit tensor's absmax (bitsandbytes `compress_statistics`):
 /// subtract the mean, then quantize 8-bit blockwise (blocks of 256) with the dynamic code.
 public struct DoubleQuantizedAbsmax: Sendable, Equatable {
+    /// Absmax codes per nested scale: 256, as bitsandbytes uses.
     public static let nestedBlockSize = 256
 
     /// One 8-bit code per 4-bit block (stored as `absmax`, U8).
@@ -77,6 +78,7 @@ public struct DoubleQuantizedAbsmax: Sendable, Equatable {
         self.offset = mean
     }
 
+    /// Wraps stored parts as read from a file, unchecked.
     public init(codes: [UInt8], nestedAbsmax: [Float], offset: Float) {
         self.codes = codes
         self.nestedAbsmax = nestedAbsmax

@@ -1,6 +1,8 @@
+/// Failures of `CheckpointDequantizer`: a checkpoint with nothing to dequantize.
 public enum DequantizationError: Error, Equatable, Sendable, CustomStringConvertible {
     case notQuantized(path: String)
 
+    /// The one-line message: the path and the quantized layouts that were expected.
     public var description: String {
         switch self {
         case let .notQuantized(path):
@@ -11,11 +13,15 @@ public enum DequantizationError: Error, Equatable, Sendable, CustomStringConvert
 
 /// What a dequantization did.
 public struct DequantizationReport: Sendable {
+    /// The output path as given.
     public var output: String
+    /// Weight files written: shard names plus the index when there are several, or the output path for a lone file.
     public var files: [String]
     /// (name, scheme, output dtype) of each dequantized weight.
     public var tensors: [(name: String, scheme: any QuantizationScheme, dtype: DType)]
+    /// Tensors that were not quantized, copied or converted to the requested dtype.
     public var keptCount: Int
+    /// Wall-clock duration, in seconds.
     public var seconds: Double
 }
 
@@ -23,6 +29,7 @@ public struct DequantizationReport: Sendable {
 /// again (their original dtype unless `dtype` says otherwise), other tensors are kept (or
 /// converted to `dtype` when given), `quantization_config` leaves config.json.
 public enum CheckpointDequantizer {
+    /// Writes `checkpoint` atomically with quantized weights decoded to their original dtype (or `dtype`); throws `notQuantized` when nothing is quantized.
     public static func dequantize(_ checkpoint: Checkpoint, to output: String, dtype: DType?, threads: ThreadBudget = .allCores,
                                   overwrite: Bool = false) throws -> DequantizationReport {
         let clock = Stopwatch()

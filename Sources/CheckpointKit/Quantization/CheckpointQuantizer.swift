@@ -1,16 +1,22 @@
 /// What `CheckpointQuantizer` is asked to do.
 public struct QuantizationOptions: Sendable {
+    /// The scheme and parameters the selected weights are encoded in.
     public var scheme: any QuantizationScheme
     /// Regex (searched, as Python's `re.search`): when given, any 2-D float tensor it matches is a
     /// candidate, embeddings included; otherwise the linear layers' weights are.
     public var include: String?
     /// Regex removing matches from the selection.
     public var exclude: String?
+    /// Search each block's scale for the least squared error instead of using its absmax (`--optimize-scales`).
     public var optimizeScales: Bool
+    /// Encode tensors holding NaN or Inf instead of failing with `QuantizationError.nonFinite`.
     public var allowNonFinite: Bool
+    /// Threads for reading, encoding and measuring.
     public var threads: ThreadBudget
+    /// Whether an existing output may be replaced; otherwise the write is refused.
     public var overwrite: Bool
 
+    /// Options for `scheme`; by default the linear weights are selected, absmax scales used, non-finite values refused and nothing overwritten.
     public init(scheme: any QuantizationScheme, include: String? = nil, exclude: String? = nil, optimizeScales: Bool = false,
                 allowNonFinite: Bool = false, threads: ThreadBudget = .allCores, overwrite: Bool = false) {
         self.scheme = scheme
@@ -23,6 +29,7 @@ public struct QuantizationOptions: Sendable {
     }
 }
 
+/// Failures quantizing a checkpoint: bad options, an already-quantized input, or a weight that cannot be encoded.
 public enum QuantizationError: Error, Equatable, Sendable, CustomStringConvertible {
     case alreadyQuantized(path: String, found: String)
     case nonFinite(file: String, tensor: String, index: Int, value: String)
@@ -30,6 +37,7 @@ public enum QuantizationError: Error, Equatable, Sendable, CustomStringConvertib
     case invalidRegex(pattern: String, reason: String)
     case unsupportedDType(file: String, tensor: String, dtype: String)
 
+    /// The one-line message: the option, file or tensor at fault and what was expected.
     public var description: String {
         switch self {
         case let .alreadyQuantized(path, found):
@@ -48,35 +56,52 @@ public enum QuantizationError: Error, Equatable, Sendable, CustomStringConvertib
 
 /// What a quantization did, per tensor and in total.
 public struct QuantizationReport: Sendable {
+    /// One quantized weight: its error, sizes and time.
     public struct Tensor: Sendable {
+        /// The weight's name (`P.weight`).
         public var name: String
+        /// The weight's logical shape.
         public var shape: [Int]
+        /// Error of the values a loader reconstructs against the originals, in float32.
         public var metrics: ErrorMetrics
         /// With --optimize-scales: the same tensor's error with plain absmax scales.
         public var plainMetrics: ErrorMetrics?
+        /// Bytes of the weight in its original dtype.
         public var bytesIn: Int
+        /// Bytes of all its encoded parts (codes, scales, state).
         public var bytesOut: Int
+        /// Wall-clock time to read, encode and measure this weight, in seconds.
         public var seconds: Double
 
+        /// Stored bits per element, scales and state included.
         public var bitsPerWeight: Double { Double(bytesOut * 8) / Double(max(1, shape.reduce(1, *))) }
     }
 
+    /// The output path as given.
     public var output: String
+    /// The scheme the weights were encoded in.
     public var scheme: any QuantizationScheme
+    /// One row per quantized weight, by file, then in the file's order.
     public var tensors: [Tensor]
     /// Tensors kept in their dtype.
     public var kept: [String]
     /// Things the user should know (a regex matching nothing, embeddings quantized, …).
     public var notes: [String]
+    /// Weight files written: shard names plus the index when there are several, or the output path for a lone file.
     public var files: [String]
+    /// Wall-clock duration of the whole quantization, in seconds.
     public var seconds: Double
 
+    /// Error over all quantized weights, merged.
     public var total: ErrorMetrics { tensors.reduce(into: ErrorMetrics()) { $0.merge($1.metrics) } }
+    /// The same total with plain absmax scales when every row has it (`--optimize-scales`); nil otherwise or when nothing was quantized.
     public var plainTotal: ErrorMetrics? {
         tensors.allSatisfy { $0.plainMetrics != nil } && !tensors.isEmpty
             ? tensors.reduce(into: ErrorMetrics()) { $0.merge($1.plainMetrics!) } : nil
     }
+    /// Bytes of the quantized weights before encoding (kept tensors excluded).
     public var bytesIn: Int { tensors.reduce(0) { $0 + $1.bytesIn } }
+    /// Bytes of their encoded parts (kept tensors excluded).
     public var bytesOut: Int { tensors.reduce(0) { $0 + $1.bytesOut } }
 }
 
@@ -139,6 +164,7 @@ public enum CheckpointQuantizer {
         return (selected, notes)
     }
 
+    /// Writes `checkpoint` atomically with the selected weights in `options.scheme`; throws if it is already quantized or a weight is non-finite.
     public static func quantize(_ checkpoint: Checkpoint, to output: String, options: QuantizationOptions) throws -> QuantizationReport {
         try options.scheme.validate()
         if let found = try LogicalCheckpoint(checkpoint).quantizationDescription {

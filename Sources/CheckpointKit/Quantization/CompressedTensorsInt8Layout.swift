@@ -1,17 +1,23 @@
 /// compressed-tensors `int-quantized` int8, symmetric, one scale per `groupSize` values of a row:
 /// `P.weight` I8 `[out, in]` beside `P.weight_scale` `[out, ceil(in/g)]`.
 public struct Int8Scheme: QuantizationScheme, Equatable {
+    /// Consecutive values of a row that share one scale.
     public var groupSize: Int
+    /// The dtype `weight_scale` is stored in (F32, F16 or BF16).
     public var scaleType: DType
 
+    /// An int8 scheme; by default groups of 64 with F32 scales.
     public init(groupSize: Int = 64, scaleType: DType = .f32) {
         self.groupSize = groupSize
         self.scaleType = scaleType
     }
 
+    /// Always "int8".
     public var schemeName: String { "int8" }
+    /// E.g. "int8 (groups of 64, F32 scales)".
     public var description: String { "int8 (groups of \(groupSize), \(scaleType.rawValue) scales)" }
 
+    /// Throws unless the group size is positive and the scale dtype is F32, F16 or BF16.
     public func validate() throws {
         guard groupSize > 0 else {
             throw QuantizationError.invalidBlockSize(scheme: "int8", blockSize: groupSize, reason: "expected a positive group size")
@@ -19,6 +25,7 @@ public struct Int8Scheme: QuantizationScheme, Equatable {
         guard [.f32, .f16, .bf16].contains(scaleType) else { throw ConversionError.unsupportedTargetType(scaleType.torchName) }
     }
 
+    /// Encodes a 2-D weight to `P.weight` and `P.weight_scale`; with `optimizeScales` the searched-scale encoding comes first and the plain one second.
     public func encode(name: String, shape: [Int], originalType: DType, values x: UnsafeBufferPointer<Float>, optimizeScales: Bool,
                        threads: ThreadBudget) -> (encoded: EncodedTensor, plain: EncodedTensor?) {
         let (rows, columns) = (shape[0], shape[1])
@@ -30,6 +37,7 @@ public struct Int8Scheme: QuantizationScheme, Equatable {
                                                    scaleType: scaleType, fixedScales: fixed, threads: threads), plain)
     }
 
+    /// Decodes parts made by `encode`: `q × scale` per group, into `out` row-major.
     public func decode(_ tensor: EncodedTensor, into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget) {
         let q = tensor.parts[0].bytes
         let scaleBytes = tensor.parts[1].bytes
@@ -45,6 +53,7 @@ public struct Int8Scheme: QuantizationScheme, Equatable {
         }
     }
 
+    /// compressed-tensors 0.20's `quantization_config` for int8 groups, the skipped modules as its `ignore` list.
     public func quantizationConfig(computeType: DType, skippedModules skipped: [String]) -> JSONValue {
         // As compressed-tensors 0.20 writes it; the per-group "format" is what makes its loader
         // read the I8 weight instead of inferring pack-quantized (fixtures/quant/README.md).
@@ -62,6 +71,7 @@ public struct Int8Scheme: QuantizationScheme, Equatable {
         ]
     }
 
+    /// A warning when `groupSize` does not divide some selected tensors' columns, which compressed-tensors cannot load.
     public func notes(selected: [(name: String, shape: [Int])]) -> [String] {
         let ragged = selected.filter { $0.shape.count == 2 && $0.shape[1] % groupSize != 0 }
         guard let first = ragged.first else { return [] }
@@ -72,15 +82,21 @@ public struct Int8Scheme: QuantizationScheme, Equatable {
 
 /// One stored compressed-tensors int8 weight.
 public struct Int8Weight: QuantizedWeight {
+    /// `P.weight`: I8 `[out, in]`.
     public var weight: Checkpoint.Entry
+    /// `P.weight_scale`: `[out, groups per row]` in a float dtype.
     public var scale: Checkpoint.Entry
+    /// Columns per scale: the config's `group_size`, else inferred from the scale's shape.
     public var groupSize: Int
     /// `weight_zero_point` / `weight_g_idx` when the file has them (unused by symmetric int8).
     public var extras: [Checkpoint.Entry] = []
 
+    /// Int8 with this group size and the stored scale dtype.
     public var scheme: any QuantizationScheme { Int8Scheme(groupSize: groupSize, scaleType: scale.info.dtype) }
+    /// The weight, its scale, then any extras.
     public var parts: [Checkpoint.Entry] { [weight, scale] + extras }
 
+    /// `q × scale` per group into `out`, `shape` being `[rows, columns]`, row-major.
     public func decode(from checkpoint: Checkpoint, shape: [Int], into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget) {
         let view = checkpoint.view(weight)
         let scales = FloatValues.array(checkpoint.view(scale))
@@ -95,6 +111,7 @@ public struct Int8Weight: QuantizedWeight {
 
 /// Finds and encodes compressed-tensors int8 weights.
 public enum CompressedTensorsInt8Layout: QuantizedLayout {
+    /// Every 2-D I8 `P.weight` with a `P.weight_scale` beside it; a scale whose shape disagrees throws.
     public static func detect(in checkpoint: Checkpoint, fallbackDType: DType) throws -> [LogicalTensor] {
         let configGroupSize = checkpoint.config.flatMap(groupSize(config:))
         var found: [LogicalTensor] = []

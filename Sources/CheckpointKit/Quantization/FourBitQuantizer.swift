@@ -19,10 +19,12 @@ public enum FourBitQuantizer {
 
     /// Output sizes for `count` elements.
     public static func packedByteCount(_ count: Int) -> Int { (count + 1) / 2 }
+    /// Blocks, hence absmax entries, for `count` elements; the last may be partial.
     public static func blockCount(_ count: Int, blockSize: Int) -> Int { (count + blockSize - 1) / blockSize }
 
     // MARK: - Reference: one value at a time, exactly the torch expressions.
 
+    /// The torch expressions one value at a time: fills `packed` ((n + 1) / 2 bytes) and `absmax` (one per block).
     public static func quantizeReference(_ x: UnsafeBufferPointer<Float>, blockSize: Int, type: FourBitType,
                                          packed: UnsafeMutableBufferPointer<UInt8>, absmax: UnsafeMutableBufferPointer<Float>) {
         let n = x.count
@@ -50,6 +52,7 @@ public enum FourBitQuantizer {
         for j in 0..<packedByteCount(n) { packed[j] = nibbles[2 * j] << 4 | nibbles[2 * j + 1] }
     }
 
+    /// `code[nibble] × absmax[block]` one value at a time, for `out.count` values.
     public static func dequantizeReference(packed: UnsafeBufferPointer<UInt8>, absmax: UnsafeBufferPointer<Float>, blockSize: Int,
                                            type: FourBitType, into out: UnsafeMutableBufferPointer<Float>) {
         let code = type.code
@@ -181,6 +184,7 @@ public enum FourBitQuantizer {
         }
     }
 
+    /// `dequantizeReference` through a byte-to-pair table, blocks spread over threads; the same float32 results.
     public static func dequantize(packed: UnsafeBufferPointer<UInt8>, absmax: UnsafeBufferPointer<Float>, blockSize: Int,
                                   type: FourBitType, into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget = .allCores) {
         let n = out.count

@@ -3,11 +3,13 @@
 /// renamed with Q/K rows permuted for llama.cpp's RoPE, norms in F32 and 2-D weights in the
 /// requested type (Q8_0 / Q4_0 bytes identical to gguf-py's `quants`).
 public enum GGUFExport {
+    /// Failures exporting to GGUF: an architecture, output type or tokenizer ckpt cannot write.
     public enum Failure: Error, Equatable, Sendable, CustomStringConvertible {
         case unsupportedArchitecture(file: String, found: String)
         case unsupportedType(String)
         case tokenizer(file: String, reason: String)
 
+        /// The one-line message: the file or option at fault and what was expected.
         public var description: String {
             switch self {
             case let .unsupportedArchitecture(file, found):
@@ -49,10 +51,12 @@ public enum GGUFExport {
         }
     }
 
+    /// The GGML type a `--type` name means (f32, f16, bf16, q8_0, q4_0, any case); nil for anything else.
     public static func outputType(_ name: String) -> GGMLType? {
         ["f32": .f32, "f16": .f16, "bf16": .bf16, "q8_0": .q8_0, "q4_0": .q4_0][name.lowercased()]
     }
 
+    /// Writes a llama or mistral `checkpoint` to the single GGUF file `output`, atomically.
     public static func convert(_ checkpoint: Checkpoint, to output: String, type: GGMLType, overwrite: Bool,
                                threads: ThreadBudget = .allCores) throws -> ConversionReport {
         let clock = Stopwatch()

@@ -7,6 +7,7 @@ public enum ScaleSearch {
     /// 1.0, 0.9875, …, 0.75: 21 candidates.
     static let fractions: [Float] = (0...20).map { 1 - Float($0) * 0.0125 }
 
+    /// One scale per block of `blockSize` flattened values, for `FourBitQuantizer.quantize(fixedScales:)`; an all-zero block keeps 0.
     public static func fourBitScales(_ x: UnsafeBufferPointer<Float>, blockSize: Int, type: FourBitType,
                                      threads: ThreadBudget = .allCores) -> [Float] {
         let n = x.count
@@ -65,6 +66,7 @@ public enum ScaleSearch {
         return Double(error)
     }
 
+    /// One scale per group, rows × groupsPerRow row-major, already rounded to `scaleType`; an all-zero group keeps 0.
     public static func int8Scales(_ x: UnsafeBufferPointer<Float>, rows: Int, columns: Int, groupSize: Int, scaleType: DType,
                                   threads: ThreadBudget = .allCores) -> [Float] {
         let groups = BlockInt8Quantizer.groupsPerRow(columns: columns, groupSize: groupSize)
