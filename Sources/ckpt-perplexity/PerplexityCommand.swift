@@ -13,8 +13,11 @@ struct PerplexityCommand: ParsableCommand {
             llama.cpp. Prints PPL ± its standard error; running values go to stderr per chunk.
             """)
 
-    @Argument(help: "Model folder (config.json, weights in any layout ckpt reads, tokenizer.json for --text).")
+    @Argument(help: "Model: a folder, safetensors file or index, GGUF file, or PyTorch .bin (any layout ckpt reads).")
     var model: String
+
+    @Flag(help: "Round each product's activations as llama.cpp's CPU backend does for the weight's GGML type (q8_0, q8_K, f16), to reproduce llama-perplexity's numbers on a GGUF. Default: exact, as transformers.")
+    var emulateLlamaCpp = false
 
     @OptionGroup var input: EvaluationInput
 
@@ -28,7 +31,7 @@ struct PerplexityCommand: ParsableCommand {
         try runTool {
             let checkpoint = try Checkpoint(path: model)
             let clock = Stopwatch()
-            let network = try TransformerModel(checkpoint: checkpoint, threads: common.threadBudget)
+            let network = try TransformerModel(checkpoint: checkpoint, threads: common.threadBudget, emulatingLlamaCpp: emulateLlamaCpp)
             let loadSeconds = clock.seconds
             let (tokens, bos, source) = try input.tokens(for: checkpoint, vocabulary: network.config.vocabularySize)
             let plan = try ChunkPlan(tokens: tokens.count, context: input.ctx, chunks: input.chunks, bos: bos, file: source)

@@ -14,6 +14,14 @@ public final class TransformerModel: Sendable {
         var mlpNorm: [Float], mlpNormBias: [Float]?
         var gate: [Float]?, up: [Float], down: [Float]
         var upBias: [Float]?, downBias: [Float]?
+        /// How each product's activations are rounded first (only when emulating llama.cpp).
+        var rounding = Rounding()
+    }
+
+    /// Per-projection activation rounding of one layer.
+    struct Rounding: Sendable {
+        var q = ActivationRounding.none, k = ActivationRounding.none, v = ActivationRounding.none, o = ActivationRounding.none
+        var gate = ActivationRounding.none, up = ActivationRounding.none, down = ActivationRounding.none
     }
 
     let embedding: [Float]
@@ -22,10 +30,16 @@ public final class TransformerModel: Sendable {
     let finalNorm: [Float], finalNormBias: [Float]?
     /// [vocab, hidden]; the embedding when tied.
     let head: [Float]
+    /// How the head's activations are rounded first (only when emulating llama.cpp).
+    let headRounding: ActivationRounding
     let threads: ThreadBudget
 
-    /// Loads config.json and every weight (dequantized when quantized) as f32.
-    public init(checkpoint: Checkpoint, threads: ThreadBudget = .allCores) throws {
+    /// Loads config.json and every weight (dequantized when quantized) as f32. With
+    /// `emulatingLlamaCpp`, each product with a weight stored as a GGML type first rounds its
+    /// activations as llama.cpp's CPU backend does (`ActivationRounding`), so perplexities
+    /// reproduce llama-perplexity's; otherwise products use the activations as they are, as
+    /// transformers does.
+    public init(checkpoint: Checkpoint, threads: ThreadBudget = .allCores, emulatingLlamaCpp: Bool = false) throws {
         guard let json = checkpoint.config else { throw ModelError.missingConfig(path: checkpoint.path) }
         config = try TransformerConfig(parsing: json, file: checkpoint.configSource)
         path = checkpoint.path
@@ -48,6 +62,13 @@ public final class TransformerModel: Sendable {
             return values
         }
         func optional(_ name: String, _ shape: [Int]) throws -> [Float]? { byName[name] == nil ? nil : try load(name, shape) }
+        /// The rounding llama.cpp gives the activations of a product with `name`, as the source stores it.
+        func rounding(_ name: String) -> ActivationRounding {
+            guard emulatingLlamaCpp, case .plain(let entry)? = byName[name]?.storage else { return .none }
+            if let stored = entry.storedType { return GGMLType.all.first { $0.name == stored }?.activations ?? .none }
+            guard checkpoint.format == .gguf else { return .none }
+            return entry.info.dtype == .f16 ? .f16 : entry.info.dtype == .bf16 ? .bf16 : .none
+        }
         let d = c.hiddenSize, qDim = c.heads * c.headDim, kvDim = c.kvHeads * c.headDim, ff = c.intermediateSize
         var layers: [Layer] = []
         if c.family == .gpt2 {
@@ -85,7 +106,11 @@ public final class TransformerModel: Sendable {
                     vBias: try optional(p + "self_attn.v_proj.bias", [kvDim]), oBias: try optional(p + "self_attn.o_proj.bias", [d]),
                     mlpNorm: try load(p + "post_attention_layernorm.weight", [d]), mlpNormBias: nil,
                     gate: try load(p + "mlp.gate_proj.weight", [ff, d]), up: try load(p + "mlp.up_proj.weight", [ff, d]),
-                    down: try load(p + "mlp.down_proj.weight", [d, ff]), upBias: nil, downBias: nil))
+                    down: try load(p + "mlp.down_proj.weight", [d, ff]), upBias: nil, downBias: nil,
+                    rounding: Rounding(q: rounding(p + "self_attn.q_proj.weight"), k: rounding(p + "self_attn.k_proj.weight"),
+                                       v: rounding(p + "self_attn.v_proj.weight"), o: rounding(p + "self_attn.o_proj.weight"),
+                                       gate: rounding(p + "mlp.gate_proj.weight"), up: rounding(p + "mlp.up_proj.weight"),
+                                       down: rounding(p + "mlp.down_proj.weight"))))
             }
             finalNorm = try load(prefix + "norm.weight", [d])
             finalNormBias = nil
@@ -93,8 +118,10 @@ public final class TransformerModel: Sendable {
         self.layers = layers
         if let stored = try optional("lm_head.weight", [c.vocabularySize, d]), !(c.tiedEmbeddings && c.family == .gpt2) {
             head = stored
+            headRounding = rounding("lm_head.weight")
         } else {
             head = embedding
+            headRounding = rounding(prefix + (c.family == .gpt2 ? "wte.weight" : "embed_tokens.weight"))
         }
     }
 
@@ -113,7 +140,16 @@ public final class TransformerModel: Sendable {
 
     /// x[T, in] · W[out, in]ᵀ (+ bias) → out[T, out], in blocks of output columns spread over the workers.
     private func linear(_ x: UnsafePointer<Float>, _ w: [Float], _ bias: [Float]?, into out: UnsafeMutablePointer<Float>,
-                        rows: Int, inputs: Int, outputs: Int) {
+                        rows: Int, inputs: Int, outputs: Int, rounding: ActivationRounding = .none) {
+        if rounding != .none && rounding.fits(rowLength: inputs) {
+            // llama.cpp's arithmetic, on request only: the activations rounded as its vec_dot_type stores them.
+            let rounded = UnsafeMutableBufferPointer<Float>.allocate(capacity: rows * inputs)
+            defer { rounded.deallocate() }
+            _ = rounded.initialize(from: UnsafeBufferPointer(start: x, count: rows * inputs))
+            rounding.apply(rounded, rowLength: inputs)
+            linear(UnsafePointer(rounded.baseAddress!), w, bias, into: out, rows: rows, inputs: inputs, outputs: outputs)
+            return
+        }
         let blocks = (outputs + Self.columnBlock - 1) / Self.columnBlock
         w.withUnsafeBufferPointer { wp in
             threads.forEachChunk(blocks) { block in
@@ -160,9 +196,9 @@ public final class TransformerModel: Sendable {
                     q.withUnsafeMutableBufferPointer { qp in
                         k.withUnsafeMutableBufferPointer { kp in
                             v.withUnsafeMutableBufferPointer { vp in
-                                linear(hp.baseAddress!, layer.q, layer.qBias, into: qp.baseAddress!, rows: T, inputs: d, outputs: qDim)
-                                linear(hp.baseAddress!, layer.k, layer.kBias, into: kp.baseAddress!, rows: T, inputs: d, outputs: kvDim)
-                                linear(hp.baseAddress!, layer.v, layer.vBias, into: vp.baseAddress!, rows: T, inputs: d, outputs: kvDim)
+                                linear(hp.baseAddress!, layer.q, layer.qBias, into: qp.baseAddress!, rows: T, inputs: d, outputs: qDim, rounding: layer.rounding.q)
+                                linear(hp.baseAddress!, layer.k, layer.kBias, into: kp.baseAddress!, rows: T, inputs: d, outputs: kvDim, rounding: layer.rounding.k)
+                                linear(hp.baseAddress!, layer.v, layer.vBias, into: vp.baseAddress!, rows: T, inputs: d, outputs: kvDim, rounding: layer.rounding.v)
                                 if c.family != .gpt2 {
                                     ropeCos.withUnsafeBufferPointer { cp in
                                         ropeSin.withUnsafeBufferPointer { sp in
@@ -194,7 +230,7 @@ public final class TransformerModel: Sendable {
                                                 first += rows
                                             }
                                         }
-                                        linear(ap.baseAddress!, layer.o, layer.oBias, into: hp.baseAddress!, rows: T, inputs: qDim, outputs: d)
+                                        linear(ap.baseAddress!, layer.o, layer.oBias, into: hp.baseAddress!, rows: T, inputs: qDim, outputs: d, rounding: layer.rounding.o)
                                     }
                                 }
                             }
@@ -204,11 +240,11 @@ public final class TransformerModel: Sendable {
                     normalize(xp.baseAddress!, layer.mlpNorm, layer.mlpNormBias, into: hp.baseAddress!, rows: T)
                     up.withUnsafeMutableBufferPointer { upp in
                         gate.withUnsafeMutableBufferPointer { gp in
-                            linear(hp.baseAddress!, layer.up, layer.upBias, into: upp.baseAddress!, rows: T, inputs: d, outputs: ff)
+                            linear(hp.baseAddress!, layer.up, layer.upBias, into: upp.baseAddress!, rows: T, inputs: d, outputs: ff, rounding: layer.rounding.up)
                             if let g = layer.gate {
-                                linear(hp.baseAddress!, g, nil, into: gp.baseAddress!, rows: T, inputs: d, outputs: ff)
+                                linear(hp.baseAddress!, g, nil, into: gp.baseAddress!, rows: T, inputs: d, outputs: ff, rounding: layer.rounding.gate)
                                 TransformerKernels.siluMultiply(gp.baseAddress!, upp.baseAddress!, count: T * ff, threads: threads)
-                                linear(gp.baseAddress!, layer.down, layer.downBias, into: hp.baseAddress!, rows: T, inputs: ff, outputs: d)
+                                linear(gp.baseAddress!, layer.down, layer.downBias, into: hp.baseAddress!, rows: T, inputs: ff, outputs: d, rounding: layer.rounding.down)
                             } else {
                                 TransformerKernels.geluTanh(upp.baseAddress!, count: T * ff, threads: threads)
                                 linear(upp.baseAddress!, layer.down, layer.downBias, into: hp.baseAddress!, rows: T, inputs: ff, outputs: d)
@@ -226,7 +262,7 @@ public final class TransformerModel: Sendable {
             h.withUnsafeMutableBufferPointer { hp in
                 normalize(xp.baseAddress! + scored.lowerBound * d, finalNorm, finalNormBias, into: hp.baseAddress!, rows: rows)
                 out.withUnsafeMutableBufferPointer { op in
-                    linear(hp.baseAddress!, head, nil, into: op.baseAddress!, rows: rows, inputs: d, outputs: c.vocabularySize)
+                    linear(hp.baseAddress!, head, nil, into: op.baseAddress!, rows: rows, inputs: d, outputs: c.vocabularySize, rounding: headRounding)
                 }
             }
         }

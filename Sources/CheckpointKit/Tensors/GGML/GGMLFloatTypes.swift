@@ -1,17 +1,17 @@
 /// The unquantized GGML types: plain little-endian floats, one element per "block".
 extension GGMLType {
     /// IEEE float32.
-    public static let f32 = GGMLType(rawValue: 0, name: "F32", blockSize: 1, typeSize: 4, decode: { raw, out in
+    public static let f32 = GGMLType(rawValue: 0, name: "F32", blockSize: 1, typeSize: 4, activations: .none, decode: { raw, out in
         UnsafeMutableRawBufferPointer(out).copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[0..<(out.count * 4)]))
     }, encode: { x, _ in Array(UnsafeRawBufferPointer(x)) })
 
     /// IEEE float16.
-    public static let f16 = GGMLType(rawValue: 1, name: "F16", blockSize: 1, typeSize: 2, decode: { raw, out in
+    public static let f16 = GGMLType(rawValue: 1, name: "F16", blockSize: 1, typeSize: 2, activations: .f16, decode: { raw, out in
         FloatConversion.f16ToF32(UnsafeRawBufferPointer(rebasing: raw[0..<(out.count * 2)]), UnsafeMutableRawBufferPointer(out))
     }, encode: { x, threads in encodeFloats(x, to: .f16, threads: threads) })
 
     /// bfloat16.
-    public static let bf16 = GGMLType(rawValue: 30, name: "BF16", blockSize: 1, typeSize: 2, decode: { raw, out in
+    public static let bf16 = GGMLType(rawValue: 30, name: "BF16", blockSize: 1, typeSize: 2, activations: .bf16, decode: { raw, out in
         FloatConversion.bf16ToF32(UnsafeRawBufferPointer(rebasing: raw[0..<(out.count * 2)]), UnsafeMutableRawBufferPointer(out))
     }, encode: { x, threads in encodeFloats(x, to: .bf16, threads: threads) })
 

@@ -13,6 +13,8 @@ public struct GGMLType: Sendable, Hashable, CustomStringConvertible {
     public let blockSize: Int
     /// Bytes per block.
     public let typeSize: Int
+    /// How llama.cpp rounds the activations multiplied with this type (its `vec_dot_type`).
+    public let activations: ActivationRounding
     /// Decodes `out.count` elements (whole blocks) from `raw`.
     let decodeBlocks: @Sendable (_ raw: UnsafeRawBufferPointer, _ out: UnsafeMutableBufferPointer<Float>) -> Void
     /// Encodes whole blocks of f32, for the types ckpt writes.
@@ -27,13 +29,14 @@ public struct GGMLType: Sendable, Hashable, CustomStringConvertible {
         self = found
     }
 
-    init(rawValue: UInt32, name: String, blockSize: Int, typeSize: Int,
+    init(rawValue: UInt32, name: String, blockSize: Int, typeSize: Int, activations: ActivationRounding,
          decode: @escaping @Sendable (UnsafeRawBufferPointer, UnsafeMutableBufferPointer<Float>) -> Void,
          encode: (@Sendable (UnsafeBufferPointer<Float>, ThreadBudget) -> [UInt8])? = nil) {
         self.rawValue = rawValue
         self.name = name
         self.blockSize = blockSize
         self.typeSize = typeSize
+        self.activations = activations
         self.decodeBlocks = decode
         self.encodeBlocks = encode
     }

@@ -2,7 +2,7 @@
 /// the low nibble of byte j, element j+16 in its high nibble.
 extension GGMLType {
     /// GGUF id 2; decoded here, written through `Q4_0Codec.quantize`.
-    public static let q4_0 = GGMLType(rawValue: 2, name: "Q4_0", blockSize: 32, typeSize: 18, decode: { raw, o in
+    public static let q4_0 = GGMLType(rawValue: 2, name: "Q4_0", blockSize: 32, typeSize: 18, activations: .q8_0, decode: { raw, o in
         for b in 0..<(o.count / 32) {
             let base = b * 18
             let d = GGMLBlock.half(raw, base)

@@ -2,7 +2,7 @@
 /// x ≈ d·(q − 16).
 extension GGMLType {
     /// GGUF id 6; read only (ckpt decodes Q5_0 but does not write it).
-    public static let q5_0 = GGMLType(rawValue: 6, name: "Q5_0", blockSize: 32, typeSize: 22, decode: { raw, o in
+    public static let q5_0 = GGMLType(rawValue: 6, name: "Q5_0", blockSize: 32, typeSize: 22, activations: .q8_0, decode: { raw, o in
         for b in 0..<(o.count / 32) {
             let base = b * 22
             let d = GGMLBlock.half(raw, base)

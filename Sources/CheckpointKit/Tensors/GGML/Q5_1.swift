@@ -2,7 +2,7 @@
 /// parts (24 bytes); x ≈ d·q + m.
 extension GGMLType {
     /// GGUF id 7; read only (ckpt decodes Q5_1 but does not write it).
-    public static let q5_1 = GGMLType(rawValue: 7, name: "Q5_1", blockSize: 32, typeSize: 24, decode: { raw, o in
+    public static let q5_1 = GGMLType(rawValue: 7, name: "Q5_1", blockSize: 32, typeSize: 24, activations: .q8_0, decode: { raw, o in
         for b in 0..<(o.count / 32) {
             let base = b * 24
             let d = GGMLBlock.half(raw, base), m = GGMLBlock.half(raw, base + 2)

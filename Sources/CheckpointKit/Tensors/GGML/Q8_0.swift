@@ -1,7 +1,7 @@
 /// Q8_0: blocks of 32 int8 values with one f16 scale d (34 bytes); x ≈ d·q.
 extension GGMLType {
     /// GGUF id 8; decoded here, written through `Q8_0Codec.quantize`.
-    public static let q8_0 = GGMLType(rawValue: 8, name: "Q8_0", blockSize: 32, typeSize: 34, decode: { raw, o in
+    public static let q8_0 = GGMLType(rawValue: 8, name: "Q8_0", blockSize: 32, typeSize: 34, activations: .q8_0, decode: { raw, o in
         for b in 0..<(o.count / 32) {
             let base = b * 34
             let d = GGMLBlock.half(raw, base)

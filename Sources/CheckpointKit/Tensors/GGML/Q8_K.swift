@@ -2,7 +2,7 @@
 /// by dot products); x ≈ d·q. llama.cpp's intermediate type, rarely stored.
 extension GGMLType {
     /// GGUF id 15; read only (ckpt decodes Q8_K but does not write it).
-    public static let q8_K = GGMLType(rawValue: 15, name: "Q8_K", blockSize: 256, typeSize: 292, decode: { raw, o in
+    public static let q8_K = GGMLType(rawValue: 15, name: "Q8_K", blockSize: 256, typeSize: 292, activations: .none, decode: { raw, o in
         for b in 0..<(o.count / 256) {
             let base = b * 292
             let d = Float(bitPattern: raw.loadUnaligned(fromByteOffset: base, as: UInt32.self).littleEndian)
