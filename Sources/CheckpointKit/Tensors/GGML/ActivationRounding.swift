@@ -1,10 +1,15 @@
 /// How llama.cpp's CPU backend rounds the activations it multiplies with a weight of a given GGML
 /// type (the type's `vec_dot_type`): 8-bit blocks of 32 with an f16 scale for the legacy quants
-/// (q8_0; q8_1 holds the same values), 8-bit blocks of 256 with an f32 scale for the K-quants
-/// (q8_K), half precision for F16 / BF16 weights, nothing for F32. ckpt applies it only when asked
-/// to reproduce llama.cpp's numbers; its own products use the activations as they are.
+/// (q8_0; q8_1 holds the same values), half precision for F16 / BF16 weights, nothing for F32.
+/// ckpt applies it only when asked to reproduce llama.cpp's numbers; its own products use the
+/// activations as they are.
+///
+/// K-quant weights are left unrounded on purpose: llama.cpp's vec_dot_type for them is q8_K, but
+/// rounding to q8_K here moved SmolLM2 Q4_K_M away from llama-perplexity (+0.32% against −0.07%
+/// without it), so its CPU path evidently does not round those products that way; measured, not
+/// guessed.
 public enum ActivationRounding: Sendable, Equatable {
-    case none, f16, bf16, q8_0, q8_K
+    case none, f16, bf16, q8_0
 
     /// Rounds `x` in place, row by row (`rowLength` values a row, a whole number of blocks).
     public func apply(_ x: UnsafeMutableBufferPointer<Float>, rowLength: Int) {
@@ -15,9 +20,6 @@ public enum ActivationRounding: Sendable, Equatable {
         case .q8_0:
             precondition(rowLength % 32 == 0 && x.count % rowLength == 0)
             for b in 0..<(x.count / 32) { Self.roundQ8_0(UnsafeMutableBufferPointer(rebasing: x[(b * 32)..<(b * 32 + 32)])) }
-        case .q8_K:
-            precondition(rowLength % 256 == 0 && x.count % rowLength == 0)
-            for b in 0..<(x.count / 256) { Self.roundQ8_K(UnsafeMutableBufferPointer(rebasing: x[(b * 256)..<(b * 256 + 256)])) }
         }
     }
 
@@ -25,7 +27,6 @@ public enum ActivationRounding: Sendable, Equatable {
     public func fits(rowLength: Int) -> Bool {
         switch self {
         case .q8_0: return rowLength % 32 == 0
-        case .q8_K: return rowLength % 256 == 0
         default: return true
         }
     }
@@ -38,22 +39,5 @@ public enum ActivationRounding: Sendable, Equatable {
         let inverse: Float = d == 0 ? 0 : 1 / d
         let stored = FloatConversion.f16ToF32Reference(FloatConversion.f32ToF16Reference(d))
         for j in block.indices { block[j] = (block[j] * inverse).rounded(.toNearestOrAwayFromZero) * stored }
-    }
-
-    /// `quantize_row_q8_K_ref` then back: the value of largest magnitude m (signed) gives
-    /// iscale = −127/m, q = min(127, nearest(iscale·x)), value q·(1/iscale).
-    static func roundQ8_K(_ block: UnsafeMutableBufferPointer<Float>) {
-        var amax: Float = 0, signedMax: Float = 0
-        for v in block where abs(v) > amax {
-            amax = abs(v)
-            signedMax = v
-        }
-        guard amax > 0 else {
-            for j in block.indices { block[j] = 0 }
-            return
-        }
-        let iscale = -127 / signedMax
-        let d = 1 / iscale
-        for j in block.indices { block[j] = min(127, (iscale * block[j]).rounded(.toNearestOrEven)) * d }
     }
 }

@@ -2,7 +2,7 @@
 /// 16, 2-bit q (64 bytes), f16 d and dmin; x ≈ d·scale·q − dmin·min.
 extension GGMLType {
     /// GGUF id 10; read only (ckpt decodes Q2_K but does not write it).
-    public static let q2_K = GGMLType(rawValue: 10, name: "Q2_K", blockSize: 256, typeSize: 84, activations: .q8_K, decode: { raw, o in
+    public static let q2_K = GGMLType(rawValue: 10, name: "Q2_K", blockSize: 256, typeSize: 84, activations: .none, decode: { raw, o in
         for b in 0..<(o.count / 256) {
             let base = b * 84
             let scales = base, qs = base + 16

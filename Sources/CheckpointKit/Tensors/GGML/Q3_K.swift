@@ -3,7 +3,7 @@
 /// q = low − 4 where the mask bit is clear.
 extension GGMLType {
     /// GGUF id 11; read only (ckpt decodes Q3_K but does not write it).
-    public static let q3_K = GGMLType(rawValue: 11, name: "Q3_K", blockSize: 256, typeSize: 110, activations: .q8_K, decode: { raw, o in
+    public static let q3_K = GGMLType(rawValue: 11, name: "Q3_K", blockSize: 256, typeSize: 110, activations: .none, decode: { raw, o in
         for b in 0..<(o.count / 256) {
             let base = b * 110
             let hmask = base, qs = base + 32, packed = base + 96

@@ -2,7 +2,7 @@
 /// mins for eight sub-blocks of 32, then 4-bit q; x ≈ d·scale·q − dmin·min.
 extension GGMLType {
     /// GGUF id 12; read only (ckpt decodes Q4_K but does not write it).
-    public static let q4_K = GGMLType(rawValue: 12, name: "Q4_K", blockSize: 256, typeSize: 144, activations: .q8_K, decode: { raw, o in
+    public static let q4_K = GGMLType(rawValue: 12, name: "Q4_K", blockSize: 256, typeSize: 144, activations: .none, decode: { raw, o in
         KQuantBlocks.decodeQ4Q5(raw, o, five: false)
     })
 }

@@ -2,7 +2,7 @@
 /// int8 sub-block scales, f16 d; x ≈ d·scale·(q − 32).
 extension GGMLType {
     /// GGUF id 14; read only (ckpt decodes Q6_K but does not write it).
-    public static let q6_K = GGMLType(rawValue: 14, name: "Q6_K", blockSize: 256, typeSize: 210, activations: .q8_K, decode: { raw, o in
+    public static let q6_K = GGMLType(rawValue: 14, name: "Q6_K", blockSize: 256, typeSize: 210, activations: .none, decode: { raw, o in
         for b in 0..<(o.count / 256) {
             let base = b * 210
             let ql = base, qh = base + 128, scales = base + 192
