@@ -141,3 +141,22 @@ func diffDifferentTensorSets() throws {
     #expect(rows.contains { ($0["status"] as? String) == "only in A" })
     #expect(rows.contains { ($0["status"] as? String) == "shape mismatch" })
 }
+
+@Test("ckpt-dequantize turns a GGUF's GGML blocks into bf16 safetensors, and ckpt-convert requantizes a GGUF to Q8_0 GGUF")
+func ggufOutAndDequantized() throws {
+    let scratch = ScratchDirectory()
+    let dequantize = try Tools.run("ckpt-dequantize", [gguf, scratch.file("bf16"), "--dtype", "bf16"])
+    #expect(dequantize.status == 0, "\(dequantize.stderr)")
+    let folder = try Checkpoint(path: scratch.file("bf16"))
+    #expect(folder.entries.allSatisfy { $0.info.dtype == .bf16 })
+    #expect(FileManager.default.fileExists(atPath: scratch.file("bf16/tokenizer.json")))
+
+    let requantize = try Tools.run("ckpt-convert", [gguf, scratch.file("q8.gguf"), "--to", "gguf", "--type", "q8_0"])
+    #expect(requantize.status == 0, "\(requantize.stderr)")
+    let written = try GGUFFile(path: scratch.file("q8.gguf"))
+    #expect(written.info(named: "blk.0.ffn_up.weight")?.type == .q8_0)
+    let diff = try Tools.run("ckpt-diff", [gguf, scratch.file("q8.gguf"), "--json"])
+    #expect(diff.status == 0, "\(diff.stderr)")
+    let rows = try #require(try parseJSONObject(diff.stdout)["tensors"] as? [[String: Any]])
+    #expect(rows.allSatisfy { ($0["status"] as? String) == "compared" && (($0["metrics"] as? [String: Any])?["cosine"] as? Double ?? 0) > 0.999 })
+}
