@@ -85,6 +85,7 @@ public enum CheckpointConverter {
         if let t = options.targetType, ![.f32, .f16, .bf16].contains(t) {
             throw ConversionError.unsupportedTargetType(t.torchName)
         }
+        try FileSystem.refuseOverlap(output: output, inputs: [checkpoint.path])
         let clock = Stopwatch()
         func outputType(_ dtype: DType) -> DType {
             guard let target = options.targetType, FloatConversion.canConvert(from: dtype, to: target) else { return dtype }

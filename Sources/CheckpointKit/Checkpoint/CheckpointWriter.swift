@@ -111,6 +111,7 @@ public final class CheckpointWriter {
                              overwrite: Bool, produce: (TensorInfo, OutputFile) throws -> Void) throws
         -> (files: [String], copiedFiles: [String])
     {
+        try FileSystem.refuseOverlap(output: output, inputs: [input.path])
         if input.layout == .file && output.hasSuffix(".safetensors") && shards.count == 1 {
             let atomic = try AtomicOutput(target: output, isDirectory: false, overwrite: overwrite)
             let layout = SafetensorsLayout(shards[0].tensors, metadata: shards[0].metadata)

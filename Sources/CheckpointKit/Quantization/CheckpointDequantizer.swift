@@ -32,6 +32,7 @@ public enum CheckpointDequantizer {
     /// Writes `checkpoint` atomically with quantized weights decoded to their original dtype (or `dtype`); throws `notQuantized` when nothing is quantized.
     public static func dequantize(_ checkpoint: Checkpoint, to output: String, dtype: DType?, threads: ThreadBudget = .allCores,
                                   overwrite: Bool = false) throws -> DequantizationReport {
+        try FileSystem.refuseOverlap(output: output, inputs: [checkpoint.path])
         let clock = Stopwatch()
         let logical = try LogicalCheckpoint(checkpoint)
         guard logical.scheme != nil || checkpoint.entries.contains(where: { $0.storedType != nil }) else {

@@ -167,6 +167,7 @@ public enum CheckpointQuantizer {
     /// Writes `checkpoint` atomically with the selected weights in `options.scheme`; throws if it is already quantized or a weight is non-finite.
     public static func quantize(_ checkpoint: Checkpoint, to output: String, options: QuantizationOptions) throws -> QuantizationReport {
         try options.scheme.validate()
+        try FileSystem.refuseOverlap(output: output, inputs: [checkpoint.path])
         if let found = try LogicalCheckpoint(checkpoint).quantizationDescription {
             throw QuantizationError.alreadyQuantized(path: checkpoint.path, found: found)
         }

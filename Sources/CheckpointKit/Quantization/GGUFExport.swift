@@ -59,6 +59,7 @@ public enum GGUFExport {
     /// Writes a llama or mistral `checkpoint` to the single GGUF file `output`, atomically.
     public static func convert(_ checkpoint: Checkpoint, to output: String, type: GGMLType, overwrite: Bool,
                                threads: ThreadBudget = .allCores) throws -> ConversionReport {
+        try FileSystem.refuseOverlap(output: output, inputs: [checkpoint.path])
         let clock = Stopwatch()
         guard let json = checkpoint.config else { throw ModelError.missingConfig(path: checkpoint.path) }
         let configPath = checkpoint.configSource

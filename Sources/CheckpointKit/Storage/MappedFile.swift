@@ -12,6 +12,7 @@ public enum FileAccessError: Error, Equatable, Sendable, CustomStringConvertible
     case cannotWrite(file: String, reason: String)
     case outputExists(file: String)
     case interrupted(file: String)
+    case outputOverlapsInput(output: String, input: String)
 
     /// The same error naming `target` wherever it named a file under `temporary`, so messages
     /// speak of the output the user asked for, not of our temporary name.
@@ -26,6 +27,7 @@ public enum FileAccessError: Error, Equatable, Sendable, CustomStringConvertible
         case let .cannotWrite(file, reason): return .cannotWrite(file: map(file), reason: reason)
         case let .outputExists(file): return .outputExists(file: map(file))
         case let .interrupted(file): return .interrupted(file: map(file))
+        case .outputOverlapsInput: return self
         }
     }
 
@@ -38,6 +40,8 @@ public enum FileAccessError: Error, Equatable, Sendable, CustomStringConvertible
         case let .cannotWrite(file, reason): return "\(file): cannot write (\(reason))"
         case let .outputExists(file): return "\(file): output exists (pass --force to replace it)"
         case let .interrupted(file): return "\(file): interrupted; nothing was written"
+        case let .outputOverlapsInput(output, input):
+            return "\(faultLocation(output)): is, holds or lies inside the input \(faultLocation(input)) (expected an output path apart from every input; --force never replaces an input)"
         }
     }
 }

@@ -237,6 +237,37 @@ public enum FileSystem {
         }
     }
 
+    /// The absolute path with every symlink resolved, for a path that may not exist yet: the
+    /// deepest existing ancestor is resolved and the rest appended.
+    public static func resolvedPath(_ path: String) -> String {
+        var head = path.isEmpty ? "." : path
+        var tail: [String] = []
+        while true {
+            if let resolved = realpath(head, nil) {
+                defer { free(resolved) }
+                var result = String(cString: resolved)
+                for name in tail.reversed() { result = join(result, name) }
+                return result
+            }
+            let (directory, name) = split(head)
+            if name == head || directory == head { return path }
+            tail.append(name)
+            head = directory
+        }
+    }
+
+    /// Refuses an output path that equals, contains or lies inside any of `inputs` (after
+    /// resolving symlinks): whatever `--force` says, an input is never replaced.
+    public static func refuseOverlap(output: String, inputs: [String]) throws(FileAccessError) {
+        let out = resolvedPath(output)
+        for input in inputs {
+            let resolved = resolvedPath(input)
+            if out == resolved || resolved.hasPrefix(out == "/" ? "/" : out + "/") || out.hasPrefix(resolved + "/") {
+                throw .outputOverlapsInput(output: output, input: input)
+            }
+        }
+    }
+
     /// Up to `count` bytes from the start of a file (fewer when it is shorter).
     public static func readPrefix(_ path: String, count: Int) throws(FileAccessError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)

@@ -1,0 +1,46 @@
+import CheckpointKit
+import Foundation
+import Testing
+import TestSupport
+
+/// No output path may equal, contain or lie inside an input path, `--force` or not (after
+/// resolving symlinks); the input folder is left byte for byte as it was.
+private func snapshot(_ folder: String) throws -> [String: Data] {
+    var files: [String: Data] = [:]
+    for name in try FileManager.default.subpathsOfDirectory(atPath: folder) {
+        let path = folder + "/" + name
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue {
+            files[name] = try Data(contentsOf: URL(fileURLWithPath: path))
+        }
+    }
+    return files
+}
+
+@Test("An output that is, holds or lies inside an input is refused with exit 1, --force or not, and the input is untouched")
+func outputsNeverReplaceInputs() throws {
+    let scratch = ScratchDirectory()
+    let model = scratch.file("model")
+    try FileManager.default.copyItem(atPath: Tools.fixture("models/tiny-llama"), toPath: model)
+    let adapter = scratch.file("adapter")
+    try FileManager.default.copyItem(atPath: Tools.fixture("lora/adapters/llama-lora-all-linear"), toPath: adapter)
+    try FileManager.default.createSymbolicLink(atPath: scratch.file("link"), withDestinationPath: model)
+    let before = try snapshot(scratch.path)
+    let cases: [(String, [String])] = [
+        ("ckpt-convert", [model, model, "--type", "f32", "--force"]),
+        ("ckpt-convert", [model + "/model.safetensors", model, "--force"]),
+        ("ckpt-convert", [scratch.file("link"), model, "--force"]),
+        ("ckpt-convert", [model, scratch.file("link") + "/inside", "--force"]),
+        ("ckpt-quantize", [model, model + "/nf4", "--scheme", "nf4"]),
+        ("ckpt-quantize", [model, scratch.path, "--scheme", "nf4", "--force"]),
+        ("ckpt-convert", [model, model + "/tiny.gguf", "--to", "gguf"]),
+        ("ckpt-merge-lora", [model, adapter, adapter + "/merged"]),
+        ("ckpt-merge-lora", [model, adapter, adapter, "--force"]),
+    ]
+    for (tool, arguments) in cases {
+        let run = try Tools.run(tool, arguments)
+        #expect(run.status == 1, "\(tool) \(arguments): \(run.stderr)")
+        #expect(run.stderr.contains("lies inside the input") && run.stderr.split(separator: "\n").count == 1, "\(tool): \(run.stderr)")
+    }
+    #expect(try snapshot(scratch.path) == before)
+}
