@@ -44,3 +44,17 @@ func outputsNeverReplaceInputs() throws {
     }
     #expect(try snapshot(scratch.path) == before)
 }
+
+@Test("A FIFO given as the model, as a shard inside a folder, or as --text is refused at once, exit 1")
+func fifosAreRefused() throws {
+    let scratch = ScratchDirectory()
+    #expect(mkfifo(scratch.file("pipe.safetensors"), 0o600) == 0)
+    try FileManager.default.createDirectory(atPath: scratch.file("folder"), withIntermediateDirectories: false)
+    #expect(mkfifo(scratch.file("folder/model.safetensors"), 0o600) == 0)
+    for (tool, arguments) in [("ckpt-inspect", [scratch.file("pipe.safetensors")]), ("ckpt-inspect", [scratch.file("folder")]),
+                              ("ckpt-perplexity", [Tools.fixture("models/tiny-llama"), "--text", scratch.file("pipe.safetensors")])] {
+        let run = try Tools.run(tool, arguments)
+        #expect(run.status == 1, "\(tool) \(arguments): \(run.stderr)")
+        #expect(run.stderr.contains("not a regular file"), "\(tool): \(run.stderr)")
+    }
+}

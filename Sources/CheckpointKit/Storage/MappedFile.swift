@@ -64,7 +64,8 @@ public final class MappedFile: @unchecked Sendable {
     /// Opens and maps `path` read-only; an empty file maps nothing and has empty `bytes`.
     public init(path: String) throws(FileAccessError) {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // Non-blocking, so a FIFO or device is refused below instead of blocking the open forever.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw .cannotOpen(file: path, reason: systemErrorText()) }
         defer { close(fd) }
         var info = stat()
