@@ -191,3 +191,15 @@ func badFixtures() throws {
         }
     }
 }
+
+@Test("A shape whose zero dimension hides a 2⁶⁴−1 one is refused as an overflow instead of trapping",
+      arguments: ["[18446744073709551615,0]", "[0,18446744073709551615]", "[1099511627776,1099511627776,0]"])
+func hiddenHugeDimension(shape: String) {
+    let header = #"{"a":{"dtype":"F32","shape":"# + shape + #","data_offsets":[0,0]}}"#
+    let error = readerError(handMadeSafetensors(header: header))
+    guard case .sizeOverflow(_, let tensor, _)? = error else {
+        Issue.record("expected sizeOverflow, got \(String(describing: error))")
+        return
+    }
+    #expect(tensor == "a")
+}

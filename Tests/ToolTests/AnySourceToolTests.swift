@@ -160,3 +160,29 @@ func ggufOutAndDequantized() throws {
     let rows = try #require(try parseJSONObject(diff.stdout)["tensors"] as? [[String: Any]])
     #expect(rows.allSatisfy { ($0["status"] as? String) == "compared" && (($0["metrics"] as? [String: Any])?["cosine"] as? Double ?? 0) > 0.999 })
 }
+
+/// `micro-llama-tied.gguf` with the u32 value of metadata `key` replaced.
+private func patchedGGUF(_ scratch: ScratchDirectory, key: String, value: UInt32) throws -> String {
+    var bytes = try Data(contentsOf: URL(fileURLWithPath: Tools.fixture("convert/micro-llama-tied.gguf")))
+    var needle = Data()
+    withUnsafeBytes(of: UInt64(key.utf8.count).littleEndian) { needle.append(contentsOf: $0) }
+    needle.append(contentsOf: Array(key.utf8))
+    let at = try #require(bytes.range(of: needle))
+    #expect(bytes[at.upperBound] == 4)  // GGUF type u32
+    withUnsafeBytes(of: value.littleEndian) { bytes.replaceSubrange((at.upperBound + 4)..<(at.upperBound + 8), with: $0) }
+    let path = scratch.file("\(key)-\(value).gguf")
+    try bytes.write(to: URL(fileURLWithPath: path))
+    return path
+}
+
+@Test("A GGUF with zero or absurd head counts is refused naming the key, and converting it leaves nothing behind",
+      arguments: [("llama.attention.head_count", UInt32(0)), ("llama.attention.head_count", .max), ("llama.attention.head_count_kv", 0),
+                  ("llama.attention.head_count_kv", 3)])
+func badHeadCounts(key: String, value: UInt32) throws {
+    let scratch = ScratchDirectory()
+    let file = try patchedGGUF(scratch, key: key, value: value)
+    let run = try Tools.run("ckpt-convert", [file, scratch.file("out")])
+    #expect(run.status == 1, "\(run.stderr)")
+    #expect(run.stderr.contains(value == 3 ? "attn_k.weight" : "'\(key)' is \(value)"), "\(run.stderr)")
+    #expect(!scratch.contents.contains { $0.hasPrefix("out") })
+}

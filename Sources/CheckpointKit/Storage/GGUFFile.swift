@@ -197,6 +197,7 @@ public final class GGUFFile: Sendable {
                 elements = product
                 dims.append(di)
             }
+            guard ShapeLimits.isAcceptable(dims) else { throw GGUFError.sizeOverflow(file: file, tensor: name) }
             let rawType = try reader.u32()
             guard let type = GGMLType(rawValue: rawType) else { throw GGUFError.unknownTensorType(file: file, tensor: name, type: rawType) }
             let offset = try reader.u64()

@@ -6,6 +6,7 @@ public enum PickleError: Error, Equatable, Sendable, CustomStringConvertible {
     case missingStorage(file: String, key: String)
     case tensorOutOfBounds(file: String, tensor: String)
     case legacyFormat(file: String)
+    case expandedTensorTooLarge(file: String, tensor: String, bytes: Int, storageBytes: Int)
 
     /// One line: the file (and tensor or key) at fault, what is wrong, and what was expected.
     public var description: String {
@@ -17,6 +18,8 @@ public enum PickleError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .malformed(file, reason): return "\(file): malformed pickle: \(reason)"
         case let .missingStorage(file, key): return "\(file): storage '\(key)' named by the pickle is missing from the archive"
         case let .tensorOutOfBounds(file, tensor): return "\(faultLocation(file, tensor: tensor)): size and strides reach past its storage"
+        case let .expandedTensorTooLarge(file, tensor, bytes, storageBytes):
+            return "\(faultLocation(file, tensor: tensor)): its strides repeat \(storageBytes) bytes of storage into \(bytes) (expected at most the storage or \(PyTorchCheckpoint.maximumGatheredBytes >> 20) MiB)"
         case let .legacyFormat(file):
             return "\(file): the legacy (pre-1.6) torch.save format is not read (expected the zip format; re-save it with a current torch)"
         }
@@ -45,6 +48,8 @@ public final class PyTorchCheckpoint: @unchecked Sendable {
     /// The state dict's tensors in pickle order; non-tensor entries are skipped.
     public let tensors: [Tensor]
     let archive: ZipArchive
+    /// The largest copy a strided (non-contiguous) tensor may be gathered into beyond its storage's size.
+    public static let maximumGatheredBytes = 256 << 20
 
     /// Unpickles the archive's `data.pkl` without executing anything; throws `ZipError`, `PickleError` or `FileAccessError`.
     public init(path: String) throws {
@@ -95,13 +100,19 @@ public final class PyTorchCheckpoint: @unchecked Sendable {
     /// A view when the tensor is contiguous, else a gathered copy.
     static func materialize(_ t: Unpickler.TensorRecord, name: String, storage: UnsafeRawBufferPointer, owner: AnyObject, file: String) throws -> Tensor {
         let size = t.dtype.size
+        // Every number here came from the pickle: bound the shape first, then do the arithmetic checked.
+        guard t.offset >= 0, t.offset <= storage.count, t.stride.count == t.shape.count, ShapeLimits.isAcceptable(t.shape),
+            t.stride.allSatisfy({ $0 >= 0 && $0 <= storage.count })
+        else { throw PickleError.tensorOutOfBounds(file: file, tensor: name) }
         let count = t.shape.reduce(1, *)
-        guard t.offset >= 0, t.shape.allSatisfy({ $0 >= 0 }), t.stride.count == t.shape.count else {
-            throw PickleError.tensorOutOfBounds(file: file, tensor: name)
-        }
         var last = t.offset
-        for (d, s) in zip(t.shape, t.stride) where d > 0 { last += (d - 1) * s }
-        guard count == 0 || (last + 1) * size <= storage.count, t.stride.allSatisfy({ $0 >= 0 }) else {
+        for (d, s) in zip(t.shape, t.stride) where d > 0 {
+            let (step, overflow) = (d - 1).multipliedReportingOverflow(by: s)
+            let (sum, overflow2) = last.addingReportingOverflow(step)
+            guard !overflow, !overflow2 else { throw PickleError.tensorOutOfBounds(file: file, tensor: name) }
+            last = sum
+        }
+        guard count == 0 || (last < storage.count / size) else {
             throw PickleError.tensorOutOfBounds(file: file, tensor: name)
         }
         var contiguous = true
@@ -114,6 +125,11 @@ public final class PyTorchCheckpoint: @unchecked Sendable {
             let start = t.offset * size
             return Tensor(name: name, dtype: t.dtype, shape: t.shape, bytes: UnsafeRawBufferPointer(rebasing: storage[start..<(start + count * size)]),
                           owner: owner)
+        }
+        // A strided view is gathered into a copy; one that repeats its storage (stride 0) may not
+        // grow past its storage or 256 MiB, whichever is larger, so a tiny file cannot ask for gigabytes.
+        guard count * size <= max(storage.count, Self.maximumGatheredBytes) else {
+            throw PickleError.expandedTensorTooLarge(file: file, tensor: name, bytes: count * size, storageBytes: storage.count)
         }
         let copy = OwnedBytes(count: count * size)
         var index = [Int](repeating: 0, count: t.shape.count)

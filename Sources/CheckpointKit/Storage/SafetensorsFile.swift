@@ -156,6 +156,7 @@ public final class SafetensorsFile: Sendable {
             throw .unknownDType(file: file, tensor: name, dtype: dtypeName)
         }
         guard b <= e else { throw .offsetsReversed(file: file, tensor: name, begin: b, end: e) }
+        guard ShapeLimits.isAcceptable(rawShape) else { throw .sizeOverflow(file: file, tensor: name, shape: rawShape) }
         var count: UInt64 = 1
         for d in rawShape {
             let (product, overflow) = count.multipliedReportingOverflow(by: d)
