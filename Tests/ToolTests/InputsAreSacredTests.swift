@@ -58,3 +58,20 @@ func fifosAreRefused() throws {
         #expect(run.stderr.contains("not a regular file"), "\(tool): \(run.stderr)")
     }
 }
+
+@Test("A merge that overflows (lora_alpha 1e300, or --weight 1e308) is refused naming the tensor, and nothing is written")
+func overflowingMerges() throws {
+    let scratch = ScratchDirectory()
+    let adapter = scratch.file("adapter")
+    try FileManager.default.copyItem(atPath: Tools.fixture("lora/adapters/llama-lora-all-linear"), toPath: adapter)
+    let configPath = adapter + "/adapter_config.json"
+    let config = try String(contentsOfFile: configPath, encoding: .utf8).replacingOccurrences(of: "\"lora_alpha\": 16", with: "\"lora_alpha\": 1e300")
+    try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+    let huge = try Tools.run("ckpt-merge-lora", [Tools.fixture("models/tiny-llama"), adapter, scratch.file("out")])
+    #expect(huge.status == 1, "\(huge.stderr)")
+    #expect(huge.stderr.contains("the merge gives") && huge.stderr.contains("tensor 'model.layers."), "\(huge.stderr)")
+    let weighted = try Tools.run("ckpt-merge-lora", [Tools.fixture("models/tiny-llama"), Tools.fixture("lora/adapters/llama-lora-all-linear"),
+                                                     scratch.file("out2"), "--weight", "1e308"])
+    #expect(weighted.status == 1, "\(weighted.stderr)")
+    #expect(scratch.contents == ["adapter"])
+}

@@ -125,6 +125,7 @@ public enum CheckpointMerger {
                     }
                     if changed {
                         let values = mergedValues(tensor, plan: plan, base: base, storage: .f32, threads: options.threads)
+                        try requireRepresentable(values, as: .f32, file: checkpoint.path, tensor: tensor.name)
                         let encoded = reencode(tensor, values: values, threads: options.threads)
                         for part in encoded.parts {
                             encodedParts[part.spec.name] = part.bytes
@@ -171,6 +172,7 @@ public enum CheckpointMerger {
                 let values = changed
                     ? mergedValues(tensor, plan: plan, base: base, storage: dtype, threads: options.threads, original: original)
                     : original
+                if changed { try requireRepresentable(values, as: dtype, file: checkpoint.path, tensor: tensor.name) }
                 if changed, let i = rowIndex[tensor.name] {
                     let m = original.withUnsafeBufferPointer { o in values.withUnsafeBufferPointer { ErrorMetrics.compare(reference: o, candidate: $0) } }
                     report.rows[i].relativeChange = m.sumSquaredReference > 0 ? (m.sumSquaredError / m.sumSquaredReference).squareRoot() : 0
@@ -209,6 +211,15 @@ public enum CheckpointMerger {
         }
         if !change.biasAdditions.isEmpty { LoRAMath.roundInPlace(&values, to: storage) }
         return values
+    }
+
+    /// Merged values must be finite and fit the dtype they are written in (f16 tops out at 65504):
+    /// an overflowing adapter is an error, never an Inf in the output.
+    static func requireRepresentable(_ values: [Float], as dtype: DType, file: String, tensor: String) throws {
+        let limit: Float = dtype == .f16 ? 65504 : .greatestFiniteMagnitude
+        if let i = values.firstIndex(where: { !($0.magnitude <= limit) }) {
+            throw LoRAError.mergedOutOfRange(file: file, tensor: tensor, index: i, value: values[i], dtype: dtype.rawValue)
+        }
     }
 
     static func reencode(_ tensor: LogicalTensor, values: [Float], threads: ThreadBudget) -> EncodedTensor {

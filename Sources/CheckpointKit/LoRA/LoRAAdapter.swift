@@ -14,6 +14,7 @@ public enum LoRAError: Error, Equatable, Sendable, CustomStringConvertible {
     case baseHasNoBias(file: String, key: String, baseTensor: String)
     case doraCombined(module: String)
     case duplicateAdapter(folder: String)
+    case mergedOutOfRange(file: String, tensor: String, index: Int, value: Float, dtype: String)
 
     /// One line: the file (and tensor or key) at fault, what is wrong, and what was expected.
     public var description: String {
@@ -40,6 +41,8 @@ public enum LoRAError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(faultLocation(file, tensor: key)): rank disagrees with adapter_config.json (expected r = \(expected), got \(actual))"
         case let .nonFinite(file, key, index):
             return "\(faultLocation(file, tensor: key)): NaN or Inf at flat index \(index) (expected finite adapter weights)"
+        case let .mergedOutOfRange(file, tensor, index, value, dtype):
+            return "\(faultLocation(file, tensor: tensor)): the merge gives \(value) at flat index \(index) (expected a finite value \(dtype) can hold; check lora_alpha and --weight)"
         case let .baseHasNoBias(file, key, baseTensor):
             return "\(faultLocation(file, tensor: key)): the base has no '\(baseTensor)' to add the LoRA bias to"
         case let .doraCombined(module):
