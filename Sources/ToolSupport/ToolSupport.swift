@@ -46,7 +46,7 @@ public enum ToolExit {
     public static let usage: Int32 = 64
 }
 
-/// Runs a program body: SIGINT/SIGTERM request a clean stop, and any error becomes the one-line
+/// Runs a program body: SIGINT/SIGTERM/SIGHUP (a closed terminal) request a clean stop, and any error becomes the one-line
 /// `error: …` on stderr with exit code 1 (the library's error descriptions name file and tensor).
 public func runTool(_ body: () throws -> Void) throws {
     // A parent may start us with signals blocked (threads of Dispatch pools block them all and
@@ -55,9 +55,11 @@ public func runTool(_ body: () throws -> Void) throws {
     sigemptyset(&handled)
     sigaddset(&handled, SIGINT)
     sigaddset(&handled, SIGTERM)
+    sigaddset(&handled, SIGHUP)
     pthread_sigmask(SIG_UNBLOCK, &handled, nil)
     signal(SIGINT) { _ in Interruption.request() }
     signal(SIGTERM) { _ in Interruption.request() }
+    signal(SIGHUP) { _ in Interruption.request() }
     // A file-size limit must surface as a write error (EFBIG) we can clean up after, not a kill.
     signal(SIGXFSZ, SIG_IGN)
     // Tensors are converted, encoded and measured in buffers freed after each tensor. Above
@@ -65,6 +67,11 @@ public func runTool(_ body: () throws -> Void) throws {
     // zeroed again: keep them in the heap (32 MB is mallopt's ceiling) and reuse the pages.
     _ = glibcMallopt(-3 /* M_MMAP_THRESHOLD */, 32 << 20)
     _ = glibcMallopt(-1 /* M_TRIM_THRESHOLD */, 256 << 20)
+    defer {
+        for removed in AtomicOutput.removedStaleTemporaries() {
+            writeStandardError("note: removed \(removed.path), left by process \(removed.pid) that no longer runs\n")
+        }
+    }
     do {
         try body()
     } catch let exit as ExitCode {

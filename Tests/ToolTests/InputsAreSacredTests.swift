@@ -75,3 +75,37 @@ func overflowingMerges() throws {
     #expect(weighted.status == 1, "\(weighted.stderr)")
     #expect(scratch.contents == ["adapter"])
 }
+
+@Test("A temporary left by a process that no longer runs is removed on the next run into that folder, and the program says so")
+func staleTemporariesRemoved() throws {
+    let scratch = ScratchDirectory()
+    // Above Linux's largest pid (2²²): no process can have it.
+    let stale = scratch.file(".out.tmp-ckpt-4194999")
+    try FileManager.default.createDirectory(atPath: stale, withIntermediateDirectories: false)
+    _ = scratch.write(".out.tmp-ckpt-4194999/model.safetensors", [1, 2, 3])
+    let run = try Tools.run("ckpt-convert", [Tools.fixture("models/tiny-llama"), scratch.file("out")])
+    #expect(run.status == 0, "\(run.stderr)")
+    #expect(run.stderr.contains("note: removed \(stale), left by process 4194999 that no longer runs"), "\(run.stderr)")
+    #expect(scratch.contents == ["out"])
+}
+
+@Test("SIGHUP (the terminal closed) mid-write stops like SIGINT: exit 1 and no partial output")
+func hangupStopsCleanly() throws {
+    let scratch = ScratchDirectory()
+    try writeSparseBF16(scratch.file("big.safetensors"), shape: [1 << 28])
+    let running = try Tools.start("ckpt-convert", [scratch.file("big.safetensors"), scratch.file("out"), "--type", "f32", "--threads", "1"])
+    var sawTemporary = false
+    for _ in 0..<2000 {
+        if scratch.contents.contains(where: { $0.contains(".tmp-ckpt-") }) {
+            sawTemporary = true
+            break
+        }
+        usleep(1000)
+    }
+    #expect(sawTemporary)
+    running.send(SIGHUP)
+    let result = running.wait()
+    #expect(result.status == 1)
+    #expect(result.stderr.contains("interrupted; nothing was written"))
+    #expect(scratch.contents == ["big.safetensors"])
+}

@@ -78,6 +78,9 @@ final class RunningTool: @unchecked Sendable {
 
     func interrupt() { kill(process.processIdentifier, SIGINT) }
 
+    /// Sends `signal` to the running program.
+    func send(_ signal: Int32) { kill(process.processIdentifier, signal) }
+
     func wait() -> ToolResult {
         process.waitUntilExit()
         group.wait()

@@ -125,6 +125,7 @@ public final class AtomicOutput {
         }
         temporary = FileSystem.join(directory, ".\(name).tmp-ckpt-\(getpid())")
         FileSystem.removeTree(temporary)  // a leftover of this very pid cannot be live work
+        Self.removeStaleTemporaries(in: directory, name: name)
         if isDirectory {
             guard mkdir(temporary, 0o755) == 0 else { throw .cannotWrite(file: target, reason: systemErrorText()) }
         }
@@ -132,6 +133,30 @@ public final class AtomicOutput {
 
     deinit {
         if !committed { FileSystem.removeTree(temporary) }
+    }
+
+    /// Temporaries of this target left by processes that no longer run (killed, crashed, their
+    /// machine rebooted): removed before writing, and remembered so the program can say so.
+    static func removeStaleTemporaries(in directory: String, name: String) {
+        let prefix = ".\(name).tmp-ckpt-"
+        for entry in FileSystem.list(directory) where entry.hasPrefix(prefix) {
+            guard let pid = Int32(entry.dropFirst(prefix.count)), pid > 0, pid != getpid() else { continue }
+            // kill(pid, 0) fails with ESRCH only when no such process exists.
+            guard kill(pid, 0) != 0 && errno == ESRCH else { continue }
+            let path = FileSystem.join(directory, entry)
+            FileSystem.removeTree(path)
+            staleRemoved.withLock { $0.append((path, pid)) }
+        }
+    }
+
+    private static let staleRemoved = Mutex<[(path: String, pid: Int32)]>([])
+
+    /// The stale temporaries removed so far (and forgets them): for the program to report.
+    public static func removedStaleTemporaries() -> [(path: String, pid: Int32)] {
+        staleRemoved.withLock { removed in
+            defer { removed = [] }
+            return removed
+        }
     }
 
     /// Path of a file inside the temporary folder.
