@@ -174,10 +174,21 @@ public enum BitsandbytesFourBitLayout: QuantizedLayout {
                                                              actual: "\(packed.info.elementCount) \(packed.info.dtype.rawValue)")
             }
             let blocks = (n + state.blockSize - 1) / state.blockSize
-            guard absmax.info.elementCount == blocks else {
-                throw QuantizedLayoutError.partShapeMismatch(file: file, tensor: base + ".absmax", expected: "\(blocks) blocks",
-                                                             actual: "\(absmax.info.elementCount)")
+            // Every companion part checked, dtype and length, before any kernel indexes into it.
+            func require(_ part: Checkpoint.Entry?, _ dtypes: [DType], count: Int) throws {
+                guard let part else { return }
+                guard dtypes.contains(part.info.dtype), part.info.elementCount == count else {
+                    throw QuantizedLayoutError.partShapeMismatch(
+                        file: file, tensor: part.info.name,
+                        expected: "\(count) × \(dtypes.map(\.rawValue).joined(separator: "/"))",
+                        actual: "\(part.info.elementCount) × \(part.info.dtype.rawValue)")
+                }
             }
+            let floats: [DType] = [.f32, .f16, .bf16]
+            try require(absmax, nested ? [.u8] : floats, count: blocks)
+            try require(weight.quantMap, floats, count: 16)
+            try require(weight.nestedAbsmax, floats, count: (blocks + DoubleQuantizedAbsmax.nestedBlockSize - 1) / DoubleQuantizedAbsmax.nestedBlockSize)
+            try require(weight.nestedQuantMap, floats, count: 256)
             found.append(LogicalTensor(name: base, shape: state.shape, dtype: state.dtype, storage: .quantized(weight), fileIndex: packed.fileIndex))
         }
         return found
@@ -247,7 +258,7 @@ public enum BitsandbytesFourBitLayout: QuantizedLayout {
         }
         guard let blockSize = json["blocksize"]?.intValue, blockSize > 0, blockSize <= 1 << 20 else { throw bad("invalid blocksize") }
         guard let dims = json["shape"]?.arrayValue?.compactMap(\.intValue), dims.allSatisfy({ $0 >= 0 && $0 < 1 << 31 }),
-            !dims.isEmpty, dims.count == json["shape"]?.arrayValue?.count
+            !dims.isEmpty, dims.count == json["shape"]?.arrayValue?.count, ShapeLimits.isAcceptable(dims)
         else { throw bad("invalid shape") }
         let dtype: DType
         switch json["dtype"]?.stringValue {

@@ -126,6 +126,14 @@ public enum CompressedTensorsInt8Layout: QuantizedLayout {
                 throw QuantizedLayoutError.partShapeMismatch(file: file, tensor: scale.info.name, expected: "[\(rows), groups]",
                                                              actual: "\(scale.info.shape)")
             }
+            guard [.f32, .f16, .bf16].contains(scale.info.dtype) else {
+                throw QuantizedLayoutError.partShapeMismatch(file: file, tensor: scale.info.name, expected: "F32, F16 or BF16 scales",
+                                                             actual: scale.info.dtype.rawValue)
+            }
+            if let configGroupSize, configGroupSize <= 0 {
+                throw QuantizedLayoutError.partShapeMismatch(file: file, tensor: scale.info.name,
+                                                             expected: "a positive group_size in quantization_config", actual: "\(configGroupSize)")
+            }
             let groupSize = configGroupSize ?? (columns + groups - 1) / groups
             guard BlockInt8Quantizer.groupsPerRow(columns: columns, groupSize: groupSize) == groups else {
                 throw QuantizedLayoutError.partShapeMismatch(file: file, tensor: scale.info.name,

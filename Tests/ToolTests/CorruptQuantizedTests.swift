@@ -1,0 +1,73 @@
+import CheckpointKit
+import Foundation
+import Testing
+import TestSupport
+
+/// Corrupt quantized folders: every companion part's dtype and length is checked when the layout
+/// is read, so no kernel ever indexes past a short part (fixtures/models/tiny-llama-bnb-nf4 is
+/// transformers + bitsandbytes' own double-quant save; tiny-llama-ct-int8 compressed-tensors').
+private let q = "model.layers.0.self_attn.q_proj.weight"
+
+/// A copy of `fixture` whose tensor `name` is replaced by `replacement` (dtype, shape, bytes).
+private func corrupted(_ scratch: ScratchDirectory, fixture: String, name: String, replacement: (DType, [Int], [UInt8])?,
+                       config: ((inout [String: Any]) -> Void)? = nil) throws -> String {
+    let folder = scratch.file("model")
+    try FileManager.default.copyItem(atPath: Tools.fixture(fixture), toPath: folder)
+    let source = try SafetensorsFile(path: Tools.fixture(fixture + "/model.safetensors"))
+    var specs = source.tensors.map { TensorSpec(name: $0.name, dtype: $0.dtype, shape: $0.shape) }
+    if let (dtype, shape, _) = replacement, let i = specs.firstIndex(where: { $0.name == name }) {
+        specs[i] = TensorSpec(name: name, dtype: dtype, shape: shape)
+    }
+    try FileManager.default.removeItem(atPath: folder + "/model.safetensors")
+    try SafetensorsLayout(specs, metadata: source.metadata).write(to: folder + "/model.safetensors") { info, out in
+        if info.name == name, let (_, _, bytes) = replacement { try out.write(bytes) } else { try out.write(source.view(named: info.name)!.byteArray) }
+    }
+    if let config {
+        let path = folder + "/config.json"
+        var json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+        config(&json)
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
+    }
+    return folder
+}
+
+@Test("Short, empty or mistyped bitsandbytes parts and a zero or mistyped int8 group are refused by name in every reader, exit 1",
+      arguments: [
+        ("tiny-llama-bnb-nf4", "\(q).nested_absmax", DType.f32, [2]),
+        ("tiny-llama-bnb-nf4", "\(q).nested_absmax", DType.f32, [0]),
+        ("tiny-llama-bnb-nf4", "\(q).nested_quant_map", DType.f32, [4]),
+        ("tiny-llama-bnb-nf4", "\(q).absmax", DType.f16, [64]),
+        ("tiny-llama-bnb-nf4", "\(q).quant_map", DType.f32, [3]),
+        ("tiny-llama-ct-int8", "model.layers.0.self_attn.q_proj.weight_scale", DType.u8, [64, 1]),
+      ])
+func corruptQuantizedParts(fixture: String, name: String, dtype: DType, shape: [Int]) throws {
+    let scratch = ScratchDirectory()
+    let bytes = [UInt8](repeating: 0x3C, count: shape.reduce(1, *) * dtype.size)
+    let folder = try corrupted(scratch, fixture: "models/" + fixture, name: name, replacement: (dtype, shape, bytes))
+    for (tool, arguments) in [("ckpt-dequantize", [folder, scratch.file("out")]), ("ckpt-diff", [folder, Tools.fixture("models/tiny-llama")]),
+                              ("ckpt-perplexity", [folder, "--text", Tools.fixture("text/eval.txt"), "--ctx", "16", "--chunks", "1"])] {
+        let run = try Tools.run(tool, arguments)
+        #expect(run.status == 1, "\(tool) \(name): \(run.stderr)")
+        #expect(run.stderr.contains(name) && run.stderr.contains("expected"), "\(tool): \(run.stderr)")
+    }
+    #expect(scratch.contents == ["model"])
+}
+
+@Test("An int8 folder whose quantization_config names group_size 0 is refused, not divided by")
+func zeroGroupSize() throws {
+    let scratch = ScratchDirectory()
+    let folder = try corrupted(scratch, fixture: "models/tiny-llama-ct-int8", name: "", replacement: nil) { json in
+        var q = json["quantization_config"] as! [String: Any]
+        var groups = q["config_groups"] as! [String: Any]
+        var group = groups["group_0"] as! [String: Any]
+        var weights = group["weights"] as! [String: Any]
+        weights["group_size"] = 0
+        group["weights"] = weights
+        groups["group_0"] = group
+        q["config_groups"] = groups
+        json["quantization_config"] = q
+    }
+    let run = try Tools.run("ckpt-dequantize", [folder, scratch.file("out")])
+    #expect(run.status == 1, "\(run.stderr)")
+    #expect(run.stderr.contains("a positive group_size"), "\(run.stderr)")
+}
