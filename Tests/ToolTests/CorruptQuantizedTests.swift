@@ -71,3 +71,18 @@ func zeroGroupSize() throws {
     #expect(run.status == 1, "\(run.stderr)")
     #expect(run.stderr.contains("a positive group_size"), "\(run.stderr)")
 }
+
+@Test("config.json sizes that are zero, negative or absurd are refused naming the key, in evaluation and GGUF export",
+      arguments: [("num_key_value_heads", 0.0), ("num_key_value_heads", -2), ("hidden_size", 1e12), ("max_position_embeddings", 1e12),
+                  ("head_dim", 0)])
+func absurdConfigSizes(key: String, value: Double) throws {
+    let scratch = ScratchDirectory()
+    let folder = try corrupted(scratch, fixture: "models/tiny-llama", name: "", replacement: nil) { $0[key] = value == value.rounded() ? Int(value) : value }
+    for (tool, arguments) in [("ckpt-perplexity", [folder, "--text", Tools.fixture("text/eval.txt"), "--ctx", "16", "--chunks", "1"]),
+                              ("ckpt-convert", [folder, scratch.file("out.gguf"), "--to", "gguf"])] {
+        let run = try Tools.run(tool, arguments)
+        #expect(run.status == 1, "\(tool) \(key)=\(value): \(run.stderr)")
+        #expect(run.stderr.contains(key), "\(tool): \(run.stderr)")
+    }
+    #expect(scratch.contents == ["model"])
+}

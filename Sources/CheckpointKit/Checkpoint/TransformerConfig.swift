@@ -69,16 +69,31 @@ public struct TransformerConfig: Sendable, Equatable {
                                                      supported: Family.allCases.map(\.rawValue))
         }
         self.family = family
+        // Every size is bounded before anything multiplies or allocates with it: no real model has a
+        // dimension beyond 2^24 (16M) or a context beyond 2^30.
+        let limit = 1 << 24
+        func checked(_ key: String, _ v: Int, limit: Int = limit) throws -> Int {
+            guard v > 0, v <= limit else { throw bad(key, "\(v) is out of range (expected an integer from 1 to \(limit))") }
+            return v
+        }
         func int(_ keys: String...) throws -> Int {
-            for key in keys { if let v = config[key]?.intValue { guard v > 0 else { throw bad(key, "must be positive") }; return v } }
+            for key in keys { if let v = config[key]?.intValue { return try checked(key, v) } }
+            for key in keys where config[key] != nil && config[key] != .null {
+                throw bad(key, "\(config[key]!.serialized()) is not an integer (expected an integer from 1 to \(limit))")
+            }
             throw bad(keys[0], "missing (expected a positive integer)")
+        }
+        func optionalInt(_ key: String, limit: Int = limit) throws -> Int? {
+            guard let value = config[key], value != .null else { return nil }
+            guard let v = value.intValue else { throw bad(key, "\(value.serialized()) is not an integer") }
+            return try checked(key, v, limit: limit)
         }
         if family == .gpt2 {
             hiddenSize = try int("n_embd", "hidden_size")
             layers = try int("n_layer", "num_hidden_layers")
             heads = try int("n_head", "num_attention_heads")
             kvHeads = heads
-            intermediateSize = config["n_inner"]?.intValue ?? 4 * hiddenSize
+            intermediateSize = try optionalInt("n_inner") ?? 4 * hiddenSize
             normEpsilon = Float(config["layer_norm_epsilon"]?.doubleValue ?? 1e-5)
             maxPositions = try int("n_positions", "max_position_embeddings")
             tiedEmbeddings = config["tie_word_embeddings"]?.boolValue ?? true
@@ -87,10 +102,10 @@ public struct TransformerConfig: Sendable, Equatable {
             hiddenSize = try int("hidden_size")
             layers = try int("num_hidden_layers")
             heads = try int("num_attention_heads")
-            kvHeads = config["num_key_value_heads"]?.intValue ?? heads
+            kvHeads = try optionalInt("num_key_value_heads") ?? heads
             intermediateSize = try int("intermediate_size")
             normEpsilon = Float(config["rms_norm_eps"]?.doubleValue ?? 1e-6)
-            maxPositions = config["max_position_embeddings"]?.intValue ?? 4096
+            maxPositions = try optionalInt("max_position_embeddings", limit: 1 << 30) ?? 4096
             tiedEmbeddings = config["tie_word_embeddings"]?.boolValue ?? false
             let theta = config["rope_theta"]?.doubleValue ?? config["rope_parameters"]?["rope_theta"]?.doubleValue ?? 10_000
             ropeTheta = theta
@@ -101,7 +116,9 @@ public struct TransformerConfig: Sendable, Equatable {
             }
         }
         vocabularySize = try int("vocab_size")
-        headDim = config["head_dim"]?.intValue ?? hiddenSize / heads
+        headDim = try optionalInt("head_dim", limit: 1 << 16) ?? hiddenSize / heads
+        guard headDim > 0 else { throw bad("num_attention_heads", "\(heads) heads leave no dimensions of \(hiddenSize) per head") }
+        guard heads * headDim <= limit else { throw bad("head_dim", "\(heads) heads × \(headDim) is out of range (expected at most \(limit))") }
         guard heads % kvHeads == 0 else { throw bad("num_key_value_heads", "\(kvHeads) does not divide \(heads) heads") }
         guard headDim % 2 == 0 || family == .gpt2 else { throw bad("head_dim", "must be even for RoPE") }
     }
