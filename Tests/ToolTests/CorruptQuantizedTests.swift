@@ -86,3 +86,18 @@ func absurdConfigSizes(key: String, value: Double) throws {
     }
     #expect(scratch.contents == ["model"])
 }
+
+@Test("ckpt-inspect lists a file's 100,000 metadata keys (merging shard metadata is linear in the keys)")
+func manyMetadataKeys() throws {
+    let scratch = ScratchDirectory()
+    var members = (0..<100_000).map { "\"k\($0)\":\"v\"" }.joined(separator: ",")
+    members = "{\"__metadata__\":{\(members)},\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}"
+    var header = Array(members.utf8)
+    while header.count % 8 != 0 { header.append(0x20) }
+    var bytes: [UInt8] = []
+    withUnsafeBytes(of: UInt64(header.count).littleEndian) { bytes.append(contentsOf: $0) }
+    let path = scratch.write("meta.safetensors", bytes + header + [0, 0, 0, 0])
+    let run = try Tools.run("ckpt-inspect", [path, "--json"])
+    #expect(run.status == 0, "\(run.stderr)")
+    #expect((try parseJSONObject(run.stdout)["metadata"] as? [String: Any])?.count == 100_000)
+}

@@ -57,8 +57,9 @@ public struct CheckpointInspection: Sendable {
         }
         // Metadata of all shards merged, first occurrence of a key kept.
         var merged: [(String, String)] = []
+        var seen = Set<String>()  // linear in the keys: a file may carry 100,000 of them
         for file in checkpoint.files {
-            for (key, value) in file.metadata where !merged.contains(where: { $0.0 == key }) { merged.append((key, value)) }
+            for (key, value) in file.metadata where seen.insert(key).inserted { merged.append((key, value)) }
         }
         metadata = merged + checkpoint.formatMetadata
         config = checkpoint.config
