@@ -102,15 +102,7 @@ func convertInterrupted() throws {
     let running = try Tools.start("ckpt-convert", [scratch.file("big.safetensors"), scratch.file("out"), "--type", "f32",
                                                    "--threads", "1"])
     // Interrupt once the temporary output exists: the write is under way.
-    var sawTemporary = false
-    for _ in 0..<2000 {
-        if scratch.contents.contains(where: { $0.contains(".tmp-ckpt-") }) {
-            sawTemporary = true
-            break
-        }
-        usleep(1000)
-    }
-    #expect(sawTemporary)
+    #expect(waitForTemporary(in: scratch))
     running.interrupt()
     let result = running.wait()
     #expect(result.status == 1)

@@ -94,15 +94,7 @@ func hangupStopsCleanly() throws {
     let scratch = ScratchDirectory()
     try writeSparseBF16(scratch.file("big.safetensors"), shape: [1 << 28])
     let running = try Tools.start("ckpt-convert", [scratch.file("big.safetensors"), scratch.file("out"), "--type", "f32", "--threads", "1"])
-    var sawTemporary = false
-    for _ in 0..<2000 {
-        if scratch.contents.contains(where: { $0.contains(".tmp-ckpt-") }) {
-            sawTemporary = true
-            break
-        }
-        usleep(1000)
-    }
-    #expect(sawTemporary)
+    #expect(waitForTemporary(in: scratch))
     running.send(SIGHUP)
     let result = running.wait()
     #expect(result.status == 1)

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// Runs the built ckpt programs as a user would and captures what they print.
@@ -87,6 +88,15 @@ final class RunningTool: @unchecked Sendable {
         return ToolResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
                           stderr: String(decoding: errData, as: UTF8.self))
     }
+}
+
+/// Waits (up to 2 s) until a program's temporary output appears in `scratch`: its write is under way.
+func waitForTemporary(in scratch: ScratchDirectory) -> Bool {
+    for _ in 0..<2000 {
+        if scratch.contents.contains(where: { $0.contains(".tmp-ckpt-") }) { return true }
+        usleep(1000)
+    }
+    return false
 }
 
 func parseJSONObject(_ text: String) throws -> [String: Any] {
