@@ -28,7 +28,7 @@ public struct EvaluationInput: ParsableArguments {
     /// Refuses both --text and --tokens together, --ctx below 4 and --chunks below 1.
     public mutating func validate() throws {
         guard text == nil || tokens == nil else { throw ValidationError("give only one of --text FILE or --tokens FILE") }
-        guard ctx >= 4 else { throw ValidationError("--ctx must be at least 4 (got \(ctx))") }
+        guard ctx >= 4, ctx <= 1 << 20 else { throw ValidationError("--ctx must be from 4 to \(1 << 20) (got \(ctx))") }
         if let chunks, chunks < 1 { throw ValidationError("--chunks must be at least 1 (got \(chunks))") }
     }
 

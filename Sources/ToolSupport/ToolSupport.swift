@@ -22,9 +22,14 @@ public struct CommonOptions: ParsableArguments {
     /// Defaults only; ArgumentParser fills the options from the command line.
     public init() {}
 
-    /// Refuses --threads below 1.
+    /// The most worker threads a run may ask for.
+    public static let maximumThreads = 1024
+
+    /// Refuses --threads outside 1…1024 (each thread is a real pool worker with its own scratch).
     public mutating func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1 (got \(threads))") }
+        if let threads, threads < 1 || threads > Self.maximumThreads {
+            throw ValidationError("--threads must be from 1 to \(Self.maximumThreads) (got \(threads))")
+        }
     }
 
     /// `--threads` as a budget; all cores when not given.

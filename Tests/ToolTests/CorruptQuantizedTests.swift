@@ -101,3 +101,14 @@ func manyMetadataKeys() throws {
     #expect(run.status == 0, "\(run.stderr)")
     #expect((try parseJSONObject(run.stdout)["metadata"] as? [String: Any])?.count == 100_000)
 }
+
+@Test("--threads and --ctx beyond any real use are usage errors (exit 64), not allocations",
+      arguments: [("ckpt-merge-lora", ["--threads", "9223372036854775807"]), ("ckpt-perplexity", ["--ctx", "4611686018427387904"])])
+func absurdArguments(tool: String, extra: [String]) throws {
+    let arguments = tool == "ckpt-merge-lora"
+        ? [Tools.fixture("models/tiny-llama"), Tools.fixture("lora/adapters/llama-lora-all-linear"), "/nonexistent/out"] + extra
+        : [Tools.fixture("models/tiny-llama"), "--text", Tools.fixture("text/eval.txt")] + extra
+    let run = try Tools.run(tool, arguments)
+    #expect(run.status == 64, "\(run.stderr)")
+    #expect(run.stderr.contains(extra[0]), "\(run.stderr)")
+}
