@@ -45,6 +45,10 @@ public struct EvaluationInput: ParsableArguments {
         if let bad = ids.firstIndex(where: { $0 >= vocabulary }) {
             throw EvaluationError.tokenOutOfRange(file: path, index: bad, token: ids[bad], vocabulary: vocabulary)
         }
-        return (ids, tokenizer.addsBOS ? tokenizer.bosTokenID : nil, path)
+        let bos = tokenizer.addsBOS ? tokenizer.bosTokenID : nil
+        if let bos, !(0..<vocabulary).contains(bos) {
+            throw EvaluationError.tokenOutOfRange(file: tokenizer.file, index: 0, token: bos, vocabulary: vocabulary)
+        }
+        return (ids, bos, path)
     }
 }

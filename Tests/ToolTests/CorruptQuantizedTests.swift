@@ -112,3 +112,23 @@ func absurdArguments(tool: String, extra: [String]) throws {
     #expect(run.status == 64, "\(run.stderr)")
     #expect(run.stderr.contains(extra[0]), "\(run.stderr)")
 }
+
+@Test("A --base file whose numbers lie (ctx, chunks, top_k near 2^62, tokens outside the vocabulary) is refused, not trusted")
+func lyingBaseFiles() throws {
+    let scratch = ScratchDirectory()
+    let good = scratch.file("base.safetensors")
+    let save = try Tools.run("ckpt-compare", [Tools.fixture("models/tiny-llama"), "--text", Tools.fixture("text/eval.txt"), "--ctx", "16",
+                                              "--chunks", "2", "--save-base", good])
+    #expect(save.status == 0, "\(save.stderr)")
+    let source = try SafetensorsFile(path: good)
+    for (key, value) in [("ctx", "4611686018427387904"), ("chunks", "4611686018427387904"), ("top_k", "4611686018427387904"),
+                         ("vocab_size", "3"), ("bos", "99999")] {
+        let path = scratch.file("lying-\(key).safetensors")
+        let metadata = source.metadata.map { $0.0 == key ? ($0.0, value) : $0 }
+        try SafetensorsLayout(source.tensors.map { TensorSpec(name: $0.name, dtype: $0.dtype, shape: $0.shape) }, metadata: metadata)
+            .write(to: path) { info, out in try out.write(source.view(named: info.name)!.byteArray) }
+        let run = try Tools.run("ckpt-compare", [Tools.fixture("models/tiny-llama"), "--base", path])
+        #expect(run.status == 1, "\(key): \(run.stderr)")
+        #expect(run.stderr.contains("unusable saved base log-probabilities"), "\(key): \(run.stderr)")
+    }
+}

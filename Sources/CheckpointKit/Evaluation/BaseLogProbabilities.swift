@@ -140,10 +140,15 @@ public struct BaseLogProbabilities: Sendable {
         guard file.metadataValue("kind") == kind else { throw bad("not written by ckpt-compare --save-base (kind \(file.metadataValue("kind") ?? "missing"))") }
         guard let context = file.metadataValue("ctx").flatMap(Int.init), let chunks = file.metadataValue("chunks").flatMap(Int.init),
             let topK = file.metadataValue("top_k").flatMap(Int.init), let vocabulary = file.metadataValue("vocab_size").flatMap(Int.init),
-            context >= 4, chunks > 0, topK > 0
-        else { throw bad("missing or invalid ctx / chunks / top_k / vocab_size metadata") }
+            (4...(1 << 20)).contains(context), (1...(1 << 24)).contains(chunks), (1...(1 << 24)).contains(vocabulary),
+            (1...vocabulary).contains(topK)
+        else { throw bad("missing or invalid ctx / chunks / top_k / vocab_size metadata (expected ctx 4…2^20, chunks 1…2^24, top_k 1…vocab_size)") }
         let plan = ChunkPlan(context: context, chunks: chunks, bos: nil)
-        let rows = chunks * plan.scoredRows.count
+        // Sizes from the file's own numbers, each product checked before it sizes anything.
+        let (rows, o1) = chunks.multipliedReportingOverflow(by: plan.scoredRows.count)
+        let (cells, o2) = rows.multipliedReportingOverflow(by: topK)
+        let (covered, o3) = chunks.multipliedReportingOverflow(by: context)
+        guard !o1, !o2, !o3, cells <= file.mapped.count else { throw bad("ctx × chunks × top_k is larger than the file can hold") }
         func tensor(_ name: String, _ dtype: DType, _ count: Int) throws -> TensorView {
             guard let v = file.view(named: name), v.dtype == dtype, v.elementCount == count else {
                 throw bad("tensor '\(name)' missing or not \(dtype.rawValue) × \(count)")
@@ -151,10 +156,12 @@ public struct BaseLogProbabilities: Sendable {
             return v
         }
         let tokens = try file.view(named: "tokens").map { FloatValues.array($0).map { Int($0) } } ?? []
-        guard tokens.count >= chunks * context else { throw bad("fewer tokens than its chunks cover") }
+        guard tokens.count >= covered else { throw bad("fewer tokens than its chunks cover") }
+        guard tokens.allSatisfy({ $0 >= 0 && $0 < vocabulary }) else { throw bad("a token id is outside the vocabulary") }
         let ids = try tensor("top_ids", .i32, rows * topK).withBytes { Array($0.bindMemory(to: Int32.self)) }
         guard ids.allSatisfy({ $0 >= 0 && Int($0) < vocabulary }) else { throw bad("a top-k id is outside the vocabulary") }
         let bosText = file.metadataValue("bos") ?? "none"
+        if let bos = Int(bosText), !(0..<vocabulary).contains(bos) { throw bad("bos \(bos) is outside the vocabulary") }
         return BaseLogProbabilities(context: context, chunks: chunks, topK: topK, tokens: tokens, bos: Int(bosText), topIDs: ids,
                                     topLogProbabilities: FloatValues.array(try tensor("top_logprobs", .f32, rows * topK)),
                                     restLogProbability: FloatValues.array(try tensor("rest_logprob", .f32, rows)),
