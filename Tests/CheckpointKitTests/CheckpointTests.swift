@@ -109,3 +109,35 @@ func ggufPointerAndAlignment() throws {
         try GGUFFile(path: Paths.fixture("convert/gguf_bad/zero_alignment.gguf"))
     }
 }
+
+/// Runs the restricted unpickler over hand-made opcodes.
+private func unpickle(_ opcodes: [UInt8]) throws -> Unpickler.Value {
+    try opcodes.withUnsafeBytes { raw in
+        var machine = Unpickler(bytes: raw, file: "data.pkl")
+        return try machine.run()
+    }
+}
+
+@Test("A pickle nested 100,000 deep is refused at depth 64 instead of overflowing the stack")
+func deepPickle() {
+    let opcodes: [UInt8] = [0x80, 0x02, UInt8(ascii: "N")] + [UInt8](repeating: 0x85, count: 100_000) + [UInt8(ascii: ".")]
+    #expect(throws: PickleError.self) { try unpickle(opcodes) }
+    var shallow: [UInt8] = [0x80, 0x02, UInt8(ascii: "N")] + [UInt8](repeating: 0x85, count: 10)
+    shallow.append(UInt8(ascii: "."))
+    #expect((try? unpickle(shallow)) != nil)
+}
+
+@Test("A memoized list appended to 200,000 times (copy-on-write makes that quadratic) is refused, in bounded work")
+func quadraticPickle() {
+    var opcodes: [UInt8] = [0x80, 0x02, UInt8(ascii: "]"), 0x94]
+    for _ in 0..<200_000 { opcodes += [UInt8(ascii: "N"), UInt8(ascii: "a")] }
+    opcodes.append(UInt8(ascii: "."))
+    do {
+        _ = try unpickle(opcodes)
+        Issue.record("accepted")
+    } catch let error as PickleError {
+        #expect("\(error)".contains("more work than"), "\(error)")
+    } catch {
+        Issue.record("\(error)")
+    }
+}

@@ -192,7 +192,14 @@ struct Unpickler {
     let file: String
     var position = 0
     var stack: [Value] = []
-    var memo: [Int: Value] = [:]
+    /// How deeply each stack value nests containers (a deep value's release recurses).
+    var depths: [Int] = []
+    var memo: [Int: (value: Value, depth: Int)] = [:]
+    /// Elements copied by APPEND/SETITEM so far: copy-on-write makes a memoized list's every
+    /// append a full copy, so the total is bounded linearly in the pickle's size.
+    var work = 0
+    /// Deepest container nesting accepted (state dicts nest 3 or 4 deep).
+    static let maximumDepth = 64
 
     init(bytes: UnsafeRawBufferPointer, file: String) {
         self.bytes = bytes
@@ -218,18 +225,39 @@ struct Unpickler {
         return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[position..<end]), as: UTF8.self)
     }
 
-    mutating func pop() throws -> Value {
-        guard let v = stack.popLast() else { throw bad("stack underflow at byte \(position)") }
-        return v
+    mutating func pop() throws -> Value { try popWithDepth().value }
+
+    mutating func popWithDepth() throws -> (value: Value, depth: Int) {
+        guard let v = stack.popLast(), let d = depths.popLast() else { throw bad("stack underflow at byte \(position)") }
+        return (v, d)
     }
 
-    mutating func popToMark() throws -> [Value] {
+    /// Pushes `value`, nesting `depth` containers deep; refuses nesting past `maximumDepth`.
+    mutating func push(_ value: Value, depth: Int = 0) throws {
+        guard depth <= Self.maximumDepth else { throw bad("containers nested deeper than \(Self.maximumDepth) at byte \(position)") }
+        stack.append(value)
+        depths.append(depth)
+    }
+
+    /// Counts `elements` copied and refuses work beyond 16 per byte of pickle (plus a million).
+    mutating func spend(_ elements: Int) throws {
+        work += elements
+        guard work <= 16 * bytes.count + 1_000_000 else { throw bad("more work than its \(bytes.count) bytes can ask for (a quadratic pickle)") }
+    }
+
+    mutating func popToMark() throws -> [Value] { try popToMarkWithDepth().items }
+
+    /// The values above the last mark, and the deepest of them.
+    mutating func popToMarkWithDepth() throws -> (items: [Value], depth: Int) {
         guard let mark = stack.lastIndex(where: { if case .mark = $0 { return true } else { return false } }) else {
             throw bad("no mark at byte \(position)")
         }
         let items = Array(stack[(mark + 1)...])
+        let depth = depths[(mark + 1)...].max() ?? 0
         stack.removeSubrange(mark...)
-        return items
+        depths.removeSubrange(mark...)
+        try spend(items.count)
+        return (items, depth)
     }
 
     mutating func global(_ name: String) throws -> Value {
@@ -276,16 +304,16 @@ struct Unpickler {
             case 0x80: _ = try take(1)  // PROTO
             case 0x95: _ = try take(8)  // FRAME
             case UInt8(ascii: "."): return try pop()  // STOP
-            case UInt8(ascii: "("): stack.append(.mark)
-            case UInt8(ascii: "N"): stack.append(.none)
-            case 0x88: stack.append(.bool(true))
-            case 0x89: stack.append(.bool(false))
-            case UInt8(ascii: "}"): stack.append(.dict([]))
-            case UInt8(ascii: "]"): stack.append(.list([]))
-            case UInt8(ascii: ")"): stack.append(.tuple([]))
-            case UInt8(ascii: "K"): stack.append(.int(Int(try integer(UInt8.self))))
-            case UInt8(ascii: "M"): stack.append(.int(Int(try integer(UInt16.self))))
-            case UInt8(ascii: "J"): stack.append(.int(Int(try integer(Int32.self))))
+            case UInt8(ascii: "("): try push(.mark)
+            case UInt8(ascii: "N"): try push(.none)
+            case 0x88: try push(.bool(true))
+            case 0x89: try push(.bool(false))
+            case UInt8(ascii: "}"): try push(.dict([]))
+            case UInt8(ascii: "]"): try push(.list([]))
+            case UInt8(ascii: ")"): try push(.tuple([]))
+            case UInt8(ascii: "K"): try push(.int(Int(try integer(UInt8.self))))
+            case UInt8(ascii: "M"): try push(.int(Int(try integer(UInt16.self))))
+            case UInt8(ascii: "J"): try push(.int(Int(try integer(Int32.self))))
             case 0x8a:  // LONG1
                 let n = Int(try integer(UInt8.self))
                 guard n <= 8 else { throw bad("integer wider than 64 bits") }
@@ -293,80 +321,92 @@ struct Unpickler {
                 var v: Int64 = 0
                 for (i, b) in raw.enumerated() { v |= Int64(b) << (8 * Int64(i)) }
                 if n > 0 && n < 8 && raw[n - 1] & 0x80 != 0 { v -= Int64(1) << (8 * Int64(n)) }
-                stack.append(.int(Int(v)))
+                try push(.int(Int(v)))
             case UInt8(ascii: "G"):
                 let raw = try take(8)
-                stack.append(.float(Double(bitPattern: UInt64(bigEndian: raw.loadUnaligned(as: UInt64.self)))))
+                try push(.float(Double(bitPattern: UInt64(bigEndian: raw.loadUnaligned(as: UInt64.self)))))
             case UInt8(ascii: "X"):
                 let n = Int(try integer(UInt32.self))
-                stack.append(.string(String(decoding: try take(n), as: UTF8.self)))
+                try push(.string(String(decoding: try take(n), as: UTF8.self)))
             case 0x8c:
                 let n = Int(try integer(UInt8.self))
-                stack.append(.string(String(decoding: try take(n), as: UTF8.self)))
+                try push(.string(String(decoding: try take(n), as: UTF8.self)))
             case UInt8(ascii: "C"):
                 let n = Int(try integer(UInt8.self))
-                stack.append(.bytes(Array(try take(n))))
+                try push(.bytes(Array(try take(n))))
             case UInt8(ascii: "B"):
                 let n = Int(try integer(UInt32.self))
-                stack.append(.bytes(Array(try take(n))))
+                try push(.bytes(Array(try take(n))))
             case UInt8(ascii: "i"):  // INST: a call by name; only ever allowed names pass
                 let module = try line(), name = try line()
                 _ = try global(module + "." + name)
                 throw PickleError.forbiddenGlobal(file: file, name: module + "." + name)
             case UInt8(ascii: "c"):  // GLOBAL
                 let module = try line(), name = try line()
-                stack.append(try global(module + "." + name))
+                try push(try global(module + "." + name))
             case 0x93:  // STACK_GLOBAL
                 guard case .string(let name) = try pop(), case .string(let module) = try pop() else { throw bad("STACK_GLOBAL of non-strings") }
-                stack.append(try global(module + "." + name))
-            case UInt8(ascii: "q"): memo[Int(try integer(UInt8.self))] = stack.last
-            case UInt8(ascii: "r"): memo[Int(try integer(UInt32.self))] = stack.last
-            case 0x94: memo[memo.count] = stack.last  // MEMOIZE
+                try push(try global(module + "." + name))
+            case UInt8(ascii: "q"): memo[Int(try integer(UInt8.self))] = stack.last.map { ($0, depths.last!) }
+            case UInt8(ascii: "r"): memo[Int(try integer(UInt32.self))] = stack.last.map { ($0, depths.last!) }
+            case 0x94: memo[memo.count] = stack.last.map { ($0, depths.last!) }  // MEMOIZE
             case UInt8(ascii: "h"):
                 guard let v = memo[Int(try integer(UInt8.self))] else { throw bad("unknown memo") }
-                stack.append(v)
+                try push(v.value, depth: v.depth)
             case UInt8(ascii: "j"):
                 guard let v = memo[Int(try integer(UInt32.self))] else { throw bad("unknown memo") }
-                stack.append(v)
-            case UInt8(ascii: "t"): stack.append(.tuple(try popToMark()))
-            case 0x85: stack.append(.tuple([try pop()]))
+                try push(v.value, depth: v.depth)
+            case UInt8(ascii: "t"):
+                let (items, depth) = try popToMarkWithDepth()
+                try push(.tuple(items), depth: depth + 1)
+            case 0x85:
+                let a = try popWithDepth()
+                try push(.tuple([a.value]), depth: a.depth + 1)
             case 0x86:
-                let b = try pop(), a = try pop()
-                stack.append(.tuple([a, b]))
+                let b = try popWithDepth(), a = try popWithDepth()
+                try push(.tuple([a.value, b.value]), depth: max(a.depth, b.depth) + 1)
             case 0x87:
-                let c = try pop(), b = try pop(), a = try pop()
-                stack.append(.tuple([a, b, c]))
-            case UInt8(ascii: "l"): stack.append(.list(try popToMark()))
+                let c = try popWithDepth(), b = try popWithDepth(), a = try popWithDepth()
+                try push(.tuple([a.value, b.value, c.value]), depth: max(a.depth, b.depth, c.depth) + 1)
+            case UInt8(ascii: "l"):
+                let (items, depth) = try popToMarkWithDepth()
+                try push(.list(items), depth: depth + 1)
             case UInt8(ascii: "a"):
-                let v = try pop()
-                guard case .list(var items) = try pop() else { throw bad("APPEND to a non-list") }
-                items.append(v)
-                stack.append(.list(items))
+                let v = try popWithDepth(), list = try popWithDepth()
+                guard case .list(var items) = list.value else { throw bad("APPEND to a non-list") }
+                try spend(items.count + 1)
+                items.append(v.value)
+                try push(.list(items), depth: max(list.depth, v.depth + 1))
             case UInt8(ascii: "e"):
-                let values = try popToMark()
-                guard case .list(var items) = try pop() else { throw bad("APPENDS to a non-list") }
+                let (values, depth) = try popToMarkWithDepth()
+                let list = try popWithDepth()
+                guard case .list(var items) = list.value else { throw bad("APPENDS to a non-list") }
+                try spend(items.count)
                 items += values
-                stack.append(.list(items))
+                try push(.list(items), depth: max(list.depth, depth + 1))
             case UInt8(ascii: "s"):
-                let v = try pop(), k = try pop()
-                guard case .dict(var items) = try pop() else { throw bad("SETITEM on a non-dict") }
-                items.append((k, v))
-                stack.append(.dict(items))
+                let v = try popWithDepth(), k = try popWithDepth(), dict = try popWithDepth()
+                guard case .dict(var items) = dict.value else { throw bad("SETITEM on a non-dict") }
+                try spend(items.count + 1)
+                items.append((k.value, v.value))
+                try push(.dict(items), depth: max(dict.depth, max(k.depth, v.depth) + 1))
             case UInt8(ascii: "u"):
-                let values = try popToMark()
-                guard values.count % 2 == 0, case .dict(var items) = try pop() else { throw bad("SETITEMS on a non-dict") }
+                let (values, depth) = try popToMarkWithDepth()
+                let dict = try popWithDepth()
+                guard values.count % 2 == 0, case .dict(var items) = dict.value else { throw bad("SETITEMS on a non-dict") }
+                try spend(items.count)
                 for i in stride(from: 0, to: values.count, by: 2) { items.append((values[i], values[i + 1])) }
-                stack.append(.dict(items))
+                try push(.dict(items), depth: max(dict.depth, depth + 1))
             case UInt8(ascii: "R"):
                 let args = try pop(), callable = try pop()
-                stack.append(try reduce(callable, args))
+                try push(try reduce(callable, args), depth: 1)
             case UInt8(ascii: "b"):  // BUILD: state for an OrderedDict (its _metadata) is dropped
                 _ = try pop()
             case UInt8(ascii: "Q"):  // BINPERSID: ('storage', type, key, location, numel)
                 guard case .tuple(let pid) = try pop(), pid.count >= 3, case .string("storage") = pid[0],
                     case .global(let typeName) = pid[1], let dtype = Self.storageTypes[typeName], case .string(let key) = pid[2]
                 else { throw bad("unexpected persistent id") }
-                stack.append(.storage(key: key, dtype: dtype))
+                try push(.storage(key: key, dtype: dtype))
             default:
                 throw PickleError.unsupportedOpcode(file: file, opcode: op, offset: opcodeOffset)
             }
