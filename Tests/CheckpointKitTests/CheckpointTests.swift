@@ -141,3 +141,48 @@ func quadraticPickle() {
         Issue.record("\(error)")
     }
 }
+
+/// Little-endian bytes of `value`.
+private func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] { withUnsafeBytes(of: value.littleEndian) { Array($0) } }
+
+/// A zip of one central-directory entry (no local header) and its end record.
+private func handMadeZip(method: UInt16, compressed: UInt32, size: UInt32, localOffset: UInt32, zip64: [UInt64]) -> [UInt8] {
+    let extra: [UInt8] = zip64.isEmpty ? [] : le(UInt16(1)) + le(UInt16(zip64.count * 8)) + zip64.flatMap { le($0) }
+    var entry = le(UInt32(0x0201_4b50)) + [UInt8](repeating: 0, count: 6) + le(method) + [UInt8](repeating: 0, count: 4)
+    entry += le(UInt32(0)) + le(compressed) + le(size) + le(UInt16(1)) + le(UInt16(extra.count)) + le(UInt16(0))
+    entry += [UInt8](repeating: 0, count: 8) + le(localOffset) + Array("a".utf8) + extra
+    let end = le(UInt32(0x0605_4b50)) + [0, 0, 0, 0] + le(UInt16(1)) + le(UInt16(1)) + le(UInt32(entry.count)) + le(UInt32(0)) + [0, 0]
+    return entry + end
+}
+
+/// A zip whose one deflated member, 16 bytes stored, claims `size` bytes once inflated.
+private func zipClaiming(size: UInt64) -> [UInt8] {
+    let local = le(UInt32(0x0403_4b50)) + [UInt8](repeating: 0, count: 22) + le(UInt16(1)) + le(UInt16(0)) + Array("a".utf8)
+    let data = [UInt8](repeating: 0, count: 16)
+    let extra = le(UInt16(1)) + le(UInt16(8)) + le(size)
+    var entry = le(UInt32(0x0201_4b50)) + [UInt8](repeating: 0, count: 6) + le(UInt16(8)) + [UInt8](repeating: 0, count: 4)
+    entry += le(UInt32(0)) + le(UInt32(16)) + le(UInt32(0xFFFF_FFFF)) + le(UInt16(1)) + le(UInt16(extra.count)) + le(UInt16(0))
+    entry += [UInt8](repeating: 0, count: 8) + le(UInt32(0)) + Array("a".utf8) + extra
+    let directoryOffset = UInt32(local.count + data.count)
+    let end = le(UInt32(0x0605_4b50)) + [0, 0, 0, 0] + le(UInt16(1)) + le(UInt16(1)) + le(UInt32(entry.count)) + le(directoryOffset) + [0, 0]
+    return local + data + entry + end
+}
+
+@Test("Hostile zip numbers are refused, never trapped on or allocated from: a 42-byte zip64 locator, an offset of 2⁶⁴−1, a 32 GiB claim")
+func hostileZips() {
+    let scratch = ScratchDirectory()
+    let locator = le(UInt32(0x0706_4b50)) + le(UInt32(0)) + le(UInt64(0)) + le(UInt32(1))
+    let end = le(UInt32(0x0605_4b50)) + [UInt8](repeating: 0, count: 18)
+    let cases: [(String, [UInt8])] = [
+        ("locator", locator + end),
+        ("offset", handMadeZip(method: 0, compressed: 0, size: 0, localOffset: 0xFFFF_FFFF, zip64: [.max])),
+        ("claim", zipClaiming(size: 32 << 30)),
+    ]
+    #expect(cases[0].1.count == 42)
+    for (name, bytes) in cases {
+        let path = scratch.write(name + ".bin", bytes)
+        #expect(throws: ZipError.self, "\(name)") { try ZipArchive(path: path) }
+    }
+    #expect(throws: ZipError.tooLarge(file: scratch.file("claim.bin"), member: "a", size: 32 << 30)) { try ZipArchive(path: scratch.file("claim.bin")) }
+    #expect((try? ZipArchive(path: scratch.write("fine.bin", zipClaiming(size: 64))))?.members.first?.size == 64)
+}

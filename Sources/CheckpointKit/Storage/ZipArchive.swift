@@ -74,7 +74,7 @@ public final class ZipArchive: Sendable {
         var directoryOffset = UInt64(u32(eocd + 16))
         if eocd >= 20 && u32(eocd - 20) == 0x0706_4b50 {
             let record = u64(eocd - 20 + 8)
-            guard record <= UInt64(bytes.count - 56), u32(Int(record)) == 0x0606_4b50 else { throw ZipError.notAZip(file: path) }
+            guard bytes.count >= 56, record <= UInt64(bytes.count - 56), u32(Int(record)) == 0x0606_4b50 else { throw ZipError.notAZip(file: path) }
             count = u64(Int(record) + 32)
             directorySize = u64(Int(record) + 40)
             directoryOffset = u64(Int(record) + 48)
@@ -107,7 +107,8 @@ public final class ZipArchive: Sendable {
                 }
                 e += 4 + length
             }
-            guard localOffset + 30 <= UInt64(bytes.count), u32(Int(localOffset)) == 0x0403_4b50 else {
+            // Subtract, never add: a zip64 offset of 2^64−1 must not overflow.
+            guard bytes.count >= 30, localOffset <= UInt64(bytes.count - 30), u32(Int(localOffset)) == 0x0403_4b50 else {
                 throw ZipError.truncated(file: path, member: name)
             }
             let dataOffset = Int(localOffset) + 30 + u16(Int(localOffset) + 26) + u16(Int(localOffset) + 28)
@@ -115,6 +116,10 @@ public final class ZipArchive: Sendable {
                 throw ZipError.truncated(file: path, member: name)
             }
             guard size <= 1 << 40 else { throw ZipError.tooLarge(file: path, member: name, size: size) }
+            // Deflate expands at most 1032:1, and a stored member is its bytes: a claim beyond that is
+            // a lie that would size an allocation, so it is refused before anything is allocated.
+            let (deflateBound, overflow) = compressed.multipliedReportingOverflow(by: 1032)
+            guard method != 8 || (!overflow && size <= deflateBound + 1024) else { throw ZipError.tooLarge(file: path, member: name, size: size) }
             members.append(Member(name: name, method: method, crc: crc, compressedSize: Int(compressed), size: Int(size), dataOffset: dataOffset))
             p += 46 + nameLength + extraLength + commentLength
         }
@@ -141,12 +146,19 @@ public final class ZipArchive: Sendable {
                 throw ZipError.inflateFailed(file: path, member: member.name)
             }
             defer { inflateEnd(&stream) }
-            stream.next_in = UnsafeMutablePointer(mutating: raw.baseAddress?.assumingMemoryBound(to: UInt8.self))
-            stream.avail_in = UInt32(raw.count)
-            stream.next_out = buffer.pointer.assumingMemoryBound(to: UInt8.self)
-            stream.avail_out = UInt32(member.size)
-            let status = inflate(&stream, Z_FINISH)
-            guard status == Z_STREAM_END, Int(stream.total_out) == member.size else { throw ZipError.inflateFailed(file: path, member: member.name) }
+            // zlib counts in 32 bits: feed input and output in steps below 4 GiB.
+            var produced = 0, consumed = 0, status = Z_OK
+            while status == Z_OK {
+                let inStep = min(raw.count - consumed, Int(UInt32.max >> 1)), outStep = min(member.size - produced, Int(UInt32.max >> 1))
+                stream.next_in = UnsafeMutablePointer(mutating: raw.baseAddress?.advanced(by: consumed).assumingMemoryBound(to: UInt8.self))
+                stream.avail_in = UInt32(inStep)
+                stream.next_out = buffer.pointer.advanced(by: produced).assumingMemoryBound(to: UInt8.self)
+                stream.avail_out = UInt32(outStep)
+                status = inflate(&stream, Z_NO_FLUSH)
+                consumed += inStep - Int(stream.avail_in)
+                produced += outStep - Int(stream.avail_out)
+            }  // Z_OK while progress is made; zlib answers Z_BUF_ERROR when none is possible
+            guard status == Z_STREAM_END, produced == member.size else { throw ZipError.inflateFailed(file: path, member: member.name) }
             let inflated = UnsafeRawBufferPointer(start: buffer.pointer, count: member.size)
             try check(inflated, member)
             return (inflated, buffer)
