@@ -567,3 +567,11 @@ func stripDecoder() {
     let strip = TokenDecoder.strip(content: "!", start: 2, stop: 3)
     #expect(strip.decodeChain(["!!!a!!!!", "", "!", "!!", "a"]) == ["!a!", "", "", "", "a"])
 }
+
+@Test("A Replace normalizer whose content is 100,000 characters long is refused at load instead of multiplying the text")
+func hugeReplaceContent() {
+    let content = String(repeating: "x", count: 100_000)
+    let error = tokenizerError(["normalizer": #"{"type": "Replace", "pattern": {"String": " "}, "content": ""# + content + #""}"#])
+    #expect(error != nil && "\(error!)".contains("normalizer.content") && "\(error!)".contains("at most 256 bytes"), "\(String(describing: error))")
+    #expect(tokenizerError(["normalizer": #"{"type": "Replace", "pattern": {"String": " "}, "content": "▁"}"#]) == nil)
+}

@@ -15,6 +15,8 @@ indirect enum TextNormalizer: Equatable, Sendable {
     case strip(left: Bool, right: Bool)
 
     static let supportedTypes = ["Sequence", "Prepend", "Replace", "NFC", "Lowercase", "Strip"]
+    /// The longest `Replace` pattern or content accepted (and `Prepend` text).
+    static let maximumReplaceBytes = 256
 
     init(json: JSONValue, field: String, reader: TokenizerJSONReader) throws(TokenizerError) {
         let type = try reader.type(json, field)
@@ -27,10 +29,19 @@ indirect enum TextNormalizer: Equatable, Sendable {
             }
             self = .sequence(steps)
         case "Prepend":
-            self = .prepend(Array(try reader.string(json["prepend"], field + ".prepend").utf8))
+            let prefix = try reader.string(json["prepend"], field + ".prepend")
+            guard prefix.utf8.count <= Self.maximumReplaceBytes else {
+                throw reader.malformed(field + ".prepend", expected: "at most \(Self.maximumReplaceBytes) bytes", gotText: "\(prefix.utf8.count) bytes")
+            }
+            self = .prepend(Array(prefix.utf8))
         case "Replace":
             let pattern = try reader.stringPattern(json["pattern"], field + ".pattern")
             let content = try reader.string(json["content"], field + ".content")
+            // Real normalizers replace a character or two; a long replacement multiplies the text.
+            for (name, text) in [("pattern", pattern), ("content", content)] where text.utf8.count > Self.maximumReplaceBytes {
+                throw reader.malformed(field + "." + name, expected: "at most \(Self.maximumReplaceBytes) bytes",
+                                       gotText: "\(text.utf8.count) bytes")
+            }
             self = .replace(pattern: Array(pattern.utf8), content: Array(content.utf8))
         case "NFC":
             self = .nfc
@@ -88,7 +99,7 @@ indirect enum TextNormalizer: Equatable, Sendable {
 func replacing(_ input: UnsafeBufferPointer<UInt8>, _ pattern: [UInt8], _ content: [UInt8]) -> [UInt8] {
     guard let first = pattern.first, input.count >= pattern.count else { return Array(input) }
     var out: [UInt8] = []
-    out.reserveCapacity(input.count + input.count / 4 * max(0, content.count - pattern.count))
+    out.reserveCapacity(input.count)  // grows only as real replacements are made
     var i = 0
     var copied = 0
     let last = input.count - pattern.count
