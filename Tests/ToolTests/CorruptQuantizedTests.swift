@@ -132,3 +132,12 @@ func lyingBaseFiles() throws {
         #expect(run.stderr.contains("unusable saved base log-probabilities"), "\(key): \(run.stderr)")
     }
 }
+
+@Test("Writing GGUF from a config whose vocab_size disagrees with the embedding is refused before any token list is sized")
+func ggufVocabularyMustMatchEmbedding() throws {
+    let scratch = ScratchDirectory()
+    let folder = try corrupted(scratch, fixture: "models/tiny-llama", name: "", replacement: nil) { $0["vocab_size"] = 16_000_000 }
+    let run = try Tools.run("ckpt-convert", [folder, scratch.file("out.gguf"), "--to", "gguf"])
+    #expect(run.status == 1, "\(run.stderr)")
+    #expect(run.stderr.contains("vocab_size: 16000000 differs from the embedding's 512 rows"), "\(run.stderr)")
+}

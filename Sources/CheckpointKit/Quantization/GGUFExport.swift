@@ -68,6 +68,11 @@ public enum GGUFExport {
             throw Failure.unsupportedArchitecture(file: configPath, found: config.family.rawValue)
         }
         let logical = try LogicalCheckpoint(checkpoint)
+        // The vocabulary sizes the token list written below: it must be the embedding's rows, which exist.
+        if let embedding = logical.tensors.first(where: { $0.name == "model.embed_tokens.weight" }), embedding.shape.first != config.vocabularySize {
+            throw ModelError.badConfig(file: configPath, key: "vocab_size",
+                                       reason: "\(config.vocabularySize) differs from the embedding's \(embedding.shape.first ?? 0) rows")
+        }
 
         // Metadata, in the order llama.cpp's converter writes it.
         var kv: [(String, Value)] = [
