@@ -101,3 +101,12 @@ func hangupStopsCleanly() throws {
     #expect(result.stderr.contains("interrupted; nothing was written"))
     #expect(scratch.contents == ["big.safetensors"])
 }
+
+@Test("An output whose name is 250 bytes long is written: the temporary beside it shortens its own name")
+func longOutputNames() throws {
+    let scratch = ScratchDirectory()
+    let name = String(repeating: "n", count: 240) + ".safetensors"[...].prefix(10)
+    let run = try Tools.run("ckpt-convert", [Tools.fixture("models/tiny-llama"), scratch.file(String(name))])
+    #expect(run.status == 0, "\(run.stderr)")
+    #expect(scratch.contents == [String(name)])
+}

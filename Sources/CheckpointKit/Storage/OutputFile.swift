@@ -123,9 +123,10 @@ public final class AtomicOutput {
         guard FileSystem.isDirectory(directory) else {
             throw .cannotWrite(file: target, reason: "its folder \(directory) does not exist")
         }
-        temporary = FileSystem.join(directory, ".\(name).tmp-ckpt-\(getpid())")
+        let stem = Self.temporaryStem(name)
+        temporary = FileSystem.join(directory, ".\(stem).tmp-ckpt-\(getpid())")
         FileSystem.removeTree(temporary)  // a leftover of this very pid cannot be live work
-        Self.removeStaleTemporaries(in: directory, name: name)
+        Self.removeStaleTemporaries(in: directory, name: stem)
         if isDirectory {
             guard mkdir(temporary, 0o755) == 0 else { throw .cannotWrite(file: target, reason: systemErrorText()) }
         }
@@ -133,6 +134,20 @@ public final class AtomicOutput {
 
     deinit {
         if !committed { FileSystem.removeTree(temporary) }
+    }
+
+    /// The target's name as its temporary carries it: whole when short, else its first 100 bytes
+    /// and a hash of the rest, so a name near the 255-byte limit still has room for the suffix.
+    static func temporaryStem(_ name: String) -> String {
+        guard name.utf8.count > 200 else { return name }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in name.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        var prefix = ""
+        for character in name {
+            guard prefix.utf8.count + character.utf8.count <= 100 else { break }
+            prefix.append(character)
+        }
+        return prefix + "~" + String(hash, radix: 16)
     }
 
     /// Temporaries of this target left by processes that no longer run (killed, crashed, their
