@@ -1,0 +1,101 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// libFuzzer entry for every parser, one binary: `CKPT_FUZZ_TARGET` names the parser each run
+/// feeds (`make fuzz` sets it; see `FuzzTargets.all`). Every input must end in a thrown error or
+/// a result, never a trap, a hang or an allocation sized by an unchecked number.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    FuzzTargets.selected(data, size)
+    return 0
+}
+
+enum FuzzTargets {
+    /// Name → what it parses.
+    static let all: [String: (UnsafePointer<UInt8>, Int) -> Void] = [
+        "safetensors": { data, size in
+            let path = FuzzScratch.write(data, size, name: "model.safetensors")
+            if let file = try? SafetensorsFile(path: path) { for info in file.tensors { _ = file.view(info).byteArray.count } }
+        },
+        "shard-index": { data, size in
+            _ = FuzzScratch.write(data, size, name: "model.safetensors.index.json")
+            _ = try? Checkpoint(path: FuzzScratch.folder)
+        },
+        "gguf": { data, size in
+            let path = FuzzScratch.write(data, size, name: "model.gguf")
+            if let checkpoint = try? Checkpoint(path: path) {
+                for entry in checkpoint.entries.prefix(64) where entry.info.byteCount < 1 << 24 { _ = checkpoint.view(entry).bytes.count }
+                if let (json, config, file) = try? checkpoint.tokenizerDocuments() {
+                    if let tokenizer = try? Tokenizer(json: json, file: file, config: config) { _ = tokenizer.encode("Hello world, 1234 ▁x") }
+                }
+            }
+        },
+        "pytorch": { data, size in
+            let path = FuzzScratch.write(data, size, name: "pytorch_model.bin")
+            _ = try? PyTorchCheckpoint(path: path)
+        },
+        "tokenizer": { data, size in
+            let bytes = Array(UnsafeBufferPointer(start: data, count: size))
+            if let json = try? JSONParser.parse(bytes), let tokenizer = try? Tokenizer(json: json, file: "tokenizer.json") {
+                let ids = tokenizer.encode("Hello world! ▁a b\\n\\t 12345 héllo 🦙", addSpecialTokens: true)
+                _ = tokenizer.decode(ids + [0, 1, 999_999, -1])
+            }
+        },
+        "config": { data, size in
+            let bytes = Array(UnsafeBufferPointer(start: data, count: size))
+            if let json = try? JSONParser.parse(bytes) { _ = try? TransformerConfig(parsing: json, file: "config.json") }
+        },
+        "adapter-config": { data, size in
+            _ = FuzzScratch.write(data, size, name: "adapter_config.json")
+            _ = try? LoRAAdapter(folder: FuzzScratch.folder)
+        },
+        "quantized": { data, size in
+            let path = FuzzScratch.write(data, size, name: "model.safetensors")
+            if let checkpoint = try? Checkpoint(path: path), let logical = try? LogicalCheckpoint(checkpoint) {
+                for tensor in logical.tensors.prefix(16) where tensor.elementCount < 1 << 22 { _ = logical.float32(tensor, threads: .single).count }
+            }
+        },
+        "base-logprobs": { data, size in
+            let path = FuzzScratch.write(data, size, name: "base.safetensors")
+            _ = try? BaseLogProbabilities.load(path)
+        },
+    ]
+
+    nonisolated(unsafe) static var chosen: ((UnsafePointer<UInt8>, Int) -> Void)?
+
+    static func selected(_ data: UnsafePointer<UInt8>, _ size: Int) {
+        if chosen == nil {
+            let name = getenv("CKPT_FUZZ_TARGET").map { String(cString: $0) } ?? ""
+            guard let target = all[name] else {
+                fputs("CKPT_FUZZ_TARGET must be one of: \(all.keys.sorted().joined(separator: ", "))\n", stderr)
+                exit(64)
+            }
+            chosen = target
+        }
+        chosen!(data, size)
+    }
+}
+
+/// One scratch folder per fuzzing process; each input is written to a file named as its parser expects.
+enum FuzzScratch {
+    nonisolated(unsafe) static var created = false
+    static let folder = "/tmp/ckpt-fuzz-\(getpid())"
+
+    static func write(_ data: UnsafePointer<UInt8>, _ size: Int, name: String) -> String {
+        if !created {
+            mkdir(folder, 0o700)
+            created = true
+        }
+        let path = folder + "/" + name
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        var written = 0
+        while fd >= 0 && written < size {
+            let n = Glibc.write(fd, data + written, size - written)
+            if n <= 0 { break }
+            written += n
+        }
+        if fd >= 0 { close(fd) }
+        return path
+    }
+}

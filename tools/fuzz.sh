@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# `make fuzz`: every parser under libFuzzer with AddressSanitizer, each seeded from fixtures/.
+#
+# One instrumented binary (.build/ckpt-fuzz) holds every target; CKPT_FUZZ_TARGET picks one
+# (Fuzz/FuzzTargets.swift lists them). It is compiled with swiftc straight from the library's
+# sources plus Fuzz/, because SwiftPM renames an executable's main and the fuzzer's own main
+# would then not link; the normal build is never touched.
+#
+# Usage: tools/fuzz.sh [SECONDS_PER_TARGET] [TARGET ...]   (default 30 s, every target)
+# Crashes land in .build/fuzz/crashes/<target>/ and make the script exit 1.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+export PATH="/opt/swift/usr/bin:$PATH"
+seconds="${1:-30}"
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors shard-index gguf pytorch tokenizer config adapter-config quantized base-logprobs)
+
+binary=.build/ckpt-fuzz
+sources=$(find Sources/CheckpointKit Fuzz -name '*.swift' | sort)
+if [ ! -x "$binary" ] || [ -n "$(find $sources -newer "$binary" | head -1)" ]; then
+    echo "fuzz: building $binary (libFuzzer + ASan)" >&2
+    mkdir -p .build
+    # shellcheck disable=SC2086
+    swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name CheckpointKit \
+        -Xcc -fmodule-map-file=Sources/COpenBLAS/module.modulemap -Xcc -fmodule-map-file=Sources/CZlib/module.modulemap \
+        $sources -lopenblas -lz -o "$binary"
+fi
+
+seeds() {
+    case "$1" in
+        safetensors) ls fixtures/safetensors/*/*.safetensors ;;
+        shard-index) ls fixtures/models/tiny-llama-sharded/*.json ;;
+        gguf) ls fixtures/convert/gguf_bad/*.gguf fixtures/convert/gguf_reader/*.gguf fixtures/convert/*.gguf ;;
+        pytorch) find fixtures/convert/pytorch fixtures/convert/pickles_bad -type f ;;
+        tokenizer) ls fixtures/models/*/tokenizer.json ;;
+        config) ls fixtures/models/*/config.json ;;
+        adapter-config) ls fixtures/lora/adapters/*/adapter_config.json ;;
+        quantized) ls fixtures/models/tiny-llama-bnb-nf4/model.safetensors fixtures/models/tiny-llama-ct-int8/model.safetensors ;;
+        base-logprobs) ls fixtures/eval/*.safetensors ;;
+    esac
+}
+
+failed=0
+for target in "${targets[@]}"; do
+    corpus=.build/fuzz/corpus/$target crashes=.build/fuzz/crashes/$target
+    mkdir -p "$corpus" "$crashes"
+    for seed in $(seeds "$target"); do cp -n "$seed" "$corpus/$(echo "$seed" | tr / _)" 2>/dev/null || true; done
+    echo "fuzz: $target for ${seconds}s" >&2
+    if ! CKPT_FUZZ_TARGET=$target "$binary" -max_total_time="$seconds" -max_len=262144 -rss_limit_mb=3072 -timeout=20 \
+        -artifact_prefix="$crashes/" -print_final_stats=1 "$corpus" 2> ".build/fuzz/$target.log"; then
+        echo "fuzz: $target FAILED (see .build/fuzz/$target.log and $crashes)" >&2
+        failed=1
+    fi
+    grep -E "stat::number_of_executed_units|Done [0-9]+ runs" ".build/fuzz/$target.log" | sed "s/^/fuzz: $target: /" >&2 || true
+done
+exit $failed
