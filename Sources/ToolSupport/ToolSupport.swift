@@ -65,6 +65,14 @@ public func runTool(_ body: () throws -> Void) throws {
     signal(SIGINT) { _ in Interruption.request() }
     signal(SIGTERM) { _ in Interruption.request() }
     signal(SIGHUP) { _ in Interruption.request() }
+    // An input truncated while mapped faults on the missing pages: say so in one line and stop.
+    // Only async-signal-safe calls here; the temporary left beside the target is removed (and
+    // named) by the next run into that folder.
+    signal(SIGBUS) { _ in
+        let message = "error: an input file shrank while being read (SIGBUS); the output was not written\n"
+        _ = message.withCString { write(STDERR_FILENO, $0, strlen($0)) }
+        _exit(1)
+    }
     // A file-size limit must surface as a write error (EFBIG) we can clean up after, not a kill.
     signal(SIGXFSZ, SIG_IGN)
     // Tensors are converted, encoded and measured in buffers freed after each tensor. Above

@@ -110,3 +110,16 @@ func longOutputNames() throws {
     #expect(run.status == 0, "\(run.stderr)")
     #expect(scratch.contents == [String(name)])
 }
+
+@Test("An input truncated while it is being read gives one line and exit 1, not a crash (SIGBUS)")
+func truncatedWhileReading() throws {
+    let scratch = ScratchDirectory()
+    let input = scratch.file("big.safetensors")
+    try writeSparseBF16(input, shape: [1 << 28])
+    let running = try Tools.start("ckpt-convert", [input, scratch.file("out"), "--type", "f32", "--threads", "1"])
+    #expect(waitForTemporary(in: scratch))
+    #expect(truncate(input, 4096) == 0)
+    let result = running.wait()
+    #expect(result.status == 1, "\(result.stderr)")
+    #expect(result.stderr == "error: an input file shrank while being read (SIGBUS); the output was not written\n", "\(result.stderr)")
+}
