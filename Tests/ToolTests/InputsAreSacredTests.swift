@@ -123,3 +123,21 @@ func truncatedWhileReading() throws {
     #expect(result.status == 1, "\(result.stderr)")
     #expect(result.stderr == "error: an input file shrank while being read (SIGBUS); the output was not written\n", "\(result.stderr)")
 }
+
+@Test("Under a 1.5 GB address-space limit, every hostile fixture gives exit 0 or 1 from inspect, verify and convert, never a crash")
+func hostileFilesInBoundedMemory() throws {
+    let scratch = ScratchDirectory()
+    var files: [String] = []
+    for folder in ["convert/gguf_bad", "safetensors/bad", "convert/pickles_bad"] {
+        let path = Tools.fixture(folder)
+        files += try FileManager.default.contentsOfDirectory(atPath: path).filter { !$0.hasSuffix(".json") }.sorted().map { path + "/" + $0 }
+    }
+    #expect(files.count > 60)
+    for (k, file) in files.enumerated() {
+        for (tool, extra) in [("ckpt-inspect", ["--verify"]), ("ckpt-convert", [scratch.file("out\(k)"), "--type", "bf16"])] {
+            let run = try Tools.start(tool, [file] + extra, shellPrefix: "ulimit -v 1500000").wait()
+            #expect(run.status == 0 || run.status == 1, "\(tool) \(file): exit \(run.status) \(run.stderr.prefix(300))")
+            #expect(run.stderr.split(separator: "\n").count <= 1 || run.status == 0, "\(tool) \(file): \(run.stderr.prefix(300))")
+        }
+    }
+}
