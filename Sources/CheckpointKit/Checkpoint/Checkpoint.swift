@@ -328,7 +328,6 @@ public final class Checkpoint: Sendable {
         return root
     }
 
-
     /// The entry named `name`, if any.
     public func entry(named name: String) -> Entry? {
         entryByName[name].map { entries[$0] }
@@ -377,8 +376,8 @@ public final class Checkpoint: Sendable {
     /// Weight file names as they appear on disk (the path itself for a lone file).
     public var fileNames: [String] { files.map { directory == nil ? $0.path : FileSystem.split($0.path).name } }
 
-    /// The tokenizer files of the checkpoint: the synthesized ones, else the folder's
-    /// tokenizer.json (with tokenizer_config.json when present). nil when there is none.
+    /// The tokenizer files the source synthesized (a GGUF's), or nil: a folder's own tokenizer.json
+    /// is read from disk by its users. Throws when the source's vocabulary could not be rebuilt.
     public func tokenizerDocuments() throws -> (tokenizer: JSONValue, config: JSONValue?, file: String)? {
         if let tokenizerFailure { throw CheckpointError.tokenizerUnavailable(path: path, reason: tokenizerFailure) }
         if let generated = generatedFiles.first(where: { $0.name == "tokenizer.json" }) {
