@@ -1,3 +1,4 @@
+import CheckpointKit
 import Foundation
 import TestSupport
 import Testing

@@ -8,6 +8,7 @@ public enum GGUFExport {
         case unsupportedArchitecture(file: String, found: String)
         case unsupportedType(String)
         case tokenizer(file: String, reason: String)
+        case unnamedPreTokenizer(file: String, probeHash: String)
 
         /// The one-line message: the file or option at fault and what was expected.
         public var description: String {
@@ -16,6 +17,9 @@ public enum GGUFExport {
                 return "\(file): architecture \(found) cannot be written as GGUF by ckpt (expected LlamaForCausalLM or MistralForCausalLM)"
             case let .unsupportedType(name): return "--type \(name): not a GGUF output type (expected f32, f16, bf16, q8_0 or q4_0)"
             case let .tokenizer(file, reason): return "\(file): \(reason) (expected a byte-level BPE tokenizer.json)"
+            case let .unnamedPreTokenizer(file, hash):
+                return "\(file): llama.cpp has no name for this pre-tokenizer (probe hash \(hash)), and under its default rules it would "
+                    + "split text differently; no GGUF written (expected a tokenizer llama.cpp's convert_hf_to_gguf.py recognizes)"
             }
         }
     }
@@ -76,22 +80,27 @@ public enum GGUFExport {
 
         // Metadata, in the order llama.cpp's converter writes it.
         var kv: [(String, Value)] = [
-            ("general.architecture", .string("llama")), ("general.name", .string(FileSystem.split(checkpoint.path).name)),
+            ("general.architecture", .string("llama")), ("general.type", .string("model")),
+            ("general.name", .string(FileSystem.split(checkpoint.path).name)),
             ("llama.context_length", .u32(UInt32(config.maxPositions))), ("llama.embedding_length", .u32(UInt32(config.hiddenSize))),
             ("llama.block_count", .u32(UInt32(config.layers))), ("llama.feed_forward_length", .u32(UInt32(config.intermediateSize))),
-            ("llama.rope.dimension_count", .u32(UInt32(config.headDim))), ("llama.attention.head_count", .u32(UInt32(config.heads))),
-            ("llama.attention.head_count_kv", .u32(UInt32(config.kvHeads))),
+            ("llama.attention.head_count", .u32(UInt32(config.heads))), ("llama.attention.head_count_kv", .u32(UInt32(config.kvHeads))),
             ("llama.rope.freq_base", .f32(Float(config.ropeTheta))),
             ("llama.attention.layer_norm_rms_epsilon", .f32(config.normEpsilon)),
+            ("llama.attention.key_length", .u32(UInt32(config.headDim))), ("llama.attention.value_length", .u32(UInt32(config.headDim))),
             ("general.file_type", .u32(["F32": 0, "F16": 1, "Q4_0": 2, "Q8_0": 7, "BF16": 32][type.name]!)),
             ("llama.vocab_size", .u32(UInt32(config.vocabularySize))),
+            ("llama.rope.dimension_count", .u32(UInt32(config.headDim))),
+            ("general.quantization_version", .u32(2)),
         ]
-        if config.headDim != config.hiddenSize / config.heads {
-            kv.append(("llama.attention.key_length", .u32(UInt32(config.headDim))))
-            kv.append(("llama.attention.value_length", .u32(UInt32(config.headDim))))
-        }
         if let (tokenizer, special, file) = try checkpoint.tokenizerDocuments() {
-            kv += try tokenizerMetadata(tokenizer, special: special, chatTemplate: nil, file: file, vocabulary: config.vocabularySize)
+            // A GGUF input already carries llama.cpp's name for its pre-tokenizer: keep it.
+            var sourcePre: String? = nil
+            for case .gguf(let source) in checkpoint.containers {
+                if case .string(let pre)? = source.file.value("tokenizer.ggml.pre") { sourcePre = pre }
+            }
+            kv += try tokenizerMetadata(tokenizer, special: special, chatTemplate: nil, file: file, vocabulary: config.vocabularySize,
+                                        preTokenizer: sourcePre)
         } else if let directory = checkpoint.directory, FileSystem.isRegularFile(FileSystem.join(directory, "tokenizer.json")) {
             let path = FileSystem.join(directory, "tokenizer.json")
             let json = try Checkpoint.readJSONObject(path, maximumBytes: 512 << 20)  // the tokenizer loader's bound
@@ -161,8 +170,11 @@ public enum GGUFExport {
 
     /// `tokenizer.ggml.*` from a byte-level BPE tokenizer.json: tokens by id (their vocabulary
     /// spelling), token types (1 normal, 3 control = special added, 4 user-defined), merges.
+    /// `tokenizer.ggml.pre` is `preTokenizer` when the source names it (a GGUF input), else the
+    /// name llama.cpp's converter would give (`LlamaCppPreTokenizer`); a tokenizer it cannot
+    /// name is refused, since llama.cpp would split its text by other rules.
     static func tokenizerMetadata(_ json: JSONValue, special: JSONValue?, chatTemplate: String?, file path: String,
-                                  vocabulary: Int) throws -> [(String, Value)] {
+                                  vocabulary: Int, preTokenizer: String? = nil) throws -> [(String, Value)] {
         guard let model = json["model"], model["type"]?.stringValue == "BPE", let vocab = model["vocab"]?.objectMembers else {
             throw Failure.tokenizer(file: path, reason: "not a BPE tokenizer")
         }
@@ -197,16 +209,28 @@ public enum GGUFExport {
         }
         bos = id("bos_token")
         eos = id("eos_token")
+        let pre: String
+        if let preTokenizer {
+            pre = preTokenizer
+        } else {
+            let tokenizer: Tokenizer
+            do { tokenizer = try Tokenizer(json: json, file: path, config: special) } catch { throw Failure.tokenizer(file: path, reason: "\(error)") }
+            let (identification, hash) = LlamaCppPreTokenizer.identify(tokenizer, json: json)
+            guard let identification else { throw Failure.unnamedPreTokenizer(file: path, probeHash: hash) }
+            pre = identification.name
+        }
         var kv: [(String, Value)] = [
-            ("tokenizer.ggml.model", .string("gpt2")), ("tokenizer.ggml.pre", .string("default")),
+            ("tokenizer.ggml.model", .string("gpt2")), ("tokenizer.ggml.pre", .string(pre)),
             ("tokenizer.ggml.tokens", .strings(tokens)), ("tokenizer.ggml.token_type", .i32s(types)), ("tokenizer.ggml.merges", .strings(merges)),
         ]
         if let bos { kv.append(("tokenizer.ggml.bos_token_id", .u32(UInt32(bos)))) }
         if let eos { kv.append(("tokenizer.ggml.eos_token_id", .u32(UInt32(eos)))) }
         if let unk = id("unk_token") { kv.append(("tokenizer.ggml.unknown_token_id", .u32(UInt32(unk)))) }
         if let pad = id("pad_token") { kv.append(("tokenizer.ggml.padding_token_id", .u32(UInt32(pad)))) }
+        // llama.cpp's converter turns BOS off for every llama-family vocabulary of 49,152 tokens
+        // (meant for Granite's small models, it catches SmolLM's too): do as it does.
         let template = json["post_processor"]?["single"]?.arrayValue?.first?["SpecialToken"] != nil
-        kv.append(("tokenizer.ggml.add_bos_token", .bool(template)))
+        kv.append(("tokenizer.ggml.add_bos_token", .bool(template && vocabulary != 49152)))
         let chat = special?["chat_template"]?.stringValue ?? chatTemplate
         if let chat { kv.append(("tokenizer.chat_template", .string(chat))) }
         return kv

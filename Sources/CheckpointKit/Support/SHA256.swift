@@ -1,4 +1,4 @@
-/// SHA-256 (FIPS 180-4) as lower-case hex: the golden scripts record hashes of large outputs.
+/// SHA-256 (FIPS 180-4) as lower-case hex: llama.cpp names pre-tokenizers by it, and the golden tests hash large outputs with it.
 public func sha256Hex(_ message: [UInt8]) -> String {
     let k: [UInt32] = [
         0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01,
