@@ -53,6 +53,42 @@ func ggufRefusals() throws {
     #expect(scratch.contents.isEmpty)
 }
 
+@Test("A GGUF names its pre-tokenizer as llama.cpp would (gpt-2 for the fixture's byte-level tokenizer), never default")
+func ggufNamesThePreTokenizer() throws {
+    let scratch = ScratchDirectory()
+    let run = try Tools.run("ckpt-convert", [tinyLlama, scratch.file("tiny.gguf"), "--to", "gguf", "--type", "q8_0"])
+    #expect(run.status == 0, "\(run.stderr)")
+    let gguf = try GGUFFile(path: scratch.file("tiny.gguf"))
+    #expect(gguf.value("tokenizer.ggml.pre")?.stringValue == "gpt-2")
+    #expect(gguf.value("tokenizer.ggml.model")?.stringValue == "gpt2")
+    // Requantized from that GGUF, the name is carried over as it is.
+    let again = try Tools.run("ckpt-convert", [scratch.file("tiny.gguf"), scratch.file("again.gguf"), "--to", "gguf", "--type", "f16"])
+    #expect(again.status == 0, "\(again.stderr)")
+    #expect(try GGUFFile(path: scratch.file("again.gguf")).value("tokenizer.ggml.pre")?.stringValue == "gpt-2")
+}
+
+@Test("A tokenizer whose pre-tokenizer llama.cpp cannot name is refused in one line, nothing written, input untouched")
+func ggufRefusesAnUnnamedPreTokenizer() throws {
+    let scratch = ScratchDirectory()
+    let folder = scratch.file("digits")
+    try FileManager.default.copyItem(atPath: tinyLlama, toPath: folder)
+    let path = folder + "/tokenizer.json"
+    guard case .object(let members) = try JSONParser.parse(String(contentsOfFile: path, encoding: .utf8)) else { Issue.record("not JSON"); return }
+    let digitsFirst: JSONValue = ["type": "Sequence", "pretokenizers": [
+        ["type": "Digits", "individual_digits": true],
+        ["type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true],
+    ]]
+    let changed = JSONValue.object(members.map { $0.0 == "pre_tokenizer" ? ($0.0, digitsFirst) : $0 })
+    try changed.serialized().write(toFile: path, atomically: true, encoding: .utf8)
+    let before = try Data(contentsOf: URL(fileURLWithPath: path))
+    let run = try Tools.run("ckpt-convert", [folder, scratch.file("out.gguf"), "--to", "gguf"])
+    #expect(run.status == 1)
+    #expect(run.stderr.hasPrefix("error: \(path): llama.cpp has no name for this pre-tokenizer (probe hash "))
+    #expect(run.stderr.split(separator: "\n").count == 1)
+    #expect(!FileManager.default.fileExists(atPath: scratch.file("out.gguf")))
+    #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before)
+}
+
 /// A GGUF v3 holding only `general.architecture` (no tensors).
 private func ggufDeclaring(architecture: String, at path: String) {
     var bytes: [UInt8] = []
