@@ -41,6 +41,8 @@ public struct CommonOptions: ParsableArguments {
 
 /// Exit codes of the command-line contract.
 public enum ToolExit {
+    /// 128 + the signal's number when SIGINT (130), SIGTERM (143) or SIGHUP (129) stopped the run.
+    public static func interrupted(by signal: Int32) -> Int32 { 128 + signal }
     /// 0: the program did what was asked.
     public static let success: Int32 = 0
     /// 1: an error, reported as one `error: …` line on stderr.
@@ -62,9 +64,9 @@ public func runTool(_ body: () throws -> Void) throws {
     sigaddset(&handled, SIGTERM)
     sigaddset(&handled, SIGHUP)
     pthread_sigmask(SIG_UNBLOCK, &handled, nil)
-    signal(SIGINT) { _ in Interruption.request() }
-    signal(SIGTERM) { _ in Interruption.request() }
-    signal(SIGHUP) { _ in Interruption.request() }
+    signal(SIGINT) { Interruption.request(signal: $0) }
+    signal(SIGTERM) { Interruption.request(signal: $0) }
+    signal(SIGHUP) { Interruption.request(signal: $0) }
     // An input truncated while mapped faults on the missing pages: say so in one line and stop.
     // Only async-signal-safe calls here; the temporary left beside the target is removed (and
     // named) by the next run into that folder.
@@ -91,7 +93,8 @@ public func runTool(_ body: () throws -> Void) throws {
         throw exit
     } catch {
         printError("error: \(error)")
-        throw ExitCode(ToolExit.failure)
+        // Stopped by a signal: the shell's convention, 128 + its number (130 for Ctrl-C).
+        throw ExitCode(Interruption.signal.map(ToolExit.interrupted(by:)) ?? ToolExit.failure)
     }
 }
 

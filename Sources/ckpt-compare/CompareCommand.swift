@@ -3,7 +3,7 @@ import CheckpointKit
 import ToolSupport
 
 @main
-struct CompareCommand: ParsableCommand {
+struct CompareCommand: ToolCommand {
     static let configuration = CommandConfiguration(
         commandName: "ckpt-compare",
         abstract: "What a quantization or merge cost: both perplexities, KL divergence, same-top-token rate, Δp.",
@@ -13,7 +13,8 @@ struct CompareCommand: ParsableCommand {
             exit 3 when not met. --save-base FILE stores the base's log-probabilities (top-k, f32) \
             so later runs with --base FILE evaluate only the candidate; KL against a saved base \
             folds the tokens outside the top k into one bucket (a lower bound, stated in the output).
-            """)
+            """,
+        version: ckptVersion)
 
     @Argument(help: "BASE CANDIDATE, or just CANDIDATE with --base FILE, or just BASE with --save-base FILE.")
     var models: [String]

@@ -3,7 +3,7 @@ import CheckpointKit
 import ToolSupport
 
 @main
-struct ConvertCommand: ParsableCommand {
+struct ConvertCommand: ToolCommand {
     static let configuration = CommandConfiguration(
         commandName: "ckpt-convert",
         abstract: "Convert checkpoints between safetensors, GGUF and PyTorch: float dtype, shard size, GGUF types.",
@@ -11,7 +11,8 @@ struct ConvertCommand: ParsableCommand {
             Floating-point tensors take --type; integer and bool tensors keep theirs. Without \
             --shard-size the input's shard layout and file names are kept. config.json's dtype \
             field is updated and the folder's other files (tokenizer…) are copied.
-            """)
+            """,
+        version: ckptVersion)
 
     @Argument(help: "Input: a .safetensors file, an index, a model folder (safetensors or pytorch_model.bin), a .bin, or a .gguf file.")
     var input: String
@@ -19,13 +20,13 @@ struct ConvertCommand: ParsableCommand {
     @Argument(help: "Output folder (or a .safetensors file when the input is a single file).")
     var output: String
 
-    @Option(name: .customLong("to"), help: "Output format: safetensors, or gguf (llama family).")
-    var format: String = "safetensors"
+    @Option(name: .customLong("to"), help: "Output format: safetensors or gguf (default: gguf when the output name ends in .gguf, else safetensors).")
+    var format: String?
 
     @Option(help: "Output type: f32, f16 or bf16 (safetensors; default: keep), or also q8_0 / q4_0 for GGUF (default f16).")
     var type: String?
 
-    @Option(help: "Reshard to files of at most this size, e.g. 500MB or 5GB (default: keep the input's shards).")
+    @Option(help: "Reshard to files of at most this size, e.g. 500MB or 5GB (safetensors only; default: keep the input's shards).")
     var shardSize: String?
 
     @Flag(help: "Replace an existing output.")
@@ -33,15 +34,27 @@ struct ConvertCommand: ParsableCommand {
 
     @OptionGroup var common: CommonOptions
 
+    /// The format written: `--to`, else the output's name (`.gguf` → GGUF).
+    var outputFormat: String { format?.lowercased() ?? (output.lowercased().hasSuffix(".gguf") ? "gguf" : "safetensors") }
+
     func validate() throws {
-        guard format == "safetensors" || format == "gguf" else {
+        if let format, !["safetensors", "gguf"].contains(format.lowercased()) {
             throw ValidationError("--to \(format): unknown output format (expected safetensors or gguf)")
         }
-        if format == "gguf" {
+        if outputFormat == "safetensors" && output.lowercased().hasSuffix(".gguf") {
+            throw ValidationError("--to safetensors contradicts the output name \(output) (drop --to, or name the output without .gguf)")
+        }
+        if outputFormat == "gguf" {
             if let type, GGUFExport.outputType(type) == nil {
                 throw ValidationError("--type \(type): unsupported for GGUF (expected f32, f16, bf16, q8_0 or q4_0)")
             }
+            if shardSize != nil {
+                throw ValidationError("--shard-size applies to safetensors output; a GGUF is written as one file")
+            }
         } else if let type, parseFloatType(type) == nil {
+            if GGUFExport.outputType(type) != nil {
+                throw ValidationError("--type \(type) is a GGUF type, but \(output) is written as safetensors (name it .gguf or add --to gguf)")
+            }
             throw ValidationError("--type \(type): unsupported (expected f32, f16 or bf16)")
         }
         if let shardSize, parseByteSize(shardSize) == nil {
@@ -53,7 +66,7 @@ struct ConvertCommand: ParsableCommand {
         try runTool {
             let checkpoint = try Checkpoint(path: input)
             let report: ConversionReport
-            if format == "gguf" {
+            if outputFormat == "gguf" {
                 report = try GGUFExport.convert(checkpoint, to: output, type: type.flatMap(GGUFExport.outputType) ?? .f16, overwrite: force,
                                                 threads: common.threadBudget)
             } else {

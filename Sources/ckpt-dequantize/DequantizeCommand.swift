@@ -3,11 +3,12 @@ import CheckpointKit
 import ToolSupport
 
 @main
-struct DequantizeCommand: ParsableCommand {
+struct DequantizeCommand: ToolCommand {
     static let configuration = CommandConfiguration(
         commandName: "ckpt-dequantize",
         abstract: "Turn a quantized checkpoint (bitsandbytes NF4/FP4, compressed-tensors int8) back into floats.",
-        discussion: "Quantized weights take their original dtype unless --dtype says otherwise; quantization_config is removed.")
+        discussion: "Quantized weights take their original dtype unless --dtype says otherwise; quantization_config is removed.",
+        version: ckptVersion)
 
     @Argument(help: "Input: a quantized .safetensors file, index or model folder.")
     var input: String

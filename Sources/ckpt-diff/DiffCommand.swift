@@ -3,14 +3,15 @@ import CheckpointKit
 import ToolSupport
 
 @main
-struct DiffCommand: ParsableCommand {
+struct DiffCommand: ToolCommand {
     static let configuration = CommandConfiguration(
         commandName: "ckpt-diff",
         abstract: "Compare two checkpoints tensor by tensor: shapes, dtypes, max abs error, RMSE, cosine, SNR.",
         discussion: """
             Quantized tensors on either side are dequantized first. With --max-rmse, exits 3 when a \
             tensor's RMSE exceeds it or the tensor sets or shapes differ.
-            """)
+            """,
+        version: ckptVersion)
 
     @Argument(help: "Checkpoint A (the reference).")
     var a: String

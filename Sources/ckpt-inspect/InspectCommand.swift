@@ -3,11 +3,12 @@ import CheckpointKit
 import ToolSupport
 
 @main
-struct InspectCommand: ParsableCommand {
+struct InspectCommand: ToolCommand {
     static let configuration = CommandConfiguration(
         commandName: "ckpt-inspect",
         abstract: "Show the tensors, dtypes, shapes and totals of a safetensors file, shard set or model folder.",
-        discussion: "Reads headers only unless --stats or --verify asks for the weights.")
+        discussion: "Reads headers only unless --stats or --verify asks for the weights.",
+        version: ckptVersion)
 
     @Argument(help: "A .safetensors file, a *.safetensors.index.json, or a model folder.")
     var path: String

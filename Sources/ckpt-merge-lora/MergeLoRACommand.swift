@@ -3,7 +3,7 @@ import CheckpointKit
 import ToolSupport
 
 @main
-struct MergeLoRACommand: ParsableCommand {
+struct MergeLoRACommand: ToolCommand {
     static let configuration = CommandConfiguration(
         commandName: "ckpt-merge-lora",
         abstract: "Merge PEFT LoRA adapters into their base weights (LoRA, rsLoRA, DoRA, embeddings, Conv1D, modules_to_save).",
@@ -13,7 +13,8 @@ struct MergeLoRACommand: ParsableCommand {
             adapter, the positional one first, or one per --adapter). A quantized base is \
             dequantized, merged and written as floats, or re-quantized in its own scheme with \
             --requantize.
-            """)
+            """,
+        version: ckptVersion)
 
     @Argument(help: "Base checkpoint: a .safetensors file, an index or a model folder (may be quantized).")
     var base: String

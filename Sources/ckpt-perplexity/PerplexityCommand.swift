@@ -3,7 +3,7 @@ import CheckpointKit
 import ToolSupport
 
 @main
-struct PerplexityCommand: ParsableCommand {
+struct PerplexityCommand: ToolCommand {
     static let configuration = CommandConfiguration(
         commandName: "ckpt-perplexity",
         abstract: "Perplexity of a model over a text, with llama.cpp's method (chunks of --ctx tokens, second halves scored).",
@@ -11,7 +11,8 @@ struct PerplexityCommand: ParsableCommand {
             Each chunk of --ctx tokens is run at once; the logits of its second half are scored \
             against the next token. When the tokenizer adds BOS, each chunk starts with BOS, as in \
             llama.cpp. Prints PPL ± its standard error; running values go to stderr per chunk.
-            """)
+            """,
+        version: ckptVersion)
 
     @Argument(help: "Model: a folder, safetensors file or index, GGUF file, or PyTorch .bin (any layout ckpt reads).")
     var model: String

@@ -3,7 +3,7 @@ import CheckpointKit
 import ToolSupport
 
 @main
-struct QuantizeCommand: ParsableCommand {
+struct QuantizeCommand: ToolCommand {
     static let configuration = CommandConfiguration(
         commandName: "ckpt-quantize",
         abstract: "Quantize a checkpoint to int8 (compressed-tensors) or NF4/FP4 (bitsandbytes) with block scales.",
@@ -12,7 +12,8 @@ struct QuantizeCommand: ParsableCommand {
             biases keep their dtype. The output keeps the input's shard layout, gains a \
             quantization_config in config.json, and loads in transformers (NF4/FP4 with bitsandbytes, \
             int8 with compressed-tensors). Reports RMSE, max error and SNR per tensor.
-            """)
+            """,
+        version: ckptVersion)
 
     @Argument(help: "Input: a .safetensors file, an index, or a model folder.")
     var input: String

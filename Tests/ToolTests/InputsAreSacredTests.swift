@@ -89,7 +89,7 @@ func staleTemporariesRemoved() throws {
     #expect(scratch.contents == ["out"])
 }
 
-@Test("SIGHUP (the terminal closed) mid-write stops like SIGINT: exit 1 and no partial output")
+@Test("SIGHUP (the terminal closed) mid-write stops like SIGINT: exit 129 (128 + SIGHUP) and no partial output")
 func hangupStopsCleanly() throws {
     let scratch = ScratchDirectory()
     try writeSparseBF16(scratch.file("big.safetensors"), shape: [1 << 28])
@@ -97,7 +97,7 @@ func hangupStopsCleanly() throws {
     #expect(waitForTemporary(in: scratch))
     running.send(SIGHUP)
     let result = running.wait()
-    #expect(result.status == 1)
+    #expect(result.status == 129)
     #expect(result.stderr.contains("interrupted; nothing was written"))
     #expect(scratch.contents == ["big.safetensors"])
 }

@@ -150,7 +150,7 @@ func quantizeFullDisk() throws {
     #expect(scratch.contents.isEmpty)
 }
 
-@Test("SIGINT while quantizing stops with exit 1 and no partial output")
+@Test("SIGINT while quantizing stops with exit 130 and no partial output")
 func quantizeInterrupted() throws {
     let scratch = ScratchDirectory()
     try writeSparseBF16Matrix(scratch.file("big.safetensors"), rows: 8192, columns: 8192)
@@ -159,7 +159,7 @@ func quantizeInterrupted() throws {
     usleep(300_000)  // well inside the scale search over 64M elements
     running.interrupt()
     let result = running.wait()
-    #expect(result.status == 1)
+    #expect(result.status == 130)
     #expect(result.stderr.contains("interrupted; nothing was written"))
     #expect(scratch.contents == ["big.safetensors"])
 }

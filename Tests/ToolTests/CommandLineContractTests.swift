@@ -1,0 +1,62 @@
+import CheckpointKit
+import Foundation
+import TestSupport
+import Testing
+
+private let programs = ["ckpt-inspect", "ckpt-convert", "ckpt-quantize", "ckpt-dequantize", "ckpt-diff", "ckpt-merge-lora",
+                        "ckpt-perplexity", "ckpt-compare"]
+
+@Test("Every program prints its version for --version and exits 0", arguments: programs)
+func versionFlag(program: String) throws {
+    let run = try Tools.run(program, ["--version"])
+    #expect(run.status == 0)
+    #expect(run.stdout == "0.7.0\n")
+}
+
+@Test("A mistyped option is one line naming the closest real one, exit 64", arguments: programs)
+func typoSuggestsTheClosestOption(program: String) throws {
+    let run = try Tools.run(program, ["a", "b", "--jsno"])
+    #expect(run.status == 64)
+    #expect(run.stderr == "error: unknown option --jsno (did you mean --json?); see \(program) --help\n")
+    #expect(run.stdout.isEmpty)
+}
+
+@Test("A missing argument is one line with exit 64, the help pointed to", arguments: programs)
+func missingArgumentIsOneLine(program: String) throws {
+    let run = try Tools.run(program, [])
+    #expect(run.status == 64)
+    #expect(run.stderr.hasPrefix("error: missing expected argument"))
+    #expect(run.stderr.hasSuffix("; see \(program) --help\n"))
+    #expect(run.stderr.split(separator: "\n").count == 1)
+}
+
+@Test("ckpt-quantize --schme nf4 is reported as the typo it is, not as a missing --scheme")
+func quantizeSchemeTypo() throws {
+    let run = try Tools.run("ckpt-quantize", [Tools.fixture("models/tiny-llama"), "/nonexistent/out", "--schme", "nf4"])
+    #expect(run.status == 64)
+    #expect(run.stderr == "error: unknown option --schme (did you mean --scheme?); see ckpt-quantize --help\n")
+}
+
+@Test("The output's name picks the format: out.gguf is written as GGUF without --to")
+func ggufByName() throws {
+    let scratch = ScratchDirectory()
+    let run = try Tools.run("ckpt-convert", [Tools.fixture("models/tiny-llama"), scratch.file("tiny.gguf"), "--type", "q8_0"])
+    #expect(run.status == 0, "\(run.stderr)")
+    #expect(try GGUFFile(path: scratch.file("tiny.gguf")).info(named: "blk.0.ffn_up.weight")?.type == .q8_0)
+}
+
+@Test("Flags that contradict the output format are usage errors, one line, exit 64, nothing written",
+      arguments: [
+        (["--to", "safetensors"], "out.gguf", "--to safetensors contradicts the output name"),
+        (["--type", "q8_0"], "out", "--type q8_0 is a GGUF type, but"),
+        (["--shard-size", "1MB"], "out.gguf", "--shard-size applies to safetensors output"),
+        (["--to", "gguf", "--shard-size", "1MB"], "out", "--shard-size applies to safetensors output"),
+      ])
+func contradictionsAreUsageErrors(flags: [String], output: String, message: String) throws {
+    let scratch = ScratchDirectory()
+    let run = try Tools.run("ckpt-convert", [Tools.fixture("models/tiny-llama"), scratch.file(output)] + flags)
+    #expect(run.status == 64)
+    #expect(run.stderr.hasPrefix("error: " + message))
+    #expect(run.stderr.split(separator: "\n").count == 1)
+    #expect(scratch.contents.isEmpty)
+}
