@@ -25,7 +25,7 @@ enum FuzzTargets {
         "gguf": { data, size in
             let path = FuzzScratch.write(data, size, name: "model.gguf")
             if let checkpoint = try? Checkpoint(path: path) {
-                for entry in checkpoint.entries.prefix(64) where entry.info.byteCount < 1 << 24 { _ = checkpoint.view(entry).bytes.count }
+                for entry in checkpoint.entries.prefix(64) where entry.info.byteCount < 1 << 24 { _ = checkpoint.view(entry).byteArray.count }
                 if let (json, config, file) = try? checkpoint.tokenizerDocuments() {
                     if let tokenizer = try? Tokenizer(json: json, file: file, config: config) { _ = tokenizer.encode("Hello world, 1234 ▁x") }
                 }

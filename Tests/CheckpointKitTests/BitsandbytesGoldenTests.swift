@@ -36,7 +36,7 @@ private func encode(_ c: GoldenCase, _ file: SafetensorsFile, threads: Int) thro
     let input = try #require(file.view(named: c.name + ".input"))
     #expect(input.dtype == c.dtype)
     let x = FloatValues.array(input)
-    let info = TensorInfo(name: c.name, dtype: c.dtype, shape: c.shape, dataOffsets: 0..<input.bytes.count)
+    let info = TensorInfo(name: c.name, dtype: c.dtype, shape: c.shape, dataOffsets: 0..<input.byteCount)
     return x.withUnsafeBufferPointer {
         BitsandbytesFourBitLayout.encode($0, info: info, type: c.type, blockSize: c.blockSize, doubleQuant: c.doubleQuant,
                                           fixedScales: nil, threads: ThreadBudget(threads))
@@ -50,7 +50,7 @@ func bitsandbytesGoldens() throws {
     for c in cases {
         let encoded = try encode(c, file, threads: 2)
         func ours(_ suffix: String) -> [UInt8]? { encoded.parts.first { $0.spec.name == c.name + suffix }?.bytes }
-        func theirs(_ suffix: String) -> [UInt8]? { file.view(named: c.name + suffix).map { Array($0.bytes) } }
+        func theirs(_ suffix: String) -> [UInt8]? { file.view(named: c.name + suffix).map { $0.byteArray } }
         #expect(ours("") == theirs(".packed"), "\(c.name) packed: \(c.note)")
         #expect(ours(".absmax") == theirs(".absmax"), "\(c.name) absmax: \(c.note)")
         #expect(ours(".quant_map") == theirs(".quant_map"), "\(c.name) quant_map")
@@ -69,12 +69,15 @@ func bitsandbytesDequantization() throws {
     guard let (file, cases) = try goldenCases() else { return }
     for c in cases where !c.doubleQuant {
         guard let expected = file.view(named: c.name + ".dequant") else { continue }
-        let packed = try #require(file.view(named: c.name + ".packed")).bytes.bindMemory(to: UInt8.self)
+        let packed = try #require(file.view(named: c.name + ".packed"))
         let absmax = FloatValues.array(try #require(file.view(named: c.name + ".absmax")))
         var out = [Float](repeating: 0, count: c.shape.reduce(1, *))
-        absmax.withUnsafeBufferPointer { a in
-            out.withUnsafeMutableBufferPointer {
-                FourBitQuantizer.dequantize(packed: packed, absmax: a, blockSize: c.blockSize, type: c.type, into: $0)
+        packed.withBytes { packedBytes in
+            absmax.withUnsafeBufferPointer { a in
+                out.withUnsafeMutableBufferPointer {
+                    FourBitQuantizer.dequantize(packed: packedBytes.bindMemory(to: UInt8.self), absmax: a, blockSize: c.blockSize,
+                                                type: c.type, into: $0)
+                }
             }
         }
         // bitsandbytes returns the input's dtype: round ours the same way before comparing.

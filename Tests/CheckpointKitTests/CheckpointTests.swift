@@ -19,7 +19,7 @@ func shardedMatchesSingle() throws {
     #expect(Set(sharded.entries.map(\.info.name)) == Set(single.entries.map(\.info.name)))
     for entry in single.entries {
         let other = try #require(sharded.view(named: entry.info.name))
-        #expect(Array(other.bytes) == Array(single.view(entry).bytes), "\(entry.info.name)")
+        #expect(other.byteArray == single.view(entry).byteArray, "\(entry.info.name)")
     }
     #expect(sharded.config?["model_type"]?.stringValue == "llama")
     #expect(sharded.otherFiles.contains("tokenizer.json"))

@@ -143,7 +143,7 @@ public enum CheckpointConverter {
     /// Writes `view` converted to `dtype` in bounded steps straight into the output buffer.
     public static func streamConverted(_ view: TensorView, to dtype: DType, into out: OutputFile, threads: ThreadBudget) throws {
         if view.dtype == dtype {
-            try out.write(view.bytes)
+            try view.withBytes { try out.write($0) }
             return
         }
         let n = view.elementCount
@@ -151,9 +151,11 @@ public enum CheckpointConverter {
         var start = 0
         while start < n {
             let count = min(step, n - start)
-            let source = UnsafeRawBufferPointer(rebasing: view.bytes[(start * view.dtype.size)..<((start + count) * view.dtype.size)])
-            try out.write(count: count * dtype.size) { destination in
-                FloatConversion.convert(source, from: view.dtype, to: dtype, into: destination, threads: threads)
+            try view.withBytes { bytes in
+                let source = UnsafeRawBufferPointer(rebasing: bytes[(start * view.dtype.size)..<((start + count) * view.dtype.size)])
+                try out.write(count: count * dtype.size) { destination in
+                    FloatConversion.convert(source, from: view.dtype, to: dtype, into: destination, threads: threads)
+                }
             }
             start += count
         }

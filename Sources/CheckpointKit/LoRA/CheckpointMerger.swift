@@ -161,7 +161,7 @@ public enum CheckpointMerger {
             }
             switch sources[info.name] {
             case .copy(let entry)?:
-                try out.write(checkpoint.view(entry).bytes)
+                try checkpoint.view(entry).withBytes { try out.write($0) }
                 checkpoint.releasePages(entry)
             case .float(let tensor, let dtype)?:
                 // The base tensor is widened once, then its mapped pages are let go: resident

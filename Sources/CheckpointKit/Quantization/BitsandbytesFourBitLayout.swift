@@ -113,15 +113,14 @@ public struct FourBitWeight: QuantizedWeight {
     public func decode(from checkpoint: Checkpoint, shape: [Int], into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget) {
         var absmax = FloatValues.array(checkpoint.view(self.absmax))
         if let nested = nestedAbsmax, let offset = nestedOffset {
-            let codes = checkpoint.view(self.absmax).bytes.map { $0 }
+            let codes = checkpoint.view(self.absmax).byteArray
             let nestedValues = FloatValues.array(checkpoint.view(nested))
             let code = nestedQuantMap.map { FloatValues.array(checkpoint.view($0)) } ?? DynamicCode.values
             absmax = codes.enumerated().map { code[Int($0.element)] * nestedValues[$0.offset / DoubleQuantizedAbsmax.nestedBlockSize] + offset }
         }
         let codeTable = quantMap.map { FloatValues.array(checkpoint.view($0)) }
-        let packedView = checkpoint.view(packed)
-        let packedBytes = packedView.bytes.bindMemory(to: UInt8.self)
-        withExtendedLifetime(packedView) {
+        checkpoint.view(packed).withBytes { packedRaw in
+            let packedBytes = packedRaw.bindMemory(to: UInt8.self)
             absmax.withUnsafeBufferPointer { a in
                 if let codeTable, codeTable.count == 16, codeTable != type.code {
                     // A file with its own quant_map: honour it, as bitsandbytes does.
@@ -250,9 +249,9 @@ public enum BitsandbytesFourBitLayout: QuantizedLayout {
 
     static func parseQuantState(_ view: TensorView, file: String, tensor: String) throws -> QuantState {
         func bad(_ reason: String) -> QuantizedLayoutError { .badQuantState(file: file, tensor: tensor, reason: reason) }
-        guard view.dtype == .u8, view.bytes.count < 1 << 16 else { throw bad("expected a small U8 tensor of JSON bytes") }
+        guard view.dtype == .u8, view.byteCount < 1 << 16 else { throw bad("expected a small U8 tensor of JSON bytes") }
         let json: JSONValue
-        do { json = try JSONParser.parse(Array(view.bytes)) } catch { throw bad(error.description) }
+        do { json = try JSONParser.parse(view.byteArray) } catch { throw bad(error.description) }
         guard let typeName = json["quant_type"]?.stringValue, let type = FourBitType(rawValue: typeName) else {
             throw bad("quant_type is \(json["quant_type"]?.serialized() ?? "missing") (expected \"nf4\" or \"fp4\")")
         }

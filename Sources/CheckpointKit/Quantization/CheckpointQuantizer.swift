@@ -207,7 +207,7 @@ public enum CheckpointQuantizer {
                 try out.write(bytes)
             } else {
                 let entry = checkpoint.entry(named: info.name)!
-                try out.write(checkpoint.view(entry).bytes)
+                try checkpoint.view(entry).withBytes { try out.write($0) }
                 checkpoint.releasePages(entry)
             }
         }

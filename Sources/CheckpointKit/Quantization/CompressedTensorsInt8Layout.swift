@@ -98,11 +98,10 @@ public struct Int8Weight: QuantizedWeight {
 
     /// `q × scale` per group into `out`, `shape` being `[rows, columns]`, row-major.
     public func decode(from checkpoint: Checkpoint, shape: [Int], into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget) {
-        let view = checkpoint.view(weight)
         let scales = FloatValues.array(checkpoint.view(scale))
-        withExtendedLifetime(view) {
+        checkpoint.view(weight).withBytes { weightBytes in
             scales.withUnsafeBufferPointer { sc in
-                BlockInt8Quantizer.dequantize(view.bytes.bindMemory(to: Int8.self), scales: sc, rows: shape[0], columns: shape[1],
+                BlockInt8Quantizer.dequantize(weightBytes.bindMemory(to: Int8.self), scales: sc, rows: shape[0], columns: shape[1],
                                               groupSize: groupSize, into: out, threads: threads)
             }
         }

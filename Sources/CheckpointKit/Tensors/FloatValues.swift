@@ -3,11 +3,15 @@
 public enum FloatValues {
     /// Writes elements `range` of `view` as f32 into `destination` (count = range.count).
     public static func read(_ view: TensorView, range: Range<Int>, into destination: UnsafeMutablePointer<Float>) {
-        let src = view.bytes.baseAddress!
+        view.withBytes { read(dtype: view.dtype, $0.baseAddress!, range: range, into: destination) }
+    }
+
+    /// Elements `range` of raw `dtype` data at `src` as f32 into `destination`.
+    static func read(dtype: DType, _ src: UnsafeRawPointer, range: Range<Int>, into destination: UnsafeMutablePointer<Float>) {
         let dst = UnsafeMutableRawPointer(destination)
         let n = range.count
         let start = range.lowerBound
-        switch view.dtype {
+        switch dtype {
         case .f32:
             dst.copyMemory(from: src + start * 4, byteCount: n * 4)
         case .bf16:
@@ -55,7 +59,7 @@ public enum FloatValues {
     public static func read(_ view: TensorView, into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget) {
         guard view.elementCount > 0 else { return }
         if [.f32, .f16, .bf16, .f64].contains(view.dtype) {
-            FloatConversion.convert(view.bytes, from: view.dtype, to: .f32, into: UnsafeMutableRawBufferPointer(out), threads: threads)
+            view.withBytes { FloatConversion.convert($0, from: view.dtype, to: .f32, into: UnsafeMutableRawBufferPointer(out), threads: threads) }
         } else {
             read(view, range: 0..<view.elementCount, into: out.baseAddress!)
         }

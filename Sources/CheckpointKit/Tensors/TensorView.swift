@@ -7,22 +7,25 @@ public struct TensorView: @unchecked Sendable {
     public let info: TensorInfo
     /// Keeps the mapping alive.
     public let storage: AnyObject
-    /// Valid while this view (or its storage) is alive: Swift may release a temporary view right
-    /// after reading this property, so copy with `byteArray` or use `withBytes` when the view
-    /// is not held in a variable.
-    public let bytes: UnsafeRawBufferPointer
+    /// Valid only while `storage` is alive. Swift ends a value's lifetime at its last use, so a
+    /// pointer read from a view (even one held in a variable) may outlive a decoded buffer:
+    /// every access goes through `withBytes`, which keeps the storage alive around it.
+    private let unsafeBytes: UnsafeRawBufferPointer
 
     /// A view over bytes owned by `owner` (e.g. a decoded buffer).
     public init(info: TensorInfo, owner: AnyObject, bytes: UnsafeRawBufferPointer) {
         self.info = info
         self.storage = owner
-        self.bytes = bytes
+        self.unsafeBytes = bytes
     }
 
     /// The bytes, with the mapping kept alive for the duration of `body`.
     public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try withExtendedLifetime(storage) { try body(bytes) }
+        try withExtendedLifetime(storage) { try body(unsafeBytes) }
     }
+
+    /// How many bytes the tensor holds.
+    public var byteCount: Int { unsafeBytes.count }
 
     /// A copy of the bytes.
     public var byteArray: [UInt8] { withBytes { Array($0) } }
