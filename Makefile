@@ -97,7 +97,8 @@ fuzz: setup
 # The whole suite under AddressSanitizer, then ThreadSanitizer (the threaded kernels and worker
 # pools), each in its own build folder; the few tests that run a program under `ulimit` skip there.
 sanitize: setup
-	CKPT_SANITIZER=address $(SWIFT) test --sanitize=address --scratch-path .build/asan
+	CKPT_SANITIZER=address LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan-suppressions.txt \
+		$(SWIFT) test --sanitize=address --scratch-path .build/asan
 	CKPT_SANITIZER=thread $(SWIFT) test --sanitize=thread --scratch-path .build/tsan
 
 fixtures:

@@ -48,8 +48,11 @@ indirect enum TextNormalizer: Equatable, Sendable {
         case "Lowercase":
             self = .lowercase
         case "Strip":
-            self = .strip(left: try reader.bool(json["strip_left"], field + ".strip_left", default: true),
-                          right: try reader.bool(json["strip_right"], field + ".strip_right", default: true))
+            // Payloads are read before the case is built: a throw from inside an indirect case's
+            // constructor leaks its box (LeakSanitizer found it).
+            let left = try reader.bool(json["strip_left"], field + ".strip_left", default: true)
+            let right = try reader.bool(json["strip_right"], field + ".strip_right", default: true)
+            self = .strip(left: left, right: right)
         default:
             throw TokenizerError.unsupportedComponent(file: reader.file, component: field, type: type, supported: Self.supportedTypes)
         }

@@ -34,18 +34,23 @@ indirect enum TokenDecoder: Equatable, Sendable {
         case "Metaspace":
             let stages = try PreTokenizerStage.stages(json: json, field: field, reader: reader)
             guard case let .metaspace(_, scheme, _) = stages.first else { throw reader.malformed(field, expected: "Metaspace", got: json) }
-            self = .metaspace(replacement: try reader.scalar(json["replacement"], field + ".replacement"), dropsInFirstToken: scheme != .never)
+            // Payloads are read before the case is built: a throw from inside an indirect case's
+            // constructor leaks its box (LeakSanitizer found it).
+            let replacement = try reader.scalar(json["replacement"], field + ".replacement")
+            self = .metaspace(replacement: replacement, dropsInFirstToken: scheme != .never)
         case "Replace":
-            self = .replace(pattern: try reader.stringPattern(json["pattern"], field + ".pattern"),
-                            content: try reader.string(json["content"], field + ".content"))
+            let pattern = try reader.stringPattern(json["pattern"], field + ".pattern")
+            let content = try reader.string(json["content"], field + ".content")
+            self = .replace(pattern: pattern, content: content)
         case "ByteFallback":
             self = .byteFallback
         case "Fuse":
             self = .fuse
         case "Strip":
-            self = .strip(content: try reader.scalar(json["content"], field + ".content"),
-                          start: try reader.integer(json["start"], field + ".start", in: 0...1 << 20),
-                          stop: try reader.integer(json["stop"], field + ".stop", in: 0...1 << 20))
+            let content = try reader.scalar(json["content"], field + ".content")
+            let start = try reader.integer(json["start"], field + ".start", in: 0...1 << 20)
+            let stop = try reader.integer(json["stop"], field + ".stop", in: 0...1 << 20)
+            self = .strip(content: content, start: start, stop: stop)
         default:
             throw TokenizerError.unsupportedComponent(file: reader.file, component: field, type: type, supported: Self.supportedTypes)
         }
