@@ -19,12 +19,15 @@ struct InspectCommand: ToolCommand {
     @Flag(help: "Read every byte and check structure and finiteness; exit 1 on the first fault.")
     var verify = false
 
+    @Flag(help: "List the stored tensors (a quantized weight's packed codes, scales… each on its own) instead of the model's logical ones.")
+    var storage = false
+
     @OptionGroup var common: CommonOptions
 
     func run() throws {
         try runTool {
             let checkpoint = try Checkpoint(path: path)
-            let inspection = try CheckpointInspection(checkpoint, statistics: stats, threads: common.threadBudget)
+            let inspection = try CheckpointInspection(checkpoint, storage: storage, statistics: stats, threads: common.threadBudget)
             var verified: CheckpointVerifier.Report?
             if verify { verified = try CheckpointVerifier.verify(checkpoint, threads: common.threadBudget) }
             if common.json {
@@ -51,9 +54,12 @@ struct InspectCommand: ToolCommand {
         var lines: [String] = []
         let fileWord = inspection.files.count == 1 ? "file" : "files"
         let format = inspection.format == "safetensors" ? "" : inspection.format + " "
-        lines.append("\(inspection.path): \(format)\(inspection.layout), \(inspection.files.count) \(fileWord), "
-            + "\(formatCount(inspection.tensors.count)) tensors, \(formatCount(inspection.parameterCount)) parameters, "
-            + "\(formatBytes(inspection.tensorBytes))")
+        let fileBytes = inspection.files.reduce(0) { $0 + $1.bytes }
+        let view = inspection.storageView ? "stored tensors" : "tensors"
+        lines.append("\(inspection.path): \(format)\(inspection.layout), \(formatCount(inspection.tensors.count)) \(view), "
+            + "\(formatCount(inspection.parameterCount)) \(inspection.storageView ? "stored elements" : "parameters")")
+        lines.append("size: \(formatCount(fileBytes)) bytes in \(inspection.files.count) \(fileWord) (\(formatBytes(fileBytes)), "
+            + "\(formatBytes(inspection.tensorBytes)) of tensor data; 1 KB = 1000 bytes)")
         lines.append("dtypes: " + inspection.parametersByType.map { "\($0.0) \(formatCount($0.1))" }.joined(separator: ", "))
         if let config = inspection.config {
             let architecture = config["architectures"]?.arrayValue?.first?.stringValue ?? config["model_type"]?.stringValue ?? "?"

@@ -20,7 +20,7 @@ func inspectTable() throws {
     writeSmallSafetensors(scratch.file("small.safetensors"))
     let result = try Tools.run("ckpt-inspect", [scratch.file("small.safetensors")])
     #expect(result.status == 0)
-    #expect(result.stdout.contains("2 tensors, 8 parameters, 32 B"))
+    #expect(result.stdout.contains("2 tensors, 8 parameters\nsize: 184 bytes in 1 file (184 B, 32 B of tensor data; 1 KB = 1000 bytes)"))
     #expect(result.stdout.contains("a       F32    2×3       24"))
     #expect(result.stderr.isEmpty)
 }
@@ -56,4 +56,23 @@ func inspectMissing() throws {
 func inspectUsage() throws {
     let result = try Tools.run("ckpt-inspect", ["--no-such-flag"])
     #expect(result.status == 64)
+}
+
+@Test("ckpt-inspect lists a quantized model's logical tensors (original shapes, parts' bytes summed), and --storage the stored ones")
+func inspectLogicalView() throws {
+    let folder = Tools.fixture("models/tiny-llama-bnb-nf4")
+    let logical = try parseJSONObject(try Tools.run("ckpt-inspect", [folder, "--json"]).stdout)
+    let storage = try parseJSONObject(try Tools.run("ckpt-inspect", [folder, "--json", "--storage"]).stdout)
+    #expect(logical["view"] as? String == "logical" && storage["view"] as? String == "storage")
+    let plain = try parseJSONObject(try Tools.run("ckpt-inspect", [Tools.fixture("models/tiny-llama"), "--json"]).stdout)
+    // The model's parameters and tensors, as the unquantized original has them.
+    #expect(logical["parameters"] as? Int == plain["parameters"] as? Int)
+    let logicalTensors = try #require(logical["tensors"] as? [[String: Any]])
+    #expect(logicalTensors.count == (plain["tensors"] as? [Any])?.count)
+    let down = try #require(logicalTensors.first { $0["name"] as? String == "model.layers.0.mlp.down_proj.weight" })
+    #expect(down["shape"] as? [Int] == [64, 192] && down["dtype"] as? String == "nf4")
+    // Stored bytes are the same either way; the storage view lists every part.
+    #expect(logical["bytes"] as? Int == storage["bytes"] as? Int)
+    #expect(((storage["tensors"] as? [Any])?.count ?? 0) > logicalTensors.count)
+    #expect(storage["parameters"] as? Int != logical["parameters"] as? Int)
 }

@@ -1,18 +1,23 @@
 /// What `ckpt-inspect` reports about a checkpoint: files, tensors, totals, metadata, config and
 /// any quantization found; with statistics when asked. Built from headers alone unless
 /// statistics are requested.
+///
+/// By default the tensors are the model's logical ones (a quantized weight listed once, with its
+/// original shape, its parts' bytes summed); the storage view lists every stored tensor.
 public struct CheckpointInspection: Sendable {
-    /// One stored tensor as listed: name, dtype, shape, stored size and file.
+    /// One tensor as listed: name, dtype, shape, stored size and file.
     public struct TensorRow: Sendable {
         /// The tensor's name as the checkpoint presents it (Hugging Face names, for a GGUF too).
         public var name: String
-        /// The dtype the tensor reads as (F32 for a GGML block type).
+        /// The dtype the tensor reads as (F32 for a GGML block type; the original float dtype of
+        /// a quantized weight).
         public var dtype: DType
-        /// The stored encoding when it differs from `dtype` (a GGUF tensor's GGML type).
+        /// The stored encoding when it differs from `dtype` (a GGUF tensor's GGML type, a
+        /// quantized weight's scheme: nf4, int8…).
         public var storedType: String?
-        /// The tensor's shape as it reads, row-major.
+        /// The tensor's shape as it reads, row-major (a quantized weight's original shape).
         public var shape: [Int]
-        /// Bytes the tensor takes in its file (GGML blocks counted as stored).
+        /// Bytes the tensor takes in its files (GGML blocks as stored; all parts of a quantized weight).
         public var bytes: Int
         /// The file holding the tensor, named as `Checkpoint.fileNames` names it.
         public var file: String
@@ -22,6 +27,8 @@ public struct CheckpointInspection: Sendable {
 
     /// The checkpoint's path as opened.
     public var path: String
+    /// Whether `tensors` lists stored tensors (true) or logical ones (false, the default).
+    public var storageView: Bool
     /// safetensors, gguf or pytorch.
     public var format: String
     /// How the weights are spread: file, folder or sharded.
@@ -37,11 +44,13 @@ public struct CheckpointInspection: Sendable {
     /// The quantization found (its config or first scheme, or "GGUF Q4_K, …"); nil for plain floats.
     public var quantization: String?
 
-    /// Inspects `checkpoint`, recognising quantized weights with `layouts`.
-    public init(_ checkpoint: Checkpoint, layouts: [any QuantizedLayout.Type], statistics: Bool = false,
+    /// Inspects `checkpoint`, recognising quantized weights with `layouts`; `storage` lists the
+    /// stored tensors instead of the logical ones.
+    public init(_ checkpoint: Checkpoint, layouts: [any QuantizedLayout.Type], storage: Bool = false, statistics: Bool = false,
                 threads: ThreadBudget = .allCores) throws {
         path = checkpoint.path
         format = checkpoint.format.rawValue
+        storageView = storage
         switch checkpoint.layout {
         case .file: layout = "file"
         case .folder: layout = "folder"
@@ -49,11 +58,27 @@ public struct CheckpointInspection: Sendable {
         }
         let names = checkpoint.fileNames
         files = checkpoint.files.enumerated().map { (names[$0.offset], $0.element.byteCount, $0.element.tensorCount) }
-        tensors = checkpoint.entries.map { entry in
-            TensorRow(name: entry.info.name, dtype: entry.info.dtype, storedType: entry.storedType, shape: entry.info.shape,
-                      bytes: entry.storedBytes,
-                      file: names[entry.fileIndex],
-                      statistics: statistics ? TensorStatistics.compute(checkpoint.view(entry), threads: threads) : nil)
+        let logical = try LogicalCheckpoint(checkpoint, layouts: layouts)
+        if storage {
+            tensors = checkpoint.entries.map { entry in
+                TensorRow(name: entry.info.name, dtype: entry.info.dtype, storedType: entry.storedType, shape: entry.info.shape,
+                          bytes: entry.storedBytes, file: names[entry.fileIndex],
+                          statistics: statistics ? TensorStatistics.compute(checkpoint.view(entry), threads: threads) : nil)
+            }
+        } else {
+            tensors = logical.tensors.map { tensor in
+                let parts = logical.parts(of: tensor)
+                var row = TensorRow(name: tensor.name, dtype: tensor.dtype, storedType: tensor.scheme?.schemeName, shape: tensor.shape,
+                                    bytes: parts.reduce(0) { $0 + $1.storedBytes }, file: names[tensor.fileIndex], statistics: nil)
+                if case .plain(let entry) = tensor.storage { row.storedType = entry.storedType }
+                if statistics {
+                    switch tensor.storage {
+                    case .plain(let entry): row.statistics = TensorStatistics.compute(checkpoint.view(entry), threads: threads)
+                    case .quantized: row.statistics = TensorStatistics.compute(logical.float32(tensor, threads: threads), threads: threads)
+                    }
+                }
+                return row
+            }
         }
         // Metadata of all shards merged, first occurrence of a key kept.
         var merged: [(String, String)] = []
@@ -63,7 +88,7 @@ public struct CheckpointInspection: Sendable {
         }
         metadata = merged + checkpoint.formatMetadata
         config = checkpoint.config
-        quantization = try LogicalCheckpoint(checkpoint, layouts: layouts).quantizationDescription
+        quantization = logical.quantizationDescription
             ?? Self.storedTypes(checkpoint).map { "GGUF \($0)" }
     }
 
@@ -75,9 +100,10 @@ public struct CheckpointInspection: Sendable {
         return counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map(\.key).joined(separator: ", ")
     }
 
-    /// Elements summed over the stored tensors' shapes (a quantized weight's parts counted as stored).
+    /// Elements summed over the listed tensors' shapes: the model's parameters in the logical
+    /// view, the stored elements in the storage view.
     public var parameterCount: Int { tensors.reduce(0) { $0 + $1.shape.reduce(1, *) } }
-    /// Bytes of all tensor data as stored (headers excluded).
+    /// Bytes of all tensor data as stored (headers excluded; `files` has the files' sizes).
     public var tensorBytes: Int { tensors.reduce(0) { $0 + $1.bytes } }
 
     /// Parameters per stored type (a dtype, or a GGUF tensor's GGML type), in descending count.
@@ -105,6 +131,8 @@ public struct CheckpointInspection: Sendable {
         }
         return [
             "path": .string(path),
+            "view": .string(storageView ? "storage" : "logical"),
+            "file_bytes": JSONValue(files.reduce(0) { $0 + $1.bytes }),
             "format": .string(format),
             "layout": .string(layout),
             "files": .array(files.map { ["name": .string($0.name), "bytes": JSONValue($0.bytes), "tensors": JSONValue($0.tensors)] }),

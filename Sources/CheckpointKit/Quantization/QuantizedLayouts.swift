@@ -27,7 +27,7 @@ extension LogicalCheckpoint {
 
 extension CheckpointInspection {
     /// Inspects `checkpoint`, recognising every quantized layout ckpt knows.
-    public init(_ checkpoint: Checkpoint, statistics: Bool = false, threads: ThreadBudget = .allCores) throws {
-        try self.init(checkpoint, layouts: QuantizedLayouts.all, statistics: statistics, threads: threads)
+    public init(_ checkpoint: Checkpoint, storage: Bool = false, statistics: Bool = false, threads: ThreadBudget = .allCores) throws {
+        try self.init(checkpoint, layouts: QuantizedLayouts.all, storage: storage, statistics: statistics, threads: threads)
     }
 }

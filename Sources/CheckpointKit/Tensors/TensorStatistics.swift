@@ -43,6 +43,24 @@ public struct TensorStatistics: Equatable, Sendable {
         return total.statistics(count: n)
     }
 
+    /// The same statistics of f32 values already in memory (a dequantized weight).
+    public static func compute(_ values: [Float], threads: ThreadBudget = .allCores) -> TensorStatistics {
+        let n = values.count
+        let chunks = (n + chunkElements - 1) / chunkElements
+        var partials = [Partial](repeating: Partial(), count: chunks)
+        values.withUnsafeBufferPointer { all in
+            partials.withUnsafeMutableBufferPointer { out in
+                threads.forEachChunk(chunks) { chunk in
+                    let start = chunk * chunkElements
+                    out[chunk] = Partial.of(UnsafeBufferPointer(rebasing: all[start..<Swift.min(n, start + chunkElements)]))
+                }
+            }
+        }
+        var total = Partial()
+        for p in partials { total.merge(p) }
+        return total.statistics(count: n)
+    }
+
     /// Running moments of one chunk (Chan et al. merge keeps the variance stable).
     struct Partial {
         var finite = 0
