@@ -2,7 +2,9 @@
 # `make bench-gguf`: ckpt-perplexity beside llama-perplexity on the GGUFs llama.cpp itself made of
 # SmolLM2-135M (tools/make_smollm2_ggufs.sh: F32, Q8_0, Q4_0, Q4_K_M), same text, same ctx and
 # chunks, same thread count, run one after the other; then ckpt-compare of the bf16 folder
-# against the Q4_K_M GGUF end to end. Prints a markdown table: PPL, relative difference, wall s.
+# against the Q4_K_M GGUF end to end; then ckpt's own Q8_0 GGUF of the bf16 folder under
+# llama-perplexity beside llama.cpp's conversion of the same folder (same PPL when ckpt names the
+# pre-tokenizer as llama.cpp does). Prints markdown tables: PPL, relative difference, wall s.
 #
 # Environment: CORPUS (default ../shared/assets WikiText-2 test), CHUNKS (16), CTX (512), THREADS (2).
 set -euo pipefail
@@ -38,3 +40,18 @@ echo
 echo "ckpt-compare bf16 folder against the Q4_K_M GGUF ($chunks chunks of $ctx):"
 "$ckpt/ckpt-compare" "$repo/.build/bench/smollm2-135m-bf16" "$ggufs/smollm2-Q4_K_M.gguf" --text "$corpus" --ctx "$ctx" \
     --chunks "$chunks" --threads "$threads" --quiet
+
+echo
+echo "ckpt-convert's Q8_0 GGUF of the bf16 folder beside llama.cpp's (convert_hf_to_gguf + llama-quantize), both under llama-perplexity:"
+echo "| GGUF | tokenizer.ggml.pre | llama-perplexity PPL |"
+echo "|---|---|---|"
+ours_gguf="$(mktemp -d)/smollm2-ckpt-q8_0.gguf"
+"$ckpt/ckpt-convert" "$repo/.build/bench/smollm2-135m-bf16" "$ours_gguf" --type q8_0 --quiet > /dev/null
+for file in "$ours_gguf" "$ggufs/smollm2-Q8_0.gguf"; do
+    ppl=$("$llama" -m "$file" -f "$corpus" -c "$ctx" -b "$ctx" --chunks "$chunks" -t "$threads" 2>&1 \
+        | sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p')
+    pre=$("$repo/.venv/bin/python" -c 'import sys; sys.path.insert(0, sys.argv[2]); from gguf import GGUFReader; print(GGUFReader(sys.argv[1]).fields["tokenizer.ggml.pre"].contents())' \
+        "$file" "$repo/.build/llama.cpp/src/gguf-py")
+    echo "| $(basename "$file") | $pre | $ppl |"
+done
+rm -rf "$(dirname "$ours_gguf")"
