@@ -11,9 +11,12 @@ public struct EvaluationInput: ParsableArguments {
     @Option(help: "Pre-tokenized ids: one per line (or whitespace separated), or a JSON array.")
     public var tokens: String?
 
-    /// `--ctx N`: tokens per chunk, at least 4.
-    @Option(help: "Tokens per chunk.")
-    public var ctx: Int = 512
+    /// `--ctx N`: tokens per chunk, at least 4; nil when not given (512).
+    @Option(help: "Tokens per chunk (default 512).")
+    public var ctx: Int?
+
+    /// Tokens per chunk: `--ctx`, else 512 as llama-perplexity.
+    public var contextLength: Int { ctx ?? 512 }
 
     /// `--chunks N`: evaluate only the first N chunks; nil means all.
     @Option(help: "Evaluate only the first N chunks.")
@@ -25,10 +28,22 @@ public struct EvaluationInput: ParsableArguments {
     /// Whether a token source was given; the commands require one unless a saved base supplies the tokens.
     public var isGiven: Bool { text != nil || tokens != nil }
 
+    /// The options given on the command line, as spelled there (for refusing them where they cannot act).
+    public var givenOptions: [String] {
+        [("--text", text != nil), ("--tokens", tokens != nil), ("--ctx", ctx != nil), ("--chunks", chunks != nil)].filter(\.1).map(\.0)
+    }
+
+    /// A warning when `--ctx` runs past the positions `config` was trained on, nil otherwise.
+    public func contextWarning(_ config: TransformerConfig, model: String) -> String? {
+        guard contextLength > config.maxPositions else { return nil }
+        return "warning: --ctx \(contextLength) is beyond \(model)'s max_position_embeddings \(config.maxPositions): "
+            + "positions past it were never trained, so the perplexity measures that too"
+    }
+
     /// Refuses both --text and --tokens together, --ctx below 4 and --chunks below 1.
     public mutating func validate() throws {
         guard text == nil || tokens == nil else { throw ValidationError("give only one of --text FILE or --tokens FILE") }
-        guard ctx >= 4, ctx <= 1 << 20 else { throw ValidationError("--ctx must be from 4 to \(1 << 20) (got \(ctx))") }
+        if let ctx, ctx < 4 || ctx > 1 << 20 { throw ValidationError("--ctx must be from 4 to \(1 << 20) (got \(ctx))") }
         if let chunks, chunks < 1 { throw ValidationError("--chunks must be at least 1 (got \(chunks))") }
     }
 

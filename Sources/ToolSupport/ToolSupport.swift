@@ -129,6 +129,11 @@ public func log(_ line: String, options: CommonOptions) {
     if !options.quiet && !options.json { printError(line) }
 }
 
+/// Writes a warning to stderr unless --quiet (with --json too: stdout stays one document).
+public func warn(_ line: String, options: CommonOptions) {
+    if !options.quiet { printError(line) }
+}
+
 /// Prints the JSON document of `--json`: sorted keys, two-space indent, trailing newline.
 public func printJSON(_ value: JSONValue) {
     print(value.serialized(style: .pretty, sortKeys: true))
@@ -191,6 +196,12 @@ public func formatBytes(_ bytes: Int) -> String {
         unit += 1
     }
     return unit == 0 ? "\(bytes) B" : "\(formatDecimal(value, places: value < 10 ? 2 : 1)) \(units[unit])"
+}
+
+/// Bytes an output takes on disk: the file, or every file in the folder (what `du --apparent-size` counts).
+public func onDiskBytes(_ output: String) -> Int {
+    guard FileSystem.isDirectory(output) else { return FileSystem.fileSize(output) ?? 0 }
+    return FileSystem.list(output).reduce(0) { $0 + (FileSystem.fileSize(FileSystem.join(output, $1)) ?? 0) }
 }
 
 /// Thousands separators: 1234567 → "1,234,567".

@@ -45,6 +45,9 @@ struct CompareCommand: ToolCommand {
         if base != nil {
             guard models.count == 1 else { throw ValidationError("with --base FILE give only the CANDIDATE model") }
             guard saveBase == nil else { throw ValidationError("--base and --save-base cannot be combined") }
+            if let given = input.givenOptions.first {
+                throw ValidationError("\(given) cannot be combined with --base: the saved file fixes the tokens, --ctx and --chunks")
+            }
         } else {
             guard models.count == 2 || (models.count == 1 && saveBase != nil) else {
                 throw ValidationError("give BASE and CANDIDATE (or BASE with --save-base FILE, or CANDIDATE with --base FILE)")
@@ -64,8 +67,9 @@ struct CompareCommand: ToolCommand {
             } else {
                 let checkpoint = try Checkpoint(path: models[0])
                 let model = try TransformerModel(checkpoint: checkpoint, threads: common.threadBudget)
+                if let warning = input.contextWarning(model.config, model: models[0]) { warn(warning, options: common) }
                 let (tokens, bos, source) = try input.tokens(for: checkpoint, vocabulary: model.config.vocabularySize)
-                let plan = try ChunkPlan(tokens: tokens.count, context: input.ctx, chunks: input.chunks, bos: bos, file: source)
+                let plan = try ChunkPlan(tokens: tokens.count, context: input.contextLength, chunks: input.chunks, bos: bos, file: source)
                 if saveBase != nil || models.count == 1 {
                     let computed = try BaseLogProbabilities.compute(model, tokens: tokens, plan: plan, topK: topK) { chunk in
                         log("base [\(chunk)/\(plan.chunks)]", options: common)

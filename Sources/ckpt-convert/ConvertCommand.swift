@@ -111,7 +111,7 @@ struct ConvertCommand: ToolCommand {
             print(table.render())
             print("\nwrote \(report.output): \(report.files.joined(separator: ", "))"
                 + (report.copiedFiles.isEmpty ? "" : " (+ \(report.copiedFiles.joined(separator: ", ")))")
-                + " in \(formatDecimal(report.seconds, places: 2)) s")
+                + ", \(formatBytes(onDiskBytes(report.output))) on disk in \(formatDecimal(report.seconds, places: 2)) s")
         }
     }
 }

@@ -49,7 +49,8 @@ struct DequantizeCommand: ToolCommand {
             for (key, n) in counts.sorted(by: { $0.key < $1.key }) { table.add([key, String(n)]) }
             table.add(["kept", String(report.keptCount)])
             print(table.render())
-            print("\nwrote \(report.output): \(report.files.joined(separator: ", ")) in \(formatDecimal(report.seconds, places: 2)) s")
+            print("\nwrote \(report.output): \(report.files.joined(separator: ", ")), \(formatBytes(onDiskBytes(report.output))) on disk "
+                + "in \(formatDecimal(report.seconds, places: 2)) s")
         }
     }
 }

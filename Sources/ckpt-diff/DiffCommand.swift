@@ -28,6 +28,10 @@ struct DiffCommand: ToolCommand {
         var gateFailed: [String] = []
         try runTool {
             let rows = try CheckpointDiff.compare(try Checkpoint(path: a), try Checkpoint(path: b), threads: common.threadBudget)
+            // Nothing compared proves nothing: a diff of two unrelated models is not a pass.
+            if !rows.contains(where: { $0.metrics != nil }) {
+                gateFailed.append("no tensor of \(a) has a comparable counterpart in \(b) (\(rows.count) unmatched)")
+            }
             if let maxRmse {
                 for row in rows {
                     if let m = row.metrics {
@@ -39,7 +43,7 @@ struct DiffCommand: ToolCommand {
             }
             if common.json {
                 printJSON([
-                    "a": .string(a), "b": .string(b), "gate_failed": .array(gateFailed.map { .string($0) }),
+                    "a": .string(a), "b": .string(b), "gates_failed": .array(gateFailed.map { .string($0) }),
                     "tensors": .array(rows.map { row in
                         var members: [(String, JSONValue)] = [("name", .string(row.name)), ("status", .string(row.status.rawValue))]
                         if let s = row.shapeA { members.append(("shape_a", .array(s.map { JSONValue($0) }))) }
@@ -64,7 +68,8 @@ struct DiffCommand: ToolCommand {
                     }
                 }
                 print(table.render())
-                print("\n\(rows.filter { $0.metrics != nil }.count) tensors compared: max abs \(formatValue(total.maxAbsError)), "
+                let compared = rows.filter { $0.metrics != nil }.count
+                print(compared == 0 ? "\nno tensors compared" : "\n\(compared) tensors compared: max abs \(formatValue(total.maxAbsError)), "
                     + "RMSE \(formatValue(total.rmse)), SNR \(formatDecibels(total.snrDB)) dB"
                     + (rows.contains { $0.metrics == nil } ? "; \(rows.filter { $0.metrics == nil }.count) not comparable" : ""))
             }

@@ -90,8 +90,8 @@ struct MergeLoRACommand: ToolCommand {
             if report.dryRun {
                 print("\ndry run: \(report.rows.count) base tensors would change; nothing written")
             } else {
-                print("\nwrote \(report.output): \(report.rows.count) tensors merged from \(adapters.count) adapter(s) in "
-                    + "\(formatDecimal(report.seconds, places: 2)) s")
+                print("\nwrote \(report.output): \(report.rows.count) tensors merged from \(adapters.count) adapter(s), "
+                    + "\(formatBytes(onDiskBytes(report.output))) on disk in \(formatDecimal(report.seconds, places: 2)) s")
             }
         }
     }

@@ -33,9 +33,10 @@ struct PerplexityCommand: ToolCommand {
             let checkpoint = try Checkpoint(path: model)
             let clock = Stopwatch()
             let network = try TransformerModel(checkpoint: checkpoint, threads: common.threadBudget, emulatingLlamaCpp: emulateLlamaCpp)
+            if let warning = input.contextWarning(network.config, model: model) { warn(warning, options: common) }
             let loadSeconds = clock.seconds
             let (tokens, bos, source) = try input.tokens(for: checkpoint, vocabulary: network.config.vocabularySize)
-            let plan = try ChunkPlan(tokens: tokens.count, context: input.ctx, chunks: input.chunks, bos: bos, file: source)
+            let plan = try ChunkPlan(tokens: tokens.count, context: input.contextLength, chunks: input.chunks, bos: bos, file: source)
             let evalClock = Stopwatch()
             let (total, perChunk) = try PerplexityEvaluator.evaluate(network, tokens: tokens, plan: plan) { chunk, running in
                 log("[\(chunk)/\(plan.chunks)] ppl \(formatDecimal(running.perplexity, places: 4)) ± \(formatDecimal(running.standardError, places: 4))",

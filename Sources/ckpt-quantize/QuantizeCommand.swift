@@ -30,8 +30,8 @@ struct QuantizeCommand: ToolCommand {
     @Flag(help: "4-bit only: quantize the absmax too (8-bit, blocks of 256), as bnb_4bit_use_double_quant.")
     var doubleQuant = false
 
-    @Option(help: "int8 only: dtype of the stored scales, f32, f16 or bf16.")
-    var scaleDtype: String = "f32"
+    @Option(help: "int8 only: dtype of the stored scales, f32 (default), f16 or bf16.")
+    var scaleDtype: String?
 
     @Option(help: "Quantize the 2-D float tensors whose names match this regex (embeddings included if matched).")
     var include: String?
@@ -51,7 +51,7 @@ struct QuantizeCommand: ToolCommand {
     @OptionGroup var common: CommonOptions
 
     var parsedScheme: (any QuantizationScheme)? {
-        parseFloatType(scaleDtype).flatMap {
+        parseFloatType(scaleDtype ?? "f32").flatMap {
             QuantizedLayouts.scheme(named: scheme.lowercased(), blockSize: blockSize, doubleQuant: doubleQuant, scaleType: $0)
         }
     }
@@ -60,7 +60,11 @@ struct QuantizeCommand: ToolCommand {
         guard QuantizedLayouts.schemeNames.contains(scheme.lowercased()) else {
             throw ValidationError("--scheme \(scheme): unknown (expected \(QuantizedLayouts.schemeNames.joined(separator: ", ")))")
         }
-        guard parseFloatType(scaleDtype) != nil else { throw ValidationError("--scale-dtype \(scaleDtype): expected f32, f16 or bf16") }
+        if let scaleDtype {
+            guard parseFloatType(scaleDtype) != nil else { throw ValidationError("--scale-dtype \(scaleDtype): expected f32, f16 or bf16") }
+            // bitsandbytes keeps 4-bit absmax in f32 (or 8-bit codes with --double-quant): there is nothing to choose.
+            guard scheme.lowercased() == "int8" else { throw ValidationError("--scale-dtype applies to int8 only (\(scheme) stores f32 absmax)") }
+        }
         if doubleQuant && scheme.lowercased() == "int8" { throw ValidationError("--double-quant applies to nf4 and fp4 only") }
         do { try parsedScheme!.validate() } catch { throw ValidationError("\(error)") }
     }
@@ -77,8 +81,9 @@ struct QuantizeCommand: ToolCommand {
                 return
             }
             print(table(report))
-            print("\nwrote \(report.output) (\(report.scheme)): \(report.tensors.count) tensors quantized, \(report.kept.count) kept, "
-                + "\(formatBytes(report.bytesIn)) → \(formatBytes(report.bytesOut)) in \(formatDecimal(report.seconds, places: 2)) s")
+            print("\nwrote \(report.output) (\(report.scheme)): \(report.tensors.count) tensors quantized "
+                + "(\(formatBytes(report.bytesIn)) → \(formatBytes(report.bytesOut))), \(report.kept.count) kept; "
+                + "\(formatBytes(onDiskBytes(report.output))) on disk in \(formatDecimal(report.seconds, places: 2)) s")
             if let plain = report.plainTotal {
                 let reduction = plain.rmse > 0 ? 100 * (1 - report.total.rmse / plain.rmse) : 0
                 print("optimized scales: RMSE \(formatValue(report.total.rmse)) vs \(formatValue(plain.rmse)) with absmax scales "

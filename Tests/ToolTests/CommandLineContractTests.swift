@@ -60,3 +60,38 @@ func contradictionsAreUsageErrors(flags: [String], output: String, message: Stri
     #expect(run.stderr.split(separator: "\n").count == 1)
     #expect(scratch.contents.isEmpty)
 }
+
+@Test("Every flag acts or is refused: --scale-dtype with nf4, and --text, --ctx or --chunks beside --base, are usage errors",
+      arguments: [
+        ("ckpt-quantize", [Tools.fixture("models/tiny-llama"), "/nonexistent/out", "--scheme", "nf4", "--scale-dtype", "f16"],
+         "--scale-dtype applies to int8 only"),
+        ("ckpt-compare", [Tools.fixture("models/tiny-llama"), "--base", "/nonexistent/base.safetensors", "--ctx", "64"],
+         "--ctx cannot be combined with --base"),
+        ("ckpt-compare", [Tools.fixture("models/tiny-llama"), "--base", "/nonexistent/base.safetensors", "--text", "/x.txt"],
+         "--text cannot be combined with --base"),
+      ])
+func flagsThatCannotActAreRefused(program: String, arguments: [String], message: String) throws {
+    let run = try Tools.run(program, arguments)
+    #expect(run.status == 64)
+    #expect(run.stderr.hasPrefix("error: " + message))
+    #expect(run.stderr.split(separator: "\n").count == 1)
+}
+
+@Test("ckpt-diff of two models with no tensor in common fails its gate (exit 3) instead of reporting a perfect match")
+func diffWithNothingInCommon() throws {
+    let scratch = ScratchDirectory()
+    writeSmallSafetensors(scratch.file("small.safetensors"))
+    let run = try Tools.run("ckpt-diff", [Tools.fixture("models/tiny-llama"), scratch.file("small.safetensors")])
+    #expect(run.status == 3)
+    #expect(run.stdout.contains("no tensors compared"))
+    #expect(run.stderr.hasPrefix("gate failed: no tensor of "))
+}
+
+@Test("--ctx beyond the model's max_position_embeddings runs, with a warning that says so")
+func contextBeyondTheModelIsWarned() throws {
+    let run = try Tools.run("ckpt-perplexity", [Tools.fixture("models/tiny-llama"), "--text", Tools.fixture("text/eval.txt"),
+                                                "--ctx", "1024", "--chunks", "1"])
+    #expect(run.status == 0, "\(run.stderr)")
+    #expect(run.stderr.contains("warning: --ctx 1024 is beyond "))
+    #expect(run.stderr.contains("max_position_embeddings 512"))
+}
