@@ -134,9 +134,19 @@ public func warn(_ line: String, options: CommonOptions) {
     if !options.quiet { printError(line) }
 }
 
-/// Prints the JSON document of `--json`: sorted keys, two-space indent, trailing newline.
+/// The version of the `--json` documents (docs/json.md); raised when a key changes meaning or goes away.
+public let jsonSchemaVersion = 1
+
+/// Prints the JSON document of `--json`: sorted keys, two-space indent, trailing newline; every
+/// document carries `schema_version` and `program` (docs/json.md lists each program's keys).
 public func printJSON(_ value: JSONValue) {
-    print(value.serialized(style: .pretty, sortKeys: true))
+    var document = value
+    if case .object(var members) = value {
+        let program = CommandLine.arguments.first.map { FileSystem.split($0).name } ?? "ckpt"
+        members += [("schema_version", JSONValue(jsonSchemaVersion)), ("program", .string(program))]
+        document = .object(members)
+    }
+    print(document.serialized(style: .pretty, sortKeys: true))
 }
 
 /// A progress line redrawn in place on a terminal's stderr.

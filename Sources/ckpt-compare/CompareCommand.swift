@@ -128,7 +128,7 @@ struct CompareCommand: ToolCommand {
         if common.json {
             printJSON([
                 "base": .string(base), "candidate": .string(candidate), "ctx": JSONValue(plan.context), "chunks": JSONValue(plan.chunks),
-                "tokens_scored": JSONValue(r.count),
+                "scored_tokens": JSONValue(r.count),
                 "ppl_base": .double(r.base.perplexity), "ppl_base_stderr": .double(r.base.standardError),
                 "ppl_candidate": .double(r.candidate.perplexity), "ppl_candidate_stderr": .double(r.candidate.standardError),
                 "ppl_ratio": .double(ratio), "mean_ln_ppl_ratio": .double(r.candidate.meanNLL - r.base.meanNLL),

@@ -78,7 +78,7 @@ struct ConvertCommand: ToolCommand {
             }
             if common.json {
                 printJSON([
-                    "output": .string(report.output),
+                    "input": .string(input), "output": .string(report.output), "output_bytes": JSONValue(onDiskBytes(report.output)),
                     "files": .array(report.files.map { .string($0) }),
                     "copied_files": .array(report.copiedFiles.map { .string($0) }),
                     "tensors": .array(report.tensors.map {

@@ -35,8 +35,9 @@ struct DequantizeCommand: ToolCommand {
                                                               threads: common.threadBudget, overwrite: force)
             if common.json {
                 printJSON([
-                    "output": .string(report.output), "files": .array(report.files.map { .string($0) }),
-                    "kept": JSONValue(report.keptCount), "seconds": .double(report.seconds),
+                    "input": .string(input), "output": .string(report.output), "files": .array(report.files.map { .string($0) }),
+                    "output_bytes": JSONValue(onDiskBytes(report.output)),
+                    "kept": .array(report.kept.map { .string($0) }), "seconds": .double(report.seconds),
                     "tensors": .array(report.tensors.map {
                         ["name": .string($0.name), "scheme": .string("\($0.scheme)"), "dtype": .string($0.dtype.rawValue)]
                     }),
@@ -47,7 +48,7 @@ struct DequantizeCommand: ToolCommand {
             for t in report.tensors { counts["\(t.scheme) → \(t.dtype.rawValue)", default: 0] += 1 }
             var table = TextTable(headers: ["dequantized", "tensors"], rightAligned: [1])
             for (key, n) in counts.sorted(by: { $0.key < $1.key }) { table.add([key, String(n)]) }
-            table.add(["kept", String(report.keptCount)])
+            table.add(["kept", String(report.kept.count)])
             print(table.render())
             print("\nwrote \(report.output): \(report.files.joined(separator: ", ")), \(formatBytes(onDiskBytes(report.output))) on disk "
                 + "in \(formatDecimal(report.seconds, places: 2)) s")

@@ -98,7 +98,8 @@ struct MergeLoRACommand: ToolCommand {
 
     func json(_ report: MergeReport) -> JSONValue {
         [
-            "output": .string(report.output), "dry_run": .bool(report.dryRun), "files": .array(report.files.map { .string($0) }),
+            "input": .string(base), "output": .string(report.output), "dry_run": .bool(report.dryRun),
+            "output_bytes": report.dryRun ? .null : JSONValue(onDiskBytes(report.output)), "files": .array(report.files.map { .string($0) }),
             "notes": .array(report.notes.map { .string($0) }), "seconds": .double(report.seconds),
             "tensors": .array(report.rows.map { row in
                 var members: [(String, JSONValue)] = [

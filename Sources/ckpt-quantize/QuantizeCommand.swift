@@ -118,7 +118,9 @@ struct QuantizeCommand: ToolCommand {
             total = .object(members)
         }
         return [
-            "output": .string(report.output), "scheme": .string(report.scheme.schemeName), "description": .string("\(report.scheme)"),
+            "input": .string(input), "output": .string(report.output), "output_bytes": JSONValue(onDiskBytes(report.output)),
+            "bytes_in": JSONValue(report.bytesIn), "bytes_out": JSONValue(report.bytesOut),
+            "scheme": .string(report.scheme.schemeName), "description": .string("\(report.scheme)"),
             "files": .array(report.files.map { .string($0) }), "kept": .array(report.kept.map { .string($0) }),
             "notes": .array(report.notes.map { .string($0) }), "seconds": .double(report.seconds), "total": total,
             "tensors": .array(report.tensors.map { t in

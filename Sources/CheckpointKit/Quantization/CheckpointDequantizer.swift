@@ -19,8 +19,8 @@ public struct DequantizationReport: Sendable {
     public var files: [String]
     /// (name, scheme, output dtype) of each dequantized weight.
     public var tensors: [(name: String, scheme: any QuantizationScheme, dtype: DType)]
-    /// Tensors that were not quantized, copied or converted to the requested dtype.
-    public var keptCount: Int
+    /// Names of the tensors that were not quantized, copied or converted to the requested dtype.
+    public var kept: [String]
     /// Wall-clock duration, in seconds.
     public var seconds: Double
 }
@@ -38,7 +38,7 @@ public enum CheckpointDequantizer {
         guard logical.scheme != nil || checkpoint.entries.contains(where: { $0.storedType != nil }) else {
             throw DequantizationError.notQuantized(path: checkpoint.path)
         }
-        var report = DequantizationReport(output: output, files: [], tensors: [], keptCount: 0, seconds: 0)
+        var report = DequantizationReport(output: output, files: [], tensors: [], kept: [], seconds: 0)
         var byName: [String: LogicalTensor] = [:]
         var shards = checkpoint.mirroredShards
         for tensor in logical.tensors {
@@ -48,7 +48,7 @@ public enum CheckpointDequantizer {
                 report.tensors.append((tensor.name, scheme, outputType))
             } else {
                 outputType = dtype.flatMap { FloatConversion.canConvert(from: tensor.dtype, to: $0) ? $0 : nil } ?? tensor.dtype
-                report.keptCount += 1
+                report.kept.append(tensor.name)
             }
             byName[tensor.name] = tensor
             shards[tensor.fileIndex].tensors.append(TensorSpec(name: tensor.name, dtype: outputType, shape: tensor.shape))
