@@ -22,8 +22,8 @@ struct MergeLoRACommand: ToolCommand {
     @Argument(help: "PEFT adapter folder (adapter_config.json + adapter_model.safetensors).")
     var adapter: String
 
-    @Argument(help: "Output folder (or a .safetensors file when the base is a single file).")
-    var output: String
+    @Argument(help: "Output folder (or a .safetensors file when the base is a single file); not needed with --dry-run.")
+    var output: String?
 
     @Option(name: .customLong("adapter"), help: "A further adapter to merge (repeatable).")
     var moreAdapters: [String] = []
@@ -59,6 +59,7 @@ struct MergeLoRACommand: ToolCommand {
             throw ValidationError("--weight given \(weight.count) time(s) for \(adapterFolders.count) adapters (expected one per adapter, or one per --adapter)")
         }
         if weight.contains(where: { !$0.isFinite }) { throw ValidationError("--weight must be finite") }
+        if output == nil && !dryRun { throw ValidationError("missing expected argument '<output>' (only --dry-run needs none)") }
     }
 
     func run() throws {
@@ -67,7 +68,7 @@ struct MergeLoRACommand: ToolCommand {
             let adapters = try zip(adapterFolders, weights).map { (try LoRAAdapter(folder: $0), $1) }
             let options = MergeOptions(dtype: dtype == "keep" ? nil : parseFloatType(dtype), requantize: requantize, dryRun: dryRun,
                                        threads: common.threadBudget, overwrite: force)
-            let report = try CheckpointMerger.merge(base: checkpoint, adapters: adapters.map { (adapter: $0.0, weight: $0.1) }, to: output,
+            let report = try CheckpointMerger.merge(base: checkpoint, adapters: adapters.map { (adapter: $0.0, weight: $0.1) }, to: output ?? "",
                                                     options: options)
             for note in report.notes { log("note: \(note)", options: common) }
             if common.json {
@@ -98,7 +99,7 @@ struct MergeLoRACommand: ToolCommand {
 
     func json(_ report: MergeReport) -> JSONValue {
         [
-            "input": .string(base), "output": .string(report.output), "dry_run": .bool(report.dryRun),
+            "input": .string(base), "output": report.output.isEmpty ? .null : .string(report.output), "dry_run": .bool(report.dryRun),
             "output_bytes": report.dryRun ? .null : JSONValue(onDiskBytes(report.output)), "files": .array(report.files.map { .string($0) }),
             "notes": .array(report.notes.map { .string($0) }), "seconds": .double(report.seconds),
             "tensors": .array(report.rows.map { row in

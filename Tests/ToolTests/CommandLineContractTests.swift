@@ -95,3 +95,16 @@ func contextBeyondTheModelIsWarned() throws {
     #expect(run.stderr.contains("warning: --ctx 1024 is beyond "))
     #expect(run.stderr.contains("max_position_embeddings 512"))
 }
+
+@Test("ckpt-merge-lora --dry-run needs no output: it prints the plan and writes nothing")
+func dryRunWithoutOutput() throws {
+    let run = try Tools.run("ckpt-merge-lora", [Tools.fixture("models/tiny-llama"), Tools.fixture("lora/adapters/llama-lora-all-linear"),
+                                                "--dry-run", "--json"])
+    #expect(run.status == 0, "\(run.stderr)")
+    let document = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])
+    #expect(document["dry_run"] as? Bool == true)
+    #expect(((document["tensors"] as? [Any])?.count ?? 0) > 0)
+    let without = try Tools.run("ckpt-merge-lora", [Tools.fixture("models/tiny-llama"), Tools.fixture("lora/adapters/llama-lora-all-linear")])
+    #expect(without.status == 64)
+    #expect(without.stderr.hasPrefix("error: missing expected argument '<output>'"))
+}

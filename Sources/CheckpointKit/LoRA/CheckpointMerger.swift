@@ -60,7 +60,10 @@ public enum CheckpointMerger {
     /// Plans, checks and writes `checkpoint` with each adapter (times its weight) merged in, atomically to `output`.
     public static func merge(base checkpoint: Checkpoint, adapters: [(adapter: LoRAAdapter, weight: Double)], to output: String,
                              options: MergeOptions) throws -> MergeReport {
-        try FileSystem.refuseOverlap(output: output, inputs: [checkpoint.path] + adapters.map(\.adapter.folder))
+        // A dry run names no output (or one it will not write): nothing to keep apart from the inputs.
+        if !options.dryRun || !output.isEmpty {
+            try FileSystem.refuseOverlap(output: output, inputs: [checkpoint.path] + adapters.map(\.adapter.folder))
+        }
         let clock = Stopwatch()
         MatrixMultiply.setThreads(options.threads)
         let base = try LogicalCheckpoint(checkpoint)
