@@ -1,5 +1,6 @@
 import ArgumentParser
 import CheckpointKit
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -55,7 +56,7 @@ public enum ToolExit {
 
 /// Runs a program body: SIGINT/SIGTERM/SIGHUP (a closed terminal) request a clean stop, and any error becomes the one-line
 /// `error: …` on stderr with exit code 1 (the library's error descriptions name file and tensor).
-public func runTool(_ body: () throws -> Void) throws {
+public func runTool(_ options: CommonOptions? = nil, _ body: () throws -> Void) throws {
     // A parent may start us with signals blocked (threads of Dispatch pools block them all and
     // posix_spawn passes the mask on): unblock the ones we handle.
     var handled = sigset_t()
@@ -86,6 +87,15 @@ public func runTool(_ body: () throws -> Void) throws {
         for removed in AtomicOutput.removedStaleTemporaries() {
             writeStandardError("note: removed \(removed.path), left by process \(removed.pid) that no longer runs\n")
         }
+    }
+    // On a terminal, long work draws a progress line (never on a pipe, with --quiet or --json).
+    let progress = ProgressLine()
+    if let options, options.showsProgress && !options.json {
+        WorkProgress.observe { step, done, total, item in progress.update(step: step, done: done, total: total, item: item) }
+    }
+    defer {
+        WorkProgress.observe(nil)
+        progress.finish()
     }
     do {
         try body()
@@ -137,6 +147,16 @@ public func warn(_ line: String, options: CommonOptions) {
 /// The version of the `--json` documents (docs/json.md); raised when a key changes meaning or goes away.
 public let jsonSchemaVersion = 1
 
+/// One chunk of an evaluation done: on a terminal the progress line moves (with `line` as its
+/// item); elsewhere `line` is logged, as llama-perplexity logs each pass.
+public func reportChunk(_ step: String, _ chunk: Int, of total: Int, _ line: String, options: CommonOptions) {
+    if options.showsProgress && !options.json {
+        WorkProgress.report(step, done: chunk, total: total, item: line)
+    } else {
+        log(line, options: options)
+    }
+}
+
 /// Prints the JSON document of `--json`: sorted keys, two-space indent, trailing newline; every
 /// document carries `schema_version` and `program` (docs/json.md lists each program's keys).
 public func printJSON(_ value: JSONValue) {
@@ -149,32 +169,66 @@ public func printJSON(_ value: JSONValue) {
     print(document.serialized(style: .pretty, sortKeys: true))
 }
 
-/// A progress line redrawn in place on a terminal's stderr.
-public struct ProgressLine {
-    let enabled: Bool
-    let total: Int
-    let label: String
-
-    /// Draws only when stderr is a terminal and neither --quiet nor --json is given.
-    public init(label: String, total: Int, options: CommonOptions) {
-        self.enabled = options.showsProgress && !options.json
-        self.total = total
-        self.label = label
+/// A progress line redrawn in place on a terminal's stderr: step, bar, done/total, rate, ETA and
+/// the item at hand. It appears only once a step has run for a second (short work stays quiet),
+/// redraws at most ten times a second, and erases itself when the step ends.
+public final class ProgressLine: Sendable {
+    struct State {
+        var step = ""
+        var started = 0.0
+        var lastDraw = -1.0
+        var drawn = false
     }
 
-    /// Redraws the line: label, a 30-cell bar, done/total and up to 50 characters of `detail`.
-    public func update(_ done: Int, detail: String = "") {
-        guard enabled else { return }
-        let width = 30
-        let filled = total > 0 ? width * done / total : width
-        let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-        writeStandardError("\r\u{1B}[K\(label) \(bar) \(done)/\(total) \(detail.prefix(50))")
+    let clock = Stopwatch()
+    let state = Mutex(State())
+    /// Seconds a step runs before its line appears: 1, or `CKPT_PROGRESS_AFTER` (the tests set 0).
+    let delay: Double
+
+    /// A line with nothing drawn yet.
+    public init() {
+        delay = getenv("CKPT_PROGRESS_AFTER").flatMap { Double(String(cString: $0)) } ?? 1
+    }
+
+    /// Notes that `done` of `total` items of `step` are finished, redrawing when it is time.
+    public func update(step: String, done: Int, total: Int, item: String) {
+        let now = clock.seconds
+        state.withLock { s in
+            if s.step != step {
+                if s.drawn { writeStandardError("\r\u{1B}[K") }
+                s = State(step: step, started: now)
+            }
+            if done >= total {
+                if s.drawn { writeStandardError("\r\u{1B}[K") }
+                s.drawn = false
+                return
+            }
+            let elapsed = now - s.started
+            guard elapsed >= delay, now - s.lastDraw >= 0.1, done > 0 else { return }
+            s.lastDraw = now
+            s.drawn = true
+            writeStandardError("\r\u{1B}[K" + Self.render(step: step, done: done, total: total, elapsed: elapsed, item: item))
+        }
     }
 
     /// Erases the line, so what follows starts on a clean one.
     public func finish() {
-        guard enabled else { return }
-        writeStandardError("\r\u{1B}[K")
+        state.withLock { s in
+            if s.drawn { writeStandardError("\r\u{1B}[K") }
+            s.drawn = false
+        }
+    }
+
+    /// `quantizing ████████······ 120/210  41.3/s  ETA 2 s  model.layers.3.mlp.up_proj.weight`
+    static func render(step: String, done: Int, total: Int, elapsed: Double, item: String) -> String {
+        let width = 20
+        let filled = total > 0 ? min(width, width * done / total) : width
+        let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
+        let rate = Double(done) / max(elapsed, 1e-9)
+        let remaining = Double(total - done) / max(rate, 1e-9)
+        let eta = remaining < 90 ? "\(Int(remaining.rounded(.up))) s" : "\(Int((remaining / 60).rounded(.up))) min"
+        let rateText = rate >= 10 ? formatDecimal(rate, places: 0) : formatDecimal(rate, places: 2)
+        return "\(step) \(bar) \(done)/\(total)  \(rateText)/s  ETA \(eta)  \(item.suffix(48))"
     }
 }
 

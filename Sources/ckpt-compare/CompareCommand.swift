@@ -59,7 +59,7 @@ struct CompareCommand: ToolCommand {
 
     func run() throws {
         var gateFailures: [String] = []
-        try runTool {
+        try runTool(common) {
             var saved: BaseLogProbabilities?
             var baseName = base ?? models[0]
             if let base {
@@ -72,7 +72,7 @@ struct CompareCommand: ToolCommand {
                 let plan = try ChunkPlan(tokens: tokens.count, context: input.contextLength, chunks: input.chunks, bos: bos, file: source)
                 if saveBase != nil || models.count == 1 {
                     let computed = try BaseLogProbabilities.compute(model, tokens: tokens, plan: plan, topK: topK) { chunk in
-                        log("base [\(chunk)/\(plan.chunks)]", options: common)
+                        reportChunk("base", chunk, of: plan.chunks, "base [\(chunk)/\(plan.chunks)]", options: common)
                     }
                     if let saveBase { try computed.save(to: saveBase, overwrite: force) }
                     saved = computed
@@ -87,7 +87,7 @@ struct CompareCommand: ToolCommand {
                         try QualityGates.requireSameTokens(tokens, candidateTokens, file: source, baseModel: models[0], candidateModel: models[1])
                     }
                     let result = try DivergenceEvaluator.evaluate(base: model, candidate: candidate, tokens: tokens, plan: plan) { chunk, r in
-                        log("[\(chunk)/\(plan.chunks)] mean KLD \(formatValue(r.meanDivergence)), PPL \(formatDecimal(r.base.perplexity, places: 4)) → "
+                        reportChunk("compare", chunk, of: plan.chunks, "[\(chunk)/\(plan.chunks)] mean KLD \(formatValue(r.meanDivergence)), PPL \(formatDecimal(r.base.perplexity, places: 4)) → "
                             + "\(formatDecimal(r.candidate.perplexity, places: 4))", options: common)
                     }
                     gateFailures = report(result, base: baseName, candidate: models[1], exact: true, plan: plan)
@@ -102,7 +102,8 @@ struct CompareCommand: ToolCommand {
             }
             let candidate = try TransformerModel(checkpoint: try Checkpoint(path: candidatePath), threads: common.threadBudget)
             let result = try saved.compare(candidate) { chunk, r in
-                log("[\(chunk)/\(saved.chunks)] mean KLD ≥ \(formatValue(r.meanDivergence))", options: common)
+                reportChunk("compare", chunk, of: saved.chunks, "[\(chunk)/\(saved.chunks)] mean KLD ≥ \(formatValue(r.meanDivergence))",
+                            options: common)
             }
             gateFailures = report(result, base: baseName, candidate: candidatePath, exact: false,
                                   plan: ChunkPlanDescription(context: saved.context, chunks: saved.chunks, topK: saved.topK))

@@ -63,7 +63,7 @@ struct ConvertCommand: ToolCommand {
     }
 
     func run() throws {
-        try runTool {
+        try runTool(common) {
             let checkpoint = try Checkpoint(path: input)
             let report: ConversionReport
             if outputFormat == "gguf" {

@@ -29,7 +29,7 @@ struct DequantizeCommand: ToolCommand {
     }
 
     func run() throws {
-        try runTool {
+        try runTool(common) {
             let checkpoint = try Checkpoint(path: input)
             let report = try CheckpointDequantizer.dequantize(checkpoint, to: output, dtype: dtype.flatMap(parseFloatType),
                                                               threads: common.threadBudget, overwrite: force)

@@ -26,7 +26,7 @@ struct DiffCommand: ToolCommand {
 
     func run() throws {
         var gateFailed: [String] = []
-        try runTool {
+        try runTool(common) {
             let rows = try CheckpointDiff.compare(try Checkpoint(path: a), try Checkpoint(path: b), threads: common.threadBudget)
             // Nothing compared proves nothing: a diff of two unrelated models is not a pass.
             if !rows.contains(where: { $0.metrics != nil }) {

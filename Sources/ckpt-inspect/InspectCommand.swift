@@ -25,7 +25,7 @@ struct InspectCommand: ToolCommand {
     @OptionGroup var common: CommonOptions
 
     func run() throws {
-        try runTool {
+        try runTool(common) {
             let checkpoint = try Checkpoint(path: path)
             let inspection = try CheckpointInspection(checkpoint, storage: storage, statistics: stats, threads: common.threadBudget)
             var verified: CheckpointVerifier.Report?

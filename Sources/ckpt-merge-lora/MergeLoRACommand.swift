@@ -63,7 +63,7 @@ struct MergeLoRACommand: ToolCommand {
     }
 
     func run() throws {
-        try runTool {
+        try runTool(common) {
             let checkpoint = try Checkpoint(path: base)
             let adapters = try zip(adapterFolders, weights).map { (try LoRAAdapter(folder: $0), $1) }
             let options = MergeOptions(dtype: dtype == "keep" ? nil : parseFloatType(dtype), requantize: requantize, dryRun: dryRun,

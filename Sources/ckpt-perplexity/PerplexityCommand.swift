@@ -29,7 +29,7 @@ struct PerplexityCommand: ToolCommand {
     }
 
     func run() throws {
-        try runTool {
+        try runTool(common) {
             let checkpoint = try Checkpoint(path: model)
             let clock = Stopwatch()
             let network = try TransformerModel(checkpoint: checkpoint, threads: common.threadBudget, emulatingLlamaCpp: emulateLlamaCpp)
@@ -39,7 +39,7 @@ struct PerplexityCommand: ToolCommand {
             let plan = try ChunkPlan(tokens: tokens.count, context: input.contextLength, chunks: input.chunks, bos: bos, file: source)
             let evalClock = Stopwatch()
             let (total, perChunk) = try PerplexityEvaluator.evaluate(network, tokens: tokens, plan: plan) { chunk, running in
-                log("[\(chunk)/\(plan.chunks)] ppl \(formatDecimal(running.perplexity, places: 4)) ± \(formatDecimal(running.standardError, places: 4))",
+                reportChunk("perplexity", chunk, of: plan.chunks, "[\(chunk)/\(plan.chunks)] ppl \(formatDecimal(running.perplexity, places: 4)) ± \(formatDecimal(running.standardError, places: 4))",
                     options: common)
             }
             let seconds = evalClock.seconds

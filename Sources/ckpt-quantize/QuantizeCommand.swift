@@ -70,7 +70,7 @@ struct QuantizeCommand: ToolCommand {
     }
 
     func run() throws {
-        try runTool {
+        try runTool(common) {
             let checkpoint = try Checkpoint(path: input)
             let options = QuantizationOptions(scheme: parsedScheme!, include: include, exclude: exclude, optimizeScales: optimizeScales,
                                               allowNonFinite: allowNonfinite, threads: common.threadBudget, overwrite: force)

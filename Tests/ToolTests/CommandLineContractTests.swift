@@ -108,3 +108,33 @@ func dryRunWithoutOutput() throws {
     #expect(without.status == 64)
     #expect(without.stderr.hasPrefix("error: missing expected argument '<output>'"))
 }
+
+/// Runs `command` (a shell line) under a pseudo-terminal with `script`, returning all it printed.
+private func onTerminal(_ command: String) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/script")
+    process.arguments = ["-qec", command, "/dev/null"]
+    let out = Pipe()
+    process.standardOutput = out
+    process.standardError = out
+    try process.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return String(decoding: data, as: UTF8.self)
+}
+
+@Test("On a terminal a progress line shows done/total, rate and ETA; on a pipe or with --quiet there is none",
+      .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/script"), "script(1) from bsdutils is absent"))
+func progressLineOnlyOnATerminal() throws {
+    let run = "CKPT_PROGRESS_AFTER=0 '\(Tools.binDirectory)/ckpt-perplexity' '\(Tools.fixture("models/tiny-llama"))' "
+        + "--text '\(Tools.fixture("text/eval.txt"))' --ctx 64 --chunks 6 --threads 1"
+    let terminal = try onTerminal(run)
+    #expect(terminal.contains("\r\u{1B}[Kperplexity "))
+    #expect(terminal.contains("/6  ") && terminal.contains("ETA "))
+    let quiet = try onTerminal(run + " --quiet")
+    #expect(!quiet.contains("\u{1B}[K"))
+    let piped = try Tools.run("ckpt-perplexity", [Tools.fixture("models/tiny-llama"), "--text", Tools.fixture("text/eval.txt"),
+                                                  "--ctx", "64", "--chunks", "6"], environment: ["CKPT_PROGRESS_AFTER": "0"])
+    #expect(!piped.stderr.contains("\u{1B}[K"))
+    #expect(piped.stderr.contains("[6/6] ppl "))
+}

@@ -112,11 +112,21 @@ public final class CheckpointWriter {
         -> (files: [String], copiedFiles: [String])
     {
         try FileSystem.refuseOverlap(output: output, inputs: [input.path])
+        // Each tensor written is reported (WorkProgress), whoever produces it.
+        let total = shards.reduce(0) { $0 + $1.tensors.count }
+        var written = 0
+        func progressed(_ info: TensorInfo) {
+            written += 1
+            WorkProgress.report("writing", done: written, total: total, item: info.name)
+        }
         if input.layout == .file && output.hasSuffix(".safetensors") && shards.count == 1 {
             let atomic = try AtomicOutput(target: output, isDirectory: false, overwrite: overwrite)
             let layout = SafetensorsLayout(shards[0].tensors, metadata: shards[0].metadata)
             try atomic.translatingErrors {
-                try layout.write(to: atomic.temporary, produce: produce)
+                try layout.write(to: atomic.temporary) { info, out in
+                    try produce(info, out)
+                    progressed(info)
+                }
                 try atomic.commit()
             }
             return ([output], [])
@@ -124,7 +134,10 @@ public final class CheckpointWriter {
         let writer = try CheckpointWriter(folder: output, overwrite: overwrite)
         var copied: [String] = []
         try writer.output.translatingErrors {
-            try writer.writeShards(shards, indexMetadata: input.indexMetadata?.objectMembers ?? [], produce: produce)
+            try writer.writeShards(shards, indexMetadata: input.indexMetadata?.objectMembers ?? []) { info, out in
+                try produce(info, out)
+                progressed(info)
+            }
             if let config { try writer.writeJSON(config, named: "config.json", sortKeys: true) }
             for file in input.generatedFiles {
                 try writer.writeJSON(file.contents, named: file.name, sortKeys: file.sortKeys)

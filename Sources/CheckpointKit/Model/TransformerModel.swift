@@ -52,7 +52,10 @@ public final class TransformerModel: Sendable {
         let c = config
         // GPT-2 checkpoints come with or without the "transformer." prefix.
         let prefix = c.family == .gpt2 && byName["wte.weight"] != nil ? "" : (c.family == .gpt2 ? "transformer." : "model.")
+        var loaded = 0
         func load(_ name: String, _ shape: [Int]) throws -> [Float] {
+            loaded += 1
+            WorkProgress.report("loading", done: loaded, total: logical.tensors.count, item: name)
             guard let t = byName[name] else { throw ModelError.missingWeight(file: checkpoint.path, tensor: name) }
             guard t.shape == shape || (shape.count == 1 && t.elementCount == shape[0]) else {
                 throw ModelError.weightShape(file: checkpoint.path, tensor: name, expected: shape, actual: t.shape)

@@ -189,6 +189,7 @@ public enum CheckpointQuantizer {
                     continue
                 }
                 let (tensor, row) = try encode(checkpoint, entry, options: options)
+                WorkProgress.report("quantizing", done: report.tensors.count + 1, total: selected.count, item: info.name)
                 if Interruption.isRequested { throw FileAccessError.interrupted(file: output) }
                 for part in tensor.parts {
                     specs.append(part.spec)

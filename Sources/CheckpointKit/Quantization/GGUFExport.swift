@@ -146,7 +146,8 @@ public enum GGUFExport {
         try atomic.translatingErrors {
             let out = try OutputFile(creating: atomic.temporary)
             try out.write(header.bytes)
-            for p in planned {
+            for (k, p) in planned.enumerated() {
+                WorkProgress.report("writing", done: k, total: planned.count, item: p.name)
                 var values = logical.float32(p.source, threads: threads)
                 if p.name.hasSuffix("attn_q.weight") {
                     values = GGUFLlamaNames.permuteRows(values, rows: p.source.shape[0], columns: p.source.shape[1], heads: config.heads, toGGUF: true)
