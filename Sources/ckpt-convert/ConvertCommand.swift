@@ -6,7 +6,7 @@ import ToolSupport
 struct ConvertCommand: ToolCommand {
     static let configuration = CommandConfiguration(
         commandName: "ckpt-convert",
-        abstract: "Convert checkpoints between safetensors, GGUF and PyTorch: float dtype, shard size, GGUF types.",
+        abstract: "Convert checkpoints between safetensors, GGUF and PyTorch: float dtype, shard size, GGUF output and types.",
         discussion: """
             Floating-point tensors take --type; integer and bool tensors keep theirs. Without \
             --shard-size the input's shard layout and file names are kept. config.json's dtype \
@@ -17,7 +17,7 @@ struct ConvertCommand: ToolCommand {
     @Argument(help: "Input: a .safetensors file, an index, a model folder (safetensors or pytorch_model.bin), a .bin, or a .gguf file.")
     var input: String
 
-    @Argument(help: "Output folder (or a .safetensors file when the input is a single file).")
+    @Argument(help: "Output folder, a .safetensors file (when the input is a single file), or a .gguf file (GGUF output).")
     var output: String
 
     @Option(name: .customLong("to"), help: "Output format: safetensors or gguf (default: gguf when the output name ends in .gguf, else safetensors).")
