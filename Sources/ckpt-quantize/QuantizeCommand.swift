@@ -65,6 +65,9 @@ struct QuantizeCommand: ToolCommand {
             // bitsandbytes keeps 4-bit absmax in f32 (or 8-bit codes with --double-quant): there is nothing to choose.
             guard scheme.lowercased() == "int8" else { throw ValidationError("--scale-dtype applies to int8 only (\(scheme) stores f32 absmax)") }
         }
+        for (flag, pattern) in [("--include", include), ("--exclude", exclude)] {
+            if let pattern, (try? Regex(pattern)) == nil { throw ValidationError("\(flag) \(pattern): not a valid regular expression") }
+        }
         if doubleQuant && scheme.lowercased() == "int8" { throw ValidationError("--double-quant applies to nf4 and fp4 only") }
         do { try parsedScheme!.validate() } catch { throw ValidationError("\(error)") }
     }

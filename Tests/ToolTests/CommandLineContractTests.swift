@@ -138,3 +138,12 @@ func progressLineOnlyOnATerminal() throws {
     #expect(!piped.stderr.contains("\u{1B}[K"))
     #expect(piped.stderr.contains("[6/6] ppl "))
 }
+
+@Test("A malformed --include or --exclude regex is a usage error (64), not a run-time failure")
+func badRegexIsAUsageError() throws {
+    for flag in ["--include", "--exclude"] {
+        let run = try Tools.run("ckpt-quantize", [Tools.fixture("models/tiny-llama"), "/nonexistent/out", "--scheme", "int8", flag, "(unclosed"])
+        #expect(run.status == 64)
+        #expect(run.stderr.hasPrefix("error: \(flag) (unclosed: not a valid regular expression"))
+    }
+}
