@@ -1,5 +1,5 @@
 /// Hugging Face llama-family folder → GGUF v3, as llama.cpp's `convert_hf_to_gguf.py` lays it
-/// out: `llama.*` hyperparameters, the byte-level BPE vocabulary as `tokenizer.ggml.*`, tensors
+/// out: `llama.*` hyperparameters, the vocabulary as `tokenizer.ggml.*` (GGUFTokenizerMetadata), tensors
 /// renamed with Q/K rows permuted for llama.cpp's RoPE, norms in F32 and 2-D weights in the
 /// requested type (Q8_0 / Q4_0 bytes identical to gguf-py's `quants`).
 public enum GGUFExport {
@@ -16,7 +16,7 @@ public enum GGUFExport {
             case let .unsupportedArchitecture(file, found):
                 return "\(file): architecture \(found) cannot be written as GGUF by ckpt (expected LlamaForCausalLM or MistralForCausalLM)"
             case let .unsupportedType(name): return "--type \(name): not a GGUF output type (expected f32, f16, bf16, q8_0 or q4_0)"
-            case let .tokenizer(file, reason): return "\(file): \(reason) (expected a byte-level BPE tokenizer.json)"
+            case let .tokenizer(file, reason): return "\(file): \(reason) (expected a byte-level or SentencePiece-style BPE tokenizer.json)"
             case let .unnamedPreTokenizer(file, hash):
                 return "\(file): llama.cpp has no name for this pre-tokenizer (probe hash \(hash)), and under its default rules it would "
                     + "split text differently; no GGUF written (expected a tokenizer llama.cpp's convert_hf_to_gguf.py recognizes)"
@@ -36,7 +36,7 @@ public enum GGUFExport {
     }
 
     enum Value {
-        case u32(UInt32), i32(Int32), f32(Float), bool(Bool), string(String), strings([String]), i32s([Int32])
+        case u32(UInt32), i32(Int32), f32(Float), bool(Bool), string(String), strings([String]), i32s([Int32]), f32s([Float])
     }
 
     static func write(_ value: Value, into b: inout Buffer) {
@@ -52,6 +52,9 @@ public enum GGUFExport {
         case .i32s(let values):
             b.u32(9); b.u32(5); b.u64(UInt64(values.count))
             for v in values { b.u32(UInt32(bitPattern: v)) }
+        case .f32s(let values):
+            b.u32(9); b.u32(6); b.u64(UInt64(values.count))
+            for v in values { b.f32(v) }
         }
     }
 
@@ -167,73 +170,5 @@ public enum GGUFExport {
                                     bytesIn: $0.source.elementCount * $0.source.dtype.size, bytesOut: $0.bytes, storedType: $0.type.name)
         }
         return ConversionReport(output: output, files: [output], tensors: rows, copiedFiles: [], seconds: clock.seconds)
-    }
-
-    /// `tokenizer.ggml.*` from a byte-level BPE tokenizer.json: tokens by id (their vocabulary
-    /// spelling), token types (1 normal, 3 control = special added, 4 user-defined), merges.
-    /// `tokenizer.ggml.pre` is `preTokenizer` when the source names it (a GGUF input), else the
-    /// name llama.cpp's converter would give (`LlamaCppPreTokenizer`); a tokenizer it cannot
-    /// name is refused, since llama.cpp would split its text by other rules.
-    static func tokenizerMetadata(_ json: JSONValue, special: JSONValue?, chatTemplate: String?, file path: String,
-                                  vocabulary: Int, preTokenizer: String? = nil) throws -> [(String, Value)] {
-        guard let model = json["model"], model["type"]?.stringValue == "BPE", let vocab = model["vocab"]?.objectMembers else {
-            throw Failure.tokenizer(file: path, reason: "not a BPE tokenizer")
-        }
-        // SentencePiece-style BPE (byte fallback, Metaspace) is llama.cpp's `llama` vocabulary, which this writer does not emit yet.
-        guard model["byte_fallback"]?.boolValue != true else {
-            throw Failure.tokenizer(file: path, reason: "a SentencePiece-style vocabulary (byte fallback) cannot be written to GGUF by ckpt yet")
-        }
-        var tokens = [String](repeating: "", count: vocabulary)
-        var types = [Int32](repeating: 1, count: vocabulary)
-        for (token, id) in vocab {
-            guard let i = id.intValue, i >= 0, i < vocabulary else { continue }
-            tokens[i] = token
-        }
-        var bos: Int? = nil, eos: Int? = nil
-        for added in json["added_tokens"]?.arrayValue ?? [] {
-            guard let i = added["id"]?.intValue, i >= 0, i < vocabulary, let content = added["content"]?.stringValue else { continue }
-            tokens[i] = content
-            types[i] = added["special"]?.boolValue == true ? 3 : 4
-        }
-        for (i, token) in tokens.enumerated() where token.isEmpty {
-            tokens[i] = "[PAD\(i)]"
-            types[i] = 5  // UNUSED, as llama.cpp pads a vocabulary larger than the tokenizer's
-        }
-        let merges: [String] = (model["merges"]?.arrayValue ?? []).compactMap { m in
-            if let s = m.stringValue { return s }
-            if let pair = m.arrayValue?.compactMap(\.stringValue), pair.count == 2 { return pair[0] + " " + pair[1] }
-            return nil
-        }
-        func id(_ key: String) -> Int? {
-            guard let name = special?[key]?.stringValue ?? special?[key]?["content"]?.stringValue else { return nil }
-            return tokens.firstIndex(of: name)
-        }
-        bos = id("bos_token")
-        eos = id("eos_token")
-        let pre: String
-        if let preTokenizer {
-            pre = preTokenizer
-        } else {
-            let tokenizer: Tokenizer
-            do { tokenizer = try Tokenizer(json: json, file: path, config: special) } catch { throw Failure.tokenizer(file: path, reason: "\(error)") }
-            let (identification, hash) = LlamaCppPreTokenizer.identify(tokenizer, json: json)
-            guard let identification else { throw Failure.unnamedPreTokenizer(file: path, probeHash: hash) }
-            pre = identification.name
-        }
-        var kv: [(String, Value)] = [
-            ("tokenizer.ggml.model", .string("gpt2")), ("tokenizer.ggml.pre", .string(pre)),
-            ("tokenizer.ggml.tokens", .strings(tokens)), ("tokenizer.ggml.token_type", .i32s(types)), ("tokenizer.ggml.merges", .strings(merges)),
-        ]
-        if let bos { kv.append(("tokenizer.ggml.bos_token_id", .u32(UInt32(bos)))) }
-        if let eos { kv.append(("tokenizer.ggml.eos_token_id", .u32(UInt32(eos)))) }
-        if let unk = id("unk_token") { kv.append(("tokenizer.ggml.unknown_token_id", .u32(UInt32(unk)))) }
-        if let pad = id("pad_token") { kv.append(("tokenizer.ggml.padding_token_id", .u32(UInt32(pad)))) }
-        // llama.cpp's converter turns BOS off for every llama-family vocabulary of 49,152 tokens
-        // (meant for Granite's small models, it catches SmolLM's too): do as it does.
-        let template = json["post_processor"]?["single"]?.arrayValue?.first?["SpecialToken"] != nil
-        kv.append(("tokenizer.ggml.add_bos_token", .bool(template && vocabulary != 49152)))
-        let chat = special?["chat_template"]?.stringValue ?? chatTemplate
-        if let chat { kv.append(("tokenizer.chat_template", .string(chat))) }
-        return kv
     }
 }
