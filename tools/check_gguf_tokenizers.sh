@@ -6,7 +6,9 @@
 # split; the script prints the pre-tokenizer name and how many ids agree, and exits 1 on a mismatch.
 #
 # Usage: tools/check_gguf_tokenizers.sh [FOLDER ...]
-#   default: fixtures/models/tiny-llama (named gpt-2 by structure) and SmolLM2 (make smollm2; smollm by hash)
+#   default: fixtures/models/tiny-llama (named gpt-2 by structure), SmolLM2 (make smollm2; smollm by
+#   hash), and a tiny Llama made here around ../shared/assets' Llama-2 tokenizer.json (SentencePiece
+#   style: written as llama.cpp's llama vocabulary, merges as scores).
 # Text: the first 50,000 bytes of WikiText-2 (../shared/assets) plus fixtures/text/eval.txt.
 set -euo pipefail
 
@@ -16,9 +18,37 @@ tokenize=.build/llama.cpp/bin/llama-tokenize
 [ -x "$tokenize" ] || { echo "error: $tokenize missing (run make llama-cpp)" >&2; exit 1; }
 [ -x .build/release/ckpt-convert ] || { echo "error: .build/release/ckpt-convert missing (run make release)" >&2; exit 1; }
 folders=("$@")
-[ ${#folders[@]} -gt 0 ] || folders=(fixtures/models/tiny-llama .build/bench/smollm2-135m-bf16)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+if [ ${#folders[@]} -eq 0 ]; then
+    folders=(fixtures/models/tiny-llama .build/bench/smollm2-135m-bf16)
+    if [ -f ../shared/assets/tokenizers/llama_tokenizer.json ]; then
+        # The fixture's shapes with Llama-2's 32,000-token vocabulary (random weights: only the tokenizer is under test).
+        mkdir -p "$work/llama-spm"
+        cp ../shared/assets/tokenizers/llama_tokenizer.json "$work/llama-spm/tokenizer.json"
+        cp ../shared/assets/tokenizers/llama_tokenizer_config.json "$work/llama-spm/tokenizer_config.json"
+        .venv/bin/python - "$work/llama-spm" <<'PY'
+import json, sys
+import numpy as np
+from safetensors.numpy import save_file
+folder = sys.argv[1]
+config = json.load(open("fixtures/models/tiny-llama/config.json"))
+config["vocab_size"] = 32000
+json.dump(config, open(f"{folder}/config.json", "w"), indent=2)
+from safetensors import safe_open
+rng = np.random.default_rng(0)
+tensors = {}
+with safe_open("fixtures/models/tiny-llama/model.safetensors", "np") as f:
+    for name in f.keys():
+        shape = list(f.get_slice(name).get_shape())
+        if name in ("model.embed_tokens.weight", "lm_head.weight"):
+            shape[0] = 32000
+        tensors[name] = (rng.standard_normal(shape) * 0.02).astype(np.float32)
+save_file(tensors, f"{folder}/model.safetensors", metadata={"format": "pt"})
+PY
+        folders+=("$work/llama-spm")
+    fi
+fi
 { head -c 50000 ../shared/assets/corpora/wikitext-2-raw_wiki.test.raw 2>/dev/null || true; cat fixtures/text/eval.txt; } > "$work/text.txt"
 
 failed=0
