@@ -7,6 +7,8 @@
 # would then not link; the normal build is never touched.
 #
 # Usage: tools/fuzz.sh [SECONDS_PER_TARGET] [TARGET ...]   (default 30 s, every target)
+#        tools/fuzz.sh merge [TARGET ...]   folds the working corpus into the committed one
+#        (libFuzzer -set_cover_merge=1: the fewest inputs keeping every feature, each at most 64 KB)
 # Each target starts from its committed corpus (Fuzz/corpus/<target>/: the campaign's inputs,
 # merged down to those that add coverage) plus the fixtures, and grows a working corpus under
 # .build/fuzz/corpus/. Crashes land in .build/fuzz/crashes/<target>/ and make the script exit 1;
@@ -30,6 +32,20 @@ if [ ! -x "$binary" ] || [ -n "$(find $sources -newer "$binary" | head -1)" ]; t
     swiftc -j "$(nproc)" -sanitize=fuzzer,address -parse-as-library -O -module-name CheckpointKit \
         -Xcc -fmodule-map-file=Sources/COpenBLAS/module.modulemap -Xcc -fmodule-map-file=Sources/CZlib/module.modulemap \
         $sources -lopenblas -lz -o "$binary"
+fi
+
+if [ "${seconds}" = "merge" ]; then
+    [ ${#targets[@]} -gt 0 ] || targets=(safetensors shard-index gguf pytorch tokenizer config adapter-config quantized base-logprobs)
+    for target in "${targets[@]}"; do
+        small=$(mktemp -d)
+        find ".build/fuzz/corpus/$target" -type f -size -65k -exec cp {} "$small/" \; 2>/dev/null || true
+        mkdir -p "Fuzz/corpus/$target"
+        CKPT_FUZZ_TARGET=$target "$binary" -set_cover_merge=1 -max_len=65536 -rss_limit_mb=3072 -timeout=20 "Fuzz/corpus/$target" "$small" \
+            2> ".build/fuzz/$target.merge.log" || { echo "fuzz: merging $target FAILED (see .build/fuzz/$target.merge.log)" >&2; exit 1; }
+        rm -rf "$small"
+        echo "fuzz: $target: $(ls "Fuzz/corpus/$target" | wc -l) inputs, $(du -sh "Fuzz/corpus/$target" | cut -f1) committed" >&2
+    done
+    exit 0
 fi
 
 seeds() {
