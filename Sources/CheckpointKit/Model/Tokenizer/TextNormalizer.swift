@@ -1,7 +1,9 @@
 /// The `normalizer` of a `tokenizer.json`: a rewrite of each piece of text (between added
 /// tokens) before it is split into words. Llama-2 style tokenizers use `Prepend("▁")` then
 /// `Replace(" " → "▁")`; Qwen2 uses `NFC`.
-indirect enum TextNormalizer: Equatable, Sendable {
+// Not `indirect`: the recursion goes through an Array, so no case needs a box of its own (and
+// LeakSanitizer, which cannot follow Swift's tag bits in box pointers, reported those as leaks).
+enum TextNormalizer: Equatable, Sendable {
     case sequence([TextNormalizer])
     /// Prepends the bytes to a non-empty piece.
     case prepend([UInt8])
@@ -48,8 +50,6 @@ indirect enum TextNormalizer: Equatable, Sendable {
         case "Lowercase":
             self = .lowercase
         case "Strip":
-            // Payloads are read before the case is built: a throw from inside an indirect case's
-            // constructor leaks its box (LeakSanitizer found it).
             let left = try reader.bool(json["strip_left"], field + ".strip_left", default: true)
             let right = try reader.bool(json["strip_right"], field + ".strip_right", default: true)
             self = .strip(left: left, right: right)

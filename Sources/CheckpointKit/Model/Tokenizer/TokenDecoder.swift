@@ -1,7 +1,9 @@
 /// The `decoder` of a `tokenizer.json`: turns token strings back into text. Each step maps a
 /// list of strings to a list of strings (`decode_chain` in `tokenizers`); the result is their
 /// concatenation.
-indirect enum TokenDecoder: Equatable, Sendable {
+// Not `indirect`: the recursion goes through an Array, so no case needs a box of its own (and
+// LeakSanitizer, which cannot follow Swift's tag bits in box pointers, reported those as leaks).
+enum TokenDecoder: Equatable, Sendable {
     case sequence([TokenDecoder])
     /// Maps the byte alphabet back to bytes and decodes them as UTF-8 (invalid sequences become
     /// U+FFFD); a token with a character outside the alphabet contributes its own UTF-8.
@@ -34,8 +36,6 @@ indirect enum TokenDecoder: Equatable, Sendable {
         case "Metaspace":
             let stages = try PreTokenizerStage.stages(json: json, field: field, reader: reader)
             guard case let .metaspace(_, scheme, _) = stages.first else { throw reader.malformed(field, expected: "Metaspace", got: json) }
-            // Payloads are read before the case is built: a throw from inside an indirect case's
-            // constructor leaks its box (LeakSanitizer found it).
             let replacement = try reader.scalar(json["replacement"], field + ".replacement")
             self = .metaspace(replacement: replacement, dropsInFirstToken: scheme != .never)
         case "Replace":
