@@ -150,7 +150,6 @@ public enum GGUFExport {
             let out = try OutputFile(creating: atomic.temporary)
             try out.write(header.bytes)
             for (k, p) in planned.enumerated() {
-                WorkProgress.report("writing", done: k, total: planned.count, item: p.name)
                 var values = logical.float32(p.source, threads: threads)
                 if p.name.hasSuffix("attn_q.weight") {
                     values = GGUFLlamaNames.permuteRows(values, rows: p.source.shape[0], columns: p.source.shape[1], heads: config.heads, toGGUF: true)
@@ -159,6 +158,8 @@ public enum GGUFExport {
                 }
                 let encoded = values.withUnsafeBufferPointer { p.type.encode($0, threads: threads)! }
                 try out.write(encoded)
+                // Reported once written, as the safetensors writer reports each tensor.
+                WorkProgress.report("writing", done: k + 1, total: planned.count, item: p.name)
                 let padding = (p.bytes + 31) / 32 * 32 - p.bytes
                 if padding > 0 && p.name != planned.last!.name { try out.write([UInt8](repeating: 0, count: padding)) }
             }

@@ -25,35 +25,30 @@ public struct TensorStatistics: Equatable, Sendable {
 
     /// One pass over `view`'s values (as `FloatValues` reads them) in 64 Ki-element chunks over `threads`.
     public static func compute(_ view: TensorView, threads: ThreadBudget = .allCores) -> TensorStatistics {
-        let n = view.elementCount
+        combined(count: view.elementCount, threads: threads) { range in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: range.count) { scratch in
+                FloatValues.read(view, range: range, into: scratch.baseAddress!)
+                return Partial.of(UnsafeBufferPointer(scratch))
+            }
+        }
+    }
+
+    /// The same statistics of f32 values already in memory (a dequantized weight).
+    public static func compute(_ values: [Float], threads: ThreadBudget = .allCores) -> TensorStatistics {
+        values.withUnsafeBufferPointer { all in
+            combined(count: all.count, threads: threads) { Partial.of(UnsafeBufferPointer(rebasing: all[$0])) }
+        }
+    }
+
+    /// The moments of `count` elements, one 64 Ki-element chunk at a time over `threads`, merged in
+    /// chunk order (so the result does not depend on the thread count).
+    static func combined(count n: Int, threads: ThreadBudget, chunk partial: (Range<Int>) -> Partial) -> TensorStatistics {
         let chunks = (n + chunkElements - 1) / chunkElements
         var partials = [Partial](repeating: Partial(), count: chunks)
         partials.withUnsafeMutableBufferPointer { out in
             threads.forEachChunk(chunks) { chunk in
                 let start = chunk * chunkElements
-                let range = start..<Swift.min(n, start + chunkElements)
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: range.count) { scratch in
-                    FloatValues.read(view, range: range, into: scratch.baseAddress!)
-                    out[chunk] = Partial.of(UnsafeBufferPointer(scratch))
-                }
-            }
-        }
-        var total = Partial()
-        for p in partials { total.merge(p) }
-        return total.statistics(count: n)
-    }
-
-    /// The same statistics of f32 values already in memory (a dequantized weight).
-    public static func compute(_ values: [Float], threads: ThreadBudget = .allCores) -> TensorStatistics {
-        let n = values.count
-        let chunks = (n + chunkElements - 1) / chunkElements
-        var partials = [Partial](repeating: Partial(), count: chunks)
-        values.withUnsafeBufferPointer { all in
-            partials.withUnsafeMutableBufferPointer { out in
-                threads.forEachChunk(chunks) { chunk in
-                    let start = chunk * chunkElements
-                    out[chunk] = Partial.of(UnsafeBufferPointer(rebasing: all[start..<Swift.min(n, start + chunkElements)]))
-                }
+                out[chunk] = partial(start..<Swift.min(n, start + chunkElements))
             }
         }
         var total = Partial()
