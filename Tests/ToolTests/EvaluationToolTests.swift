@@ -90,7 +90,9 @@ func unsupportedArchitecture() throws {
     let bert = try variant(scratch, name: "bert", config: { $0["architectures"] = ["BertForMaskedLM"]; $0["model_type"] = "bert" })
     let result = try Tools.run("ckpt-perplexity", [bert, "--text", evalText])
     #expect(result.status == 1)
-    #expect(result.stderr.contains("unsupported architecture (expected one of LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel, got BertForMaskedLM)"))
+    #expect(result.stderr.contains("unsupported architecture (expected one of LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM, "
+        + "Qwen2ForCausalLM, Qwen3ForCausalLM, Qwen3MoeForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, Phi3ForCausalLM, Olmo2ForCausalLM, "
+        + "GPT2LMHeadModel, got BertForMaskedLM)"))
 }
 
 @Test("ckpt-compare gives the NF4 model's KL divergence and exits 3 when a gate fails")

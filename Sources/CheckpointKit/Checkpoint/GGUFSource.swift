@@ -178,6 +178,37 @@ public final class GGUFSource: Sendable {
         return TensorView(info: info, owner: decoded, bytes: UnsafeRawBufferPointer(target))
     }
 
+    /// The rows of `entry` as stored, for the tensors `view` would copy: GGML blocks decoded a
+    /// row at a time, Q/K rows read through the un-permutation; nil when the view is in place.
+    func storedRows(_ entry: Checkpoint.Entry, rows: Int, columns: Int) -> StoredRows? {
+        let plan = plans[entry.locator]
+        let type = plan.info.type
+        var storedRow: (@Sendable (Int) -> Int)? = nil
+        if let heads = plan.permutedHeads {
+            let headDim = rows / heads, half = headDim / 2
+            storedRow = { r in
+                let within = r % headDim
+                return r - within + 2 * (within % half) + within / half
+            }
+        }
+        if let dtype = type.floatDType {
+            guard let storedRow else { return nil }
+            let stored = file.bytes(plan.info)
+            let shared = UncheckedSendable((file.mapped, stored))
+            return StoredRows(rows: rows, columns: columns, storedBytes: stored.count) { first, count, out in
+                let (owner, bytes) = shared.value
+                withExtendedLifetime(owner) {
+                    for r in first..<(first + count) {
+                        let s = storedRow(r)
+                        FloatValues.read(dtype: dtype, bytes.baseAddress!, range: (s * columns)..<((s + 1) * columns), into: out + (r - first) * columns)
+                    }
+                }
+            }
+        }
+        guard columns % type.blockSize == 0 else { return nil }
+        return .ggml(type, bytes: file.bytes(plan.info), owner: file.mapped, rows: rows, columns: columns, storedRow: storedRow)
+    }
+
     /// Lets the mapped pages of `entry`'s blocks go.
     func releasePages(_ entry: Checkpoint.Entry) {
         let info = plans[entry.locator].info

@@ -27,6 +27,8 @@ public protocol QuantizedWeight: Sendable {
     var parts: [Checkpoint.Entry] { get }
     /// Decodes the weight of `shape` into `out`, exactly as its loader does.
     func decode(from checkpoint: Checkpoint, shape: [Int], into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget)
+    /// The weight's rows widened a tile at a time, or nil when the layout decodes only whole.
+    func storedRows(from checkpoint: Checkpoint, shape: [Int]) -> StoredRows?
 }
 
 /// A quantized layout's reader: finds its weights among a checkpoint's stored tensors. Each

@@ -98,10 +98,11 @@ public enum TransformerKernels {
         return (c, s)
     }
 
-    /// Rotates every head of `x` [rows, heads·headDim] in place; row t has position `start + t`.
-    public static func applyRoPE(_ x: UnsafeMutablePointer<Float>, rows: Int, heads: Int, headDim: Int, start: Int,
+    /// Rotates the first `rotary` dimensions (all when nil) of every head of `x` [rows,
+    /// heads·headDim] in place, pairing i with i + rotary/2; row t has position `start + t`.
+    public static func applyRoPE(_ x: UnsafeMutablePointer<Float>, rows: Int, heads: Int, headDim: Int, rotary: Int? = nil, start: Int,
                                  cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, threads: ThreadBudget) {
-        let half = headDim / 2
+        let half = (rotary ?? headDim) / 2
         threads.forEachChunk(rows) { t in
             let c = cos + (start + t) * half, s = sin + (start + t) * half
             for h in 0..<heads {
@@ -171,6 +172,37 @@ public enum TransformerKernels {
         return out
     }
 
+    /// Softmax over columns `valid` of a row `columns` wide; the columns outside `valid` become 0.
+    @inline(__always)
+    static func softmaxRow(_ row: UnsafeMutablePointer<Float>, valid: Range<Int>, columns: Int) {
+        for k in 0..<valid.lowerBound { row[k] = 0 }
+        softmaxRow(row + valid.lowerBound, valid: valid.count, columns: columns - valid.lowerBound)
+    }
+
+    // MARK: - Soft-capping
+
+    /// x ← cap·tanh(x / cap) (Gemma 2's attention and final logit soft-capping), tanh via exp.
+    public static func softcap(_ x: UnsafeMutablePointer<Float>, count: Int, cap: Float) {
+        var i = 0
+        let inverse = 1 / cap
+        while i + 16 <= count {
+            let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self) * inverse
+            // tanh(u) = 1 − 2/(e^{2u} + 1), stable at both ends.
+            let t = SIMD16<Float>(repeating: 1) - 2 / (exp(2 * v) + 1)
+            UnsafeMutableRawPointer(x + i).storeBytes(of: t * cap, as: SIMD16<Float>.self)
+            i += 16
+        }
+        while i < count {
+            x[i] = cap * Float(Glibc.tanh(Double(x[i] / cap)))
+            i += 1
+        }
+    }
+
+    /// Reference for `softcap`: libm's tanh in f64.
+    public static func softcapReference(_ x: [Float], cap: Float) -> [Float] {
+        x.map { Float(Double(cap) * Glibc.tanh(Double($0) / Double(cap))) }
+    }
+
     // MARK: - Activations
 
     /// gate ← silu(gate) · up (SwiGLU).
@@ -190,6 +222,15 @@ public enum TransformerKernels {
                 gate[i] = gate[i] / (1 + Float(Glibc.exp(Double(-gate[i])))) * up[i]
                 i += 1
             }
+        }
+    }
+
+    /// gate ← gelu_tanh(gate) · up (GeGLU, Gemma).
+    public static func geluTanhMultiply(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int, threads: ThreadBudget) {
+        geluTanh(gate, count: count, threads: threads)
+        let chunk = 1 << 14
+        threads.forEachChunk((count + chunk - 1) / chunk) { c in
+            for i in (c * chunk)..<min(count, (c + 1) * chunk) { gate[i] *= up[i] }
         }
     }
 

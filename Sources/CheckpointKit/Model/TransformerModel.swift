@@ -1,44 +1,77 @@
-/// A decoder-only transformer (Llama, Mistral, Qwen2, GPT-2) held in f32 and run a whole chunk
-/// of tokens at a time: every matrix product through `cblas_sgemm`, the rest SIMD, scratch
-/// memory allocated once per chunk length.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A decoder-only transformer run a whole chunk of tokens at a time. Its weights stay as the
+/// checkpoint stores them (bf16, f16, GGML blocks, NF4, int8: mapped or packed); each product
+/// widens a tile of weight rows to f32 just before `cblas_sgemm`, so no f32 copy of the model
+/// exists. The family's description (`ArchitectureDescription`) decides which tensors make a
+/// block and how; the forward pass below is the same for every family.
 public final class TransformerModel: Sendable {
     /// The architecture, parsed from the checkpoint's config.json.
     public let config: TransformerConfig
     /// The checkpoint's path, naming the model in errors.
     public let path: String
+    /// The family's tensor names and block layout the weights were found by.
+    public let architecture: ArchitectureDescription
+    /// Bytes of weights the model keeps reachable as stored (mapped or packed), plus the small f32 vectors.
+    public let weightBytes: Int
+    /// The longest chunk the model can run (GPT-2's learned positions), nil when RoPE sets no limit.
+    public let maximumContext: Int?
 
+    /// One product x·Wᵀ (+ b) with its weight as stored.
+    struct Linear: Sendable {
+        let weight: StoredRows
+        let bias: [Float]?
+        /// How the activations are rounded first (only when emulating llama.cpp).
+        let rounding: ActivationRounding
+        var outputs: Int { weight.rows }
+        var inputs: Int { weight.columns }
+    }
+
+    /// A norm's f32 weight ((1 + w) already for Gemma) and, for LayerNorm, its bias.
+    struct Norm: Sendable {
+        let weight: [Float]
+        let bias: [Float]?
+    }
+
+    /// One expert of a MoE layer.
+    struct Expert: Sendable {
+        let gate: Linear, up: Linear, down: Linear
+    }
+
+    /// A layer's feed-forward block.
+    enum FeedForward: Sendable {
+        case gated(gate: Linear, up: Linear, down: Linear)
+        case plain(up: Linear, down: Linear)
+        case experts(router: Linear, experts: [Expert])
+    }
+
+    /// One decoder block.
     struct Layer: Sendable {
-        var attentionNorm: [Float], attentionNormBias: [Float]?
-        var q: [Float], k: [Float], v: [Float], o: [Float]
-        var qBias: [Float]?, kBias: [Float]?, vBias: [Float]?, oBias: [Float]?
-        var mlpNorm: [Float], mlpNormBias: [Float]?
-        var gate: [Float]?, up: [Float], down: [Float]
-        var upBias: [Float]?, downBias: [Float]?
-        /// How each product's activations are rounded first (only when emulating llama.cpp).
-        var rounding = Rounding()
+        let preAttentionNorm: Norm?, postAttentionNorm: Norm?, preFeedForwardNorm: Norm?, postFeedForwardNorm: Norm?
+        let q: Linear, k: Linear, v: Linear, o: Linear
+        let queryNorm: Norm?, keyNorm: Norm?
+        let feedForward: FeedForward
+        /// Keys a query sees back from itself (itself included), nil for full attention.
+        let window: Int?
+        /// Whether the layer uses the local RoPE (Gemma 3's sliding layers).
+        let localRope: Bool
     }
 
-    /// Per-projection activation rounding of one layer.
-    struct Rounding: Sendable {
-        var q = ActivationRounding.none, k = ActivationRounding.none, v = ActivationRounding.none, o = ActivationRounding.none
-        var gate = ActivationRounding.none, up = ActivationRounding.none, down = ActivationRounding.none
-    }
-
-    let embedding: [Float]
-    let positions: [Float]?
+    let embedding: StoredRows
+    let positions: StoredRows?
     let layers: [Layer]
-    let finalNorm: [Float], finalNormBias: [Float]?
-    /// [vocab, hidden]; the embedding when tied.
-    let head: [Float]
-    /// How the head's activations are rounded first (only when emulating llama.cpp).
-    let headRounding: ActivationRounding
+    let finalNorm: Norm
+    let head: Linear
     let threads: ThreadBudget
 
-    /// Loads config.json and every weight (dequantized when quantized) as f32. With
-    /// `emulatingLlamaCpp`, each product with a weight stored as a GGML type first rounds its
-    /// activations as llama.cpp's CPU backend does (`ActivationRounding`), so perplexities
-    /// reproduce llama-perplexity's; otherwise products use the activations as they are, as
-    /// transformers does.
+    /// Reads config.json and maps every weight as stored; quantized layouts without a row
+    /// decoder are decoded once. With `emulatingLlamaCpp`, each product with a weight stored as
+    /// a GGML type first rounds its activations as llama.cpp's CPU backend does
+    /// (`ActivationRounding`), so perplexities reproduce llama-perplexity's; otherwise products
+    /// use the activations as they are, as transformers does. The tensors present decide every
+    /// size: a config that disagrees with them is refused by tensor name before anything is allocated.
     public init(checkpoint: Checkpoint, threads: ThreadBudget = .allCores, emulatingLlamaCpp: Bool = false) throws {
         guard let json = checkpoint.config else { throw ModelError.missingConfig(path: checkpoint.path) }
         config = try TransformerConfig(parsing: json, file: checkpoint.configSource)
@@ -50,21 +83,29 @@ public final class TransformerModel: Sendable {
         let logical = try LogicalCheckpoint(checkpoint)
         let byName = Dictionary(logical.tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         let c = config
-        // GPT-2 checkpoints come with or without the "transformer." prefix.
-        let prefix = c.family == .gpt2 && byName["wte.weight"] != nil ? "" : (c.family == .gpt2 ? "transformer." : "model.")
-        var loaded = 0
-        func load(_ name: String, _ shape: [Int]) throws -> [Float] {
-            loaded += 1
-            WorkProgress.report("loading", done: loaded, total: logical.tensors.count, item: name)
+        let arch = ArchitectureDescription.of(c.family, gpt2Prefix: byName["wte.weight"] != nil ? "" : "transformer.")
+        architecture = arch
+        var loaded = 0, bytes = 0
+        func tensor(_ name: String, _ shape: [Int], vector: Bool = false) throws -> LogicalTensor {
             guard let t = byName[name] else { throw ModelError.missingWeight(file: checkpoint.path, tensor: name) }
-            guard t.shape == shape || (shape.count == 1 && t.elementCount == shape[0]) else {
+            guard t.shape == shape || (vector && t.elementCount == shape[0] && t.shape.count <= 1) else {
                 throw ModelError.weightShape(file: checkpoint.path, tensor: name, expected: shape, actual: t.shape)
             }
-            let values = logical.float32(t, threads: threads)
-            logical.releasePages(t)  // the f32 copy is what we keep; the mapped bytes can go
-            return values
+            loaded += 1
+            WorkProgress.report("loading", done: loaded, total: logical.tensors.count, item: name)
+            return t
         }
-        func optional(_ name: String, _ shape: [Int]) throws -> [Float]? { byName[name] == nil ? nil : try load(name, shape) }
+        func matrix(_ name: String, _ shape: [Int]) throws -> StoredRows {
+            let stored = logical.storedRows(try tensor(name, shape), threads: threads)
+            bytes += stored.storedBytes
+            return stored
+        }
+        func vector(_ name: String, _ count: Int) throws -> [Float] {
+            let t = try tensor(name, [count], vector: true)
+            bytes += count * 4
+            return logical.float32(t, threads: threads)
+        }
+        func optionalVector(_ name: String, _ count: Int) throws -> [Float]? { byName[name] == nil ? nil : try vector(name, count) }
         /// The rounding llama.cpp gives the activations of a product with `name`, as the source stores it.
         func rounding(_ name: String) -> ActivationRounding {
             guard emulatingLlamaCpp, case .plain(let entry)? = byName[name]?.storage else { return .none }
@@ -72,216 +113,377 @@ public final class TransformerModel: Sendable {
             guard checkpoint.format == .gguf else { return .none }
             return entry.info.dtype == .f16 ? .f16 : entry.info.dtype == .bf16 ? .bf16 : .none
         }
-        let d = c.hiddenSize, qDim = c.heads * c.headDim, kvDim = c.kvHeads * c.headDim, ff = c.intermediateSize
-        var layers: [Layer] = []
-        if c.family == .gpt2 {
-            embedding = try load(prefix + "wte.weight", [c.vocabularySize, d])
-            positions = try load(prefix + "wpe.weight", [c.maxPositions, d])
-            for i in 0..<c.layers {
-                let p = "\(prefix)h.\(i)."
-                // Conv1D weights are [in, out]; transpose once so every product is x·Wᵀ.
-                let qkv = try load(p + "attn.c_attn.weight", [d, 3 * d])
-                let qkvBias = try load(p + "attn.c_attn.bias", [3 * d])
-                let qkvT = Self.transpose(qkv, rows: d, columns: 3 * d)
-                layers.append(Layer(
-                    attentionNorm: try load(p + "ln_1.weight", [d]), attentionNormBias: try load(p + "ln_1.bias", [d]),
-                    q: Array(qkvT[0..<(d * d)]), k: Array(qkvT[(d * d)..<(2 * d * d)]), v: Array(qkvT[(2 * d * d)...]),
-                    o: Self.transpose(try load(p + "attn.c_proj.weight", [d, d]), rows: d, columns: d),
-                    qBias: Array(qkvBias[0..<d]), kBias: Array(qkvBias[d..<(2 * d)]), vBias: Array(qkvBias[(2 * d)...]),
-                    oBias: try load(p + "attn.c_proj.bias", [d]),
-                    mlpNorm: try load(p + "ln_2.weight", [d]), mlpNormBias: try load(p + "ln_2.bias", [d]),
-                    gate: nil, up: Self.transpose(try load(p + "mlp.c_fc.weight", [d, ff]), rows: d, columns: ff),
-                    down: Self.transpose(try load(p + "mlp.c_proj.weight", [ff, d]), rows: ff, columns: d),
-                    upBias: try load(p + "mlp.c_fc.bias", [ff]), downBias: try load(p + "mlp.c_proj.bias", [d])))
+        func linear(_ base: String, outputs: Int, inputs: Int) throws -> Linear {
+            Linear(weight: try matrix(base + ".weight", [outputs, inputs]), bias: try optionalVector(base + ".bias", outputs),
+                   rounding: rounding(base + ".weight"))
+        }
+        /// Rows `parts` of one fused projection (Phi-3 `qkv_proj`, `gate_up_proj`), each a product of its own.
+        func fused(_ base: String, parts: [Int], inputs: Int) throws -> [Linear] {
+            let all = try linear(base, outputs: parts.reduce(0, +), inputs: inputs)
+            var first = 0
+            return parts.map { count in
+                defer { first += count }
+                return Linear(weight: all.weight.slice(first..<(first + count)), bias: all.bias.map { Array($0[first..<(first + count)]) },
+                              rounding: all.rounding)
             }
-            finalNorm = try load(prefix + "ln_f.weight", [d])
-            finalNormBias = try load(prefix + "ln_f.bias", [d])
+        }
+        /// GPT-2's Conv1D weights are stored [in, out]: transposed once (f32) so every product is x·Wᵀ.
+        func conv1D(_ base: String, inputs: Int, parts: [Int]) throws -> [Linear] {
+            let outputs = parts.reduce(0, +)
+            let t = try tensor(base + ".weight", [inputs, outputs])
+            let stored = logical.float32(t, threads: threads)
+            var transposed = [Float](repeating: 0, count: stored.count)
+            for r in 0..<inputs { for col in 0..<outputs { transposed[col * inputs + r] = stored[r * outputs + col] } }
+            bytes += stored.count * 4
+            let all = StoredRows.floats(transposed, rows: outputs, columns: inputs)
+            let bias = try optionalVector(base + ".bias", outputs)
+            var first = 0
+            return parts.map { count in
+                defer { first += count }
+                return Linear(weight: all.slice(first..<(first + count)), bias: bias.map { Array($0[first..<(first + count)]) }, rounding: .none)
+            }
+        }
+        func norm(_ name: String?, width: Int) throws -> Norm? {
+            guard let name else { return nil }
+            let weight = try vector(name, width)
+            switch arch.norm {
+            case .rms: return Norm(weight: weight, bias: nil)
+            case .rmsPlusOne: return Norm(weight: weight.map { 1 + $0 }, bias: nil)
+            case .layer: return Norm(weight: weight, bias: try vector(String(name.dropLast("weight".count)) + "bias", width))
+            }
+        }
+
+        let d = c.hiddenSize, hd = c.headDim, qDim = c.heads * hd, kvDim = c.kvHeads * hd, ff = c.intermediateSize
+        embedding = try matrix(arch.embedding, [c.vocabularySize, d])
+        if let name = arch.positions {
+            let rows = byName[name]?.shape.first ?? c.maxPositions
+            positions = try matrix(name, [rows, d])
+            maximumContext = rows
         } else {
-            embedding = try load(prefix + "embed_tokens.weight", [c.vocabularySize, d])
             positions = nil
-            for i in 0..<c.layers {
-                let p = "\(prefix)layers.\(i)."
-                layers.append(Layer(
-                    attentionNorm: try load(p + "input_layernorm.weight", [d]), attentionNormBias: nil,
-                    q: try load(p + "self_attn.q_proj.weight", [qDim, d]), k: try load(p + "self_attn.k_proj.weight", [kvDim, d]),
-                    v: try load(p + "self_attn.v_proj.weight", [kvDim, d]), o: try load(p + "self_attn.o_proj.weight", [d, qDim]),
-                    qBias: try optional(p + "self_attn.q_proj.bias", [qDim]), kBias: try optional(p + "self_attn.k_proj.bias", [kvDim]),
-                    vBias: try optional(p + "self_attn.v_proj.bias", [kvDim]), oBias: try optional(p + "self_attn.o_proj.bias", [d]),
-                    mlpNorm: try load(p + "post_attention_layernorm.weight", [d]), mlpNormBias: nil,
-                    gate: try load(p + "mlp.gate_proj.weight", [ff, d]), up: try load(p + "mlp.up_proj.weight", [ff, d]),
-                    down: try load(p + "mlp.down_proj.weight", [d, ff]), upBias: nil, downBias: nil,
-                    rounding: Rounding(q: rounding(p + "self_attn.q_proj.weight"), k: rounding(p + "self_attn.k_proj.weight"),
-                                       v: rounding(p + "self_attn.v_proj.weight"), o: rounding(p + "self_attn.o_proj.weight"),
-                                       gate: rounding(p + "mlp.gate_proj.weight"), up: rounding(p + "mlp.up_proj.weight"),
-                                       down: rounding(p + "mlp.down_proj.weight"))))
+            maximumContext = nil
+        }
+        var layers: [Layer] = []
+        for i in 0..<c.layers {
+            let p = arch.layerPrefix + "\(i)."
+            let q: Linear, k: Linear, v: Linear, o: Linear
+            switch arch.attention {
+            case let .separate(qName, kName, vName):
+                q = try linear(p + qName, outputs: qDim, inputs: d)
+                k = try linear(p + kName, outputs: kvDim, inputs: d)
+                v = try linear(p + vName, outputs: kvDim, inputs: d)
+            case let .fused(name):
+                let parts = arch.transposedLinear ? try conv1D(p + name, inputs: d, parts: [qDim, kvDim, kvDim])
+                    : try fused(p + name, parts: [qDim, kvDim, kvDim], inputs: d)
+                (q, k, v) = (parts[0], parts[1], parts[2])
             }
-            finalNorm = try load(prefix + "norm.weight", [d])
-            finalNormBias = nil
+            o = arch.transposedLinear ? try conv1D(p + arch.output, inputs: qDim, parts: [d])[0] : try linear(p + arch.output, outputs: d, inputs: qDim)
+            let queryNorm: Norm?, keyNorm: Norm?
+            switch arch.queryKeyNorm {
+            case .none: (queryNorm, keyNorm) = (nil, nil)
+            case .perHead:
+                queryNorm = try norm(p + arch.queryKeyNormNames.q, width: hd)
+                keyNorm = try norm(p + arch.queryKeyNormNames.k, width: hd)
+            case .wholeProjection:
+                queryNorm = try norm(p + arch.queryKeyNormNames.q, width: qDim)
+                keyNorm = try norm(p + arch.queryKeyNormNames.k, width: kvDim)
+            }
+            let feedForward: FeedForward
+            if let moe = c.experts, moe.sparseLayers[i], let names = arch.experts {
+                let router = try linear(p + names.router, outputs: moe.count, inputs: d)
+                let experts = try (0..<moe.count).map { e -> Expert in
+                    let (gate, up, down) = names.expert(e)
+                    return Expert(gate: try linear(p + gate, outputs: moe.intermediateSize, inputs: d),
+                                  up: try linear(p + up, outputs: moe.intermediateSize, inputs: d),
+                                  down: try linear(p + down, outputs: d, inputs: moe.intermediateSize))
+                }
+                feedForward = .experts(router: router, experts: experts)
+            } else {
+                switch arch.feedForward {
+                case let .gated(gate, up, down):
+                    feedForward = .gated(gate: try linear(p + gate, outputs: ff, inputs: d), up: try linear(p + up, outputs: ff, inputs: d),
+                                         down: try linear(p + down, outputs: d, inputs: ff))
+                case let .fusedGated(gateUp, down):
+                    let parts = try fused(p + gateUp, parts: [ff, ff], inputs: d)
+                    feedForward = .gated(gate: parts[0], up: parts[1], down: try linear(p + down, outputs: d, inputs: ff))
+                case let .plain(up, down):
+                    if arch.transposedLinear {
+                        feedForward = .plain(up: try conv1D(p + up, inputs: d, parts: [ff])[0], down: try conv1D(p + down, inputs: ff, parts: [d])[0])
+                    } else {
+                        feedForward = .plain(up: try linear(p + up, outputs: ff, inputs: d), down: try linear(p + down, outputs: d, inputs: ff))
+                    }
+                }
+            }
+            layers.append(Layer(
+                preAttentionNorm: try norm(arch.preAttentionNorm.map { p + $0 }, width: d),
+                postAttentionNorm: try norm(arch.postAttentionNorm.map { p + $0 }, width: d),
+                preFeedForwardNorm: try norm(arch.preFeedForwardNorm.map { p + $0 }, width: d),
+                postFeedForwardNorm: try norm(arch.postFeedForwardNorm.map { p + $0 }, width: d),
+                q: q, k: k, v: v, o: o, queryNorm: queryNorm, keyNorm: keyNorm, feedForward: feedForward,
+                window: c.slidingWindows[i], localRope: c.slidingWindows[i] != nil && c.localRope != nil))
         }
         self.layers = layers
-        if let stored = try optional("lm_head.weight", [c.vocabularySize, d]), !(c.tiedEmbeddings && c.family == .gpt2) {
-            head = stored
-            headRounding = rounding("lm_head.weight")
+        finalNorm = try norm(arch.finalNorm, width: d)!
+        if byName[arch.head] != nil, !(c.tiedEmbeddings && c.family == .gpt2) {
+            head = Linear(weight: try matrix(arch.head, [c.vocabularySize, d]), bias: nil, rounding: rounding(arch.head))
         } else {
-            head = embedding
-            headRounding = rounding(prefix + (c.family == .gpt2 ? "wte.weight" : "embed_tokens.weight"))
+            head = Linear(weight: embedding, bias: nil, rounding: rounding(arch.embedding))
         }
+        weightBytes = bytes
     }
 
-    static func transpose(_ m: [Float], rows: Int, columns: Int) -> [Float] {
-        var out = [Float](repeating: 0, count: m.count)
-        for r in 0..<rows { for c in 0..<columns { out[c * rows + r] = m[r * columns + c] } }
-        return out
-    }
-
-    /// Output columns per product block: fixed, so every element is computed the same way for any
-    /// thread count. Splitting by weight rows packs each weight once (the activations, smaller,
-    /// are packed once per block).
+    /// Output rows per product tile: fixed, so every element is computed the same way for any
+    /// thread count. Splitting by weight rows widens each weight row once per chunk.
     static let columnBlock = 256
     /// Query rows per causal attention block.
     static let attentionBlock = 64
 
-    /// x[T, in] · W[out, in]ᵀ (+ bias) → out[T, out], in blocks of output columns spread over the workers.
-    private func linear(_ x: UnsafePointer<Float>, _ w: [Float], _ bias: [Float]?, into out: UnsafeMutablePointer<Float>,
-                        rows: Int, inputs: Int, outputs: Int, rounding: ActivationRounding = .none) {
-        if rounding != .none && rounding.fits(rowLength: inputs) {
+    /// Scratch memory for one chunk of `tokens` tokens, allocated once and reused by every layer.
+    final class Scratch {
+        let x, h, q, k, v, attended, mlp, up, gate, tiles, scores, rounded, gathered, expertOutput, router: UnsafeMutablePointer<Float>
+        let tileStride: Int, workers: Int
+        private var all: [UnsafeMutablePointer<Float>] = []
+
+        init(_ model: TransformerModel, tokens T: Int) {
+            let c = model.config
+            let qDim = c.heads * c.headDim, kvDim = c.kvHeads * c.headDim
+            let ff = max(c.intermediateSize, c.experts?.intermediateSize ?? 0)
+            let widest = max(c.hiddenSize, qDim, ff)
+            workers = max(1, model.threads.count)
+            tileStride = TransformerModel.columnBlock * widest
+            var all: [UnsafeMutablePointer<Float>] = []
+            func make(_ count: Int) -> UnsafeMutablePointer<Float> {
+                let p = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+                p.initialize(repeating: 0, count: max(count, 1))
+                all.append(p)
+                return p
+            }
+            x = make(T * c.hiddenSize); h = make(T * c.hiddenSize); mlp = make(T * c.hiddenSize)
+            q = make(T * qDim); k = make(T * kvDim); v = make(T * kvDim); attended = make(T * qDim)
+            up = make(T * ff); gate = make(T * ff)
+            tiles = make(workers * tileStride)
+            scores = make(workers * TransformerModel.attentionBlock * T)
+            rounded = make(T * widest)
+            let moe = c.experts != nil
+            gathered = make(moe ? T * c.hiddenSize : 0); expertOutput = make(moe ? T * c.hiddenSize : 0)
+            router = make(moe ? T * (c.experts?.count ?? 0) : 0)
+            self.all = all
+        }
+
+        deinit { for p in all { p.deallocate() } }
+    }
+
+    /// x[rows, in] · Wᵀ (+ bias) → out[rows, out]: tiles of weight rows widened to f32 and
+    /// multiplied by `cblas_sgemm`, tiles spread over the workers.
+    private func linear(_ input: UnsafePointer<Float>, _ layer: Linear, into out: UnsafeMutablePointer<Float>, rows: Int, scratch: Scratch) {
+        let inputs = layer.inputs, outputs = layer.outputs
+        var x = input
+        if layer.rounding != .none && layer.rounding.fits(rowLength: inputs) {
             // llama.cpp's arithmetic, on request only: the activations rounded as its vec_dot_type stores them.
-            let rounded = UnsafeMutableBufferPointer<Float>.allocate(capacity: rows * inputs)
-            defer { rounded.deallocate() }
-            _ = rounded.initialize(from: UnsafeBufferPointer(start: x, count: rows * inputs))
-            rounding.apply(rounded, rowLength: inputs)
-            linear(UnsafePointer(rounded.baseAddress!), w, bias, into: out, rows: rows, inputs: inputs, outputs: outputs)
-            return
+            scratch.rounded.update(from: input, count: rows * inputs)
+            layer.rounding.apply(UnsafeMutableBufferPointer(start: scratch.rounded, count: rows * inputs), rowLength: inputs)
+            x = UnsafePointer(scratch.rounded)
         }
         let blocks = (outputs + Self.columnBlock - 1) / Self.columnBlock
-        w.withUnsafeBufferPointer { wp in
-            threads.forEachChunk(blocks) { block in
+        let workers = min(scratch.workers, blocks)
+        let source = UncheckedSendable(x)
+        threads.forEachChunk(workers) { worker in
+            let x = source.value
+            let tile = scratch.tiles + worker * scratch.tileStride
+            var block = worker
+            while block < blocks {
                 let first = block * Self.columnBlock
                 let count = min(Self.columnBlock, outputs - first)
-                MatrixMultiply.multiply(x, wp.baseAddress! + first * inputs, into: out + first, m: rows, n: count, k: inputs,
-                                        transposeB: true, lda: inputs, ldb: inputs, ldc: outputs)
-                if let bias {
+                layer.weight.widen(first..<(first + count), into: tile)
+                MatrixMultiply.multiply(x, tile, into: out + first, m: rows, n: count, k: inputs, transposeB: true,
+                                        lda: inputs, ldb: inputs, ldc: outputs)
+                if let bias = layer.bias {
                     for r in 0..<rows {
                         let o = out + r * outputs
                         for j in first..<(first + count) { o[j] += bias[j] }
                     }
                 }
+                block += workers
+            }
+        }
+    }
+
+    private func normalize(_ x: UnsafePointer<Float>, _ norm: Norm, into out: UnsafeMutablePointer<Float>, rows: Int) {
+        let width = norm.weight.count
+        norm.weight.withUnsafeBufferPointer { w in
+            if let bias = norm.bias {
+                bias.withUnsafeBufferPointer { b in
+                    TransformerKernels.layerNorm(x, weight: w.baseAddress!, bias: b.baseAddress!, into: out, rows: rows, dim: width,
+                                                 epsilon: config.normEpsilon, threads: threads)
+                }
+            } else {
+                TransformerKernels.rmsNorm(x, weight: w.baseAddress!, into: out, rows: rows, dim: width, epsilon: config.normEpsilon, threads: threads)
             }
         }
     }
 
     /// Logits [scored.count, vocab] for the tokens of one chunk (positions 0..<tokens.count),
-    /// computed for the rows in `scored` only (the others still feed attention).
+    /// computed for the rows in `scored` only (the others still feed attention). The tokens
+    /// must lie in the vocabulary and number at most `maximumContext`.
     public func logits(_ tokens: [Int], scored: Range<Int>? = nil) -> [Float] {
         let c = config
         let T = tokens.count
         let scored = scored ?? 0..<T
-        let d = c.hiddenSize, hd = c.headDim, qDim = c.heads * hd, kvDim = c.kvHeads * hd, ff = c.intermediateSize
-        // Rotary tables for this chunk's positions: cheap next to one layer, and keeps the model immutable.
-        let (ropeCos, ropeSin) = c.family == .gpt2 ? ([Float](), [Float]())
-            : TransformerKernels.ropeTables(theta: c.ropeTheta, headDim: hd, positions: max(T, 1))
-        var x = [Float](repeating: 0, count: T * d)
-        var h = x
-        var q = [Float](repeating: 0, count: T * qDim), k = [Float](repeating: 0, count: T * kvDim), v = k
-        var attention = [Float](repeating: 0, count: T * qDim)
-        var scores = [Float](repeating: 0, count: c.heads * T * T)
-        var up = [Float](repeating: 0, count: T * ff), gate = up
+        let d = c.hiddenSize
+        let scratch = Scratch(self, tokens: T)
+        // Rotary tables for this chunk's length (dynamic and longrope depend on it).
+        let global = c.rope.map { $0.tables(positions: max(T, 1)) }
+        let local = c.localRope.map { $0.tables(positions: max(T, 1)) }
+        let x = scratch.x, h = scratch.h, m = scratch.mlp
         for (t, token) in tokens.enumerated() {
-            for j in 0..<d { x[t * d + j] = embedding[token * d + j] }
-            if let positions { for j in 0..<d { x[t * d + j] += positions[t * d + j] } }
-        }
-        let group = c.heads / c.kvHeads
-        let scale = 1 / Float(hd).squareRoot()
-        for layer in layers {
-            x.withUnsafeMutableBufferPointer { xp in
-                h.withUnsafeMutableBufferPointer { hp in
-                    normalize(xp.baseAddress!, layer.attentionNorm, layer.attentionNormBias, into: hp.baseAddress!, rows: T)
-                    q.withUnsafeMutableBufferPointer { qp in
-                        k.withUnsafeMutableBufferPointer { kp in
-                            v.withUnsafeMutableBufferPointer { vp in
-                                linear(hp.baseAddress!, layer.q, layer.qBias, into: qp.baseAddress!, rows: T, inputs: d, outputs: qDim, rounding: layer.rounding.q)
-                                linear(hp.baseAddress!, layer.k, layer.kBias, into: kp.baseAddress!, rows: T, inputs: d, outputs: kvDim, rounding: layer.rounding.k)
-                                linear(hp.baseAddress!, layer.v, layer.vBias, into: vp.baseAddress!, rows: T, inputs: d, outputs: kvDim, rounding: layer.rounding.v)
-                                if c.family != .gpt2 {
-                                    ropeCos.withUnsafeBufferPointer { cp in
-                                        ropeSin.withUnsafeBufferPointer { sp in
-                                            TransformerKernels.applyRoPE(qp.baseAddress!, rows: T, heads: c.heads, headDim: hd, start: 0,
-                                                                         cos: cp.baseAddress!, sin: sp.baseAddress!, threads: threads)
-                                            TransformerKernels.applyRoPE(kp.baseAddress!, rows: T, heads: c.kvHeads, headDim: hd, start: 0,
-                                                                         cos: cp.baseAddress!, sin: sp.baseAddress!, threads: threads)
-                                        }
-                                    }
-                                }
-                                attention.withUnsafeMutableBufferPointer { ap in
-                                    scores.withUnsafeMutableBufferPointer { sp in
-                                        // Heads are independent: one per worker at a time, each with its own scores.
-                                        threads.forEachChunk(c.heads) { head in
-                                            let kv = head / group
-                                            let headScores = sp.baseAddress! + head * T * T
-                                            // Causal: a block of query rows needs only the keys up to its last row.
-                                            var first = 0
-                                            while first < T {
-                                                let rows = min(Self.attentionBlock, T - first)
-                                                let keys = first + rows
-                                                let block = headScores + first * T
-                                                MatrixMultiply.multiply(qp.baseAddress! + first * qDim + head * hd, kp.baseAddress! + kv * hd,
-                                                                        into: block, m: rows, n: keys, k: hd, alpha: scale, transposeB: true,
-                                                                        lda: qDim, ldb: kvDim, ldc: T)
-                                                TransformerKernels.causalSoftmax(block, rows: rows, stride: T, firstRow: first, columns: keys)
-                                                MatrixMultiply.multiply(block, vp.baseAddress! + kv * hd, into: ap.baseAddress! + first * qDim + head * hd,
-                                                                        m: rows, n: hd, k: keys, lda: T, ldb: kvDim, ldc: qDim)
-                                                first += rows
-                                            }
-                                        }
-                                        linear(ap.baseAddress!, layer.o, layer.oBias, into: hp.baseAddress!, rows: T, inputs: qDim, outputs: d, rounding: layer.rounding.o)
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    add(hp.baseAddress!, into: xp.baseAddress!, count: T * d)
-                    normalize(xp.baseAddress!, layer.mlpNorm, layer.mlpNormBias, into: hp.baseAddress!, rows: T)
-                    up.withUnsafeMutableBufferPointer { upp in
-                        gate.withUnsafeMutableBufferPointer { gp in
-                            linear(hp.baseAddress!, layer.up, layer.upBias, into: upp.baseAddress!, rows: T, inputs: d, outputs: ff, rounding: layer.rounding.up)
-                            if let g = layer.gate {
-                                linear(hp.baseAddress!, g, nil, into: gp.baseAddress!, rows: T, inputs: d, outputs: ff, rounding: layer.rounding.gate)
-                                TransformerKernels.siluMultiply(gp.baseAddress!, upp.baseAddress!, count: T * ff, threads: threads)
-                                linear(gp.baseAddress!, layer.down, layer.downBias, into: hp.baseAddress!, rows: T, inputs: ff, outputs: d, rounding: layer.rounding.down)
-                            } else {
-                                TransformerKernels.geluTanh(upp.baseAddress!, count: T * ff, threads: threads)
-                                linear(upp.baseAddress!, layer.down, layer.downBias, into: hp.baseAddress!, rows: T, inputs: ff, outputs: d)
-                            }
-                        }
-                    }
-                    add(hp.baseAddress!, into: xp.baseAddress!, count: T * d)
-                }
+            embedding.widen(token..<(token + 1), into: x + t * d)
+            if let positions {
+                positions.widen(t..<(t + 1), into: h)
+                for j in 0..<d { x[t * d + j] += h[j] }
             }
+        }
+        if architecture.scalesEmbedding {
+            let scale = Float(Double(d).squareRoot())
+            for i in 0..<(T * d) { x[i] *= scale }
+        }
+        for layer in layers {
+            // x += postnorm(attention(prenorm(x)))
+            if let norm = layer.preAttentionNorm { normalize(x, norm, into: h, rows: T) } else { h.update(from: x, count: T * d) }
+            attention(layer, input: h, into: m, tokens: T, rope: layer.localRope ? local : global, scratch: scratch)
+            if let norm = layer.postAttentionNorm { normalize(m, norm, into: m, rows: T) }
+            add(m, into: x, count: T * d)
+            // x += postnorm(mlp(prenorm(x)))
+            if let norm = layer.preFeedForwardNorm { normalize(x, norm, into: h, rows: T) } else { h.update(from: x, count: T * d) }
+            feedForward(layer, input: h, into: m, tokens: T, scratch: scratch)
+            if let norm = layer.postFeedForwardNorm { normalize(m, norm, into: m, rows: T) }
+            add(m, into: x, count: T * d)
         }
         // Final norm and the head, for the scored rows only.
         let rows = scored.count
         var out = [Float](repeating: 0, count: rows * c.vocabularySize)
-        x.withUnsafeBufferPointer { xp in
-            h.withUnsafeMutableBufferPointer { hp in
-                normalize(xp.baseAddress! + scored.lowerBound * d, finalNorm, finalNormBias, into: hp.baseAddress!, rows: rows)
-                out.withUnsafeMutableBufferPointer { op in
-                    linear(hp.baseAddress!, head, nil, into: op.baseAddress!, rows: rows, inputs: d, outputs: c.vocabularySize, rounding: headRounding)
-                }
-            }
+        normalize(x + scored.lowerBound * d, finalNorm, into: h, rows: rows)
+        out.withUnsafeMutableBufferPointer { op in
+            linear(h, head, into: op.baseAddress!, rows: rows, scratch: scratch)
+            if let cap = c.finalSoftcap { TransformerKernels.softcap(op.baseAddress!, count: op.count, cap: cap) }
         }
         return out
     }
 
-    private func normalize(_ x: UnsafePointer<Float>, _ weight: [Float], _ bias: [Float]?, into out: UnsafeMutablePointer<Float>, rows: Int) {
-        weight.withUnsafeBufferPointer { w in
-            if let bias {
-                bias.withUnsafeBufferPointer { b in
-                    TransformerKernels.layerNorm(x, weight: w.baseAddress!, bias: b.baseAddress!, into: out, rows: rows, dim: config.hiddenSize,
-                                                 epsilon: config.normEpsilon, threads: threads)
+    /// One layer's attention of `input` [T, hidden] into `out` [T, hidden].
+    private func attention(_ layer: Layer, input: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, tokens T: Int,
+                           rope: (cos: [Float], sin: [Float])?, scratch s: Scratch) {
+        let c = config
+        let hd = c.headDim, qDim = c.heads * hd, kvDim = c.kvHeads * hd
+        linear(input, layer.q, into: s.q, rows: T, scratch: s)
+        linear(input, layer.k, into: s.k, rows: T, scratch: s)
+        linear(input, layer.v, into: s.v, rows: T, scratch: s)
+        if let qn = layer.queryNorm, let kn = layer.keyNorm {
+            // Per head: each head's values are a row of their own; whole projection: each token's.
+            let perHead = architecture.queryKeyNorm == .perHead
+            normalize(s.q, qn, into: s.q, rows: perHead ? T * c.heads : T)
+            normalize(s.k, kn, into: s.k, rows: perHead ? T * c.kvHeads : T)
+        }
+        if let rope, let embedding = c.rope {
+            rope.cos.withUnsafeBufferPointer { cp in
+                rope.sin.withUnsafeBufferPointer { sp in
+                    TransformerKernels.applyRoPE(s.q, rows: T, heads: c.heads, headDim: hd, rotary: embedding.rotaryDimensions, start: 0,
+                                                 cos: cp.baseAddress!, sin: sp.baseAddress!, threads: threads)
+                    TransformerKernels.applyRoPE(s.k, rows: T, heads: c.kvHeads, headDim: hd, rotary: embedding.rotaryDimensions, start: 0,
+                                                 cos: cp.baseAddress!, sin: sp.baseAddress!, threads: threads)
                 }
-            } else {
-                TransformerKernels.rmsNorm(x, weight: w.baseAddress!, into: out, rows: rows, dim: config.hiddenSize, epsilon: config.normEpsilon,
-                                           threads: threads)
+            }
+        }
+        let group = c.heads / c.kvHeads
+        let window = layer.window, cap = c.attentionSoftcap, scale = c.attentionScale
+        let workers = min(s.workers, c.heads)
+        threads.forEachChunk(workers) { worker in
+            let scores = s.scores + worker * Self.attentionBlock * T
+            var head = worker
+            while head < c.heads {
+                let kv = head / group
+                // Causal (and windowed): a block of query rows needs only the keys from its first row's window to its last row.
+                var first = 0
+                while first < T {
+                    let rows = min(Self.attentionBlock, T - first)
+                    let keyEnd = first + rows
+                    let keyStart = window.map { max(0, first - $0 + 1) } ?? 0
+                    let keys = keyEnd - keyStart
+                    MatrixMultiply.multiply(s.q + first * qDim + head * hd, s.k + keyStart * kvDim + kv * hd, into: scores,
+                                            m: rows, n: keys, k: hd, alpha: scale, transposeB: true, lda: qDim, ldb: kvDim, ldc: keys)
+                    for i in 0..<rows {
+                        let query = first + i
+                        let low = window.map { max(keyStart, query - $0 + 1) } ?? keyStart
+                        let row = scores + i * keys
+                        if let cap { TransformerKernels.softcap(row + (low - keyStart), count: query - low + 1, cap: cap) }
+                        TransformerKernels.softmaxRow(row, valid: (low - keyStart)..<(query - keyStart + 1), columns: keys)
+                    }
+                    MatrixMultiply.multiply(scores, s.v + keyStart * kvDim + kv * hd, into: s.attended + first * qDim + head * hd,
+                                            m: rows, n: hd, k: keys, lda: keys, ldb: kvDim, ldc: qDim)
+                    first += rows
+                }
+                head += workers
+            }
+        }
+        linear(s.attended, layer.o, into: out, rows: T, scratch: s)
+    }
+
+    /// One layer's feed-forward block of `input` [T, hidden] into `out` [T, hidden].
+    private func feedForward(_ layer: Layer, input: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, tokens T: Int, scratch s: Scratch) {
+        switch layer.feedForward {
+        case let .gated(gate, up, down):
+            gatedProduct(input, gate: gate, up: up, down: down, into: out, rows: T, scratch: s)
+        case let .plain(up, down):
+            linear(input, up, into: s.up, rows: T, scratch: s)
+            TransformerKernels.geluTanh(s.up, count: T * up.outputs, threads: threads)
+            linear(s.up, down, into: out, rows: T, scratch: s)
+        case let .experts(router, experts):
+            mixture(input, router: router, experts: experts, into: out, tokens: T, scratch: s)
+        }
+    }
+
+    /// act(x·gateᵀ) ⊙ (x·upᵀ) · downᵀ.
+    private func gatedProduct(_ x: UnsafePointer<Float>, gate: Linear, up: Linear, down: Linear, into out: UnsafeMutablePointer<Float>,
+                              rows: Int, scratch s: Scratch) {
+        linear(x, up, into: s.up, rows: rows, scratch: s)
+        linear(x, gate, into: s.gate, rows: rows, scratch: s)
+        switch config.activation {
+        case .silu: TransformerKernels.siluMultiply(s.gate, s.up, count: rows * up.outputs, threads: threads)
+        case .geluTanh: TransformerKernels.geluTanhMultiply(s.gate, s.up, count: rows * up.outputs, threads: threads)
+        }
+        linear(s.gate, down, into: out, rows: rows, scratch: s)
+    }
+
+    /// A MoE block as transformers runs it: router softmax in f32, the top-k experts per token
+    /// (renormalized when the family says so), each expert run on its tokens, outputs added in expert order.
+    private func mixture(_ x: UnsafePointer<Float>, router: Linear, experts: [Expert], into out: UnsafeMutablePointer<Float>, tokens T: Int,
+                         scratch s: Scratch) {
+        guard let moe = config.experts else { return }
+        let d = config.hiddenSize, count = experts.count
+        linear(x, router, into: s.router, rows: T, scratch: s)
+        var routed = [[(token: Int, weight: Float)]](repeating: [], count: count)
+        var probabilities = [Float](repeating: 0, count: count)
+        for t in 0..<T {
+            let logits = s.router + t * count
+            var m = -Float.infinity
+            for e in 0..<count { m = max(m, logits[e]) }
+            var total: Float = 0
+            for e in 0..<count { probabilities[e] = Float(Glibc.exp(Double(logits[e] - m))); total += probabilities[e] }
+            for e in 0..<count { probabilities[e] /= total }
+            // Top k by probability, the lower index first among equals.
+            let chosen = (0..<count).sorted { probabilities[$0] > probabilities[$1] || (probabilities[$0] == probabilities[$1] && $0 < $1) }
+                .prefix(moe.perToken)
+            var sum: Float = 0
+            for e in chosen { sum += probabilities[e] }
+            for e in chosen { routed[e].append((t, moe.normalizeTopK ? probabilities[e] / sum : probabilities[e])) }
+        }
+        out.update(repeating: 0, count: T * d)
+        for (e, expert) in experts.enumerated() where !routed[e].isEmpty {
+            let tokens = routed[e]
+            for (j, entry) in tokens.enumerated() { (s.gathered + j * d).update(from: x + entry.token * d, count: d) }
+            gatedProduct(s.gathered, gate: expert.gate, up: expert.up, down: expert.down, into: s.expertOutput, rows: tokens.count, scratch: s)
+            for (j, entry) in tokens.enumerated() {
+                let source = s.expertOutput + j * d, target = out + entry.token * d
+                for i in 0..<d { target[i] += entry.weight * source[i] }
             }
         }
     }

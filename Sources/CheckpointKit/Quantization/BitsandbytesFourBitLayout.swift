@@ -109,15 +109,18 @@ public struct FourBitWeight: QuantizedWeight {
     /// Packed codes, absmax, whichever maps and nested absmax exist, then the quant_state blob.
     public var parts: [Checkpoint.Entry] { [packed, absmax] + [quantMap, nestedAbsmax, nestedQuantMap].compactMap { $0 } + [state] }
 
+    /// One f32 scale per block: the stored absmax, or its nested 8-bit codes expanded.
+    func expandedAbsmax(from checkpoint: Checkpoint) -> [Float] {
+        guard let nested = nestedAbsmax, let offset = nestedOffset else { return FloatValues.array(checkpoint.view(absmax)) }
+        let codes = checkpoint.view(absmax).byteArray
+        let nestedValues = FloatValues.array(checkpoint.view(nested))
+        let code = nestedQuantMap.map { FloatValues.array(checkpoint.view($0)) } ?? DynamicCode.values
+        return codes.enumerated().map { code[Int($0.element)] * nestedValues[$0.offset / DoubleQuantizedAbsmax.nestedBlockSize] + offset }
+    }
+
     /// Dequantizes as bitsandbytes does, expanding a double-quantized absmax and honouring the file's own quant_map.
     public func decode(from checkpoint: Checkpoint, shape: [Int], into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget) {
-        var absmax = FloatValues.array(checkpoint.view(self.absmax))
-        if let nested = nestedAbsmax, let offset = nestedOffset {
-            let codes = checkpoint.view(self.absmax).byteArray
-            let nestedValues = FloatValues.array(checkpoint.view(nested))
-            let code = nestedQuantMap.map { FloatValues.array(checkpoint.view($0)) } ?? DynamicCode.values
-            absmax = codes.enumerated().map { code[Int($0.element)] * nestedValues[$0.offset / DoubleQuantizedAbsmax.nestedBlockSize] + offset }
-        }
+        let absmax = expandedAbsmax(from: checkpoint)
         let codeTable = quantMap.map { FloatValues.array(checkpoint.view($0)) }
         checkpoint.view(packed).withBytes { packedRaw in
             let packedBytes = packedRaw.bindMemory(to: UInt8.self)
@@ -130,6 +133,30 @@ public struct FourBitWeight: QuantizedWeight {
                     }
                 } else {
                     FourBitQuantizer.dequantize(packed: packedBytes, absmax: a, blockSize: blockSize, type: type, into: out, threads: threads)
+                }
+            }
+        }
+    }
+}
+
+extension FourBitWeight {
+    /// Rows decoded a tile at a time from the packed codes; the absmax (expanded from its
+    /// nested codes when double-quantized) is decoded once, 1/blockSize of the weight.
+    public func storedRows(from checkpoint: Checkpoint, shape: [Int]) -> StoredRows? {
+        let rows = shape.first ?? 1, columns = shape.dropFirst().reduce(1, *)
+        let absmax = expandedAbsmax(from: checkpoint)
+        let codeTable = quantMap.map { FloatValues.array(checkpoint.view($0)) }
+        let pairs = FourBitQuantizer.pairTable(codeTable.flatMap { $0.count == 16 ? $0 : nil } ?? type.code)
+        let packed = checkpoint.view(self.packed)
+        let blockSize = self.blockSize
+        return StoredRows(rows: rows, columns: columns, storedBytes: packed.byteCount + absmax.count * 4) { first, count, out in
+            packed.withBytes { raw in
+                absmax.withUnsafeBufferPointer { a in
+                    pairs.withUnsafeBufferPointer { p in
+                        FourBitQuantizer.dequantizeRange(packed: raw.bindMemory(to: UInt8.self).baseAddress!, absmax: a.baseAddress!,
+                                                         blockSize: blockSize, pairs: p.baseAddress!,
+                                                         range: (first * columns)..<((first + count) * columns), into: out)
+                    }
                 }
             }
         }

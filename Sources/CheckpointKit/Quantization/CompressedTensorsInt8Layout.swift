@@ -108,6 +108,29 @@ public struct Int8Weight: QuantizedWeight {
     }
 }
 
+extension Int8Weight {
+    /// Rows decoded a tile at a time (`q × scale` per group); the scales are widened once.
+    public func storedRows(from checkpoint: Checkpoint, shape: [Int]) -> StoredRows? {
+        guard shape.count == 2 else { return nil }
+        let (rows, columns) = (shape[0], shape[1])
+        let scales = FloatValues.array(checkpoint.view(scale))
+        let groups = BlockInt8Quantizer.groupsPerRow(columns: columns, groupSize: groupSize)
+        let weight = checkpoint.view(self.weight)
+        let groupSize = self.groupSize
+        return StoredRows(rows: rows, columns: columns, storedBytes: weight.byteCount + scales.count * 4) { first, count, out in
+            weight.withBytes { raw in
+                scales.withUnsafeBufferPointer { sc in
+                    let q = raw.bindMemory(to: Int8.self)
+                    BlockInt8Quantizer.dequantize(UnsafeBufferPointer(rebasing: q[(first * columns)..<((first + count) * columns)]),
+                                                  scales: UnsafeBufferPointer(rebasing: sc[(first * groups)..<((first + count) * groups)]),
+                                                  rows: count, columns: columns, groupSize: groupSize,
+                                                  into: UnsafeMutableBufferPointer(start: out, count: count * columns), threads: .single)
+                }
+            }
+        }
+    }
+}
+
 /// Finds and encodes compressed-tensors int8 weights.
 public enum CompressedTensorsInt8Layout: QuantizedLayout {
     /// Every 2-D I8 `P.weight` with a `P.weight_scale` beside it; a scale whose shape disagrees throws.

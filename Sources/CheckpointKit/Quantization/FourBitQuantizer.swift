@@ -185,6 +185,39 @@ public enum FourBitQuantizer {
     }
 
     /// `dequantizeReference` through a byte-to-pair table, blocks spread over threads; the same float32 results.
+    /// The 256-entry table `dequantizeRange` reads: one packed byte → its two codes (high nibble first).
+    public static func pairTable(_ code: [Float]) -> [SIMD2<Float>] {
+        precondition(code.count == 16, "a 4-bit code has 16 values")
+        return (0..<256).map { SIMD2<Float>(code[$0 >> 4], code[$0 & 0xF]) }
+    }
+
+    /// Elements `range` of a packed 4-bit tensor into `out` (range.count values), one thread:
+    /// the same values `dequantizeReference` gives at those positions. For the forward pass,
+    /// which widens a tile of rows at a time.
+    public static func dequantizeRange(packed: UnsafePointer<UInt8>, absmax: UnsafePointer<Float>, blockSize: Int,
+                                       pairs: UnsafePointer<SIMD2<Float>>, range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        var i = range.lowerBound
+        let end = range.upperBound
+        if i < end && i % 2 == 1 {  // an odd start: the low nibble of its byte
+            out[0] = pairs[Int(packed[i / 2])][1] * absmax[i / blockSize]
+            i += 1
+        }
+        while i < end {
+            let blockEnd = min(end, (i / blockSize + 1) * blockSize)
+            let scale = absmax[i / blockSize]
+            while i + 2 <= blockEnd {
+                let v = pairs[Int(packed[i / 2])] * scale
+                out[i - range.lowerBound] = v[0]
+                out[i - range.lowerBound + 1] = v[1]
+                i += 2
+            }
+            if i < blockEnd {  // an odd block end: the high nibble alone
+                out[i - range.lowerBound] = pairs[Int(packed[i / 2])][0] * absmax[i / blockSize]
+                i += 1
+            }
+        }
+    }
+
     public static func dequantize(packed: UnsafeBufferPointer<UInt8>, absmax: UnsafeBufferPointer<Float>, blockSize: Int,
                                   type: FourBitType, into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget = .allCores) {
         let n = out.count

@@ -74,6 +74,11 @@ public enum GGUFExport {
         guard config.family == .llama || config.family == .mistral else {
             throw Failure.unsupportedArchitecture(file: configPath, found: config.family.rawValue)
         }
+        // Scaled or partial RoPE needs llama.cpp's rope_freqs / scaling keys, which this writer does not emit yet.
+        if let rope = config.rope, rope.scaling != .none || rope.rotaryDimensions != config.headDim {
+            throw ModelError.badConfig(file: configPath, key: "rope_parameters",
+                                       reason: "scaled or partial RoPE cannot be written as GGUF by ckpt yet (expected rope_type default)")
+        }
         let logical = try LogicalCheckpoint(checkpoint)
         // The vocabulary sizes the token list written below: it must be the embedding's rows, which exist.
         if let embedding = logical.tensors.first(where: { $0.name == "model.embed_tokens.weight" }), embedding.shape.first != config.vocabularySize {
