@@ -130,8 +130,13 @@ def models_section_requested(only: str | None, script: str) -> bool:
     return True
 
 
+# fixtures/ size budget. Was 10 MB; raised to 20 MB for fixtures/architectures/ (about 6.8 MB, most of
+# it 28 F32 [64, 512] logit tensors), which tools/make_architecture_goldens.py adds.
+FIXTURES_BUDGET_BYTES = 20_000_000
+
+
 def write_sums(out: Path):
-    """Rewrites out/SHA256SUMS over every file under out (and enforces the 10 MB budget)."""
+    """Rewrites out/SHA256SUMS over every file under out (and enforces FIXTURES_BUDGET_BYTES)."""
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "SHA256SUMS")
     for p in files:
         p.chmod(0o644)  # transformers writes weights 0600; keep the tree uniform
@@ -139,5 +144,5 @@ def write_sums(out: Path):
     write_text(out / "SHA256SUMS", "\n".join(lines) + "\n")
     total = sum(p.stat().st_size for p in files)
     log(f"fixtures: {len(files)} files, {total / 1e6:.2f} MB")
-    if total > 10_000_000:
-        sys.exit(f"error: fixtures/ is {total} bytes, over the 10 MB budget")
+    if total > FIXTURES_BUDGET_BYTES:
+        sys.exit(f"error: fixtures/ is {total} bytes, over the {FIXTURES_BUDGET_BYTES / 1e6:.0f} MB budget")

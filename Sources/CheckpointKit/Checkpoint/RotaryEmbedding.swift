@@ -121,8 +121,9 @@ public struct RotaryEmbedding: Sendable, Equatable {
             guard f >= 1, f <= 1_048_576 else { throw bad("rope_parameters.factor", "\(f) is out of range (expected 1 or more)") }
             return f
         }
-        func original(_ fallback: Int?) throws -> Int {
-            let v = p["original_max_position_embeddings"]?.intValue ?? top["original_max_position_embeddings"]?.intValue ?? fallback
+        func original(_ fallback: Int?, topFirst: Bool = false) throws -> Int {
+            let inside = p["original_max_position_embeddings"]?.intValue, outside = top["original_max_position_embeddings"]?.intValue
+            let v = (topFirst ? outside ?? inside : inside ?? outside) ?? fallback
             guard let v, v > 0, v <= 1 << 30 else {
                 throw bad("rope_parameters.original_max_position_embeddings", "missing or out of range (expected a positive context length)")
             }
@@ -135,29 +136,34 @@ public struct RotaryEmbedding: Sendable, Equatable {
         case "linear":
             scaling = .linear(factor: try factor())
         case "dynamic":
-            scaling = .dynamic(factor: try factor(), originalContext: try original(maxPositions))
+            // transformers grows the base once a forward is longer than max_position_embeddings (not the original context).
+            scaling = .dynamic(factor: try factor(), originalContext: maxPositions)
         case "yarn":
-            let f = try factor()
             let old = try original(maxPositions)
+            let f = p["factor"]?.doubleValue == nil ? Double(maxPositions) / Double(old) : try factor()
             func mscale(_ scale: Double, _ m: Double) -> Double { scale <= 1 ? 1 : 0.1 * m * log(scale) + 1 }
             var attention = p["attention_factor"]?.doubleValue
             if attention == nil, let m = p["mscale"]?.doubleValue, let all = p["mscale_all_dim"]?.doubleValue, m != 0, all != 0 {
                 attention = mscale(f, m) / mscale(f, all)
             }
-            scaling = .yarn(factor: f, originalContext: old, betaFast: try number("beta_fast", default: 32), betaSlow: try number("beta_slow", default: 1),
+            // transformers reads them with `or`: 0 also means the default.
+            let betaFast = p["beta_fast"]?.doubleValue.flatMap { $0 == 0 ? nil : $0 } ?? 32
+            let betaSlow = p["beta_slow"]?.doubleValue.flatMap { $0 == 0 ? nil : $0 } ?? 1
+            scaling = .yarn(factor: f, originalContext: old, betaFast: betaFast, betaSlow: betaSlow,
                             attentionFactor: attention ?? mscale(f, 1), truncate: p["truncate"]?.boolValue ?? true)
         case "llama3":
             let low = try number("low_freq_factor"), high = try number("high_freq_factor")
             guard high != low else { throw bad("rope_parameters.high_freq_factor", "equals low_freq_factor (expected them to differ)") }
-            scaling = .llama3(factor: try factor(), lowFrequencyFactor: low, highFrequencyFactor: high, originalContext: try original(nil))
+            scaling = .llama3(factor: try factor(), lowFrequencyFactor: low, highFrequencyFactor: high, originalContext: try original(maxPositions))
         case "longrope", "su":
             func factors(_ key: String) throws -> [Double] {
                 guard let list = p[key]?.arrayValue?.compactMap(\.doubleValue), list.count == rotary / 2, list.allSatisfy({ $0 > 0 && $0.isFinite })
                 else { throw bad("rope_parameters.\(key)", "expected \(rotary / 2) positive numbers (one per rotated dimension pair)") }
                 return list
             }
-            let old = try original(maxPositions)
-            let f = Double(maxPositions) / Double(old)
+            // Phi-3's top-level original_max_position_embeddings overrides the one inside the rope parameters.
+            let old = try original(top["original_max_position_embeddings"]?.intValue ?? maxPositions, topFirst: true)
+            let f = p["factor"]?.doubleValue ?? Double(maxPositions) / Double(old)
             let attention = p["attention_factor"]?.doubleValue ?? (f <= 1 ? 1 : (1 + log(f) / log(Double(old))).squareRoot())
             scaling = .longrope(short: try factors("short_factor"), long: try factors("long_factor"), originalContext: old, attentionFactor: attention)
         default:

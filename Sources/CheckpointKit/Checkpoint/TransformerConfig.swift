@@ -174,13 +174,15 @@ public struct TransformerConfig: Sendable, Equatable {
             heads = try int("num_attention_heads")
             kvHeads = try optionalInt("num_key_value_heads") ?? heads
             intermediateSize = try int("intermediate_size")
-            normEpsilon = Float(config["rms_norm_eps"]?.doubleValue ?? 1e-6)
+            normEpsilon = Float(config["rms_norm_eps"]?.doubleValue ?? ([.mixtral, .phi3, .olmo2].contains(family) ? 1e-5 : 1e-6))
             maxPositions = try optionalInt("max_position_embeddings", limit: 1 << 30) ?? 4096
             tiedEmbeddings = config["tie_word_embeddings"]?.boolValue ?? gemma
             ropeTheta = 0
         }
+        // Per-layer settings are kept in arrays: bound the count by what any model has (the tensors decide the rest).
+        guard layers <= 1 << 16 else { throw bad(family == .gpt2 ? "n_layer" : "num_hidden_layers", "\(layers) is out of range (expected at most 65536 layers)") }
         vocabularySize = try int("vocab_size")
-        headDim = try optionalInt("head_dim", limit: 1 << 16) ?? (gemma ? 256 : hiddenSize / heads)
+        headDim = try optionalInt("head_dim", limit: 1 << 16) ?? (gemma ? 256 : family == .qwen3 && config["head_dim"] == nil ? 128 : hiddenSize / heads)
         guard headDim > 0 else { throw bad("num_attention_heads", "\(heads) heads leave no dimensions of \(hiddenSize) per head") }
         guard heads * headDim <= limit else { throw bad("head_dim", "\(heads) heads × \(headDim) is out of range (expected at most \(limit))") }
         guard heads % kvHeads == 0 else { throw bad("num_key_value_heads", "\(kvHeads) does not divide \(heads) heads") }
@@ -202,7 +204,7 @@ public struct TransformerConfig: Sendable, Equatable {
             guard partial <= 1 else { throw bad("partial_rotary_factor", "\(partial) is above 1") }
             let parameters = config["rope_parameters"], legacy = config["rope_scaling"]
             let global = parameters?["full_attention"] ?? parameters ?? (legacy == .null ? nil : legacy)
-            let defaultTheta = config["rope_theta"]?.doubleValue ?? 10_000
+            let defaultTheta = config["rope_theta"]?.doubleValue ?? (family == .mixtral || family == .gemma3 ? 1_000_000 : 10_000)
             let rope = try RotaryEmbedding.parse(global, top: config, theta: defaultTheta, headDim: headDim, partialFactor: partial,
                                                  maxPositions: maxPositions, file: file)
             self.rope = rope
@@ -221,9 +223,12 @@ public struct TransformerConfig: Sendable, Equatable {
         }
 
         // Attention: which layers slide, their window, the scale and the soft-caps.
-        let window = try optionalInt("sliding_window", limit: 1 << 30)
+        // Mistral and the Gemmas default to 4096 when the key is absent (null means none).
+        let window = config["sliding_window"] == nil && [.mistral, .gemma2, .gemma3].contains(family) ? 4096
+            : try optionalInt("sliding_window", limit: 1 << 30)
         var windows = [Int?](repeating: nil, count: layers)
-        if let types = config["layer_types"]?.arrayValue {
+        let layerTypesHonoured: Set<Family> = [.qwen2, .qwen3, .gemma2, .gemma3]
+        if layerTypesHonoured.contains(family), let types = config["layer_types"]?.arrayValue {
             guard types.count == layers else { throw bad("layer_types", "\(types.count) entries (expected one per layer, \(layers))") }
             for (i, type) in types.enumerated() {
                 switch type.stringValue {
@@ -239,9 +244,11 @@ public struct TransformerConfig: Sendable, Equatable {
             switch family {
             case .mistral, .mixtral, .phi3:
                 windows = Array(repeating: window, count: layers)
-            case .qwen2, .qwen3, .qwen3Moe:
+            case .qwen3Moe:
+                if config["use_sliding_window"]?.boolValue == true { windows = Array(repeating: window, count: layers) }
+            case .qwen2, .qwen3:
                 if config["use_sliding_window"]?.boolValue == true {
-                    let first = try optionalInt("max_window_layers", limit: 1 << 20) ?? layers
+                    let first = try optionalInt("max_window_layers", limit: 1 << 20) ?? 28
                     for i in 0..<layers where i >= first { windows[i] = window }
                 }
             case .gemma2:
@@ -259,21 +266,24 @@ public struct TransformerConfig: Sendable, Equatable {
         } else {
             attentionScale = 1 / Float(headDim).squareRoot()
         }
-        attentionSoftcap = try optionalNumber("attn_logit_softcapping").map { Float($0) }
-        finalSoftcap = try optionalNumber("final_logit_softcapping").map { Float($0) }
+        // Gemma 2 defaults the caps to 50 and 30 when the keys are absent; Gemma 3 never caps attention, whatever its config says.
+        let gemma2Default = family == .gemma2
+        attentionSoftcap = family == .gemma3 ? nil
+            : config["attn_logit_softcapping"] == nil && gemma2Default ? 50 : try optionalNumber("attn_logit_softcapping").map { Float($0) }
+        finalSoftcap = config["final_logit_softcapping"] == nil && gemma2Default ? 30 : try optionalNumber("final_logit_softcapping").map { Float($0) }
         if !gemma, attentionSoftcap != nil { throw bad("attn_logit_softcapping", "is not supported for \(family.rawValue)") }
         if !gemma, finalSoftcap != nil { throw bad("final_logit_softcapping", "is not supported for \(family.rawValue)") }
 
         // Experts.
         switch family {
         case .mixtral:
-            let count = try optionalInt("num_local_experts", limit: 1 << 16) ?? 8
+            let count = try optionalInt("num_local_experts", limit: 1 << 16) ?? optionalInt("num_experts", limit: 1 << 16) ?? 8
             let perToken = try optionalInt("num_experts_per_tok", limit: 1 << 16) ?? 2
             guard perToken <= count else { throw bad("num_experts_per_tok", "\(perToken) is more than the \(count) experts") }
             experts = Experts(count: count, perToken: perToken, normalizeTopK: true, intermediateSize: intermediateSize,
                               sparseLayers: Array(repeating: true, count: layers))
         case .qwen3Moe:
-            let count = try optionalInt("num_experts", limit: 1 << 16) ?? 128
+            let count = try optionalInt("num_experts", limit: 1 << 16) ?? optionalInt("num_local_experts", limit: 1 << 16) ?? 128
             let perToken = try optionalInt("num_experts_per_tok", limit: 1 << 16) ?? 8
             guard perToken <= count else { throw bad("num_experts_per_tok", "\(perToken) is more than the \(count) experts") }
             let step = try optionalInt("decoder_sparse_step", limit: 1 << 20) ?? 1

@@ -163,6 +163,15 @@ public final class TransformerModel: Sendable {
             positions = nil
             maximumContext = nil
         }
+        // A config claiming more layers than the file holds is named before any layer is read.
+        let held = Set(byName.keys.compactMap { name -> Int? in
+            guard name.hasPrefix(arch.layerPrefix) else { return nil }
+            return Int(name.dropFirst(arch.layerPrefix.count).prefix { $0 != "." })
+        })
+        guard held.count >= c.layers, (0..<c.layers).allSatisfy(held.contains) else {
+            throw ModelError.badConfig(file: checkpoint.configSource, key: c.family == .gpt2 ? "n_layer" : "num_hidden_layers",
+                                       reason: "\(c.layers) layers, but \(checkpoint.path) holds tensors for \(held.count) (expected them to agree)")
+        }
         var layers: [Layer] = []
         for i in 0..<c.layers {
             let p = arch.layerPrefix + "\(i)."
