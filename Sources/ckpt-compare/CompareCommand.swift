@@ -17,7 +17,7 @@ struct CompareCommand: ToolCommand {
         version: ckptVersion)
 
     @Argument(help: "BASE CANDIDATE, or just CANDIDATE with --base FILE, or just BASE with --save-base FILE.")
-    var models: [String]
+    var models: [String] = []
 
     @OptionGroup var input: EvaluationInput
 
@@ -36,12 +36,27 @@ struct CompareCommand: ToolCommand {
     @Option(help: "Log-probabilities kept per position with --save-base.")
     var topK: Int = 64
 
-    @Flag(help: "Replace an existing --save-base file.")
+    @Flag(help: "Replace an existing --save-base or --piece file.")
     var force = false
+
+    @Option(help: ArgumentHelp("With --chunk-range: write the per-token values --combine needs to this file (its --json names it).", valueName: "FILE"))
+    var piece: String?
 
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
+        if !input.combine.isEmpty {
+            guard models.isEmpty, base == nil, saveBase == nil, piece == nil else {
+                throw ValidationError("--combine takes the pieces' JSON files only (no models, --base, --save-base or --piece)")
+            }
+            return
+        }
+        if input.chunkRange != nil {
+            guard base == nil, saveBase == nil else { throw ValidationError("--chunk-range runs BASE and CANDIDATE; it cannot be combined with --base or --save-base") }
+            guard piece != nil, common.json else { throw ValidationError("--chunk-range needs --piece FILE and --json (what --combine reads)") }
+        } else if piece != nil {
+            throw ValidationError("--piece is written only by a --chunk-range run")
+        }
         if base != nil {
             guard models.count == 1 else { throw ValidationError("with --base FILE give only the CANDIDATE model") }
             guard saveBase == nil else { throw ValidationError("--base and --save-base cannot be combined") }
@@ -60,6 +75,15 @@ struct CompareCommand: ToolCommand {
     func run() throws {
         var gateFailures: [String] = []
         try runTool(common) {
+            if !input.combine.isEmpty {
+                let pieces = try readPieces(input.combine, program: "ckpt-compare")
+                let result = try DivergencePiece.combine(pieces.map { ($0.file, $0.split) })
+                let identity = pieces[0].split["identity"]!
+                gateFailures = report(result, base: pieces[0].document["base"]?.stringValue ?? "base",
+                                      candidate: pieces[0].document["candidate"]?.stringValue ?? "candidate", exact: true,
+                                      plan: ChunkPlanDescription(context: identity["ctx"]?.intValue ?? 0, chunks: identity["chunks"]?.intValue ?? 0, topK: nil))
+                return
+            }
             var saved: BaseLogProbabilities?
             var baseName = base ?? models[0]
             if let base {
@@ -69,7 +93,8 @@ struct CompareCommand: ToolCommand {
                 let model = try TransformerModel(checkpoint: checkpoint, threads: common.threadBudget)
                 if let warning = input.contextWarning(model.config, model: models[0]) { warn(warning, options: common) }
                 let (tokens, bos, source) = try input.tokens(for: checkpoint, vocabulary: model.config.vocabularySize)
-                let plan = try ChunkPlan(tokens: tokens.count, context: input.contextLength, chunks: input.chunks, bos: bos, file: source)
+                var plan = try ChunkPlan(tokens: tokens.count, context: input.contextLength, chunks: input.chunks, bos: bos, file: source)
+                if let range = input.chunkRangeValue { plan = try plan.restricted(to: range, file: source) }
                 if saveBase != nil || models.count == 1 {
                     let computed = try BaseLogProbabilities.compute(model, tokens: tokens, plan: plan, topK: topK) { chunk in
                         reportChunk("base", chunk, of: plan.chunks, "base [\(chunk)/\(plan.chunks)]", options: common)
@@ -87,10 +112,18 @@ struct CompareCommand: ToolCommand {
                         try QualityGates.requireSameTokens(tokens, candidateTokens, file: source, baseModel: models[0], candidateModel: models[1])
                     }
                     let result = try DivergenceEvaluator.evaluate(base: model, candidate: candidate, tokens: tokens, plan: plan) { chunk, r in
-                        reportChunk("compare", chunk, of: plan.chunks, "[\(chunk)/\(plan.chunks)] mean KLD \(formatValue(r.meanDivergence)), PPL \(formatDecimal(r.base.perplexity, places: 4)) → "
+                        reportChunk("compare", chunk, of: plan.range.count, "[\(chunk)/\(plan.range.count)] mean KLD \(formatValue(r.meanDivergence)), PPL \(formatDecimal(r.base.perplexity, places: 4)) → "
                             + "\(formatDecimal(r.candidate.perplexity, places: 4))", options: common)
                     }
-                    gateFailures = report(result, base: baseName, candidate: models[1], exact: true, plan: plan)
+                    var split: JSONValue = .null
+                    if let piece {
+                        let identity = SplitRun.identity(models: [("base_fingerprint", model), ("candidate_fingerprint", candidate)], tokens: tokens, plan: plan)
+                        try DivergencePiece.save(result, identity: identity, range: plan.range, to: piece, overwrite: force)
+                        split = ["identity": identity, "chunk_range": [JSONValue(plan.range.lowerBound), JSONValue(plan.range.upperBound)],
+                                 "piece_file": .string(piece)]
+                    }
+                    gateFailures = report(result, base: baseName, candidate: models[1], exact: true,
+                                          plan: ChunkPlanDescription(context: plan.context, chunks: plan.range.count, topK: nil), split: split)
                     return
                 }
             }
@@ -116,12 +149,10 @@ struct CompareCommand: ToolCommand {
 
     struct ChunkPlanDescription { var context: Int; var chunks: Int; var topK: Int? }
 
-    func report(_ r: DivergenceAccumulator, base: String, candidate: String, exact: Bool, plan: ChunkPlan) -> [String] {
-        report(r, base: base, candidate: candidate, exact: exact, plan: ChunkPlanDescription(context: plan.context, chunks: plan.chunks, topK: nil))
-    }
 
     /// Prints the comparison and returns the gates that failed.
-    func report(_ r: DivergenceAccumulator, base: String, candidate: String, exact: Bool, plan: ChunkPlanDescription) -> [String] {
+    func report(_ r: DivergenceAccumulator, base: String, candidate: String, exact: Bool, plan: ChunkPlanDescription,
+                split: JSONValue = .null) -> [String] {
         let ratio = r.candidate.perplexity / r.base.perplexity
         let increase = (ratio - 1) * 100
         let failures = QualityGates(maxPerplexityIncrease: maxPplIncrease, maxMeanDivergence: maxKld).failures(r)
@@ -136,7 +167,7 @@ struct CompareCommand: ToolCommand {
                 "kld": ["mean": .double(r.meanDivergence), "median": .double(r.quantile(0.5)), "p90": .double(r.quantile(0.9)),
                         "p99": .double(r.quantile(0.99)), "max": .double(r.maxDivergence), "method": .string(kldNote)],
                 "same_top_rate": .double(r.sameTopRate), "delta_p": ["mean": .double(r.meanDeltaP), "rms": .double(r.rmsDeltaP)],
-                "gates_failed": .array(failures.map { .string($0) }),
+                "gates_failed": .array(failures.map { .string($0) }), "split": split,
             ])
             return failures
         }

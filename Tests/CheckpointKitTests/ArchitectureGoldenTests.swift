@@ -63,7 +63,7 @@ func architecturePerplexityMatches(folder: String) throws {
     for (context, run) in runs {
         let ctx = try #require(Int(context))
         let plan = try ChunkPlan(tokens: tokens.count, context: ctx, chunks: run["n_chunks"]?.intValue, bos: nil, file: "eval.txt")
-        let (total, _) = try PerplexityEvaluator.evaluate(network, tokens: tokens, plan: plan)
+        let total = try PerplexityEvaluator.evaluate(network, tokens: tokens, plan: plan).total
         #expect(total.count == run["count"]?.intValue)
         let ppl = try #require(run["ppl"]?.doubleValue)
         #expect(abs(total.perplexity / ppl - 1) < 1e-4, "\(folder) ctx \(ctx): \(total.perplexity) vs \(ppl)")

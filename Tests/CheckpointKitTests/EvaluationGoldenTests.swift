@@ -36,7 +36,7 @@ func perplexityMatches(model: String, context: Int) throws {
     #expect(tokens.count == 21_392)
     let plan = try ChunkPlan(tokens: tokens.count, context: context, chunks: nil, bos: nil, file: "eval.txt")
     #expect(plan.chunks == run["n_chunks"]?.intValue)
-    let (total, _) = try PerplexityEvaluator.evaluate(try #require(models[model]), tokens: tokens, plan: plan)
+    let total = try PerplexityEvaluator.evaluate(try #require(models[model]), tokens: tokens, plan: plan).total
     #expect(total.count == run["count"]?.intValue)
     let ppl = try #require(run["ppl"]?.doubleValue), stderr = try #require(run["ppl_stderr"]?.doubleValue)
     #expect(abs(total.perplexity / ppl - 1) < 1e-4, "\(total.perplexity) vs \(ppl)")

@@ -184,11 +184,3 @@ func topIndices(_ row: UnsafeBufferPointer<Float>, _ k: Int) -> [Int] {
     return best.map(\.index)
 }
 
-extension ChunkPlan {
-    /// A plan from saved parameters (the token count was checked when it was made).
-    init(context: Int, chunks: Int, bos: Int?) {
-        self.context = context
-        self.chunks = chunks
-        self.bos = bos
-    }
-}

@@ -8,6 +8,9 @@ import Glibc
 public struct DivergenceAccumulator: Sendable {
     /// Per-position KL(base‖candidate) in nats, clamped at 0, in evaluation order.
     public private(set) var divergences: [Double] = []
+    /// Per position: whether the top tokens agree, and each model's log-probability of the true
+    /// token (what a split run's piece file carries to replay `add` exactly).
+    public private(set) var sameTopFlags: [Bool] = [], baseLogProbabilities: [Double] = [], candidateLogProbabilities: [Double] = []
     /// Positions where both models' most probable tokens agree.
     public private(set) var sameTop = 0
     /// Σ Δp over the positions.
@@ -44,6 +47,9 @@ public struct DivergenceAccumulator: Sendable {
     /// Adds one position from precomputed values (KL and log-probabilities in nats); a negative KL counts as 0.
     public mutating func add(divergence: Double, sameTop same: Bool, baseLogProbability: Double, candidateLogProbability: Double) {
         divergences.append(max(0, divergence))
+        sameTopFlags.append(same)
+        baseLogProbabilities.append(baseLogProbability)
+        candidateLogProbabilities.append(candidateLogProbability)
         if same { sameTop += 1 }
         let delta = Glibc.exp(candidateLogProbability) - Glibc.exp(baseLogProbability)
         deltaSum += delta
@@ -86,7 +92,7 @@ public enum DivergenceEvaluator {
         }
         var result = DivergenceAccumulator()
         let vocabulary = base.config.vocabularySize
-        for i in 0..<plan.chunks {
+        for i in plan.range {
             let (chunk, b) = try plan.scoredLogits(base, chunk: i, from: tokens)
             let c = try plan.scoredLogits(candidate, chunk: i, from: tokens).logits
             let rows = plan.scoredRows
@@ -99,7 +105,69 @@ public enum DivergenceEvaluator {
                     }
                 }
             }
-            progress(i + 1, result)
+            progress(i + 1 - plan.range.lowerBound, result)
+        }
+        return result
+    }
+}
+
+/// A piece of a split `ckpt-compare` run: its per-position values in a safetensors side file
+/// (F64 `kl`, `base_logprob`, `candidate_logprob`, U8 `same_top`), replayed in chunk order by `--combine`.
+public enum DivergencePiece {
+    /// The `kind` metadata of a piece file.
+    public static let kind = "ckpt-compare-piece-v1"
+
+    /// Writes `result`'s per-position values to `path` (atomically), with the run's identity and chunk range as metadata.
+    public static func save(_ result: DivergenceAccumulator, identity: JSONValue, range: Range<Int>, to path: String, overwrite: Bool) throws {
+        let n = result.count
+        let specs = [TensorSpec(name: "kl", dtype: .f64, shape: [n]), TensorSpec(name: "base_logprob", dtype: .f64, shape: [n]),
+                     TensorSpec(name: "candidate_logprob", dtype: .f64, shape: [n]), TensorSpec(name: "same_top", dtype: .u8, shape: [n])]
+        let metadata: [(String, String)] = [("format", "pt"), ("kind", kind), ("identity", identity.serialized(sortKeys: true)),
+                                             ("chunk_range", "\(range.lowerBound):\(range.upperBound)")]
+        let atomic = try AtomicOutput(target: path, isDirectory: false, overwrite: overwrite)
+        try atomic.translatingErrors {
+            try SafetensorsLayout(specs, metadata: metadata).write(to: atomic.temporary) { info, out in
+                switch info.name {
+                case "kl": try result.divergences.withUnsafeBytes { try out.write($0) }
+                case "base_logprob": try result.baseLogProbabilities.withUnsafeBytes { try out.write($0) }
+                case "candidate_logprob": try result.candidateLogProbabilities.withUnsafeBytes { try out.write($0) }
+                default: try result.sameTopFlags.map { $0 ? UInt8(1) : 0 }.withUnsafeBytes { try out.write($0) }
+                }
+            }
+            try atomic.commit()
+        }
+    }
+
+    /// Replays the pieces named by the `split` objects of split runs' JSON, in chunk order, into one result.
+    /// Each piece's JSON file names its side file (`piece_file`), read relative to the JSON's folder when not found as given.
+    public static func combine(_ pieces: [(file: String, split: JSONValue)]) throws -> DivergenceAccumulator {
+        var result = DivergenceAccumulator()
+        for piece in try SplitRun.ordered(pieces) {
+            guard let named = piece.split["piece_file"]?.stringValue else {
+                throw EvaluationError.badPiece(file: piece.file, reason: "no piece_file (expected the --json of ckpt-compare --chunk-range --piece FILE)")
+            }
+            let folder = FileSystem.split(piece.file).directory
+            let path = FileSystem.isRegularFile(named) || named.hasPrefix("/") ? named : folder + "/" + named
+            let file = try SafetensorsFile(path: path)
+            func bad(_ reason: String) -> EvaluationError { .badPiece(file: path, reason: reason) }
+            guard file.metadataValue("kind") == kind else { throw bad("not written by ckpt-compare --piece (kind \(file.metadataValue("kind") ?? "missing"))") }
+            guard file.metadataValue("identity") == piece.split["identity"]?.serialized(sortKeys: true),
+                file.metadataValue("chunk_range") == "\(piece.range.lowerBound):\(piece.range.upperBound)"
+            else { throw bad("its identity or chunk range differs from \(piece.file)'s (expected the file that run wrote)") }
+            guard let kl = file.view(named: "kl"), let b = file.view(named: "base_logprob"), let c = file.view(named: "candidate_logprob"),
+                let same = file.view(named: "same_top"), kl.dtype == .f64, b.dtype == .f64, c.dtype == .f64, same.dtype == .u8,
+                kl.shape.count == 1, b.shape == kl.shape, c.shape == kl.shape, same.shape == kl.shape
+            else { throw bad("expected F64 kl, base_logprob, candidate_logprob and U8 same_top of one length") }
+            let n = kl.elementCount
+            func doubles(_ view: TensorView) -> [Double] {
+                view.withBytes { raw in (0..<n).map { raw.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self) } }
+            }
+            let klValues = doubles(kl), baseValues = doubles(b), candidateValues = doubles(c)
+            let flags = same.byteArray
+            for i in 0..<n {
+                result.add(divergence: klValues[i], sameTop: flags[i] != 0, baseLogProbability: baseValues[i],
+                           candidateLogProbability: candidateValues[i])
+            }
         }
         return result
     }

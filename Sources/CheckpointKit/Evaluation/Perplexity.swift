@@ -11,6 +11,11 @@ public enum EvaluationError: Error, Equatable, Sendable, CustomStringConvertible
     case nonFiniteLogits(model: String, chunk: Int)
     case badBaseFile(file: String, reason: String)
     case tokenizersDisagree(file: String, base: String, candidate: String, index: Int, baseToken: Int?, candidateToken: Int?)
+    case contextBeyondModel(model: String, context: Int, maximum: Int)
+    case chunkRangeOutside(file: String, range: String, chunks: Int, context: Int)
+    case badPiece(file: String, reason: String)
+    case pieceMismatch(file: String, field: String, expected: String, actual: String, reference: String)
+    case pieceCoverage(reason: String)
 
     /// One line: the file (and tensor or key) at fault, what is wrong, and what was expected.
     public var description: String {
@@ -31,6 +36,16 @@ public enum EvaluationError: Error, Equatable, Sendable, CustomStringConvertible
             func show(_ t: Int?) -> String { t.map(String.init) ?? "end of text" }
             return "\(file): \(base) and \(candidate) tokenize the text differently from token \(index) "
                 + "(expected \(show(baseToken)) as the base does, got \(show(candidateToken))); compare models that share a tokenizer"
+        case let .contextBeyondModel(model, context, maximum):
+            return "\(model): --ctx \(context) is beyond the model's \(maximum) learned positions (expected at most \(maximum))"
+        case let .chunkRangeOutside(file, range, chunks, context):
+            return "\(file): --chunk-range \(range) is outside the text's \(chunks) chunks of \(context) (expected A:B with B at most \(chunks))"
+        case let .badPiece(file, reason):
+            return "\(file): not a piece of a split run: \(reason)"
+        case let .pieceMismatch(file, field, expected, actual, reference):
+            return "\(file): \(field) differs from \(reference)'s (expected \(expected), got \(actual)); combine pieces of one run only"
+        case let .pieceCoverage(reason):
+            return "--combine: \(reason)"
         }
     }
 }
@@ -50,6 +65,20 @@ public struct PerplexityAccumulator: Sendable, Equatable {
 
     /// No tokens yet.
     public init() {}
+
+    /// Sums as a split run's piece carries them.
+    public init(count: Int, sum: Double, sumOfSquares: Double) {
+        self.count = count
+        self.sum = sum
+        self.sumOfSquares = sumOfSquares
+    }
+
+    /// Adds another accumulator's tokens (a whole run merges its chunks in order, so pieces combine to the same bits).
+    public mutating func merge(_ other: PerplexityAccumulator) {
+        count += other.count
+        sum += other.sum
+        sumOfSquares += other.sumOfSquares
+    }
 
     /// Adds one token's negative log-likelihood, in nats.
     public mutating func add(negativeLogLikelihood v: Double) {
@@ -79,6 +108,8 @@ public struct ChunkPlan: Sendable {
     public var chunks: Int
     /// The BOS id that replaces each chunk's first token, or nil to keep the text's own.
     public var bos: Int?
+    /// The chunks this run evaluates: all of them, or a `--chunk-range` of a split run.
+    public var range: Range<Int>
 
     /// The first scored logit row of a chunk (llama.cpp's `first = n_ctx/2`).
     public var firstScored: Int { context / 2 }
@@ -91,12 +122,34 @@ public struct ChunkPlan: Sendable {
         self.context = context
         self.chunks = min(chunks ?? Int.max, tokens / context)
         self.bos = bos
+        range = 0..<self.chunks
+    }
+
+    /// A plan of `chunks` chunks of `context` tokens, all evaluated (from saved parameters: the token count was checked when they were saved).
+    public init(context: Int, chunks: Int, bos: Int?) {
+        self.context = context
+        self.chunks = chunks
+        self.bos = bos
+        range = 0..<chunks
+    }
+
+    /// The same plan evaluating only chunks `range` (a piece of a split run); throws when they are not all in the plan.
+    public func restricted(to range: Range<Int>, file: String) throws -> ChunkPlan {
+        guard range.lowerBound >= 0, range.upperBound <= chunks, !range.isEmpty else {
+            throw EvaluationError.chunkRangeOutside(file: file, range: "\(range.lowerBound):\(range.upperBound)", chunks: chunks, context: context)
+        }
+        var plan = self
+        plan.range = range
+        return plan
     }
 
     /// Chunk `i` run through `model`: its tokens and the logits of the scored rows
     /// ([scoredRows.count, vocab]), refused if any is NaN or infinite. Stops on an interruption.
     public func scoredLogits(_ model: TransformerModel, chunk i: Int, from stream: [Int]) throws -> (tokens: [Int], logits: [Float]) {
         if Interruption.isRequested { throw FileAccessError.interrupted(file: model.path) }
+        if let maximum = model.maximumContext, context > maximum {
+            throw EvaluationError.contextBeyondModel(model: model.path, context: context, maximum: maximum)
+        }
         let chunk = tokens(i, from: stream)
         let logits = model.logits(chunk, scored: scoredRows)
         guard logits.allSatisfy(\.isFinite) else { throw EvaluationError.nonFiniteLogits(model: model.path, chunk: i + 1) }
@@ -123,15 +176,15 @@ func logSoftmaxNormalizer(_ row: UnsafeBufferPointer<Float>) -> (max: Float, log
 
 /// Perplexity of one model over a chunk plan, as llama.cpp's `perplexity` computes it.
 public enum PerplexityEvaluator {
-    /// Per chunk: the running (PPL, ±) after it, reported through `progress`.
+    /// The chunks of `plan.range`, each accumulated on its own and merged in order; after each,
+    /// the number done and the running total go to `progress`.
     public static func evaluate(_ model: TransformerModel, tokens: [Int], plan: ChunkPlan,
-                                progress: (Int, PerplexityAccumulator) -> Void = { _, _ in }) throws
-        -> (total: PerplexityAccumulator, perChunk: [Double])
+                                progress: (Int, PerplexityAccumulator) -> Void = { _, _ in }) throws -> PerplexityResult
     {
         var total = PerplexityAccumulator()
-        var perChunk: [Double] = []
+        var chunks: [PerplexityAccumulator] = []
         let vocabulary = model.config.vocabularySize
-        for i in 0..<plan.chunks {
+        for i in plan.range {
             let (chunk, logits) = try plan.scoredLogits(model, chunk: i, from: tokens)
             var chunkNLL = PerplexityAccumulator()
             logits.withUnsafeBufferPointer { all in
@@ -139,15 +192,14 @@ public enum PerplexityEvaluator {
                     let row = UnsafeBufferPointer(rebasing: all[(r * vocabulary)..<((r + 1) * vocabulary)])
                     let (m, logSum) = logSoftmaxNormalizer(row)
                     let target = chunk[position + 1]
-                    let nll = -(Double(row[target] - m) - logSum)
-                    total.add(negativeLogLikelihood: nll)
-                    chunkNLL.add(negativeLogLikelihood: nll)
+                    chunkNLL.add(negativeLogLikelihood: -(Double(row[target] - m) - logSum))
                 }
             }
-            perChunk.append(chunkNLL.perplexity)
-            progress(i + 1, total)
+            chunks.append(chunkNLL)
+            total.merge(chunkNLL)
+            progress(chunks.count, total)
         }
-        return (total, perChunk)
+        return PerplexityResult(chunks: chunks)
     }
 }
 

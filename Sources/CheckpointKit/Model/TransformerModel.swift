@@ -241,6 +241,32 @@ public final class TransformerModel: Sendable {
         weightBytes = bytes
     }
 
+    /// Every weight matrix the forward pass multiplies by, in a fixed order (embedding, layers, head).
+    var weightMatrices: [StoredRows] {
+        var all = [embedding] + (positions.map { [$0] } ?? [])
+        for layer in layers {
+            all += [layer.q.weight, layer.k.weight, layer.v.weight, layer.o.weight]
+            switch layer.feedForward {
+            case let .gated(gate, up, down): all += [gate.weight, up.weight, down.weight]
+            case let .plain(up, down): all += [up.weight, down.weight]
+            case let .experts(router, experts): all += [router.weight] + experts.flatMap { [$0.gate.weight, $0.up.weight, $0.down.weight] }
+            }
+        }
+        return all + [head.weight]
+    }
+
+    /// Every norm weight and bias, in a fixed order.
+    var weightVectors: [[Float]] {
+        var all: [[Float]] = []
+        func add(_ norm: Norm?) { if let norm { all.append(norm.weight); if let b = norm.bias { all.append(b) } } }
+        for layer in layers {
+            [layer.preAttentionNorm, layer.postAttentionNorm, layer.preFeedForwardNorm, layer.postFeedForwardNorm, layer.queryNorm, layer.keyNorm]
+                .forEach(add)
+        }
+        add(finalNorm)
+        return all
+    }
+
     /// Output rows per product tile: fixed, so every element is computed the same way for any
     /// thread count. Splitting by weight rows widens each weight row once per chunk.
     static let columnBlock = 256
