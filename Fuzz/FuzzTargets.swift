@@ -44,7 +44,14 @@ enum FuzzTargets {
         },
         "config": { data, size in
             let bytes = Array(UnsafeBufferPointer(start: data, count: size))
-            if let json = try? JSONParser.parse(bytes) { _ = try? TransformerConfig(parsing: json, file: "config.json") }
+            if let json = try? JSONParser.parse(bytes), let config = try? TransformerConfig(parsing: json, file: "config.json") {
+                // The RoPE tables of every kind the config names, at a short and a long chunk (dynamic and longrope switch on length).
+                for rope in [config.rope, config.localRope].compactMap({ $0 }) where rope.rotaryDimensions <= 1 << 12 {
+                    _ = rope.tables(positions: 3)
+                    _ = rope.inverseFrequencies(length: 1 << 20)
+                }
+                _ = ArchitectureDescription.of(config.family)
+            }
         },
         "adapter-config": { data, size in
             _ = FuzzScratch.write(data, size, name: "adapter_config.json")

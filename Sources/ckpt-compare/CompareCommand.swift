@@ -57,6 +57,9 @@ struct CompareCommand: ToolCommand {
         } else if piece != nil {
             throw ValidationError("--piece is written only by a --chunk-range run")
         }
+        if models.isEmpty {
+            throw ValidationError("missing expected argument '<models> ...' (BASE CANDIDATE, or --combine piece.json …)")
+        }
         if base != nil {
             guard models.count == 1 else { throw ValidationError("with --base FILE give only the CANDIDATE model") }
             guard saveBase == nil else { throw ValidationError("--base and --save-base cannot be combined") }

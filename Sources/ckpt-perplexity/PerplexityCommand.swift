@@ -29,7 +29,7 @@ struct PerplexityCommand: ToolCommand {
             guard model == nil else { throw ValidationError("--combine takes the pieces' JSON files only, not a MODEL") }
             return
         }
-        guard model != nil else { throw ValidationError("give a MODEL (or --combine piece.json …)") }
+        guard model != nil else { throw ValidationError("missing expected argument '<model>' (or --combine piece.json …)") }
         guard input.isGiven else { throw ValidationError("give --text FILE or --tokens FILE") }
     }
 
