@@ -69,3 +69,19 @@ func architecturePerplexityMatches(folder: String) throws {
         #expect(abs(total.perplexity / ppl - 1) < 1e-4, "\(folder) ctx \(ctx): \(total.perplexity) vs \(ppl)")
     }
 }
+
+@Test("RoPE inverse frequencies and attention factors of every kind equal transformers' own, per forward length and layer kind", arguments: cases)
+func ropeFrequenciesMatch(name: String) throws {
+    let config = try TransformerConfig(parsing: try readJSON(Paths.fixture("architectures/\(name)/config.json")), file: name)
+    let byLength = try #require(manifest["logits"]?["cases"]?[name]?["rope"]?.objectMembers)
+    for (length, kinds) in byLength {
+        for (kind, golden) in try #require(kinds.objectMembers) {
+            let rope = try #require(kind == "sliding_attention" ? config.localRope : config.rope)
+            let (ours, factor) = rope.inverseFrequencies(length: try #require(Int(length)))
+            let expected = try #require(golden["inv_freq_f32"]?.arrayValue).compactMap(\.doubleValue)
+            #expect(ours.count == expected.count)
+            for (a, b) in zip(ours, expected) { #expect(abs(Double(a) / b - 1) < 4e-7, "\(name) \(length) \(kind): \(a) vs \(b)") }
+            #expect(abs(Double(factor) - (golden["attention_scaling"]?.doubleValue ?? .nan)) < 1e-6, "\(name) attention factor")
+        }
+    }
+}
