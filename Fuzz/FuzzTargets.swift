@@ -25,7 +25,11 @@ enum FuzzTargets {
         "gguf": { data, size in
             let path = FuzzScratch.write(data, size, name: "model.gguf")
             if let checkpoint = try? Checkpoint(path: path) {
-                for entry in checkpoint.entries.prefix(64) where entry.info.byteCount < 1 << 24 { _ = checkpoint.view(entry).byteArray.count }
+                for entry in checkpoint.entries.prefix(64) where entry.info.byteCount < 1 << 24 {
+                    let whole = FloatValues.array(checkpoint.view(entry))
+                    // The forward pass's row reader must give exactly what the whole-tensor read gives.
+                    FuzzChecks.rowsMatch(checkpoint.storedRows(entry), whole, entry.info.name)
+                }
                 if let (json, config, file) = try? checkpoint.tokenizerDocuments() {
                     if let tokenizer = try? Tokenizer(json: json, file: file, config: config) { _ = tokenizer.encode("Hello world, 1234 ▁x") }
                 }
@@ -60,7 +64,10 @@ enum FuzzTargets {
         "quantized": { data, size in
             let path = FuzzScratch.write(data, size, name: "model.safetensors")
             if let checkpoint = try? Checkpoint(path: path), let logical = try? LogicalCheckpoint(checkpoint) {
-                for tensor in logical.tensors.prefix(16) where tensor.elementCount < 1 << 22 { _ = logical.float32(tensor, threads: .single).count }
+                for tensor in logical.tensors.prefix(16) where tensor.elementCount < 1 << 22 {
+                    let whole = logical.float32(tensor, threads: .single)
+                    FuzzChecks.rowsMatch(logical.storedRows(tensor, threads: .single), whole, tensor.name)
+                }
             }
         },
         "base-logprobs": { data, size in
@@ -81,6 +88,20 @@ enum FuzzTargets {
             chosen = target
         }
         chosen!(data, size)
+    }
+}
+
+/// Differential checks: a disagreement between two readers of the same bytes is a bug, so it traps.
+enum FuzzChecks {
+    /// The first and last rows `rows` widens equal those rows of the whole-tensor decode, bit for bit.
+    static func rowsMatch(_ rows: StoredRows, _ whole: [Float], _ name: String) {
+        guard rows.rows > 0, rows.columns > 0, rows.rows * rows.columns == whole.count else { return }
+        var row = [Float](repeating: 0, count: rows.columns)
+        for r in Set([0, rows.rows - 1]) {
+            row.withUnsafeMutableBufferPointer { rows.widen(r..<(r + 1), into: $0.baseAddress!) }
+            let expected = whole[(r * rows.columns)..<((r + 1) * rows.columns)]
+            precondition(row.elementsEqual(expected) { $0.bitPattern == $1.bitPattern }, "\(name): row \(r) differs from the whole decode")
+        }
     }
 }
 
