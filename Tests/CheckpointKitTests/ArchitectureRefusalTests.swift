@@ -45,6 +45,10 @@ func unimplementedFeaturesAreNamed() throws {
     #expect(refusal(layerType).contains("layer_types: \"chunked_attention\" is not supported (expected full_attention or sliding_attention)"))
     let legacyScaling = try variant(scratch, of: "mistral-sliding") { $0["rope_scaling"] = ["type": "su-mini"]; $0["rope_parameters"] = nil }
     #expect(refusal(legacyScaling).contains("su-mini is not supported"))
+    let chunked = try variant(scratch, of: "llama3") { $0["attention_chunk_size"] = 8192 }
+    #expect(refusal(chunked).contains("attention_chunk_size: 8192 is not supported by ckpt's LlamaForCausalLM (expected it absent, null or false)"))
+    let bidirectional = try variant(scratch, of: "gemma3") { $0["use_bidirectional_attention"] = true }
+    #expect(refusal(bidirectional).contains("use_bidirectional_attention: true is not supported"))
     let llama3WithoutFactors = try variant(scratch, of: "llama3") { config in
         config["rope_parameters"] = ["rope_type": "llama3", "factor": 8.0, "rope_theta": 10000.0]
     }

@@ -187,6 +187,17 @@ public struct TransformerConfig: Sendable, Equatable {
         guard heads * headDim <= limit else { throw bad("head_dim", "\(heads) heads × \(headDim) is out of range (expected at most \(limit))") }
         guard heads % kvHeads == 0 else { throw bad("num_key_value_heads", "\(kvHeads) does not divide \(heads) heads") }
 
+        // Features of neighbouring families that change the arithmetic: present and not off, they are refused by name.
+        let unimplemented = ["attention_chunk_size", "clip_qkv", "logits_scaling", "residual_multiplier", "embedding_multiplier",
+                             "attention_multiplier", "logit_scale", "use_qk_norm", "no_rope_layers", "use_bidirectional_attention"]
+        for key in unimplemented {
+            guard let value = config[key], value != .null, value != .bool(false) else { continue }
+            throw bad(key, "\(value.serialized()) is not supported by ckpt's \(family.rawValue) (expected it absent, null or false)")
+        }
+        if config["rope_parameters"]?["mrope_section"] != nil || config["rope_scaling"]?["mrope_section"] != nil {
+            throw bad("rope_parameters.mrope_section", "multimodal RoPE is not supported (expected a text model's RoPE)")
+        }
+
         // The activation, refused by name when ckpt does not implement it.
         let act = config["hidden_activation"]?.stringValue ?? config["hidden_act"]?.stringValue
             ?? config["activation_function"]?.stringValue ?? (family == .gpt2 ? "gelu_new" : gemma ? "gelu_pytorch_tanh" : "silu")
