@@ -14,6 +14,7 @@ public enum MatrixMultiply {
             for i in 0..<m { for j in 0..<n { c[i * stride + j] = beta == 0 ? 0 : c[i * stride + j] * beta } }
             return
         }
+        _ = kernels
         cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda ?? (transposeA ? m : k)), b, Int32(ldb ?? (transposeB ? k : n)),
                     beta, c, Int32(ldc ?? n))
@@ -34,6 +35,11 @@ public enum MatrixMultiply {
 
     /// OpenBLAS's own thread pool; ckpt sets it from --threads.
     public static func setThreads(_ threads: ThreadBudget) {
+        _ = kernels
         openblas_set_num_threads(Int32(threads.count))
     }
+
+    /// The OpenBLAS kernels in use (e.g. "SkylakeX"), chosen once before the first product: a CPU
+    /// newer than the system's OpenBLAS would otherwise run its SSE3 fallback (see shim.h).
+    public static let kernels: String = String(cString: ckpt_openblas_prefer_known_core())
 }
