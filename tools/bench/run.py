@@ -22,10 +22,19 @@ Sections:
   convert-gguf
               `ckpt-convert` Q4_1 GGUF → bf16 folder beside transformers' GGUF loader + save_pretrained, and
               bf16 folder → Q8_0 GGUF beside a gguf-py script, with the outputs compared
+  llama-cpp   `ckpt-perplexity` (ctx 512, 16 chunks, 2 threads) beside llama.cpp's `llama-perplexity` on the
+              same SmolLM2-135M weights as BF16, F16 (convert_hf_to_gguf.py, made here once) and Q8_0 GGUFs
+              (`make smollm2-ggufs`); ckpt also on the Q8_0 GGUF itself and on an NF4 folder: wall, tokens/s,
+              peak RSS and PPL, commands interleaved round by round (~12 min)
+  llama-1b    the same on a Llama-3.2-1B-shaped model with random bf16 weights (made once by
+              tools/bench/make_llama_1b_shaped.py, ~1 min, and converted to BF16 and F16 GGUFs: ~7.5 GB on
+              disk), 2 chunks, plus ckpt's load alone (~10 min)
+  The last two are skipped, with the reason printed, when llama.cpp is not built (`make llama-cpp`); without
+  the venv they measure only the GGUFs and models already made.
 
-The peer jobs of the last four sections are scripts in tools/bench/peers/. Before each of them the
-benchmark waits (--wait-limit) while a swift build or xctest runs, and every section reports how
-many cores other processes kept busy.
+The peer jobs of sections merge…convert-gguf are scripts in tools/bench/peers/. Before each section from
+merge on, the benchmark waits (--wait-limit) while a swift build or xctest runs, and every section
+reports how many cores other processes kept busy.
 
 Every row also goes to .build/bench/results.json. Progress goes to stderr, the report to stdout.
 Runs with the reference venv's python (peers included) or, with --no-peers, with any python3
@@ -52,7 +61,7 @@ REPO = Path(__file__).resolve().parents[2]
 RELEASE = REPO / ".build" / "release"
 WORK = REPO / ".build" / "bench"
 SECTIONS = ("conversion", "inspect", "convert", "quantize", "quantize-model", "merge", "perplexity", "tokenizer",
-            "convert-gguf")
+            "convert-gguf", "llama-cpp", "llama-1b")
 WAIT_LIMIT = 1800.0  # seconds to wait for a swift build or test run to end before a section; --wait-limit
 
 # Targets from DESIGN.md's Performance section.
@@ -77,6 +86,7 @@ class ProcessRun:
     seconds: float
     max_rss_bytes: int | None
     stdout: str
+    stderr: str = ""
 
 
 # GNU time reports the peak RSS of its own child. Reading the child's rusage here instead would be
@@ -98,7 +108,8 @@ def run_process(argv: list[str]) -> ProcessRun:
         if status != 0:
             raise RuntimeError(f"{' '.join(map(str, argv))} exited {status}:\n{err.read().decode(errors='replace')}")
         kilobytes = rss.read().split()
-        return ProcessRun(seconds, int(kilobytes[-1]) * 1024 if kilobytes else None, out.read().decode())
+        return ProcessRun(seconds, int(kilobytes[-1]) * 1024 if kilobytes else None, out.read().decode(),
+                          err.read().decode(errors="replace"))
 
 
 def best_of(runs: int, argv: list[str]) -> tuple[ProcessRun, int | None]:
@@ -1062,8 +1073,10 @@ def bench_perplexity(rows: list[dict], report: list[str], peers: bool) -> None:
                         "vs ckpt"], table),
         "",
         *(["; ".join(notes) + ".", ""] if notes else []),
-        "llama.cpp is not built on this machine (no `llama-perplexity` on PATH, no source): its row is DESIGN.md's "
-        "figure, not a measurement from this run.",
+        ("llama.cpp's row is DESIGN.md's figure, not a measurement from this run; section j measures "
+         "`llama-perplexity` itself beside ckpt." if LLAMA_PERPLEXITY.exists() else
+         "llama.cpp is not built on this machine (`make llama-cpp`): its row is DESIGN.md's figure, not a "
+         "measurement from this run."),
         "",
         *load.note("perplexity", rows),
     ]
@@ -1242,11 +1255,333 @@ def bench_convert_gguf(rows: list[dict], report: list[str], peers: bool) -> None
     ]
 
 
+# MARK: - j, k. Perplexity beside llama.cpp's llama-perplexity
+
+LLAMA_CPP = REPO / ".build" / "llama.cpp"  # tools/build_llama_cpp.sh (`make llama-cpp`)
+LLAMA_PERPLEXITY = LLAMA_CPP / "bin" / "llama-perplexity"
+CONVERT_HF_TO_GGUF = LLAMA_CPP / "src" / "convert_hf_to_gguf.py"
+SMOLLM2_GGUFS = WORK / "smollm2-ggufs"  # tools/make_smollm2_ggufs.sh (`make smollm2-ggufs`): F32, Q8_0, …
+LLAMA_1B = WORK / "llama-1b-shaped"  # tools/bench/make_llama_1b_shaped.py
+LLAMA_1B_GGUFS = WORK / "llama-1b-shaped-ggufs"
+LLAMA_1B_DISK_BYTES = 8 * 10**9  # the folder and its BF16 + F16 GGUFs, 2.5 GB each
+LLAMA_ROUNDS = 3  # SmolLM2: counted rounds, after a warm-up round of one chunk each
+LLAMA_1B_ROUNDS, LLAMA_1B_CHUNKS = 2, 2
+
+
+def llama_cpp_eval_seconds(log_text: str) -> float | None:
+    """Seconds from llama-perplexity's 'calculating perplexity' line to its 'Final estimate' line,
+    read from the log's own timestamps (M.SS.mmm.uuu): evaluation alone, after loading and tokenizing."""
+    def stamp(marker: str) -> float | None:
+        for line in log_text.splitlines():
+            if marker in line:
+                parts = line.split(" ", 1)[0].split(".")
+                if len(parts) == 4 and all(p.isdigit() for p in parts):
+                    m, s, ms, us = map(int, parts)
+                    return m * 60 + s + ms / 1e3 + us / 1e6
+        return None
+    start, end = stamp("calculating perplexity over"), stamp("Final estimate")
+    return end - start if start is not None and end is not None and end > start else None
+
+
+def llama_cpp_ppl(log_text: str) -> float | None:
+    for line in log_text.splitlines():
+        if "Final estimate: PPL = " in line:
+            return float(line.split("PPL = ", 1)[1].split()[0])
+    return None
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+@dataclass
+class Contender:
+    """One command of an interleaved comparison: a ckpt-perplexity or a llama-perplexity run."""
+    label: str
+    argv: list[str]
+    warmup_argv: list[str]
+    model_file: Path
+    llama_cpp: bool
+    tokens: int  # ctx × chunks it evaluates
+    runs: list[ProcessRun] | None = None
+
+    def wall(self) -> float:
+        return median([r.seconds for r in self.runs])
+
+    def peak_rss(self) -> int | None:
+        peaks = [r.max_rss_bytes for r in self.runs if r.max_rss_bytes is not None]
+        return max(peaks) if peaks else None
+
+    def eval_seconds(self) -> float | None:
+        if self.llama_cpp:
+            figures = [llama_cpp_eval_seconds(r.stderr) for r in self.runs]
+        else:
+            figures = [json.loads(r.stdout)["seconds"] for r in self.runs]
+        figures = [f for f in figures if f is not None]
+        return median(figures) if figures else None
+
+    def perplexity(self) -> float | None:
+        last = self.runs[-1]
+        return llama_cpp_ppl(last.stderr + last.stdout) if self.llama_cpp else json.loads(last.stdout)["perplexity"]
+
+
+def ckpt_perplexity_argv(model: Path, ctx: int, chunks: int) -> list[str]:
+    return [str(RELEASE / "ckpt-perplexity"), str(model), "--text", str(PERPLEXITY_TEXT), "--ctx", str(ctx),
+            "--chunks", str(chunks), "--threads", str(PERPLEXITY_THREADS), "--json"]
+
+
+def llama_perplexity_argv(gguf: Path, ctx: int, chunks: int) -> list[str]:
+    # As a user runs it: default batch (2048, so 4 chunks of 512 per pass), memory-mapped weights.
+    return [str(LLAMA_PERPLEXITY), "-m", str(gguf), "-f", str(PERPLEXITY_TEXT), "-c", str(ctx),
+            "--chunks", str(chunks), "-t", str(PERPLEXITY_THREADS)]
+
+
+def contender(label: str, model: Path, llama_cpp: bool, ctx: int, chunks: int) -> Contender:
+    make = llama_perplexity_argv if llama_cpp else ckpt_perplexity_argv
+    return Contender(label, make(model, ctx, chunks), make(model, ctx, 1), model, llama_cpp, ctx * chunks)
+
+
+def interleaved(section: str, rounds: int, contenders: list[Contender]) -> None:
+    """Each command once untimed on one chunk (page cache, dynamic linking), then `rounds` rounds
+    running every command in turn: ckpt and llama.cpp run side by side in time, so the ratio taken
+    round by round holds when the machine's speed drifts (builds, tests, fuzzers)."""
+    for c in contenders:
+        log(f"{section}: warm-up, {c.label}")
+        run_process(c.warmup_argv)
+        c.runs = []
+    for index in range(rounds):
+        for c in contenders:
+            log(f"{section}: round {index + 1}/{rounds}, {c.label}")
+            c.runs.append(run_process(c.argv))
+
+
+def folder_digest(folder: Path, *extra: str) -> str:
+    """sha256 over a model folder's files (names and bytes) and `extra`: what a conversion depends on."""
+    import hashlib
+
+    digest = hashlib.sha256("\n".join(extra).encode())
+    for file in sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")):
+        digest.update(file.name.encode())
+        with open(file, "rb") as handle:
+            while block := handle.read(1 << 24):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def convert_hf_to_gguf(folder: Path, outtype: str, target: Path, section: str) -> str | None:
+    """llama.cpp's own converter, run in the venv: FOLDER → TARGET, kept while a stamp beside it
+    (TARGET.stamp: the folder's files, the outtype, llama.cpp's commit) still matches. Returns why it
+    could not, or None."""
+    if not CONVERT_HF_TO_GGUF.exists():
+        return f"no {CONVERT_HF_TO_GGUF.relative_to(REPO)} (make llama-cpp)"
+    commit = LLAMA_CPP / "src-commit"
+    want = folder_digest(folder, outtype, commit.read_text().strip() if commit.exists() else "")
+    stamp = target.with_name(target.name + ".stamp")
+    if target.exists() and stamp.exists() and stamp.read_text().strip() == want:
+        return None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    log(f"{section}: convert_hf_to_gguf.py {folder.relative_to(REPO)} --outtype {outtype} → {target.relative_to(REPO)}")
+    done = subprocess.run([sys.executable, CONVERT_HF_TO_GGUF.name, str(folder), "--outtype", outtype,
+                           "--outfile", str(partial)], cwd=CONVERT_HF_TO_GGUF.parent, capture_output=True, text=True)
+    if done.returncode != 0:
+        partial.unlink(missing_ok=True)
+        return f"convert_hf_to_gguf.py --outtype {outtype} failed: {done.stderr.strip().splitlines()[-1:]}"
+    partial.rename(target)
+    stamp.write_text(want + "\n")
+    return None
+
+
+def llama_cpp_tables(contenders: list[Contender], pairs: list[tuple[Contender, Contender]], section: str,
+                     rows: list[dict]) -> list[str]:
+    table = []
+    for c in contenders:
+        wall, evaluation, rss, ppl, tokens = c.wall(), c.eval_seconds(), c.peak_rss(), c.perplexity(), c.tokens
+        size = c.model_file.stat().st_size if c.model_file.is_file() else safetensors_bytes(c.model_file)
+        rows.append({"section": section, "tool": "llama.cpp" if c.llama_cpp else "ckpt", "what": c.label,
+                     "model_bytes": size, "tokens": tokens, "wall_seconds": [r.seconds for r in c.runs],
+                     "eval_seconds": evaluation, "max_rss_bytes": rss, "perplexity": ppl})
+        table.append([c.label, human_bytes(size), f"{wall:.1f} s", f"{tokens / wall:.0f}",
+                      f"{tokens / evaluation:.0f}" if evaluation else "n/a", human_bytes(rss),
+                      f"{rss / size:.2f}×" if rss else "n/a", f"{ppl:.4f}" if ppl else "n/a"])
+    comparisons = []
+    for a, b in pairs:
+        ratios = [x.seconds / y.seconds for x, y in zip(a.runs, b.runs)]
+        ppl_a, ppl_b = a.perplexity(), b.perplexity()
+        relative = (ppl_a / ppl_b - 1) if ppl_a and ppl_b else None
+        rss_a, rss_b = a.peak_rss(), b.peak_rss()
+        rows.append({"section": section, "tool": "ratio", "a": a.label, "b": b.label, "wall_ratios": ratios,
+                     "ppl_relative_difference": relative})
+        ratio = median(ratios)
+        comparisons.append([f"{a.label} / {b.label}", f"{ratio:.2f} ({min(ratios):.2f}–{max(ratios):.2f})",
+                            f"A {1 / ratio:.2f}× faster" if ratio <= 1 else f"A {ratio:.2f}× slower",
+                            f"{rss_a / rss_b:.2f}" if rss_a and rss_b else "n/a",
+                            f"{relative:+.2e}" if relative is not None else "n/a"])
+    return [markdown_table(["command", "model file", "wall (median)", "tokens/s (wall)", "tokens/s (eval, own clock)",
+                            "peak RSS", "RSS / file", "PPL"], table), "",
+            markdown_table(["A / B", "wall ratio A/B, median of rounds (min–max)", "A vs B", "peak RSS A/B",
+                            "PPL A/B − 1"], comparisons), ""]
+
+
+def llama_cpp_missing(peers: bool) -> str | None:
+    if not LLAMA_PERPLEXITY.exists():
+        return f"llama.cpp is not built (no {LLAMA_PERPLEXITY.relative_to(REPO)}; `make llama-cpp` builds it)"
+    if not PERPLEXITY_TEXT.exists():
+        return f"no {PERPLEXITY_TEXT}"
+    return None
+
+
+def bench_llama_cpp(rows: list[dict], report: list[str], peers: bool) -> None:
+    heading = ["## j. Perplexity beside llama.cpp: SmolLM2-135M (ctx 512, 16 chunks)", ""]
+    if reason := llama_cpp_missing(peers):
+        log(f"llama-cpp: skipped: {reason}")
+        report += [*heading, f"Not run: {reason}.", ""]
+        return
+    source = smollm2_checkpoint(peers)
+    if source is None:
+        report += [*heading, "Not run: the SmolLM2 checkpoint is made with the reference venv, which is missing.", ""]
+        return
+    skipped = []
+    ggufs = {}
+    for outtype, name in (("bf16", "BF16"), ("f16", "F16")):
+        target = SMOLLM2_GGUFS / f"smollm2-{outtype}.gguf"
+        reason = convert_hf_to_gguf(source, outtype, target, "llama-cpp") if peers else (
+            None if target.exists() else "needs the reference venv (convert_hf_to_gguf.py)")
+        if reason:
+            skipped.append(f"{name} GGUF: {reason}")
+        else:
+            ggufs[name] = target
+    q8 = SMOLLM2_GGUFS / "smollm2-Q8_0.gguf"
+    if q8.exists():
+        ggufs["Q8_0"] = q8
+    else:
+        skipped.append(f"Q8_0 GGUF: no {q8.relative_to(REPO)} (`make smollm2-ggufs`: convert_hf_to_gguf + llama-quantize)")
+    if not ggufs:
+        log("llama-cpp: skipped: no GGUF of SmolLM2")
+        report += [*heading, "Not run: " + "; ".join(skipped) + ".", ""]
+        return
+    nf4 = WORK / "llama-cpp" / "smollm2-nf4"
+    nf4.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([str(RELEASE / "ckpt-quantize"), str(source), str(nf4), "--scheme", "nf4", "--force", "--quiet"],
+                   check=True, stdout=subprocess.DEVNULL)
+
+    wait_for_quiet("llama-cpp", WAIT_LIMIT)
+    load = OtherLoad()
+    ctx, chunks = PERPLEXITY_CTX, PERPLEXITY_CHUNKS
+    ckpt_folder = contender("ckpt-perplexity, bf16 folder", source, False, ctx, chunks)
+    contenders = [ckpt_folder]
+    llama = {name: contender(f"llama-perplexity, {name} GGUF", path, True, ctx, chunks) for name, path in ggufs.items()}
+    contenders += list(llama.values())
+    pairs = [(ckpt_folder, c) for c in llama.values()]
+    if "Q8_0" in ggufs:
+        ckpt_q8 = contender("ckpt-perplexity, Q8_0 GGUF", ggufs["Q8_0"], False, ctx, chunks)
+        contenders.append(ckpt_q8)
+        pairs.append((ckpt_q8, llama["Q8_0"]))
+    ckpt_nf4 = contender("ckpt-perplexity, NF4 folder (ckpt-quantize)", nf4, False, ctx, chunks)
+    contenders.append(ckpt_nf4)
+    pairs.append((ckpt_nf4, ckpt_folder))
+    interleaved("llama-cpp", LLAMA_ROUNDS, contenders)
+    report += [
+        *heading,
+        f"`ckpt-perplexity MODEL --text {PERPLEXITY_TEXT.name} --ctx {ctx} --chunks {chunks} --threads "
+        f"{PERPLEXITY_THREADS}` beside `llama-perplexity -m GGUF -f {PERPLEXITY_TEXT.name} -c {ctx} --chunks {chunks} "
+        f"-t {PERPLEXITY_THREADS}` (llama.cpp {(LLAMA_CPP / 'src-commit').read_text().strip() if (LLAMA_CPP / 'src-commit').exists() else '?'}, "
+        "built by tools/build_llama_cpp.sh; default batch, so 4 chunks per pass). GGUFs from llama.cpp's own "
+        "convert_hf_to_gguf.py (BF16, F16) and llama-quantize (Q8_0, tools/make_smollm2_ggufs.sh) of the same bf16 "
+        f"folder. One warm-up of each command on one chunk, then {LLAMA_ROUNDS} rounds running every command in turn; "
+        "wall and peak RSS (GNU time) are whole-process figures, wall the median, RSS the largest; tokens/s (wall) = "
+        f"{chunks} × {ctx} / wall; the eval figure is each program's own clock (ckpt's JSON `seconds`; llama.cpp's log "
+        "timestamps from 'calculating perplexity' to 'Final estimate'). The ratio is taken round by round.",
+        "",
+        *llama_cpp_tables(contenders, pairs, "llama-cpp", rows),
+        *([f"Not measured: {'; '.join(skipped)}.", ""] if skipped else []),
+        *load.note("llama-cpp", rows),
+    ]
+
+
+def bench_llama_1b(rows: list[dict], report: list[str], peers: bool) -> None:
+    heading = [f"## k. Perplexity beside llama.cpp: Llama-3.2-1B-shaped, random bf16 weights (ctx 512, "
+               f"{LLAMA_1B_CHUNKS} chunks)", ""]
+    reason = llama_cpp_missing(peers)
+    if reason is None and not peers and not (LLAMA_1B / ".complete").exists():
+        reason = ("the 1B-shaped model is made with the reference venv (tools/bench/make_llama_1b_shaped.py: numpy, "
+                  "transformers), which is missing")
+    if reason is None and not (LLAMA_1B / ".complete").exists() \
+            and shutil.disk_usage(WORK).free < LLAMA_1B_DISK_BYTES:
+        reason = f"less than {human_bytes(LLAMA_1B_DISK_BYTES)} free under {WORK.relative_to(REPO)}"
+    if reason:
+        log(f"llama-1b: skipped: {reason}")
+        report += [*heading, f"Not run: {reason}.", ""]
+        return
+    if peers:  # returns at once when the folder is up to date
+        log("llama-1b: tools/bench/make_llama_1b_shaped.py (once: ~1 min, 2.5 GB)")
+        subprocess.run([sys.executable, str(Path(__file__).resolve().parent / "make_llama_1b_shaped.py"), str(LLAMA_1B)],
+                       check=True)
+    skipped, ggufs = [], {}
+    for outtype, name in (("bf16", "BF16"), ("f16", "F16")):
+        target = LLAMA_1B_GGUFS / f"llama-1b-shaped-{outtype}.gguf"
+        why = convert_hf_to_gguf(LLAMA_1B, outtype, target, "llama-1b") if peers else (
+            None if target.exists() else "needs the reference venv (convert_hf_to_gguf.py)")
+        if why:
+            skipped.append(f"{name} GGUF: {why}")
+        else:
+            ggufs[name] = target
+    if not ggufs:
+        report += [*heading, "Not run: " + "; ".join(skipped) + ".", ""]
+        return
+
+    wait_for_quiet("llama-1b", WAIT_LIMIT)
+    load = OtherLoad()
+    ctx, chunks = PERPLEXITY_CTX, LLAMA_1B_CHUNKS
+    ckpt = contender("ckpt-perplexity, bf16 folder", LLAMA_1B, False, ctx, chunks)
+    llama = [contender(f"llama-perplexity, {name} GGUF", path, True, ctx, chunks) for name, path in ggufs.items()]
+    # Loading: one chunk of 16 tokens, which reads every weight once and does almost no arithmetic
+    # (both programs still tokenize the whole text, ~0.4 s).
+    ckpt_load = contender("ckpt-perplexity, bf16 folder, 1 chunk of 16 (loading)", LLAMA_1B, False, 16, 1)
+    llama_load = contender(f"llama-perplexity, {next(iter(ggufs))} GGUF, 1 chunk of 16 (loading)",
+                           next(iter(ggufs.values())), True, 16, 1)
+    contenders = [ckpt, *llama, ckpt_load, llama_load]
+    interleaved("llama-1b", LLAMA_1B_ROUNDS, contenders)
+    report += [
+        *heading,
+        f"tools/bench/make_llama_1b_shaped.py's model: Llama-3.2-1B's published config.json, random bf16 weights "
+        f"({human_bytes(safetensors_bytes(LLAMA_1B))}), the Llama-3 tokenizer (BOS first in every chunk); its PPL is "
+        "near the vocabulary size by construction, what matters is that both programs print the same one. "
+        f"Same commands and method as section j, {chunks} chunks, one warm-up on one chunk, {LLAMA_1B_ROUNDS} rounds. "
+        "The two loading rows run one chunk of 16 tokens (`--ctx 16 --chunks 1`, `-c 16 --chunks 1`): their wall is "
+        "start-up, tokenizing the text and one read of every weight, the floor under any run (their PPL "
+        "column means nothing).",
+        "",
+        *llama_cpp_tables(contenders, [*((ckpt, c) for c in llama), (ckpt_load, llama_load)], "llama-1b", rows),
+        *([f"Not measured: {'; '.join(skipped)}.", ""] if skipped else []),
+        *load.note("llama-1b", rows),
+    ]
+
+
 # MARK: - Main
+
+
+def openblas_core() -> str | None:
+    """The kernel set OpenBLAS (ckpt's sgemm) picks on this CPU, as the ckpt tools will: a DYNAMIC_ARCH
+    build falls back to its generic 'Prescott' kernels on a CPU model it does not know (OpenBLAS 0.3.21
+    on model 207 here), several times slower; OPENBLAS_CORETYPE overrides the choice."""
+    import ctypes
+
+    try:
+        library = ctypes.CDLL("libopenblas.so.0")
+        library.openblas_get_corename.restype = ctypes.c_char_p
+        return library.openblas_get_corename().decode()
+    except (OSError, AttributeError):
+        return None
 
 
 def environment(peers: bool) -> dict:
     info = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version()}
+    if core := openblas_core():
+        info["openblas_core"] = core
+        info["openblas_coretype_env"] = os.environ.get("OPENBLAS_CORETYPE")
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             info["cpu"] = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
@@ -1265,16 +1600,19 @@ def environment(peers: bool) -> dict:
 
 
 def main() -> int:
-    global WAIT_LIMIT
+    global WAIT_LIMIT, RELEASE
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-peers", action="store_true", help="measure ckpt alone (no torch/safetensors)")
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help=f"comma-separated sections to run (default: {','.join(SECTIONS)})")
+    parser.add_argument("--bin", type=Path, default=RELEASE,
+                        help="folder of the ckpt-* release binaries to measure (default: %(default)s)")
     parser.add_argument("--wait-limit", type=float, default=WAIT_LIMIT,
-                        help="seconds to wait, before each of the sections merge…convert-gguf, for a running "
+                        help="seconds to wait, before each of the sections merge…llama-1b, for a running "
                              "swift build or xctest to end (default: %(default).0f; 0: do not wait)")
     options = parser.parse_args()
     WAIT_LIMIT = options.wait_limit
+    RELEASE = options.bin.resolve()
     sections = [s.strip() for s in options.only.split(",") if s.strip()]
     if unknown := [s for s in sections if s not in SECTIONS]:
         parser.error(f"unknown section(s) {', '.join(unknown)} (expected some of {', '.join(SECTIONS)})")
@@ -1295,9 +1633,14 @@ def main() -> int:
         f"{env.get('cpu', env['machine'])}, {env['cpus']} cores; "
         + (f"peers: torch {env['torch']}, safetensors {env['safetensors']}, bitsandbytes {env.get('bitsandbytes', 'n/a')}, "
            f"gguf {env.get('gguf', 'n/a')}, transformers {env.get('transformers', 'n/a')}, peft {env.get('peft', 'n/a')}, "
-           f"tokenizers {env.get('tokenizers', 'n/a')}" if peers else "peers: not run (no venv)"),
+           f"tokenizers {env.get('tokenizers', 'n/a')}" if peers else "peers: not run (no venv)")
+        + (f"; OpenBLAS kernels: {env['openblas_core']}" if "openblas_core" in env else ""),
         "",
     ]
+    if env.get("openblas_core") == "Prescott":
+        report += ["**Note:** OpenBLAS runs its generic SSE3 ('Prescott') kernels on this CPU, a model its CPU table does "
+                   "not know; every sgemm in ckpt is then several times slower than it could be. `OPENBLAS_CORETYPE=SkylakeX` "
+                   "(or `Haswell`) in the environment selects AVX-512 (AVX2) kernels.", ""]
     if "conversion" in sections:
         bench_conversion(rows, report)
     if "inspect" in sections:
@@ -1316,6 +1659,10 @@ def main() -> int:
         bench_tokenizer(rows, report, peers)
     if "convert-gguf" in sections:
         bench_convert_gguf(rows, report, peers)
+    if "llama-cpp" in sections:
+        bench_llama_cpp(rows, report, peers)
+    if "llama-1b" in sections:
+        bench_llama_1b(rows, report, peers)
 
     results = WORK / "results.json"
     results.write_text(json.dumps({"environment": env, "rows": rows}, indent=2) + "\n")
