@@ -39,6 +39,11 @@ extension ToolCommand {
         } catch let error as ValidationError {
             usageError(error.message)
         } catch {
+            // ArgumentParser answers --help by a command whose run throws a "help requested" error.
+            if exitCode(for: error) == .success {
+                print(fullMessage(for: error))
+                Glibc.exit(ToolExit.success)
+            }
             printError("error: \(error)")
             Glibc.exit(ToolExit.failure)
         }

@@ -85,3 +85,18 @@ func ropeFrequenciesMatch(name: String) throws {
         }
     }
 }
+
+@Test("Logits are the same to the bit on 1, 2, 3 or 4 threads, so split runs on different machines combine exactly",
+      arguments: ["llama3", "mistral-sliding", "qwen3-moe", "gemma2", "phi3"])
+func logitsDoNotDependOnTheThreadCount(name: String) throws {
+    let ids = Array(evalTokens().prefix(96))
+    func logits(_ threads: Int) throws -> [Float] {
+        try TransformerModel(checkpoint: try Checkpoint(path: Paths.fixture("architectures/" + name)), threads: ThreadBudget(threads))
+            .logits(ids, scored: 40..<96)
+    }
+    let one = try logits(1)
+    for threads in [2, 3, 4] {
+        let other = try logits(threads)
+        #expect(one.map(\.bitPattern) == other.map(\.bitPattern), "\(name) on \(threads) threads")
+    }
+}

@@ -13,6 +13,18 @@ func versionFlag(program: String) throws {
     #expect(run.stdout == "0.7.0\n")
 }
 
+@Test("Every program prints its usage for --help and -h on stdout and exits 0", arguments: programs)
+func helpFlag(program: String) throws {
+    for flag in ["--help", "-h"] {
+        let run = try Tools.run(program, [flag])
+        #expect(run.status == 0)
+        #expect(run.stdout.hasPrefix("OVERVIEW: "))
+        #expect(run.stdout.contains("USAGE: \(program) "))
+        #expect(run.stdout.contains("--json"))
+        #expect(run.stderr.isEmpty)
+    }
+}
+
 @Test("A mistyped option is one line naming the closest real one, exit 64", arguments: programs)
 func typoSuggestsTheClosestOption(program: String) throws {
     let run = try Tools.run(program, ["a", "b", "--jsno"])

@@ -48,11 +48,18 @@ public struct BaseLogProbabilities: Sendable {
                                           topLogProbabilities: [], restLogProbability: [], trueLogProbability: [], vocabularySize: vocabulary)
         for i in 0..<plan.chunks {
             let (chunk, logits) = try plan.scoredLogits(model, chunk: i, from: tokens)
-            logits.withUnsafeBufferPointer { all in
-                for (r, position) in plan.scoredRows.enumerated() {
+            let rows = Array(plan.scoredRows)
+            let measured = logits.withUnsafeBufferPointer { all in
+                measureRows(rows.count, placeholder: (max: Float(0), logSum: 0.0, order: [Int]()), threads: model.threads) { r in
                     let row = UnsafeBufferPointer(rebasing: all[(r * vocabulary)..<((r + 1) * vocabulary)])
                     let (m, logSum) = logSoftmaxNormalizer(row)
-                    let order = topIndices(row, k)
+                    return (m, logSum, topIndices(row, k))
+                }
+            }
+            logits.withUnsafeBufferPointer { all in
+                for (r, position) in rows.enumerated() {
+                    let row = UnsafeBufferPointer(rebasing: all[(r * vocabulary)..<((r + 1) * vocabulary)])
+                    let (m, logSum, order) = measured[r]
                     var topMass = 0.0
                     for id in order {
                         let lp = Double(row[id] - m) - logSum
@@ -82,8 +89,10 @@ public struct BaseLogProbabilities: Sendable {
         var row = 0
         for i in 0..<chunks {
             let (chunk, logits) = try plan.scoredLogits(candidate, chunk: i, from: tokens)
-            logits.withUnsafeBufferPointer { all in
-                for (r, position) in plan.scoredRows.enumerated() {
+            let rows = Array(plan.scoredRows), first = row
+            let positions = logits.withUnsafeBufferPointer { all in
+                measureRows(rows.count, placeholder: DivergenceAccumulator.Position.zero, threads: candidate.threads) { r in
+                    let row = first + r, position = rows[r]
                     let c = UnsafeBufferPointer(rebasing: all[(r * vocabularySize)..<((r + 1) * vocabularySize)])
                     let (mc, lc) = logSoftmaxNormalizer(c)
                     var kl = 0.0, candidateTopMass = 0.0
@@ -100,11 +109,12 @@ public struct BaseLogProbabilities: Sendable {
                     let restC = Glibc.log(max(1 - candidateTopMass, 1e-30))
                     kl += Glibc.exp(restB) * (restB - restC)
                     let trueC = Double(c[chunk[position + 1]] - mc) - lc
-                    result.add(divergence: kl, sameTop: Int(topIDs[row * topK]) == top, baseLogProbability: Double(trueLogProbability[row]),
-                               candidateLogProbability: trueC)
-                    row += 1
+                    return DivergenceAccumulator.Position(divergence: kl, sameTop: Int(topIDs[row * topK]) == top,
+                                                          baseLogProbability: Double(trueLogProbability[row]), candidateLogProbability: trueC)
                 }
             }
+            for position in positions { result.add(position) }
+            row += rows.count
             progress(i + 1, result)
         }
         return result

@@ -30,6 +30,13 @@ public struct DivergenceAccumulator: Sendable {
 
     /// Adds one position from its two logit rows and the true next token.
     public mutating func add(base b: UnsafeBufferPointer<Float>, candidate c: UnsafeBufferPointer<Float>, target: Int) {
+        let position = Self.measure(base: b, candidate: c, target: target)
+        add(divergence: position.divergence, sameTop: position.sameTop, baseLogProbability: position.baseLogProbability,
+            candidateLogProbability: position.candidateLogProbability)
+    }
+
+    /// One position's values from its two logit rows and the true next token.
+    static func measure(base b: UnsafeBufferPointer<Float>, candidate c: UnsafeBufferPointer<Float>, target: Int) -> Position {
         let (mb, lb) = logSoftmaxNormalizer(b), (mc, lc) = logSoftmaxNormalizer(c)
         var kl = 0.0
         var topB = 0, topC = 0
@@ -41,7 +48,18 @@ public struct DivergenceAccumulator: Sendable {
             if c[i] > c[topC] { topC = i }
         }
         let trueB = Double(b[target] - mb) - lb, trueC = Double(c[target] - mc) - lc
-        add(divergence: kl, sameTop: topB == topC, baseLogProbability: trueB, candidateLogProbability: trueC)
+        return Position(divergence: kl, sameTop: topB == topC, baseLogProbability: trueB, candidateLogProbability: trueC)
+    }
+
+    /// What one scored position contributes.
+    struct Position {
+        var divergence: Double, sameTop: Bool, baseLogProbability: Double, candidateLogProbability: Double
+        static let zero = Position(divergence: 0, sameTop: false, baseLogProbability: 0, candidateLogProbability: 0)
+    }
+
+    /// Adds a position measured by `measure`.
+    mutating func add(_ p: Position) {
+        add(divergence: p.divergence, sameTop: p.sameTop, baseLogProbability: p.baseLogProbability, candidateLogProbability: p.candidateLogProbability)
     }
 
     /// Adds one position from precomputed values (KL and log-probabilities in nats); a negative KL counts as 0.
@@ -95,16 +113,17 @@ public enum DivergenceEvaluator {
         for i in plan.range {
             let (chunk, b) = try plan.scoredLogits(base, chunk: i, from: tokens)
             let c = try plan.scoredLogits(candidate, chunk: i, from: tokens).logits
-            let rows = plan.scoredRows
-            b.withUnsafeBufferPointer { bp in
+            let rows = Array(plan.scoredRows)
+            let positions = b.withUnsafeBufferPointer { bp in
                 c.withUnsafeBufferPointer { cp in
-                    for (r, position) in rows.enumerated() {
+                    measureRows(rows.count, placeholder: DivergenceAccumulator.Position.zero, threads: base.threads) { r in
                         let range = (r * vocabulary)..<((r + 1) * vocabulary)
-                        result.add(base: UnsafeBufferPointer(rebasing: bp[range]), candidate: UnsafeBufferPointer(rebasing: cp[range]),
-                                   target: chunk[position + 1])
+                        return DivergenceAccumulator.measure(base: UnsafeBufferPointer(rebasing: bp[range]),
+                                                             candidate: UnsafeBufferPointer(rebasing: cp[range]), target: chunk[rows[r] + 1])
                     }
                 }
             }
+            for position in positions { result.add(position) }
             progress(i + 1 - plan.range.lowerBound, result)
         }
         return result

@@ -174,6 +174,18 @@ func logSoftmaxNormalizer(_ row: UnsafeBufferPointer<Float>) -> (max: Float, log
     return (m, Glibc.log(sum))
 }
 
+/// `measure(r)` for every row r in `0..<rows`, the rows spread over `threads`, the values in
+/// row order: each row is measured alone, so the values are the same for any thread count,
+/// and the caller adds them up in order.
+func measureRows<Value>(_ rows: Int, placeholder: Value, threads: ThreadBudget, _ measure: (Int) -> Value) -> [Value] {
+    var values = [Value](repeating: placeholder, count: rows)
+    values.withUnsafeMutableBufferPointer { buffer in
+        let target = UncheckedSendable(buffer.baseAddress)
+        threads.forEachChunk(rows) { r in target.value![r] = measure(r) }
+    }
+    return values
+}
+
 /// Perplexity of one model over a chunk plan, as llama.cpp's `perplexity` computes it.
 public enum PerplexityEvaluator {
     /// The chunks of `plan.range`, each accumulated on its own and merged in order; after each,
@@ -187,14 +199,15 @@ public enum PerplexityEvaluator {
         for i in plan.range {
             let (chunk, logits) = try plan.scoredLogits(model, chunk: i, from: tokens)
             var chunkNLL = PerplexityAccumulator()
-            logits.withUnsafeBufferPointer { all in
-                for (r, position) in plan.scoredRows.enumerated() {
+            let rows = Array(plan.scoredRows)
+            let nll = logits.withUnsafeBufferPointer { all in
+                measureRows(rows.count, placeholder: 0.0, threads: model.threads) { r in
                     let row = UnsafeBufferPointer(rebasing: all[(r * vocabulary)..<((r + 1) * vocabulary)])
                     let (m, logSum) = logSoftmaxNormalizer(row)
-                    let target = chunk[position + 1]
-                    chunkNLL.add(negativeLogLikelihood: -(Double(row[target] - m) - logSum))
+                    return -(Double(row[chunk[rows[r] + 1]] - m) - logSum)
                 }
             }
+            for value in nll { chunkNLL.add(negativeLogLikelihood: value) }
             chunks.append(chunkNLL)
             total.merge(chunkNLL)
             progress(chunks.count, total)

@@ -267,8 +267,8 @@ public final class TransformerModel: Sendable {
         return all
     }
 
-    /// Output rows per product tile: fixed, so every element is computed the same way for any
-    /// thread count. Splitting by weight rows widens each weight row once per chunk.
+    /// The most output rows per product tile (see `tileRows`). Splitting by weight rows widens
+    /// each weight row once per chunk.
     static let columnBlock = 256
     /// Query rows per causal attention block.
     static let attentionBlock = 64
@@ -319,16 +319,21 @@ public final class TransformerModel: Sendable {
             layer.rounding.apply(UnsafeMutableBufferPointer(start: scratch.rounded, count: rows * inputs), rowLength: inputs)
             x = UnsafePointer(scratch.rounded)
         }
-        let blocks = (outputs + Self.columnBlock - 1) / Self.columnBlock
-        let workers = min(scratch.workers, blocks)
+        // Tiles of equal size (a multiple of 16, the kernel's width, at most `columnBlock`), their
+        // count a multiple of 4 so that 1, 2 or 4 workers taking them in turn finish together
+        // (tiles of 256 left one of two cores idle on every 576- or 192-row product). The tiles
+        // depend on the shape alone: every element is computed the same way for any thread count.
+        let size = Self.tileRows(outputs: outputs)
+        let tiles = (outputs + size - 1) / size
+        let workers = min(scratch.workers, tiles)
         let source = UncheckedSendable(x)
         threads.forEachChunk(workers) { worker in
             let x = source.value
             let tile = scratch.tiles + worker * scratch.tileStride
-            var block = worker
-            while block < blocks {
-                let first = block * Self.columnBlock
-                let count = min(Self.columnBlock, outputs - first)
+            var index = worker
+            while index < tiles {
+                let first = index * size
+                let count = min(size, outputs - first)
                 layer.weight.widen(first..<(first + count), into: tile)
                 MatrixMultiply.multiply(x, tile, into: out + first, m: rows, n: count, k: inputs, transposeB: true,
                                         lda: inputs, ldb: inputs, ldc: outputs)
@@ -338,9 +343,16 @@ public final class TransformerModel: Sendable {
                         for j in first..<(first + count) { o[j] += bias[j] }
                     }
                 }
-                block += workers
+                index += workers
             }
         }
+    }
+
+    /// Rows per product tile for a weight of `outputs` rows: the fewest tiles of at most
+    /// `columnBlock` rows, rounded up to a multiple of 4 tiles, each a multiple of 16 rows.
+    static func tileRows(outputs: Int) -> Int {
+        let tiles = ((outputs + columnBlock - 1) / columnBlock + 3) / 4 * 4
+        return max(16, ((outputs + tiles - 1) / tiles + 15) / 16 * 16)
     }
 
     private func normalize(_ x: UnsafePointer<Float>, _ norm: Norm, into out: UnsafeMutablePointer<Float>, rows: Int) {
@@ -430,15 +442,21 @@ public final class TransformerModel: Sendable {
         }
         let group = c.heads / c.kvHeads
         let window = layer.window, cap = c.attentionSoftcap, scale = c.attentionScale
-        let workers = min(s.workers, c.heads)
+        // Work items: a head's query blocks paired first with last, second with second-to-last
+        // (a causal block's cost grows with its position), so items cost alike and the
+        // workers, taking them in turn, finish together.
+        let blocks = (T + Self.attentionBlock - 1) / Self.attentionBlock
+        let pairs = (blocks + 1) / 2
+        let workers = min(s.workers, c.heads * pairs)
         threads.forEachChunk(workers) { worker in
             let scores = s.scores + worker * Self.attentionBlock * T
-            var head = worker
-            while head < c.heads {
+            var item = worker
+            while item < c.heads * pairs {
+                let head = item / pairs, pair = item % pairs
                 let kv = head / group
-                // Causal (and windowed): a block of query rows needs only the keys from its first row's window to its last row.
-                var first = 0
-                while first < T {
+                for block in stride(from: pair, through: blocks - 1 - pair, by: max(1, blocks - 1 - 2 * pair)) {
+                    // Causal (and windowed): a block of query rows needs only the keys from its first row's window to its last row.
+                    let first = block * Self.attentionBlock
                     let rows = min(Self.attentionBlock, T - first)
                     let keyEnd = first + rows
                     let keyStart = window.map { max(0, first - $0 + 1) } ?? 0
@@ -454,9 +472,8 @@ public final class TransformerModel: Sendable {
                     }
                     MatrixMultiply.multiply(scores, s.v + keyStart * kvDim + kv * hd, into: s.attended + first * qDim + head * hd,
                                             m: rows, n: hd, k: keys, lda: keys, ldb: kvDim, ldc: qDim)
-                    first += rows
                 }
-                head += workers
+                item += workers
             }
         }
         linear(s.attended, layer.o, into: out, rows: T, scratch: s)
