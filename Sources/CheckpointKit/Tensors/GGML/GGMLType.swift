@@ -17,11 +17,13 @@ public struct GGMLType: Sendable, Hashable, CustomStringConvertible {
     public let activations: ActivationRounding
     /// Decodes `out.count` elements (whole blocks) from `raw`.
     let decodeBlocks: @Sendable (_ raw: UnsafeRawBufferPointer, _ out: UnsafeMutableBufferPointer<Float>) -> Void
-    /// Encodes whole blocks of f32, for the types ckpt writes.
+    /// Encodes whole blocks of f32 (a fast path, for the types that have one).
     let encodeBlocks: (@Sendable (_ x: UnsafeBufferPointer<Float>, _ threads: ThreadBudget) -> [UInt8])?
+    /// Quantizes one row as llama.cpp does, with or without importance weights.
+    let quantizeRow: RowQuantizer?
 
     /// Every type ckpt reads, in id order: the one list.
-    public static let all: [GGMLType] = [.f32, .f16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .q8_K, .bf16]
+    public static let all: [GGMLType] = [.f32, .f16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .q8_K, .iq4_NL, .iq4_XS, .bf16]
 
     /// The type with GGUF id `rawValue`, if ckpt knows it.
     public init?(rawValue: UInt32) {
@@ -31,7 +33,7 @@ public struct GGMLType: Sendable, Hashable, CustomStringConvertible {
 
     init(rawValue: UInt32, name: String, blockSize: Int, typeSize: Int, activations: ActivationRounding,
          decode: @escaping @Sendable (UnsafeRawBufferPointer, UnsafeMutableBufferPointer<Float>) -> Void,
-         encode: (@Sendable (UnsafeBufferPointer<Float>, ThreadBudget) -> [UInt8])? = nil) {
+         encode: (@Sendable (UnsafeBufferPointer<Float>, ThreadBudget) -> [UInt8])? = nil, quantize: RowQuantizer? = nil) {
         self.rawValue = rawValue
         self.name = name
         self.blockSize = blockSize
@@ -39,6 +41,7 @@ public struct GGMLType: Sendable, Hashable, CustomStringConvertible {
         self.activations = activations
         self.decodeBlocks = decode
         self.encodeBlocks = encode
+        self.quantizeRow = quantize
     }
 
     /// Types are equal when their GGUF ids are.
@@ -52,7 +55,7 @@ public struct GGMLType: Sendable, Hashable, CustomStringConvertible {
     public func byteCount(elements: Int) -> Int { elements / blockSize * typeSize }
 
     /// Whether ckpt can write this type.
-    public var isEncodable: Bool { encodeBlocks != nil }
+    public var isEncodable: Bool { encodeBlocks != nil || quantizeRow != nil }
 
     /// The f32 values of `count` elements stored in `raw` (which holds at least their blocks).
     public func decode(_ raw: UnsafeRawBufferPointer, count: Int) -> [Float] {
@@ -69,7 +72,52 @@ public struct GGMLType: Sendable, Hashable, CustomStringConvertible {
 
     /// The blocks of `x` (a whole number of blocks) in this type, or nil when ckpt does not write it.
     public func encode(_ x: UnsafeBufferPointer<Float>, threads: ThreadBudget = .allCores) -> [UInt8]? {
-        encodeBlocks?(x, threads)
+        if let encodeBlocks { return encodeBlocks(x, threads) }
+        // Without importance weights every block is quantized on its own: any row length gives the same bytes.
+        let blocksPerRow = max(1, min(x.count / blockSize, 16_384 / blockSize))
+        return x.count == 0 ? [] : encode(x, rowLength: blocksPerRow * blockSize, importance: nil, threads: threads)
+    }
+
+    /// The rows of `x` (each `rowLength` values, a whole number of blocks, and `x` whole rows)
+    /// quantized as llama-quantize does: with `importance` (one weight per column, llama.cpp's
+    /// imatrix) through its weighted search, without through its reference quantizer. Nil when
+    /// ckpt does not write this type.
+    public func encode(_ x: UnsafeBufferPointer<Float>, rowLength: Int, importance: [Float]?, threads: ThreadBudget = .allCores) -> [UInt8]? {
+        precondition(rowLength > 0 && rowLength % blockSize == 0 && x.count % rowLength == 0, "whole rows of whole blocks")
+        precondition(importance.map { $0.count == rowLength } ?? true, "one importance weight per column")
+        guard let quantizeRow else {
+            return importance == nil || self == .q8_0 ? encodeBlocks?(x, threads) : nil  // Q8_0 ignores an imatrix, as llama.cpp
+        }
+        let rows = x.count / rowLength, rowBytes = byteCount(elements: rowLength)
+        var out = [UInt8](repeating: 0, count: rows * rowBytes)
+        let rowsPerChunk = max(1, 16_384 / rowLength)
+        out.withUnsafeMutableBytes { o in
+            let target = UncheckedSendable(o.baseAddress!)
+            let weights = UncheckedSendable(importance)
+            threads.forEachChunk((rows + rowsPerChunk - 1) / rowsPerChunk) { chunk in
+                weights.value.withUnsafeBufferPointerOrNil { qw in
+                    for row in (chunk * rowsPerChunk)..<min(rows, (chunk + 1) * rowsPerChunk) {
+                        quantizeRow(x.baseAddress! + row * rowLength, rowLength, qw, target.value + row * rowBytes)
+                    }
+                }
+            }
+        }
+        return out
+    }
+}
+
+/// Quantizes one row: `count` values (whole blocks) at `x`, with llama.cpp's importance
+/// weights for its columns or nil, into the row's blocks at `out`.
+typealias RowQuantizer = @Sendable (_ x: UnsafePointer<Float>, _ count: Int, _ importance: UnsafePointer<Float>?,
+                                    _ out: UnsafeMutableRawPointer) -> Void
+
+extension Optional where Wrapped == [Float] {
+    /// The array's base address, or nil for no array.
+    func withUnsafeBufferPointerOrNil<R>(_ body: (UnsafePointer<Float>?) -> R) -> R {
+        switch self {
+        case .none: return body(nil)
+        case .some(let array): return array.withUnsafeBufferPointer { body($0.baseAddress) }
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 /// Q2_K: super-blocks of 256 (84 bytes): sixteen bytes of 4-bit scale and min per sub-block of
 /// 16, 2-bit q (64 bytes), f16 d and dmin; x ≈ d·scale·q − dmin·min.
 extension GGMLType {
-    /// GGUF id 10; read only (ckpt decodes Q2_K but does not write it).
+    /// GGUF id 10; written by `KQuantizers.q2_K`.
     public static let q2_K = GGMLType(rawValue: 10, name: "Q2_K", blockSize: 256, typeSize: 84, activations: .none, decode: { raw, o in
         for b in 0..<(o.count / 256) {
             let base = b * 84
@@ -15,5 +15,76 @@ extension GGMLType {
                 o[b * 256 + e] = d * Float(sc & 0xF) * Float(q) - dmin * Float(sc >> 4)
             }
         }
-    })
+    }, quantize: KQuantizers.q2_K)
+}
+
+extension KQuantizers {
+    /// `quantize_row_q2_K_ref` (no importance: absolute-error fit per 16, 4-bit scales and mins
+    /// from their maxima) or `quantize_row_q2_K_impl` (importance-weighted fits, then the scales
+    /// and mins themselves fitted), then every value re-rounded with the f16-rounded scales.
+    static let q2_K: RowQuantizer = { x, count, importance, out in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 16 * 3 + 16) { floats in
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 256 + 16 + 32) { bytes in
+                let scales = floats.baseAddress!, mins = scales + 16, sw = scales + 32, weights = scales + 48
+                let L = bytes.baseAddress!, aux = L + 256, Ls = L + 272, Lm = L + 288
+                for block in 0..<(count / 256) {
+                    let xb = x + block * 256, y = out + block * 84
+                    let scaleBytes = y.assumingMemoryBound(to: UInt8.self)
+                    var d: Float = 0, dmin: Float = 0
+                    if let importance {
+                        let qw = importance + block * 256
+                        let sigma2 = KQuantSearch.sumOfSquares(xb, 256) / 256
+                        for j in 0..<16 {
+                            for l in 0..<16 { weights[l] = qw[16 * j + l] * (sigma2 + xb[16 * j + l] * xb[16 * j + l]).squareRoot() }
+                            var sum: Float = 0
+                            for l in 0..<16 { sum += weights[l] }
+                            sw[j] = sum
+                            scales[j] = KQuantSearch.affine(16, 3, xb + 16 * j, weights, L + 16 * j, minimum: &mins[j], aux,
+                                                            rmin: -0.9, rdelta: 0.05, steps: 36, absoluteError: false)
+                        }
+                        let dm = KQuantSearch.positive(16, 15, scales, Ls, weights: sw)
+                        let mm = KQuantSearch.positive(16, 15, mins, Lm, weights: sw)
+                        for j in 0..<16 { scaleBytes[j] = Ls[j] | Lm[j] << 4 }
+                        KQuantSearch.storeHalf(dm, y + 80); KQuantSearch.storeHalf(mm, y + 82)
+                    } else {
+                        var maxScale: Float = 0, maxMin: Float = 0
+                        for j in 0..<16 {
+                            for l in 0..<16 { weights[l] = abs(xb[16 * j + l]) }
+                            scales[j] = KQuantSearch.affine(16, 3, xb + 16 * j, weights, L + 16 * j, minimum: &mins[j], aux,
+                                                            rmin: -0.5, rdelta: 0.1, steps: 15, absoluteError: true)
+                            if scales[j] > maxScale { maxScale = scales[j] }
+                            if mins[j] > maxMin { maxMin = mins[j] }
+                        }
+                        if maxScale > 0 {
+                            let iscale = 15 / maxScale
+                            for j in 0..<16 { scaleBytes[j] = UInt8(truncatingIfNeeded: KQuantSearch.nearestInt(iscale * scales[j])) }
+                            KQuantSearch.storeHalf(maxScale / 15, y + 80)
+                        } else {
+                            for j in 0..<16 { scaleBytes[j] = 0 }
+                            KQuantSearch.storeHalf(0, y + 80)
+                        }
+                        if maxMin > 0 {
+                            let iscale = 15 / maxMin
+                            for j in 0..<16 {
+                                scaleBytes[j] |= UInt8(truncatingIfNeeded: KQuantSearch.nearestInt(iscale * mins[j]) << 4)
+                            }
+                            KQuantSearch.storeHalf(maxMin / 15, y + 82)
+                        } else {
+                            KQuantSearch.storeHalf(0, y + 82)
+                        }
+                    }
+                    d = KQuantSearch.loadHalf(y + 80); dmin = KQuantSearch.loadHalf(y + 82)
+                    for j in 0..<16 {
+                        let dd = d * Float(scaleBytes[j] & 0xF)
+                        if dd == 0 { continue }
+                        let m = dmin * Float(scaleBytes[j] >> 4)
+                        for i in 0..<16 {
+                            L[16 * j + i] = UInt8(max(0, min(3, KQuantSearch.nearestInt((xb[16 * j + i] + m) / dd))))
+                        }
+                    }
+                    KQuantSearch.packTwoBits(L, into: scaleBytes + 16)
+                }
+            }
+        }
+    }
 }

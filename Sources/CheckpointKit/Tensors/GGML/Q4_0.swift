@@ -12,7 +12,60 @@ extension GGMLType {
                 o[b * 32 + j + 16] = d * Float(Int(byte >> 4) - 8)
             }
         }
-    }, encode: { x, _ in Q4_0Codec.quantize(x) })
+    }, encode: { x, _ in Q4_0Codec.quantize(x) }, quantize: KQuantizers.q4_0)
+}
+
+extension KQuantizers {
+    /// `quantize_q4_0`: the reference quantizer, or with importance `quantize_row_q4_0_impl`
+    /// (a weighted symmetric fit per 32, codes 0…15).
+    static let q4_0: RowQuantizer = { x, count, importance, out in
+        guard let importance else {
+            let bytes = Q4_0Codec.quantize(UnsafeBufferPointer(start: x, count: count))
+            out.copyMemory(from: bytes, byteCount: bytes.count)
+            return
+        }
+        legacy(x, count, importance, out, blockBytes: 18) { xb, weights, y in
+            withUnsafeTemporaryAllocation(of: Int8.self, capacity: 32) { codes in
+                let L = codes.baseAddress!
+                KQuantSearch.storeHalf(KQuantSearch.symmetric(32, 8, xb, L, weights: weights), y)
+                for j in 0..<16 { y.storeBytes(of: UInt8(bitPattern: L[j] | L[j + 16] << 4), toByteOffset: 2 + j, as: UInt8.self) }
+            }
+        }
+    }
+
+    /// The imatrix path of the 32-value types: σ² = mean x² over the whole row, then per block
+    /// the weights qw·√(σ² + x²) handed to `block`.
+    static func legacy(_ x: UnsafePointer<Float>, _ count: Int, _ importance: UnsafePointer<Float>, _ out: UnsafeMutableRawPointer,
+                       blockBytes: Int, _ block: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutableRawPointer) -> Void) {
+        let sigma2 = KQuantSearch.sumOfSquares(x, count) / Float(count)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 32) { buffer in
+            let weights = buffer.baseAddress!
+            for b in 0..<(count / 32) {
+                let xb = x + 32 * b, qw = importance + 32 * b
+                for j in 0..<32 { weights[j] = qw[j] * (sigma2 + xb[j] * xb[j]).squareRoot() }
+                block(xb, weights, out + b * blockBytes)
+            }
+        }
+    }
+
+    /// C's `(int)f` as x86 computes it (cvttss2si): toward zero, and 0x80000000 for NaN or out of range.
+    @inline(__always)
+    static func truncatingInt(_ f: Float) -> Int32 {
+        f.isNaN || f >= 2_147_483_648 || f < -2_147_483_648 ? Int32.min : Int32(f.rounded(.towardZero))
+    }
+
+    /// The 5-bit codes of a 32-block (`L`, values 0…31) as Q5_0/Q5_1 store them: low nibbles in
+    /// 16 bytes at `qs`, fifth bits in the u32 at `qh`.
+    static func packFiveBits(_ L: (Int) -> UInt8, qh: UnsafeMutableRawPointer, qs: UnsafeMutableRawPointer) {
+        var high: UInt32 = 0
+        for j in 0..<16 {
+            let a = L(j), b = L(j + 16)
+            qs.storeBytes(of: (a & 0x0F) | (b & 0x0F) << 4, toByteOffset: j, as: UInt8.self)
+            high |= UInt32((a & 0x10) >> 4) << UInt32(j)
+            high |= UInt32((b & 0x10) >> 4) << UInt32(j + 16)
+        }
+        qh.storeBytes(of: high.littleEndian, as: UInt32.self)
+    }
 }
 
 /// Q4_0 quantization as llama.cpp's reference quantizer makes it.
