@@ -23,8 +23,26 @@ struct ConvertCommand: ToolCommand {
     @Option(name: .customLong("to"), help: "Output format: safetensors or gguf (default: gguf when the output name ends in .gguf, else safetensors).")
     var format: String?
 
-    @Option(help: "Output type: f32, f16 or bf16 (safetensors; default: keep), or also q8_0 / q4_0 for GGUF (default f16).")
+    @Option(help: "Output type: f32, f16 or bf16 (safetensors; default: keep); for GGUF also llama-quantize's presets q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, iq4_nl, iq4_xs (default f16), each tensor typed as llama-quantize types it.")
     var type: String?
+
+    @Option(name: .customLong("tensor-type"), help: "GGUF: REGEX=TYPE, tensors whose GGUF name matches take TYPE (a GGML type: q4_k, q6_k, q8_0, f16, …); repeatable, the first match wins, as llama-quantize.")
+    var tensorTypes: [String] = []
+
+    @Flag(help: "GGUF: keep output.weight unquantized (as llama-quantize --leave-output-tensor).")
+    var leaveOutputTensor = false
+
+    @Option(help: "GGUF: the type of output.weight (as llama-quantize --output-tensor-type).")
+    var outputTensorType: String?
+
+    @Option(help: "GGUF: the type of token_embd.weight (as llama-quantize --token-embedding-type).")
+    var tokenEmbeddingType: String?
+
+    @Flag(help: "GGUF: the preset's type for every tensor, without llama-quantize's per-tensor rules (row fallbacks aside).")
+    var pure = false
+
+    @Option(help: "GGUF: an importance matrix (llama-imatrix or ckpt-imatrix GGUF, or legacy .dat) weighting the quantization.")
+    var imatrix: String?
 
     @Option(help: "Reshard to files of at most this size, e.g. 500MB or 5GB (safetensors only; default: keep the input's shards).")
     var shardSize: String?
@@ -33,6 +51,22 @@ struct ConvertCommand: ToolCommand {
     var force = false
 
     @OptionGroup var common: CommonOptions
+
+    /// The GGML type a name means (Q4_K, q6_k, F16, …), among the types ckpt writes.
+    static func ggmlType(_ name: String) -> GGMLType? {
+        GGMLType.all.first { $0.name.lowercased() == name.lowercased() && ($0.isEncodable || [.f32, .f16, .bf16].contains($0)) }
+    }
+
+    /// One `--tensor-type REGEX=TYPE`.
+    static func tensorTypeOverride(_ entry: String) throws -> (pattern: String, type: GGMLType) {
+        guard let equals = entry.lastIndex(of: "="), equals != entry.startIndex else {
+            throw ValidationError("--tensor-type \(entry): expected REGEX=TYPE, e.g. attn_v=q6_k")
+        }
+        let pattern = String(entry[..<equals]), name = String(entry[entry.index(after: equals)...])
+        guard let type = ggmlType(name) else { throw ValidationError("--tensor-type \(entry): \(name) is not a GGML type ckpt writes") }
+        guard (try? Regex(pattern.lowercased())) != nil else { throw ValidationError("--tensor-type \(entry): \(pattern) is not a valid regular expression") }
+        return (pattern, type)
+    }
 
     /// The format written: `--to`, else the output's name (`.gguf` → GGUF).
     var outputFormat: String { format?.lowercased() ?? (output.lowercased().hasSuffix(".gguf") ? "gguf" : "safetensors") }
@@ -46,11 +80,17 @@ struct ConvertCommand: ToolCommand {
         }
         if outputFormat == "gguf" {
             if let type, GGUFExport.outputType(type) == nil {
-                throw ValidationError("--type \(type): unsupported for GGUF (expected f32, f16, bf16, q8_0 or q4_0)")
+                throw ValidationError("--type \(type): unsupported for GGUF (expected one of \(GGUFPreset.names))")
+            }
+            for entry in tensorTypes { _ = try Self.tensorTypeOverride(entry) }
+            for (flag, name) in [("--output-tensor-type", outputTensorType), ("--token-embedding-type", tokenEmbeddingType)] {
+                if let name, Self.ggmlType(name) == nil { throw ValidationError("\(flag) \(name): not a GGML type ckpt writes") }
             }
             if shardSize != nil {
                 throw ValidationError("--shard-size applies to safetensors output; a GGUF is written as one file")
             }
+        } else if !tensorTypes.isEmpty || leaveOutputTensor || outputTensorType != nil || tokenEmbeddingType != nil || pure || imatrix != nil {
+            throw ValidationError("--tensor-type, --leave-output-tensor, --output-tensor-type, --token-embedding-type, --pure and --imatrix apply to GGUF output")
         } else if let type, parseFloatType(type) == nil {
             if GGUFExport.outputType(type) != nil {
                 throw ValidationError("--type \(type) is a GGUF type, but \(output) is written as safetensors (name it .gguf or add --to gguf)")
@@ -67,8 +107,18 @@ struct ConvertCommand: ToolCommand {
             let checkpoint = try Checkpoint(path: input)
             let report: ConversionReport
             if outputFormat == "gguf" {
-                report = try GGUFExport.convert(checkpoint, to: output, type: type.flatMap(GGUFExport.outputType) ?? .f16, overwrite: force,
-                                                threads: common.threadBudget)
+                var options = GGUFExport.Options()
+                options.threads = common.threadBudget
+                options.overwrite = force
+                options.plan.overrides = try tensorTypes.map(Self.tensorTypeOverride)
+                options.plan.leaveOutputTensor = leaveOutputTensor
+                options.plan.outputType = outputTensorType.flatMap(Self.ggmlType)
+                options.plan.tokenEmbeddingType = tokenEmbeddingType.flatMap(Self.ggmlType)
+                options.plan.pure = pure
+                if let imatrix { options.importance = try ImportanceMatrix(reading: imatrix) }
+                let preset = type.flatMap(GGUFExport.outputType) ?? .f16
+                report = try GGUFExport.convert(checkpoint, to: output, preset: preset, options: options)
+                for note in report.notes { warn(note, options: common) }
             } else {
                 // A GGUF's tensors decode to f32 unless --type says otherwise, as transformers loads them.
                 let target = type.flatMap(parseFloatType) ?? (checkpoint.format == .gguf ? .f32 : nil)

@@ -52,6 +52,8 @@ public struct ConversionReport: Sendable {
     public var copiedFiles: [String]
     /// Wall-clock duration of the whole conversion, in seconds.
     public var seconds: Double
+    /// What the user should know per tensor (a GGUF type fallback, a tensor quantized without importance weights).
+    public var notes: [String] = []
     /// Input bytes summed over all tensors.
     public var bytesIn: Int { tensors.reduce(0) { $0 + $1.bytesIn } }
     /// Tensor bytes written, summed over all tensors (headers and copied files excluded).

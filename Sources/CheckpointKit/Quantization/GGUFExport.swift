@@ -1,7 +1,9 @@
 /// Hugging Face llama-family folder → GGUF v3, as llama.cpp's `convert_hf_to_gguf.py` lays it
 /// out: `llama.*` hyperparameters, the vocabulary as `tokenizer.ggml.*` (GGUFTokenizerMetadata), tensors
 /// renamed with Q/K rows permuted for llama.cpp's RoPE, norms in F32 and 2-D weights in the
-/// requested type (Q8_0 / Q4_0 bytes identical to gguf-py's `quants`).
+/// requested type: F32/F16/BF16 as the converter writes them, and every quantized preset with
+/// `llama-quantize`'s per-tensor choice (`GGUFTypePlan`) and bytes (`GGMLType.encode`), with an
+/// importance matrix when given.
 public enum GGUFExport {
     /// Failures exporting to GGUF: an architecture, output type or tokenizer ckpt cannot write.
     public enum Failure: Error, Equatable, Sendable, CustomStringConvertible {
@@ -15,7 +17,7 @@ public enum GGUFExport {
             switch self {
             case let .unsupportedArchitecture(file, found):
                 return "\(file): architecture \(found) cannot be written as GGUF by ckpt (expected LlamaForCausalLM or MistralForCausalLM)"
-            case let .unsupportedType(name): return "--type \(name): not a GGUF output type (expected f32, f16, bf16, q8_0 or q4_0)"
+            case let .unsupportedType(name): return "--type \(name): not a GGUF output type (expected one of \(GGUFPreset.names))"
             case let .tokenizer(file, reason): return "\(file): \(reason) (expected a byte-level or SentencePiece-style BPE tokenizer.json)"
             case let .unnamedPreTokenizer(file, hash):
                 return "\(file): llama.cpp has no name for this pre-tokenizer (probe hash \(hash)), and under its default rules it would "
@@ -58,14 +60,40 @@ public enum GGUFExport {
         }
     }
 
-    /// The GGML type a `--type` name means (f32, f16, bf16, q8_0, q4_0, any case); nil for anything else.
-    public static func outputType(_ name: String) -> GGMLType? {
-        ["f32": .f32, "f16": .f16, "bf16": .bf16, "q8_0": .q8_0, "q4_0": .q4_0][name.lowercased()]
+    /// The preset a `--type` name means (llama-quantize's names, any case); nil for anything else.
+    public static func outputType(_ name: String) -> GGUFPreset? { GGUFPreset(name: name) }
+
+    /// What a GGUF export may be asked besides its preset.
+    public struct Options: Sendable {
+        /// llama-quantize's options that change the per-tensor choice.
+        public var plan = GGUFTypePlan.Options()
+        /// Importance weights (an imatrix), by GGUF tensor name.
+        public var importance: ImportanceMatrix? = nil
+        /// Threads for quantization.
+        public var threads: ThreadBudget = .allCores
+        /// Replace an existing output.
+        public var overwrite = false
+
+        /// The defaults: no overrides, no imatrix, all cores, no overwrite.
+        public init() {}
     }
 
-    /// Writes a llama or mistral `checkpoint` to the single GGUF file `output`, atomically.
+    /// Writes a llama or mistral `checkpoint` to the single GGUF file `output`, atomically, every
+    /// 2-D weight in `type` (F32, F16, BF16, Q8_0, Q4_0) without llama-quantize's rules.
     public static func convert(_ checkpoint: Checkpoint, to output: String, type: GGMLType, overwrite: Bool,
                                threads: ThreadBudget = .allCores) throws -> ConversionReport {
+        guard let preset = GGUFPreset.allCases.first(where: { $0.defaultType == type }) else { throw Failure.unsupportedType(type.name) }
+        var options = Options()
+        options.plan.pure = true
+        options.threads = threads
+        options.overwrite = overwrite
+        return try convert(checkpoint, to: output, preset: preset, options: options)
+    }
+
+    /// Writes a llama or mistral `checkpoint` to the single GGUF file `output`, atomically, each
+    /// tensor in the type `llama-quantize` gives it under `preset`.
+    public static func convert(_ checkpoint: Checkpoint, to output: String, preset: GGUFPreset, options: Options) throws -> ConversionReport {
+        let threads = options.threads, overwrite = options.overwrite
         try FileSystem.refuseOverlap(output: output, inputs: [checkpoint.path])
         let clock = Stopwatch()
         guard let json = checkpoint.config else { throw ModelError.missingConfig(path: checkpoint.path) }
@@ -96,7 +124,7 @@ public enum GGUFExport {
             ("llama.rope.freq_base", .f32(Float(config.ropeTheta))),
             ("llama.attention.layer_norm_rms_epsilon", .f32(config.normEpsilon)),
             ("llama.attention.key_length", .u32(UInt32(config.headDim))), ("llama.attention.value_length", .u32(UInt32(config.headDim))),
-            ("general.file_type", .u32(["F32": 0, "F16": 1, "Q4_0": 2, "Q8_0": 7, "BF16": 32][type.name]!)),
+            ("general.file_type", .u32(preset.fileType)),
             ("llama.vocab_size", .u32(UInt32(config.vocabularySize))),
             ("llama.rope.dimension_count", .u32(UInt32(config.headDim))),
             ("general.quantization_version", .u32(2)),
@@ -119,19 +147,38 @@ public enum GGUFExport {
             kv += try tokenizerMetadata(json, special: special, chatTemplate: template, file: path, vocabulary: config.vocabularySize)
         }
 
-        // Tensors: norms (1-D) stay F32; 2-D weights take `type` when their rows fit its blocks.
+        // Tensors: norms (1-D) stay F32; 2-D weights take the plan's type, in llama.cpp's order.
         struct Planned { var name: String; var source: LogicalTensor; var type: GGMLType; var dims: [Int]; var offset: Int; var bytes: Int }
-        var planned: [Planned] = []
-        var offset = 0
+        var named: [(gguf: String, tensor: LogicalTensor)] = []
         for tensor in logical.tensors {
             guard let name = GGUFLlamaNames.ggufName(tensor.name) else { continue }
-            var t: GGMLType = tensor.shape.count == 1 ? .f32 : type
-            if tensor.shape.count == 2 && tensor.shape[1] % t.blockSize != 0 { t = .f16 }
+            named.append((name, tensor))
+        }
+        named.sort { GGUFTypePlan.llamaOrder($0.gguf, $1.gguf) }
+        // What the converter would have written, as llama-quantize's input: 1-D in F32, the rest in the preset's float type.
+        func inputType(_ tensor: LogicalTensor) -> GGMLType {
+            tensor.shape.count == 1 ? .f32 : (preset.isQuantized ? (tensor.dtype == .f16 ? .f16 : tensor.dtype == .f32 ? .f32 : .bf16) : preset.defaultType)
+        }
+        let planTensors = named.map { GGUFTypePlan.Tensor(name: $0.gguf, dims: Array($0.tensor.shape.reversed()), inputType: inputType($0.tensor)) }
+        let model = GGUFTypePlan.Model(architecture: "llama", layers: config.layers, heads: config.heads, kvHeads: config.kvHeads, experts: 0)
+        var planOptions = options.plan
+        planOptions.hasImportance = options.importance != nil
+        let choices = try GGUFTypePlan.plan(planTensors, model: model, preset: preset, options: planOptions)
+        if let importance = options.importance {
+            try importance.check(against: planTensors.map { ($0.name, $0.dims) })
+        }
+        var planned: [Planned] = []
+        var offset = 0
+        for (name, tensor) in named {
+            var t = choices[name]!.type
+            // F16/BF16/F32 outputs: a row its blocks cannot hold stays F16, as the converter does.
+            if !preset.isQuantized && tensor.shape.count == 2 && tensor.shape[1] % t.blockSize != 0 { t = .f16 }
             let dims = Array(tensor.shape.reversed())
             let bytes = t.byteCount(elements: tensor.elementCount)
             planned.append(Planned(name: name, source: tensor, type: t, dims: dims, offset: offset, bytes: bytes))
             offset = (offset + bytes + 31) / 32 * 32
         }
+        let fallbacks = named.compactMap { entry in choices[entry.gguf]!.fallback.map { (entry.gguf, $0) } }
         var header = Buffer()
         header.u32(GGUFFile.magic)
         header.u32(3)
@@ -161,7 +208,14 @@ public enum GGUFExport {
                 } else if p.name.hasSuffix("attn_k.weight") {
                     values = GGUFLlamaNames.permuteRows(values, rows: p.source.shape[0], columns: p.source.shape[1], heads: config.kvHeads, toGGUF: true)
                 }
-                let encoded = values.withUnsafeBufferPointer { p.type.encode($0, threads: threads)! }
+                let rowLength = p.dims[0]
+                let weights = options.importance?.weights(for: p.name)
+                let encoded = try values.withUnsafeBufferPointer { x in
+                    guard let bytes = p.type.encode(x, rowLength: rowLength, importance: weights, threads: threads) else {
+                        throw Failure.unsupportedType(p.type.name)
+                    }
+                    return bytes
+                }
                 try out.write(encoded)
                 // Reported once written, as the safetensors writer reports each tensor.
                 WorkProgress.report("writing", done: k + 1, total: planned.count, item: p.name)
@@ -175,6 +229,8 @@ public enum GGUFExport {
             ConversionReport.Tensor(name: $0.name, shape: $0.source.shape, fromType: $0.source.dtype, toType: $0.type.floatDType ?? .f32,
                                     bytesIn: $0.source.elementCount * $0.source.dtype.size, bytesOut: $0.bytes, storedType: $0.type.name)
         }
-        return ConversionReport(output: output, files: [output], tensors: rows, copiedFiles: [], seconds: clock.seconds)
+        var report = ConversionReport(output: output, files: [output], tensors: rows, copiedFiles: [], seconds: clock.seconds)
+        report.notes = fallbacks.map { "\($0.0): \($0.1)" }
+        return report
     }
 }
