@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "ckpt-merge-lora", targets: ["ckpt-merge-lora"]),
         .executable(name: "ckpt-perplexity", targets: ["ckpt-perplexity"]),
         .executable(name: "ckpt-compare", targets: ["ckpt-compare"]),
+        .executable(name: "ckpt-imatrix", targets: ["ckpt-imatrix"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
@@ -36,6 +37,7 @@ let package = Package(
         .executableTarget(name: "ckpt-merge-lora", dependencies: ["CheckpointKit", "ToolSupport"]),
         .executableTarget(name: "ckpt-perplexity", dependencies: ["CheckpointKit", "ToolSupport"]),
         .executableTarget(name: "ckpt-compare", dependencies: ["CheckpointKit", "ToolSupport"]),
+        .executableTarget(name: "ckpt-imatrix", dependencies: ["CheckpointKit", "ToolSupport"]),
         // Kernel throughput for `make bench`; not a shipped program.
         .executableTarget(name: "ckpt-bench", dependencies: ["CheckpointKit", "ToolSupport"], path: "Benchmarks/ckpt-bench"),
         // Helpers both test targets share (hashing for recorded goldens).
@@ -43,7 +45,7 @@ let package = Package(
         .testTarget(name: "CheckpointKitTests", dependencies: ["CheckpointKit", "TestSupport"]),
         .testTarget(name: "ToolTests", dependencies: [
             "CheckpointKit", "TestSupport", "ckpt-inspect", "ckpt-convert", "ckpt-quantize", "ckpt-dequantize", "ckpt-diff",
-            "ckpt-merge-lora", "ckpt-perplexity", "ckpt-compare",
+            "ckpt-merge-lora", "ckpt-perplexity", "ckpt-compare", "ckpt-imatrix",
         ]),
     ],
     swiftLanguageModes: [.v6]

@@ -29,8 +29,8 @@ public struct EvaluationInput: ParsableArguments {
     public var chunkRange: String?
 
     /// `--combine FILE…`: the --json outputs of --chunk-range runs, combined into the whole run's result.
-    @Option(parsing: .upToNextOption, help: ArgumentHelp("Combine the --json outputs of --chunk-range runs into the whole run's result, exactly.",
-                                                         valueName: "piece.json"))
+    @Option(parsing: .upToNextOption, help: ArgumentHelp("Combine the --json outputs of --chunk-range runs into the whole run's result, exactly (ckpt-imatrix: add up imatrix files).",
+                                                         valueName: "FILE"))
     public var combine: [String] = []
 
     /// The parsed `--chunk-range`, nil when not given.

@@ -129,3 +129,36 @@ func wholeFileMatchesLlamaQuantize() throws {
     }
     #expect(file.value("general.file_type")?.intValue == 15)
 }
+
+@Test("ckpt-imatrix's sums are llama-imatrix's on the same BF16 GGUF and text: same entries and counts, sums within 1e-2, most within 1e-3")
+func importanceMatchesLlamaImatrix() throws {
+    let model = try #require(models["untied"])
+    let reference = try ImportanceMatrix(reading: Paths.fixture("gguf-presets/untied.imatrix.gguf"))
+    let text = Paths.sharedAssets + "/corpora/tinyshakespeare_input.txt"
+    guard FileManager.default.fileExists(atPath: text) else {
+        print("skipped: \(text) is absent (the shared assets are not here)")
+        return
+    }
+    // As llama-imatrix ran: on the BF16 GGUF, its products' activations rounded as llama.cpp rounds them.
+    let scratch = ScratchDirectory()
+    _ = try GGUFExport.convert(model.checkpoint, to: scratch.file("bf16.gguf"), type: .bf16, overwrite: false, threads: ThreadBudget(2))
+    let gguf = try Checkpoint(path: scratch.file("bf16.gguf"))
+    let network = try TransformerModel(checkpoint: gguf, threads: ThreadBudget(2), emulatingLlamaCpp: true)
+    let tokenizer = try Tokenizer(checkpoint: model.checkpoint)
+    let tokens = tokenizer.encode(String(decoding: readBytes(text).prefix(20_000), as: UTF8.self))
+    let plan = try ChunkPlan(tokens: tokens.count, context: 64, chunks: 8, bos: tokenizer.addsBOS ? tokenizer.bosTokenID : nil, file: text)
+    let collector = ImportanceCollector(model: network, includeOutput: false)
+    collector.collect(network, tokens: tokens, plan: plan)
+    let ours = collector.matrix(ggufName: GGUFLlamaNames.ggufName, datasets: [text], chunkSize: 64, chunks: 8)
+    #expect(Set(ours.entries.keys) == Set(reference.entries.keys))
+    var relative: [Float] = []
+    for (name, theirs) in reference.entries {
+        let mine = try #require(ours.entries[name])
+        #expect(mine.counts == theirs.counts, "\(name)")
+        for (a, b) in zip(mine.sums, theirs.sums) { relative.append(abs(a - b) / max(abs(b), 1e-30)) }
+    }
+    relative.sort()
+    let median = relative[relative.count / 2], worst = relative.last ?? .infinity
+    print("imatrix vs llama-imatrix: median relative difference \(median), worst \(worst)")
+    #expect(median < 1e-3 && worst < 1e-2)
+}

@@ -4,7 +4,7 @@ import TestSupport
 import Testing
 
 private let programs = ["ckpt-inspect", "ckpt-convert", "ckpt-quantize", "ckpt-dequantize", "ckpt-diff", "ckpt-merge-lora",
-                        "ckpt-perplexity", "ckpt-compare"]
+                        "ckpt-perplexity", "ckpt-compare", "ckpt-imatrix"]
 
 @Test("Every program prints its version for --version and exits 0", arguments: programs)
 func versionFlag(program: String) throws {

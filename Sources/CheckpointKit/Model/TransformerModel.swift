@@ -25,6 +25,9 @@ public final class TransformerModel: Sendable {
         let bias: [Float]?
         /// How the activations are rounded first (only when emulating llama.cpp).
         let rounding: ActivationRounding
+        /// The weight's name without `.weight` (e.g. `model.layers.0.self_attn.q_proj`), for
+        /// activation statistics; empty for the parts of a fused projection after the first.
+        var name = ""
         var outputs: Int { weight.rows }
         var inputs: Int { weight.columns }
     }
@@ -115,7 +118,7 @@ public final class TransformerModel: Sendable {
         }
         func linear(_ base: String, outputs: Int, inputs: Int) throws -> Linear {
             Linear(weight: try matrix(base + ".weight", [outputs, inputs]), bias: try optionalVector(base + ".bias", outputs),
-                   rounding: rounding(base + ".weight"))
+                   rounding: rounding(base + ".weight"), name: base)
         }
         /// Rows `parts` of one fused projection (Phi-3 `qkv_proj`, `gate_up_proj`), each a product of its own.
         func fused(_ base: String, parts: [Int], inputs: Int) throws -> [Linear] {
@@ -124,7 +127,7 @@ public final class TransformerModel: Sendable {
             return parts.map { count in
                 defer { first += count }
                 return Linear(weight: all.weight.slice(first..<(first + count)), bias: all.bias.map { Array($0[first..<(first + count)]) },
-                              rounding: all.rounding)
+                              rounding: all.rounding, name: first == 0 ? base : "")
             }
         }
         /// GPT-2's Conv1D weights are stored [in, out]: transposed once (f32) so every product is x·Wᵀ.
@@ -140,7 +143,8 @@ public final class TransformerModel: Sendable {
             var first = 0
             return parts.map { count in
                 defer { first += count }
-                return Linear(weight: all.slice(first..<(first + count)), bias: bias.map { Array($0[first..<(first + count)]) }, rounding: .none)
+                return Linear(weight: all.slice(first..<(first + count)), bias: bias.map { Array($0[first..<(first + count)]) }, rounding: .none,
+                              name: first == 0 ? base : "")
             }
         }
         func norm(_ name: String?, width: Int) throws -> Norm? {
@@ -234,9 +238,10 @@ public final class TransformerModel: Sendable {
         self.layers = layers
         finalNorm = try norm(arch.finalNorm, width: d)!
         if byName[arch.head] != nil, !(c.tiedEmbeddings && c.family == .gpt2) {
-            head = Linear(weight: try matrix(arch.head, [c.vocabularySize, d]), bias: nil, rounding: rounding(arch.head))
+            head = Linear(weight: try matrix(arch.head, [c.vocabularySize, d]), bias: nil, rounding: rounding(arch.head),
+                          name: String(arch.head.dropLast(".weight".count)))
         } else {
-            head = Linear(weight: embedding, bias: nil, rounding: rounding(arch.embedding))
+            head = Linear(weight: embedding, bias: nil, rounding: rounding(arch.embedding), name: String(arch.head.dropLast(".weight".count)))
         }
         weightBytes = bytes
     }
@@ -277,6 +282,8 @@ public final class TransformerModel: Sendable {
     final class Scratch {
         let x, h, q, k, v, attended, mlp, up, gate, tiles, scores, rounded, gathered, expertOutput, router: UnsafeMutablePointer<Float>
         let tileStride: Int, workers: Int
+        /// Sees every product's input (an importance-matrix collector), or nil.
+        var observer: ActivationObserver?
         private var all: [UnsafeMutablePointer<Float>] = []
 
         init(_ model: TransformerModel, tokens T: Int) {
@@ -312,6 +319,7 @@ public final class TransformerModel: Sendable {
     /// multiplied by `cblas_sgemm`, tiles spread over the workers.
     private func linear(_ input: UnsafePointer<Float>, _ layer: Linear, into out: UnsafeMutablePointer<Float>, rows: Int, scratch: Scratch) {
         let inputs = layer.inputs, outputs = layer.outputs
+        if let observer = scratch.observer, !layer.name.isEmpty { observer.observe(layer.name, input, rows: rows, columns: inputs) }
         var x = input
         if layer.rounding != .none && layer.rounding.fits(rowLength: inputs) {
             // llama.cpp's arithmetic, on request only: the activations rounded as its vec_dot_type stores them.
@@ -372,12 +380,13 @@ public final class TransformerModel: Sendable {
     /// Logits [scored.count, vocab] for the tokens of one chunk (positions 0..<tokens.count),
     /// computed for the rows in `scored` only (the others still feed attention). The tokens
     /// must lie in the vocabulary and number at most `maximumContext`.
-    public func logits(_ tokens: [Int], scored: Range<Int>? = nil) -> [Float] {
+    public func logits(_ tokens: [Int], scored: Range<Int>? = nil, observer: ActivationObserver? = nil) -> [Float] {
         let c = config
         let T = tokens.count
         let scored = scored ?? 0..<T
         let d = c.hiddenSize
         let scratch = Scratch(self, tokens: T)
+        scratch.observer = observer
         // Rotary tables for this chunk's length (dynamic and longrope depend on it).
         let global = c.rope.map { $0.tables(positions: max(T, 1)) }
         let local = c.localRope.map { $0.tables(positions: max(T, 1)) }

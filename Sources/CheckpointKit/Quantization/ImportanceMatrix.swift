@@ -194,6 +194,18 @@ public struct ImportanceMatrix: Sendable {
                                 chunkSize: chunkSize, file: parts.map(\.file).joined(separator: "+"))
     }
 
+    /// Writes `ggufBytes()` to `path`, atomically (nothing is left on failure).
+    public func write(to path: String, overwrite: Bool) throws {
+        try FileSystem.refuseOverlap(output: path, inputs: file.isEmpty ? [] : file.split(separator: "+").map(String.init))
+        let atomic = try AtomicOutput(target: path, isDirectory: false, overwrite: overwrite)
+        try atomic.translatingErrors {
+            let out = try OutputFile(creating: atomic.temporary)
+            try out.write(ggufBytes())
+            try out.finish()
+            try atomic.commit()
+        }
+    }
+
     /// The GGUF bytes llama-imatrix writes: `general.type`, the datasets and chunk keys, then per
     /// entry (names sorted) `NAME.in_sum2` [columns, matrices] and `NAME.counts` [1, matrices], F32.
     public func ggufBytes() -> [UInt8] {
