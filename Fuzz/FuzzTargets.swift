@@ -70,6 +70,36 @@ enum FuzzTargets {
                 }
             }
         },
+        "imatrix": { data, size in
+            let path = FuzzScratch.write(data, size, name: "imatrix.gguf")
+            if let matrix = try? ImportanceMatrix(reading: path) {
+                for name in matrix.entries.keys.prefix(64) { _ = matrix.weights(for: name) }
+                _ = try? matrix.check(against: [("blk.0.attn_q.weight", [64, 64]), ("blk.0.ffn_gate_exps.weight", [64, 32, 4])])
+                _ = try? ImportanceMatrix.combine([matrix, matrix])
+                // What ckpt writes must read back the same.
+                let again = FuzzScratch.write(matrix.ggufBytes(), name: "again.gguf")
+                if let back = try? ImportanceMatrix(reading: again), back.entries != matrix.entries {
+                    fatalError("imatrix round trip changed the entries")
+                }
+            }
+        },
+        "ggml-quantize": { data, size in
+            // The input's bytes as f32 values (NaN, infinities, subnormals included) through every quantizer, with and without importance.
+            let count = min(size / 4, 2048) / 32 * 32  // a few rows: every type's search on hostile values, fast enough to fuzz
+            guard count >= 32 else { return }
+            let raw = UnsafeRawBufferPointer(start: data, count: size)
+            let values = (0..<count).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) }
+            let rowLength = count % 256 == 0 ? 256 : 32
+            let importance = (0..<rowLength).map { abs(values[$0 % values.count]) }
+            for type in GGMLType.all where type.isEncodable && rowLength % type.blockSize == 0 {
+                for weights in [nil, importance] {
+                    guard let bytes = values.withUnsafeBufferPointer({ type.encode($0, rowLength: rowLength, importance: weights, threads: .single) })
+                    else { continue }
+                    if bytes.count != type.byteCount(elements: count) { fatalError("\(type): \(bytes.count) bytes for \(count) values") }
+                    _ = bytes.withUnsafeBytes { type.decode($0, count: count) }
+                }
+            }
+        },
         "base-logprobs": { data, size in
             let path = FuzzScratch.write(data, size, name: "base.safetensors")
             _ = try? BaseLogProbabilities.load(path)
@@ -109,6 +139,10 @@ enum FuzzChecks {
 enum FuzzScratch {
     nonisolated(unsafe) static var created = false
     static let folder = "/tmp/ckpt-fuzz-\(getpid())"
+
+    static func write(_ bytes: [UInt8], name: String) -> String {
+        bytes.withUnsafeBufferPointer { write($0.baseAddress ?? UnsafePointer(bitPattern: 1)!, $0.count, name: name) }
+    }
 
     static func write(_ data: UnsafePointer<UInt8>, _ size: Int, name: String) -> String {
         if !created {

@@ -21,7 +21,7 @@ export PATH="/opt/swift/usr/bin:$PATH"
 seconds="${1:-30}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors shard-index gguf pytorch tokenizer config adapter-config quantized base-logprobs)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors shard-index gguf pytorch tokenizer config adapter-config quantized base-logprobs imatrix ggml-quantize)
 
 binary=.build/ckpt-fuzz
 sources=$(find Sources/CheckpointKit Fuzz -name '*.swift' | sort)
@@ -35,7 +35,7 @@ if [ ! -x "$binary" ] || [ -n "$(find $sources -newer "$binary" | head -1)" ]; t
 fi
 
 if [ "${seconds}" = "merge" ]; then
-    [ ${#targets[@]} -gt 0 ] || targets=(safetensors shard-index gguf pytorch tokenizer config adapter-config quantized base-logprobs)
+    [ ${#targets[@]} -gt 0 ] || targets=(safetensors shard-index gguf pytorch tokenizer config adapter-config quantized base-logprobs imatrix ggml-quantize)
     for target in "${targets[@]}"; do
         small=$(mktemp -d)
         find ".build/fuzz/corpus/$target" -type f -size -65k -exec cp {} "$small/" \; 2>/dev/null || true
@@ -59,6 +59,8 @@ seeds() {
         adapter-config) ls fixtures/lora/adapters/*/adapter_config.json ;;
         quantized) ls fixtures/models/tiny-llama-bnb-nf4/model.safetensors fixtures/models/tiny-llama-ct-int8/model.safetensors ;;
         base-logprobs) ls fixtures/eval/*.safetensors ;;
+        imatrix) ls fixtures/gguf-presets/*.imatrix.gguf ;;
+        ggml-quantize) ls fixtures/eval/eval_tokens_u32le.bin fixtures/kquants/goldens.safetensors ;;
     esac
 }
 

@@ -42,6 +42,9 @@ struct QuantizeCommand: ToolCommand {
     @Flag(help: "Search each block's scale for the least squared error instead of taking its absmax.")
     var optimizeScales = false
 
+    @Option(help: "An importance matrix (ckpt-imatrix or llama-imatrix GGUF, or legacy .dat): the scale search weights each column's error by it (implies --optimize-scales).")
+    var imatrix: String?
+
     @Flag(help: "Quantize tensors holding NaN or Inf instead of refusing them.")
     var allowNonfinite = false
 
@@ -75,8 +78,10 @@ struct QuantizeCommand: ToolCommand {
     func run() throws {
         try runTool(common) {
             let checkpoint = try Checkpoint(path: input)
-            let options = QuantizationOptions(scheme: parsedScheme!, include: include, exclude: exclude, optimizeScales: optimizeScales,
+            var options = QuantizationOptions(scheme: parsedScheme!, include: include, exclude: exclude,
+                                              optimizeScales: optimizeScales || imatrix != nil,
                                               allowNonFinite: allowNonfinite, threads: common.threadBudget, overwrite: force)
+            if let imatrix { options.importance = try ImportanceMatrix(reading: imatrix) }
             let report = try CheckpointQuantizer.quantize(checkpoint, to: output, options: options)
             for note in report.notes { log("note: \(note)", options: common) }
             if common.json {

@@ -8,8 +8,9 @@ public protocol QuantizationScheme: Sendable, CustomStringConvertible {
     func validate() throws
     /// Encodes one weight of `shape` from its f32 `values`; with `optimizeScales` the block
     /// scales are searched, and the plain-scale encoding comes back too for comparison.
+    /// With `importance` (one weight per input column, an imatrix's), the scale search weights each error by its column's.
     func encode(name: String, shape: [Int], originalType: DType, values: UnsafeBufferPointer<Float>, optimizeScales: Bool,
-                threads: ThreadBudget) -> (encoded: EncodedTensor, plain: EncodedTensor?)
+                importance: [Float]?, threads: ThreadBudget) -> (encoded: EncodedTensor, plain: EncodedTensor?)
     /// The f32 values a loader reconstructs from `tensor`.
     func decode(_ tensor: EncodedTensor, into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget)
     /// config.json's `quantization_config`, given the float dtype computation runs in and the
@@ -17,6 +18,14 @@ public protocol QuantizationScheme: Sendable, CustomStringConvertible {
     func quantizationConfig(computeType: DType, skippedModules: [String]) -> JSONValue
     /// What a user should know about quantizing these tensors in this scheme (empty when nothing).
     func notes(selected: [(name: String, shape: [Int])]) -> [String]
+}
+
+extension QuantizationScheme {
+    /// `encode` without importance weights.
+    public func encode(name: String, shape: [Int], originalType: DType, values: UnsafeBufferPointer<Float>, optimizeScales: Bool,
+                       threads: ThreadBudget) -> (encoded: EncodedTensor, plain: EncodedTensor?) {
+        encode(name: name, shape: shape, originalType: originalType, values: values, optimizeScales: optimizeScales, importance: nil, threads: threads)
+    }
 }
 
 /// One quantized weight as a checkpoint stores it: its parts and how to decode them.

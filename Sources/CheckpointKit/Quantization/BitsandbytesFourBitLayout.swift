@@ -32,7 +32,7 @@ public struct FourBitScheme: QuantizationScheme, Equatable {
 
     /// Encodes to the bitsandbytes parts; with `optimizeScales` the searched-scale encoding comes first and the plain absmax one second.
     public func encode(name: String, shape: [Int], originalType: DType, values x: UnsafeBufferPointer<Float>, optimizeScales: Bool,
-                       threads: ThreadBudget) -> (encoded: EncodedTensor, plain: EncodedTensor?) {
+                       importance: [Float]?, threads: ThreadBudget) -> (encoded: EncodedTensor, plain: EncodedTensor?) {
         let info = TensorInfo(name: name, dtype: originalType, shape: shape, dataOffsets: 0..<0)
         guard optimizeScales else {
             return (BitsandbytesFourBitLayout.encode(x, info: info, type: type, blockSize: blockSize, doubleQuant: doubleQuant,
@@ -40,7 +40,7 @@ public struct FourBitScheme: QuantizationScheme, Equatable {
         }
         let plain = BitsandbytesFourBitLayout.encode(x, info: info, type: type, blockSize: blockSize, doubleQuant: doubleQuant,
                                                      fixedScales: nil, threads: threads)
-        let fixed = ScaleSearch.fourBitScales(x, blockSize: blockSize, type: type, threads: threads)
+        let fixed = ScaleSearch.fourBitScales(x, blockSize: blockSize, type: type, importance: importance, columns: shape.last ?? 1, threads: threads)
         return (BitsandbytesFourBitLayout.encode(x, info: info, type: type, blockSize: blockSize, doubleQuant: doubleQuant,
                                                  fixedScales: fixed, threads: threads), plain)
     }

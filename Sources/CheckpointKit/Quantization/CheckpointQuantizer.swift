@@ -13,6 +13,8 @@ public struct QuantizationOptions: Sendable {
     public var allowNonFinite: Bool
     /// Threads for reading, encoding and measuring.
     public var threads: ThreadBudget
+    /// An importance matrix weighting the scale search (by GGUF weight name; needs `optimizeScales`).
+    public var importance: ImportanceMatrix? = nil
     /// Whether an existing output may be replaced; otherwise the write is refused.
     public var overwrite: Bool
 
@@ -173,6 +175,12 @@ public enum CheckpointQuantizer {
         }
         let clock = Stopwatch()
         let (selected, notes) = try selection(checkpoint, options: options)
+        if let importance = options.importance {
+            // Every entry must name a 2-D weight of this model, as wide as its rows.
+            let weights = checkpoint.entries.filter { $0.info.shape.count == 2 }
+                .compactMap { e in GGUFLlamaNames.ggufName(e.info.name).map { ($0, Array(e.info.shape.reversed())) } }
+            try importance.check(against: weights)
+        }
         var report = QuantizationReport(output: output, scheme: options.scheme, tensors: [], kept: [], notes: notes, files: [],
                                         seconds: 0)
 
@@ -231,8 +239,10 @@ public enum CheckpointQuantizer {
         }
         var plainMetrics: ErrorMetrics? = nil
         let tensor: EncodedTensor = values.withUnsafeBufferPointer { x in
+            let importance = options.importance.flatMap { matrix in GGUFLlamaNames.ggufName(info.name).flatMap { matrix.weights(for: $0) } }
             let (encoded, plain) = options.scheme.encode(name: info.name, shape: info.shape, originalType: info.dtype == .f64 ? .f32 : info.dtype,
-                                                         values: x, optimizeScales: options.optimizeScales, threads: options.threads)
+                                                         values: x, optimizeScales: options.optimizeScales,
+                                                         importance: importance?.count == info.shape.last ? importance : nil, threads: options.threads)
             plainMetrics = plain.map { $0.error(against: x, threads: options.threads) }
             return encoded
         }

@@ -27,12 +27,13 @@ public struct Int8Scheme: QuantizationScheme, Equatable {
 
     /// Encodes a 2-D weight to `P.weight` and `P.weight_scale`; with `optimizeScales` the searched-scale encoding comes first and the plain one second.
     public func encode(name: String, shape: [Int], originalType: DType, values x: UnsafeBufferPointer<Float>, optimizeScales: Bool,
-                       threads: ThreadBudget) -> (encoded: EncodedTensor, plain: EncodedTensor?) {
+                       importance: [Float]?, threads: ThreadBudget) -> (encoded: EncodedTensor, plain: EncodedTensor?) {
         let (rows, columns) = (shape[0], shape[1])
         let plain = CompressedTensorsInt8Layout.encode(x, name: name, shape: shape, originalType: originalType, groupSize: groupSize,
                                                        scaleType: scaleType, fixedScales: nil, threads: threads)
         guard optimizeScales else { return (plain, nil) }
-        let fixed = ScaleSearch.int8Scales(x, rows: rows, columns: columns, groupSize: groupSize, scaleType: scaleType, threads: threads)
+        let fixed = ScaleSearch.int8Scales(x, rows: rows, columns: columns, groupSize: groupSize, scaleType: scaleType, importance: importance,
+                                           threads: threads)
         return (CompressedTensorsInt8Layout.encode(x, name: name, shape: shape, originalType: originalType, groupSize: groupSize,
                                                    scaleType: scaleType, fixedScales: fixed, threads: threads), plain)
     }

@@ -8,8 +8,9 @@ public enum ScaleSearch {
     static let fractions: [Float] = (0...20).map { 1 - Float($0) * 0.0125 }
 
     /// One scale per block of `blockSize` flattened values, for `FourBitQuantizer.quantize(fixedScales:)`; an all-zero block keeps 0.
-    public static func fourBitScales(_ x: UnsafeBufferPointer<Float>, blockSize: Int, type: FourBitType,
-                                     threads: ThreadBudget = .allCores) -> [Float] {
+    /// With `importance` (one weight per column of rows `columns` long: an imatrix), each squared error counts by its column's weight.
+    public static func fourBitScales(_ x: UnsafeBufferPointer<Float>, blockSize: Int, type: FourBitType, importance: [Float]? = nil,
+                                     columns: Int = 1, threads: ThreadBudget = .allCores) -> [Float] {
         let n = x.count
         let blocks = FourBitQuantizer.blockCount(n, blockSize: blockSize)
         var scales = [Float](repeating: 0, count: blocks)
@@ -30,7 +31,8 @@ public enum ScaleSearch {
                     var best = absmax, bestError = Double.infinity
                     for f in fractions {
                         let scale = absmax * f
-                        let error = fourBitError(x.baseAddress! + start, count: count, scale: scale, tables: tables, code: code)
+                        let error = fourBitError(x.baseAddress! + start, count: count, scale: scale, tables: tables, code: code,
+                                                 importance: importance, first: start, columns: columns)
                         if error < bestError {
                             bestError = error
                             best = scale
@@ -45,7 +47,7 @@ public enum ScaleSearch {
 
     @inline(__always)
     static func fourBitError(_ x: UnsafePointer<Float>, count: Int, scale: Float, tables: FourBitQuantizer.BucketTables,
-                             code: [Float]) -> Double {
+                             code: [Float], importance: [Float]? = nil, first: Int = 0, columns: Int = 1) -> Double {
         let reciprocal = 1 / scale
         var error: Float = 0
         var i = 0
@@ -60,15 +62,22 @@ public enum ScaleSearch {
             for k in 0..<16 { decoded[k] = code[Int(nibbles[k])] }
             var e = v - decoded * scale
             if lanes < 16 { for k in lanes..<16 { e[k] = 0 } }
-            error += (e * e).sum()
+            if let importance {
+                var w = SIMD16<Float>()
+                for k in 0..<lanes { w[k] = importance[(first + i + k) % columns] }
+                error += (e * e * w).sum()
+            } else {
+                error += (e * e).sum()
+            }
             i += 16
         }
         return Double(error)
     }
 
     /// One scale per group, rows × groupsPerRow row-major, already rounded to `scaleType`; an all-zero group keeps 0.
+    /// With `importance` (one weight per column), each squared error counts by its column's weight.
     public static func int8Scales(_ x: UnsafeBufferPointer<Float>, rows: Int, columns: Int, groupSize: Int, scaleType: DType,
-                                  threads: ThreadBudget = .allCores) -> [Float] {
+                                  importance: [Float]? = nil, threads: ThreadBudget = .allCores) -> [Float] {
         let groups = BlockInt8Quantizer.groupsPerRow(columns: columns, groupSize: groupSize)
         var scales = [Float](repeating: 0, count: rows * groups)
         scales.withUnsafeMutableBufferPointer { out in
@@ -86,7 +95,7 @@ public enum ScaleSearch {
                         for i in start..<(start + count) {
                             let q = min(max((x[i] / scale).rounded(.toNearestOrAwayFromZero), -127), 127)
                             let e = Double(x[i] - q * scale)
-                            error += e * e
+                            error += e * e * Double(importance?[i - r * columns] ?? 1)
                         }
                         if error < bestError {
                             bestError = error
