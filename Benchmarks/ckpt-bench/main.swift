@@ -397,6 +397,14 @@ func runQuantizeSuite(_ settings: BenchmarkSettings) {
         seconds = bestTime(runs: settings.runs) { fourBitQuantize(.fp4, fp4Packed, &fp4Absmax, threads) }
         emit("fp4_quantize", bytesMoved: count * 4 + fourBitBytes, seconds: seconds,
              [("packed_checksum", byteChecksum(fp4Packed.readOnly)), ("absmax_checksum", fp4Absmax.withUnsafeBytes { wordChecksum($0) })])
+
+        // llama.cpp's K-quant and IQ4 quantizers (as llama-quantize runs them: rows of 4096, no imatrix).
+        for type in [GGMLType.q4_K, .q6_K, .iq4_XS] {
+            var bytes: [UInt8] = []
+            seconds = bestTime(runs: settings.runs) { bytes = type.encode(x, rowLength: columns, importance: nil, threads: threads)! }
+            emit(type.name.lowercased() + "_quantize", bytesMoved: count * 4 + bytes.count, seconds: seconds,
+                 [("out_checksum", bytes.withUnsafeBytes { byteChecksum($0) })])
+        }
     }
 }
 

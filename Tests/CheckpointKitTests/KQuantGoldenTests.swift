@@ -54,3 +54,39 @@ func quantizationIgnoresRowsWithoutImportance(type: GGMLType) throws {
     let rows = try #require(input.withUnsafeBufferPointer { type.encode($0, rowLength: rowLength, importance: nil, threads: ThreadBudget(3)) })
     #expect(whole == rows)
 }
+
+@Test("The SIMD affine search equals the scalar reference to the bit, on random and tied blocks, for every caller's settings")
+func affineSearchMatchesReference() {
+    var state: UInt64 = 0x5EED
+    func uniform() -> Float {
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        return Float(state >> 40) / Float(1 << 24)
+    }
+    let settings: [(n: Int, nmax: Int, rmin: Float, rdelta: Float, steps: Int, mad: Bool)] = [
+        (16, 3, -0.5, 0.1, 15, true), (32, 15, -1, 0.1, 20, false), (32, 31, -0.5, 0.1, 15, false),
+        (16, 3, -0.9, 0.05, 36, false), (32, 15, -0.9, 0.05, 36, false), (32, 31, -0.9, 0.05, 36, false),
+    ]
+    var x = [Float](repeating: 0, count: 32), w = x
+    var a = [UInt8](repeating: 0, count: 32), b = a, aux = a
+    for trial in 0..<3000 {
+        let s = settings[trial % settings.count]
+        for i in 0..<s.n {
+            switch trial % 4 {
+            case 0: x[i] = uniform() - 0.5
+            case 1: x[i] = Float(Int(uniform() * 9) - 4) * 0.25  // exact ties
+            case 2: x[i] = (uniform() - 0.2) * Float(1 << (trial % 7))
+            default: x[i] = uniform() < 0.3 ? 0 : uniform() * 0.01
+            }
+            w[i] = trial % 3 == 0 ? abs(x[i]) : uniform() * 2
+        }
+        var minA: Float = 0, minB: Float = 0
+        let scaleA = KQuantSearch.affine(s.n, s.nmax, x, w, &a, minimum: &minA, &aux, rmin: s.rmin, rdelta: s.rdelta, steps: s.steps,
+                                         absoluteError: s.mad)
+        let scaleB = KQuantSearch.affineReference(s.n, s.nmax, x, w, &b, minimum: &minB, &aux, rmin: s.rmin, rdelta: s.rdelta,
+                                                  steps: s.steps, absoluteError: s.mad)
+        if scaleA.bitPattern != scaleB.bitPattern || minA.bitPattern != minB.bitPattern || a[0..<s.n] != b[0..<s.n] {
+            Issue.record("trial \(trial): scale \(scaleA) vs \(scaleB), min \(minA) vs \(minB)")
+            return
+        }
+    }
+}

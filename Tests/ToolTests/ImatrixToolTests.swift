@@ -72,3 +72,10 @@ func legacyImatrix() throws {
         #expect(throws: ImportanceMatrix.Failure.self) { _ = try ImportanceMatrix(reading: scratch.write("bad.dat", bad)) }
     }
 }
+
+@Test("Combining counts that overflow is refused, not a trap (found by the fuzzer)")
+func imatrixCombineOverflow() throws {
+    let huge = ImportanceMatrix(entries: ["blk.0.attn_q.weight": .init(sums: [1], counts: [Int64.max - 1])], datasets: [], chunkCount: 1,
+                                chunkSize: 1, file: "huge.gguf")
+    #expect(throws: ImportanceMatrix.Failure.self) { _ = try ImportanceMatrix.combine([huge, huge]) }
+}

@@ -61,7 +61,7 @@ REPO = Path(__file__).resolve().parents[2]
 RELEASE = REPO / ".build" / "release"
 WORK = REPO / ".build" / "bench"
 SECTIONS = ("conversion", "inspect", "convert", "quantize", "quantize-model", "merge", "perplexity", "tokenizer",
-            "convert-gguf", "llama-cpp", "llama-1b")
+            "convert-gguf", "llama-cpp", "llama-1b", "gguf-presets", "quality")
 WAIT_LIMIT = 1800.0  # seconds to wait for a swift build or test run to end before a section; --wait-limit
 
 # Targets from DESIGN.md's Performance section.
@@ -1560,6 +1560,59 @@ def bench_llama_1b(rows: list[dict], report: list[str], peers: bool) -> None:
     ]
 
 
+# MARK: - l. GGUF presets in one command, beside convert_hf_to_gguf.py + llama-quantize
+
+def bench_gguf_presets(rows: list[dict], report: list[str], peers: bool) -> None:
+    """SmolLM2-135M bf16 folder -> Q4_K_M / Q6_K GGUF: ckpt-convert alone, beside llama.cpp's two steps
+    (its converter to BF16, then llama-quantize on 2 threads) and beside llama-quantize alone; runs
+    alternate A B A B, medians of 5 (the converter pair: 3), each pair's ratio taken round by round."""
+    model = smollm2_checkpoint(peers)
+    missing = llama_cpp_missing(peers)
+    if model is None or missing:
+        report += ["## l. GGUF presets", "", f"skipped: {missing or 'no SmolLM2 folder'}", ""]
+        return
+    work = WORK / "gguf-presets"
+    work.mkdir(parents=True, exist_ok=True)
+    bf16 = work / "smollm2-bf16.gguf"
+    converter = [str(REPO / ".venv" / "bin" / "python"), str(LLAMA_CPP / "src" / "convert_hf_to_gguf.py"), str(model), "--outtype", "bf16"]
+    quantize = LLAMA_CPP / "bin" / "llama-quantize"
+    run_process(converter + ["--outfile", str(bf16)])
+    table = []
+    for preset, runs in (("q4_k_m", 5), ("q6_k", 5), ("q4_k_m", 3)):
+        two_steps = runs == 3
+        ours = [str(RELEASE / "ckpt-convert"), str(model), str(work / "ours.gguf"), "--type", preset, "--force", "--quiet"]
+        if two_steps:
+            script = (f"{' '.join(converter)} --outfile {work / 'step.gguf'} >/dev/null 2>&1 && "
+                      f"{quantize} {work / 'step.gguf'} {work / 'theirs.gguf'} {preset.upper()} 2 >/dev/null 2>&1")
+            theirs, label = ["sh", "-c", script], "convert_hf_to_gguf.py + llama-quantize"
+        else:
+            theirs, label = [str(quantize), str(bf16), str(work / "theirs.gguf"), preset.upper(), "2"], "llama-quantize alone (BF16 GGUF in)"
+        run_process(ours), run_process(theirs)
+        pairs = [(run_process(ours), run_process(theirs)) for _ in range(runs)]
+        a = sorted(p[0].seconds for p in pairs)[runs // 2]
+        b = sorted(p[1].seconds for p in pairs)[runs // 2]
+        ratio = sorted(p[1].seconds / p[0].seconds for p in pairs)[runs // 2]
+        peak_a = max(p[0].max_rss_bytes or 0 for p in pairs)
+        peak_b = max(p[1].max_rss_bytes or 0 for p in pairs)
+        rows.append({"section": "gguf-presets", "preset": preset, "peer": label, "ckpt_seconds": a, "peer_seconds": b, "ratio": ratio,
+                     "ckpt_peak_rss": peak_a, "peer_peak_rss": peak_b})
+        table.append([f"{preset.upper()}", f"{a:.2f} s, {human_bytes(peak_a)}", f"{label}: {b:.2f} s, {human_bytes(peak_b)}", f"{ratio:.2f}x faster"])
+    report += ["## l. SmolLM2-135M bf16 folder -> GGUF in one command", "",
+               markdown_table(["preset", "ckpt-convert (2 threads)", "peer", "ratio (paired)"], table), ""]
+
+
+# MARK: - m. What each quantization costs (tools/bench/quality_table.py)
+
+def bench_quality(rows: list[dict], report: list[str], peers: bool) -> None:
+    """The quality table: every variant made by ckpt, measured by ckpt-compare against bf16."""
+    result = subprocess.run([sys.executable, str(REPO / "tools" / "bench" / "quality_table.py")], capture_output=True, text=True)
+    if result.returncode != 0:
+        report += ["## m. Quality", "", f"failed: {result.stderr[-400:]}", ""]
+        return
+    rows.append({"section": "quality", "table": result.stdout})
+    report += ["## m. What each quantization costs SmolLM2-135M", "", result.stdout, ""]
+
+
 # MARK: - Main
 
 
@@ -1663,6 +1716,10 @@ def main() -> int:
         bench_llama_cpp(rows, report, peers)
     if "llama-1b" in sections:
         bench_llama_1b(rows, report, peers)
+    if "gguf-presets" in sections:
+        bench_gguf_presets(rows, report, peers)
+    if "quality" in sections:
+        bench_quality(rows, report, peers)
 
     results = WORK / "results.json"
     results.write_text(json.dumps({"environment": env, "rows": rows}, indent=2) + "\n")

@@ -179,10 +179,15 @@ public struct ImportanceMatrix: Sendable {
                     throw Failure.widthMismatch(file: part.file, tensor: name, expected: total.sums.count, actual: entry.sums.count)
                 }
                 for i in total.sums.indices { total.sums[i] += entry.sums[i] }
+                func add(_ i: Int, _ count: Int64) throws {
+                    let (sum, overflow) = total.counts[i].addingReportingOverflow(count)
+                    guard !overflow else { throw Failure.malformed(file: part.file, reason: "\(name): token counts overflow when added") }
+                    total.counts[i] = sum
+                }
                 if total.counts.count == entry.counts.count {
-                    for i in total.counts.indices { total.counts[i] += entry.counts[i] }
+                    for i in total.counts.indices { try add(i, entry.counts[i]) }
                 } else if entry.counts.count == 1 {
-                    for i in total.counts.indices { total.counts[i] += entry.counts[0] }
+                    for i in total.counts.indices { try add(i, entry.counts[0]) }
                 } else {
                     throw Failure.widthMismatch(file: part.file, tensor: name + " (experts)", expected: total.counts.count, actual: entry.counts.count)
                 }

@@ -125,9 +125,9 @@ enum KQuantSearch {
     /// `make_qkx2_quants` / `make_qkx3_quants` (the same arithmetic): codes 0…nmax with a scale
     /// and a minimum fitted by weighted least squares over `steps + 1` trial inverse scales.
     /// Returns the scale; `minimum` gets −min (≥ 0).
-    static func affine(_ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, _ L: UnsafeMutablePointer<UInt8>,
-                       minimum: inout Float, _ aux: UnsafeMutablePointer<UInt8>, rmin: Float, rdelta: Float, steps: Int,
-                       absoluteError: Bool) -> Float {
+    static func affineReference(_ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, _ L: UnsafeMutablePointer<UInt8>,
+                                minimum: inout Float, _ aux: UnsafeMutablePointer<UInt8>, rmin: Float, rdelta: Float, steps: Int,
+                                absoluteError: Bool) -> Float {
         var min = x[0], max = x[0]
         var sumW = weights[0]
         var sumX = sumW * x[0]
@@ -185,6 +185,92 @@ enum KQuantSearch {
                     min = thisMin
                 }
             }
+        }
+        minimum = -min
+        return scale
+    }
+
+    /// `affineReference`, fast: trial scales run sixteen at a time in SIMD lanes, each lane summing
+    /// its elements in the reference's order with the same f32 operations, so each trial's sums
+    /// and error are the reference's to the bit. The reference's trials are not independent: an
+    /// accepted trial moves `min`, which the later trials use. So the lanes are taken in order
+    /// (strictly smaller error wins, as there), and after an acceptance the trials after it are
+    /// run again with the new `min`; the winner's codes are recomputed at the end.
+    static func affine(_ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, _ L: UnsafeMutablePointer<UInt8>,
+                       minimum: inout Float, _ aux: UnsafeMutablePointer<UInt8>, rmin: Float, rdelta: Float, steps: Int,
+                       absoluteError: Bool) -> Float {
+        var min = x[0], max = x[0]
+        var sumW = weights[0]
+        var sumX = sumW * x[0]
+        for i in 1..<n {
+            if x[i] < min { min = x[i] }
+            if x[i] > max { max = x[i] }
+            let w = weights[i]
+            sumW += w
+            sumX += w * x[i]
+        }
+        if min > 0 { min = 0 }
+        if max <= min {
+            L.update(repeating: 0, count: n)
+            minimum = -min
+            return 0
+        }
+        @inline(__always) func error(_ d: Float) -> Float { absoluteError ? abs(d) : d * d }
+        let iscale0 = Float(nmax) / (max - min)
+        var scale = 1 / iscale0
+        var bestError: Float = 0
+        for i in 0..<n {
+            let l = Swift.max(0, Swift.min(nmax, nearestInt(iscale0 * (x[i] - min))))
+            L[i] = UInt8(truncatingIfNeeded: l)
+            let diff = scale * Float(l) + min - x[i]
+            bestError += weights[i] * error(diff)
+        }
+        let top = SIMD16<Int32>(repeating: Int32(nmax)), zero = SIMD16<Int32>(repeating: 0)
+        let signless = SIMD16<UInt32>(repeating: 0x7FFF_FFFF)
+        var winner: (step: Int, min: Float)? = nil
+        var next = 0
+        while next <= steps {
+            let lowest = min
+            @inline(__always) func codes(_ iscale: SIMD16<Float>, _ i: Int) -> SIMD16<Float> {
+                let shifted = iscale * (x[i] - lowest) + 12_582_912
+                let bits = SIMD16<Int32>(truncatingIfNeeded: unsafeBitCast(shifted, to: SIMD16<UInt32>.self) & 0x007F_FFFF) &- 0x0040_0000
+                return SIMD16<Float>(bits.clamped(lowerBound: zero, upperBound: top))
+            }
+            let step = SIMD16<Float>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) + Float(next)
+            let iscale = (rmin + rdelta * step + Float(nmax)) / (max - lowest)
+            var sumL = SIMD16<Float>(), sumL2 = SIMD16<Float>(), sumXL = SIMD16<Float>()
+            for i in 0..<n {
+                let l = codes(iscale, i), w = weights[i]
+                sumL += w * l
+                sumL2 += w * l * l
+                sumXL += w * l * x[i]
+            }
+            let D = sumW * sumL2 - sumL * sumL
+            var thisScale = (sumW * sumXL - sumX * sumL) / D
+            var thisMin = (sumL2 * sumX - sumL * sumXL) / D
+            let positive = thisMin .> 0
+            thisMin.replace(with: 0, where: positive)
+            thisScale.replace(with: sumXL / sumL2, where: positive)
+            var current = SIMD16<Float>()
+            for i in 0..<n {
+                let diff = thisScale * codes(iscale, i) + thisMin - x[i]
+                let e = absoluteError ? unsafeBitCast(unsafeBitCast(diff, to: SIMD16<UInt32>.self) & signless, to: SIMD16<Float>.self) : diff * diff
+                current += weights[i] * e
+            }
+            let lanes = Swift.min(16, steps + 1 - next)
+            guard let k = (0..<lanes).first(where: { D[$0] > 0 && current[$0] < bestError }) else {
+                next += 16
+                continue
+            }
+            bestError = current[k]
+            scale = thisScale[k]
+            winner = (next + k, lowest)
+            min = thisMin[k]
+            next += k + 1  // the later trials see the new min
+        }
+        if let winner {
+            let iscale = (rmin + rdelta * Float(winner.step) + Float(nmax)) / (max - winner.min)
+            for i in 0..<n { L[i] = UInt8(truncatingIfNeeded: Swift.max(0, Swift.min(nmax, nearestInt(iscale * (x[i] - winner.min))))) }
         }
         minimum = -min
         return scale
