@@ -90,3 +90,28 @@ func affineSearchMatchesReference() {
         }
     }
 }
+
+@Test("The SIMD symmetric search equals the scalar reference to the bit, with and without weights")
+func symmetricSearchMatchesReference() {
+    var state: UInt64 = 0xFACE
+    func uniform() -> Float {
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        return Float(state >> 40) / Float(1 << 24)
+    }
+    var x = [Float](repeating: 0, count: 32), w = x
+    var a = [Int8](repeating: 0, count: 32), b = a
+    for trial in 0..<3000 {
+        let (n, nmax) = [(16, 32), (16, 4), (32, 8), (32, 16), (16, 32)][trial % 5]
+        for i in 0..<n {
+            x[i] = trial % 3 == 0 ? Float(Int(uniform() * 17) - 8) * 0.125 : (uniform() - 0.5) * Float(1 << (trial % 5))
+            w[i] = uniform() * 3
+        }
+        let weighted = trial % 2 == 0
+        let scaleA = w.withUnsafeBufferPointer { KQuantSearch.symmetric(n, nmax, x, &a, weights: weighted ? $0.baseAddress : nil) }
+        let scaleB = w.withUnsafeBufferPointer { KQuantSearch.symmetricReference(n, nmax, x, &b, weights: weighted ? $0.baseAddress : nil) }
+        if scaleA.bitPattern != scaleB.bitPattern || a[0..<n] != b[0..<n] {
+            Issue.record("trial \(trial): scale \(scaleA) vs \(scaleB)")
+            return
+        }
+    }
+}

@@ -163,3 +163,13 @@ func unsupportedTokenizer() throws {
     #expect(result.status == 1)
     #expect(result.stderr.hasPrefix("error: ") && result.stderr.contains("Unigram"))
 }
+
+@Test("A NaN weight cannot go into a GGUF block type: refused naming tensor and index, exit 1, nothing written")
+func ggufRefusesNaN() throws {
+    let scratch = ScratchDirectory()
+    let broken = try variant(scratch, name: "nan", config: { _ in }, replace: ("model.layers.1.mlp.up_proj.weight", { $0 == 7 ? .nan : 0.01 }))
+    let result = try Tools.run("ckpt-convert", [broken, scratch.file("out.gguf"), "--type", "q4_k_m"])
+    #expect(result.status == 1)
+    #expect(result.stderr.contains("model.layers.1.mlp.up_proj.weight"), "\(result.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: scratch.file("out.gguf")))
+}

@@ -208,6 +208,10 @@ public enum GGUFExport {
                 } else if p.name.hasSuffix("attn_k.weight") {
                     values = GGUFLlamaNames.permuteRows(values, rows: p.source.shape[0], columns: p.source.shape[1], heads: config.kvHeads, toGGUF: true)
                 }
+                // A block type cannot hold NaN or Inf (llama-quantize fails its row validation there): refuse, naming the value.
+                if p.type.floatDType == nil, let bad = values.firstIndex(where: { !$0.isFinite }) {
+                    throw QuantizationError.nonFinite(file: checkpoint.path, tensor: p.source.name, index: bad, value: "\(values[bad])")
+                }
                 let rowLength = p.dims[0]
                 let weights = options.importance?.weights(for: p.name)
                 let encoded = try values.withUnsafeBufferPointer { x in

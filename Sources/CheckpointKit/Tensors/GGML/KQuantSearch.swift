@@ -43,8 +43,8 @@ enum KQuantSearch {
     /// `make_qx_quants` with `rmse_type` 1: symmetric codes L in 0..<2·nmax (offset nmax), the
     /// scale chosen among 19 trial inverse scales by weighted least squares; weights x² when
     /// `weights` is nil. Returns the scale.
-    static func symmetric(_ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ L: UnsafeMutablePointer<Int8>,
-                          weights: UnsafePointer<Float>?) -> Float {
+    static func symmetricReference(_ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ L: UnsafeMutablePointer<Int8>,
+                                   weights: UnsafePointer<Float>?) -> Float {
         let (max, amax) = signedMaximum(x, n)
         if amax < groupEpsilon {
             L.update(repeating: 0, count: n)
@@ -78,6 +78,57 @@ enum KQuantSearch {
                 best = scale * sumlx
             }
         }
+        return scale
+    }
+
+    /// `symmetricReference`, fast: the 18 trial scales (independent here: only the choice is
+    /// sequential) run sixteen at a time in SIMD lanes with the reference's f32 operations in its
+    /// order, then are taken in order as the reference takes them; the winner's codes recomputed.
+    static func symmetric(_ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ L: UnsafeMutablePointer<Int8>,
+                          weights: UnsafePointer<Float>?) -> Float {
+        let (max, amax) = signedMaximum(x, n)
+        if amax < groupEpsilon {
+            L.update(repeating: 0, count: n)
+            return 0
+        }
+        @inline(__always) func code(_ iscale: Float, _ i: Int) -> Int { Swift.max(-nmax, Swift.min(nmax - 1, nearestInt(iscale * x[i]))) }
+        @inline(__always) func weight(_ i: Int) -> Float { weights.map { $0[i] } ?? x[i] * x[i] }
+        let iscale0 = Float(-nmax) / max
+        var sumlx: Float = 0, suml2: Float = 0
+        for i in 0..<n {
+            let l = code(iscale0, i)
+            L[i] = Int8(truncatingIfNeeded: l + nmax)
+            let w = weight(i)
+            sumlx += w * x[i] * Float(l)
+            suml2 += w * Float(l) * Float(l)
+        }
+        var scale = suml2 != 0 ? sumlx / suml2 : 0
+        var best = scale * sumlx
+        let low = SIMD16<Int32>(repeating: Int32(-nmax)), high = SIMD16<Int32>(repeating: Int32(nmax - 1))
+        // Trials is = -9…-1, 1…9 in lanes: the first sixteen, then the last two.
+        let first = SIMD16<Float>(-9, -8, -7, -6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6, 7)
+        let second = SIMD16<Float>(8, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var chosen: Float? = nil
+        @inline(__always) func pass(_ steps: SIMD16<Float>, lanes: Int) {
+            let iscale = -(Float(nmax) + 0.1 * steps) / max
+            var sx = SIMD16<Float>(), s2 = SIMD16<Float>()
+            for i in 0..<n {
+                let shifted = iscale * x[i] + 12_582_912
+                let bits = SIMD16<Int32>(truncatingIfNeeded: unsafeBitCast(shifted, to: SIMD16<UInt32>.self) & 0x007F_FFFF) &- 0x0040_0000
+                let l = SIMD16<Float>(bits.clamped(lowerBound: low, upperBound: high))
+                let w = weight(i)
+                sx += w * x[i] * l
+                s2 += w * l * l
+            }
+            for k in 0..<lanes where s2[k] > 0 && sx[k] * sx[k] > best * s2[k] {
+                scale = sx[k] / s2[k]
+                best = scale * sx[k]
+                chosen = iscale[k]
+            }
+        }
+        pass(first, lanes: 16)
+        pass(second, lanes: 2)
+        if let chosen { for i in 0..<n { L[i] = Int8(truncatingIfNeeded: nmax + code(chosen, i)) } }
         return scale
     }
 
