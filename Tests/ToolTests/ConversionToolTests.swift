@@ -45,7 +45,7 @@ func ggufQuantized() throws {
 @Test("An unknown --type for GGUF and an unsupported architecture are refused")
 func ggufRefusals() throws {
     let scratch = ScratchDirectory()
-    let badType = try Tools.run("ckpt-convert", [tinyLlama, scratch.file("x.gguf"), "--to", "gguf", "--type", "q3_k"])
+    let badType = try Tools.run("ckpt-convert", [tinyLlama, scratch.file("x.gguf"), "--to", "gguf", "--type", "q3_x"])
     #expect(badType.status == 64)
     let gpt2 = try Tools.run("ckpt-convert", [Tools.fixture("models/tiny-gpt2"), scratch.file("x.gguf"), "--to", "gguf"])
     #expect(gpt2.status == 1)

@@ -60,6 +60,29 @@ public enum GGUFExport {
         }
     }
 
+    /// A GGUF v3 header: magic, version, counts, the metadata, the tensor infos (name, `ne`,
+    /// type, data offset), padded to the 32-byte alignment where the data begins.
+    static func headerBytes(_ kv: [(String, Value)], tensors: [(name: String, dims: [Int], type: GGMLType, offset: Int)]) -> [UInt8] {
+        var header = Buffer()
+        header.u32(GGUFFile.magic)
+        header.u32(3)
+        header.u64(UInt64(tensors.count))
+        header.u64(UInt64(kv.count))
+        for (key, value) in kv {
+            header.string(key)
+            write(value, into: &header)
+        }
+        for t in tensors {
+            header.string(t.name)
+            header.u32(UInt32(t.dims.count))
+            for d in t.dims { header.u64(UInt64(d)) }
+            header.u32(t.type.rawValue)
+            header.u64(UInt64(t.offset))
+        }
+        while header.bytes.count % 32 != 0 { header.bytes.append(0) }
+        return header.bytes
+    }
+
     /// The preset a `--type` name means (llama-quantize's names, any case); nil for anything else.
     public static func outputType(_ name: String) -> GGUFPreset? { GGUFPreset(name: name) }
 
@@ -179,28 +202,12 @@ public enum GGUFExport {
             offset = (offset + bytes + 31) / 32 * 32
         }
         let fallbacks = named.compactMap { entry in choices[entry.gguf]!.fallback.map { (entry.gguf, $0) } }
-        var header = Buffer()
-        header.u32(GGUFFile.magic)
-        header.u32(3)
-        header.u64(UInt64(planned.count))
-        header.u64(UInt64(kv.count))
-        for (key, value) in kv {
-            header.string(key)
-            write(value, into: &header)
-        }
-        for p in planned {
-            header.string(p.name)
-            header.u32(UInt32(p.dims.count))
-            for d in p.dims { header.u64(UInt64(d)) }
-            header.u32(p.type.rawValue)
-            header.u64(UInt64(p.offset))
-        }
-        while header.bytes.count % 32 != 0 { header.bytes.append(0) }
+        let header = headerBytes(kv, tensors: planned.map { ($0.name, $0.dims, $0.type, $0.offset) })
 
         let atomic = try AtomicOutput(target: output, isDirectory: false, overwrite: overwrite)
         try atomic.translatingErrors {
             let out = try OutputFile(creating: atomic.temporary)
-            try out.write(header.bytes)
+            try out.write(header)
             for (k, p) in planned.enumerated() {
                 var values = logical.float32(p.source, threads: threads)
                 if p.name.hasSuffix("attn_q.weight") {

@@ -214,14 +214,13 @@ public struct ImportanceMatrix: Sendable {
     /// The GGUF bytes llama-imatrix writes: `general.type`, the datasets and chunk keys, then per
     /// entry (names sorted) `NAME.in_sum2` [columns, matrices] and `NAME.counts` [1, matrices], F32.
     public func ggufBytes() -> [UInt8] {
-        var header = GGUFExport.Buffer()
         let kv: [(String, GGUFExport.Value)] = [
             ("general.type", .string("imatrix")), ("imatrix.datasets", .strings(datasets)),
             ("imatrix.chunk_count", .u32(UInt32(clamping: chunkCount))), ("imatrix.chunk_size", .u32(UInt32(clamping: chunkSize))),
         ]
         let names = entries.keys.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
         var data: [UInt8] = []
-        var infos: [(String, [Int], Int)] = []
+        var infos: [(name: String, dims: [Int], type: GGMLType, offset: Int)] = []
         func append(_ values: [Float]) -> Int {
             let offset = data.count
             for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
@@ -231,25 +230,9 @@ public struct ImportanceMatrix: Sendable {
         for name in names {
             let entry = entries[name]!
             let matrices = entry.counts.count
-            infos.append((name + ".in_sum2", [entry.sums.count / max(1, matrices), matrices], append(entry.sums)))
-            infos.append((name + ".counts", [1, matrices], append(entry.counts.map { Float($0) })))
+            infos.append((name + ".in_sum2", [entry.sums.count / max(1, matrices), matrices], .f32, append(entry.sums)))
+            infos.append((name + ".counts", [1, matrices], .f32, append(entry.counts.map { Float($0) })))
         }
-        header.u32(GGUFFile.magic)
-        header.u32(3)
-        header.u64(UInt64(infos.count))
-        header.u64(UInt64(kv.count))
-        for (key, value) in kv {
-            header.string(key)
-            GGUFExport.write(value, into: &header)
-        }
-        for (name, dims, offset) in infos {
-            header.string(name)
-            header.u32(UInt32(dims.count))
-            for d in dims { header.u64(UInt64(d)) }
-            header.u32(GGMLType.f32.rawValue)
-            header.u64(UInt64(offset))
-        }
-        while header.bytes.count % 32 != 0 { header.bytes.append(0) }
-        return header.bytes + data
+        return GGUFExport.headerBytes(kv, tensors: infos) + data
     }
 }

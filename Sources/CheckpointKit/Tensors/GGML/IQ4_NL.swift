@@ -45,7 +45,7 @@ extension KQuantizers {
                         let xb = x + 32 * ib, Lb = L + 32 * ib
                         if let importance {
                             let qw = importance + 32 * ib
-                            for j in 0..<32 { weight[j] = qw[j] * (sigma2 + xb[j] * xb[j]).squareRoot() }
+                            KQuantSearch.importanceWeights(qw, xb, 32, sigma2: sigma2, into: weight)
                         } else {
                             for j in 0..<32 { weight[j] = xb[j] * xb[j] }
                         }

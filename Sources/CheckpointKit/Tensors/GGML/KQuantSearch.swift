@@ -390,6 +390,18 @@ enum KQuantSearch {
         return suml2 > 0 ? sumlx / suml2 : 0
     }
 
+    /// llama.cpp's importance weights for `n` values: qw·√(σ² + x²) into `weights`; returns
+    /// their sum, left to right.
+    @discardableResult
+    @inline(__always)
+    static func importanceWeights(_ qw: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int, sigma2: Float,
+                                  into weights: UnsafeMutablePointer<Float>) -> Float {
+        var sum: Float = 0
+        for l in 0..<n { weights[l] = qw[l] * (sigma2 + x[l] * x[l]).squareRoot() }
+        for l in 0..<n { sum += weights[l] }
+        return sum
+    }
+
     /// Sum of squares of `n` values, left to right.
     @inline(__always)
     static func sumOfSquares(_ x: UnsafePointer<Float>, _ n: Int) -> Float {

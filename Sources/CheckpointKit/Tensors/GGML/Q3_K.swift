@@ -46,10 +46,7 @@ extension KQuantizers {
                         let qw = importance + block * 256
                         let sigma2 = 2 * KQuantSearch.sumOfSquares(xb, 256) / 256
                         for j in 0..<16 {
-                            for l in 0..<16 { weights[l] = qw[16 * j + l] * (sigma2 + xb[16 * j + l] * xb[16 * j + l]).squareRoot() }
-                            var sum: Float = 0
-                            for l in 0..<16 { sum += weights[l] }
-                            sw[j] = sum
+                            sw[j] = KQuantSearch.importanceWeights(qw + 16 * j, xb + 16 * j, 16, sigma2: sigma2, into: weights)
                             scales[j] = KQuantSearch.symmetric(16, 4, xb + 16 * j, L + 16 * j, weights: weights)
                         }
                         let dBlock = KQuantSearch.symmetric(16, 32, scales, Ls, weights: sw)

@@ -42,7 +42,7 @@ extension KQuantizers {
             let weights = buffer.baseAddress!
             for b in 0..<(count / 32) {
                 let xb = x + 32 * b, qw = importance + 32 * b
-                for j in 0..<32 { weights[j] = qw[j] * (sigma2 + xb[j] * xb[j]).squareRoot() }
+                KQuantSearch.importanceWeights(qw, xb, 32, sigma2: sigma2, into: weights)
                 block(xb, weights, out + b * blockBytes)
             }
         }

@@ -29,10 +29,7 @@ enum KQuantizers {
                         let qw = importance + block * 256
                         let sigma2 = 2 * KQuantSearch.sumOfSquares(xb, 256) / 256
                         for j in 0..<8 {
-                            for l in 0..<32 { weights[l] = qw[32 * j + l] * (sigma2 + xb[32 * j + l] * xb[32 * j + l]).squareRoot() }
-                            var sum: Float = 0
-                            for l in 0..<32 { sum += weights[l] }
-                            sw[j] = sum
+                            sw[j] = KQuantSearch.importanceWeights(qw + 32 * j, xb + 32 * j, 32, sigma2: sigma2, into: weights)
                             scales[j] = KQuantSearch.affine(32, nmax, xb + 32 * j, weights, L + 32 * j, minimum: &mins[j], aux,
                                                             rmin: -0.9, rdelta: 0.05, steps: 36, absoluteError: false)
                         }
