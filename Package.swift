@@ -24,7 +24,8 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
-        .target(name: "CheckpointKit", dependencies: ["COpenBLAS", "CZlib"]),
+        .systemLibrary(name: "CSystem"),
+        .target(name: "CheckpointKit", dependencies: ["COpenBLAS", "CZlib", "CSystem"]),
         .target(name: "ToolSupport", dependencies: [
             "CheckpointKit",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

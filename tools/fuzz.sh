@@ -31,6 +31,7 @@ if [ ! -x "$binary" ] || [ -n "$(find $sources -newer "$binary" | head -1)" ]; t
     # shellcheck disable=SC2086
     swiftc -j "$(nproc)" -sanitize=fuzzer,address -parse-as-library -O -module-name CheckpointKit \
         -Xcc -fmodule-map-file=Sources/COpenBLAS/module.modulemap -Xcc -fmodule-map-file=Sources/CZlib/module.modulemap \
+        -Xcc -fmodule-map-file=Sources/CSystem/module.modulemap \
         $sources -lopenblas -lz -o "$binary"
 fi
 

@@ -115,3 +115,13 @@ func symmetricSearchMatchesReference() {
         }
     }
 }
+
+@Test("NaN, infinities and huge values quantize in every type without trapping (found by the fuzzer in Q4_0)", arguments: written)
+func hostileValuesDoNotTrap(type: GGMLType) throws {
+    var x = (0..<512).map { Float($0 % 7) - 3 }
+    for (i, v) in [Float.nan, .infinity, -.infinity, 3e38, -3e38, .leastNonzeroMagnitude].enumerated() { x[i * 37] = v }
+    for importance in [nil, [Float](repeating: 1, count: 256)] {
+        let bytes = try #require(x.withUnsafeBufferPointer { type.encode($0, rowLength: 256, importance: importance, threads: .single) })
+        #expect(bytes.count == type.byteCount(elements: 512))
+    }
+}

@@ -1,3 +1,4 @@
+import CSystem
 import Synchronization
 
 #if canImport(Glibc)
@@ -15,6 +16,8 @@ public final class OutputFile {
     private let capacity: Int
     private var used = 0
     private var bytesWritten = 0
+    /// Bytes whose writeback has been started (`ckpt_start_writeback`).
+    private var writebackStarted = 0
     /// Bytes handed to this file so far (written or still buffered).
     public var position: Int { bytesWritten + used }
     private var closed = false
@@ -91,6 +94,12 @@ public final class OutputFile {
             offset += n
         }
         bytesWritten += bytes.count
+        // Every 32 MB, start writing the new data back to disk: the fsync in `finish` then waits
+        // for the tail only, not for the whole file written at the end.
+        if bytesWritten - writebackStarted >= 32 << 20 {
+            _ = ckpt_start_writeback(fd, Int64(writebackStarted), Int64(bytesWritten - writebackStarted))
+            writebackStarted = bytesWritten
+        }
     }
 
     /// Flushes, fsyncs and closes. The file is complete on disk when this returns.

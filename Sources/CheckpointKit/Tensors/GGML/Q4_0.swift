@@ -81,9 +81,9 @@ public enum Q4_0Codec {
             let d = x[b * 32 + best] / -8
             let inverse: Float = d == 0 ? 0 : 1 / d
             GGMLBlock.storeHalf(d, &out, b * 18)
+            // C's MIN(15, (int8_t)(x·id + 8.5f)), wrap-around and all, so NaN or huge values cannot trap.
             func q(_ j: Int) -> UInt8 {
-                let v = (x[b * 32 + j] * inverse + 8.5).rounded(.towardZero)
-                return UInt8(min(max(v, 0), 15))
+                UInt8(truncatingIfNeeded: min(15, Int(Int8(truncatingIfNeeded: KQuantizers.truncatingInt(x[b * 32 + j] * inverse + 8.5)))))
             }
             for j in 0..<16 { out[b * 18 + 2 + j] = q(j) | q(j + 16) << 4 }
         }
