@@ -40,29 +40,40 @@ enum KQuantSearch {
         return (max, amax)
     }
 
+    /// `make_qx_quants` up to its trials: the codes of the plain inverse scale −nmax/max into `L`
+    /// (offset nmax), and (max, scale, best) as the trials start from; nil for an all-zero group
+    /// (`L` zeroed, scale 0).
+    static func symmetricStart(_ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ L: UnsafeMutablePointer<Int8>,
+                               weights: UnsafePointer<Float>?) -> (max: Float, scale: Float, best: Float)? {
+        let (max, amax) = signedMaximum(x, n)
+        if amax < groupEpsilon {
+            L.update(repeating: 0, count: n)
+            return nil
+        }
+        let iscale = Float(-nmax) / max
+        var sumlx: Float = 0, suml2: Float = 0
+        for i in 0..<n {
+            let l = Swift.max(-nmax, Swift.min(nmax - 1, nearestInt(iscale * x[i])))
+            L[i] = Int8(truncatingIfNeeded: l + nmax)
+            let w = weights.map { $0[i] } ?? x[i] * x[i]
+            sumlx += w * x[i] * Float(l)
+            suml2 += w * Float(l) * Float(l)
+        }
+        let scale = suml2 != 0 ? sumlx / suml2 : 0
+        return (max, scale, scale * sumlx)
+    }
+
     /// `make_qx_quants` with `rmse_type` 1: symmetric codes L in 0..<2·nmax (offset nmax), the
     /// scale chosen among 19 trial inverse scales by weighted least squares; weights x² when
     /// `weights` is nil. Returns the scale.
     static func symmetricReference(_ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ L: UnsafeMutablePointer<Int8>,
                                    weights: UnsafePointer<Float>?) -> Float {
-        let (max, amax) = signedMaximum(x, n)
-        if amax < groupEpsilon {
-            L.update(repeating: 0, count: n)
-            return 0
-        }
+        guard let start = symmetricStart(n, nmax, x, L, weights: weights) else { return 0 }
+        let max = start.max
+        var scale = start.scale, best = start.best
         @inline(__always) func code(_ iscale: Float, _ i: Int) -> Int { Swift.max(-nmax, Swift.min(nmax - 1, nearestInt(iscale * x[i]))) }
         @inline(__always) func weight(_ i: Int) -> Float { weights.map { $0[i] } ?? x[i] * x[i] }
-        var iscale = Float(-nmax) / max
-        var sumlx: Float = 0, suml2: Float = 0
-        for i in 0..<n {
-            let l = code(iscale, i)
-            L[i] = Int8(truncatingIfNeeded: l + nmax)
-            let w = weight(i)
-            sumlx += w * x[i] * Float(l)
-            suml2 += w * Float(l) * Float(l)
-        }
-        var scale = suml2 != 0 ? sumlx / suml2 : 0
-        var best = scale * sumlx
+        var iscale: Float, sumlx: Float, suml2: Float
         for step in -9...9 where step != 0 {
             iscale = -(Float(nmax) + 0.1 * Float(step)) / max
             sumlx = 0; suml2 = 0
@@ -86,24 +97,11 @@ enum KQuantSearch {
     /// order, then are taken in order as the reference takes them; the winner's codes recomputed.
     static func symmetric(_ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ L: UnsafeMutablePointer<Int8>,
                           weights: UnsafePointer<Float>?) -> Float {
-        let (max, amax) = signedMaximum(x, n)
-        if amax < groupEpsilon {
-            L.update(repeating: 0, count: n)
-            return 0
-        }
+        guard let start = symmetricStart(n, nmax, x, L, weights: weights) else { return 0 }
+        let max = start.max
+        var scale = start.scale, best = start.best
         @inline(__always) func code(_ iscale: Float, _ i: Int) -> Int { Swift.max(-nmax, Swift.min(nmax - 1, nearestInt(iscale * x[i]))) }
         @inline(__always) func weight(_ i: Int) -> Float { weights.map { $0[i] } ?? x[i] * x[i] }
-        let iscale0 = Float(-nmax) / max
-        var sumlx: Float = 0, suml2: Float = 0
-        for i in 0..<n {
-            let l = code(iscale0, i)
-            L[i] = Int8(truncatingIfNeeded: l + nmax)
-            let w = weight(i)
-            sumlx += w * x[i] * Float(l)
-            suml2 += w * Float(l) * Float(l)
-        }
-        var scale = suml2 != 0 ? sumlx / suml2 : 0
-        var best = scale * sumlx
         let low = SIMD16<Int32>(repeating: Int32(-nmax)), high = SIMD16<Int32>(repeating: Int32(nmax - 1))
         // Trials is = -9…-1, 1…9 in lanes: the first sixteen, then the last two.
         let first = SIMD16<Float>(-9, -8, -7, -6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6, 7)
@@ -173,12 +171,13 @@ enum KQuantSearch {
         return suml2 > 0 ? sumlx / suml2 : 0
     }
 
-    /// `make_qkx2_quants` / `make_qkx3_quants` (the same arithmetic): codes 0…nmax with a scale
-    /// and a minimum fitted by weighted least squares over `steps + 1` trial inverse scales.
-    /// Returns the scale; `minimum` gets −min (≥ 0).
-    static func affineReference(_ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, _ L: UnsafeMutablePointer<UInt8>,
-                                minimum: inout Float, _ aux: UnsafeMutablePointer<UInt8>, rmin: Float, rdelta: Float, steps: Int,
-                                absoluteError: Bool) -> Float {
+    /// `make_qkx2/3_quants` up to their trials: the extremes (min raised to 0), the weight sums,
+    /// the codes of the plain scale into `L` and their weighted error. A constant group
+    /// (`max <= min`: qkx2 tests `==`, the same as min ≤ max, and both false on NaN) zeroes `L`
+    /// and leaves scale and error 0.
+    static func affineStart(_ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
+                            _ L: UnsafeMutablePointer<UInt8>, absoluteError: Bool)
+        -> (min: Float, max: Float, sumW: Float, sumX: Float, scale: Float, error: Float) {
         var min = x[0], max = x[0]
         var sumW = weights[0]
         var sumX = sumW * x[0]
@@ -190,21 +189,37 @@ enum KQuantSearch {
             sumX += w * x[i]
         }
         if min > 0 { min = 0 }
-        if max <= min {  // qkx2 tests max == min, qkx3 max <= min: the same, as min ≤ max (both false on NaN)
+        if max <= min {
             L.update(repeating: 0, count: n)
-            minimum = -min
-            return 0
+            return (min, max, sumW, sumX, 0, 0)
         }
-        @inline(__always) func error(_ d: Float) -> Float { absoluteError ? abs(d) : d * d }
-        var iscale = Float(nmax) / (max - min)
-        var scale = 1 / iscale
-        var bestError: Float = 0
+        let iscale = Float(nmax) / (max - min)
+        let scale = 1 / iscale
+        var error: Float = 0
         for i in 0..<n {
             let l = Swift.max(0, Swift.min(nmax, nearestInt(iscale * (x[i] - min))))
             L[i] = UInt8(truncatingIfNeeded: l)
             let diff = scale * Float(l) + min - x[i]
-            bestError += weights[i] * error(diff)
+            error += weights[i] * (absoluteError ? abs(diff) : diff * diff)
         }
+        return (min, max, sumW, sumX, scale, error)
+    }
+
+    /// `make_qkx2_quants` / `make_qkx3_quants` (the same arithmetic): codes 0…nmax with a scale
+    /// and a minimum fitted by weighted least squares over `steps + 1` trial inverse scales.
+    /// Returns the scale; `minimum` gets −min (≥ 0).
+    static func affineReference(_ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, _ L: UnsafeMutablePointer<UInt8>,
+                                minimum: inout Float, _ aux: UnsafeMutablePointer<UInt8>, rmin: Float, rdelta: Float, steps: Int,
+                                absoluteError: Bool) -> Float {
+        let start = affineStart(n, nmax, x, weights, L, absoluteError: absoluteError)
+        guard start.max > start.min else {
+            minimum = -start.min
+            return 0
+        }
+        var min = start.min, scale = start.scale, bestError = start.error
+        let max = start.max, sumW = start.sumW, sumX = start.sumX
+        @inline(__always) func error(_ d: Float) -> Float { absoluteError ? abs(d) : d * d }
+        var iscale: Float
         for step in 0...steps {
             iscale = (rmin + rdelta * Float(step) + Float(nmax)) / (max - min)
             var sumL: Float = 0, sumL2: Float = 0, sumXL: Float = 0
@@ -250,32 +265,13 @@ enum KQuantSearch {
     static func affine(_ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, _ L: UnsafeMutablePointer<UInt8>,
                        minimum: inout Float, _ aux: UnsafeMutablePointer<UInt8>, rmin: Float, rdelta: Float, steps: Int,
                        absoluteError: Bool) -> Float {
-        var min = x[0], max = x[0]
-        var sumW = weights[0]
-        var sumX = sumW * x[0]
-        for i in 1..<n {
-            if x[i] < min { min = x[i] }
-            if x[i] > max { max = x[i] }
-            let w = weights[i]
-            sumW += w
-            sumX += w * x[i]
-        }
-        if min > 0 { min = 0 }
-        if max <= min {
-            L.update(repeating: 0, count: n)
-            minimum = -min
+        let start = affineStart(n, nmax, x, weights, L, absoluteError: absoluteError)
+        guard start.max > start.min else {
+            minimum = -start.min
             return 0
         }
-        @inline(__always) func error(_ d: Float) -> Float { absoluteError ? abs(d) : d * d }
-        let iscale0 = Float(nmax) / (max - min)
-        var scale = 1 / iscale0
-        var bestError: Float = 0
-        for i in 0..<n {
-            let l = Swift.max(0, Swift.min(nmax, nearestInt(iscale0 * (x[i] - min))))
-            L[i] = UInt8(truncatingIfNeeded: l)
-            let diff = scale * Float(l) + min - x[i]
-            bestError += weights[i] * error(diff)
-        }
+        var min = start.min, scale = start.scale, bestError = start.error
+        let max = start.max, sumW = start.sumW, sumX = start.sumX
         let top = SIMD16<Int32>(repeating: Int32(nmax)), zero = SIMD16<Int32>(repeating: 0)
         let signless = SIMD16<UInt32>(repeating: 0x7FFF_FFFF)
         var winner: (step: Int, min: Float)? = nil
