@@ -104,7 +104,6 @@ struct ConvertCommand: ToolCommand {
 
     func run() throws {
         try runTool(common) {
-            let checkpoint = try Checkpoint(path: input)
             let report: ConversionReport
             if outputFormat == "gguf" {
                 var options = GGUFExport.Options()
@@ -117,9 +116,15 @@ struct ConvertCommand: ToolCommand {
                 options.plan.pure = pure
                 if let imatrix { options.importance = try ImportanceMatrix(reading: imatrix) }
                 let preset = type.flatMap(GGUFExport.outputType) ?? .f16
-                report = try GGUFExport.convert(checkpoint, to: output, preset: preset, options: options)
+                if input.hasSuffix(".gguf") && FileSystem.isRegularFile(input) {
+                    // GGUF in, GGUF out: llama-quantize --allow-requantize, for every architecture, metadata kept.
+                    report = try GGUFExport.requantize(try GGUFFile(path: input), to: output, preset: preset, options: options)
+                } else {
+                    report = try GGUFExport.convert(try Checkpoint(path: input), to: output, preset: preset, options: options)
+                }
                 for note in report.notes { warn(note, options: common) }
             } else {
+                let checkpoint = try Checkpoint(path: input)
                 // A GGUF's tensors decode to f32 unless --type says otherwise, as transformers loads them.
                 let target = type.flatMap(parseFloatType) ?? (checkpoint.format == .gguf ? .f32 : nil)
                 let options = ConversionOptions(targetType: target, shardSize: shardSize.flatMap(parseByteSize),

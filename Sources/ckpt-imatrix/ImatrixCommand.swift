@@ -62,7 +62,10 @@ struct ImatrixCommand: ToolCommand {
                     reportChunk("imatrix", done, of: plan.range.count, "[\(done)/\(plan.range.count)]", options: common)
                 }
                 if Interruption.isRequested { throw FileAccessError.interrupted(file: model) }
-                matrix = collector.matrix(ggufName: GGUFLlamaNames.ggufName, datasets: [source], chunkSize: plan.context, chunks: plan.range.count)
+                guard let architecture = GGUFArchitecture.of(network.config.family) else {
+                    throw GGUFExport.Failure.unsupportedArchitecture(file: model, found: network.config.family.rawValue)
+                }
+                matrix = collector.matrix(architecture: architecture, datasets: [source], chunkSize: plan.context, chunks: plan.range.count)
             }
             try matrix.write(to: output, overwrite: force)
             if common.json {

@@ -48,10 +48,34 @@ public final class ImportanceCollector: ActivationObserver {
     /// The statistics as llama-imatrix saves them, each weight under its GGUF name
     /// (`ggufName(hfWeightName)`, nil to leave it out).
     public func matrix(ggufName: (String) -> String?, datasets: [String], chunkSize: Int, chunks: Int) -> ImportanceMatrix {
+        matrix(mapping: { ggufName($0).map(GGUFArchitecture.Mapping.tensor) }, datasets: datasets, chunkSize: chunkSize, chunks: chunks)
+    }
+
+    /// The statistics under the GGUF names `architecture` gives the weights; a MoE layer's experts
+    /// become one entry of the stacked tensor, expert after expert, with a count per expert (an
+    /// expert no token reached has zero sums and a zero count, as llama-imatrix stores it).
+    public func matrix(architecture: GGUFArchitecture, datasets: [String], chunkSize: Int, chunks: Int) -> ImportanceMatrix {
+        matrix(mapping: architecture.mapping(of:), datasets: datasets, chunkSize: chunkSize, chunks: chunks)
+    }
+
+    func matrix(mapping: (String) -> GGUFArchitecture.Mapping?, datasets: [String], chunkSize: Int, chunks: Int) -> ImportanceMatrix {
         var entries: [String: ImportanceMatrix.Entry] = [:]
+        var experts: [String: [Int: (sums: [Float], count: Int64)]] = [:]
         for weight in order {
-            guard let name = ggufName(weight + ".weight") else { continue }
-            entries[name] = ImportanceMatrix.Entry(sums: sums[weight]!, counts: [counts[weight]!])
+            switch mapping(weight + ".weight") {
+            case .tensor(let name)?: entries[name] = ImportanceMatrix.Entry(sums: sums[weight]!, counts: [counts[weight]!])
+            case let .expert(name, expert)?: experts[name, default: [:]][expert] = (sums[weight]!, counts[weight]!)
+            case .skipped?, nil: continue
+            }
+        }
+        for (name, byExpert) in experts {
+            let count = (byExpert.keys.max() ?? -1) + 1, columns = byExpert.values.first?.sums.count ?? 0
+            var entry = ImportanceMatrix.Entry(sums: [], counts: [])
+            for e in 0..<count {
+                entry.sums += byExpert[e]?.sums ?? [Float](repeating: 0, count: columns)
+                entry.counts.append(byExpert[e]?.count ?? 0)
+            }
+            entries[name] = entry
         }
         return ImportanceMatrix(entries: entries, datasets: datasets, chunkCount: chunks, chunkSize: chunkSize)
     }

@@ -11,12 +11,20 @@ public enum GGUFExport {
         case unsupportedType(String)
         case tokenizer(file: String, reason: String)
         case unnamedPreTokenizer(file: String, probeHash: String)
+        case unmappedTensor(file: String, tensor: String, architecture: String)
+        case duplicateTensor(file: String, tensor: String)
 
         /// The one-line message: the file or option at fault and what was expected.
         public var description: String {
             switch self {
             case let .unsupportedArchitecture(file, found):
-                return "\(file): architecture \(found) cannot be written as GGUF by ckpt (expected LlamaForCausalLM or MistralForCausalLM)"
+                return "\(file): architecture \(found) cannot be written as GGUF by ckpt (expected one llama.cpp runs: llama, mistral, "
+                    + "mixtral, qwen2, qwen3, qwen3moe, gemma2, gemma3, phi3, olmo2, gpt2)"
+            case let .unmappedTensor(file, tensor, architecture):
+                return "\(faultLocation(file, tensor: tensor)): no GGUF name for it in the \(architecture) layout "
+                    + "(expected a tensor convert_hf_to_gguf.py maps; it refuses this file too)"
+            case let .duplicateTensor(file, tensor):
+                return "\(file): two tensors map to the GGUF name \(tensor) (expected one)"
             case let .unsupportedType(name): return "--type \(name): not a GGUF output type (expected one of \(GGUFPreset.names))"
             case let .tokenizer(file, reason): return "\(file): \(reason) (expected a byte-level or SentencePiece-style BPE tokenizer.json)"
             case let .unnamedPreTokenizer(file, hash):
@@ -38,7 +46,7 @@ public enum GGUFExport {
     }
 
     enum Value {
-        case u32(UInt32), i32(Int32), f32(Float), bool(Bool), string(String), strings([String]), i32s([Int32]), f32s([Float])
+        case u32(UInt32), i32(Int32), f32(Float), bool(Bool), string(String), strings([String]), i32s([Int32]), f32s([Float]), bools([Bool]), stored(GGUFValue)
     }
 
     static func write(_ value: Value, into b: inout Buffer) {
@@ -57,6 +65,10 @@ public enum GGUFExport {
         case .f32s(let values):
             b.u32(9); b.u32(6); b.u64(UInt64(values.count))
             for v in values { b.f32(v) }
+        case .bools(let values):
+            b.u32(9); b.u32(7); b.u64(UInt64(values.count))
+            b.bytes += values.map { $0 ? 1 : 0 }
+        case .stored(let value): writeStored(value, into: &b, withType: true)
         }
     }
 
@@ -101,7 +113,7 @@ public enum GGUFExport {
         public init() {}
     }
 
-    /// Writes a llama or mistral `checkpoint` to the single GGUF file `output`, atomically, every
+    /// Writes `checkpoint` to the single GGUF file `output`, atomically, every
     /// 2-D weight in `type` (F32, F16, BF16, Q8_0, Q4_0) without llama-quantize's rules.
     public static func convert(_ checkpoint: Checkpoint, to output: String, type: GGMLType, overwrite: Bool,
                                threads: ThreadBudget = .allCores) throws -> ConversionReport {
@@ -113,8 +125,9 @@ public enum GGUFExport {
         return try convert(checkpoint, to: output, preset: preset, options: options)
     }
 
-    /// Writes a llama or mistral `checkpoint` to the single GGUF file `output`, atomically, each
-    /// tensor in the type `llama-quantize` gives it under `preset`.
+    /// Writes `checkpoint` (any family `GGUFArchitecture` describes) to the single GGUF file
+    /// `output`, atomically: names, values and hyperparameters as `convert_hf_to_gguf.py` writes
+    /// them, each tensor in the type `llama-quantize` gives it under `preset`.
     public static func convert(_ checkpoint: Checkpoint, to output: String, preset: GGUFPreset, options: Options) throws -> ConversionReport {
         let threads = options.threads, overwrite = options.overwrite
         try FileSystem.refuseOverlap(output: output, inputs: [checkpoint.path])
@@ -122,36 +135,28 @@ public enum GGUFExport {
         guard let json = checkpoint.config else { throw ModelError.missingConfig(path: checkpoint.path) }
         let configPath = checkpoint.configSource
         let config = try TransformerConfig(parsing: json, file: configPath)
-        guard config.family == .llama || config.family == .mistral else {
+        guard let architecture = GGUFArchitecture.of(config.family) else {
             throw Failure.unsupportedArchitecture(file: configPath, found: config.family.rawValue)
-        }
-        // Scaled or partial RoPE needs llama.cpp's rope_freqs / scaling keys, which this writer does not emit yet.
-        if let rope = config.rope, rope.scaling != .none || rope.rotaryDimensions != config.headDim {
-            throw ModelError.badConfig(file: configPath, key: "rope_parameters",
-                                       reason: "scaled or partial RoPE cannot be written as GGUF by ckpt yet (expected rope_type default)")
         }
         let logical = try LogicalCheckpoint(checkpoint)
         // The vocabulary sizes the token list written below: it must be the embedding's rows, which exist.
-        if let embedding = logical.tensors.first(where: { $0.name == "model.embed_tokens.weight" }), embedding.shape.first != config.vocabularySize {
+        let embeddingName = logical.tensors.first { architecture.mapping(of: $0.name) == .tensor("token_embd.weight") }
+        if let embedding = embeddingName, embedding.shape.first != config.vocabularySize {
             throw ModelError.badConfig(file: configPath, key: "vocab_size",
                                        reason: "\(config.vocabularySize) differs from the embedding's \(embedding.shape.first ?? 0) rows")
         }
 
-        // Metadata, in the order llama.cpp's converter writes it.
+        // Metadata: general.*, the family's hyperparameters, then the tokenizer.
+        var parameters = GGUFParameters(config: json, file: configPath, architecture: architecture.name, fileType: preset.fileType,
+                                        family: config.family)
+        try architecture.parameters(&parameters)
         var kv: [(String, Value)] = [
-            ("general.architecture", .string("llama")), ("general.type", .string("model")),
+            ("general.architecture", .string(architecture.name)), ("general.type", .string("model")),
             ("general.name", .string(FileSystem.split(checkpoint.path).name)),
-            ("llama.context_length", .u32(UInt32(config.maxPositions))), ("llama.embedding_length", .u32(UInt32(config.hiddenSize))),
-            ("llama.block_count", .u32(UInt32(config.layers))), ("llama.feed_forward_length", .u32(UInt32(config.intermediateSize))),
-            ("llama.attention.head_count", .u32(UInt32(config.heads))), ("llama.attention.head_count_kv", .u32(UInt32(config.kvHeads))),
-            ("llama.rope.freq_base", .f32(Float(config.ropeTheta))),
-            ("llama.attention.layer_norm_rms_epsilon", .f32(config.normEpsilon)),
-            ("llama.attention.key_length", .u32(UInt32(config.headDim))), ("llama.attention.value_length", .u32(UInt32(config.headDim))),
-            ("general.file_type", .u32(preset.fileType)),
-            ("llama.vocab_size", .u32(UInt32(config.vocabularySize))),
-            ("llama.rope.dimension_count", .u32(UInt32(config.headDim))),
-            ("general.quantization_version", .u32(2)),
         ]
+        kv += parameters.keyValues
+        kv.append(("general.quantization_version", .u32(2)))
+        var tokenizerJSON: JSONValue? = nil
         if let (tokenizer, special, file) = try checkpoint.tokenizerDocuments() {
             // A GGUF input already carries llama.cpp's name for its pre-tokenizer: keep it.
             var sourcePre: String? = nil
@@ -163,6 +168,7 @@ public enum GGUFExport {
         } else if let directory = checkpoint.directory, FileSystem.isRegularFile(FileSystem.join(directory, "tokenizer.json")) {
             let path = FileSystem.join(directory, "tokenizer.json")
             let json = try Checkpoint.readJSONObject(path, maximumBytes: 512 << 20)  // the tokenizer loader's bound
+            tokenizerJSON = json
             let special = try? Checkpoint.readJSONObject(FileSystem.join(directory, "tokenizer_config.json"))
             // transformers ≥ 4.47 keeps the chat template in chat_template.jinja beside the tokenizer.
             let jinja = FileSystem.join(directory, "chat_template.jinja")
@@ -170,78 +176,331 @@ public enum GGUFExport {
             kv += try tokenizerMetadata(json, special: special, chatTemplate: template, file: path, vocabulary: config.vocabularySize)
         }
 
-        // Tensors: norms (1-D) stay F32; 2-D weights take the plan's type, in llama.cpp's order.
-        struct Planned { var name: String; var source: LogicalTensor; var type: GGMLType; var dims: [Int]; var offset: Int; var bytes: Int }
-        var named: [(gguf: String, tensor: LogicalTensor)] = []
-        for tensor in logical.tensors {
-            guard let name = GGUFLlamaNames.ggufName(tensor.name) else { continue }
-            named.append((name, tensor))
+        // Tensors, as the converter maps and changes them.
+        var items = try exportItems(logical, architecture: architecture, config: config, parameters: parameters, file: checkpoint.path,
+                                    tokenizer: tokenizerJSON)
+        items.sort { GGUFTypePlan.llamaOrder($0.name, $1.name) }
+        // What the converter would have written, as llama-quantize's input: F32 where it always
+        // writes F32, the rest in the preset's float type (or the source's, under a quantized preset).
+        func inputType(_ item: ExportItem) -> GGMLType {
+            if item.staysFloat32 { return .f32 }
+            guard preset.isQuantized else { return preset.defaultType }
+            return item.dtype == .f16 ? .f16 : item.dtype == .f32 ? .f32 : .bf16
         }
-        named.sort { GGUFTypePlan.llamaOrder($0.gguf, $1.gguf) }
-        // What the converter would have written, as llama-quantize's input: 1-D in F32, the rest in the preset's float type.
-        func inputType(_ tensor: LogicalTensor) -> GGMLType {
-            tensor.shape.count == 1 ? .f32 : (preset.isQuantized ? (tensor.dtype == .f16 ? .f16 : tensor.dtype == .f32 ? .f32 : .bf16) : preset.defaultType)
-        }
-        let planTensors = named.map { GGUFTypePlan.Tensor(name: $0.gguf, dims: Array($0.tensor.shape.reversed()), inputType: inputType($0.tensor)) }
-        let model = GGUFTypePlan.Model(architecture: "llama", layers: config.layers, heads: config.heads, kvHeads: config.kvHeads, experts: 0)
+        let planTensors = items.map { GGUFTypePlan.Tensor(name: $0.name, dims: Array($0.shape.reversed()), inputType: inputType($0)) }
+        let model = GGUFTypePlan.Model(architecture: architecture.name, layers: config.layers, heads: config.heads, kvHeads: config.kvHeads,
+                                       experts: config.experts?.count ?? 0)
         var planOptions = options.plan
         planOptions.hasImportance = options.importance != nil
         let choices = try GGUFTypePlan.plan(planTensors, model: model, preset: preset, options: planOptions)
         if let importance = options.importance {
             try importance.check(against: planTensors.map { ($0.name, $0.dims) })
         }
+        struct Planned { var item: ExportItem; var type: GGMLType; var dims: [Int]; var offset: Int; var bytes: Int }
         var planned: [Planned] = []
         var offset = 0
-        for (name, tensor) in named {
-            var t = choices[name]!.type
-            // F16/BF16/F32 outputs: a row its blocks cannot hold stays F16, as the converter does.
-            if !preset.isQuantized && tensor.shape.count == 2 && tensor.shape[1] % t.blockSize != 0 { t = .f16 }
-            let dims = Array(tensor.shape.reversed())
-            let bytes = t.byteCount(elements: tensor.elementCount)
-            planned.append(Planned(name: name, source: tensor, type: t, dims: dims, offset: offset, bytes: bytes))
+        for item in items {
+            let type = choices[item.name]!.type
+            let bytes = type.byteCount(elements: item.elementCount)
+            planned.append(Planned(item: item, type: type, dims: Array(item.shape.reversed()), offset: offset, bytes: bytes))
             offset = (offset + bytes + 31) / 32 * 32
         }
-        let fallbacks = named.compactMap { entry in choices[entry.gguf]!.fallback.map { (entry.gguf, $0) } }
-        let header = headerBytes(kv, tensors: planned.map { ($0.name, $0.dims, $0.type, $0.offset) })
+        let fallbacks = items.compactMap { item in choices[item.name]!.fallback.map { (item.name, $0) } }
+        let header = headerBytes(kv, tensors: planned.map { ($0.item.name, $0.dims, $0.type, $0.offset) })
 
         let atomic = try AtomicOutput(target: output, isDirectory: false, overwrite: overwrite)
         try atomic.translatingErrors {
             let out = try OutputFile(creating: atomic.temporary)
             try out.write(header)
             for (k, p) in planned.enumerated() {
-                var values = logical.float32(p.source, threads: threads)
-                if p.name.hasSuffix("attn_q.weight") {
-                    values = GGUFLlamaNames.permuteRows(values, rows: p.source.shape[0], columns: p.source.shape[1], heads: config.heads, toGGUF: true)
-                } else if p.name.hasSuffix("attn_k.weight") {
-                    values = GGUFLlamaNames.permuteRows(values, rows: p.source.shape[0], columns: p.source.shape[1], heads: config.kvHeads, toGGUF: true)
-                }
+                let values = p.item.values(logical, threads: threads)
                 // A block type cannot hold NaN or Inf (llama-quantize fails its row validation there): refuse, naming the value.
                 if p.type.floatDType == nil, let bad = values.firstIndex(where: { !$0.isFinite }) {
-                    throw QuantizationError.nonFinite(file: checkpoint.path, tensor: p.source.name, index: bad, value: "\(values[bad])")
+                    throw QuantizationError.nonFinite(file: checkpoint.path, tensor: p.item.sourceName, index: bad, value: "\(values[bad])")
                 }
-                let rowLength = p.dims[0]
-                let weights = options.importance?.weights(for: p.name)
-                let encoded = try values.withUnsafeBufferPointer { x in
-                    guard let bytes = p.type.encode(x, rowLength: rowLength, importance: weights, threads: threads) else {
-                        throw Failure.unsupportedType(p.type.name)
-                    }
-                    return bytes
-                }
+                let encoded = try encode(values, as: p.type, dims: p.dims, importance: options.importance?.weights(for: p.item.name),
+                                         threads: threads)
                 try out.write(encoded)
                 // Reported once written, as the safetensors writer reports each tensor.
-                WorkProgress.report("writing", done: k + 1, total: planned.count, item: p.name)
+                WorkProgress.report("writing", done: k + 1, total: planned.count, item: p.item.name)
                 let padding = (p.bytes + 31) / 32 * 32 - p.bytes
-                if padding > 0 && p.name != planned.last!.name { try out.write([UInt8](repeating: 0, count: padding)) }
+                if padding > 0 && k != planned.count - 1 { try out.write([UInt8](repeating: 0, count: padding)) }
             }
             try out.finish()
             try atomic.commit()
         }
         let rows = planned.map {
-            ConversionReport.Tensor(name: $0.name, shape: $0.source.shape, fromType: $0.source.dtype, toType: $0.type.floatDType ?? .f32,
-                                    bytesIn: $0.source.elementCount * $0.source.dtype.size, bytesOut: $0.bytes, storedType: $0.type.name)
+            ConversionReport.Tensor(name: $0.item.name, shape: $0.item.shape, fromType: $0.item.dtype, toType: $0.type.floatDType ?? .f32,
+                                    bytesIn: $0.item.elementCount * $0.item.dtype.size, bytesOut: $0.bytes, storedType: $0.type.name)
         }
         var report = ConversionReport(output: output, files: [output], tensors: rows, copiedFiles: [], seconds: clock.seconds)
         report.notes = fallbacks.map { "\($0.0): \($0.1)" }
+        if let type = (parameters.rope["full_attention"] ?? parameters.rope)["rope_type"]?.stringValue, type.lowercased() == "dynamic" {
+            report.notes.append("rope_type dynamic: GGUF has no key for it, so llama.cpp runs this model without the scaling (as convert_hf_to_gguf.py writes it)")
+        }
         return report
+    }
+
+    /// One GGUF tensor to write: where its values come from and what the converter does to them.
+    struct ExportItem {
+        /// The GGUF name.
+        var name: String
+        /// The row-major shape as written (GGUF `ne` reversed).
+        var shape: [Int]
+        /// The source tensors: one, or each expert's in order.
+        var parts: [LogicalTensor]
+        /// Values the converter computes (RoPE factors) instead of reading.
+        var generated: [Float]? = nil
+        /// Heads over which rows are permuted (llama's Q and K).
+        var permutedHeads: Int? = nil
+        /// Added to every value (Gemma norms).
+        var shift: Float = 0
+        /// Whether the stored `[in, out]` matrix is transposed (GPT-2).
+        var transposed = false
+        /// Rows kept from the top (Gemma 3's embedding cut to the tokenizer).
+        var keptRows: Int? = nil
+
+        /// The source's float dtype (F32 for generated values).
+        var dtype: DType { parts.first?.dtype ?? .f32 }
+        /// The name errors point at: the source tensor's.
+        var sourceName: String { parts.first?.name ?? name }
+        var elementCount: Int { shape.reduce(1, *) }
+        /// Whether the converter writes it in F32 whatever the output type: 1-D, norms, the MoE
+        /// router, position embeddings, biases, computed factors.
+        var staysFloat32: Bool {
+            shape.count <= 1 || name.hasSuffix("_norm.weight") || name.contains("ffn_gate_inp.") || name.hasPrefix("position_embd.")
+                || name.hasPrefix("token_types.") || !name.hasSuffix(".weight") || generated != nil
+        }
+
+        /// The values as the converter hands them to the writer, in f32.
+        func values(_ logical: LogicalCheckpoint, threads: ThreadBudget) -> [Float] {
+            if let generated { return generated }
+            var values: [Float]
+            if parts.count == 1 {
+                values = logical.float32(parts[0], threads: threads)
+            } else {
+                values = []
+                values.reserveCapacity(elementCount)
+                for part in parts { values += logical.float32(part, threads: threads) }
+            }
+            if transposed {
+                let rows = parts[0].shape[0], columns = parts[0].shape[1]
+                var t = [Float](repeating: 0, count: values.count)
+                for r in 0..<rows { for c in 0..<columns { t[c * rows + r] = values[r * columns + c] } }
+                values = t
+            }
+            if let heads = permutedHeads {
+                values = GGUFLlamaNames.permuteRows(values, rows: shape[0], columns: shape.count > 1 ? shape[1] : 1, heads: heads, toGGUF: true)
+            }
+            if let keptRows, shape.count == 2 { values.removeSubrange((keptRows * shape[1])...) }
+            if shift != 0 { for i in values.indices { values[i] += shift } }
+            return values
+        }
+    }
+
+    /// The tensors the converter writes for `logical`: mapped, changed, experts stacked, extra tensors added.
+    static func exportItems(_ logical: LogicalCheckpoint, architecture: GGUFArchitecture, config: TransformerConfig,
+                            parameters: GGUFParameters, file: String, tokenizer: JSONValue?) throws -> [ExportItem] {
+        var items: [ExportItem] = []
+        var experts: [String: [Int: LogicalTensor]] = [:]
+        for tensor in logical.tensors {
+            guard let mapping = architecture.mapping(of: tensor.name) else {
+                throw Failure.unmappedTensor(file: file, tensor: tensor.name, architecture: architecture.name)
+            }
+            switch mapping {
+            case .skipped: continue
+            case let .expert(name, expert):
+                guard tensor.shape.count == 2, experts[name]?[expert] == nil else {
+                    throw ModelError.weightShape(file: file, tensor: tensor.name, expected: [0, 0], actual: tensor.shape)
+                }
+                experts[name, default: [:]][expert] = tensor
+            case let .tensor(name):
+                var item = ExportItem(name: name, shape: tensor.shape, parts: [tensor])
+                if architecture.isTransposed(tensor.name) {
+                    guard tensor.shape.count == 2 else {
+                        throw ModelError.weightShape(file: file, tensor: tensor.name, expected: [0, 0], actual: tensor.shape)
+                    }
+                    item.transposed = true
+                    item.shape = [tensor.shape[1], tensor.shape[0]]
+                }
+                if let heads = architecture.permutedHeads(name, config: config) {
+                    guard (1...2).contains(tensor.shape.count), GGUFLlamaNames.canPermute(rows: tensor.shape[0], heads: heads) else {
+                        throw ModelError.weightShape(file: file, tensor: tensor.name, expected: [heads * 2 * max(1, tensor.shape[0] / max(1, heads * 2))],
+                                                     actual: tensor.shape)
+                    }
+                    item.permutedHeads = heads
+                }
+                if architecture.normShift != 0 && tensor.name.hasSuffix("norm.weight") { item.shift = architecture.normShift }
+                if architecture.cutsEmbeddingToTokenizer, name == "token_embd.weight", tensor.shape.count == 2,
+                   let tokenizer, let vocab = tokenizer["model"]?["vocab"]?.objectMembers {
+                    let real = vocab.count + (tokenizer["added_tokens"]?.arrayValue?.count ?? 0)
+                    if real < tensor.shape[0] {
+                        item.keptRows = real
+                        item.shape[0] = real
+                    }
+                }
+                items.append(item)
+            }
+        }
+        for (name, byExpert) in experts {
+            let count = byExpert.count
+            guard let first = byExpert[0], (0..<count).allSatisfy({ byExpert[$0]?.shape == first.shape }) else {
+                let odd = (0..<count).first { byExpert[$0] == nil || byExpert[$0]!.shape != byExpert[0]?.shape } ?? 0
+                throw ModelError.missingWeight(file: file, tensor: "\(name) expert \(odd) (expected experts 0..<\(count), all of one shape)")
+            }
+            if let expected = config.experts?.count, expected != count {
+                throw ModelError.badConfig(file: file, key: "num_experts", reason: "\(expected), but \(name) has \(count) experts")
+            }
+            items.append(ExportItem(name: name, shape: [count] + first.shape, parts: (0..<count).map { byExpert[$0]! }))
+        }
+        for (name, values) in try architecture.extraTensors(parameters) {
+            items.append(ExportItem(name: name, shape: [values.count], parts: [], generated: values))
+        }
+        var seen = Set<String>()
+        for item in items where !seen.insert(item.name).inserted {
+            throw Failure.duplicateTensor(file: file, tensor: item.name)
+        }
+        return items
+    }
+}
+
+extension GGUFExport {
+    /// Requantizes a GGUF of any architecture as `llama-quantize --allow-requantize` does: the
+    /// metadata copied (tokenizer included) with `general.file_type` and the quantization version
+    /// set, each tensor typed by the preset's rules, decoded to f32 and encoded again; a tensor
+    /// whose type does not change is copied byte for byte.
+    public static func requantize(_ file: GGUFFile, to output: String, preset: GGUFPreset, options: Options) throws -> ConversionReport {
+        try FileSystem.refuseOverlap(output: output, inputs: [file.path])
+        let clock = Stopwatch()
+        let architecture = file.value("general.architecture")?.stringValue ?? "llama"
+        func count(_ key: String) -> Int {
+            let value = file.value(architecture + "." + key)
+            // Per-layer arrays (head counts of hybrid models): the largest decides llama-quantize's GQA rule.
+            return value?.intValue ?? value?.arrayValue?.compactMap(\.intValue).max() ?? 0
+        }
+        let heads = count("attention.head_count")
+        let model = GGUFTypePlan.Model(architecture: architecture, layers: count("block_count"), heads: heads,
+                                       kvHeads: file.value(architecture + ".attention.head_count_kv") == nil ? heads : count("attention.head_count_kv"),
+                                       experts: count("expert_count"))
+        let infos = file.tensors.sorted { GGUFTypePlan.llamaOrder($0.name, $1.name) }
+        let planTensors = infos.map { GGUFTypePlan.Tensor(name: $0.name, dims: $0.dimensions, inputType: $0.type) }
+        var planOptions = options.plan
+        planOptions.hasImportance = options.importance != nil
+        let choices = try GGUFTypePlan.plan(planTensors, model: model, preset: preset, options: planOptions)
+        if let importance = options.importance {
+            try importance.check(against: planTensors.map { ($0.name, $0.dims) })
+        }
+        var kv: [(String, Value)] = file.metadata.compactMap { key, value in
+            key == "general.file_type" || key == "general.quantization_version" || key.hasPrefix("split.") ? nil : (key, .stored(value))
+        }
+        kv.append(("general.quantization_version", .u32(2)))
+        kv.append(("general.file_type", .u32(preset.fileType)))
+        var placed: [(name: String, dims: [Int], type: GGMLType, offset: Int)] = []
+        var offset = 0
+        for info in infos {
+            let type = choices[info.name]!.type
+            placed.append((info.name, info.dimensions, type, offset))
+            offset = (offset + type.byteCount(elements: info.elementCount) + 31) / 32 * 32
+        }
+        let header = headerBytes(kv, tensors: placed)
+        let atomic = try AtomicOutput(target: output, isDirectory: false, overwrite: options.overwrite)
+        var rows: [ConversionReport.Tensor] = []
+        try atomic.translatingErrors {
+            let out = try OutputFile(creating: atomic.temporary)
+            try out.write(header)
+            for (k, (info, place)) in zip(infos, placed).enumerated() {
+                let bytes: [UInt8]
+                if place.type == info.type {
+                    bytes = Array(file.bytes(info))
+                } else {
+                    guard info.elementCount % info.type.blockSize == 0 else {
+                        throw GGUFError.tensorShapeInvalid(file: file.path, tensor: info.name,
+                                                           reason: "\(info.elementCount) elements (expected whole \(info.type.name) blocks)")
+                    }
+                    let values = info.type.decode(file.bytes(info), count: info.elementCount)
+                    if place.type.floatDType == nil, let bad = values.firstIndex(where: { !$0.isFinite }) {
+                        throw QuantizationError.nonFinite(file: file.path, tensor: info.name, index: bad, value: "\(values[bad])")
+                    }
+                    bytes = try encode(values, as: place.type, dims: info.dimensions, importance: options.importance?.weights(for: info.name),
+                                       threads: options.threads)
+                }
+                try out.write(bytes)
+                WorkProgress.report("writing", done: k + 1, total: infos.count, item: info.name)
+                let padding = (bytes.count + 31) / 32 * 32 - bytes.count
+                if padding > 0 && k != infos.count - 1 { try out.write([UInt8](repeating: 0, count: padding)) }
+                rows.append(ConversionReport.Tensor(name: info.name, shape: info.shape, fromType: info.type.floatDType ?? .f32,
+                                                    toType: place.type.floatDType ?? .f32, bytesIn: info.byteCount, bytesOut: bytes.count,
+                                                    storedType: place.type.name))
+            }
+            try out.finish()
+            try atomic.commit()
+        }
+        var report = ConversionReport(output: output, files: [output], tensors: rows, copiedFiles: [], seconds: clock.seconds)
+        report.notes = infos.compactMap { info in choices[info.name]!.fallback.map { "\(info.name): \($0)" } }
+        return report
+    }
+
+    /// `values` (a tensor of `ne` `dims`) in `type`; importance weights hold one row's worth per
+    /// matrix (experts: one per expert), and each matrix is quantized with its own, as llama-quantize does.
+    static func encode(_ values: [Float], as type: GGMLType, dims: [Int], importance: [Float]?, threads: ThreadBudget) throws -> [UInt8] {
+        let rowLength = dims[0], matrices = dims.dropFirst(2).reduce(1, *)
+        return try values.withUnsafeBufferPointer { x in
+            guard let importance, importance.count != rowLength, matrices > 1 else {
+                guard let bytes = type.encode(x, rowLength: rowLength, importance: importance, threads: threads) else {
+                    throw Failure.unsupportedType(type.name)
+                }
+                return bytes
+            }
+            // ImportanceMatrix.check has tied the weights to ne[0] × ne[2] before any of this.
+            precondition(importance.count == rowLength * matrices && x.count % matrices == 0, "one row of weights per matrix")
+            let perMatrix = x.count / matrices
+            var out: [UInt8] = []
+            for m in 0..<matrices {
+                let slice = UnsafeBufferPointer(rebasing: x[(m * perMatrix)..<((m + 1) * perMatrix)])
+                guard let bytes = type.encode(slice, rowLength: rowLength, importance: Array(importance[(m * rowLength)..<((m + 1) * rowLength)]),
+                                              threads: threads) else {
+                    throw Failure.unsupportedType(type.name)
+                }
+                out += bytes
+            }
+            return out
+        }
+    }
+
+    /// Writes a metadata value read from a GGUF back as it was: same type codes, arrays nested as stored.
+    static func writeStored(_ value: GGUFValue, into b: inout Buffer, withType: Bool) {
+        func typeCode(_ v: GGUFValue) -> UInt32 {
+            switch v {
+            case let .uint(_, type), let .int(_, type), let .float(_, type): return type
+            case .bool: return 7
+            case .string: return 8
+            case .array: return 9
+            }
+        }
+        if withType { b.u32(typeCode(value)) }
+        switch value {
+        case let .uint(v, type):
+            switch type {
+            case 0: b.bytes.append(UInt8(truncatingIfNeeded: v))
+            case 2: withUnsafeBytes(of: UInt16(truncatingIfNeeded: v).littleEndian) { b.bytes.append(contentsOf: $0) }
+            case 4: b.u32(UInt32(truncatingIfNeeded: v))
+            default: b.u64(v)
+            }
+        case let .int(v, type):
+            switch type {
+            case 1: b.bytes.append(UInt8(bitPattern: Int8(truncatingIfNeeded: v)))
+            case 3: withUnsafeBytes(of: Int16(truncatingIfNeeded: v).littleEndian) { b.bytes.append(contentsOf: $0) }
+            case 5: b.u32(UInt32(bitPattern: Int32(truncatingIfNeeded: v)))
+            default: b.u64(UInt64(bitPattern: v))
+            }
+        case let .float(v, type):
+            if type == 6 { b.f32(Float(v)) } else { b.u64(v.bitPattern) }
+        case let .bool(v): b.bytes.append(v ? 1 : 0)
+        case let .string(s): b.string(s)
+        case let .array(values, elementType):
+            b.u32(elementType)
+            b.u64(UInt64(values.count))
+            for v in values { writeStored(v, into: &b, withType: false) }
+        }
     }
 }

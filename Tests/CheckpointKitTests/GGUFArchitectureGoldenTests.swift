@@ -1,0 +1,122 @@
+@testable import CheckpointKit
+import Foundation
+import TestSupport
+import Testing
+
+/// Goldens from llama.cpp itself for the tiny model of every architecture (fixtures/architectures/):
+/// convert_hf_to_gguf.py --outtype bf16, then llama-quantize per preset (pinned 0c1e570), made by
+/// tools/make_gguf_arch_goldens.py into fixtures/gguf-architectures/goldens.json.
+private let goldens: JSONValue = try! readJSON(Paths.fixture("gguf-architectures/goldens.json"))
+
+private extension Array {
+    subscript(safe index: Int) -> Element? { indices.contains(index) ? self[index] : nil }
+}
+
+private var cases: [String] { (goldens["cases"]?.objectMembers ?? []).map(\.0).sorted() }
+
+/// The model folder a golden case was made from.
+private func folder(_ name: String) -> String {
+    if name == "gpt2" { return Paths.fixture("models/tiny-gpt2") }  // the converter's copy only adds n_ctx = n_positions
+    let own = Paths.fixture("gguf-architectures/\(name)")
+    return FileManager.default.fileExists(atPath: own) ? own : Paths.fixture("architectures/\(name)")
+}
+
+/// Metadata the test compares: every key but the tokenizer's and general.* descriptions the converter derives from names.
+private func comparedKey(_ key: String) -> Bool {
+    !key.hasPrefix("tokenizer.") && (!key.hasPrefix("general.") || ["general.architecture", "general.file_type", "general.quantization_version"].contains(key))
+}
+
+/// Whether our metadata value equals the golden [key, type, value] (floats compared as f32).
+private func matches(_ ours: GGUFValue, type: String, _ golden: JSONValue) -> Bool {
+    switch (ours, type) {
+    case (.string(let s), "STRING"): return s == golden.stringValue
+    case (.uint(let v, 4), "UINT32"): return Int(v) == golden.intValue
+    case (.float(let v, 6), "FLOAT32"): return golden.doubleValue.map { Float($0) == Float(v) } ?? false
+    case (.bool(let b), "BOOL"): return b == golden.boolValue
+    case (.array(let values, _), "ARRAY"):
+        guard let expected = golden.arrayValue, expected.count == values.count else { return false }
+        return zip(values, expected).allSatisfy { a, b in
+            if let x = a.boolValue { return x == b.boolValue }
+            return a.doubleValue.map { Float($0) } == b.doubleValue.map { Float($0) }
+        }
+    default: return false
+    }
+}
+
+@Test("Every architecture's GGUF holds the converter's and llama-quantize's tensors, names, types, bytes and hyperparameters",
+      arguments: cases)
+func architectureMatchesLlamaCpp(name: String) throws {
+    let golden = try #require(goldens["cases"]?[name])
+    let checkpoint = try Checkpoint(path: folder(name))
+    let scratch = ScratchDirectory()
+    if let refusal = golden["convert_refused"]?.stringValue {
+        // The converter cannot map the file (Qwen3-MoE with dense mlp_only_layers): neither do we, by name.
+        #expect(throws: GGUFExport.Failure.self, "convert_hf_to_gguf.py: \(refusal)") {
+            var options = GGUFExport.Options()
+            options.threads = ThreadBudget(2)
+            _ = try GGUFExport.convert(checkpoint, to: scratch.file("x.gguf"), preset: .bf16, options: options)
+        }
+        #expect(!FileManager.default.fileExists(atPath: scratch.file("x.gguf")))
+        return
+    }
+    let outputs = ["bf16"] + (goldens["presets"]?.arrayValue ?? []).compactMap(\.stringValue)
+    #expect(outputs.count >= 6)
+    for output in outputs {
+        let expected = try #require(golden[output]?.objectMembers, "\(name) \(output)")
+        var options = GGUFExport.Options()
+        options.threads = ThreadBudget(2)
+        let path = scratch.file("\(output).gguf")
+        _ = try GGUFExport.convert(checkpoint, to: path, preset: try #require(GGUFPreset(name: output)), options: options)
+        let file = try GGUFFile(path: path)
+        #expect(Set(file.tensors.map(\.name)) == Set(expected.map(\.0)), "\(name) \(output)")
+        for (tensor, fact) in expected {
+            guard let info = file.info(named: tensor) else { continue }
+            #expect(info.type.name == fact.arrayValue?[safe: 0]?.stringValue, "\(name) \(output) \(tensor): \(info.type.name)")
+            #expect(sha256Hex(Array(file.bytes(info))) == fact.arrayValue?[safe: 1]?.stringValue, "\(name) \(output) \(tensor) bytes")
+            if let dims = fact.arrayValue?[safe: 2]?.arrayValue?.compactMap(\.intValue) { #expect(info.dimensions == dims, "\(name) \(tensor) ne") }
+        }
+        if output == "bf16" {
+            let metadata = try #require(golden["metadata"]?.arrayValue)
+            let goldenKeys = metadata.compactMap { $0.arrayValue?[safe: 0]?.stringValue }.filter(comparedKey)
+            #expect(file.metadata.map(\.0).filter(comparedKey).sorted() == goldenKeys.sorted(), "\(name) metadata keys")
+            for entry in metadata {
+                guard let key = entry.arrayValue?[safe: 0]?.stringValue, comparedKey(key), let type = entry.arrayValue?[safe: 1]?.stringValue, let value = entry.arrayValue?[safe: 2] else { continue }
+                let ours = try #require(file.value(key), "\(name) \(key)")
+                #expect(matches(ours, type: type, value), "\(name) \(key): \(ours) (expected \(value))")
+            }
+        }
+    }
+}
+
+@Test("The converter's transforms are each exercised: Q/K permuted, Gemma norms stored as 1 + w, experts stacked, RoPE factors computed")
+func architectureGoldensCoverEveryTransform() throws {
+    var transforms = Set<String>()
+    for name in cases {
+        for (_, kind) in goldens["cases"]?[name]?["transforms"]?.objectMembers ?? [] { if let k = kind.stringValue { transforms.insert(k) } }
+    }
+    for kind in ["identity", "permute", "plus_one", "stacked", "transposed"] { #expect(transforms.contains(kind), "\(transforms.sorted())") }
+    let generated = cases.flatMap { (goldens["cases"]?[$0]?["generated"]?.objectMembers ?? []).map(\.0) }
+    #expect(generated.contains { $0.hasPrefix("rope_freqs") } && generated.contains { $0.hasPrefix("rope_factors_long") })
+}
+
+@Test("A GGUF of any architecture requantizes as llama-quantize --allow-requantize does: its tensors, metadata kept",
+      arguments: ["gemma2", "phi3", "mixtral"])
+func requantizingKeepsEveryArchitecture(name: String) throws {
+    let golden = try #require(goldens["cases"]?[name]?["Q4_K_M"]?.objectMembers)
+    let scratch = ScratchDirectory()
+    var options = GGUFExport.Options()
+    options.threads = ThreadBudget(2)
+    _ = try GGUFExport.convert(try Checkpoint(path: folder(name)), to: scratch.file("bf16.gguf"), preset: .bf16, options: options)
+    let source = try GGUFFile(path: scratch.file("bf16.gguf"))
+    let report = try GGUFExport.requantize(source, to: scratch.file("q.gguf"), preset: .q4_k_m, options: options)
+    #expect(report.tensors.count == golden.count)
+    let file = try GGUFFile(path: scratch.file("q.gguf"))
+    for (tensor, fact) in golden {
+        let info = try #require(file.info(named: tensor), "\(name) \(tensor)")
+        #expect(info.type.name == fact.arrayValue?[safe: 0]?.stringValue && sha256Hex(Array(file.bytes(info))) == fact.arrayValue?[safe: 1]?.stringValue, "\(name) \(tensor)")
+    }
+    for (key, value) in source.metadata where key != "general.file_type" {
+        #expect(file.value(key) == value, "\(name) \(key)")
+    }
+    #expect(file.value("general.file_type")?.intValue == 15)
+}
