@@ -7,7 +7,9 @@ the pinned llama-quantize with a few presets, and fixtures/gguf-architectures/go
 
   bf16        {gguf tensor name: [GGML type, sha256 of the data, shape as ne (ggml order)]}, the converter's output
   Q8_0 ...    {gguf tensor name: [GGML type, sha256]} after `llama-quantize BF16 OUT PRESET 2`
-              (or {"refused": "..."} when llama-quantize exits non-zero)
+              (or {"refused": "..."} when llama-quantize exits non-zero); a model with F32 weights (gpt2) is
+              quantized from the converter's --outtype f32 file instead ("quantize_input": "f32"): the
+              pipeline that keeps every stored bit, which is what ckpt reproduces
   metadata    every key/value of the bf16 file in file order, as [key, GGUF type, value], except the
               tokenizer.* keys and general.name; arrays as "ARRAY[SUBTYPE]"
   tensor_order the gguf tensor names in file order (the bf16 table is a sorted JSON object)
@@ -23,6 +25,8 @@ the pinned llama-quantize with a few presets, and fixtures/gguf-architectures/go
               c_attn/c_proj/c_fc weights), stacked = np.stack of the HF experts in expert order. When the GGUF
               tensor is BF16 the candidate is first rounded to bf16 as gguf-py's quantizer does (round to nearest
               even; a no-op on bf16 sources, it matters for the f32 GPT-2 weights)
+  P+imatrix   for IMATRIX_CASES: the preset quantized with <case>.imatrix.gguf (llama-imatrix, ctx 64, 8 chunks
+              of the first 20000 bytes of Tiny Shakespeare, on the BF16 file; MoE experts per expert)
   loads       whether `llama-perplexity -m <Q4_K_M file> -f <first 4000 bytes of tinyshakespeare> -c 64
               --chunks 1 -t 2` exits 0, and its final PPL estimate
   or          {"convert_refused": "<last line of the converter's stderr>"} when the converter fails.
@@ -69,6 +73,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -89,6 +94,10 @@ SOURCES = {"gpt2": REPO / "fixtures" / "models" / "tiny-gpt2", "qwen3-moe-sparse
 # config.json changes made only in the converter's copy of the folder.
 CONFIG_PATCHES = {"gpt2": lambda config: {**config, "n_ctx": config["n_positions"]}}
 PRESETS = ["Q8_0", "Q4_K_M", "Q6_K", "Q2_K", "IQ4_NL"]
+# Cases with an importance matrix from llama-imatrix (ctx 64, 8 chunks of the first 20000 bytes of Tiny
+# Shakespeare), saved as fixtures/gguf-architectures/<case>.imatrix.gguf, and these presets quantized with it.
+IMATRIX_CASES = ["gpt2", "qwen3-moe-sparse"]
+IMATRIX_PRESETS = ["Q4_K_M", "IQ4_NL"]
 CORPUS = REPO.parent / "shared" / "assets" / "corpora" / "tinyshakespeare_input.txt"
 
 sys.path.insert(0, str(LLAMA / "src" / "gguf-py"))
@@ -98,8 +107,8 @@ from gguf import GGUFReader  # noqa: E402
 CONVERT = r"""
 import json, sys
 sys.path.insert(0, %(gguf_py)r); sys.path.insert(0, %(src)r)
-folder, out, log = sys.argv[1:4]
-sys.argv = ["convert_hf_to_gguf.py", folder, "--outtype", "bf16", "--outfile", out]
+folder, out, log, outtype = sys.argv[1:5]
+sys.argv = ["convert_hf_to_gguf.py", folder, "--outtype", outtype, "--outfile", out]
 import conversion.base as b
 b.TextModel.get_vocab_base_pre = lambda self, tokenizer: "gpt-2"
 import convert_hf_to_gguf as c
@@ -312,7 +321,16 @@ def names_of(events, hf, gguf_vals, bf16_names=()):
     return names, generated, sorted(set(dropped)), sources
 
 
-def convert(case, work, out, log):
+def safetensors_header(path):
+    """The safetensors header of `path` (name → dtype, shape, offsets), without its __metadata__."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+    header.pop("__metadata__", None)
+    return header
+
+
+def convert(case, work, out, log, outtype="bf16"):
     """The converter on a folder named "model" holding links to the case's files: gguf-py's Metadata derives
     general.name / basename / size_label / finetune / version from the folder name (phi4-mini would get
     basename "phi4" and size_label "mini"; a name containing "phi3" makes llama.cpp's vocab loader look up
@@ -320,6 +338,8 @@ def convert(case, work, out, log):
     computed from the parameter count are written. A case in CONFIG_PATCHES gets a patched copy of
     config.json instead of a link (gpt2: "n_ctx" = n_positions)."""
     folder = work / "model"
+    if folder.exists():
+        shutil.rmtree(folder)
     folder.mkdir()
     for f in sorted(case_dir(case).iterdir()):
         if f.name == "config.json" and case in CONFIG_PATCHES:
@@ -328,7 +348,7 @@ def convert(case, work, out, log):
         else:
             (folder / f.name).symlink_to(f)
     code = CONVERT % {"gguf_py": str(LLAMA / "src" / "gguf-py"), "src": str(LLAMA / "src")}
-    return subprocess.run([sys.executable, "-c", code, str(folder), str(out), str(log)], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-c", code, str(folder), str(out), str(log), outtype], capture_output=True, text=True)
 
 
 def perplexity(model, corpus):
@@ -374,13 +394,34 @@ def run_case(case, tmp, corpus):
     result["generated"] = {n: [float(x) for x in vals[n].ravel()] for n in generated}
     result["transforms"] = {t.name: classify(vals[t.name], sources.get(t.name, []), hf, config, t.name in bf16_names)
                             for t in reader.tensors}
+    # An F32 checkpoint is quantized from the converter's F32 output (--outtype f32), the pipeline that
+    # keeps every bit of it and the one ckpt reproduces (it quantizes the stored values, never re-rounded
+    # to bf16); a bf16 checkpoint's F32 and BF16 outputs hold the same values.
+    quantize_input = bf16
+    if any(t["dtype"] == "F32" and len(t["shape"]) == 2 for t in safetensors_header(source / "model.safetensors").values()):
+        quantize_input = work / "f32.gguf"
+        proc = convert(case, work, quantize_input, work / "names-f32.json", "f32")
+        if proc.returncode != 0:
+            raise SystemExit(f"{case}: --outtype f32 failed: {last_line(proc.stderr)}")
+        result["quantize_input"] = "f32"
     for preset in PRESETS:
         q = work / f"{preset}.gguf"
-        p = subprocess.run([str(LLAMA / "bin" / "llama-quantize"), str(bf16), str(q), preset, "2"], capture_output=True, text=True)
+        p = subprocess.run([str(LLAMA / "bin" / "llama-quantize"), str(quantize_input), str(q), preset, "2"], capture_output=True, text=True)
         if p.returncode != 0:
             result[preset] = {"refused": f"llama-quantize exit {p.returncode}: {last_line(p.stderr)}"}
             continue
         result[preset] = {t.name: [t.tensor_type.name, sha(t.data)] for t in GGUFReader(str(q)).tensors}
+    if case in IMATRIX_CASES:
+        # llama-imatrix on the BF16 file (experts per expert), then the presets that use it.
+        calibration = tmp / "calibration.txt"
+        imatrix = OUT / f"{case}.imatrix.gguf"
+        subprocess.run([str(LLAMA / "bin" / "llama-imatrix"), "-m", str(bf16), "-f", str(calibration), "-c", "64", "--chunks", "8",
+                        "-t", "2", "-o", str(imatrix)], check=True, capture_output=True)
+        for preset in IMATRIX_PRESETS:
+            q = work / f"{preset}-imatrix.gguf"
+            subprocess.run([str(LLAMA / "bin" / "llama-quantize"), "--imatrix", str(imatrix), str(quantize_input), str(q), preset, "2"],
+                           check=True, capture_output=True)
+            result[preset + "+imatrix"] = {t.name: [t.tensor_type.name, sha(t.data)] for t in GGUFReader(str(q)).tensors}
     loads = {"command": "llama-perplexity -m Q4_K_M.gguf -f corpus -c 64 --chunks 1 -t 2"}
     if "refused" in result["Q4_K_M"]:
         loads.update(ok=False, error="no Q4_K_M file")
@@ -425,6 +466,7 @@ def main():
         tmp = Path(tmp)
         corpus = tmp / "corpus.txt"
         corpus.write_bytes(CORPUS.read_bytes()[:4000])
+        (tmp / "calibration.txt").write_bytes(CORPUS.read_bytes()[:20000])
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
             for case, result in pool.map(lambda c: run_case(c, tmp, corpus), CASES):
                 goldens["cases"][case] = result

@@ -59,14 +59,19 @@ func architectureMatchesLlamaCpp(name: String) throws {
         #expect(!FileManager.default.fileExists(atPath: scratch.file("x.gguf")))
         return
     }
-    let outputs = ["bf16"] + (goldens["presets"]?.arrayValue ?? []).compactMap(\.stringValue)
+    let withImportance = (golden.objectMembers ?? []).map(\.0).filter { $0.hasSuffix("+imatrix") }
+    let outputs = ["bf16"] + (goldens["presets"]?.arrayValue ?? []).compactMap(\.stringValue) + withImportance
     #expect(outputs.count >= 6)
     for output in outputs {
         let expected = try #require(golden[output]?.objectMembers, "\(name) \(output)")
         var options = GGUFExport.Options()
         options.threads = ThreadBudget(2)
+        if output.hasSuffix("+imatrix") {
+            options.importance = try ImportanceMatrix(reading: Paths.fixture("gguf-architectures/\(name).imatrix.gguf"))
+        }
         let path = scratch.file("\(output).gguf")
-        _ = try GGUFExport.convert(checkpoint, to: path, preset: try #require(GGUFPreset(name: output)), options: options)
+        let preset = try #require(GGUFPreset(name: output.replacingOccurrences(of: "+imatrix", with: "")))
+        _ = try GGUFExport.convert(checkpoint, to: path, preset: preset, options: options)
         let file = try GGUFFile(path: path)
         #expect(Set(file.tensors.map(\.name)) == Set(expected.map(\.0)), "\(name) \(output)")
         for (tensor, fact) in expected {
@@ -119,4 +124,33 @@ func requantizingKeepsEveryArchitecture(name: String) throws {
         #expect(file.value(key) == value, "\(name) \(key)")
     }
     #expect(file.value("general.file_type")?.intValue == 15)
+}
+
+@Test("ckpt-imatrix keeps a MoE model's statistics per expert as llama-imatrix does: same entries, same token counts per expert, sums within 2e-2")
+func expertImportanceMatchesLlamaImatrix() throws {
+    let text = Paths.sharedAssets + "/corpora/tinyshakespeare_input.txt"
+    guard FileManager.default.fileExists(atPath: text) else {
+        print("skipped: \(text) is absent (the shared assets are not here)")
+        return
+    }
+    let reference = try ImportanceMatrix(reading: Paths.fixture("gguf-architectures/qwen3-moe-sparse.imatrix.gguf"))
+    let checkpoint = try Checkpoint(path: folder("qwen3-moe-sparse"))
+    let network = try TransformerModel(checkpoint: checkpoint, threads: ThreadBudget(2), emulatingLlamaCpp: true)
+    let tokenizer = try Tokenizer(checkpoint: checkpoint)
+    let tokens = tokenizer.encode(String(decoding: readBytes(text).prefix(20_000), as: UTF8.self))
+    let plan = try ChunkPlan(tokens: tokens.count, context: 64, chunks: 8, bos: tokenizer.addsBOS ? tokenizer.bosTokenID : nil, file: text)
+    let collector = ImportanceCollector(model: network, includeOutput: false)
+    collector.collect(network, tokens: tokens, plan: plan)
+    let ours = collector.matrix(architecture: try #require(GGUFArchitecture.of(network.config.family)), datasets: [text], chunkSize: 64, chunks: 8)
+    #expect(Set(ours.entries.keys) == Set(reference.entries.keys))
+    #expect(ours.entries["blk.1.ffn_up_exps.weight"]?.counts.count == 4)
+    var relative: [Float] = []
+    for (name, theirs) in reference.entries {
+        let mine = try #require(ours.entries[name])
+        #expect(mine.counts == theirs.counts, "\(name): \(mine.counts) tokens per expert (expected \(theirs.counts))")
+        for (a, b) in zip(mine.sums, theirs.sums) { relative.append(abs(a - b) / max(abs(b), 1e-30)) }
+    }
+    relative.sort()
+    print("expert imatrix vs llama-imatrix: median relative difference \(relative[relative.count / 2]), worst \(relative.last ?? .infinity)")
+    #expect(relative[relative.count / 2] < 1e-3 && (relative.last ?? .infinity) < 2e-2)
 }

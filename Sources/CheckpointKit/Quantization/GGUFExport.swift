@@ -444,6 +444,8 @@ extension GGUFExport {
     /// matrix (experts: one per expert), and each matrix is quantized with its own, as llama-quantize does.
     static func encode(_ values: [Float], as type: GGMLType, dims: [Int], importance: [Float]?, threads: ThreadBudget) throws -> [UInt8] {
         let rowLength = dims[0], matrices = dims.dropFirst(2).reduce(1, *)
+        // Float types take no weights (an imatrix also covers tensors that stay F32, like the MoE router).
+        let importance = type.floatDType == nil ? importance : nil
         return try values.withUnsafeBufferPointer { x in
             guard let importance, importance.count != rowLength, matrices > 1 else {
                 guard let bytes = type.encode(x, rowLength: rowLength, importance: importance, threads: threads) else {
