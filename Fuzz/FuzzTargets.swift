@@ -34,6 +34,17 @@ enum FuzzTargets {
                     if let tokenizer = try? Tokenizer(json: json, file: file, config: config) { _ = tokenizer.encode("Hello world, 1234 ▁x") }
                 }
             }
+            // Requantizing any architecture's GGUF (metadata written back as read, every tensor retyped by the preset's rules).
+            if let file = try? GGUFFile(path: path), file.tensors.reduce(0, { $0 + $1.elementCount }) < 1 << 18 {
+                var options = GGUFExport.Options()
+                options.threads = ThreadBudget(1)
+                options.overwrite = true
+                let out = FuzzScratch.folder + "/requantized.gguf"
+                if (try? GGUFExport.requantize(file, to: out, preset: .q4_k_m, options: options)) != nil {
+                    // What ckpt writes, it reads back.
+                    precondition((try? GGUFFile(path: out)) != nil, "a requantized GGUF must parse")
+                }
+            }
         },
         "pytorch": { data, size in
             let path = FuzzScratch.write(data, size, name: "pytorch_model.bin")
@@ -55,6 +66,13 @@ enum FuzzTargets {
                     _ = rope.inverseFrequencies(length: 1 << 20)
                 }
                 _ = ArchitectureDescription.of(config.family)
+                // The GGUF hyperparameters and computed RoPE tensors the converter would write from it.
+                if let architecture = GGUFArchitecture.of(config.family) {
+                    var parameters = GGUFParameters(config: json, file: "config.json", architecture: architecture.name, fileType: 15,
+                                                    family: config.family)
+                    if (try? architecture.parameters(&parameters)) != nil { _ = GGUFExport.headerBytes(parameters.keyValues, tensors: []) }
+                    _ = try? architecture.extraTensors(parameters)
+                }
             }
         },
         "adapter-config": { data, size in

@@ -42,15 +42,19 @@ func ggufQuantized() throws {
     }
 }
 
-@Test("An unknown --type for GGUF and an unsupported architecture are refused")
+@Test("An unknown --type for GGUF, and a tensor llama.cpp's layout has no name for, are refused with nothing written")
 func ggufRefusals() throws {
     let scratch = ScratchDirectory()
     let badType = try Tools.run("ckpt-convert", [tinyLlama, scratch.file("x.gguf"), "--to", "gguf", "--type", "q3_x"])
     #expect(badType.status == 64)
-    let gpt2 = try Tools.run("ckpt-convert", [Tools.fixture("models/tiny-gpt2"), scratch.file("x.gguf"), "--to", "gguf"])
-    #expect(gpt2.status == 1)
-    #expect(gpt2.stderr.contains("architecture GPT2LMHeadModel cannot be written as GGUF"))
+    // Qwen3-MoE with a dense first layer (mlp_only_layers): llama.cpp's qwen3moe has no dense FFN, the converter refuses it too.
+    let dense = try Tools.run("ckpt-convert", [Tools.fixture("architectures/qwen3-moe"), scratch.file("x.gguf"), "--type", "q8_0"])
+    #expect(dense.status == 1)
+    #expect(dense.stderr.contains("tensor 'model.layers.0.mlp.down_proj.weight': no GGUF name for it in the qwen3moe layout"), "\(dense.stderr)")
     #expect(scratch.contents.isEmpty)
+    let gpt2 = try Tools.run("ckpt-convert", [Tools.fixture("models/tiny-gpt2"), scratch.file("gpt2.gguf"), "--to", "gguf"])
+    #expect(gpt2.status == 0, "\(gpt2.stderr)")
+    #expect(try GGUFFile(path: scratch.file("gpt2.gguf")).value("general.architecture")?.stringValue == "gpt2")
 }
 
 @Test("A GGUF names its pre-tokenizer as llama.cpp would (gpt-2 for the fixture's byte-level tokenizer), never default")

@@ -446,6 +446,7 @@ extension GGUFExport {
         let rowLength = dims[0], matrices = dims.dropFirst(2).reduce(1, *)
         // Float types take no weights (an imatrix also covers tensors that stay F32, like the MoE router).
         let importance = type.floatDType == nil ? importance : nil
+        if values.isEmpty { return [] }  // a zero-sized dimension: no rows, nothing to encode
         return try values.withUnsafeBufferPointer { x in
             guard let importance, importance.count != rowLength, matrices > 1 else {
                 guard let bytes = type.encode(x, rowLength: rowLength, importance: importance, threads: threads) else {

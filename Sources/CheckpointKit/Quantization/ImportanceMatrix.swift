@@ -156,7 +156,7 @@ public struct ImportanceMatrix: Sendable {
     public func check(against tensors: [(name: String, dims: [Int])]) throws {
         let byName = Dictionary(tensors.map { ($0.name, $0.dims) }, uniquingKeysWith: { a, _ in a })
         for name in entries.keys.sorted() {
-            guard let dims = byName[name] else { throw Failure.unknownTensor(file: file, tensor: name) }
+            guard let dims = byName[name], !dims.isEmpty else { throw Failure.unknownTensor(file: file, tensor: name) }
             let expected = dims[0] * (dims.count > 2 ? dims[2] : 1)
             if entries[name]!.sums.count != expected {
                 throw Failure.widthMismatch(file: file, tensor: name, expected: expected, actual: entries[name]!.sums.count)
