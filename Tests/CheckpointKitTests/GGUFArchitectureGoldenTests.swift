@@ -154,3 +154,17 @@ func expertImportanceMatchesLlamaImatrix() throws {
     print("expert imatrix vs llama-imatrix: median relative difference \(relative[relative.count / 2]), worst \(relative.last ?? .infinity)")
     #expect(relative[relative.count / 2] < 1e-3 && (relative.last ?? .infinity) < 2e-2)
 }
+
+@Test("Requantizing a GGUF with every metadata type and tensor type (64-byte alignment) writes a GGUF that reads back, values kept")
+func requantizingKeepsEveryMetadataType() throws {
+    let source = try GGUFFile(path: Paths.fixture("convert/gguf_reader/all_types.gguf"))
+    let scratch = ScratchDirectory()
+    var options = GGUFExport.Options()
+    options.threads = ThreadBudget(2)
+    _ = try GGUFExport.requantize(source, to: scratch.file("q.gguf"), preset: .q8_0, options: options)
+    let file = try GGUFFile(path: scratch.file("q.gguf"))
+    for (key, value) in source.metadata where !["general.file_type", "general.alignment"].contains(key) {
+        #expect(file.value(key) == value, "\(key)")
+    }
+    #expect(file.tensors.map(\.name).sorted() == source.tensors.map(\.name).sorted())
+}

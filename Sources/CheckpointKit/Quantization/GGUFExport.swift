@@ -391,7 +391,9 @@ extension GGUFExport {
             try importance.check(against: planTensors.map { ($0.name, $0.dims) })
         }
         var kv: [(String, Value)] = file.metadata.compactMap { key, value in
-            key == "general.file_type" || key == "general.quantization_version" || key.hasPrefix("split.") ? nil : (key, .stored(value))
+            // The data is laid out at the default 32-byte alignment, so an input's general.alignment is not carried over.
+            key == "general.file_type" || key == "general.quantization_version" || key == "general.alignment" || key.hasPrefix("split.")
+                ? nil : (key, .stored(value))
         }
         kv.append(("general.quantization_version", .u32(2)))
         kv.append(("general.file_type", .u32(preset.fileType)))
