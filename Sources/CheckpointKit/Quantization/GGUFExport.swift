@@ -1,3 +1,5 @@
+import Dispatch
+
 /// Hugging Face llama-family folder → GGUF v3, as llama.cpp's `convert_hf_to_gguf.py` lays it
 /// out: `llama.*` hyperparameters, the vocabulary as `tokenizer.ggml.*` (GGUFTokenizerMetadata), tensors
 /// renamed with Q/K rows permuted for llama.cpp's RoPE, norms in F32 and 2-D weights in the
@@ -45,7 +47,7 @@ public enum GGUFExport {
         }
     }
 
-    enum Value {
+    enum Value: Sendable {
         case u32(UInt32), i32(Int32), f32(Float), bool(Bool), string(String), strings([String]), i32s([Int32]), f32s([Float]), bools([Bool]), stored(GGUFValue)
     }
 
@@ -157,24 +159,37 @@ public enum GGUFExport {
         kv += parameters.keyValues
         kv.append(("general.quantization_version", .u32(2)))
         var tokenizerJSON: JSONValue? = nil
+        // The tokenizer's metadata (naming the pre-tokenizer runs the tokenizer on llama.cpp's probe
+        // text) is made on a second thread while the first tensors are encoded; the header waits for it.
+        var tokenizerWork: @Sendable () throws -> [(String, Value)] = { [] }
         if let (tokenizer, special, file) = try checkpoint.tokenizerDocuments() {
             // A GGUF input already carries llama.cpp's name for its pre-tokenizer: keep it.
             var sourcePre: String? = nil
             for case .gguf(let source) in checkpoint.containers {
                 if case .string(let pre)? = source.file.value("tokenizer.ggml.pre") { sourcePre = pre }
             }
-            kv += try tokenizerMetadata(tokenizer, special: special, chatTemplate: nil, file: file, vocabulary: config.vocabularySize,
-                                        preTokenizer: sourcePre)
+            let vocabulary = config.vocabularySize, pre = sourcePre
+            tokenizerWork = { try tokenizerMetadata(tokenizer, special: special, chatTemplate: nil, file: file, vocabulary: vocabulary, preTokenizer: pre) }
         } else if let directory = checkpoint.directory, FileSystem.isRegularFile(FileSystem.join(directory, "tokenizer.json")) {
             let path = FileSystem.join(directory, "tokenizer.json")
-            let json = try Checkpoint.readJSONObject(path, maximumBytes: 512 << 20)  // the tokenizer loader's bound
-            tokenizerJSON = json
-            let special = try? Checkpoint.readJSONObject(FileSystem.join(directory, "tokenizer_config.json"))
-            // transformers ≥ 4.47 keeps the chat template in chat_template.jinja beside the tokenizer.
-            let jinja = FileSystem.join(directory, "chat_template.jinja")
-            let template = FileSystem.isRegularFile(jinja) ? (try? FileSystem.readFile(jinja)).map { String(decoding: $0, as: UTF8.self) } : nil
-            kv += try tokenizerMetadata(json, special: special, chatTemplate: template, file: path, vocabulary: config.vocabularySize)
+            // Only Gemma 3's tensors depend on the tokenizer (its embedding is cut to it): read it here
+            // for that one, else on the background thread with the rest.
+            // (Not a ternary: JSONValue takes a nil literal as .null, which would make it Optional(.null).)
+            var early: JSONValue? = nil
+            if architecture.cutsEmbeddingToTokenizer { early = try Checkpoint.readJSONObject(path, maximumBytes: 512 << 20) }
+            tokenizerJSON = early
+            let vocabulary = config.vocabularySize
+            tokenizerWork = { [early] in
+                let json: JSONValue
+                if let early { json = early } else { json = try Checkpoint.readJSONObject(path, maximumBytes: 512 << 20) }  // the loader's bound
+                let special = try? Checkpoint.readJSONObject(FileSystem.join(directory, "tokenizer_config.json"))
+                // transformers ≥ 4.47 keeps the chat template in chat_template.jinja beside the tokenizer.
+                let jinja = FileSystem.join(directory, "chat_template.jinja")
+                let template = FileSystem.isRegularFile(jinja) ? (try? FileSystem.readFile(jinja)).map { String(decoding: $0, as: UTF8.self) } : nil
+                return try tokenizerMetadata(json, special: special, chatTemplate: template, file: path, vocabulary: vocabulary)
+            }
         }
+        let tokenizerJob = BackgroundJob(tokenizerWork)
 
         // Tensors, as the converter maps and changes them.
         var items = try exportItems(logical, architecture: architecture, config: config, parameters: parameters, file: checkpoint.path,
@@ -206,26 +221,38 @@ public enum GGUFExport {
             offset = (offset + bytes + 31) / 32 * 32
         }
         let fallbacks = items.compactMap { item in choices[item.name]!.fallback.map { (item.name, $0) } }
-        let header = headerBytes(kv, tensors: planned.map { ($0.item.name, $0.dims, $0.type, $0.offset) })
+        let tensorInfos = planned.map { ($0.item.name, $0.dims, $0.type, $0.offset) }
 
         let atomic = try AtomicOutput(target: output, isDirectory: false, overwrite: overwrite)
         try atomic.translatingErrors {
             let out = try OutputFile(creating: atomic.temporary)
-            try out.write(header)
-            for (k, p) in planned.enumerated() {
-                let values = p.item.values(logical, threads: threads)
+            // Tensors encoded before the tokenizer's metadata is ready wait in memory (up to 64 MB).
+            let writer = HeaderFirstWriter(out, limit: 64 << 20, isReady: { tokenizerJob.isDone }) {
+                headerBytes(kv + (try tokenizerJob.value()), tensors: tensorInfos)
+            }
+            // The next tensor is read, widened and checked on a second thread while this one is
+            // encoded: the encoder's threads never wait for a tensor's serial preparation.
+            let path = checkpoint.path
+            @Sendable func prepare(_ p: Planned) -> Result<[Float], Error> {
+                let values = p.item.values(logical, threads: .single)
                 // A block type cannot hold NaN or Inf (llama-quantize fails its row validation there): refuse, naming the value.
                 if p.type.floatDType == nil, let bad = values.firstIndex(where: { !$0.isFinite }) {
-                    throw QuantizationError.nonFinite(file: checkpoint.path, tensor: p.item.sourceName, index: bad, value: "\(values[bad])")
+                    return .failure(QuantizationError.nonFinite(file: path, tensor: p.item.sourceName, index: bad, value: "\(values[bad])"))
                 }
+                return .success(values)
+            }
+            let ahead = PreparedAhead(planned.map { p in { prepare(p) } })
+            for (k, p) in planned.enumerated() {
+                let values = try ahead.take(k).get()
                 let encoded = try encode(values, as: p.type, dims: p.dims, importance: options.importance?.weights(for: p.item.name),
                                          threads: threads)
-                try out.write(encoded)
-                // Reported once written, as the safetensors writer reports each tensor.
+                try writer.write(encoded)
+                // Reported once encoded, as the safetensors writer reports each tensor.
                 WorkProgress.report("writing", done: k + 1, total: planned.count, item: p.item.name)
                 let padding = (p.bytes + 31) / 32 * 32 - p.bytes
-                if padding > 0 && k != planned.count - 1 { try out.write([UInt8](repeating: 0, count: padding)) }
+                if padding > 0 && k != planned.count - 1 { try writer.write([UInt8](repeating: 0, count: padding)) }
             }
+            try writer.write([])
             try out.finish()
             try atomic.commit()
         }
@@ -239,6 +266,88 @@ public enum GGUFExport {
             report.notes.append("rope_type dynamic: GGUF has no key for it, so llama.cpp runs this model without the scaling (as convert_hf_to_gguf.py writes it)")
         }
         return report
+    }
+
+    /// A file whose header is known only later than its first data: data written before the header
+    /// is ready waits in memory (up to `limit` bytes, after which the writer waits for the header).
+    final class HeaderFirstWriter {
+        private let out: OutputFile
+        private let limit: Int
+        private let isReady: () -> Bool
+        private let header: () throws -> [UInt8]
+        private var buffered: [[UInt8]] = []
+        private var bufferedBytes = 0
+        private var headerWritten = false
+
+        init(_ out: OutputFile, limit: Int, isReady: @escaping () -> Bool, header: @escaping () throws -> [UInt8]) {
+            self.out = out; self.limit = limit; self.isReady = isReady; self.header = header
+        }
+
+        /// Appends `bytes` after everything written so far (an empty write forces the header out).
+        func write(_ bytes: [UInt8]) throws {
+            if !headerWritten {
+                if !bytes.isEmpty && !isReady() && bufferedBytes + bytes.count <= limit {
+                    buffered.append(bytes)
+                    bufferedBytes += bytes.count
+                    return
+                }
+                try out.write(try header())
+                for b in buffered { try out.write(b) }
+                buffered = []
+                headerWritten = true
+            }
+            if !bytes.isEmpty { try out.write(bytes) }
+        }
+    }
+
+    /// One piece of work started on a background thread at once; `value()` waits for its result.
+    final class BackgroundJob<Value>: @unchecked Sendable {
+        private let group = DispatchGroup()
+        private var result: Result<Value, Error>?
+
+        init(_ work: @escaping @Sendable () throws -> Value) {
+            DispatchQueue.global().async(group: group) { [self] in result = Result { try work() } }
+        }
+
+        /// Whether the work has finished.
+        var isDone: Bool { group.wait(timeout: .now()) == .success }
+
+        /// The work's result, or its error, once it has finished.
+        func value() throws -> Value {
+            group.wait()
+            return try result!.get()
+        }
+
+        deinit { group.wait() }
+    }
+
+    /// Work items computed one ahead on a background thread: `take(k)` returns item k (waiting for
+    /// it if needed) and starts item k + 1, so at most two results are held at once.
+    final class PreparedAhead<Value>: @unchecked Sendable {
+        private let work: [@Sendable () -> Value]
+        private var next: (index: Int, group: DispatchGroup, box: Box)?
+        final class Box: @unchecked Sendable { var value: Value? }
+
+        init(_ work: [@Sendable () -> Value]) { self.work = work }
+
+        func take(_ k: Int) -> Value {
+            let value: Value
+            if let next, next.index == k {
+                next.group.wait()
+                value = next.box.value!
+            } else {
+                value = work[k]()
+            }
+            self.next = nil
+            if k + 1 < work.count {
+                let group = DispatchGroup(), box = Box(), job = work[k + 1]
+                DispatchQueue.global().async(group: group) { box.value = job() }
+                self.next = (k + 1, group, box)
+            }
+            return value
+        }
+
+        deinit { next?.group.wait() }  // a thrown error leaves the loop early: let the last job finish before its inputs go
     }
 
     /// One GGUF tensor to write: where its values come from and what the converter does to them.

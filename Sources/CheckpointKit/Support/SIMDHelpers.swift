@@ -13,6 +13,24 @@ extension SIMD16 where Scalar == Float {
     func clamped(_ low: SIMD16<Float>, _ high: SIMD16<Float>) -> SIMD16<Float> { maximum(low).minimum(high) }
 }
 
+extension SIMD16 where Scalar == Int32 {
+    /// Each lane clamped to `low…high` by compare-and-select (`pcmpgtd` + blend): the standard
+    /// library's `clamped(lowerBound:upperBound:)` calls `pointwiseMin`/`pointwiseMax`, which
+    /// stay out-of-line calls in our K-quant searches (11% of a Q4_K_M conversion's time).
+    @inline(__always)
+    func clampedLanes(_ low: SIMD16<Int32>, _ high: SIMD16<Int32>) -> SIMD16<Int32> {
+        let raised = replacing(with: low, where: self .< low)
+        return raised.replacing(with: high, where: raised .> high)
+    }
+
+    /// The lanes as floats, exact for |n| < 2²²: added to the bits of 1.5·2²³, whose last place is
+    /// 1, then the bias subtracted (the generic `SIMD16<Float>(_:)` stays an out-of-line call).
+    @inline(__always)
+    func smallIntegersAsFloat() -> SIMD16<Float> {
+        unsafeBitCast(self &+ 0x4B40_0000, to: SIMD16<Float>.self) - 12_582_912
+    }
+}
+
 extension SIMD16 where Scalar == Float {
     /// Round half away from zero to integers, for |x| < 2²²: the 1.5·2²³ trick rounds to
     /// nearest even with float adds only (no per-lane conversion), then exact ±0.5 ties move one

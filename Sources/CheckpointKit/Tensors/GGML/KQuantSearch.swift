@@ -113,7 +113,7 @@ enum KQuantSearch {
             for i in 0..<n {
                 let shifted = iscale * x[i] + 12_582_912
                 let bits = SIMD16<Int32>(truncatingIfNeeded: unsafeBitCast(shifted, to: SIMD16<UInt32>.self) & 0x007F_FFFF) &- 0x0040_0000
-                let l = SIMD16<Float>(bits.clamped(lowerBound: low, upperBound: high))
+                let l = bits.clampedLanes(low, high).smallIntegersAsFloat()
                 let w = weight(i)
                 sx += w * x[i] * l
                 s2 += w * l * l
@@ -281,7 +281,7 @@ enum KQuantSearch {
             @inline(__always) func codes(_ iscale: SIMD16<Float>, _ i: Int) -> SIMD16<Float> {
                 let shifted = iscale * (x[i] - lowest) + 12_582_912
                 let bits = SIMD16<Int32>(truncatingIfNeeded: unsafeBitCast(shifted, to: SIMD16<UInt32>.self) & 0x007F_FFFF) &- 0x0040_0000
-                return SIMD16<Float>(bits.clamped(lowerBound: zero, upperBound: top))
+                return bits.clampedLanes(zero, top).smallIntegersAsFloat()
             }
             let step = SIMD16<Float>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) + Float(next)
             let iscale = (rmin + rdelta * step + Float(nmax)) / (max - lowest)

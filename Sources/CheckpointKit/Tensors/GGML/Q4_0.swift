@@ -51,11 +51,12 @@ extension KQuantizers {
     /// C's `(int)f` as x86 computes it (cvttss2si): toward zero, and 0x80000000 for NaN or out of range.
     @inline(__always)
     static func truncatingInt(_ f: Float) -> Int32 {
-        f.isNaN || f >= 2_147_483_648 || f < -2_147_483_648 ? Int32.min : Int32(f.rounded(.towardZero))
+        f.isNaN || f >= 2_147_483_648 || f < -2_147_483_648 ? Int32.min : Int32(f)  // Int32(Float) truncates toward zero
     }
 
     /// The 5-bit codes of a 32-block (`L`, values 0…31) as Q5_0/Q5_1 store them: low nibbles in
     /// 16 bytes at `qs`, fifth bits in the u32 at `qh`.
+    @inline(__always)
     static func packFiveBits(_ L: (Int) -> UInt8, qh: UnsafeMutableRawPointer, qs: UnsafeMutableRawPointer) {
         var high: UInt32 = 0
         for j in 0..<16 {

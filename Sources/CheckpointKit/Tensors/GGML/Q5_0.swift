@@ -17,6 +17,26 @@ extension GGMLType {
 }
 
 extension KQuantizers {
+    /// `quantize_row_q5_0_ref`'s codes MIN(31, (int8)(x·id + 16.5)) for 32 values, 16 lanes at a
+    /// time, when every x·id + 16.5 is a number in [0, 64) (so C's truncation is plain
+    /// truncation); nil otherwise (NaN, infinities), where the scalar path follows C bit for bit.
+    @inline(__always)
+    static func fiveBitCodes(_ x: UnsafePointer<Float>, _ id: Float) -> (SIMD16<Int32>, SIMD16<Int32>)? {
+        let raw = UnsafeRawPointer(x)
+        let a = raw.loadUnaligned(as: SIMD16<Float>.self) * id + 16.5
+        let b = raw.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self) * id + 16.5
+        let zero = SIMD16<Float>(), limit = SIMD16<Float>(repeating: 64)
+        // NaN fails both comparisons, so it falls to the scalar path too.
+        guard all((a .>= zero) .& (a .< limit) .& (b .>= zero) .& (b .< limit)) else { return nil }
+        @inline(__always) func codes(_ v: SIMD16<Float>) -> SIMD16<Int32> {
+            // Truncated, then read back as integers through the 1.5·2²³ bias (exact below 2²²).
+            let biased = v.rounded(.towardZero) + 12_582_912
+            let n = SIMD16<Int32>(truncatingIfNeeded: unsafeBitCast(biased, to: SIMD16<UInt32>.self) & 0x007F_FFFF) &- 0x0040_0000
+            return n.clampedLanes(SIMD16(repeating: 0), SIMD16(repeating: 31))
+        }
+        return (codes(a), codes(b))
+    }
+
     /// `quantize_row_q5_0_ref` (d = max/−16, q = MIN(31, trunc(x/d + 16.5))) or, with importance,
     /// `quantize_row_q5_0_impl` (a weighted symmetric fit per 32, codes 0…31).
     static let q5_0: RowQuantizer = { x, count, importance, out in
@@ -27,8 +47,12 @@ extension KQuantizers {
                 let d = max / -16
                 let id: Float = d != 0 ? 1 / d : 0
                 KQuantSearch.storeHalf(d, y)
-                packFiveBits({ j in UInt8(truncatingIfNeeded: Swift.min(31, Int(Int8(truncatingIfNeeded: truncatingInt(xb[j] * id + 16.5))))) },
-                             qh: y + 2, qs: y + 6)
+                if let (low, high) = fiveBitCodes(xb, id) {
+                    packFiveBits({ j in UInt8(truncatingIfNeeded: j < 16 ? low[j] : high[j - 16]) }, qh: y + 2, qs: y + 6)
+                } else {
+                    packFiveBits({ j in UInt8(truncatingIfNeeded: Swift.min(31, Int(Int8(truncatingIfNeeded: truncatingInt(xb[j] * id + 16.5))))) },
+                                 qh: y + 2, qs: y + 6)
+                }
             }
             return
         }
