@@ -61,6 +61,22 @@ struct GGUFExportSentencePieceTests {
         }
     }
 
+    @Test("Gemma's layout (spaces replaced by ▁, then a Split on spaces that finds none) writes no space prefix, as the converter sets for Gemma")
+    func gemmaLayoutHasNoSpacePrefix() throws {
+        guard case .object(var members) = try JSONParser.parse(readBytes(TokenizerAssets.path("llama_tokenizer.json"))) else { return }
+        // transformers' GemmaConverter: normalizer Replace(" ", "▁"), pre-tokenizer Split(" ", merged_with_previous).
+        let replace: JSONValue = ["type": "Replace", "pattern": ["String": " "], "content": "▁"]
+        let split: JSONValue = ["type": "Split", "pattern": ["String": " "], "behavior": "MergedWithPrevious", "invert": false]
+        members = members.map { $0.0 == "normalizer" ? ($0.0, replace) : $0.0 == "pre_tokenizer" ? ($0.0, split) : $0 }
+        if !members.contains(where: { $0.0 == "pre_tokenizer" }) { members.append(("pre_tokenizer", split)) }
+        let kv = Dictionary(try GGUFExport.tokenizerMetadata(.object(members), special: nil, chatTemplate: nil, file: "t.json", vocabulary: 32000),
+                            uniquingKeysWith: { a, _ in a })
+        guard case .bool(let prefix)? = kv["tokenizer.ggml.add_space_prefix"], case .string("llama")? = kv["tokenizer.ggml.model"] else {
+            Issue.record("keys missing: \(kv.keys.sorted())"); return
+        }
+        #expect(prefix == false)
+    }
+
     @Test("A SentencePiece-style tokenizer whose prefix rule ckpt cannot map is refused by name")
     func unknownLayoutRefused() throws {
         guard case .object(var members) = try JSONParser.parse(readBytes(TokenizerAssets.path("llama_tokenizer.json"))) else { return }

@@ -113,7 +113,11 @@ extension GGUFExport {
         let kinds = normalizers.compactMap { $0["type"]?.stringValue }
         if kinds == ["Prepend", "Replace"] || kinds == ["Replace"] {
             let replacesSpaces = normalizers.last?["pattern"]?["String"]?.stringValue == " " && normalizers.last?["content"]?.stringValue == "▁"
-            if replacesSpaces && (json["pre_tokenizer"] == nil || json["pre_tokenizer"] == .null) {
+            // Gemma's tokenizer.json (transformers' GemmaConverter) also splits on " ", which the
+            // normalizer has already replaced: a no-op, as if there were no pre-tokenizer.
+            let pre = json["pre_tokenizer"]
+            let splitsSpaces = pre?["type"]?.stringValue == "Split" && pre?["pattern"]?["String"]?.stringValue == " "
+            if replacesSpaces && (pre == nil || pre == .null || splitsSpaces) {
                 return kinds.first == "Prepend" && normalizers.first?["prepend"]?.stringValue == "▁"
             }
         }
