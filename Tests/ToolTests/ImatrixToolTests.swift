@@ -79,3 +79,22 @@ func imatrixCombineOverflow() throws {
                                 chunkSize: 1, file: "huge.gguf")
     #expect(throws: ImportanceMatrix.Failure.self) { _ = try ImportanceMatrix.combine([huge, huge]) }
 }
+
+@Test("A MoE model's imatrix (experts per expert) weights ckpt-quantize's scale search expert by expert, and a fused-QKV model's too")
+func expertImatrixWeightsQuantize() throws {
+    let scratch = ScratchDirectory()
+    for model in [Tools.fixture("gguf-architectures/qwen3-moe-sparse"), Tools.fixture("architectures/phi3")] {
+        let matrix = scratch.file("m.gguf")
+        let imatrix = try Tools.run("ckpt-imatrix", [model, "--text", text, "--ctx", "64", "--chunks", "2", "-o", matrix, "--force"])
+        #expect(imatrix.status == 0, "\(imatrix.stderr)")
+        let weighted = try Tools.run("ckpt-quantize", [model, scratch.file("w"), "--scheme", "nf4", "--optimize-scales", "--imatrix", matrix, "--force"])
+        #expect(weighted.status == 0, "\(model): \(weighted.stderr)")
+        let plain = try Tools.run("ckpt-quantize", [model, scratch.file("p"), "--scheme", "nf4", "--optimize-scales", "--force"])
+        #expect(plain.status == 0, "\(plain.stderr)")
+        let name = model.hasSuffix("phi3") ? "model.layers.1.self_attn.qkv_proj.weight" : "model.layers.1.mlp.experts.2.up_proj.weight"
+        let a = try Checkpoint(path: scratch.file("w")), b = try Checkpoint(path: scratch.file("p"))
+        let absmax = name + ".absmax"
+        #expect(FloatValues.array(try #require(a.view(named: absmax))) != FloatValues.array(try #require(b.view(named: absmax))),
+                "\(name): the imatrix changed nothing")
+    }
+}

@@ -175,11 +175,22 @@ public enum CheckpointQuantizer {
         }
         let clock = Stopwatch()
         let (selected, notes) = try selection(checkpoint, options: options)
+        // Statistics are kept under llama.cpp's names (experts stacked): the family's GGUF layout finds them.
+        let layout = checkpoint.config.flatMap { try? TransformerConfig(parsing: $0, file: checkpoint.configSource) }
+            .flatMap { GGUFArchitecture.of($0.family) } ?? GGUFArchitecture.llama
         if let importance = options.importance {
-            // Every entry must name a 2-D weight of this model, as wide as its rows.
-            let weights = checkpoint.entries.filter { $0.info.shape.count == 2 }
-                .compactMap { e in GGUFLlamaNames.ggufName(e.info.name).map { ($0, Array(e.info.shape.reversed())) } }
-            try importance.check(against: weights)
+            // Every entry must name a 2-D weight (or an expert stack) of this model, as wide as its rows.
+            var weights: [String: [Int]] = [:]
+            for e in checkpoint.entries where e.info.shape.count == 2 {
+                switch layout.mapping(of: e.info.name) {
+                case .tensor(let name)?: weights[name] = Array(e.info.shape.reversed())
+                case let .expert(name, expert)?:
+                    let experts = max(expert + 1, weights[name].map { $0[2] } ?? 0)
+                    weights[name] = [e.info.shape[1], e.info.shape[0], experts]
+                default: continue
+                }
+            }
+            try importance.check(against: weights.map { ($0.key, $0.value) })
         }
         var report = QuantizationReport(output: output, scheme: options.scheme, tensors: [], kept: [], notes: notes, files: [],
                                         seconds: 0)
@@ -196,7 +207,7 @@ public enum CheckpointQuantizer {
                     report.kept.append(info.name)
                     continue
                 }
-                let (tensor, row) = try encode(checkpoint, entry, options: options)
+                let (tensor, row) = try encode(checkpoint, entry, options: options, layout: layout)
                 WorkProgress.report("quantizing", done: report.tensors.count + 1, total: selected.count, item: info.name)
                 if Interruption.isRequested { throw FileAccessError.interrupted(file: output) }
                 for part in tensor.parts {
@@ -226,7 +237,8 @@ public enum CheckpointQuantizer {
     }
 
     /// Quantizes one tensor and measures what it lost (against the values a loader will see).
-    static func encode(_ checkpoint: Checkpoint, _ entry: Checkpoint.Entry, options: QuantizationOptions) throws
+    static func encode(_ checkpoint: Checkpoint, _ entry: Checkpoint.Entry, options: QuantizationOptions,
+                       layout: GGUFArchitecture = .llama) throws
         -> (EncodedTensor, QuantizationReport.Tensor)
     {
         let clock = Stopwatch()
@@ -239,7 +251,7 @@ public enum CheckpointQuantizer {
         }
         var plainMetrics: ErrorMetrics? = nil
         let tensor: EncodedTensor = values.withUnsafeBufferPointer { x in
-            let importance = options.importance.flatMap { matrix in GGUFLlamaNames.ggufName(info.name).flatMap { matrix.weights(for: $0) } }
+            let importance = options.importance.flatMap { matrix in matrix.weights(for: info.name, layout: layout) }
             let (encoded, plain) = options.scheme.encode(name: info.name, shape: info.shape, originalType: info.dtype == .f64 ? .f32 : info.dtype,
                                                          values: x, optimizeScales: options.optimizeScales,
                                                          importance: importance?.count == info.shape.last ? importance : nil, threads: options.threads)

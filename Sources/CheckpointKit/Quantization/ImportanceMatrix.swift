@@ -151,6 +151,19 @@ public struct ImportanceMatrix: Sendable {
         return out
     }
 
+    /// The weights for the Hugging Face weight `hfName` of a model laid out as `layout` says: its
+    /// own entry, or its expert's slice of the stacked experts' entry; nil when the matrix has none.
+    public func weights(for hfName: String, layout: GGUFArchitecture) -> [Float]? {
+        switch layout.mapping(of: hfName) {
+        case .tensor(let name)?: return weights(for: name)
+        case let .expert(name, expert)?:
+            guard let all = weights(for: name), let entry = entries[name], expert < entry.counts.count else { return nil }
+            let columns = all.count / max(1, entry.counts.count)
+            return Array(all[(expert * columns)..<((expert + 1) * columns)])
+        default: return nil
+        }
+    }
+
     /// Checks the matrix against a model's weights (GGUF name, `ne`): every entry names one of
     /// them and has `ne[0] × ne[2]` values, and at least one entry exists.
     public func check(against tensors: [(name: String, dims: [Int])]) throws {
