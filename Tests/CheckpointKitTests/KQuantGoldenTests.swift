@@ -116,6 +116,35 @@ func symmetricSearchMatchesReference() {
     }
 }
 
+@Test("Q5_0's 16-lane codes equal C's MIN(31, (int8)(x·id + 16.5)) lane by lane, on random, tied and exactly-integer values")
+func fiveBitCodesMatchScalarReference() {
+    var state: UInt64 = 0x5_0
+    func uniform() -> Float {
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        return Float(state >> 40) / Float(1 << 24)
+    }
+    var x = [Float](repeating: 0, count: 32)
+    for trial in 0..<5000 {
+        // Every third block is on a grid of sixteenths, so x·id + 16.5 often lands exactly on integers and halves.
+        for i in 0..<32 { x[i] = trial % 3 == 0 ? Float(Int(uniform() * 33) - 16) / 16 : (uniform() - 0.5) * Float(1 << (trial % 7)) }
+        let (max, _) = KQuantSearch.signedMaximum(x, 32)
+        let id: Float = max != 0 ? 1 / (max / -16) : 0
+        guard let (low, high) = KQuantizers.fiveBitCodes(x, id) else { Issue.record("trial \(trial): finite block took the scalar path"); return }
+        for j in 0..<32 {
+            let expected = Swift.min(31, Int(Int8(truncatingIfNeeded: KQuantizers.truncatingInt(x[j] * id + 16.5))))
+            if Int(j < 16 ? low[j] : high[j - 16]) != expected {
+                Issue.record("trial \(trial) lane \(j): \(j < 16 ? low[j] : high[j - 16]) vs \(expected) for \(x[j] * id + 16.5)")
+                return
+            }
+        }
+    }
+    // NaN or an infinity anywhere sends the block to the scalar path.
+    x[7] = .nan
+    #expect(KQuantizers.fiveBitCodes(x, 1) == nil)
+    x[7] = .infinity
+    #expect(KQuantizers.fiveBitCodes(x, 1) == nil)
+}
+
 @Test("NaN, infinities and huge values quantize in every type without trapping (found by the fuzzer in Q4_0)", arguments: written)
 func hostileValuesDoNotTrap(type: GGMLType) throws {
     var x = (0..<512).map { Float($0 % 7) - 3 }

@@ -112,7 +112,7 @@ enum KQuantSearch {
             var sx = SIMD16<Float>(), s2 = SIMD16<Float>()
             for i in 0..<n {
                 let shifted = iscale * x[i] + 12_582_912
-                let bits = SIMD16<Int32>(truncatingIfNeeded: unsafeBitCast(shifted, to: SIMD16<UInt32>.self) & 0x007F_FFFF) &- 0x0040_0000
+                let bits = (unsafeBitCast(shifted, to: SIMD16<Int32>.self) & 0x007F_FFFF) &- 0x0040_0000
                 let l = bits.clampedLanes(low, high).smallIntegersAsFloat()
                 let w = weight(i)
                 sx += w * x[i] * l
@@ -280,7 +280,7 @@ enum KQuantSearch {
             let lowest = min
             @inline(__always) func codes(_ iscale: SIMD16<Float>, _ i: Int) -> SIMD16<Float> {
                 let shifted = iscale * (x[i] - lowest) + 12_582_912
-                let bits = SIMD16<Int32>(truncatingIfNeeded: unsafeBitCast(shifted, to: SIMD16<UInt32>.self) & 0x007F_FFFF) &- 0x0040_0000
+                let bits = (unsafeBitCast(shifted, to: SIMD16<Int32>.self) & 0x007F_FFFF) &- 0x0040_0000
                 return bits.clampedLanes(zero, top).smallIntegersAsFloat()
             }
             let step = SIMD16<Float>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) + Float(next)

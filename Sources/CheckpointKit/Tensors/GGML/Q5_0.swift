@@ -28,13 +28,17 @@ extension KQuantizers {
         let zero = SIMD16<Float>(), limit = SIMD16<Float>(repeating: 64)
         // NaN fails both comparisons, so it falls to the scalar path too.
         guard all((a .>= zero) .& (a .< limit) .& (b .>= zero) .& (b .< limit)) else { return nil }
-        @inline(__always) func codes(_ v: SIMD16<Float>) -> SIMD16<Int32> {
-            // Truncated, then read back as integers through the 1.5·2²³ bias (exact below 2²²).
-            let biased = v.rounded(.towardZero) + 12_582_912
-            let n = SIMD16<Int32>(truncatingIfNeeded: unsafeBitCast(biased, to: SIMD16<UInt32>.self) & 0x007F_FFFF) &- 0x0040_0000
-            return n.clampedLanes(SIMD16(repeating: 0), SIMD16(repeating: 31))
-        }
-        return (codes(a), codes(b))
+        return (truncatedCodes(a), truncatedCodes(b))
+    }
+
+    /// trunc(v) for lanes in [0, 64), clamped to 31: the nearest integer through the 1.5·2²³ bias,
+    /// one less where that rounded up (no per-lane `truncf` call).
+    @inline(__always)
+    static func truncatedCodes(_ v: SIMD16<Float>) -> SIMD16<Int32> {
+        let biased = v + 12_582_912
+        let nearest = (unsafeBitCast(biased, to: SIMD16<Int32>.self) & 0x007F_FFFF) &- 0x0040_0000
+        let roundedUp = unsafeBitCast((biased - 12_582_912) .> v, to: SIMD16<Int32>.self)  // −1 where true
+        return (nearest &+ roundedUp).clampedLanes(SIMD16(repeating: 0), SIMD16(repeating: 31))
     }
 
     /// `quantize_row_q5_0_ref` (d = max/−16, q = MIN(31, trunc(x/d + 16.5))) or, with importance,
