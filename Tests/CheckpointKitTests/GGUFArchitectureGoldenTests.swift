@@ -168,3 +168,24 @@ func requantizingKeepsEveryMetadataType() throws {
     }
     #expect(file.tensors.map(\.name).sorted() == source.tensors.map(\.name).sorted())
 }
+
+@Test("Requantizing a GGUF whose weight holds a NaN is refused naming the tensor and index, and nothing is written")
+func requantizingRefusesNaN() throws {
+    let scratch = ScratchDirectory()
+    // One F32 [64, 2] weight of a llama block, the NaN at index 70; the next tensor is prepared ahead while it fails.
+    var values = (0..<128).map { Float($0) / 64 }
+    values[70] = .nan
+    let tensors: [(name: String, dims: [Int], type: GGMLType, offset: Int)] = [
+        ("blk.0.attn_q.weight", [64, 2], .f32, 0), ("blk.0.attn_k.weight", [64, 2], .f32, 512),
+    ]
+    var bytes = GGUFExport.headerBytes([("general.architecture", .string("llama"))], tensors: tensors)
+    for _ in 0..<2 { values.withUnsafeBytes { bytes += $0 } }
+    FileManager.default.createFile(atPath: scratch.file("nan.gguf"), contents: Data(bytes))
+    var options = GGUFExport.Options()
+    options.threads = ThreadBudget(2)
+    options.plan.pure = true
+    #expect(throws: QuantizationError.nonFinite(file: scratch.file("nan.gguf"), tensor: "blk.0.attn_k.weight", index: 70, value: "nan")) {
+        _ = try GGUFExport.requantize(try GGUFFile(path: scratch.file("nan.gguf")), to: scratch.file("q.gguf"), preset: .q8_0, options: options)
+    }
+    #expect(!FileManager.default.fileExists(atPath: scratch.file("q.gguf")))
+}

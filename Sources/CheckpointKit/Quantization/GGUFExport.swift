@@ -519,21 +519,27 @@ extension GGUFExport {
         try atomic.translatingErrors {
             let out = try OutputFile(creating: atomic.temporary)
             try out.write(header)
+            // The next tensor is decoded and checked on a second thread while this one is encoded.
+            @Sendable func prepare(_ info: GGUFTensorInfo, _ type: GGMLType) -> Result<[Float]?, Error> {
+                guard type != info.type else { return .success(nil) }  // copied as stored
+                guard info.elementCount % info.type.blockSize == 0 else {
+                    return .failure(GGUFError.tensorShapeInvalid(file: file.path, tensor: info.name,
+                                                                 reason: "\(info.elementCount) elements (expected whole \(info.type.name) blocks)"))
+                }
+                let values = info.type.decode(file.bytes(info), count: info.elementCount)
+                if type.floatDType == nil, let bad = values.firstIndex(where: { !$0.isFinite }) {
+                    return .failure(QuantizationError.nonFinite(file: file.path, tensor: info.name, index: bad, value: "\(values[bad])"))
+                }
+                return .success(values)
+            }
+            let ahead = PreparedAhead(zip(infos, placed).map { info, place in { prepare(info, place.type) } })
             for (k, (info, place)) in zip(infos, placed).enumerated() {
                 let bytes: [UInt8]
-                if place.type == info.type {
-                    bytes = Array(file.bytes(info))
-                } else {
-                    guard info.elementCount % info.type.blockSize == 0 else {
-                        throw GGUFError.tensorShapeInvalid(file: file.path, tensor: info.name,
-                                                           reason: "\(info.elementCount) elements (expected whole \(info.type.name) blocks)")
-                    }
-                    let values = info.type.decode(file.bytes(info), count: info.elementCount)
-                    if place.type.floatDType == nil, let bad = values.firstIndex(where: { !$0.isFinite }) {
-                        throw QuantizationError.nonFinite(file: file.path, tensor: info.name, index: bad, value: "\(values[bad])")
-                    }
+                if let values = try ahead.take(k).get() {
                     bytes = try encode(values, as: place.type, dims: info.dimensions, importance: options.importance?.weights(for: info.name),
                                        threads: options.threads)
+                } else {
+                    bytes = Array(file.bytes(info))
                 }
                 try out.write(bytes)
                 WorkProgress.report("writing", done: k + 1, total: infos.count, item: info.name)
