@@ -392,6 +392,8 @@ public enum GGUFExport {
                 values.reserveCapacity(elementCount)
                 for part in parts { values += logical.float32(part, threads: threads) }
             }
+            // Read once: the mapped pages can go (they stay in the page cache), so RSS holds only what is in flight.
+            for part in parts { logical.releasePages(part) }
             if transposed {
                 let rows = parts[0].shape[0], columns = parts[0].shape[1]
                 var t = [Float](repeating: 0, count: values.count)
@@ -541,6 +543,7 @@ extension GGUFExport {
                 } else {
                     bytes = Array(file.bytes(info))
                 }
+                file.mapped.adviseDone((file.dataStart + info.offset)..<(file.dataStart + info.offset + info.byteCount))
                 try out.write(bytes)
                 WorkProgress.report("writing", done: k + 1, total: infos.count, item: info.name)
                 let padding = (bytes.count + 31) / 32 * 32 - bytes.count
