@@ -1,14 +1,9 @@
 /// The llama family's tensor names in GGUF and in Hugging Face checkpoints, one table for both
 /// directions, and llama.cpp's Q/K row permutation (`permute` in convert_hf_to_gguf.py).
 public enum GGUFLlamaNames {
-    static let fixedNames: [(gguf: String, hf: String)] = [
-        ("token_embd.weight", "model.embed_tokens.weight"), ("output_norm.weight", "model.norm.weight"), ("output.weight", "lm_head.weight"),
-    ]
-    static let layerModules: [(gguf: String, hf: String)] = [
-        ("attn_norm", "input_layernorm"), ("ffn_norm", "post_attention_layernorm"), ("attn_q", "self_attn.q_proj"),
-        ("attn_k", "self_attn.k_proj"), ("attn_v", "self_attn.v_proj"), ("attn_output", "self_attn.o_proj"),
-        ("ffn_gate", "mlp.gate_proj"), ("ffn_up", "mlp.up_proj"), ("ffn_down", "mlp.down_proj"),
-    ]
+    // The dense llama names of the writer's table (GGUFArchitecture), read in both directions.
+    static let fixedNames = GGUFArchitecture.standardGlobals
+    static let layerModules = GGUFArchitecture.preNorms + GGUFArchitecture.attention + GGUFArchitecture.gatedFeedForward
 
     /// The Hugging Face name of a GGUF llama tensor.
     public static func hfName(_ name: String) -> String? {

@@ -211,7 +211,6 @@ public final class GGUFSource: Sendable {
 
     /// Lets the mapped pages of `entry`'s blocks go.
     func releasePages(_ entry: Checkpoint.Entry) {
-        let info = plans[entry.locator].info
-        file.mapped.adviseDone((file.dataStart + info.offset)..<(file.dataStart + info.offset + info.byteCount))
+        file.releasePages(plans[entry.locator].info)
     }
 }

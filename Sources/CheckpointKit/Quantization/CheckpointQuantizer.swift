@@ -39,6 +39,11 @@ public enum QuantizationError: Error, Equatable, Sendable, CustomStringConvertib
     case invalidRegex(pattern: String, reason: String)
     case unsupportedDType(file: String, tensor: String, dtype: String)
 
+    /// `.nonFinite` for the first NaN or infinity in `values`, nil when all are finite.
+    static func firstNonFinite(_ values: [Float], file: String, tensor: String) -> QuantizationError? {
+        values.firstIndex(where: { !$0.isFinite }).map { .nonFinite(file: file, tensor: tensor, index: $0, value: "\(values[$0])") }
+    }
+
     /// The one-line message: the option, file or tensor at fault and what was expected.
     public var description: String {
         switch self {
@@ -246,9 +251,7 @@ public enum CheckpointQuantizer {
         let info = entry.info
         let file = checkpoint.files[entry.fileIndex].path
         let values = FloatValues.array(view, threads: options.threads)
-        if !options.allowNonFinite, let bad = values.firstIndex(where: { !$0.isFinite }) {
-            throw QuantizationError.nonFinite(file: file, tensor: info.name, index: bad, value: "\(values[bad])")
-        }
+        if !options.allowNonFinite, let refusal = QuantizationError.firstNonFinite(values, file: file, tensor: info.name) { throw refusal }
         var plainMetrics: ErrorMetrics? = nil
         let tensor: EncodedTensor = values.withUnsafeBufferPointer { x in
             let importance = options.importance.flatMap { matrix in matrix.weights(for: info.name, layout: layout) }

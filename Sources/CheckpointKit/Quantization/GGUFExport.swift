@@ -74,6 +74,12 @@ public enum GGUFExport {
         }
     }
 
+    /// The data alignment ckpt writes (GGUF's default; no `general.alignment` key).
+    static let alignment = 32
+
+    /// `n` rounded up to the data alignment: where the next tensor's data starts.
+    static func aligned(_ n: Int) -> Int { (n + alignment - 1) / alignment * alignment }
+
     /// A GGUF v3 header: magic, version, counts, the metadata, the tensor infos (name, `ne`,
     /// type, data offset), padded to the 32-byte alignment where the data begins.
     static func headerBytes(_ kv: [(String, Value)], tensors: [(name: String, dims: [Int], type: GGMLType, offset: Int)]) -> [UInt8] {
@@ -93,7 +99,7 @@ public enum GGUFExport {
             header.u32(t.type.rawValue)
             header.u64(UInt64(t.offset))
         }
-        while header.bytes.count % 32 != 0 { header.bytes.append(0) }
+        header.bytes += [UInt8](repeating: 0, count: aligned(header.bytes.count) - header.bytes.count)
         return header.bytes
     }
 
@@ -218,7 +224,7 @@ public enum GGUFExport {
             let type = choices[item.name]!.type
             let bytes = type.byteCount(elements: item.elementCount)
             planned.append(Planned(item: item, type: type, dims: Array(item.shape.reversed()), offset: offset, bytes: bytes))
-            offset = (offset + bytes + 31) / 32 * 32
+            offset = aligned(offset + bytes)
         }
         let fallbacks = items.compactMap { item in choices[item.name]!.fallback.map { (item.name, $0) } }
         let tensorInfos = planned.map { ($0.item.name, $0.dims, $0.type, $0.offset) }
@@ -235,10 +241,7 @@ public enum GGUFExport {
             let path = checkpoint.path
             @Sendable func prepare(_ p: Planned) -> Result<[Float], Error> {
                 let values = p.item.values(logical, threads: .single)
-                // A block type cannot hold NaN or Inf (llama-quantize fails its row validation there): refuse, naming the value.
-                if p.type.floatDType == nil, let bad = values.firstIndex(where: { !$0.isFinite }) {
-                    return .failure(QuantizationError.nonFinite(file: path, tensor: p.item.sourceName, index: bad, value: "\(values[bad])"))
-                }
+                if let refusal = blockRefusal(values, type: p.type, file: path, tensor: p.item.sourceName) { return .failure(refusal) }
                 return .success(values)
             }
             let ahead = PreparedAhead(planned.map { p in { prepare(p) } })
@@ -249,7 +252,7 @@ public enum GGUFExport {
                 try writer.write(encoded)
                 // Reported once encoded, as the safetensors writer reports each tensor.
                 WorkProgress.report("writing", done: k + 1, total: planned.count, item: p.item.name)
-                let padding = (p.bytes + 31) / 32 * 32 - p.bytes
+                let padding = aligned(p.bytes) - p.bytes
                 if padding > 0 && k != planned.count - 1 { try writer.write([UInt8](repeating: 0, count: padding)) }
             }
             try writer.write([])
@@ -325,29 +328,21 @@ public enum GGUFExport {
     /// it if needed) and starts item k + 1, so at most two results are held at once.
     final class PreparedAhead<Value>: @unchecked Sendable {
         private let work: [@Sendable () -> Value]
-        private var next: (index: Int, group: DispatchGroup, box: Box)?
-        final class Box: @unchecked Sendable { var value: Value? }
+        private var next: (index: Int, job: BackgroundJob<Value>)?
 
         init(_ work: [@Sendable () -> Value]) { self.work = work }
 
         func take(_ k: Int) -> Value {
             let value: Value
             if let next, next.index == k {
-                next.group.wait()
-                value = next.box.value!
+                value = try! next.job.value()  // the work does not throw
             } else {
                 value = work[k]()
             }
-            self.next = nil
-            if k + 1 < work.count {
-                let group = DispatchGroup(), box = Box(), job = work[k + 1]
-                DispatchQueue.global().async(group: group) { box.value = job() }
-                self.next = (k + 1, group, box)
-            }
+            // A job left running by an early exit is waited for by its deinit.
+            next = k + 1 < work.count ? (k + 1, BackgroundJob(work[k + 1])) : nil
             return value
         }
-
-        deinit { next?.group.wait() }  // a thrown error leaves the loop early: let the last job finish before its inputs go
     }
 
     /// One GGUF tensor to write: where its values come from and what the converter does to them.
@@ -513,7 +508,7 @@ extension GGUFExport {
         for info in infos {
             let type = choices[info.name]!.type
             placed.append((info.name, info.dimensions, type, offset))
-            offset = (offset + type.byteCount(elements: info.elementCount) + 31) / 32 * 32
+            offset = aligned(offset + type.byteCount(elements: info.elementCount))
         }
         let header = headerBytes(kv, tensors: placed)
         let atomic = try AtomicOutput(target: output, isDirectory: false, overwrite: options.overwrite)
@@ -529,9 +524,7 @@ extension GGUFExport {
                                                                  reason: "\(info.elementCount) elements (expected whole \(info.type.name) blocks)"))
                 }
                 let values = info.type.decode(file.bytes(info), count: info.elementCount)
-                if type.floatDType == nil, let bad = values.firstIndex(where: { !$0.isFinite }) {
-                    return .failure(QuantizationError.nonFinite(file: file.path, tensor: info.name, index: bad, value: "\(values[bad])"))
-                }
+                if let refusal = blockRefusal(values, type: type, file: file.path, tensor: info.name) { return .failure(refusal) }
                 return .success(values)
             }
             let ahead = PreparedAhead(zip(infos, placed).map { info, place in { prepare(info, place.type) } })
@@ -543,10 +536,10 @@ extension GGUFExport {
                 } else {
                     bytes = Array(file.bytes(info))
                 }
-                file.mapped.adviseDone((file.dataStart + info.offset)..<(file.dataStart + info.offset + info.byteCount))
+                file.releasePages(info)
                 try out.write(bytes)
                 WorkProgress.report("writing", done: k + 1, total: infos.count, item: info.name)
-                let padding = (bytes.count + 31) / 32 * 32 - bytes.count
+                let padding = aligned(bytes.count) - bytes.count
                 if padding > 0 && k != infos.count - 1 { try out.write([UInt8](repeating: 0, count: padding)) }
                 rows.append(ConversionReport.Tensor(name: info.name, shape: info.shape, fromType: info.type.floatDType ?? .f32,
                                                     toType: place.type.floatDType ?? .f32, bytesIn: info.byteCount, bytesOut: bytes.count,
@@ -558,6 +551,13 @@ extension GGUFExport {
         var report = ConversionReport(output: output, files: [output], tensors: rows, copiedFiles: [], seconds: clock.seconds)
         report.notes = infos.compactMap { info in choices[info.name]!.fallback.map { "\(info.name): \($0)" } }
         return report
+    }
+
+    /// Why `values` cannot be stored as `type`: a block type cannot hold NaN or Inf (llama-quantize
+    /// fails its row validation there), so the first such value is named; nil for float types.
+    static func blockRefusal(_ values: [Float], type: GGMLType, file: String, tensor: String) -> QuantizationError? {
+        guard type.floatDType == nil else { return nil }
+        return QuantizationError.firstNonFinite(values, file: file, tensor: tensor)
     }
 
     /// `values` (a tensor of `ne` `dims`) in `type`; importance weights hold one row's worth per

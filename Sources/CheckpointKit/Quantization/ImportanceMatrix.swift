@@ -237,7 +237,7 @@ public struct ImportanceMatrix: Sendable {
         func append(_ values: [Float]) -> Int {
             let offset = data.count
             for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
-            while data.count % 32 != 0 { data.append(0) }
+            data += [UInt8](repeating: 0, count: GGUFExport.aligned(data.count) - data.count)
             return offset
         }
         for name in names {

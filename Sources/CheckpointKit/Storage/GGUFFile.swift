@@ -237,6 +237,11 @@ public final class GGUFFile: Sendable {
     /// The info of the tensor called `name`, if present.
     public func info(named name: String) -> GGUFTensorInfo? { tensorIndex[name].map { tensors[$0] } }
 
+    /// Lets the mapped pages of `info`'s data go once read (they stay in the page cache).
+    public func releasePages(_ info: GGUFTensorInfo) {
+        mapped.adviseDone((dataStart + info.offset)..<(dataStart + info.offset + info.byteCount))
+    }
+
     /// The raw bytes of a tensor.
     public func bytes(_ info: GGUFTensorInfo) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(rebasing: mapped.bytes[(dataStart + info.offset)..<(dataStart + info.offset + info.byteCount)])
