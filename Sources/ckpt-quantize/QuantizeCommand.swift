@@ -21,11 +21,17 @@ struct QuantizeCommand: ToolCommand {
     @Argument(help: "Output folder (or a .safetensors file when the input is a single file).")
     var output: String
 
-    @Option(help: "int8, nf4 or fp4.")
+    @Option(help: "int4, int8, nf4 or fp4.")
     var scheme: String
 
-    @Option(help: "Values per scale: 4-bit 32…4096 (a power of two), int8 any positive group size.")
+    @Option(help: "Values per scale: nf4/fp4 32…4096 (a power of two); int4/int8 any size dividing the rows, or --block-size=-1 for one scale per output channel.")
     var blockSize: Int = 64
+
+    @Option(help: "int4/int8: the file format, pack-quantized (compressed-tensors, vLLM's W4A16; int4's default), gptq or awq (int4 only). int8 without it is compressed-tensors int-quantized.")
+    var format: String?
+
+    @Flag(help: "int4/int8: a zero point per group (asymmetric) instead of a symmetric range.")
+    var asymmetric = false
 
     @Flag(help: "4-bit only: quantize the absmax too (8-bit, blocks of 256), as bnb_4bit_use_double_quant.")
     var doubleQuant = false
@@ -55,9 +61,12 @@ struct QuantizeCommand: ToolCommand {
 
     var parsedScheme: (any QuantizationScheme)? {
         parseFloatType(scaleDtype ?? "f32").flatMap {
-            QuantizedLayouts.scheme(named: scheme.lowercased(), blockSize: blockSize, doubleQuant: doubleQuant, scaleType: $0)
+            QuantizedLayouts.scheme(named: scheme.lowercased(), blockSize: blockSize, doubleQuant: doubleQuant, scaleType: $0,
+                                    format: format.flatMap { IntegerFormat(rawValue: $0.lowercased()) }, symmetric: !asymmetric)
         }
     }
+
+    var isInteger: Bool { parsedScheme is IntegerScheme }
 
     func validate() throws {
         guard QuantizedLayouts.schemeNames.contains(scheme.lowercased()) else {
@@ -71,7 +80,20 @@ struct QuantizeCommand: ToolCommand {
         for (flag, pattern) in [("--include", include), ("--exclude", exclude)] {
             if let pattern, (try? Regex(pattern)) == nil { throw ValidationError("\(flag) \(pattern): not a valid regular expression") }
         }
-        if doubleQuant && scheme.lowercased() == "int8" { throw ValidationError("--double-quant applies to nf4 and fp4 only") }
+        if doubleQuant && scheme.lowercased().hasPrefix("int") { throw ValidationError("--double-quant applies to nf4 and fp4 only") }
+        if let format {
+            guard let parsed = IntegerFormat(rawValue: format.lowercased()) else {
+                throw ValidationError("--format \(format): unknown (expected \(IntegerFormat.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            guard scheme.lowercased().hasPrefix("int") else { throw ValidationError("--format applies to int4 and int8 (\(scheme) keeps the bitsandbytes layout)") }
+            if parsed == .awq && scheme.lowercased() != "int4" { throw ValidationError("--format awq holds int4 only") }
+        }
+        if asymmetric && !scheme.lowercased().hasPrefix("int") { throw ValidationError("--asymmetric applies to int4 and int8") }
+        if asymmetric && parsedScheme is Int8Scheme { throw ValidationError("--asymmetric int8 needs --format pack-quantized or gptq") }
+        if blockSize <= 0 && !(parsedScheme is IntegerScheme) { throw ValidationError("--block-size \(blockSize): expected a positive size") }
+        if isInteger && (optimizeScales || imatrix != nil) {
+            throw ValidationError("--optimize-scales and --imatrix apply to nf4, fp4 and int-quantized int8")
+        }
         do { try parsedScheme!.validate() } catch { throw ValidationError("\(error)") }
     }
 

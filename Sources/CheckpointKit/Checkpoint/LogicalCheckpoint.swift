@@ -42,7 +42,7 @@ public protocol QuantizedWeight: Sendable {
 
 /// A quantized layout's reader: finds its weights among a checkpoint's stored tensors. Each
 /// layout is one file in Quantization/, listed in `QuantizedLayouts.all`.
-public protocol QuantizedLayout {
+public protocol QuantizedLayout: Sendable {
     /// The layout's weights in `checkpoint`, each with every part it claims.
     static func detect(in checkpoint: Checkpoint, fallbackDType: DType) throws -> [LogicalTensor]
 }
@@ -52,6 +52,7 @@ public enum QuantizedLayoutError: Error, Equatable, Sendable, CustomStringConver
     case missingPart(file: String, tensor: String, part: String)
     case badQuantState(file: String, tensor: String, reason: String)
     case partShapeMismatch(file: String, tensor: String, expected: String, actual: String)
+    case unsupportedVariant(file: String, tensor: String, found: String, expected: String)
 
     /// The one-line message: the quantized weight at fault and what is wrong with its parts.
     public var description: String {
@@ -62,6 +63,8 @@ public enum QuantizedLayoutError: Error, Equatable, Sendable, CustomStringConver
             return "\(faultLocation(file, tensor: tensor)): unreadable bitsandbytes quant_state: \(reason)"
         case let .partShapeMismatch(file, tensor, expected, actual):
             return "\(faultLocation(file, tensor: tensor)): quantized parts disagree with its shape (expected \(expected), got \(actual))"
+        case let .unsupportedVariant(file, tensor, found, expected):
+            return "\(faultLocation(file, tensor: tensor)): \(found) (expected \(expected))"
         }
     }
 }

@@ -38,6 +38,7 @@ public enum QuantizationError: Error, Equatable, Sendable, CustomStringConvertib
     case invalidBlockSize(scheme: String, blockSize: Int, reason: String)
     case invalidRegex(pattern: String, reason: String)
     case unsupportedDType(file: String, tensor: String, dtype: String)
+    case groupSizeDoesNotDivide(file: String, tensor: String, columns: Int, groupSize: Int)
 
     /// `.nonFinite` for the first NaN or infinity in `values`, nil when all are finite.
     static func firstNonFinite(_ values: [Float], file: String, tensor: String) -> QuantizationError? {
@@ -55,6 +56,9 @@ public enum QuantizationError: Error, Equatable, Sendable, CustomStringConvertib
             return "--block-size \(blockSize): invalid for \(scheme) (\(reason))"
         case let .invalidRegex(pattern, reason):
             return "\(pattern): invalid regular expression (\(reason))"
+        case let .groupSizeDoesNotDivide(file, tensor, columns, groupSize):
+            return "\(faultLocation(file, tensor: tensor)): rows of \(columns) columns do not split into groups of \(groupSize) "
+                + "(expected a group size dividing every row, as vLLM and the format's loaders require; try --block-size 32 or 64)"
         case let .unsupportedDType(file, tensor, dtype):
             return "\(faultLocation(file, tensor: tensor)): cannot quantize \(dtype) (expected F32, F16, BF16 or F64)"
         }
@@ -180,6 +184,8 @@ public enum CheckpointQuantizer {
         }
         let clock = Stopwatch()
         let (selected, notes) = try selection(checkpoint, options: options)
+        let selectedShapes = checkpoint.entries.filter { selected.contains($0.info.name) }.map { ($0.info.name, $0.info.shape) }
+        if let refusal = options.scheme.refusal(selected: selectedShapes, file: checkpoint.path) { throw refusal }
         // Statistics are kept under llama.cpp's names (experts stacked): the family's GGUF layout finds them.
         let layout = checkpoint.config.flatMap { try? TransformerConfig(parsing: $0, file: checkpoint.configSource) }
             .flatMap { GGUFArchitecture.of($0.family) } ?? GGUFArchitecture.llama
