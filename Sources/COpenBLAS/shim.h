@@ -32,3 +32,8 @@ static inline const char *ckpt_openblas_prefer_known_core(void) {
     unsetenv("OPENBLAS_CORETYPE");  // children (tests, peers) detect for themselves
     return openblas_get_corename();
 }
+
+// LAPACK's Cholesky factorization and inverse (OpenBLAS exports them), column-major, for GPTQ's
+// inverse Hessian.
+void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);
+void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info);

@@ -51,6 +51,27 @@ struct QuantizeCommand: ToolCommand {
     @Option(help: "An importance matrix (ckpt-imatrix or llama-imatrix GGUF, or legacy .dat): the scale search weights each column's error by it (implies --optimize-scales).")
     var imatrix: String?
 
+    @Option(help: "How codes are chosen: rtn (round to nearest, the default) or gptq (calibrated on --calibration-text, layer by layer).")
+    var method: String = "rtn"
+
+    @Option(help: "GPTQ: the text whose activations weigh each weight's error (read as bytes, tokenized by the model's tokenizer).")
+    var calibrationText: String?
+
+    @Option(help: "GPTQ: calibration tokens to use from the text (whole chunks of --ctx).")
+    var calibrationTokens: Int = 16384
+
+    @Option(help: "GPTQ: tokens per calibration chunk.")
+    var ctx: Int = 512
+
+    @Flag(help: "GPTQ: quantize columns in decreasing order of their activations' energy (desc_act).")
+    var actOrder = false
+
+    @Flag(help: "GPTQ with --act-order: fix every group's scale before the reordering (static_groups; needed by nf4/fp4).")
+    var staticGroups = false
+
+    @Option(help: "GPTQ: dampening, as a fraction of the mean Hessian diagonal; raised per layer when a Hessian is not positive definite.")
+    var damp: Double = 0.01
+
     @Flag(help: "Quantize tensors holding NaN or Inf instead of refusing them.")
     var allowNonfinite = false
 
@@ -91,6 +112,22 @@ struct QuantizeCommand: ToolCommand {
         if asymmetric && !scheme.lowercased().hasPrefix("int") { throw ValidationError("--asymmetric applies to int4 and int8") }
         if asymmetric && parsedScheme is Int8Scheme { throw ValidationError("--asymmetric int8 needs --format pack-quantized or gptq") }
         if blockSize <= 0 && !(parsedScheme is IntegerScheme) { throw ValidationError("--block-size \(blockSize): expected a positive size") }
+        guard ["rtn", "gptq"].contains(method.lowercased()) else {
+            throw ValidationError("--method \(method): unknown (expected rtn or gptq)")
+        }
+        let calibrated = method.lowercased() == "gptq"
+        if calibrated {
+            guard calibrationText != nil else { throw ValidationError("--method gptq needs --calibration-text FILE") }
+            guard calibrationTokens > 0, ctx > 1 else { throw ValidationError("--calibration-tokens and --ctx must be positive") }
+            guard damp > 0, damp < 1 else { throw ValidationError("--damp \(damp): expected a fraction in (0, 1)") }
+            if optimizeScales || imatrix != nil { throw ValidationError("--method gptq chooses its own scales: drop --optimize-scales and --imatrix") }
+            if parsedScheme is Int8Scheme { throw ValidationError("--method gptq with int8 needs --format pack-quantized or gptq") }
+        } else {
+            for (flag, given) in [("--calibration-text", calibrationText != nil), ("--act-order", actOrder), ("--static-groups", staticGroups)] where given {
+                throw ValidationError("\(flag) applies to --method gptq")
+            }
+        }
+        if staticGroups && !actOrder { throw ValidationError("--static-groups applies with --act-order") }
         if isInteger && (optimizeScales || imatrix != nil) {
             throw ValidationError("--optimize-scales and --imatrix apply to nf4, fp4 and int-quantized int8")
         }
@@ -104,7 +141,27 @@ struct QuantizeCommand: ToolCommand {
                                               optimizeScales: optimizeScales || imatrix != nil,
                                               allowNonFinite: allowNonfinite, threads: common.threadBudget, overwrite: force)
             if let imatrix { options.importance = try ImportanceMatrix(reading: imatrix) }
-            let report = try CheckpointQuantizer.quantize(checkpoint, to: output, options: options)
+            let report: QuantizationReport
+            if method.lowercased() == "gptq", let calibrationText {
+                if var integer = options.scheme as? IntegerScheme {
+                    integer.method = "gptq"
+                    integer.actOrder = actOrder
+                    integer.staticGroups = staticGroups
+                    integer.damp = damp
+                    options.scheme = integer
+                }
+                let tokenizer = try Tokenizer(checkpoint: checkpoint)
+                let text = try MappedFile(path: calibrationText)
+                let ids = tokenizer.encode(String(decoding: text.bytes, as: UTF8.self))
+                var calibration = CalibrationOptions(tokens: Array(ids.prefix(calibrationTokens)), context: ctx,
+                                                     bos: tokenizer.addsBOS ? tokenizer.bosTokenID : nil, source: calibrationText)
+                calibration.actOrder = actOrder
+                calibration.staticGroups = staticGroups
+                calibration.damp = damp
+                report = try CalibratedQuantizer.quantize(checkpoint, to: output, options: options, calibration: calibration)
+            } else {
+                report = try CheckpointQuantizer.quantize(checkpoint, to: output, options: options)
+            }
             for note in report.notes { log("note: \(note)", options: common) }
             if common.json {
                 printJSON(json(report))

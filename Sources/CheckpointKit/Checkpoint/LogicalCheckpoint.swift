@@ -18,6 +18,8 @@ public protocol QuantizationScheme: Sendable, CustomStringConvertible {
     func quantizationConfig(computeType: DType, skippedModules: [String]) -> JSONValue
     /// What a user should know about quantizing these tensors in this scheme (empty when nothing).
     func notes(selected: [(name: String, shape: [Int])]) -> [String]
+    /// An error refusing these weights (read from `file`) before anything is written, nil when all can be encoded.
+    func refusal(selected: [(name: String, shape: [Int])], file: String) -> Error?
 }
 
 extension QuantizationScheme {

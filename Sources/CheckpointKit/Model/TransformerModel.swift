@@ -390,7 +390,23 @@ public final class TransformerModel: Sendable {
         // Rotary tables for this chunk's length (dynamic and longrope depend on it).
         let global = c.rope.map { $0.tables(positions: max(T, 1)) }
         let local = c.localRope.map { $0.tables(positions: max(T, 1)) }
-        let x = scratch.x, h = scratch.h, m = scratch.mlp
+        let x = scratch.x, h = scratch.h
+        embed(tokens, into: x, scratch: scratch)
+        for layer in layers { block(layer, x, tokens: T, rope: layer.localRope ? local : global, scratch: scratch) }
+        // Final norm and the head, for the scored rows only.
+        let rows = scored.count
+        var out = [Float](repeating: 0, count: rows * c.vocabularySize)
+        normalize(x + scored.lowerBound * d, finalNorm, into: h, rows: rows)
+        out.withUnsafeMutableBufferPointer { op in
+            linear(h, head, into: op.baseAddress!, rows: rows, scratch: scratch)
+            if let cap = c.finalSoftcap { TransformerKernels.softcap(op.baseAddress!, count: op.count, cap: cap) }
+        }
+        return out
+    }
+
+    /// The embeddings of `tokens` (positions added, scaled where the family does) into `x` [T, hidden].
+    func embed(_ tokens: [Int], into x: UnsafeMutablePointer<Float>, scratch: Scratch) {
+        let d = config.hiddenSize, T = tokens.count, h = scratch.h
         for (t, token) in tokens.enumerated() {
             embedding.widen(token..<(token + 1), into: x + t * d)
             if let positions {
@@ -402,27 +418,19 @@ public final class TransformerModel: Sendable {
             let scale = Float(Double(d).squareRoot())
             for i in 0..<(T * d) { x[i] *= scale }
         }
-        for layer in layers {
-            // x += postnorm(attention(prenorm(x)))
-            if let norm = layer.preAttentionNorm { normalize(x, norm, into: h, rows: T) } else { h.update(from: x, count: T * d) }
-            attention(layer, input: h, into: m, tokens: T, rope: layer.localRope ? local : global, scratch: scratch)
-            if let norm = layer.postAttentionNorm { normalize(m, norm, into: m, rows: T) }
-            add(m, into: x, count: T * d)
-            // x += postnorm(mlp(prenorm(x)))
-            if let norm = layer.preFeedForwardNorm { normalize(x, norm, into: h, rows: T) } else { h.update(from: x, count: T * d) }
-            feedForward(layer, input: h, into: m, tokens: T, scratch: scratch)
-            if let norm = layer.postFeedForwardNorm { normalize(m, norm, into: m, rows: T) }
-            add(m, into: x, count: T * d)
-        }
-        // Final norm and the head, for the scored rows only.
-        let rows = scored.count
-        var out = [Float](repeating: 0, count: rows * c.vocabularySize)
-        normalize(x + scored.lowerBound * d, finalNorm, into: h, rows: rows)
-        out.withUnsafeMutableBufferPointer { op in
-            linear(h, head, into: op.baseAddress!, rows: rows, scratch: scratch)
-            if let cap = c.finalSoftcap { TransformerKernels.softcap(op.baseAddress!, count: op.count, cap: cap) }
-        }
-        return out
+    }
+
+    /// One decoder block on `x` [T, hidden] in place: x += postnorm(attention(prenorm(x))), then the same with the feed-forward.
+    func block(_ layer: Layer, _ x: UnsafeMutablePointer<Float>, tokens T: Int, rope: (cos: [Float], sin: [Float])?, scratch: Scratch) {
+        let d = config.hiddenSize, h = scratch.h, m = scratch.mlp
+        if let norm = layer.preAttentionNorm { normalize(x, norm, into: h, rows: T) } else { h.update(from: x, count: T * d) }
+        attention(layer, input: h, into: m, tokens: T, rope: rope, scratch: scratch)
+        if let norm = layer.postAttentionNorm { normalize(m, norm, into: m, rows: T) }
+        add(m, into: x, count: T * d)
+        if let norm = layer.preFeedForwardNorm { normalize(x, norm, into: h, rows: T) } else { h.update(from: x, count: T * d) }
+        feedForward(layer, input: h, into: m, tokens: T, scratch: scratch)
+        if let norm = layer.postFeedForwardNorm { normalize(m, norm, into: m, rows: T) }
+        add(m, into: x, count: T * d)
     }
 
     /// One layer's attention of `input` [T, hidden] into `out` [T, hidden].

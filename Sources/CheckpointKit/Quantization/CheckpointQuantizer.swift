@@ -17,6 +17,8 @@ public struct QuantizationOptions: Sendable {
     public var importance: ImportanceMatrix? = nil
     /// Whether an existing output may be replaced; otherwise the write is refused.
     public var overwrite: Bool
+    /// Weights already encoded by a calibrated method (GPTQ), by name: written as they are, measured as any other.
+    public var precomputed: [String: EncodedTensor] = [:]
 
     /// Options for `scheme`; by default the linear weights are selected, absmax scales used, non-finite values refused and nothing overwritten.
     public init(scheme: any QuantizationScheme, include: String? = nil, exclude: String? = nil, optimizeScales: Bool = false,
@@ -259,7 +261,7 @@ public enum CheckpointQuantizer {
         let values = FloatValues.array(view, threads: options.threads)
         if !options.allowNonFinite, let refusal = QuantizationError.firstNonFinite(values, file: file, tensor: info.name) { throw refusal }
         var plainMetrics: ErrorMetrics? = nil
-        let tensor: EncodedTensor = values.withUnsafeBufferPointer { x in
+        let tensor: EncodedTensor = options.precomputed[info.name] ?? values.withUnsafeBufferPointer { x in
             let importance = options.importance.flatMap { matrix in matrix.weights(for: info.name, layout: layout) }
             let (encoded, plain) = options.scheme.encode(name: info.name, shape: info.shape, originalType: info.dtype == .f64 ? .f32 : info.dtype,
                                                          values: x, optimizeScales: options.optimizeScales,

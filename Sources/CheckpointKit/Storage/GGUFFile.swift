@@ -67,7 +67,7 @@ public enum GGUFError: Error, Equatable, Sendable, CustomStringConvertible {
 }
 
 /// A GGUF metadata value.
-public indirect enum GGUFValue: Equatable, Sendable {
+public enum GGUFValue: Equatable, Sendable {
     case uint(UInt64, type: UInt32)
     case int(Int64, type: UInt32)
     case float(Double, type: UInt32)

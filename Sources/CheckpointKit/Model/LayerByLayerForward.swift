@@ -1,0 +1,84 @@
+/// The forward pass run one decoder layer at a time over fixed chunks of calibration text, as
+/// GPTQModel and llm-compressor run it: the hidden states of every chunk are kept between
+/// layers, each layer is run once to observe its inputs and once more, with its weights
+/// replaced by their quantized values, to give the next layer what the quantized model computes.
+public final class LayerByLayerForward {
+    /// The model whose layers are run.
+    public let model: TransformerModel
+    let chunks: [[Int]]
+    /// Hidden states [T, hidden] per chunk, before the next layer to run.
+    private var states: [[Float]]
+
+    /// Embeds every chunk (all of one length, each within the model's context).
+    public init(model: TransformerModel, chunks: [[Int]]) {
+        self.model = model
+        self.chunks = chunks
+        states = chunks.map { chunk in
+            let scratch = TransformerModel.Scratch(model, tokens: chunk.count)
+            model.embed(chunk, into: scratch.x, scratch: scratch)
+            return Array(UnsafeBufferPointer(start: scratch.x, count: chunk.count * model.config.hiddenSize))
+        }
+    }
+
+    /// Decoder layers.
+    public var layerCount: Int { model.layers.count }
+
+    /// Whether every product of a layer is a linear of its own (fused projections and GPT-2's
+    /// Conv1D are not: their parts cannot be replaced one by one).
+    public var replacesEveryLinear: Bool {
+        let arch = model.architecture
+        if case .fused = arch.attention { return false }
+        if case .fusedGated = arch.feedForward { return false }
+        return !arch.transposedLinear
+    }
+
+    /// The linear weights (`P.weight`) of layer `i`, in the order the forward pass multiplies by them.
+    public func weightNames(layer i: Int) -> [String] {
+        let layer = model.layers[i]
+        var names = [layer.q, layer.k, layer.v, layer.o].map(\.name)
+        switch layer.feedForward {
+        case let .gated(gate, up, down): names += [gate.name, up.name, down.name]
+        case let .plain(up, down): names += [up.name, down.name]
+        case let .experts(_, experts): names += experts.flatMap { [$0.gate.name, $0.up.name, $0.down.name] }
+        }
+        return names.filter { !$0.isEmpty }.map { $0 + ".weight" }
+    }
+
+    /// Runs layer `i` over every chunk; `observer` sees each product's input. Weights named in
+    /// `replacing` (`P.weight` → f32 values, row-major) stand in for the stored ones. With
+    /// `advance`, the outputs become the inputs of the next call.
+    public func run(layer i: Int, observer: ActivationObserver?, replacing: [String: [Float]] = [:], advance: Bool) {
+        let layer = replaced(model.layers[i], replacing)
+        let c = model.config, d = c.hiddenSize
+        for (index, chunk) in chunks.enumerated() {
+            let T = chunk.count
+            let scratch = TransformerModel.Scratch(model, tokens: T)
+            scratch.observer = observer
+            let rope = layer.localRope ? c.localRope.map { $0.tables(positions: max(T, 1)) } : c.rope.map { $0.tables(positions: max(T, 1)) }
+            states[index].withUnsafeBufferPointer { scratch.x.update(from: $0.baseAddress!, count: T * d) }
+            model.block(layer, scratch.x, tokens: T, rope: rope, scratch: scratch)
+            if advance { states[index] = Array(UnsafeBufferPointer(start: scratch.x, count: T * d)) }
+        }
+    }
+
+    /// `layer` with the linears named in `weights` replaced by those values.
+    private func replaced(_ layer: TransformerModel.Layer, _ weights: [String: [Float]]) -> TransformerModel.Layer {
+        guard !weights.isEmpty else { return layer }
+        func swap(_ l: TransformerModel.Linear) -> TransformerModel.Linear {
+            guard !l.name.isEmpty, let values = weights[l.name + ".weight"] else { return l }
+            return TransformerModel.Linear(weight: .floats(values, rows: l.outputs, columns: l.inputs), bias: l.bias, rounding: l.rounding, name: l.name)
+        }
+        let feedForward: TransformerModel.FeedForward
+        switch layer.feedForward {
+        case let .gated(gate, up, down): feedForward = .gated(gate: swap(gate), up: swap(up), down: swap(down))
+        case let .plain(up, down): feedForward = .plain(up: swap(up), down: swap(down))
+        case let .experts(router, experts):
+            feedForward = .experts(router: router, experts: experts.map { .init(gate: swap($0.gate), up: swap($0.up), down: swap($0.down)) })
+        }
+        return TransformerModel.Layer(preAttentionNorm: layer.preAttentionNorm, postAttentionNorm: layer.postAttentionNorm,
+                                      preFeedForwardNorm: layer.preFeedForwardNorm, postFeedForwardNorm: layer.postFeedForwardNorm,
+                                      q: swap(layer.q), k: swap(layer.k), v: swap(layer.v), o: swap(layer.o),
+                                      queryNorm: layer.queryNorm, keyNorm: layer.keyNorm, feedForward: feedForward,
+                                      window: layer.window, localRope: layer.localRope)
+    }
+}

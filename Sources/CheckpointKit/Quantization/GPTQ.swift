@@ -1,0 +1,244 @@
+import COpenBLAS
+
+/// What GPTQ quantizes to and how (GPTQModel's `QuantizeConfig`, the parts ckpt uses).
+public struct GPTQOptions: Sendable, Equatable {
+    /// The codebook: integers of `bits` (GPTQModel), or bitsandbytes' NF4/FP4 table (ckpt's extension).
+    public enum Codes: Sendable, Equatable {
+        case integer(bits: Int, symmetric: Bool)
+        case fourBit(FourBitType)
+    }
+
+    public var codes: Codes
+    /// Columns per group; nil for one group per row.
+    public var groupSize: Int?
+    /// Columns in decreasing order of diag(H) (`desc_act`).
+    public var actOrder = false
+    /// Group parameters fixed up front on the unpermuted weight (`static_groups`).
+    public var staticGroups = false
+    /// Dampening as a fraction of the mean of diag(H) (`damp_percent`).
+    public var damp: Double = 0.01
+    /// Added to `damp` after each failed Cholesky (`damp_auto_increment`).
+    public var dampIncrement: Double = 0.01
+    /// Columns per lazy batch update.
+    public var blockSize = 128
+    /// Scales are rounded to it before they are used, so codes are the best for the stored scale (f32 = GPTQModel's arithmetic).
+    public var scaleType: DType = .f32
+
+    /// Options for `codes` in groups of `groupSize`, GPTQModel's defaults otherwise.
+    public init(codes: Codes, groupSize: Int?) {
+        self.codes = codes
+        self.groupSize = groupSize
+    }
+}
+
+/// One weight quantized by GPTQ.
+public struct GPTQResult: Sendable {
+    /// Integer codes, scales, zeros and g_idx (integer codebooks only).
+    public var integer: IntegerCodes?
+    /// NF4/FP4: per row and group the absmax (`[rows, groups]`), with the chosen values in `quantized`.
+    public var absmax: [Float]?
+    /// The values the codes stand for, `[rows, columns]` in column order (GPTQModel's `Q`).
+    public var quantized: [Float]
+    /// The dampening fraction that let the Cholesky succeed.
+    public var damp: Double
+    /// Σ (w − q)² / d² / 2 over the weight: GPTQ's own loss.
+    public var loss: Double
+}
+
+/// Failures of GPTQ.
+public enum GPTQError: Error, Equatable, Sendable, CustomStringConvertible {
+    case notPositiveDefinite(tensor: String, damp: Double)
+    case badShape(tensor: String, reason: String)
+
+    /// The one-line message naming the weight.
+    public var description: String {
+        switch self {
+        case let .notPositiveDefinite(tensor, damp):
+            return "'\(tensor)': the Hessian is not positive definite even with dampening \(damp) (expected calibration text that reaches every input column)"
+        case let .badShape(tensor, reason):
+            return "'\(tensor)': \(reason)"
+        }
+    }
+}
+
+/// GPTQ (Frantar et al.) as GPTQModel's `GPTQ.quantize` runs it: dead columns zeroed, optional
+/// act-order, the upper Cholesky factor of the dampened inverse Hessian, columns quantized one
+/// at a time with the error fed forward, lazily in blocks. See docs/w4a16-formats-spec.md §4.
+public enum GPTQ {
+    /// Quantizes `weight` `[rows, columns]` given `hessian` `[columns, columns]` (any positive multiple of XᵀX).
+    public static func quantize(_ weight: [Float], hessian: [Float], rows: Int, columns: Int, options: GPTQOptions,
+                                name: String = "") throws -> GPTQResult {
+        guard weight.count == rows * columns, hessian.count == columns * columns else {
+            throw GPTQError.badShape(tensor: name, reason: "weight \(weight.count) and Hessian \(hessian.count) values for [\(rows), \(columns)]")
+        }
+        let group = options.groupSize.map { Swift.min($0, columns) } ?? columns
+        if case .fourBit = options.codes, columns % group != 0 {
+            throw GPTQError.badShape(tensor: name, reason: "4-bit codebooks need blocks that divide the rows (\(columns) columns, blocks of \(group))")
+        }
+        var w = weight, h = hessian
+        // Whole-row parameters come before dead columns are zeroed (GPTQModel L1010).
+        let rowParameters = parameters(w, rows: rows, columns: columns, range: 0..<columns, options: options)
+        for c in 0..<columns where h[c * columns + c] == 0 {
+            h[c * columns + c] = 1
+            for n in 0..<rows { w[n * columns + c] = 0 }
+        }
+        let groups = (columns + group - 1) / group
+        let staticParameters: [[(Float, Float)]]? = options.staticGroups && options.groupSize != nil
+            ? (0..<groups).map { parameters(w, rows: rows, columns: columns, range: ($0 * group)..<Swift.min(columns, ($0 + 1) * group), options: options) }
+            : nil
+        // Act-order: columns by decreasing diag(H), ties by index (a stable sort).
+        var order = Array(0..<columns)
+        if options.actOrder { order.sort { h[$0 * columns + $0] != h[$1 * columns + $1] ? h[$0 * columns + $0] > h[$1 * columns + $1] : $0 < $1 } }
+        var permuted = [Float](repeating: 0, count: rows * columns), hp = [Float](repeating: 0, count: columns * columns)
+        for n in 0..<rows { for c in 0..<columns { permuted[n * columns + c] = w[n * columns + order[c]] } }
+        for i in 0..<columns { for j in 0..<columns { hp[i * columns + j] = h[order[i] * columns + order[j]] } }
+        let (u, damp) = try inverseCholesky(hp, size: columns, damp: options.damp, increment: options.dampIncrement, name: name)
+
+        // The lazy column loop (GPTQModel L1210–1257).
+        var q = [Float](repeating: 0, count: rows * columns)
+        var groupParameters: [[(Float, Float)]] = []
+        var current = rowParameters
+        var loss = 0.0
+        let blockSize = Swift.max(1, options.blockSize)
+        var block = [Float](repeating: 0, count: rows * blockSize), errors = [Float](repeating: 0, count: rows * blockSize)
+        var i1 = 0
+        while i1 < columns {
+            let i2 = Swift.min(i1 + blockSize, columns), width = i2 - i1
+            for n in 0..<rows { for i in 0..<width { block[n * width + i] = permuted[n * columns + i1 + i] } }
+            for i in 0..<width {
+                let c = i1 + i
+                if options.groupSize != nil {
+                    if let staticParameters {
+                        current = staticParameters[order[c] / group]
+                    } else if c % group == 0 {
+                        // Measured on the weight as previous blocks left it, not this block's updates (GPTQModel's quirk, spec §4.3).
+                        current = parameters(permuted, rows: rows, columns: columns, range: c..<Swift.min(columns, c + group), options: options)
+                        groupParameters.append(current)
+                    }
+                }
+                let d = u[c * columns + c]
+                for n in 0..<rows {
+                    let value = block[n * width + i]
+                    let chosen = quantizedValue(value, current[n], options: options)
+                    q[n * columns + c] = chosen
+                    let e = (value - chosen) / d
+                    loss += Double(e * e) / 2
+                    errors[n * width + i] = e
+                    let row = n * width, uRow = c * columns + i1
+                    for j in i..<width { block[row + j] -= e * u[uRow + j] }
+                }
+            }
+            // The rest of the row receives the block's errors at once: W[:, i2:] −= E · U[i1:i2, i2:].
+            if i2 < columns {
+                errors.withUnsafeBufferPointer { e in
+                    u.withUnsafeBufferPointer { uu in
+                        permuted.withUnsafeMutableBufferPointer { wp in
+                            MatrixMultiply.multiply(e.baseAddress!, uu.baseAddress! + i1 * columns + i2, into: wp.baseAddress! + i2,
+                                                    m: rows, n: columns - i2, k: width, alpha: -1, beta: 1, lda: width, ldb: columns, ldc: columns)
+                        }
+                    }
+                }
+            }
+            i1 = i2
+        }
+
+        // Back to column order; groups as appended (processing order), which g_idx indexes.
+        var quantized = [Float](repeating: 0, count: rows * columns)
+        for n in 0..<rows { for c in 0..<columns { quantized[n * columns + order[c]] = q[n * columns + c] } }
+        let allGroups: [[(Float, Float)]] = options.groupSize == nil ? [rowParameters] : (staticParameters ?? groupParameters)
+        var groupOf = [Int32](repeating: 0, count: columns)
+        for c in 0..<columns { groupOf[order[c]] = Int32(options.groupSize == nil ? 0 : (staticParameters != nil ? order[c] / group : c / group)) }
+        let count = allGroups.count
+        switch options.codes {
+        case let .integer(bits, symmetric):
+            var codes = IntegerCodes(rows: rows, columns: columns, bits: bits, groupSize: group, codes: [UInt8](repeating: 0, count: rows * columns),
+                                     scales: [Float](repeating: 0, count: rows * count), zeros: [UInt8](repeating: 0, count: rows * count),
+                                     symmetric: symmetric, groupIndex: groupOf, scaleType: options.scaleType)
+            for n in 0..<rows {
+                for g in 0..<count {
+                    codes.scales[n * count + g] = allGroups[g][n].0
+                    codes.zeros[n * count + g] = UInt8(allGroups[g][n].1)
+                }
+                for c in 0..<columns {
+                    let (scale, zero) = allGroups[Int(groupOf[c])][n]
+                    codes.codes[n * columns + c] = UInt8(Swift.min(Swift.max((quantized[n * columns + c] / scale).rounded(.toNearestOrEven) + zero, 0),
+                                                                   Float((1 << bits) - 1)))
+                }
+            }
+            if PackQuantizedLayout.isMonotonic(groupOf) { codes.groupIndex = nil }
+            return GPTQResult(integer: codes, absmax: nil, quantized: quantized, damp: damp, loss: loss)
+        case .fourBit:
+            var absmax = [Float](repeating: 0, count: rows * count)
+            for n in 0..<rows { for g in 0..<count { absmax[n * count + g] = allGroups[g][n].0 } }
+            return GPTQResult(integer: nil, absmax: absmax, quantized: quantized, damp: damp, loss: loss)
+        }
+    }
+
+    /// Per row, (scale, zero) of the columns `range` of `w` `[rows, columns]`: GPTQModel's
+    /// `find_params` for integers, the absmax (zero 0) for a 4-bit codebook.
+    static func parameters(_ w: [Float], rows: Int, columns: Int, range: Range<Int>, options: GPTQOptions) -> [(Float, Float)] {
+        w.withUnsafeBufferPointer { wp in
+            (0..<rows).map { n in
+                let slice = UnsafeBufferPointer(rebasing: wp[(n * columns + range.lowerBound)..<(n * columns + range.upperBound)])
+                switch options.codes {
+                case let .integer(bits, symmetric):
+                    let (scale, zero) = IntegerQuantizer.gptqParameters(slice, bits: bits, symmetric: symmetric, scaleType: options.scaleType)
+                    return (scale, Float(zero))
+                case .fourBit:
+                    return (slice.reduce(Float(0)) { Swift.max($0, abs($1)) }, 0)
+                }
+            }
+        }
+    }
+
+    /// The value `v` quantizes to under one row's (scale, zero): `s · (clamp(round(v / s) + z) − z)`,
+    /// or the nearest codebook entry (ties to the lower index) times the absmax.
+    @inline(__always)
+    static func quantizedValue(_ v: Float, _ p: (Float, Float), options: GPTQOptions) -> Float {
+        switch options.codes {
+        case let .integer(bits, _):
+            let q = Swift.min(Swift.max((v / p.0).rounded(.toNearestOrEven) + p.1, 0), Float((1 << bits) - 1))
+            return p.0 * (q - p.1)
+        case let .fourBit(type):
+            guard p.0 > 0 else { return 0 }
+            let table = type == .nf4 ? nf4Table : fp4Table
+            let x = Swift.min(Swift.max(v / p.0, -1), 1)
+            var best = 0
+            for i in 1..<16 where abs(x - table[i]) < abs(x - table[best]) { best = i }
+            return table[best] * p.0
+        }
+    }
+
+    static let nf4Table = FourBitType.nf4.code
+    static let fp4Table = FourBitType.fp4.code
+
+    /// The upper Cholesky factor U of (H + λI)⁻¹ (UᵀU = (H + λI)⁻¹), λ = damp · mean(diag H), in f64;
+    /// on failure the dampening grows by `increment` while below 1 (GPTQModel L911–937).
+    static func inverseCholesky(_ h: [Float], size k: Int, damp: Double, increment: Double, name: String) throws -> (u: [Float], damp: Double) {
+        var mean = 0.0
+        for i in 0..<k { mean += Double(h[i * k + i]) }
+        mean /= Double(Swift.max(k, 1))
+        var p = damp
+        while true {
+            var a = h.map(Double.init)
+            for i in 0..<k { a[i * k + i] += p * mean }
+            var n = Int32(k), info: Int32 = 0
+            var lower = Int8(UInt8(ascii: "L")), upper = Int8(UInt8(ascii: "U"))
+            // Symmetric, so row- and column-major agree; the lower triangle (column-major) is what LAPACK fills.
+            dpotrf_(&lower, &n, &a, &n, &info)
+            if info == 0 { dpotri_(&lower, &n, &a, &n, &info) }
+            if info == 0 {
+                for j in 0..<k { for i in 0..<j { a[i + j * k] = a[j + i * k] } }  // mirror to the upper triangle
+                dpotrf_(&upper, &n, &a, &n, &info)
+            }
+            if info == 0 {
+                // Column-major upper U[i][j] (i ≤ j) sits at i + j·k; written row-major.
+                var u = [Float](repeating: 0, count: k * k)
+                for i in 0..<k { for j in i..<k { u[i * k + j] = Float(a[i + j * k]) } }
+                return (u, p)
+            }
+            p += increment
+            guard increment > 0, p < 1 else { throw GPTQError.notPositiveDefinite(tensor: name, damp: p - increment) }
+        }
+    }
+}

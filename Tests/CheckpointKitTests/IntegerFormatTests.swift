@@ -1,0 +1,268 @@
+@testable import CheckpointKit
+import Foundation
+import TestSupport
+import Testing
+
+/// A folder holding `config.json` (with `quantization` as its quantization_config, when given)
+/// and one safetensors file of the given tensors.
+private func quantizedFolder(_ scratch: ScratchDirectory, quantization: JSONValue?, tensors: [(String, DType, [Int], [UInt8])]) throws -> String {
+    let folder = scratch.file("model")
+    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    var config: [(String, JSONValue)] = [("architectures", ["LlamaForCausalLM"]), ("model_type", "llama"), ("torch_dtype", "float16")]
+    if let quantization { config.append(("quantization_config", quantization)) }
+    FileManager.default.createFile(atPath: folder + "/config.json", contents: Data(JSONValue.object(config).serialized(style: .compact).utf8))
+    let layout = SafetensorsLayout(tensors.map { TensorSpec(name: $0.0, dtype: $0.1, shape: $0.2) })
+    let bytes = Dictionary(uniqueKeysWithValues: tensors.map { ($0.0, $0.3) })
+    try layout.write(to: folder + "/model.safetensors") { info, out in try out.write(bytes[info.name]!) }
+    return folder
+}
+
+private func words(_ values: [UInt32]) -> [UInt8] { values.withUnsafeBytes { Array($0) } }
+private func halves(_ values: [Float]) -> [UInt8] { values.map { Float16($0).bitPattern }.withUnsafeBytes { Array($0) } }
+
+/// Codes `u` [rows, columns] with symmetric zeros and unit scales in groups of `groupSize`.
+private func unitCodes(_ u: [UInt8], rows: Int, columns: Int, groupSize: Int, scaleType: DType = .f16) -> IntegerCodes {
+    let groups = (columns + groupSize - 1) / groupSize
+    return IntegerCodes(rows: rows, columns: columns, bits: 4, groupSize: groupSize, codes: u, scales: [Float](repeating: 1, count: rows * groups),
+                        zeros: [UInt8](repeating: 8, count: rows * groups), symmetric: true, groupIndex: nil, scaleType: scaleType)
+}
+
+@Test("compressed-tensors packs int4 codes along each row, lowest column in the lowest nibble: the spec's worked word 0xDA7F9850")
+func packQuantizedWorkedWord() {
+    let signed: [Int] = [-8, -3, 0, 1, 7, -1, 2, 5]
+    #expect(IntegerPacking.packRows(signed.map { UInt8($0 + 8) }, rows: 1, columns: 8, bits: 4) == [0xDA7F_9850])
+    // A short last word is padded with zero nibbles; int8 packs four per word.
+    #expect(IntegerPacking.packRows([1, 2, 3], rows: 1, columns: 3, bits: 4) == [0x321])
+    #expect(IntegerPacking.packRows([0x11, 0x22, 0x33, 0x44, 0x55], rows: 1, columns: 5, bits: 8) == [0x4433_2211, 0x55])
+}
+
+@Test("GPTQ packs codes down K per output column (codes 1…8 give 0x87654321) and writes symmetric zeros as v1 0x77777777")
+func gptqWorkedWords() {
+    // 8 outputs × 8 inputs; output n holds codes 1…8 along its inputs.
+    let u = (0..<8).flatMap { _ in (1...8).map(UInt8.init) }
+    let scheme = IntegerScheme(bits: 4, groupSize: 8, symmetric: true, format: .gptq)
+    let encoded = scheme.encode(codes: unitCodes(u, rows: 8, columns: 8, groupSize: 8), name: "p.weight", shape: [8, 8], originalType: .f16)
+    #expect(encoded.parts.map(\.spec.name) == ["p.qweight", "p.qzeros", "p.scales", "p.g_idx"])
+    #expect(encoded.parts[0].spec.shape == [1, 8])
+    #expect(encoded.parts[0].bytes == words([UInt32](repeating: 0x8765_4321, count: 8)))
+    #expect(encoded.parts[1].bytes == words([0x7777_7777]))
+    #expect(encoded.parts[3].bytes == words([UInt32](repeating: 0, count: 8)))
+    // Asymmetric codes are written as v2: the zero itself.
+    var asymmetric = unitCodes(u, rows: 8, columns: 8, groupSize: 8)
+    asymmetric.symmetric = false
+    asymmetric.zeros = [0, 5, 3, 9, 15, 1, 0, 7]
+    var v2 = scheme
+    v2.symmetric = false
+    #expect(v2.encode(codes: asymmetric, name: "p.weight", shape: [8, 8], originalType: .f16).parts[1].bytes == words([0x701F_9350]))
+}
+
+@Test("AutoAWQ GEMM interleaves each word's nibbles in the order 0,2,4,6,1,3,5,7: codes 1…8 along N give 0x86427531")
+func awqWorkedWord() {
+    #expect(IntegerPacking.packAWQ((1...8).map(UInt8.init), rows: 1, columns: 8) == [0x8642_7531])
+    #expect(IntegerPacking.awqNibble == [0, 4, 1, 5, 2, 6, 3, 7])
+}
+
+@Test("Each format ckpt writes reads back through the checkpoint layer as exactly the values its codes stand for",
+      arguments: [("int4", "pack-quantized", 32, true), ("int4", "pack-quantized", 64, false), ("int4", "pack-quantized", -1, true),
+                  ("int8", "pack-quantized", 32, true), ("int4", "gptq", 32, true), ("int4", "gptq", 64, false),
+                  ("int8", "gptq", 32, true), ("int4", "awq", 32, false)])
+func integerFormatsRoundTrip(scheme name: String, format: String, groupSize: Int, symmetric: Bool) throws {
+    let scratch = ScratchDirectory()
+    let input = try Checkpoint(path: Paths.fixture("models/tiny-llama"))
+    let scheme = QuantizedLayouts.scheme(named: name, blockSize: groupSize, doubleQuant: false, scaleType: .f32,
+                                         format: IntegerFormat(rawValue: format), symmetric: symmetric) as! IntegerScheme
+    _ = try CheckpointQuantizer.quantize(input, to: scratch.file("out"), options: QuantizationOptions(scheme: scheme))
+    let output = try LogicalCheckpoint(Checkpoint(path: scratch.file("out")))
+    let original = try LogicalCheckpoint(input)
+    var checked = 0
+    for tensor in output.tensors where tensor.scheme != nil {
+        let reference = original.float32(original.tensors.first { $0.name == tensor.name }!)
+        let codes = reference.withUnsafeBufferPointer {
+            IntegerQuantizer.roundToNearest($0, rows: tensor.shape[0], columns: tensor.shape[1], bits: scheme.bits,
+                                            groupSize: scheme.groupColumns(tensor.shape[1]), symmetric: symmetric && format != "awq",
+                                            rule: format == "gptq" ? .gptq : format == "awq" ? .awq : .compressedTensors, arithmetic: .bf16,
+                                            scaleType: scheme.scaleType(originalType: .bf16))
+        }
+        #expect(output.float32(tensor).map(\.bitPattern) == codes.dequantized.map(\.bitPattern), "\(tensor.name)")
+        // Row tiles decode as the whole tensor does.
+        let rows = output.storedRows(tensor)
+        var tile = [Float](repeating: 0, count: 3 * tensor.shape[1])
+        tile.withUnsafeMutableBufferPointer { rows.widen(5..<8, into: $0.baseAddress!) }
+        #expect(tile.map(\.bitPattern) == Array(codes.dequantized[(5 * tensor.shape[1])..<(8 * tensor.shape[1])]).map(\.bitPattern))
+        checked += 1
+    }
+    #expect(checked == 28)
+}
+
+@Test("pack-quantized writes compressed-tensors' parts and config: packed words, scales in the model dtype, the shape as I64, zero points only when asymmetric")
+func packQuantizedParts() throws {
+    let scratch = ScratchDirectory()
+    let input = try Checkpoint(path: Paths.fixture("models/tiny-llama"))
+    _ = try CheckpointQuantizer.quantize(input, to: scratch.file("asym"), options: QuantizationOptions(scheme: IntegerScheme(bits: 4, groupSize: 64, symmetric: false)))
+    let written = try Checkpoint(path: scratch.file("asym"))
+    let packed = try #require(written.entry(named: "model.layers.0.mlp.down_proj.weight_packed"))
+    #expect(packed.info.dtype == .i32 && packed.info.shape == [64, 24])
+    #expect(written.entry(named: "model.layers.0.mlp.down_proj.weight_scale")?.info.dtype == .bf16)
+    #expect(written.entry(named: "model.layers.0.mlp.down_proj.weight_scale")?.info.shape == [64, 3])
+    #expect(written.entry(named: "model.layers.0.mlp.down_proj.weight_shape")?.info.dtype == .i64)
+    #expect(written.entry(named: "model.layers.0.mlp.down_proj.weight_zero_point")?.info.shape == [8, 3])
+    #expect(written.entry(named: "model.layers.0.mlp.down_proj.weight") == nil)
+    #expect(written.entry(named: "lm_head.weight")?.info.dtype == .bf16)
+    let config = try #require(written.config?["quantization_config"])
+    #expect(config["format"]?.stringValue == "pack-quantized")
+    #expect(config["ignore"] == ["lm_head"])
+    #expect(config["config_groups"]?["group_0"]?["weights"]?["symmetric"] == false)
+    #expect(config["config_groups"]?["group_0"]?["weights"]?["group_size"] == 64)
+}
+
+@Test("A group size that does not divide a row is refused naming the tensor, and nothing is written")
+func raggedGroupsRefused() throws {
+    let scratch = ScratchDirectory()
+    let input = try Checkpoint(path: Paths.fixture("models/tiny-llama"))
+    #expect {
+        try CheckpointQuantizer.quantize(input, to: scratch.file("out"), options: QuantizationOptions(scheme: IntegerScheme(bits: 4, groupSize: 48)))
+    } throws: { error in
+        "\(error)".contains("model.layers.0.mlp.gate_proj.weight") && "\(error)".contains("groups of 48")
+    }
+    #expect(scratch.contents.isEmpty)
+}
+
+@Test("GPTQ checkpoints in layouts ckpt does not read are refused by name: Marlin, other checkpoint formats, 3-bit, desc_act without g_idx")
+func gptqVariantsRefused() throws {
+    let qweight = words([UInt32](repeating: 0x8765_4321, count: 8)), qzeros = words([0x7777_7777]), scales = halves([Float](repeating: 1, count: 8))
+    let tensors: [(String, DType, [Int], [UInt8])] = [("p.qweight", .i32, [1, 8], qweight), ("p.qzeros", .i32, [1, 1], qzeros), ("p.scales", .f16, [1, 8], scales)]
+    let cases: [(JSONValue, String)] = [
+        (["quant_method": "gptq", "bits": 4, "group_size": 8, "is_marlin_format": true], "Marlin"),
+        (["quant_method": "gptq", "bits": 4, "group_size": 8, "checkpoint_format": "marlin"], "'marlin'"),
+        (["quant_method": "gptq", "bits": 3, "group_size": 8], "3-bit GPTQ"),
+        (["quant_method": "gptq", "bits": 4, "group_size": 8, "desc_act": true], "g_idx"),
+    ]
+    for (config, expected) in cases {
+        let scratch = ScratchDirectory()
+        let folder = try quantizedFolder(scratch, quantization: config, tensors: tensors)
+        #expect(throws: QuantizedLayoutError.self) { try LogicalCheckpoint(Checkpoint(path: folder)) }
+        do { _ = try LogicalCheckpoint(Checkpoint(path: folder)) } catch { #expect("\(error)".contains(expected), "\(error)") }
+    }
+    // The same parts with a plain config read: codes 1…8 less the zero 8, times 1.
+    let scratch = ScratchDirectory()
+    let folder = try quantizedFolder(scratch, quantization: ["quant_method": "gptq", "bits": 4, "group_size": 8, "checkpoint_format": "gptq"], tensors: tensors)
+    let logical = try LogicalCheckpoint(Checkpoint(path: folder))
+    let weight = try #require(logical.tensors.first { $0.name == "p.weight" })
+    #expect(weight.shape == [8, 8])
+    #expect(logical.float32(weight) == (0..<8).flatMap { _ in (-7...0).map(Float.init) })
+}
+
+@Test("g_idx values outside the groups, and AWQ files in the GEMV layout, are refused naming the tensor and what was expected")
+func badGroupIndexAndAWQLayoutRefused() throws {
+    let scratch = ScratchDirectory()
+    let gptq = try quantizedFolder(scratch, quantization: ["quant_method": "gptq", "bits": 4, "group_size": 8, "desc_act": true], tensors: [
+        ("p.qweight", .i32, [1, 8], words([UInt32](repeating: 0, count: 8))), ("p.qzeros", .i32, [1, 1], words([0])),
+        ("p.scales", .f16, [1, 8], halves([Float](repeating: 1, count: 8))), ("p.g_idx", .i32, [8], words([0, 0, 0, 0, 0, 0, 0, 7])),
+    ])
+    do {
+        _ = try LogicalCheckpoint(Checkpoint(path: gptq))
+        Issue.record("a g_idx of 7 with one group was accepted")
+    } catch { #expect("\(error)".contains("p.g_idx") && "\(error)".contains("0..<1")) }
+
+    let other = ScratchDirectory()
+    // GEMV stores qweight [N, K/8]: 16 outputs × 64 inputs as [16, 8] where GEMM expects [64, 2].
+    let awq = try quantizedFolder(other, quantization: ["quant_method": "awq", "bits": 4, "group_size": 64, "version": "gemm"], tensors: [
+        ("p.qweight", .i32, [16, 8], words([UInt32](repeating: 0, count: 128))), ("p.qzeros", .i32, [1, 2], words([0, 0])),
+        ("p.scales", .f16, [1, 16], halves([Float](repeating: 1, count: 16))),
+    ])
+    do {
+        _ = try LogicalCheckpoint(Checkpoint(path: awq))
+        Issue.record("an AWQ GEMV qweight was accepted as GEMM")
+    } catch { #expect("\(error)".contains("p.qweight") && "\(error)".contains("[K, N/8]"), "\(error)") }
+}
+
+/// `W` [rows, columns] and H = XᵀX of correlated inputs X [tokens, columns], seeded.
+private func correlatedProblem(rows: Int, columns: Int, tokens: Int, seed: UInt64) -> (w: [Float], h: [Float]) {
+    var rng = SeededGenerator(seed: seed)
+    func normal() -> Float {
+        let u = Float.random(in: Float.ulpOfOne...1, using: &rng), v = Float.random(in: 0...1, using: &rng)
+        return (-2 * Foundation.log(u)).squareRoot() * Foundation.cos(2 * .pi * v)
+    }
+    let w = (0..<(rows * columns)).map { _ in normal() * 0.05 }
+    let mix = (0..<(columns * columns)).map { _ in normal() / Float(columns).squareRoot() }
+    var x = [Float](repeating: 0, count: tokens * columns)
+    for t in 0..<tokens {
+        let z = (0..<columns).map { _ in normal() }
+        for j in 0..<columns {
+            var s: Float = 0
+            for i in 0..<columns { s += z[i] * mix[i * columns + j] }
+            x[t * columns + j] = s * (j % 7 == 0 ? 4 : 1)  // a few loud channels, as real activations have
+        }
+    }
+    var h = [Float](repeating: 0, count: columns * columns)
+    for t in 0..<tokens { for i in 0..<columns { for j in 0..<columns { h[i * columns + j] += x[t * columns + i] * x[t * columns + j] } } }
+    return (w, h)
+}
+
+/// tr((W − Q) H (W − Q)ᵀ): the output error a quantization causes on the calibration inputs.
+private func outputError(_ w: [Float], _ q: [Float], _ h: [Float], rows: Int, columns: Int) -> Double {
+    var total = 0.0
+    for n in 0..<rows {
+        let d = (0..<columns).map { Double(w[n * columns + $0] - q[n * columns + $0]) }
+        for i in 0..<columns { for j in 0..<columns { total += d[i] * Double(h[i * columns + j]) * d[j] } }
+    }
+    return total
+}
+
+@Test("GPTQ's output error on its calibration inputs is below round-to-nearest's, and its codes reproduce its values exactly",
+      arguments: [(GPTQOptions.Codes.integer(bits: 4, symmetric: true), Int?.some(32), false, false), (.integer(bits: 4, symmetric: false), 32, false, false),
+                  (.integer(bits: 4, symmetric: true), 32, true, false), (.integer(bits: 4, symmetric: true), 32, true, true),
+                  (.integer(bits: 4, symmetric: true), nil, true, false), (.integer(bits: 8, symmetric: true), 64, false, false),
+                  (.fourBit(.nf4), 64, false, false), (.fourBit(.nf4), 64, true, true)])
+func gptqBeatsRoundToNearest(codes: GPTQOptions.Codes, groupSize: Int?, actOrder: Bool, staticGroups: Bool) throws {
+    let (rows, columns) = (24, 192)
+    let (w, h) = correlatedProblem(rows: rows, columns: columns, tokens: 400, seed: 11)
+    var options = GPTQOptions(codes: codes, groupSize: groupSize)
+    options.actOrder = actOrder
+    options.staticGroups = staticGroups
+    options.blockSize = 64  // several lazy blocks
+    let result = try GPTQ.quantize(w, hessian: h, rows: rows, columns: columns, options: options, name: "w")
+    // Round-to-nearest: the same quantizer with no error feedback (an identity Hessian).
+    var identity = [Float](repeating: 0, count: columns * columns)
+    for c in 0..<columns { identity[c * columns + c] = 1 }
+    var plain = options
+    plain.actOrder = false
+    plain.staticGroups = false
+    let rtn = try GPTQ.quantize(w, hessian: identity, rows: rows, columns: columns, options: plain, name: "w")
+    let gptqError = outputError(w, result.quantized, h, rows: rows, columns: columns)
+    let rtnError = outputError(w, rtn.quantized, h, rows: rows, columns: columns)
+    #expect(gptqError < 0.8 * rtnError, "GPTQ \(gptqError) vs round-to-nearest \(rtnError)")
+    if let integer = result.integer {
+        #expect(integer.dequantized.map(\.bitPattern) == result.quantized.map(\.bitPattern))
+        if actOrder && !staticGroups, let g = groupSize {
+            let index = try #require(integer.groupIndex, "act-order with dynamic groups writes a g_idx")
+            #expect((0..<(columns / g)).allSatisfy { group in index.filter { $0 == group }.count == g })
+        } else {
+            #expect(integer.groupIndex == nil)
+        }
+    }
+}
+
+@Test("GPTQ zeroes a dead input column, raises the dampening of a singular Hessian, and refuses one that never becomes positive definite")
+func gptqHessianEdgeCases() throws {
+    let (rows, columns) = (8, 32)
+    let (w, h0) = correlatedProblem(rows: rows, columns: columns, tokens: 64, seed: 3)
+    var h = h0
+    for i in 0..<columns { h[i * columns + 5] = 0; h[5 * columns + i] = 0 }  // input 5 never active
+    let options = GPTQOptions(codes: .integer(bits: 4, symmetric: true), groupSize: 16)
+    let result = try GPTQ.quantize(w, hessian: h, rows: rows, columns: columns, options: options)
+    #expect((0..<rows).allSatisfy { result.quantized[$0 * columns + 5] == 0 })
+    // One negative eigenvalue (−0.5): factorable once the dampening passes 0.5 / mean(diag).
+    let indefinite = (0..<(columns * columns)).map { $0 == 0 ? Float(-0.5) : ($0 / columns == $0 % columns ? 1 : 0) }
+    let raised = try GPTQ.quantize(w, hessian: indefinite, rows: rows, columns: columns, options: options)
+    #expect(raised.damp > 0.5 && raised.damp < 0.6)
+    var tiny = options
+    tiny.damp = 1e-12
+    // Negative definite: no dampening below 1 helps.
+    let negative = (0..<(columns * columns)).map { $0 / columns == $0 % columns ? Float(-1) : 0 }
+    #expect {
+        try GPTQ.quantize(w, hessian: negative, rows: rows, columns: columns, options: tiny, name: "w")
+    } throws: { error in
+        "\(error)".contains("'w'") && "\(error)".contains("not positive definite")
+    }
+}
