@@ -134,9 +134,11 @@ public enum IntegerQuantizer {
             scale = r(r(high - low) / (qMax - qMin))
         }
         scale = IntegerCodes.round(scale, to: scaleType)
+        // The zero point comes from the scale before a zero scale becomes eps: an all-zero group
+        // gives 0/0, which torch's cast to int8 turns into 0 here (stored as the offset).
+        var zero: Float = 0
+        if !symmetric && scale != 0 { zero = Swift.min(Swift.max(r(qMin - r(low / scale)), qMin), qMax).rounded(.toNearestOrEven) }
         if scale == 0 { scale = IntegerCodes.epsilon(scaleType) }
-        guard !symmetric else { return (scale, UInt8(offset)) }
-        let zero = Swift.min(Swift.max(r(qMin - r(low / scale)), qMin), qMax).rounded(.toNearestOrEven)
         return (scale, UInt8(zero + offset))
     }
 

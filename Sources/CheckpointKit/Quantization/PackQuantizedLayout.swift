@@ -188,21 +188,19 @@ public enum PackQuantizedLayout: QuantizedLayout {
                                   groupOfColumn: groupOf, scaleType: scaleSpec.dtype), tensor.parts[0].bytes)
     }
 
-    /// compressed-tensors' `quantization_config` (the key set every version from 0.11 loads; spec §1.4).
+    /// compressed-tensors' `quantization_config` as 0.20 writes it (fixtures/w4a16/README.md); `actorder` only when act-order ordered the columns.
     static func config(_ scheme: IntegerScheme, skipped: [String]) -> JSONValue {
-        let actorder: JSONValue = scheme.actOrder ? (scheme.staticGroups ? "weight" : "group") : .null
+        var weights: [(String, JSONValue)] = [
+            ("dynamic", false), ("group_size", scheme.groupSize.map { JSONValue($0) } ?? .null), ("num_bits", JSONValue(scheme.bits)),
+            ("strategy", scheme.groupSize == nil ? "channel" : "group"), ("symmetric", .bool(scheme.symmetric)), ("type", "int"),
+        ]
+        if scheme.actOrder { weights.insert(("actorder", scheme.staticGroups ? "weight" : "group"), at: 0) }
         return [
             "config_groups": ["group_0": [
-                "format": "pack-quantized", "input_activations": nil, "output_activations": nil, "targets": ["Linear"],
-                "weights": [
-                    "actorder": actorder, "block_structure": nil, "dynamic": false,
-                    "group_size": scheme.groupSize.map { JSONValue($0) } ?? .null, "num_bits": JSONValue(scheme.bits),
-                    "observer": "minmax", "observer_kwargs": [:], "strategy": scheme.groupSize == nil ? "channel" : "group",
-                    "symmetric": .bool(scheme.symmetric), "type": "int",
-                ],
+                "format": "pack-quantized", "input_activations": nil, "output_activations": nil, "targets": ["Linear"], "weights": .object(weights),
             ]],
             "format": "pack-quantized", "global_compression_ratio": nil, "ignore": .array(skipped.map { .string($0) }),
-            "kv_cache_scheme": nil, "quant_method": "compressed-tensors", "quantization_status": "compressed",
+            "kv_cache_scheme": nil, "moe_sparsity_config": nil, "quant_method": "compressed-tensors", "quantization_status": "compressed",
             "sparsity_config": [:], "transform_config": [:], "version": "0.20.0",
         ]
     }
