@@ -88,6 +88,21 @@ enum FuzzTargets {
                 }
             }
         },
+        "quantized-folder": { data, size in
+            // [u32 LE length][config.json][model.safetensors]: the layouts a quantization_config selects
+            // (pack-quantized, GPTQ v1/v2, AWQ), read whole and by row tiles, which must agree.
+            guard size >= 4 else { return }
+            let length = Int(UInt32(littleEndian: UnsafeRawPointer(data).loadUnaligned(as: UInt32.self)))
+            guard length <= size - 4 else { return }
+            _ = FuzzScratch.write(data + 4, length, name: "config.json")
+            _ = FuzzScratch.write(data + 4 + length, size - 4 - length, name: "model.safetensors")
+            if let checkpoint = try? Checkpoint(path: FuzzScratch.folder), let logical = try? LogicalCheckpoint(checkpoint) {
+                for tensor in logical.tensors.prefix(16) where tensor.elementCount < 1 << 22 {
+                    let whole = logical.float32(tensor, threads: .single)
+                    FuzzChecks.rowsMatch(logical.storedRows(tensor, threads: .single), whole, tensor.name)
+                }
+            }
+        },
         "imatrix": { data, size in
             let path = FuzzScratch.write(data, size, name: "imatrix.gguf")
             if let matrix = try? ImportanceMatrix(reading: path) {

@@ -51,16 +51,16 @@ struct QuantizeCommand: ToolCommand {
     @Option(help: "An importance matrix (ckpt-imatrix or llama-imatrix GGUF, or legacy .dat): the scale search weights each column's error by it (implies --optimize-scales).")
     var imatrix: String?
 
-    @Option(help: "How codes are chosen: rtn (round to nearest, the default) or gptq (calibrated on --calibration-text, layer by layer).")
+    @Option(help: "How codes are chosen: rtn (round to nearest, the default), gptq or awq (both calibrated on --calibration-text, layer by layer).")
     var method: String = "rtn"
 
-    @Option(help: "GPTQ: the text whose activations weigh each weight's error (read as bytes, tokenized by the model's tokenizer).")
+    @Option(help: "GPTQ/AWQ: the text whose activations weigh each weight's error (read as bytes, tokenized by the model's tokenizer).")
     var calibrationText: String?
 
-    @Option(help: "GPTQ: calibration tokens to use from the text (whole chunks of --ctx).")
+    @Option(help: "GPTQ/AWQ: calibration tokens to use from the text (whole chunks of --ctx).")
     var calibrationTokens: Int = 16384
 
-    @Option(help: "GPTQ: tokens per calibration chunk.")
+    @Option(help: "GPTQ/AWQ: tokens per calibration chunk.")
     var ctx: Int = 512
 
     @Flag(help: "GPTQ: quantize columns in decreasing order of their activations' energy (desc_act).")
@@ -112,18 +112,21 @@ struct QuantizeCommand: ToolCommand {
         if asymmetric && !scheme.lowercased().hasPrefix("int") { throw ValidationError("--asymmetric applies to int4 and int8") }
         if asymmetric && parsedScheme is Int8Scheme { throw ValidationError("--asymmetric int8 needs --format pack-quantized or gptq") }
         if blockSize <= 0 && !(parsedScheme is IntegerScheme) { throw ValidationError("--block-size \(blockSize): expected a positive size") }
-        guard ["rtn", "gptq"].contains(method.lowercased()) else {
-            throw ValidationError("--method \(method): unknown (expected rtn or gptq)")
+        let chosen = method.lowercased()
+        guard ["rtn", "gptq", "awq"].contains(chosen) else {
+            throw ValidationError("--method \(method): unknown (expected rtn, gptq or awq)")
         }
-        let calibrated = method.lowercased() == "gptq"
-        if calibrated {
-            guard calibrationText != nil else { throw ValidationError("--method gptq needs --calibration-text FILE") }
+        if chosen != "rtn" {
+            guard calibrationText != nil else { throw ValidationError("--method \(chosen) needs --calibration-text FILE") }
             guard calibrationTokens > 0, ctx > 1 else { throw ValidationError("--calibration-tokens and --ctx must be positive") }
             guard damp > 0, damp < 1 else { throw ValidationError("--damp \(damp): expected a fraction in (0, 1)") }
-            if optimizeScales || imatrix != nil { throw ValidationError("--method gptq chooses its own scales: drop --optimize-scales and --imatrix") }
-            if parsedScheme is Int8Scheme { throw ValidationError("--method gptq with int8 needs --format pack-quantized or gptq") }
-        } else {
-            for (flag, given) in [("--calibration-text", calibrationText != nil), ("--act-order", actOrder), ("--static-groups", staticGroups)] where given {
+            if optimizeScales || imatrix != nil { throw ValidationError("--method \(chosen) chooses its own scales: drop --optimize-scales and --imatrix") }
+            if chosen == "gptq" && parsedScheme is Int8Scheme { throw ValidationError("--method gptq with int8 needs --format pack-quantized or gptq") }
+        } else if calibrationText != nil {
+            throw ValidationError("--calibration-text applies to --method gptq and awq")
+        }
+        if chosen != "gptq" {
+            for (flag, given) in [("--act-order", actOrder), ("--static-groups", staticGroups)] where given {
                 throw ValidationError("\(flag) applies to --method gptq")
             }
         }
@@ -142,9 +145,9 @@ struct QuantizeCommand: ToolCommand {
                                               allowNonFinite: allowNonfinite, threads: common.threadBudget, overwrite: force)
             if let imatrix { options.importance = try ImportanceMatrix(reading: imatrix) }
             let report: QuantizationReport
-            if method.lowercased() == "gptq", let calibrationText {
+            if method.lowercased() != "rtn", let calibrationText {
                 if var integer = options.scheme as? IntegerScheme {
-                    integer.method = "gptq"
+                    integer.method = method.lowercased()
                     integer.actOrder = actOrder
                     integer.staticGroups = staticGroups
                     integer.damp = damp
@@ -155,6 +158,7 @@ struct QuantizeCommand: ToolCommand {
                 let ids = tokenizer.encode(String(decoding: text.bytes, as: UTF8.self))
                 var calibration = CalibrationOptions(tokens: Array(ids.prefix(calibrationTokens)), context: ctx,
                                                      bos: tokenizer.addsBOS ? tokenizer.bosTokenID : nil, source: calibrationText)
+                calibration.method = method.lowercased() == "awq" ? .awq : .gptq
                 calibration.actOrder = actOrder
                 calibration.staticGroups = staticGroups
                 calibration.damp = damp

@@ -266,3 +266,90 @@ func gptqHessianEdgeCases() throws {
         "\(error)".contains("'w'") && "\(error)".contains("not positive definite")
     }
 }
+
+/// Mean KL(base ‖ candidate) over the next-token distributions of `chunks`.
+private func meanKL(_ base: TransformerModel, _ candidate: TransformerModel, chunks: [[Int]]) -> Double {
+    var total = 0.0, count = 0
+    let vocabulary = base.config.vocabularySize
+    for chunk in chunks {
+        let p = base.logits(chunk), q = candidate.logits(chunk)
+        for row in 0..<chunk.count {
+            let a = p[(row * vocabulary)..<((row + 1) * vocabulary)].map(Double.init), b = q[(row * vocabulary)..<((row + 1) * vocabulary)].map(Double.init)
+            let la = Foundation.log(a.map { Foundation.exp($0 - a.max()!) }.reduce(0, +)) + a.max()!
+            let lb = Foundation.log(b.map { Foundation.exp($0 - b.max()!) }.reduce(0, +)) + b.max()!
+            total += zip(a, b).reduce(0.0) { $0 + Foundation.exp($1.0 - la) * (($1.0 - la) - ($1.1 - lb)) }
+            count += 1
+        }
+    }
+    return total / Double(count)
+}
+
+@Test("GPTQ, calibrated on one part of a text, brings tiny-llama's predictions on another part closer to bf16's than round-to-nearest does; AWQ's stay as close")
+func calibratedMethodsBeatRoundToNearest() throws {
+    let tokens = readBytes(Paths.fixture("eval/eval_tokens_u32le.bin")).withUnsafeBytes { raw in
+        (0..<(raw.count / 4)).map { Int(raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self)) }
+    }
+    try #require(tokens.count > 14_000)
+    let scratch = ScratchDirectory()
+    let input = try Checkpoint(path: Paths.fixture("models/tiny-llama"))
+    let scheme = IntegerScheme(bits: 4, groupSize: 32)
+    _ = try CheckpointQuantizer.quantize(input, to: scratch.file("rtn"), options: QuantizationOptions(scheme: scheme, threads: .single))
+    for method in [CalibrationOptions.Method.gptq, .awq] {
+        var calibration = CalibrationOptions(tokens: Array(tokens[0..<2048]), context: 64, bos: nil, source: "eval tokens")
+        calibration.method = method
+        calibration.actOrder = method == .gptq
+        let report = try CalibratedQuantizer.quantize(input, to: scratch.file(method.rawValue), options: QuantizationOptions(scheme: scheme),
+                                                      calibration: calibration)
+        #expect(report.tensors.count == 28)
+        #expect(report.notes.contains { $0.hasPrefix("\(method.rawValue.uppercased()) calibrated on 32 chunks of 64 tokens") })
+    }
+    let evaluation = (0..<8).map { Array(tokens[(12_000 + 64 * $0)..<(12_064 + 64 * $0)]) }
+    let base = try TransformerModel(checkpoint: input)
+    func kl(_ name: String) throws -> Double { meanKL(base, try TransformerModel(checkpoint: Checkpoint(path: scratch.file(name))), chunks: evaluation) }
+    let (rtn, gptq, awq) = (try kl("rtn"), try kl("gptq"), try kl("awq"))
+    #expect(gptq < 0.9 * rtn, "GPTQ \(gptq) vs round-to-nearest \(rtn)")
+    #expect(awq < 1.05 * rtn, "AWQ \(awq) vs round-to-nearest \(rtn)")
+    print("tiny-llama int4 g32 mean KL on held-out tokens: round-to-nearest \(rtn), GPTQ \(gptq), AWQ \(awq)")
+}
+
+@Test("AWQ folds its scales into the norms it divides: the written norm weights differ from the input's, the file loads as pack-quantized")
+func awqFoldsIntoNorms() throws {
+    let tokens = readBytes(Paths.fixture("eval/eval_tokens_u32le.bin")).withUnsafeBytes { raw in
+        (0..<2048).map { Int(raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self)) }
+    }
+    let scratch = ScratchDirectory()
+    let input = try Checkpoint(path: Paths.fixture("models/tiny-llama"))
+    var calibration = CalibrationOptions(tokens: tokens, context: 64, bos: nil, source: "eval tokens")
+    calibration.method = .awq
+    _ = try CalibratedQuantizer.quantize(input, to: scratch.file("awq"), options: QuantizationOptions(scheme: IntegerScheme(bits: 4, groupSize: 32)),
+                                         calibration: calibration)
+    let output = try Checkpoint(path: scratch.file("awq"))
+    let norms = input.entries.filter { $0.info.name.hasSuffix("layernorm.weight") }
+    let changed = norms.filter { FloatValues.array(input.view($0)) != FloatValues.array(output.view(named: $0.info.name)!) }
+    #expect(!changed.isEmpty)
+    #expect(output.entry(named: "model.norm.weight").map { FloatValues.array(output.view($0)) } == FloatValues.array(input.view(named: "model.norm.weight")!))
+    #expect(try LogicalCheckpoint(output).quantizationDescription == "compressed-tensors pack-quantized")
+}
+
+@Test("AWQ's search scales loud input channels up and lowers the products' output error below plain rounding's on the calibration inputs")
+func awqSearchLowersOutputError() throws {
+    let (rows, columns) = (48, 128)
+    let (w, h) = correlatedProblem(rows: rows, columns: columns, tokens: 300, seed: 21)
+    // mean |x| per channel from the Gram matrix's diagonal (RMS, a stand-in with the same loud channels).
+    let meanAbs = (0..<columns).map { h[$0 * columns + $0].squareRoot() / Float(300).squareRoot() }
+    let search = AWQ.search(weights: [(w, rows)], columns: columns, gram: h, meanAbs: meanAbs) { values, rows, columns in
+        let codes = values.withUnsafeBufferPointer {
+            IntegerQuantizer.roundToNearest($0, rows: rows, columns: columns, bits: 4, groupSize: 32, symmetric: true, rule: .compressedTensors,
+                                            arithmetic: .f32, scaleType: .f32)
+        }
+        return codes.dequantized
+    }
+    #expect(search.alpha > 0)
+    #expect(search.error < 0.9 * search.plainError, "AWQ \(search.error) vs plain \(search.plainError)")
+    // The loud channels (every 7th) get the larger scales.
+    let loudScales: [Float] = (0..<columns).filter { $0 % 7 == 0 }.map { search.scales[$0] }
+    let quietScales: [Float] = (0..<columns).filter { $0 % 7 != 0 }.map { search.scales[$0] }
+    let loud: Float = loudScales.reduce(0, +) / Float(loudScales.count)
+    let quiet: Float = quietScales.reduce(0, +) / Float(quietScales.count)
+    #expect(loud > quiet)
+}

@@ -4,15 +4,21 @@
 public final class HessianCollector: ActivationObserver {
     private final class Sum {
         var values: [Float]
+        var absolute: [Double]
         var tokens = 0
-        init(columns: Int) { values = [Float](repeating: 0, count: columns * columns) }
+        init(columns: Int) {
+            values = [Float](repeating: 0, count: columns * columns)
+            absolute = [Double](repeating: 0, count: columns)
+        }
     }
 
     private var sums: [String: Sum] = [:]
     private var last: (pointer: UnsafePointer<Float>, rows: Int, name: String)?
 
-    /// An empty collector.
-    public init() {}
+    let threads: ThreadBudget
+
+    /// An empty collector whose sums use `threads`.
+    public init(threads: ThreadBudget = .allCores) { self.threads = threads }
 
     /// Adds `x`ᵀ`x` of one product's input rows (weight name without `.weight`).
     public func observe(_ weight: String, _ x: UnsafePointer<Float>, rows: Int, columns: Int) {
@@ -25,10 +31,11 @@ public final class HessianCollector: ActivationObserver {
         let sum = sums[weight] ?? Sum(columns: columns)
         sums[weight] = sum
         guard rows > 0 else { return }
-        sum.values.withUnsafeMutableBufferPointer { h in
-            MatrixMultiply.multiply(x, x, into: h.baseAddress!, m: columns, n: columns, k: rows, beta: 1, transposeA: true,
-                                    lda: columns, ldb: columns, ldc: columns)
-        }
+        // The forward pass keeps OpenBLAS single-threaded inside its own workers; between products it may use every core.
+        MatrixMultiply.setThreads(threads)
+        sum.values.withUnsafeMutableBufferPointer { MatrixMultiply.addGram(x, rows: rows, columns: columns, into: $0.baseAddress!) }
+        MatrixMultiply.setThreads(.single)
+        for r in 0..<rows { for j in 0..<columns { sum.absolute[j] += Double(abs(x[r * columns + j])) } }
         sum.tokens += rows
     }
 
@@ -36,7 +43,18 @@ public final class HessianCollector: ActivationObserver {
     public func hessian(_ weight: String) -> (values: [Float], tokens: Int)? {
         let key = weight.hasSuffix(".weight") ? String(weight.dropLast(".weight".count)) : weight
         guard let sum = sums[key], sum.tokens > 0 else { return nil }
-        return (sum.values, sum.tokens)
+        // Only the upper triangle is summed; mirror it.
+        var h = sum.values
+        let n = Int(Double(h.count).squareRoot())
+        for i in 0..<n { for j in 0..<i { h[i * n + j] = h[j * n + i] } }
+        return (h, sum.tokens)
+    }
+
+    /// Mean |x| per input channel of `weight`'s product (AWQ's activation statistic), nil when no token reached it.
+    public func meanAbsolute(_ weight: String) -> [Float]? {
+        let key = weight.hasSuffix(".weight") ? String(weight.dropLast(".weight".count)) : weight
+        guard let sum = sums[key], sum.tokens > 0 else { return nil }
+        return sum.absolute.map { Float($0 / Double(sum.tokens)) }
     }
 }
 
@@ -50,9 +68,18 @@ public struct CalibrationOptions: Sendable {
     public var bos: Int?
     /// The file the tokens came from, named in errors.
     public var source: String
+    /// The calibrated methods.
+    public enum Method: String, Sendable {
+        case gptq, awq
+    }
+
+    /// GPTQ (error feedback through the Hessian) or AWQ (activation-aware scales, then the scheme's own rounding).
+    public var method: Method = .gptq
     /// GPTQ's act-order, static groups and dampening.
     public var actOrder = false, staticGroups = false
     public var damp: Double = 0.01
+    /// AWQ's grid of α values in [0, 1).
+    public var grid = 20
 
     /// Calibration on `tokens` in chunks of `context`.
     public init(tokens: [Int], context: Int, bos: Int?, source: String) {
@@ -99,7 +126,10 @@ public enum CalibratedQuantizer {
         let (selected, _) = try CheckpointQuantizer.selection(checkpoint, options: options)
         let shapes = checkpoint.entries.filter { selected.contains($0.info.name) }.map { ($0.info.name, $0.info.shape) }
         if let refusal = options.scheme.refusal(selected: shapes, file: checkpoint.path) { throw refusal }
-        let gptq = try gptqOptions(options.scheme, calibration: calibration)
+        let gptq = calibration.method == .gptq ? try gptqOptions(options.scheme, calibration: calibration) : nil
+        if calibration.method == .awq, let fourBit = options.scheme as? FourBitScheme, fourBit.doubleQuant {
+            throw CalibrationError.unsupportedScheme(scheme: "\(fourBit)", reason: "AWQ measures each α with the stored scales; drop --double-quant")
+        }
 
         let model = try TransformerModel(checkpoint: checkpoint, threads: options.threads)
         let context = min(calibration.context, model.maximumContext ?? Int.max)
@@ -117,27 +147,45 @@ public enum CalibratedQuantizer {
         }
         let logical = try LogicalCheckpoint(checkpoint)
         let byName = Dictionary(logical.tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        var encoded: [String: EncodedTensor] = [:]
-        var notes: [String] = ["GPTQ calibrated on \(count) chunks of \(context) tokens of \(calibration.source)"]
+        var encoded: [String: (encoded: EncodedTensor, metrics: ErrorMetrics)] = [:]
+        var replacedKept: [String: [UInt8]] = [:]
+        var chosenAlphas: [Float] = []
+        var notes: [String] = ["\(calibration.method.rawValue.uppercased()) calibrated on \(count) chunks of \(context) tokens of \(calibration.source)"]
         for layer in 0..<forward.layerCount {
             if Interruption.isRequested { throw FileAccessError.interrupted(file: output) }
-            let collector = HessianCollector()
+            let collector = HessianCollector(threads: options.threads)
             forward.run(layer: layer, observer: collector, advance: false)
             var replacements: [String: [Float]] = [:]
-            for name in forward.weightNames(layer: layer) where selected.contains(name) {
-                guard let tensor = byName[name], tensor.shape.count == 2 else { continue }
-                WorkProgress.report("GPTQ", done: layer + 1, total: forward.layerCount, item: name)
-                let (rows, columns) = (tensor.shape[0], tensor.shape[1])
-                let weight = logical.float32(tensor, threads: options.threads)
-                if !options.allowNonFinite, let refusal = QuantizationError.firstNonFinite(weight, file: checkpoint.files[tensor.fileIndex].path, tensor: name) {
+            // The methods' products and factorizations may use every core; the forward pass wants OpenBLAS single-threaded.
+            MatrixMultiply.setThreads(options.threads)
+            defer { MatrixMultiply.setThreads(.single) }
+            func weight(_ name: String) throws -> (tensor: LogicalTensor, values: [Float], originalType: DType) {
+                let tensor = byName[name]!
+                let values = logical.float32(tensor, threads: options.threads)
+                if !options.allowNonFinite, let refusal = QuantizationError.firstNonFinite(values, file: checkpoint.files[tensor.fileIndex].path, tensor: name) {
                     throw refusal
                 }
-                let originalType = tensor.dtype == .f64 ? .f32 : tensor.dtype
-                var layerOptions = gptq
+                return (tensor, values, tensor.dtype == .f64 ? .f32 : tensor.dtype)
+            }
+            let names = forward.weightNames(layer: layer).filter { selected.contains($0) && byName[$0]?.shape.count == 2 }
+            if calibration.method == .awq {
+                let (layerEncoded, layerReplacements, folded, alphas) = try awqLayer(forward, layer: layer, names: names, collector: collector,
+                                                                                   weight: weight, logical: logical, byName: byName, options: options,
+                                                                                   grid: calibration.grid)
+                encoded.merge(layerEncoded) { $1 }
+                replacements = layerReplacements
+                replacedKept.merge(folded) { $1 }
+                chosenAlphas += alphas
+            }
+            for name in names where calibration.method == .gptq {
+                WorkProgress.report("GPTQ", done: layer + 1, total: forward.layerCount, item: name)
+                let (tensor, values, originalType) = try weight(name)
+                let (rows, columns) = (tensor.shape[0], tensor.shape[1])
+                var layerOptions = gptq!
                 if let integer = options.scheme as? IntegerScheme { layerOptions.scaleType = integer.scaleType(originalType: originalType) }
                 let result: GPTQResult
                 if let (hessian, _) = collector.hessian(name) {
-                    result = try GPTQ.quantize(weight, hessian: hessian, rows: rows, columns: columns, options: layerOptions, name: name)
+                    result = try GPTQ.quantize(values, hessian: hessian, rows: rows, columns: columns, options: layerOptions, name: name)
                     if result.damp > layerOptions.damp {
                         notes.append("\(name): Hessian not positive definite with dampening \(layerOptions.damp); used \(formatted(result.damp))")
                     }
@@ -145,24 +193,118 @@ public enum CalibratedQuantizer {
                     // No calibration token reached it (an expert never routed to): an identity Hessian is round-to-nearest.
                     var identity = [Float](repeating: 0, count: columns * columns)
                     for c in 0..<columns { identity[c * columns + c] = 1 }
-                    result = try GPTQ.quantize(weight, hessian: identity, rows: rows, columns: columns, options: layerOptions, name: name)
+                    result = try GPTQ.quantize(values, hessian: identity, rows: rows, columns: columns, options: layerOptions, name: name)
                     notes.append("\(name): no calibration token reached it; quantized round-to-nearest")
                 }
                 let tensorEncoded = encode(result, scheme: options.scheme, name: name, shape: tensor.shape, originalType: originalType,
                                            threads: options.threads)
                 var decoded = [Float](repeating: 0, count: rows * columns)
                 decoded.withUnsafeMutableBufferPointer { options.scheme.decode(tensorEncoded, into: $0, threads: options.threads) }
+                let metrics = values.withUnsafeBufferPointer { v in decoded.withUnsafeBufferPointer { ErrorMetrics.compare(reference: v, candidate: $0, threads: options.threads) } }
                 replacements[name] = decoded
-                encoded[name] = tensorEncoded
+                encoded[name] = (tensorEncoded, metrics)
             }
+            MatrixMultiply.setThreads(.single)
             forward.run(layer: layer, observer: nil, replacing: replacements, advance: true)
         }
         var writing = options
         writing.precomputed = encoded
+        writing.replacedKept = replacedKept
+        if !chosenAlphas.isEmpty {
+            notes.append("AWQ scaled \(chosenAlphas.count) groups, α mean \(formatDecimal(Double(chosenAlphas.reduce(0, +)) / Double(chosenAlphas.count), places: 2))"
+                + " (\(chosenAlphas.filter { $0 == 0 }.count) kept unscaled)")
+        }
         var report = try CheckpointQuantizer.quantize(checkpoint, to: output, options: writing)
         report.notes += notes
         report.seconds = clock.seconds
         return report
+    }
+
+    /// One layer by AWQ: each scaling group's α searched on its input's Gram matrix and mean |x|, the
+    /// scales folded (norms divided, producers' rows divided, the group's columns multiplied), every
+    /// weight then encoded by the scheme. Returns the encodings, the weights the float forward pass
+    /// sees (the encoded values unfolded), the folded norms' bytes, and the α chosen per group.
+    static func awqLayer(_ forward: LayerByLayerForward, layer: Int, names: [String], collector: HessianCollector,
+                         weight: (String) throws -> (tensor: LogicalTensor, values: [Float], originalType: DType), logical: LogicalCheckpoint,
+                         byName: [String: LogicalTensor], options: QuantizationOptions, grid: Int) throws
+        -> (encoded: [String: (encoded: EncodedTensor, metrics: ErrorMetrics)], replacements: [String: [Float]], folded: [String: [UInt8]], alphas: [Float])
+    {
+        let scheme = options.scheme
+        var cache: [String: (tensor: LogicalTensor, values: [Float], originalType: DType)] = [:]
+        func load(_ name: String) throws -> (tensor: LogicalTensor, values: [Float], originalType: DType) {
+            if let hit = cache[name] { return hit }
+            let loaded = try weight(name)
+            cache[name] = loaded
+            return loaded
+        }
+        func fakeQuantize(_ values: [Float], rows: Int, columns: Int, name: String, originalType: DType) -> [Float] {
+            let encoded = values.withUnsafeBufferPointer {
+                scheme.encode(name: name, shape: [rows, columns], originalType: originalType, values: $0, optimizeScales: false, threads: options.threads).encoded
+            }
+            var out = [Float](repeating: 0, count: values.count)
+            out.withUnsafeMutableBufferPointer { scheme.decode(encoded, into: $0, threads: options.threads) }
+            return out
+        }
+        var columnScales: [String: [Float]] = [:], rowScales: [String: [Float]] = [:]
+        var folded: [String: [UInt8]] = [:]
+        var alphas: [Float] = []
+        let selected = Set(names)
+        for group in forward.scalingGroups(layer: layer) {
+            // Every member quantized, and whatever produces the input foldable (a norm, or a producer quantized here too).
+            guard group.linears.allSatisfy(selected.contains), group.producer.map(selected.contains) ?? true,
+                  let (gram, _) = collector.hessian(group.linears[0]), let meanAbs = collector.meanAbsolute(group.linears[0]) else { continue }
+            WorkProgress.report("AWQ", done: layer + 1, total: forward.layerCount, item: group.linears[0])
+            let members = try group.linears.map { try load($0) }
+            let columns = members[0].tensor.shape[1]
+            let originalType = members[0].originalType
+            let search = AWQ.search(weights: members.map { ($0.values, $0.tensor.shape[0]) }, columns: columns, gram: gram, meanAbs: meanAbs,
+                                    grid: grid) { values, rows, columns in
+                fakeQuantize(values, rows: rows, columns: columns, name: group.linears[0], originalType: originalType)
+            }
+            alphas.append(search.alpha)
+            guard search.alpha > 0 else { continue }
+            for name in group.linears { columnScales[name] = search.scales }
+            if let producer = group.producer { rowScales[producer] = search.scales }
+            if let norm = group.norm, let tensor = byName[norm] {
+                // The norm's output is divided by s: w / s, or for a (1 + w) norm, (1 + w) / s − 1.
+                let w = logical.float32(tensor, threads: .single)
+                let scaled = zip(w, search.scales).map { group.normPlusOne ? (1 + $0) / $1 - 1 : $0 / $1 }
+                folded[norm] = PackQuantizedLayout.floatBytes(scaled, tensor.dtype)
+            }
+        }
+        var encoded: [String: (encoded: EncodedTensor, metrics: ErrorMetrics)] = [:]
+        var replacements: [String: [Float]] = [:]
+        for name in names {
+            let (tensor, values, originalType) = try load(name)
+            let (rows, columns) = (tensor.shape[0], tensor.shape[1])
+            var stored = values
+            let rowScale = rowScales[name], columnScale = columnScales[name]
+            for r in 0..<rows {
+                for c in 0..<columns {
+                    var v = stored[r * columns + c]
+                    if let rowScale { v /= rowScale[r] }
+                    if let columnScale { v *= columnScale[c] }
+                    stored[r * columns + c] = v
+                }
+            }
+            let tensorEncoded = stored.withUnsafeBufferPointer {
+                scheme.encode(name: name, shape: tensor.shape, originalType: originalType, values: $0, optimizeScales: false, threads: options.threads).encoded
+            }
+            var effective = [Float](repeating: 0, count: rows * columns)
+            effective.withUnsafeMutableBufferPointer { scheme.decode(tensorEncoded, into: $0, threads: options.threads) }
+            for r in 0..<rows {
+                for c in 0..<columns {
+                    var v = effective[r * columns + c]
+                    if let rowScale { v *= rowScale[r] }
+                    if let columnScale { v /= columnScale[c] }
+                    effective[r * columns + c] = v
+                }
+            }
+            let metrics = values.withUnsafeBufferPointer { v in effective.withUnsafeBufferPointer { ErrorMetrics.compare(reference: v, candidate: $0, threads: options.threads) } }
+            encoded[name] = (tensorEncoded, metrics)
+            replacements[name] = effective
+        }
+        return (encoded, replacements, folded, alphas)
     }
 
     /// GPTQ's options for `scheme`: integer codes of its bits, or its 4-bit codebook in its blocks.

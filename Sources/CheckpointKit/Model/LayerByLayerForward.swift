@@ -44,17 +44,62 @@ public final class LayerByLayerForward {
         return names.filter { !$0.isEmpty }.map { $0 + ".weight" }
     }
 
+    /// Linears reading one input, and what produces that input (a norm, or a linear whose output
+    /// rows feed them unchanged): where AWQ's scales can be folded without changing the float model.
+    public struct ScalingGroup: Sendable {
+        /// The norm weight (`P.weight`) producing the input, or nil.
+        public var norm: String?
+        /// Whether that norm computes with (1 + w) (Gemma).
+        public var normPlusOne: Bool
+        /// The linear (`P.weight`) whose output rows are the input, or nil.
+        public var producer: String?
+        /// The linears (`P.weight`) reading the input.
+        public var linears: [String]
+    }
+
+    /// Layer `i`'s scaling groups, as AutoAWQ's `get_layers_for_scaling` forms them for Llama: the
+    /// attention norm → q, k, v; v → o when each head has its own values; the feed-forward norm
+    /// → gate, up; up → down. MoE experts and layers whose norm follows its product form none.
+    public func scalingGroups(layer i: Int) -> [ScalingGroup] {
+        let layer = model.layers[i], arch = model.architecture, c = model.config
+        let prefix = arch.layerPrefix + "\(i)."
+        let plusOne = arch.norm == .rmsPlusOne
+        guard arch.norm != .layer else { return [] }
+        var groups: [ScalingGroup] = []
+        if let norm = arch.preAttentionNorm {
+            groups.append(ScalingGroup(norm: prefix + norm, normPlusOne: plusOne, producer: nil,
+                                       linears: [layer.q, layer.k, layer.v].map { $0.name + ".weight" }))
+        }
+        if c.kvHeads == c.heads && layer.v.outputs == layer.o.inputs && layer.v.bias == nil {
+            groups.append(ScalingGroup(norm: nil, normPlusOne: false, producer: layer.v.name + ".weight", linears: [layer.o.name + ".weight"]))
+        }
+        switch layer.feedForward {
+        case let .gated(gate, up, down):
+            if let norm = arch.preFeedForwardNorm {
+                groups.append(ScalingGroup(norm: prefix + norm, normPlusOne: plusOne, producer: nil, linears: [gate.name + ".weight", up.name + ".weight"]))
+            }
+            if up.bias == nil { groups.append(ScalingGroup(norm: nil, normPlusOne: false, producer: up.name + ".weight", linears: [down.name + ".weight"])) }
+        case let .plain(up, _):
+            if let norm = arch.preFeedForwardNorm {
+                groups.append(ScalingGroup(norm: prefix + norm, normPlusOne: plusOne, producer: nil, linears: [up.name + ".weight"]))
+            }
+        case .experts: break
+        }
+        return groups
+    }
+
     /// Runs layer `i` over every chunk; `observer` sees each product's input. Weights named in
     /// `replacing` (`P.weight` → f32 values, row-major) stand in for the stored ones. With
     /// `advance`, the outputs become the inputs of the next call.
     public func run(layer i: Int, observer: ActivationObserver?, replacing: [String: [Float]] = [:], advance: Bool) {
         let layer = replaced(model.layers[i], replacing)
         let c = model.config, d = c.hiddenSize
-        for (index, chunk) in chunks.enumerated() {
-            let T = chunk.count
-            let scratch = TransformerModel.Scratch(model, tokens: T)
-            scratch.observer = observer
-            let rope = layer.localRope ? c.localRope.map { $0.tables(positions: max(T, 1)) } : c.rope.map { $0.tables(positions: max(T, 1)) }
+        guard let T = chunks.first?.count else { return }
+        // One scratch for every chunk (all of one length): the observer sees the same buffers chunk after chunk.
+        let scratch = TransformerModel.Scratch(model, tokens: T)
+        scratch.observer = observer
+        let rope = layer.localRope ? c.localRope.map { $0.tables(positions: max(T, 1)) } : c.rope.map { $0.tables(positions: max(T, 1)) }
+        for index in chunks.indices {
             states[index].withUnsafeBufferPointer { scratch.x.update(from: $0.baseAddress!, count: T * d) }
             model.block(layer, scratch.x, tokens: T, rope: rope, scratch: scratch)
             if advance { states[index] = Array(UnsafeBufferPointer(start: scratch.x, count: T * d)) }

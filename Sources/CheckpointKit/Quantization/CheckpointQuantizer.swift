@@ -17,8 +17,11 @@ public struct QuantizationOptions: Sendable {
     public var importance: ImportanceMatrix? = nil
     /// Whether an existing output may be replaced; otherwise the write is refused.
     public var overwrite: Bool
-    /// Weights already encoded by a calibrated method (GPTQ), by name: written as they are, measured as any other.
-    public var precomputed: [String: EncodedTensor] = [:]
+    /// Weights already encoded by a calibrated method (GPTQ, AWQ), by name, with their error against the
+    /// original weight as the method measured it (AWQ's parts hold scaled weights): written as they are.
+    public var precomputed: [String: (encoded: EncodedTensor, metrics: ErrorMetrics)] = [:]
+    /// New bytes, in their stored dtype, for tensors otherwise kept (norms AWQ folded its scales into).
+    public var replacedKept: [String: [UInt8]] = [:]
 
     /// Options for `scheme`; by default the linear weights are selected, absmax scales used, non-finite values refused and nothing overwritten.
     public init(scheme: any QuantizationScheme, include: String? = nil, exclude: String? = nil, optimizeScales: Bool = false,
@@ -238,6 +241,8 @@ public enum CheckpointQuantizer {
                                                  overwrite: options.overwrite) { info, out in
             if let bytes = encoded.removeValue(forKey: info.name)?.bytes {
                 try out.write(bytes)
+            } else if let bytes = options.replacedKept[info.name] {
+                try out.write(bytes)
             } else {
                 let entry = checkpoint.entry(named: info.name)!
                 try checkpoint.view(entry).withBytes { try out.write($0) }
@@ -258,10 +263,14 @@ public enum CheckpointQuantizer {
         let view = checkpoint.view(entry)
         let info = entry.info
         let file = checkpoint.files[entry.fileIndex].path
+        if let (tensor, metrics) = options.precomputed[info.name] {
+            return (tensor, QuantizationReport.Tensor(name: info.name, shape: info.shape, metrics: metrics, plainMetrics: nil,
+                                                      bytesIn: info.byteCount, bytesOut: tensor.storedBytes, seconds: clock.seconds))
+        }
         let values = FloatValues.array(view, threads: options.threads)
         if !options.allowNonFinite, let refusal = QuantizationError.firstNonFinite(values, file: file, tensor: info.name) { throw refusal }
         var plainMetrics: ErrorMetrics? = nil
-        let tensor: EncodedTensor = options.precomputed[info.name] ?? values.withUnsafeBufferPointer { x in
+        let tensor: EncodedTensor = values.withUnsafeBufferPointer { x in
             let importance = options.importance.flatMap { matrix in matrix.weights(for: info.name, layout: layout) }
             let (encoded, plain) = options.scheme.encode(name: info.name, shape: info.shape, originalType: info.dtype == .f64 ? .f32 : info.dtype,
                                                          values: x, optimizeScales: options.optimizeScales,

@@ -33,6 +33,13 @@ public enum MatrixMultiply {
         return c
     }
 
+    /// c[n, n] (upper triangle, row-major) += aᵀ·a for a [k, n]: a Gram matrix at half a product's cost (`cblas_ssyrk`).
+    public static func addGram(_ a: UnsafePointer<Float>, rows k: Int, columns n: Int, into c: UnsafeMutablePointer<Float>) {
+        guard n > 0, k > 0 else { return }
+        _ = kernels
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(n), Int32(k), 1, a, Int32(n), 1, c, Int32(n))
+    }
+
     /// OpenBLAS's own thread pool; ckpt sets it from --threads.
     public static func setThreads(_ threads: ThreadBudget) {
         _ = kernels

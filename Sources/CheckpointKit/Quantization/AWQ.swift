@@ -1,0 +1,69 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Activation-aware weight quantization (Lin et al.; AutoAWQ's `_search_best_scale`): per input
+/// channel scales s = mean|x|^α, α searched on a grid, the weights quantized as W·diag(s) and the
+/// inverse folded into what produces their input, so the float model is unchanged. The error of
+/// each α is measured as AutoAWQ measures it, on the products' outputs over the calibration
+/// inputs, here exactly through their Gram matrix: ‖X·ΔWᵀ‖² = tr(ΔW·XᵀX·ΔWᵀ).
+public enum AWQ {
+    /// One searched group: the scales chosen, their α, and the output error with them and without (α = 0).
+    public struct Search: Sendable {
+        public var scales: [Float]
+        public var alpha: Float
+        public var error: Double
+        public var plainError: Double
+    }
+
+    /// The scales for `weights` (each `[rows, columns]`, all reading one input whose Gram matrix is
+    /// `gram` `[columns, columns]` and mean |x| per channel `meanAbs`), α on `grid` steps in [0, 1);
+    /// `fakeQuantize(values, rows, columns)` is the scheme's round trip.
+    public static func search(weights: [(values: [Float], rows: Int)], columns: Int, gram: [Float], meanAbs: [Float], grid: Int = 20,
+                              fakeQuantize: ([Float], Int, Int) -> [Float]) -> Search {
+        var best = Search(scales: [Float](repeating: 1, count: columns), alpha: 0, error: .infinity, plainError: .infinity)
+        for step in 0..<max(grid, 1) {
+            let alpha = Float(step) / Float(max(grid, 1))
+            let scales = normalizedScales(meanAbs, alpha: alpha)
+            var error = 0.0
+            for (w, rows) in weights {
+                var scaled = w
+                for r in 0..<rows { for c in 0..<columns { scaled[r * columns + c] *= scales[c] } }
+                var delta = fakeQuantize(scaled, rows, columns)
+                for r in 0..<rows { for c in 0..<columns { delta[r * columns + c] = delta[r * columns + c] / scales[c] - w[r * columns + c] } }
+                error += outputError(delta, rows: rows, columns: columns, gram: gram)
+            }
+            if step == 0 { best.plainError = error }
+            if error < best.error { best = Search(scales: scales, alpha: alpha, error: error, plainError: best.plainError) }
+        }
+        return best
+    }
+
+    /// mean|x|^α, floored at 1e-4, divided by √(max · min) so the scales straddle 1 (AutoAWQ).
+    static func normalizedScales(_ meanAbs: [Float], alpha: Float) -> [Float] {
+        var s = meanAbs.map { Swift.max(Float.pow(Swift.max($0, 0), alpha), 1e-4) }
+        let norm = (s.max()! * s.min()!).squareRoot()
+        if norm > 0 && norm.isFinite { s = s.map { $0 / norm } }
+        return s
+    }
+
+    /// tr(Δ·G·Δᵀ) for Δ `[rows, columns]`.
+    static func outputError(_ delta: [Float], rows: Int, columns: Int, gram: [Float]) -> Double {
+        var product = [Float](repeating: 0, count: rows * columns)
+        delta.withUnsafeBufferPointer { d in
+            gram.withUnsafeBufferPointer { g in
+                product.withUnsafeMutableBufferPointer { p in
+                    MatrixMultiply.multiply(d.baseAddress!, g.baseAddress!, into: p.baseAddress!, m: rows, n: columns, k: columns)
+                }
+            }
+        }
+        var total = 0.0
+        for i in 0..<delta.count { total += Double(product[i] * delta[i]) }
+        return total
+    }
+}
+
+extension Float {
+    /// `base` raised to `exponent` (Glibc's powf).
+    static func pow(_ base: Float, _ exponent: Float) -> Float { Glibc.powf(base, exponent) }
+}
