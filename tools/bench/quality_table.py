@@ -39,6 +39,20 @@ VARIANTS = [  # label, program, extra arguments, output name
     ("int8 (compressed-tensors)", "ckpt-quantize", ["--scheme", "int8"], "int8"),
 ]
 
+# Issue 14's table: method x format, int4 in groups of 64 (SmolLM2's rows of 576 are not a multiple
+# of 128), calibration on Tiny Shakespeare (the first 16384 tokens, chunks of 512).
+CALIBRATION = ["--calibration-text", "{shakespeare}", "--calibration-tokens", "16384", "--ctx", "512"]
+W4A16 = [
+    ("int4 g64, round to nearest", "pack-quantized", ["--scheme", "int4", "--block-size", "64"], "int4-rtn"),
+    ("int4 g64, GPTQ + act-order", "pack-quantized", ["--scheme", "int4", "--block-size", "64", "--method", "gptq", "--act-order", *CALIBRATION], "int4-gptq"),
+    ("int4 g64, GPTQ + act-order", "GPTQ (v1)", ["--scheme", "int4", "--block-size", "64", "--format", "gptq", "--method", "gptq", "--act-order", *CALIBRATION], "int4-gptq-format"),
+    ("int4 g64, AWQ", "pack-quantized", ["--scheme", "int4", "--block-size", "64", "--method", "awq", *CALIBRATION], "int4-awq"),
+    ("int4 g64, AWQ", "AWQ GEMM", ["--scheme", "int4", "--block-size", "64", "--format", "awq", "--method", "awq", *CALIBRATION], "int4-awq-format"),
+    ("NF4, round to nearest", "bitsandbytes", ["--scheme", "nf4"], "nf4-rtn"),
+    ("NF4, GPTQ", "bitsandbytes", ["--scheme", "nf4", "--method", "gptq", *CALIBRATION], "nf4-gptq"),
+    ("NF4, AWQ", "bitsandbytes", ["--scheme", "nf4", "--method", "awq", *CALIBRATION], "nf4-awq"),
+]
+
 
 def parameters(folder: Path) -> int:
     total = 0
@@ -70,6 +84,7 @@ def main():
     ap.add_argument("--model", default=str(REPO / ".build" / "bench" / "smollm2-135m-bf16"))
     ap.add_argument("--chunks", type=int, default=16)
     ap.add_argument("--ctx", type=int, default=512)
+    ap.add_argument("--only", choices=["gguf", "w4a16"], help="one of the two tables")
     args = ap.parse_args()
     model = Path(args.model)
     out = REPO / ".build" / "bench" / "quality"
@@ -80,32 +95,55 @@ def main():
             sys.exit(f"error: {needed} is missing (make smollm2, make release, and the shared assets)")
     imatrix = out / "shakespeare.imatrix.gguf"
     started = time.time()
-    run([BIN / "ckpt-imatrix", model, "--text", shakespeare, "--ctx", "512", "--chunks", "32", "-o", imatrix, "--force", "--quiet"])
+    if args.only != "w4a16":
+        run([BIN / "ckpt-imatrix", model, "--text", shakespeare, "--ctx", "512", "--chunks", "32", "-o", imatrix, "--force", "--quiet"])
     params = parameters(model)
     base_bytes = size_on_disk(model)
     rows = [{"variant": "bf16 (the base)", "bytes": base_bytes, "bpw": base_bytes * 8 / params}]
-    for label, program, extra, name in VARIANTS:
+    def measure(label, program, extra, name):
         target = out / name
-        run([BIN / program, model, target, *[a.replace("{imatrix}", str(imatrix)) for a in extra], "--force", "--quiet"])
+        made = time.time()
+        run([BIN / program, model, target, *[a.replace("{imatrix}", str(imatrix)).replace("{shakespeare}", str(shakespeare)) for a in extra],
+             "--force", "--quiet"])
+        seconds = time.time() - made
         result = subprocess.run([str(BIN / "ckpt-compare"), str(model), str(target), "--text", str(wiki), "--ctx", str(args.ctx),
                                  "--chunks", str(args.chunks), "--json", "--quiet"], check=False, capture_output=True, text=True)
         r = json.loads(result.stdout)
-        rows.append({"variant": label, "bytes": size_on_disk(target), "bpw": size_on_disk(target) * 8 / params,
-                     "ppl_base": r["ppl_base"], "ppl": r["ppl_candidate"], "delta_ppl": r["ppl_ratio"] - 1,
-                     "kld_mean": r["kld"]["mean"], "kld_p99": r["kld"]["p99"], "same_top": r["same_top_rate"]})
         print(f"{label}: done", file=sys.stderr)
+        return {"variant": label, "bytes": size_on_disk(target), "bpw": size_on_disk(target) * 8 / params, "seconds": seconds,
+                "ppl_base": r["ppl_base"], "ppl": r["ppl_candidate"], "delta_ppl": r["ppl_ratio"] - 1,
+                "kld_mean": r["kld"]["mean"], "kld_p99": r["kld"]["p99"], "same_top": r["same_top_rate"]}
+
+    for label, program, extra, name in VARIANTS if args.only != "w4a16" else []:
+        rows.append(measure(label, program, extra, name))
+    w4a16 = []
+    for label, file_format, extra, name in W4A16 if args.only != "gguf" else []:
+        row = measure(label, "ckpt-quantize", extra, name)
+        row["format"] = file_format
+        w4a16.append(row)
     (out / "quality.json").write_text(json.dumps({"model": str(model), "chunks": args.chunks, "ctx": args.ctx, "parameters": params,
-                                                  "rows": rows, "seconds": time.time() - started}, indent=1))
+                                                  "rows": rows, "w4a16": w4a16, "seconds": time.time() - started}, indent=1))
     print(f"SmolLM2-135M ({params / 1e6:.1f} M parameters), WikiText-2 test, {args.chunks} chunks of {args.ctx}; "
           f"imatrix from Tiny Shakespeare (ckpt-imatrix, 32 x 512); every variant made by ckpt, measured by ckpt-compare against bf16\n")
     print("| variant | size | bits/weight | PPL | ΔPPL | mean KLD | p99 KLD | same top token |")
     print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
+    for r in rows if len(rows) > 1 else []:
         if "ppl" not in r:
             print(f"| {r['variant']} | {r['bytes'] / 1e6:.1f} MB | {r['bpw']:.2f} | {rows[1]['ppl_base']:.4f} | — | — | — | — |")
             continue
         print(f"| {r['variant']} | {r['bytes'] / 1e6:.1f} MB | {r['bpw']:.2f} | {r['ppl']:.4f} | {100 * r['delta_ppl']:+.2f}% | "
               f"{r['kld_mean']:.5f} | {r['kld_p99']:.4f} | {100 * r['same_top']:.2f}% |")
+
+    if not w4a16:
+        return
+    rtn = next(r for r in w4a16 if r["variant"].startswith("int4 g64, round"))
+    print("\nCalibrated 4-bit (issue 14): calibration on Tiny Shakespeare (16384 tokens, chunks of 512), the same comparison; "
+          "'of RTN' is the PPL increase over round-to-nearest int4 g64's\n")
+    print("| method | format | size | ΔPPL | of RTN | mean KLD | p99 KLD | same top token | time |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in w4a16:
+        print(f"| {r['variant']} | {r['format']} | {r['bytes'] / 1e6:.1f} MB | {100 * r['delta_ppl']:+.2f}% | {r['delta_ppl'] / rtn['delta_ppl']:.2f}x | "
+              f"{r['kld_mean']:.5f} | {r['kld_p99']:.4f} | {100 * r['same_top']:.2f}% | {r['seconds']:.1f} s |")
 
 
 if __name__ == "__main__":

@@ -305,11 +305,16 @@ public enum GGUFExport {
 
     /// One piece of work started on a background thread at once; `value()` waits for its result.
     final class BackgroundJob<Value>: @unchecked Sendable {
+        /// Where the work leaves its result. The work holds the box, not the job, so the job's
+        /// owner alone keeps it alive and dropping it waits for the work (an early exit must not
+        /// return while a thread still reads the input's mapped pages).
+        private final class Box: @unchecked Sendable { var result: Result<Value, Error>? }
         private let group = DispatchGroup()
-        private var result: Result<Value, Error>?
+        private let box = Box()
 
         init(_ work: @escaping @Sendable () throws -> Value) {
-            DispatchQueue.global().async(group: group) { [self] in result = Result { try work() } }
+            let box = self.box
+            DispatchQueue.global().async(group: group) { box.result = Result { try work() } }
         }
 
         /// Whether the work has finished.
@@ -318,7 +323,7 @@ public enum GGUFExport {
         /// The work's result, or its error, once it has finished.
         func value() throws -> Value {
             group.wait()
-            return try result!.get()
+            return try box.result!.get()
         }
 
         deinit { group.wait() }
