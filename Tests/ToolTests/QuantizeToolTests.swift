@@ -168,3 +168,39 @@ func quantizeInterrupted() throws {
 func writeSparseBF16Matrix(_ path: String, rows: Int, columns: Int) throws {
     try writeSparseBF16(path, name: "model.layers.0.mlp.up_proj.weight", shape: [rows, columns])
 }
+
+@Test("ckpt-quantize --method gptq refuses a calibration text shorter than one chunk, saying how many tokens it has and needs, and writes nothing")
+func gptqShortCalibrationRefused() throws {
+    let scratch = ScratchDirectory()
+    let text = scratch.write("short.txt", Array("To be, or not to be.".utf8))
+    let r = try Tools.run("ckpt-quantize", [tinyLlama, scratch.file("out"), "--scheme", "int4", "--block-size", "32", "--method", "gptq",
+                                            "--calibration-text", text, "--ctx", "64"])
+    #expect(r.status == 1)
+    #expect(r.stderr.hasPrefix("error: ") && r.stderr.contains("short.txt") && r.stderr.contains("need at least 64"), "\(r.stderr)")
+    #expect(r.stderr.split(separator: "\n").count == 1)
+    #expect(!FileManager.default.fileExists(atPath: scratch.file("out")))
+}
+
+@Test("ckpt-quantize's calibration flags are refused where they do not apply, naming the flag")
+func calibrationFlagsValidated() throws {
+    let scratch = ScratchDirectory()
+    for (arguments, expected) in [(["--scheme", "int4", "--act-order"], "--act-order applies to --method gptq"),
+                                  (["--scheme", "int4", "--method", "gptq"], "needs --calibration-text"),
+                                  (["--scheme", "nf4", "--format", "gptq"], "--format applies to int4 and int8"),
+                                  (["--scheme", "int8", "--format", "awq"], "--format awq holds int4 only"),
+                                  (["--scheme", "int4", "--method", "smooth"], "--method smooth: unknown")] {
+        let r = try Tools.run("ckpt-quantize", [tinyLlama, scratch.file("out")] + arguments)
+        #expect(r.status == 64 && r.stderr.contains(expected), "\(arguments): \(r.stderr)")
+    }
+}
+
+@Test("ckpt-quantize --scheme int4 --format gptq writes GPTQ parts that ckpt-inspect reads back as a GPTQ checkpoint")
+func quantizeGPTQFormat() throws {
+    let scratch = ScratchDirectory()
+    let r = try Tools.run("ckpt-quantize", [tinyLlama, scratch.file("gptq"), "--scheme", "int4", "--block-size", "32", "--format", "gptq", "--quiet"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let inspect = try parseJSONObject(try Tools.run("ckpt-inspect", [scratch.file("gptq"), "--json"]).stdout)
+    #expect(inspect["quantization"] as? String == "gptq v1 4-bit")
+    let config = try #require((inspect["config"] as? [String: Any])?["quantization_config"] as? [String: Any])
+    #expect(config["checkpoint_format"] as? String == "gptq" && config["bits"] as? Int == 4 && config["group_size"] as? Int == 32)
+}

@@ -201,6 +201,11 @@ public final class LogicalCheckpoint: Sendable {
                 }
                 return "bitsandbytes int8"
             }
+            if method == "gptq" {
+                let version = (q["checkpoint_format"]?.stringValue ?? q["format"]?.stringValue) == "gptq_v2" ? "v2" : "v1"
+                return "gptq \(version) \(q["bits"]?.intValue ?? 4)-bit"
+            }
+            if method == "awq" { return "awq \((q["version"]?.stringValue ?? "gemm").lowercased()) \(q["bits"]?.intValue ?? q["w_bit"]?.intValue ?? 4)-bit" }
             if let format = q["format"]?.stringValue { return "\(method) \(format)" }
             return method
         }

@@ -1,21 +1,3 @@
-/// One AutoAWQ GEMM weight: `qweight` `[K, N/8]` and `qzeros` `[K/G, N/8]` in AWQ's nibble
-/// order, `scales` `[K/G, N]`.
-public struct AWQWeight: QuantizedWeight {
-    /// `qweight`, `qzeros`, `scales`.
-    public var parts: [Checkpoint.Entry]
-    let decoder: PackedIntegerRows
-    /// The scheme the file's parameters describe.
-    public var scheme: any QuantizationScheme
-
-    /// `(u − z) · scales` per group, rounded to the scale dtype (F16), as `[N, K]`.
-    public func decode(from checkpoint: Checkpoint, shape: [Int], into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget) {
-        checkpoint.view(parts[0]).withBytes { decoder.decode($0, into: out, threads: threads) }
-    }
-
-    /// Rows decoded a tile at a time from the mapped words.
-    public func storedRows(from checkpoint: Checkpoint, shape: [Int]) -> StoredRows? { decoder.storedRows(checkpoint.view(parts[0])) }
-}
-
 /// Reads AutoAWQ's GEMM checkpoints (`quant_method: awq`, `version: gemm`); the other AWQ
 /// layouts (GEMV, GEMV-fast, Marlin, exllama) are refused by name.
 public enum AWQLayout: QuantizedLayout {
@@ -76,7 +58,7 @@ public enum AWQLayout: QuantizedLayout {
                                             scaleType: scales.info.dtype)
             let scheme = IntegerScheme(bits: 4, groupSize: groups == 1 ? nil : groupSize, symmetric: false, format: .awq)
             found.append(LogicalTensor(name: base + "weight", shape: [rows, columns], dtype: fallbackDType,
-                                       storage: .quantized(AWQWeight(parts: [entry, zerosEntry, scales], decoder: decoder, scheme: scheme)),
+                                       storage: .quantized(PackedIntegerWeight(parts: [entry, zerosEntry, scales], decoder: decoder, scheme: scheme)),
                                        fileIndex: entry.fileIndex))
         }
         return found

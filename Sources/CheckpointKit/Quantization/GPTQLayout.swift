@@ -1,21 +1,3 @@
-/// One GPTQ weight (`qweight` `[K·b/32, N]`, `qzeros` `[groups, N·b/32]`, `scales` `[groups, N]`,
-/// `g_idx` `[K]`), v1 or v2 zero points.
-public struct GPTQWeight: QuantizedWeight {
-    /// `qweight`, `qzeros`, `scales`, then `g_idx` when present.
-    public var parts: [Checkpoint.Entry]
-    let decoder: PackedIntegerRows
-    /// The scheme the file's parameters describe.
-    public var scheme: any QuantizationScheme
-
-    /// `scales · (u − z)` per group, rounded to the scale dtype (F16), as `[N, K]`.
-    public func decode(from checkpoint: Checkpoint, shape: [Int], into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget) {
-        checkpoint.view(parts[0]).withBytes { decoder.decode($0, into: out, threads: threads) }
-    }
-
-    /// Rows decoded a tile at a time from the mapped words.
-    public func storedRows(from checkpoint: Checkpoint, shape: [Int]) -> StoredRows? { decoder.storedRows(checkpoint.view(parts[0])) }
-}
-
 /// Reads GPTQ checkpoints (v1 and v2, any act-order) and writes them (v1 when symmetric).
 public enum GPTQLayout: QuantizedLayout {
     /// `P.weight` → `P.<suffix>` (GPTQ drops the `weight`).
@@ -184,7 +166,7 @@ public enum GPTQLayout: QuantizedLayout {
             var scheme = IntegerScheme(bits: bits, groupSize: groups == 1 ? nil : groupSize, symmetric: q?["sym"]?.boolValue ?? true, format: .gptq)
             scheme.actOrder = descAct
             found.append(LogicalTensor(name: base + "weight", shape: [rows, columns], dtype: fallbackDType,
-                                       storage: .quantized(GPTQWeight(parts: parts, decoder: decoder, scheme: scheme)), fileIndex: entry.fileIndex))
+                                       storage: .quantized(PackedIntegerWeight(parts: parts, decoder: decoder, scheme: scheme)), fileIndex: entry.fileIndex))
         }
         return found
     }

@@ -124,24 +124,6 @@ extension QuantizationScheme {
     public func refusal(selected: [(name: String, shape: [Int])], file: String) -> Error? { nil }
 }
 
-/// One compressed-tensors `pack-quantized` weight: `weight_packed`, `weight_scale`,
-/// `weight_shape`, and `weight_zero_point` / `weight_g_idx` when present.
-public struct PackQuantizedWeight: QuantizedWeight {
-    /// The stored tensors, the packed words first.
-    public var parts: [Checkpoint.Entry]
-    let decoder: PackedIntegerRows
-    /// The scheme the file's parameters describe.
-    public var scheme: any QuantizationScheme
-
-    /// `(u − z) · s` per group, rounded to the scale dtype, into `out`.
-    public func decode(from checkpoint: Checkpoint, shape: [Int], into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget) {
-        checkpoint.view(parts[0]).withBytes { decoder.decode($0, into: out, threads: threads) }
-    }
-
-    /// Rows decoded a tile at a time from the mapped words.
-    public func storedRows(from checkpoint: Checkpoint, shape: [Int]) -> StoredRows? { decoder.storedRows(checkpoint.view(parts[0])) }
-}
-
 /// Reads and writes compressed-tensors `pack-quantized` weights.
 public enum PackQuantizedLayout: QuantizedLayout {
     /// compressed-tensors' name for the part `suffix` of the weight `name` (`P.weight` → `P.weight_packed`).
@@ -306,7 +288,7 @@ public enum PackQuantizedLayout: QuantizedLayout {
             var scheme = IntegerScheme(bits: bits, groupSize: groupSize == columns && groups == 1 ? nil : groupSize, symmetric: zeroEntry == nil)
             scheme.actOrder = checkpoint.entry(named: part(name, "g_idx")) != nil
             found.append(LogicalTensor(name: name, shape: [rows, columns], dtype: fallbackDType,
-                                       storage: .quantized(PackQuantizedWeight(parts: parts, decoder: decoder, scheme: scheme)),
+                                       storage: .quantized(PackedIntegerWeight(parts: parts, decoder: decoder, scheme: scheme)),
                                        fileIndex: entry.fileIndex))
         }
         return found

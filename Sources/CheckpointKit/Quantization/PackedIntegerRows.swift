@@ -1,3 +1,21 @@
+/// One packed integer weight as a checkpoint stores it (compressed-tensors `pack-quantized`, GPTQ
+/// or AWQ GEMM): its stored parts, the packed words first, and the decoder their layout needs.
+public struct PackedIntegerWeight: QuantizedWeight {
+    /// Every stored tensor of the weight, the packed words first.
+    public var parts: [Checkpoint.Entry]
+    let decoder: PackedIntegerRows
+    /// The scheme the file's parameters describe.
+    public var scheme: any QuantizationScheme
+
+    /// `(u − z) · s` per group, rounded to the scale dtype as the format's loader computes it, as `[N, K]`.
+    public func decode(from checkpoint: Checkpoint, shape: [Int], into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget) {
+        checkpoint.view(parts[0]).withBytes { decoder.decode($0, into: out, threads: threads) }
+    }
+
+    /// Rows decoded a tile at a time from the mapped words.
+    public func storedRows(from checkpoint: Checkpoint, shape: [Int]) -> StoredRows? { decoder.storedRows(checkpoint.view(parts[0])) }
+}
+
 /// A packed integer weight read as the loaders read it, whichever way its words run:
 /// compressed-tensors packs each output row along K, GPTQ packs each input column along K
 /// (`qweight` `[K/w, N]`), AWQ packs along N in its own nibble order (`[K, N/8]`). Scales and
