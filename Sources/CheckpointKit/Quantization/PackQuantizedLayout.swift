@@ -176,7 +176,8 @@ public enum PackQuantizedLayout: QuantizedLayout {
             ("dynamic", false), ("group_size", scheme.groupSize.map { JSONValue($0) } ?? .null), ("num_bits", JSONValue(scheme.bits)),
             ("strategy", scheme.groupSize == nil ? "channel" : "group"), ("symmetric", .bool(scheme.symmetric)), ("type", "int"),
         ]
-        if scheme.actOrder { weights.insert(("actorder", scheme.staticGroups ? "weight" : "group"), at: 0) }
+        // compressed-tensors 0.20 refuses actorder "group" (a permuted g_idx); act-order with static groups leaves the file as it is: "weight".
+        if scheme.actOrder { weights.insert(("actorder", "weight"), at: 0) }
         return [
             "config_groups": ["group_0": [
                 "format": "pack-quantized", "input_activations": nil, "output_activations": nil, "targets": ["Linear"], "weights": .object(weights),
