@@ -337,7 +337,7 @@ func awqSearchLowersOutputError() throws {
     let (w, h) = correlatedProblem(rows: rows, columns: columns, tokens: 300, seed: 21)
     // mean |x| per channel from the Gram matrix's diagonal (RMS, a stand-in with the same loud channels).
     let meanAbs = (0..<columns).map { h[$0 * columns + $0].squareRoot() / Float(300).squareRoot() }
-    let search = AWQ.search(weights: [(w, rows)], columns: columns, gram: h, meanAbs: meanAbs) { values, rows, columns in
+    let search = AWQ.search(weights: [(w, rows)], columns: columns, gram: h, meanAbs: meanAbs, groupSize: 32) { values, rows, columns in
         let codes = values.withUnsafeBufferPointer {
             IntegerQuantizer.roundToNearest($0, rows: rows, columns: columns, bits: 4, groupSize: 32, symmetric: true, rule: .compressedTensors,
                                             arithmetic: .f32, scaleType: .f32)
@@ -352,4 +352,14 @@ func awqSearchLowersOutputError() throws {
     let loud: Float = loudScales.reduce(0, +) / Float(loudScales.count)
     let quiet: Float = quietScales.reduce(0, +) / Float(quietScales.count)
     #expect(loud > quiet)
+}
+
+@Test("Shapes a format's words cannot hold are refused before anything is written: AWQ needs rows in eights, GPTQ rows and columns in words, AWQ 4 bits")
+func unpackableShapesRefused() {
+    let awq = IntegerScheme(bits: 4, groupSize: 32, symmetric: false, format: .awq)
+    #expect("\(awq.refusal(selected: [("w.weight", [12, 64])], file: "m")!)".contains("multiple of 8 rows"))
+    #expect(awq.refusal(selected: [("w.weight", [16, 64])], file: "m") == nil)
+    let gptq = IntegerScheme(bits: 8, groupSize: nil, format: .gptq)
+    #expect("\(gptq.refusal(selected: [("w.weight", [16, 66])], file: "m")!)".contains("multiples of 4"))
+    #expect("\(IntegerScheme(bits: 8, groupSize: 32, format: .awq).refusal(selected: [], file: "m")!)".contains("4-bit codes only"))
 }

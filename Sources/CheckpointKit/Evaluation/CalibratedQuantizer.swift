@@ -258,7 +258,7 @@ public enum CalibratedQuantizer {
             let columns = members[0].tensor.shape[1]
             let originalType = members[0].originalType
             let search = AWQ.search(weights: members.map { ($0.values, $0.tensor.shape[0]) }, columns: columns, gram: gram, meanAbs: meanAbs,
-                                    grid: grid) { values, rows, columns in
+                                    groupSize: groupColumns(scheme, columns: columns), grid: grid) { values, rows, columns in
                 fakeQuantize(values, rows: rows, columns: columns, name: group.linears[0], originalType: originalType)
             }
             alphas.append(search.alpha)
@@ -305,6 +305,14 @@ public enum CalibratedQuantizer {
             replacements[name] = effective
         }
         return (encoded, replacements, folded, alphas)
+    }
+
+    /// Columns per scale of `scheme` for rows of `columns` (AWQ's weight statistic is relative to them).
+    static func groupColumns(_ scheme: any QuantizationScheme, columns: Int) -> Int {
+        if let integer = scheme as? IntegerScheme { return integer.groupColumns(columns) }
+        if let fourBit = scheme as? FourBitScheme { return fourBit.blockSize }
+        if let int8 = scheme as? Int8Scheme { return int8.groupSize }
+        return columns
     }
 
     /// GPTQ's options for `scheme`: integer codes of its bits, or its 4-bit codebook in its blocks.

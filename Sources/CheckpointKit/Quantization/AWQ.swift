@@ -19,12 +19,13 @@ public enum AWQ {
     /// The scales for `weights` (each `[rows, columns]`, all reading one input whose Gram matrix is
     /// `gram` `[columns, columns]` and mean |x| per channel `meanAbs`), α on `grid` steps in [0, 1);
     /// `fakeQuantize(values, rows, columns)` is the scheme's round trip.
-    public static func search(weights: [(values: [Float], rows: Int)], columns: Int, gram: [Float], meanAbs: [Float], grid: Int = 20,
-                              fakeQuantize: ([Float], Int, Int) -> [Float]) -> Search {
+    public static func search(weights: [(values: [Float], rows: Int)], columns: Int, gram: [Float], meanAbs: [Float], groupSize: Int,
+                              grid: Int = 20, fakeQuantize: ([Float], Int, Int) -> [Float]) -> Search {
         var best = Search(scales: [Float](repeating: 1, count: columns), alpha: 0, error: .infinity, plainError: .infinity)
+        let weightMean = relativeWeightMean(weights, columns: columns, groupSize: groupSize)
         for step in 0..<max(grid, 1) {
             let alpha = Float(step) / Float(max(grid, 1))
-            let scales = normalizedScales(meanAbs, alpha: alpha)
+            let scales = normalizedScales(meanAbs, weightMean: weightMean, alpha: alpha)
             var error = 0.0
             for (w, rows) in weights {
                 var scaled = w
@@ -39,9 +40,32 @@ public enum AWQ {
         return best
     }
 
-    /// mean|x|^α, floored at 1e-4, divided by √(max · min) so the scales straddle 1 (AutoAWQ).
-    static func normalizedScales(_ meanAbs: [Float], alpha: Float) -> [Float] {
-        var s = meanAbs.map { Swift.max(Float.pow(Swift.max($0, 0), alpha), 1e-4) }
+    /// Per column, the mean over every row of |w| relative to its group's absmax (AutoAWQ's `w_mean`).
+    static func relativeWeightMean(_ weights: [(values: [Float], rows: Int)], columns: Int, groupSize: Int) -> [Float] {
+        let group = Swift.max(1, Swift.min(groupSize, columns))
+        var sums = [Double](repeating: 0, count: columns)
+        var rows = 0
+        for (w, count) in weights {
+            for r in 0..<count {
+                var start = 0
+                while start < columns {
+                    let end = Swift.min(columns, start + group)
+                    var peak: Float = 0
+                    for c in start..<end { peak = Swift.max(peak, abs(w[r * columns + c])) }
+                    for c in start..<end { sums[c] += Double(abs(w[r * columns + c]) / (peak + 1e-6)) }
+                    start = end
+                }
+            }
+            rows += count
+        }
+        return sums.map { Float($0 / Double(Swift.max(rows, 1))) }
+    }
+
+    /// AutoAWQ's duo scaling: mean|x|^α / (w_mean^(1−α) + 1e-4), floored at 1e-4, divided by √(max · min) so the scales straddle 1.
+    static func normalizedScales(_ meanAbs: [Float], weightMean: [Float], alpha: Float) -> [Float] {
+        var s = zip(meanAbs, weightMean).map { x, w in
+            Swift.max(Float.pow(Swift.max(x, 0), alpha) / (Float.pow(Swift.max(w, 0), 1 - alpha) + 1e-4), 1e-4)
+        }
         let norm = (s.max()! * s.min()!).squareRoot()
         if norm > 0 && norm.isFinite { s = s.map { $0 / norm } }
         return s

@@ -44,6 +44,7 @@ public enum QuantizationError: Error, Equatable, Sendable, CustomStringConvertib
     case invalidRegex(pattern: String, reason: String)
     case unsupportedDType(file: String, tensor: String, dtype: String)
     case groupSizeDoesNotDivide(file: String, tensor: String, columns: Int, groupSize: Int)
+    case unsupportedShape(file: String, tensor: String, shape: [Int], expected: String)
 
     /// `.nonFinite` for the first NaN or infinity in `values`, nil when all are finite.
     static func firstNonFinite(_ values: [Float], file: String, tensor: String) -> QuantizationError? {
@@ -64,6 +65,8 @@ public enum QuantizationError: Error, Equatable, Sendable, CustomStringConvertib
         case let .groupSizeDoesNotDivide(file, tensor, columns, groupSize):
             return "\(faultLocation(file, tensor: tensor)): rows of \(columns) columns do not split into groups of \(groupSize) "
                 + "(expected a group size dividing every row, as vLLM and the format's loaders require; try --block-size 32 or 64)"
+        case let .unsupportedShape(file, tensor, shape, expected):
+            return "\(faultLocation(file, tensor: tensor)): shape \(shape) cannot be written in this format (expected \(expected))"
         case let .unsupportedDType(file, tensor, dtype):
             return "\(faultLocation(file, tensor: tensor)): cannot quantize \(dtype) (expected F32, F16, BF16 or F64)"
         }

@@ -103,15 +103,29 @@ public struct IntegerScheme: QuantizationScheme, Equatable {
 
     /// A weight whose rows the group size does not divide: refused, as vLLM and both references require.
     public func refusal(selected: [(name: String, shape: [Int])], file: String) -> Error? {
-        guard let groupSize else { return nil }
-        guard let bad = selected.first(where: { $0.shape.count == 2 && $0.shape[1] % groupSize != 0 }) else { return nil }
-        return QuantizationError.groupSizeDoesNotDivide(file: file, tensor: bad.name, columns: bad.shape[1], groupSize: groupSize)
+        if format == .awq && bits != 4 {
+            return QuantizationError.invalidBlockSize(scheme: schemeName, blockSize: groupSize ?? -1, reason: "AWQ GEMM holds 4-bit codes only")
+        }
+        // GPTQ packs whole words down K and across N; AWQ across N: the loaders need whole words.
+        let perWord = 32 / bits
+        for (name, shape) in selected where shape.count == 2 {
+            let (rows, columns) = (shape[0], shape[1])
+            if let groupSize, columns % groupSize != 0 {
+                return QuantizationError.groupSizeDoesNotDivide(file: file, tensor: name, columns: columns, groupSize: groupSize)
+            }
+            let words = format == .gptq ? (rows % perWord == 0 && columns % perWord == 0) : format == .awq ? rows % 8 == 0 : true
+            if !words {
+                return QuantizationError.unsupportedShape(file: file, tensor: name, shape: shape,
+                                                          expected: format == .gptq ? "rows and columns that are multiples of \(perWord) for GPTQ's words"
+                                                              : "a multiple of 8 rows for AWQ's words")
+            }
+        }
+        return nil
     }
 
     /// What the reader should know about the written format.
     public func notes(selected: [(name: String, shape: [Int])]) -> [String] {
         var notes: [String] = []
-        if format == .awq && bits != 4 { notes.append("AWQ GEMM holds 4-bit codes only") }
         if format == .gptq && !symmetric {
             notes.append("asymmetric GPTQ is written with v2 zero points (checkpoint_format gptq_v2): v1 cannot store a zero point of 0")
         }
