@@ -63,10 +63,10 @@ struct QuantizeCommand: ToolCommand {
     @Option(help: "GPTQ/AWQ: tokens per calibration chunk.")
     var ctx: Int = 512
 
-    @Flag(help: "GPTQ: quantize columns in decreasing order of their activations' energy (desc_act).")
+    @Flag(help: "GPTQ: quantize columns in decreasing order of their activations' energy (desc_act, or act_group_aware; see --static-groups).")
     var actOrder = false
 
-    @Flag(help: "GPTQ with --act-order: fix every group's scale before the reordering (static_groups; implied for pack-quantized, whose loader takes no permuted g_idx, and needed by nf4/fp4).")
+    @Flag(help: "GPTQ with --act-order: fix every group's scale before the reordering (static_groups). Without it, --format gptq follows the order across groups (desc_act, a permuted g_idx); pack-quantized, AWQ and nf4/fp4, whose loaders take no permuted g_idx, order columns within groups (act_group_aware).")
     var staticGroups = false
 
     @Option(help: "GPTQ: dampening, as a fraction of the mean Hessian diagonal; raised per layer when a Hessian is not positive definite.")
@@ -146,8 +146,6 @@ struct QuantizeCommand: ToolCommand {
             if let imatrix { options.importance = try ImportanceMatrix(reading: imatrix) }
             let report: QuantizationReport
             if method.lowercased() != "rtn", let calibrationText {
-                // compressed-tensors 0.20 loads no permuted g_idx: act-order into pack-quantized keeps its groups static.
-                let staticGroups = staticGroups || (actOrder && (options.scheme as? IntegerScheme)?.format == .packQuantized)
                 if var integer = options.scheme as? IntegerScheme {
                     integer.method = method.lowercased()
                     integer.actOrder = actOrder

@@ -363,3 +363,28 @@ func unpackableShapesRefused() {
     #expect("\(gptq.refusal(selected: [("w.weight", [16, 66])], file: "m")!)".contains("multiples of 4"))
     #expect("\(IntegerScheme(bits: 8, groupSize: 32, format: .awq).refusal(selected: [], file: "m")!)".contains("4-bit codes only"))
 }
+
+@Test("Act-order within groups (act_group_aware) keeps g_idx as k / G, lowers the output error below round-to-nearest's, and works for NF4 blocks")
+func groupAwareActOrder() throws {
+    let (rows, columns) = (24, 200)  // 200 = 3 groups of 64 and a tail of 8
+    let (w, h) = correlatedProblem(rows: rows, columns: columns, tokens: 400, seed: 17)
+    var identity = [Float](repeating: 0, count: columns * columns)
+    for c in 0..<columns { identity[c * columns + c] = 1 }
+    for codes in [GPTQOptions.Codes.integer(bits: 4, symmetric: true), .integer(bits: 4, symmetric: false)] {
+        var options = GPTQOptions(codes: codes, groupSize: 64)
+        options.actOrder = true
+        options.groupAwareOrder = true
+        let result = try GPTQ.quantize(w, hessian: h, rows: rows, columns: columns, options: options)
+        let integer = try #require(result.integer)
+        #expect(integer.groupIndex == nil)
+        #expect(integer.dequantized.map(\.bitPattern) == result.quantized.map(\.bitPattern))
+        let rtn = try GPTQ.quantize(w, hessian: identity, rows: rows, columns: columns, options: GPTQOptions(codes: codes, groupSize: 64))
+        #expect(outputError(w, result.quantized, h, rows: rows, columns: columns) < 0.8 * outputError(w, rtn.quantized, h, rows: rows, columns: columns))
+    }
+    var nf4 = GPTQOptions(codes: .fourBit(.nf4), groupSize: 64)
+    nf4.actOrder = true
+    nf4.groupAwareOrder = true
+    let (w2, h2) = correlatedProblem(rows: rows, columns: 192, tokens: 400, seed: 18)
+    let result = try GPTQ.quantize(w2, hessian: h2, rows: rows, columns: 192, options: nf4)
+    #expect(result.absmax?.count == rows * 3)
+}

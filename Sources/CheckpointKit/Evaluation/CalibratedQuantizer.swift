@@ -325,14 +325,15 @@ public enum CalibratedQuantizer {
                 throw CalibrationError.unsupportedScheme(scheme: "\(fourBit)", reason: "double quantization would change the scales GPTQ fed its errors through")
             }
             options = GPTQOptions(codes: .fourBit(fourBit.type), groupSize: fourBit.blockSize)
-            if calibration.actOrder && !calibration.staticGroups {
-                throw CalibrationError.unsupportedScheme(scheme: "\(fourBit)", reason: "act-order needs --static-groups: bitsandbytes blocks follow the columns")
-            }
         } else {
             throw CalibrationError.unsupportedScheme(scheme: "\(scheme)", reason: "expected int4, int8 (with --format), nf4 or fp4")
         }
         options.actOrder = calibration.actOrder
         options.staticGroups = calibration.staticGroups
+        // Formats whose loaders take no permuted g_idx (pack-quantized in compressed-tensors 0.20, bitsandbytes
+        // blocks, AWQ) order columns within groups instead.
+        let integerFormat = (scheme as? IntegerScheme)?.format
+        options.groupAwareOrder = integerFormat != .gptq
         options.damp = calibration.damp
         return options
     }

@@ -15,6 +15,10 @@ public struct GPTQOptions: Sendable, Equatable {
     public var actOrder = false
     /// Group parameters fixed up front on the unpermuted weight (`static_groups`).
     public var staticGroups = false
+    /// Act-order within groups (GPTQModel's `act_group_aware`): each group's columns by decreasing
+    /// diag(H), whole groups by their largest, the tail in place; groups stay contiguous, so g_idx
+    /// stays `k / G` (loaders that take no permuted g_idx read it) and parameters still follow the updates.
+    public var groupAwareOrder = false
     /// Dampening as a fraction of the mean of diag(H) (`damp_percent`).
     public var damp: Double = 0.01
     /// Added to `damp` after each failed Cholesky (`damp_auto_increment`).
@@ -88,7 +92,16 @@ public enum GPTQ {
             : nil
         // Act-order: columns by decreasing diag(H), ties by index (a stable sort).
         var order = Array(0..<columns)
-        if options.actOrder { order.sort { h[$0 * columns + $0] != h[$1 * columns + $1] ? h[$0 * columns + $0] > h[$1 * columns + $1] : $0 < $1 } }
+        func louder(_ a: Int, _ b: Int) -> Bool { h[a * columns + a] != h[b * columns + b] ? h[a * columns + a] > h[b * columns + b] : a < b }
+        let groupAware = options.actOrder && options.groupAwareOrder && options.groupSize != nil && !options.staticGroups
+        if groupAware {
+            let full = columns / group
+            let peak = (0..<full).map { g in (g * group..<(g + 1) * group).map { h[$0 * columns + $0] }.max()! }
+            let groupOrder = (0..<full).sorted { peak[$0] != peak[$1] ? peak[$0] > peak[$1] : $0 < $1 }
+            order = groupOrder.flatMap { g in (g * group..<(g + 1) * group).sorted(by: louder) } + Array((full * group)..<columns)
+        } else if options.actOrder {
+            order.sort(by: louder)
+        }
         var permuted = [Float](repeating: 0, count: rows * columns), hp = [Float](repeating: 0, count: columns * columns)
         for n in 0..<rows { for c in 0..<columns { permuted[n * columns + c] = w[n * columns + order[c]] } }
         for i in 0..<columns { for j in 0..<columns { hp[i * columns + j] = h[order[i] * columns + order[j]] } }
@@ -145,9 +158,16 @@ public enum GPTQ {
         // Back to column order; groups as appended (processing order), which g_idx indexes.
         var quantized = [Float](repeating: 0, count: rows * columns)
         for n in 0..<rows { for c in 0..<columns { quantized[n * columns + order[c]] = q[n * columns + c] } }
-        let allGroups: [[(Float, Float)]] = options.groupSize == nil ? [rowParameters] : (staticParameters ?? groupParameters)
+        var allGroups: [[(Float, Float)]] = options.groupSize == nil ? [rowParameters] : (staticParameters ?? groupParameters)
         var groupOf = [Int32](repeating: 0, count: columns)
         for c in 0..<columns { groupOf[order[c]] = Int32(options.groupSize == nil ? 0 : (staticParameters != nil ? order[c] / group : c / group)) }
+        if groupAware {
+            // Processing group p is the original group order[p·G] / G: parameters back in column order.
+            var byColumn = allGroups
+            for p in allGroups.indices { byColumn[order[p * group] / group] = allGroups[p] }
+            allGroups = byColumn
+            for k in 0..<columns { groupOf[k] = Int32(k / group) }
+        }
         let count = allGroups.count
         switch options.codes {
         case let .integer(bits, symmetric):
