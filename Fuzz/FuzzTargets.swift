@@ -80,13 +80,7 @@ enum FuzzTargets {
             _ = try? LoRAAdapter(folder: FuzzScratch.folder)
         },
         "quantized": { data, size in
-            let path = FuzzScratch.write(data, size, name: "model.safetensors")
-            if let checkpoint = try? Checkpoint(path: path), let logical = try? LogicalCheckpoint(checkpoint) {
-                for tensor in logical.tensors.prefix(16) where tensor.elementCount < 1 << 22 {
-                    let whole = logical.float32(tensor, threads: .single)
-                    FuzzChecks.rowsMatch(logical.storedRows(tensor, threads: .single), whole, tensor.name)
-                }
-            }
+            FuzzChecks.decodeLogicalTensors(FuzzScratch.write(data, size, name: "model.safetensors"))
         },
         "quantized-folder": { data, size in
             // [u32 LE length][config.json][model.safetensors]: the layouts a quantization_config selects
@@ -96,12 +90,7 @@ enum FuzzTargets {
             guard length <= size - 4 else { return }
             _ = FuzzScratch.write(data + 4, length, name: "config.json")
             _ = FuzzScratch.write(data + 4 + length, size - 4 - length, name: "model.safetensors")
-            if let checkpoint = try? Checkpoint(path: FuzzScratch.folder), let logical = try? LogicalCheckpoint(checkpoint) {
-                for tensor in logical.tensors.prefix(16) where tensor.elementCount < 1 << 22 {
-                    let whole = logical.float32(tensor, threads: .single)
-                    FuzzChecks.rowsMatch(logical.storedRows(tensor, threads: .single), whole, tensor.name)
-                }
-            }
+            FuzzChecks.decodeLogicalTensors(FuzzScratch.folder)
         },
         "imatrix": { data, size in
             let path = FuzzScratch.write(data, size, name: "imatrix.gguf")
@@ -158,6 +147,14 @@ enum FuzzTargets {
 
 /// Differential checks: a disagreement between two readers of the same bytes is a bug, so it traps.
 enum FuzzChecks {
+    /// Reads the checkpoint at `path` as logical tensors and decodes the first 16 (below 4 M elements) whole and by rows, which must agree.
+    static func decodeLogicalTensors(_ path: String) {
+        guard let checkpoint = try? Checkpoint(path: path), let logical = try? LogicalCheckpoint(checkpoint) else { return }
+        for tensor in logical.tensors.prefix(16) where tensor.elementCount < 1 << 22 {
+            rowsMatch(logical.storedRows(tensor, threads: .single), logical.float32(tensor, threads: .single), tensor.name)
+        }
+    }
+
     /// The first and last rows `rows` widens equal those rows of the whole-tensor decode, bit for bit.
     static func rowsMatch(_ rows: StoredRows, _ whole: [Float], _ name: String) {
         guard rows.rows > 0, rows.columns > 0, rows.rows * rows.columns == whole.count else { return }

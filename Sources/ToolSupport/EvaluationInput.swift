@@ -74,18 +74,9 @@ public struct EvaluationInput: ParsableArguments {
         if let tokens {
             return (try TokenFile.read(tokens, vocabulary: vocabulary), nil, tokens)
         }
-        let path = text!
-        let tokenizer = try Tokenizer(checkpoint: checkpoint)
-        let mapped = try MappedFile(path: path)
-        let ids = tokenizer.encode(String(decoding: mapped.bytes, as: UTF8.self))
-        if let bad = ids.firstIndex(where: { $0 >= vocabulary }) {
-            throw EvaluationError.tokenOutOfRange(file: path, index: bad, token: ids[bad], vocabulary: vocabulary)
-        }
-        let bos = tokenizer.addsBOS ? tokenizer.bosTokenID : nil
-        if let bos, !(0..<vocabulary).contains(bos) {
-            throw EvaluationError.tokenOutOfRange(file: tokenizer.file, index: 0, token: bos, vocabulary: vocabulary)
-        }
-        return (ids, bos, path)
+        let text = try TextTokens(reading: text!, checkpoint: checkpoint)
+        try TextTokens.check(text.tokens, bos: text.bos, vocabulary: vocabulary, file: text.file, tokenizerFile: text.tokenizerFile)
+        return (text.tokens, text.bos, text.file)
     }
 }
 

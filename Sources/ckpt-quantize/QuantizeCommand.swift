@@ -153,11 +153,10 @@ struct QuantizeCommand: ToolCommand {
                     integer.damp = damp
                     options.scheme = integer
                 }
-                let tokenizer = try Tokenizer(checkpoint: checkpoint)
-                let text = try MappedFile(path: calibrationText)
-                let ids = tokenizer.encode(String(decoding: text.bytes, as: UTF8.self))
-                var calibration = CalibrationOptions(tokens: Array(ids.prefix(calibrationTokens)), context: ctx,
-                                                     bos: tokenizer.addsBOS ? tokenizer.bosTokenID : nil, source: calibrationText)
+                let text = try TextTokens(reading: calibrationText, checkpoint: checkpoint)
+                var calibration = CalibrationOptions(tokens: Array(text.tokens.prefix(calibrationTokens)), context: ctx, bos: text.bos,
+                                                     source: calibrationText)
+                calibration.tokenizerFile = text.tokenizerFile
                 calibration.method = method.lowercased() == "awq" ? .awq : .gptq
                 calibration.actOrder = actOrder
                 calibration.staticGroups = staticGroups

@@ -27,7 +27,7 @@ func packingMatchesCompressedTensors() throws {
     let zeros = tensor(file, "int4.zero_points", as: Int8.self).map { UInt8(Int($0) + 8) }
     let packed = tensor(file, "int4.ct_zero_packed", as: UInt32.self)
     #expect(IntegerPacking.packColumns(zeros, rows: 24, columns: 3, bits: 4) == packed)
-    #expect(PackQuantizedLayout.unpackColumns(packed, rows: 24, columns: 3, bits: 4) == zeros)
+    #expect(IntegerPacking.unpackColumns(packed, rows: 24, columns: 3, bits: 4) == zeros)
 }
 
 @Test("GPTQ words (qweight, v1 and v2 qzeros) equal GPTQModel's pack_original, and decoding them with an act-order g_idx gives its dequantized F16 weight")

@@ -20,6 +20,13 @@ public final class HessianCollector: ActivationObserver {
     /// An empty collector whose sums use `threads`.
     public init(threads: ThreadBudget = .allCores) { self.threads = threads }
 
+    /// The sum of `weight` (`P.weight` or `P`), nil when no token reached it.
+    private func sum(_ weight: String) -> Sum? {
+        let key = weight.hasSuffix(".weight") ? String(weight.dropLast(".weight".count)) : weight
+        guard let sum = sums[key], sum.tokens > 0 else { return nil }
+        return sum
+    }
+
     /// Adds `x`ᵀ`x` of one product's input rows (weight name without `.weight`).
     public func observe(_ weight: String, _ x: UnsafePointer<Float>, rows: Int, columns: Int) {
         defer { last = (x, rows, weight) }
@@ -41,8 +48,7 @@ public final class HessianCollector: ActivationObserver {
 
     /// The Hessian of `weight` (`P.weight` or `P`) and the tokens behind it, nil when no token reached it.
     public func hessian(_ weight: String) -> (values: [Float], tokens: Int)? {
-        let key = weight.hasSuffix(".weight") ? String(weight.dropLast(".weight".count)) : weight
-        guard let sum = sums[key], sum.tokens > 0 else { return nil }
+        guard let sum = sum(weight) else { return nil }
         // Only the upper triangle is summed; mirror it.
         var h = sum.values
         let n = Int(Double(h.count).squareRoot())
@@ -52,8 +58,7 @@ public final class HessianCollector: ActivationObserver {
 
     /// Mean |x| per input channel of `weight`'s product (AWQ's activation statistic), nil when no token reached it.
     public func meanAbsolute(_ weight: String) -> [Float]? {
-        let key = weight.hasSuffix(".weight") ? String(weight.dropLast(".weight".count)) : weight
-        guard let sum = sums[key], sum.tokens > 0 else { return nil }
+        guard let sum = sum(weight) else { return nil }
         return sum.absolute.map { Float($0 / Double(sum.tokens)) }
     }
 }
@@ -68,6 +73,8 @@ public struct CalibrationOptions: Sendable {
     public var bos: Int?
     /// The file the tokens came from, named in errors.
     public var source: String
+    /// The tokenizer file the BOS id comes from, named in errors (the source when not given).
+    public var tokenizerFile: String?
     /// The calibrated methods.
     public enum Method: String, Sendable {
         case gptq, awq
@@ -118,14 +125,7 @@ public enum CalibratedQuantizer {
     public static func quantize(_ checkpoint: Checkpoint, to output: String, options: QuantizationOptions,
                                 calibration: CalibrationOptions) throws -> QuantizationReport {
         let clock = Stopwatch()
-        try options.scheme.validate()
-        try FileSystem.refuseOverlap(output: output, inputs: [checkpoint.path])
-        if let found = try LogicalCheckpoint(checkpoint).quantizationDescription {
-            throw QuantizationError.alreadyQuantized(path: checkpoint.path, found: found)
-        }
-        let (selected, _) = try CheckpointQuantizer.selection(checkpoint, options: options)
-        let shapes = checkpoint.entries.filter { selected.contains($0.info.name) }.map { ($0.info.name, $0.info.shape) }
-        if let refusal = options.scheme.refusal(selected: shapes, file: checkpoint.path) { throw refusal }
+        let (selected, _) = try CheckpointQuantizer.preflight(checkpoint, to: output, options: options)
         let gptq = calibration.method == .gptq ? try gptqOptions(options.scheme, calibration: calibration) : nil
         if calibration.method == .awq, let fourBit = options.scheme as? FourBitScheme, fourBit.doubleQuant {
             throw CalibrationError.unsupportedScheme(scheme: "\(fourBit)", reason: "AWQ measures each α with the stored scales; drop --double-quant")
@@ -158,7 +158,6 @@ public enum CalibratedQuantizer {
             var replacements: [String: [Float]] = [:]
             // The methods' products and factorizations may use every core; the forward pass wants OpenBLAS single-threaded.
             MatrixMultiply.setThreads(options.threads)
-            defer { MatrixMultiply.setThreads(.single) }
             func weight(_ name: String) throws -> (tensor: LogicalTensor, values: [Float], originalType: DType) {
                 let tensor = byName[name]!
                 let values = logical.float32(tensor, threads: options.threads)
@@ -187,7 +186,7 @@ public enum CalibratedQuantizer {
                 if let (hessian, _) = collector.hessian(name) {
                     result = try GPTQ.quantize(values, hessian: hessian, rows: rows, columns: columns, options: layerOptions, name: name)
                     if result.damp > layerOptions.damp {
-                        notes.append("\(name): Hessian not positive definite with dampening \(layerOptions.damp); used \(formatted(result.damp))")
+                        notes.append("\(name): Hessian not positive definite with dampening \(layerOptions.damp); used \(formatDecimal(result.damp, places: 4))")
                     }
                 } else {
                     // No calibration token reached it (an expert never routed to): an identity Hessian is round-to-nearest.
@@ -237,13 +236,14 @@ public enum CalibratedQuantizer {
             cache[name] = loaded
             return loaded
         }
-        func fakeQuantize(_ values: [Float], rows: Int, columns: Int, name: String, originalType: DType) -> [Float] {
+        /// The scheme's encoding of `values` and what its loader reads back.
+        func roundTrip(_ values: [Float], shape: [Int], name: String, originalType: DType) -> (encoded: EncodedTensor, decoded: [Float]) {
             let encoded = values.withUnsafeBufferPointer {
-                scheme.encode(name: name, shape: [rows, columns], originalType: originalType, values: $0, optimizeScales: false, threads: options.threads).encoded
+                scheme.encode(name: name, shape: shape, originalType: originalType, values: $0, optimizeScales: false, threads: options.threads).encoded
             }
-            var out = [Float](repeating: 0, count: values.count)
-            out.withUnsafeMutableBufferPointer { scheme.decode(encoded, into: $0, threads: options.threads) }
-            return out
+            var decoded = [Float](repeating: 0, count: values.count)
+            decoded.withUnsafeMutableBufferPointer { scheme.decode(encoded, into: $0, threads: options.threads) }
+            return (encoded, decoded)
         }
         var columnScales: [String: [Float]] = [:], rowScales: [String: [Float]] = [:]
         var folded: [String: [UInt8]] = [:]
@@ -259,7 +259,7 @@ public enum CalibratedQuantizer {
             let originalType = members[0].originalType
             let search = AWQ.search(weights: members.map { ($0.values, $0.tensor.shape[0]) }, columns: columns, gram: gram, meanAbs: meanAbs,
                                     groupSize: groupColumns(scheme, columns: columns), grid: grid) { values, rows, columns in
-                fakeQuantize(values, rows: rows, columns: columns, name: group.linears[0], originalType: originalType)
+                roundTrip(values, shape: [rows, columns], name: group.linears[0], originalType: originalType).decoded
             }
             alphas.append(search.alpha)
             guard search.alpha > 0 else { continue }
@@ -269,7 +269,7 @@ public enum CalibratedQuantizer {
                 // The norm's output is divided by s: w / s, or for a (1 + w) norm, (1 + w) / s − 1.
                 let w = logical.float32(tensor, threads: .single)
                 let scaled = zip(w, search.scales).map { group.normPlusOne ? (1 + $0) / $1 - 1 : $0 / $1 }
-                folded[norm] = PackQuantizedLayout.floatBytes(scaled, tensor.dtype)
+                folded[norm] = FloatValues.bytes(scaled, as: tensor.dtype)
             }
         }
         var encoded: [String: (encoded: EncodedTensor, metrics: ErrorMetrics)] = [:]
@@ -277,29 +277,10 @@ public enum CalibratedQuantizer {
         for name in names {
             let (tensor, values, originalType) = try load(name)
             let (rows, columns) = (tensor.shape[0], tensor.shape[1])
-            var stored = values
             let rowScale = rowScales[name], columnScale = columnScales[name]
-            for r in 0..<rows {
-                for c in 0..<columns {
-                    var v = stored[r * columns + c]
-                    if let rowScale { v /= rowScale[r] }
-                    if let columnScale { v *= columnScale[c] }
-                    stored[r * columns + c] = v
-                }
-            }
-            let tensorEncoded = stored.withUnsafeBufferPointer {
-                scheme.encode(name: name, shape: tensor.shape, originalType: originalType, values: $0, optimizeScales: false, threads: options.threads).encoded
-            }
-            var effective = [Float](repeating: 0, count: rows * columns)
-            effective.withUnsafeMutableBufferPointer { scheme.decode(tensorEncoded, into: $0, threads: options.threads) }
-            for r in 0..<rows {
-                for c in 0..<columns {
-                    var v = effective[r * columns + c]
-                    if let rowScale { v *= rowScale[r] }
-                    if let columnScale { v /= columnScale[c] }
-                    effective[r * columns + c] = v
-                }
-            }
+            let stored = AWQ.folded(values, rows: rows, columns: columns, rowScales: rowScale, columnScales: columnScale)
+            let (tensorEncoded, decoded) = roundTrip(stored, shape: tensor.shape, name: name, originalType: originalType)
+            let effective = AWQ.unfolded(decoded, rows: rows, columns: columns, rowScales: rowScale, columnScales: columnScale)
             let metrics = values.withUnsafeBufferPointer { v in effective.withUnsafeBufferPointer { ErrorMetrics.compare(reference: v, candidate: $0, threads: options.threads) } }
             encoded[name] = (tensorEncoded, metrics)
             replacements[name] = effective
@@ -319,7 +300,7 @@ public enum CalibratedQuantizer {
     static func gptqOptions(_ scheme: any QuantizationScheme, calibration: CalibrationOptions) throws -> GPTQOptions {
         var options: GPTQOptions
         if let integer = scheme as? IntegerScheme {
-            options = GPTQOptions(codes: .integer(bits: integer.bits, symmetric: integer.symmetric && integer.format != .awq), groupSize: integer.groupSize)
+            options = GPTQOptions(codes: .integer(bits: integer.bits, symmetric: integer.storesSymmetric), groupSize: integer.groupSize)
         } else if let fourBit = scheme as? FourBitScheme {
             guard !fourBit.doubleQuant else {
                 throw CalibrationError.unsupportedScheme(scheme: "\(fourBit)", reason: "double quantization would change the scales GPTQ fed its errors through")
@@ -351,6 +332,4 @@ public enum CalibratedQuantizer {
                                              fixedScales: result.absmax, threads: threads)
         }
     }
-
-    static func formatted(_ damp: Double) -> String { formatDecimal(damp, places: 4) }
 }

@@ -216,6 +216,36 @@ public enum PerplexityEvaluator {
     }
 }
 
+/// A text file tokenized by a checkpoint's tokenizer (read as bytes), the way every program feeds text to a model.
+public struct TextTokens: Sendable {
+    /// The token ids of the whole text.
+    public var tokens: [Int]
+    /// The BOS id each chunk starts with when the tokenizer adds one.
+    public var bos: Int?
+    /// The text file, and the tokenizer file the BOS id comes from (named in errors).
+    public var file: String, tokenizerFile: String
+
+    /// Tokenizes `path` with `checkpoint`'s tokenizer.
+    public init(reading path: String, checkpoint: Checkpoint) throws {
+        let tokenizer = try Tokenizer(checkpoint: checkpoint)
+        let mapped = try MappedFile(path: path)
+        tokens = tokenizer.encode(String(decoding: mapped.bytes, as: UTF8.self))
+        bos = tokenizer.addsBOS ? tokenizer.bosTokenID : nil
+        file = path
+        tokenizerFile = tokenizer.file
+    }
+
+    /// Throws `tokenOutOfRange` for the first id (or the BOS id) outside `0 ..< vocabulary`: the model's embedding has no row for it.
+    public static func check(_ tokens: [Int], bos: Int?, vocabulary: Int, file: String, tokenizerFile: String) throws {
+        if let bad = tokens.firstIndex(where: { !(0..<vocabulary).contains($0) }) {
+            throw EvaluationError.tokenOutOfRange(file: file, index: bad, token: tokens[bad], vocabulary: vocabulary)
+        }
+        if let bos, !(0..<vocabulary).contains(bos) {
+            throw EvaluationError.tokenOutOfRange(file: tokenizerFile, index: 0, token: bos, vocabulary: vocabulary)
+        }
+    }
+}
+
 /// Token ids from a file: whitespace/newline separated integers, or a JSON array.
 public enum TokenFile {
     /// Reads token ids (whitespace- or comma-separated, or a JSON array), each checked to lie in 0..<vocabulary.

@@ -8,15 +8,22 @@ public final class LayerByLayerForward {
     let chunks: [[Int]]
     /// Hidden states [T, hidden] per chunk, before the next layer to run.
     private var states: [[Float]]
+    /// Tokens per chunk, and the rotary tables for that length (global and local RoPE), made once.
+    private let length: Int
+    private let globalRope: (cos: [Float], sin: [Float])?, localRope: (cos: [Float], sin: [Float])?
 
     /// Embeds every chunk (all of one length, each within the model's context).
     public init(model: TransformerModel, chunks: [[Int]]) {
         self.model = model
         self.chunks = chunks
+        let T = chunks.first?.count ?? 0
+        length = T
+        globalRope = model.config.rope.map { $0.tables(positions: max(T, 1)) }
+        localRope = model.config.localRope.map { $0.tables(positions: max(T, 1)) }
+        let scratch = TransformerModel.Scratch(model, tokens: T)
         states = chunks.map { chunk in
-            let scratch = TransformerModel.Scratch(model, tokens: chunk.count)
             model.embed(chunk, into: scratch.x, scratch: scratch)
-            return Array(UnsafeBufferPointer(start: scratch.x, count: chunk.count * model.config.hiddenSize))
+            return Array(UnsafeBufferPointer(start: scratch.x, count: T * model.config.hiddenSize))
         }
     }
 
@@ -93,16 +100,15 @@ public final class LayerByLayerForward {
     /// `advance`, the outputs become the inputs of the next call.
     public func run(layer i: Int, observer: ActivationObserver?, replacing: [String: [Float]] = [:], advance: Bool) {
         let layer = replaced(model.layers[i], replacing)
-        let c = model.config, d = c.hiddenSize
-        guard let T = chunks.first?.count else { return }
+        let T = length, d = model.config.hiddenSize
+        guard !chunks.isEmpty else { return }
         // One scratch for every chunk (all of one length): the observer sees the same buffers chunk after chunk.
         let scratch = TransformerModel.Scratch(model, tokens: T)
         scratch.observer = observer
-        let rope = layer.localRope ? c.localRope.map { $0.tables(positions: max(T, 1)) } : c.rope.map { $0.tables(positions: max(T, 1)) }
         for index in chunks.indices {
             states[index].withUnsafeBufferPointer { scratch.x.update(from: $0.baseAddress!, count: T * d) }
-            model.block(layer, scratch.x, tokens: T, rope: rope, scratch: scratch)
-            if advance { states[index] = Array(UnsafeBufferPointer(start: scratch.x, count: T * d)) }
+            model.block(layer, scratch.x, tokens: T, rope: layer.localRope ? localRope : globalRope, scratch: scratch)
+            if advance { states[index].withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: scratch.x, count: T * d) } }
         }
     }
 

@@ -28,16 +28,44 @@ public enum AWQ {
             let scales = normalizedScales(meanAbs, weightMean: weightMean, alpha: alpha)
             var error = 0.0
             for (w, rows) in weights {
-                var scaled = w
-                for r in 0..<rows { for c in 0..<columns { scaled[r * columns + c] *= scales[c] } }
-                var delta = fakeQuantize(scaled, rows, columns)
-                for r in 0..<rows { for c in 0..<columns { delta[r * columns + c] = delta[r * columns + c] / scales[c] - w[r * columns + c] } }
+                var delta = unfolded(fakeQuantize(folded(w, rows: rows, columns: columns, columnScales: scales), rows, columns),
+                                     rows: rows, columns: columns, columnScales: scales)
+                for i in delta.indices { delta[i] -= w[i] }
                 error += outputError(delta, rows: rows, columns: columns, gram: gram)
             }
             if step == 0 { best.plainError = error }
             if error < best.error { best = Search(scales: scales, alpha: alpha, error: error, plainError: best.plainError) }
         }
         return best
+    }
+
+    /// `w` `[rows, columns]` as stored once scales are folded in: rows divided by `rowScales` (the
+    /// next group's, when this weight produces its input), columns multiplied by `columnScales` (its own).
+    public static func folded(_ w: [Float], rows: Int, columns: Int, rowScales: [Float]? = nil, columnScales: [Float]?) -> [Float] {
+        var out = w
+        for r in 0..<rows {
+            for c in 0..<columns {
+                var v = out[r * columns + c]
+                if let rowScales { v /= rowScales[r] }
+                if let columnScales { v *= columnScales[c] }
+                out[r * columns + c] = v
+            }
+        }
+        return out
+    }
+
+    /// The inverse of `folded`: what stored values compute in the unscaled float model.
+    public static func unfolded(_ w: [Float], rows: Int, columns: Int, rowScales: [Float]? = nil, columnScales: [Float]?) -> [Float] {
+        var out = w
+        for r in 0..<rows {
+            for c in 0..<columns {
+                var v = out[r * columns + c]
+                if let rowScales { v *= rowScales[r] }
+                if let columnScales { v /= columnScales[c] }
+                out[r * columns + c] = v
+            }
+        }
+        return out
     }
 
     /// Per column, the mean over every row of |w| relative to its group's absmax (AutoAWQ's `w_mean`).

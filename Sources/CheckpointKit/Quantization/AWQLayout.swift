@@ -51,7 +51,7 @@ public enum AWQLayout: QuantizedLayout {
             }
             // Zeros [groups, N/8] in AWQ order → [N, groups].
             let zeros = unpackZeros(PackedIntegerRows.words(checkpoint.view(zerosEntry)), groups: groups, rows: rows)
-            let stored = PackedIntegerRows.floats(checkpoint.view(scales))
+            let stored = FloatValues.array(checkpoint.view(scales))
             let decoder = PackedIntegerRows(order: .awq, bits: 4, rows: rows, columns: columns, groups: groups,
                                             scales: PackedIntegerRows.transposed(stored, rows: groups, columns: rows), zeros: zeros,
                                             groupOfColumn: PackedIntegerRows.contiguousGroups(columns: columns, groupSize: groupSize),
@@ -72,9 +72,9 @@ public enum AWQLayout: QuantizedLayout {
         let qzeros = IntegerPacking.packAWQ(PackedIntegerRows.transposed(codes.zeros, rows: rows, columns: groups), rows: groups, columns: rows)
         let scales = PackedIntegerRows.transposed(codes.scales, rows: rows, columns: groups)
         return EncodedTensor(name: name, shape: shape, originalType: originalType, scheme: scheme, parts: [
-            (TensorSpec(name: base + "qweight", dtype: .i32, shape: [columns, rows / 8]), PackQuantizedLayout.bytes(of: qweight)),
-            (TensorSpec(name: base + "qzeros", dtype: .i32, shape: [groups, rows / 8]), PackQuantizedLayout.bytes(of: qzeros)),
-            (TensorSpec(name: base + "scales", dtype: .f16, shape: [groups, rows]), PackQuantizedLayout.floatBytes(scales, .f16)),
+            (TensorSpec(name: base + "qweight", dtype: .i32, shape: [columns, rows / 8]), IntegerPacking.bytes(of: qweight)),
+            (TensorSpec(name: base + "qzeros", dtype: .i32, shape: [groups, rows / 8]), IntegerPacking.bytes(of: qzeros)),
+            (TensorSpec(name: base + "scales", dtype: .f16, shape: [groups, rows]), FloatValues.bytes(scales, as: .f16)),
         ])
     }
 
@@ -82,13 +82,8 @@ public enum AWQLayout: QuantizedLayout {
     static func rows(of tensor: EncodedTensor) -> (PackedIntegerRows, [UInt8]) {
         let (rows, columns) = (tensor.shape[0], tensor.shape[1])
         let groups = tensor.parts[2].spec.shape[0]
-        let zeroWords = tensor.parts[1].bytes.withUnsafeBytes { raw in (0..<(raw.count / 4)).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self) } }
-        let zeros = unpackZeros(zeroWords, groups: groups, rows: rows)
-        let scales = tensor.parts[2].bytes.withUnsafeBytes { raw in
-            var out = [Float](repeating: 0, count: groups * rows)
-            out.withUnsafeMutableBytes { FloatConversion.convert(raw, from: .f16, to: .f32, into: $0, threads: .single) }
-            return out
-        }
+        let zeros = unpackZeros(IntegerPacking.words(tensor.parts[1].bytes), groups: groups, rows: rows)
+        let scales = FloatValues.array(tensor.parts[2].bytes, dtype: .f16)
         return (PackedIntegerRows(order: .awq, bits: 4, rows: rows, columns: columns, groups: groups,
                                   scales: PackedIntegerRows.transposed(scales, rows: groups, columns: rows), zeros: zeros,
                                   groupOfColumn: PackedIntegerRows.contiguousGroups(columns: columns, groupSize: columns / groups), scaleType: .f16),
@@ -103,12 +98,6 @@ public enum AWQLayout: QuantizedLayout {
 
     /// `[N, groups]` zero points from `qzeros` words `[groups, N/8]` in AWQ's nibble order.
     static func unpackZeros(_ words: [UInt32], groups: Int, rows: Int) -> [UInt8] {
-        var zeros = [UInt8](repeating: 0, count: rows * groups)
-        for g in 0..<groups {
-            for n in 0..<rows {
-                zeros[n * groups + g] = UInt8(truncatingIfNeeded: (words[g * (rows / 8) + n / 8] >> UInt32(4 * IntegerPacking.awqNibble[n & 7])) & 0xF)
-            }
-        }
-        return zeros
+        PackedIntegerRows.transposed(IntegerPacking.unpackAWQ(words, rows: groups, columns: rows), rows: groups, columns: rows)
     }
 }

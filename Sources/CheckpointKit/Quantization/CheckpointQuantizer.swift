@@ -185,15 +185,8 @@ public enum CheckpointQuantizer {
 
     /// Writes `checkpoint` atomically with the selected weights in `options.scheme`; throws if it is already quantized or a weight is non-finite.
     public static func quantize(_ checkpoint: Checkpoint, to output: String, options: QuantizationOptions) throws -> QuantizationReport {
-        try options.scheme.validate()
-        try FileSystem.refuseOverlap(output: output, inputs: [checkpoint.path])
-        if let found = try LogicalCheckpoint(checkpoint).quantizationDescription {
-            throw QuantizationError.alreadyQuantized(path: checkpoint.path, found: found)
-        }
         let clock = Stopwatch()
-        let (selected, notes) = try selection(checkpoint, options: options)
-        let selectedShapes = checkpoint.entries.filter { selected.contains($0.info.name) }.map { ($0.info.name, $0.info.shape) }
-        if let refusal = options.scheme.refusal(selected: selectedShapes, file: checkpoint.path) { throw refusal }
+        let (selected, notes) = try preflight(checkpoint, to: output, options: options)
         // Statistics are kept under llama.cpp's names (experts stacked): the family's GGUF layout finds them.
         let layout = checkpoint.config.flatMap { try? TransformerConfig(parsing: $0, file: checkpoint.configSource) }
             .flatMap { GGUFArchitecture.of($0.family) } ?? GGUFArchitecture.llama
@@ -255,6 +248,22 @@ public enum CheckpointQuantizer {
         report.files = written.files
         report.seconds = clock.seconds
         return report
+    }
+
+    /// What every quantizer checks before any work (a valid scheme, an output that is not an input,
+    /// an input not already quantized, weights the scheme can encode): the selection and its notes.
+    public static func preflight(_ checkpoint: Checkpoint, to output: String, options: QuantizationOptions) throws
+        -> (selected: Set<String>, notes: [String])
+    {
+        try options.scheme.validate()
+        try FileSystem.refuseOverlap(output: output, inputs: [checkpoint.path])
+        if let found = try LogicalCheckpoint(checkpoint).quantizationDescription {
+            throw QuantizationError.alreadyQuantized(path: checkpoint.path, found: found)
+        }
+        let (selected, notes) = try selection(checkpoint, options: options)
+        let shapes = checkpoint.entries.filter { selected.contains($0.info.name) }.map { ($0.info.name, $0.info.shape) }
+        if let refusal = options.scheme.refusal(selected: shapes, file: checkpoint.path) { throw refusal }
+        return (selected, notes)
     }
 
     /// Quantizes one tensor and measures what it lost (against the values a loader will see).

@@ -41,11 +41,7 @@ public struct Int8Scheme: QuantizationScheme, Equatable {
     /// Decodes parts made by `encode`: `q × scale` per group, into `out` row-major.
     public func decode(_ tensor: EncodedTensor, into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget) {
         let q = tensor.parts[0].bytes
-        let scaleBytes = tensor.parts[1].bytes
-        var scales = [Float](repeating: 0, count: scaleBytes.count / scaleType.size)
-        scaleBytes.withUnsafeBytes { src in
-            scales.withUnsafeMutableBytes { FloatConversion.convert(src, from: scaleType, to: .f32, into: $0, threads: .single) }
-        }
+        let scales = FloatValues.array(tensor.parts[1].bytes, dtype: scaleType)
         q.withUnsafeBytes { raw in
             scales.withUnsafeBufferPointer { s in
                 BlockInt8Quantizer.dequantize(raw.bindMemory(to: Int8.self), scales: s, rows: tensor.shape[0], columns: tensor.shape[1],
@@ -193,10 +189,7 @@ public enum CompressedTensorsInt8Layout: QuantizedLayout {
         }
         let scaleName = name.hasSuffix(".weight") ? String(name.dropLast(".weight".count)) + ".weight_scale" : name + "_scale"
         let groups = BlockInt8Quantizer.groupsPerRow(columns: columns, groupSize: groupSize)
-        var scaleBytes = [UInt8](repeating: 0, count: scales.count * scaleType.size)
-        scales.withUnsafeBytes { src in
-            scaleBytes.withUnsafeMutableBytes { FloatConversion.convert(src, from: .f32, to: scaleType, into: $0, threads: .single) }
-        }
+        let scaleBytes = FloatValues.bytes(scales, as: scaleType)
         return EncodedTensor(name: name, shape: shape, originalType: originalType, scheme: Int8Scheme(groupSize: groupSize, scaleType: scaleType),
                              parts: [(TensorSpec(name: name, dtype: .i8, shape: shape), q.withUnsafeBytes { Array($0) }),
                                      (TensorSpec(name: scaleName, dtype: scaleType, shape: [shape[0], groups]), scaleBytes)])

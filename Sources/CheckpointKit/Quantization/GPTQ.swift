@@ -181,8 +181,7 @@ public enum GPTQ {
                 }
                 for c in 0..<columns {
                     let (scale, zero) = allGroups[Int(groupOf[c])][n]
-                    codes.codes[n * columns + c] = UInt8(Swift.min(Swift.max((quantized[n * columns + c] / scale).rounded(.toNearestOrEven) + zero, 0),
-                                                                   Float((1 << bits) - 1)))
+                    codes.codes[n * columns + c] = IntegerQuantizer.gptqCode(quantized[n * columns + c], scale: scale, zero: UInt8(zero), bits: bits)
                 }
             }
             if PackQuantizedLayout.isMonotonic(groupOf) { codes.groupIndex = nil }
@@ -217,8 +216,7 @@ public enum GPTQ {
     static func quantizedValue(_ v: Float, _ p: (Float, Float), options: GPTQOptions) -> Float {
         switch options.codes {
         case let .integer(bits, _):
-            let q = Swift.min(Swift.max((v / p.0).rounded(.toNearestOrEven) + p.1, 0), Float((1 << bits) - 1))
-            return p.0 * (q - p.1)
+            return p.0 * (Float(IntegerQuantizer.gptqCode(v, scale: p.0, zero: UInt8(p.1), bits: bits)) - p.1)
         case let .fourBit(type):
             guard p.0 > 0 else { return 0 }
             let table = type == .nf4 ? nf4Table : fp4Table

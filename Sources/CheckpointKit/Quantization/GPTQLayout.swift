@@ -22,10 +22,10 @@ public enum GPTQLayout: QuantizedLayout {
         let index = codes.groupIndex ?? PackedIntegerRows.contiguousGroups(columns: columns, groupSize: codes.groupSize)
         let scales = PackedIntegerRows.transposed(codes.scales, rows: rows, columns: groups)
         let parts: [(spec: TensorSpec, bytes: [UInt8])] = [
-            (TensorSpec(name: part(name, "qweight"), dtype: .i32, shape: [packed.count / rows, rows]), PackQuantizedLayout.bytes(of: qweight)),
-            (TensorSpec(name: part(name, "qzeros"), dtype: .i32, shape: [groups, qzeros.count / groups]), PackQuantizedLayout.bytes(of: qzeros)),
-            (TensorSpec(name: part(name, "scales"), dtype: .f16, shape: [groups, rows]), PackQuantizedLayout.floatBytes(scales, .f16)),
-            (TensorSpec(name: part(name, "g_idx"), dtype: .i32, shape: [columns]), PackQuantizedLayout.bytes(of: index)),
+            (TensorSpec(name: part(name, "qweight"), dtype: .i32, shape: [packed.count / rows, rows]), IntegerPacking.bytes(of: qweight)),
+            (TensorSpec(name: part(name, "qzeros"), dtype: .i32, shape: [groups, qzeros.count / groups]), IntegerPacking.bytes(of: qzeros)),
+            (TensorSpec(name: part(name, "scales"), dtype: .f16, shape: [groups, rows]), FloatValues.bytes(scales, as: .f16)),
+            (TensorSpec(name: part(name, "g_idx"), dtype: .i32, shape: [columns]), IntegerPacking.bytes(of: index)),
         ]
         return EncodedTensor(name: name, shape: shape, originalType: originalType, scheme: scheme, parts: parts)
     }
@@ -33,15 +33,11 @@ public enum GPTQLayout: QuantizedLayout {
     /// The decoder for parts made by `encode`, and the packed words' bytes.
     static func rows(of tensor: EncodedTensor, scheme: IntegerScheme) -> (PackedIntegerRows, [UInt8]) {
         let (rows, columns) = (tensor.shape[0], tensor.shape[1])
-        func words(_ bytes: [UInt8]) -> [UInt32] { bytes.withUnsafeBytes { raw in (0..<(raw.count / 4)).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self) } } }
         let groups = tensor.parts[2].spec.shape[0]
-        let scales = tensor.parts[2].bytes.withUnsafeBytes { raw in
-            var out = [Float](repeating: 0, count: groups * rows)
-            out.withUnsafeMutableBytes { FloatConversion.convert(raw, from: .f16, to: .f32, into: $0, threads: .single) }
-            return out
-        }
-        let zeros = unpackZeros(words(tensor.parts[1].bytes), groups: groups, rows: rows, bits: scheme.bits, v1: checkpointFormat(scheme) == "gptq")
-        let index = tensor.parts[3].bytes.withUnsafeBytes { raw in (0..<columns).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: Int32.self) } }
+        let scales = FloatValues.array(tensor.parts[2].bytes, dtype: .f16)
+        let zeros = unpackZeros(IntegerPacking.words(tensor.parts[1].bytes), groups: groups, rows: rows, bits: scheme.bits,
+                                v1: checkpointFormat(scheme) == "gptq")
+        let index = IntegerPacking.words(tensor.parts[3].bytes).map(Int32.init(bitPattern:))
         return (PackedIntegerRows(order: .alongColumns, bits: scheme.bits, rows: rows, columns: columns, groups: groups,
                                   scales: PackedIntegerRows.transposed(scales, rows: groups, columns: rows), zeros: zeros,
                                   groupOfColumn: index, scaleType: .f16), tensor.parts[0].bytes)
@@ -49,16 +45,9 @@ public enum GPTQLayout: QuantizedLayout {
 
     /// `[N, groups]` true zero points from `qzeros` words `[groups, N·b/32]`; v1 stores z − 1, read per field as AutoGPTQ does.
     static func unpackZeros(_ words: [UInt32], groups: Int, rows: Int, bits: Int, v1: Bool) -> [UInt8] {
-        let perWord = 32 / bits, mask = UInt32((1 << bits) - 1), wordsPerGroup = (rows + perWord - 1) / perWord
-        var zeros = [UInt8](repeating: 0, count: rows * groups)
-        for g in 0..<groups {
-            for n in 0..<rows {
-                var z = (words[g * wordsPerGroup + n / perWord] >> UInt32((n % perWord) * bits)) & mask
-                if v1 { z = (z + 1) & mask }
-                zeros[n * groups + g] = UInt8(truncatingIfNeeded: z)
-            }
-        }
-        return zeros
+        let stored = PackedIntegerRows.transposed(IntegerPacking.unpackRows(words, rows: groups, columns: rows, bits: bits), rows: groups, columns: rows)
+        let mask = UInt8((1 << bits) - 1)
+        return v1 ? stored.map { ($0 &+ 1) & mask } : stored
     }
 
     /// GPTQModel's `quantization_config` (also its quantize_config.json; spec §2.6).
@@ -79,7 +68,7 @@ public enum GPTQLayout: QuantizedLayout {
             throw QuantizedLayoutError.partShapeMismatch(file: file, tensor: entry.info.name, expected: "I32 [\(columns)]",
                                                          actual: "\(entry.info.dtype.rawValue) \(entry.info.shape)")
         }
-        let values = checkpoint.view(entry).withBytes { raw in (0..<columns).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: Int32.self) } }
+        let values = PackedIntegerRows.words(checkpoint.view(entry)).map(Int32.init(bitPattern:))
         if let bad = values.firstIndex(where: { $0 < 0 || Int($0) >= groups }) {
             throw QuantizedLayoutError.partShapeMismatch(file: file, tensor: entry.info.name, expected: "group indices in 0..<\(groups)",
                                                          actual: "\(values[bad]) at \(bad)")
@@ -159,7 +148,7 @@ public enum GPTQLayout: QuantizedLayout {
                 groupOf = PackedIntegerRows.contiguousGroups(columns: columns, groupSize: groupSize)
             }
             let zeros = unpackZeros(PackedIntegerRows.words(checkpoint.view(zerosEntry)), groups: groups, rows: rows, bits: bits, v1: format == "gptq")
-            let stored = PackedIntegerRows.floats(checkpoint.view(scales))
+            let stored = FloatValues.array(checkpoint.view(scales))
             let decoder = PackedIntegerRows(order: .alongColumns, bits: bits, rows: rows, columns: columns, groups: groups,
                                             scales: PackedIntegerRows.transposed(stored, rows: groups, columns: rows), zeros: zeros,
                                             groupOfColumn: groupOf, scaleType: scales.info.dtype)

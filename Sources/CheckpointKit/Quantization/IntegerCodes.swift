@@ -219,6 +219,26 @@ public enum IntegerPacking {
         return out
     }
 
+    /// Inverse of `packRows`: `[rows, columns]` codes.
+    public static func unpackRows(_ words: [UInt32], rows: Int, columns: Int, bits: Int) -> [UInt8] {
+        let w = perWord(bits), perRow = (columns + w - 1) / w, mask = UInt32((1 << bits) - 1)
+        var out = [UInt8](repeating: 0, count: rows * columns)
+        for r in 0..<rows {
+            for c in 0..<columns { out[r * columns + c] = UInt8(truncatingIfNeeded: (words[r * perRow + c / w] >> UInt32((c % w) * bits)) & mask) }
+        }
+        return out
+    }
+
+    /// Inverse of `packColumns`: `[rows, columns]` codes.
+    public static func unpackColumns(_ words: [UInt32], rows: Int, columns: Int, bits: Int) -> [UInt8] {
+        let w = perWord(bits), mask = UInt32((1 << bits) - 1)
+        var out = [UInt8](repeating: 0, count: rows * columns)
+        for r in 0..<rows {
+            for c in 0..<columns { out[r * columns + c] = UInt8(truncatingIfNeeded: (words[(r / w) * columns + c] >> UInt32((r % w) * bits)) & mask) }
+        }
+        return out
+    }
+
     /// 4-bit `values` `[rows, columns]` (columns a multiple of 8) in AutoAWQ's GEMM order: `[rows, columns / 8]`.
     public static func packAWQ(_ values: [UInt8], rows: Int, columns: Int) -> [UInt32] {
         let words = columns / 8
@@ -232,6 +252,28 @@ public enum IntegerPacking {
         }
         return out
     }
+
+    /// Inverse of `packAWQ`: `[rows, columns]` codes.
+    public static func unpackAWQ(_ words: [UInt32], rows: Int, columns: Int) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: rows * columns)
+        for r in 0..<rows {
+            for c in 0..<columns {
+                out[r * columns + c] = UInt8(truncatingIfNeeded: (words[r * (columns / 8) + c / 8] >> UInt32(4 * awqNibble[c & 7])) & 0xF)
+            }
+        }
+        return out
+    }
+
+    /// Little-endian 32-bit words of raw bytes (loaded unaligned: files need not align their data).
+    public static func words(_ raw: UnsafeRawBufferPointer) -> [UInt32] {
+        (0..<(raw.count / 4)).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self) }
+    }
+
+    /// The words of `bytes`.
+    public static func words(_ bytes: [UInt8]) -> [UInt32] { bytes.withUnsafeBytes { words($0) } }
+
+    /// The raw bytes of `values` as they are written.
+    public static func bytes<T>(of values: [T]) -> [UInt8] { values.withUnsafeBytes { Array($0) } }
 
     /// The nibble holding each column of an AWQ word (the inverse of `awqOrder`).
     static let awqNibble: [Int] = {

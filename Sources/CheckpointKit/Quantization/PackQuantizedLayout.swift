@@ -55,6 +55,18 @@ public struct IntegerScheme: QuantizationScheme, Equatable {
         }
     }
 
+    /// The reference whose round-to-nearest the format follows.
+    public var roundingRule: IntegerRoundingRule {
+        switch format {
+        case .packQuantized: return .compressedTensors
+        case .gptq: return .gptq
+        case .awq: return .awq
+        }
+    }
+
+    /// Whether the codes are symmetric as stored (AWQ GEMM always has zero points).
+    public var storesSymmetric: Bool { symmetric && format != .awq }
+
     /// The columns per group for a row of `columns`.
     public func groupColumns(_ columns: Int) -> Int { groupSize.map { Swift.min($0, columns) } ?? columns }
 
@@ -68,7 +80,7 @@ public struct IntegerScheme: QuantizationScheme, Equatable {
     public func encode(name: String, shape: [Int], originalType: DType, values x: UnsafeBufferPointer<Float>, optimizeScales: Bool,
                        importance: [Float]?, threads: ThreadBudget) -> (encoded: EncodedTensor, plain: EncodedTensor?) {
         let codes = IntegerQuantizer.roundToNearest(x, rows: shape[0], columns: shape[1], bits: bits, groupSize: groupColumns(shape[1]),
-                                                    symmetric: symmetric && format != .awq, rule: format == .gptq ? .gptq : format == .awq ? .awq : .compressedTensors,
+                                                    symmetric: storesSymmetric, rule: roundingRule,
                                                     arithmetic: originalType, scaleType: scaleType(originalType: originalType))
         return (encode(codes: codes, name: name, shape: shape, originalType: originalType), nil)
     }
@@ -149,16 +161,16 @@ public enum PackQuantizedLayout: QuantizedLayout {
         let (rows, columns, groups) = (codes.rows, codes.columns, codes.groups)
         let words = IntegerPacking.packRows(codes.codes, rows: rows, columns: columns, bits: codes.bits)
         var parts: [(spec: TensorSpec, bytes: [UInt8])] = [
-            (TensorSpec(name: part(name, "packed"), dtype: .i32, shape: [rows, words.count / max(rows, 1)]), bytes(of: words)),
-            (TensorSpec(name: part(name, "scale"), dtype: codes.scaleType, shape: [rows, groups]), floatBytes(codes.scales, codes.scaleType)),
-            (TensorSpec(name: part(name, "shape"), dtype: .i64, shape: [2]), bytes(of: [Int64(rows), Int64(columns)])),
+            (TensorSpec(name: part(name, "packed"), dtype: .i32, shape: [rows, words.count / max(rows, 1)]), IntegerPacking.bytes(of: words)),
+            (TensorSpec(name: part(name, "scale"), dtype: codes.scaleType, shape: [rows, groups]), FloatValues.bytes(codes.scales, as: codes.scaleType)),
+            (TensorSpec(name: part(name, "shape"), dtype: .i64, shape: [2]), IntegerPacking.bytes(of: [Int64(rows), Int64(columns)])),
         ]
         if !codes.symmetric {
             let zeros = IntegerPacking.packColumns(codes.zeros, rows: rows, columns: groups, bits: codes.bits)
-            parts.append((TensorSpec(name: part(name, "zero_point"), dtype: .i32, shape: [zeros.count / groups, groups]), bytes(of: zeros)))
+            parts.append((TensorSpec(name: part(name, "zero_point"), dtype: .i32, shape: [zeros.count / groups, groups]), IntegerPacking.bytes(of: zeros)))
         }
         if let index = codes.groupIndex, !isMonotonic(index) {
-            parts.append((TensorSpec(name: part(name, "g_idx"), dtype: .i32, shape: [columns]), bytes(of: index)))
+            parts.append((TensorSpec(name: part(name, "g_idx"), dtype: .i32, shape: [columns]), IntegerPacking.bytes(of: index)))
         }
         return EncodedTensor(name: name, shape: shape, originalType: originalType, scheme: scheme, parts: parts)
     }
@@ -167,18 +179,11 @@ public enum PackQuantizedLayout: QuantizedLayout {
     static func rows(of tensor: EncodedTensor, scheme: IntegerScheme) -> (PackedIntegerRows, [UInt8]) {
         let (rows, columns) = (tensor.shape[0], tensor.shape[1])
         let scaleSpec = tensor.parts[1].spec
-        let scales = tensor.parts[1].bytes.withUnsafeBytes { raw in
-            var out = [Float](repeating: 0, count: scaleSpec.shape.reduce(1, *))
-            out.withUnsafeMutableBytes { FloatConversion.convert(raw, from: scaleSpec.dtype, to: .f32, into: $0, threads: .single) }
-            return out
-        }
+        let scales = FloatValues.array(tensor.parts[1].bytes, dtype: scaleSpec.dtype)
         let groups = scaleSpec.shape[1]
-        var zeros = [UInt8](repeating: UInt8(1 << (scheme.bits - 1)), count: rows * groups)
-        if let packed = tensor.part("_zero_point") {
-            let words = packed.withUnsafeBytes { raw in (0..<(raw.count / 4)).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self) } }
-            zeros = unpackColumns(words, rows: rows, columns: groups, bits: scheme.bits)
-        }
-        let groupOf = tensor.part("_g_idx").map { b in b.withUnsafeBytes { raw in (0..<columns).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: Int32.self) } } }
+        let zeros = tensor.part("_zero_point").map { IntegerPacking.unpackColumns(IntegerPacking.words($0), rows: rows, columns: groups, bits: scheme.bits) }
+            ?? [UInt8](repeating: UInt8(1 << (scheme.bits - 1)), count: rows * groups)
+        let groupOf = tensor.part("_g_idx").map { IntegerPacking.words($0).map(Int32.init(bitPattern:)) }
             ?? PackedIntegerRows.contiguousGroups(columns: columns, groupSize: scheme.groupColumns(columns))
         return (PackedIntegerRows(order: .alongRows, bits: scheme.bits, rows: rows, columns: columns, groups: groups, scales: scales, zeros: zeros,
                                   groupOfColumn: groupOf, scaleType: scaleSpec.dtype), tensor.parts[0].bytes)
@@ -277,7 +282,7 @@ public enum PackQuantizedLayout: QuantizedLayout {
                     throw QuantizedLayoutError.partShapeMismatch(file: file, tensor: zeroEntry.info.name, expected: "I32 [\(wordRows), \(groups)]",
                                                                  actual: "\(zeroEntry.info.dtype.rawValue) \(zeroEntry.info.shape)")
                 }
-                zeros = unpackColumns(PackedIntegerRows.words(checkpoint.view(zeroEntry)), rows: rows, columns: groups, bits: bits)
+                zeros = IntegerPacking.unpackColumns(PackedIntegerRows.words(checkpoint.view(zeroEntry)), rows: rows, columns: groups, bits: bits)
                 parts.append(zeroEntry)
             }
             // Groups: g_idx when act-order wrote one, else the configured size (or what the scales imply).
@@ -297,7 +302,7 @@ public enum PackQuantizedLayout: QuantizedLayout {
                 }
                 groupOf = PackedIntegerRows.contiguousGroups(columns: columns, groupSize: groupSize)
             }
-            let scales = PackedIntegerRows.floats(checkpoint.view(scaleEntry))
+            let scales = FloatValues.array(checkpoint.view(scaleEntry))
             let decoder = PackedIntegerRows(order: .alongRows, bits: bits, rows: rows, columns: columns, groups: groups, scales: scales,
                                             zeros: zeros, groupOfColumn: groupOf, scaleType: scaleEntry.info.dtype)
             var scheme = IntegerScheme(bits: bits, groupSize: groupSize == columns && groups == 1 ? nil : groupSize, symmetric: zeroEntry == nil)
@@ -309,25 +314,5 @@ public enum PackQuantizedLayout: QuantizedLayout {
         return found
     }
 
-    /// Inverse of `IntegerPacking.packColumns`: `[rows, columns]` codes.
-    static func unpackColumns(_ words: [UInt32], rows: Int, columns: Int, bits: Int) -> [UInt8] {
-        let perWord = 32 / bits, mask = UInt32((1 << bits) - 1)
-        var out = [UInt8](repeating: 0, count: rows * columns)
-        for r in 0..<rows {
-            for c in 0..<columns {
-                out[r * columns + c] = UInt8(truncatingIfNeeded: (words[(r / perWord) * columns + c] >> UInt32((r % perWord) * bits)) & mask)
-            }
-        }
-        return out
-    }
-
     static func isMonotonic(_ index: [Int32]) -> Bool { zip(index, index.dropFirst()).allSatisfy { $0 <= $1 } }
-
-    static func bytes<T>(of values: [T]) -> [UInt8] { values.withUnsafeBytes { Array($0) } }
-
-    static func floatBytes(_ values: [Float], _ dtype: DType) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: values.count * dtype.size)
-        values.withUnsafeBytes { src in out.withUnsafeMutableBytes { FloatConversion.convert(src, from: .f32, to: dtype, into: $0, threads: .single) } }
-        return out
-    }
 }

@@ -54,15 +54,6 @@ struct PackedIntegerRows: Sendable {
         }
     }
 
-    /// Words the layout needs in all.
-    var wordCount: Int {
-        switch order {
-        case .alongRows: return rows * wordsPerRow
-        case .alongColumns: return (columns * bits + 31) / 32 * rows
-        case .awq: return columns * (rows / 8)
-        }
-    }
-
     /// The unsigned code of `[n, k]`.
     @inline(__always)
     func code(_ words: UnsafeRawPointer, _ n: Int, _ k: Int) -> UInt8 {
@@ -112,9 +103,6 @@ struct PackedIntegerRows: Sendable {
     /// Column → group for `columns` columns in groups of `groupSize`.
     static func contiguousGroups(columns: Int, groupSize: Int) -> [Int32] { (0..<columns).map { Int32($0 / groupSize) } }
 
-    /// Stored scales of any float dtype, widened.
-    static func floats(_ view: TensorView) -> [Float] { FloatValues.array(view) }
-
     /// `[a, b]` values transposed to `[b, a]`.
     static func transposed<T>(_ values: [T], rows a: Int, columns b: Int) -> [T] {
         guard let first = values.first else { return values }
@@ -124,7 +112,5 @@ struct PackedIntegerRows: Sendable {
     }
 
     /// The words of an I32 view as UInt32 values.
-    static func words(_ view: TensorView) -> [UInt32] {
-        view.withBytes { raw in (0..<(raw.count / 4)).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self) } }
-    }
+    static func words(_ view: TensorView) -> [UInt32] { view.withBytes { IntegerPacking.words($0) } }
 }

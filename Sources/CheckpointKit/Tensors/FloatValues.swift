@@ -55,6 +55,20 @@ public enum FloatValues {
         }
     }
 
+    /// Raw `dtype` bytes (F32, F16, BF16 or F64) as f32 values: an encoded part read back.
+    public static func array(_ bytes: [UInt8], dtype: DType) -> [Float] {
+        var out = [Float](repeating: 0, count: bytes.count / dtype.size)
+        bytes.withUnsafeBytes { src in out.withUnsafeMutableBytes { FloatConversion.convert(src, from: dtype, to: .f32, into: $0, threads: .single) } }
+        return out
+    }
+
+    /// f32 `values` as raw `dtype` bytes (F32, F16, BF16 or F64), each rounded once: a part to write.
+    public static func bytes(_ values: [Float], as dtype: DType) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: values.count * dtype.size)
+        values.withUnsafeBytes { src in out.withUnsafeMutableBytes { FloatConversion.convert(src, from: .f32, to: dtype, into: $0, threads: .single) } }
+        return out
+    }
+
     /// The whole tensor into `out` (elementCount values); the common float dtypes convert on `threads`.
     public static func read(_ view: TensorView, into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget) {
         guard view.elementCount > 0 else { return }
