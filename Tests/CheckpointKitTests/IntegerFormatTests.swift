@@ -388,3 +388,16 @@ func groupAwareActOrder() throws {
     let result = try GPTQ.quantize(w2, hessian: h2, rows: rows, columns: 192, options: nf4)
     #expect(result.absmax?.count == rows * 3)
 }
+
+@Test("Calibration tokens outside the model's vocabulary are refused naming the text and the position, and nothing is written")
+func calibrationTokensOutsideVocabularyRefused() throws {
+    let scratch = ScratchDirectory()
+    let input = try Checkpoint(path: Paths.fixture("models/tiny-llama"))
+    var tokens = [Int](repeating: 5, count: 128)
+    tokens[70] = 9_999  // tiny-llama has 512 embedding rows
+    #expect(throws: EvaluationError.tokenOutOfRange(file: "calibration.txt", index: 70, token: 9_999, vocabulary: 512)) {
+        try CalibratedQuantizer.quantize(input, to: scratch.file("out"), options: QuantizationOptions(scheme: IntegerScheme(bits: 4, groupSize: 32)),
+                                         calibration: CalibrationOptions(tokens: tokens, context: 64, bos: nil, source: "calibration.txt"))
+    }
+    #expect(scratch.contents.isEmpty)
+}

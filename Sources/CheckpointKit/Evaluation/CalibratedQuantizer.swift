@@ -132,6 +132,9 @@ public enum CalibratedQuantizer {
         }
 
         let model = try TransformerModel(checkpoint: checkpoint, threads: options.threads)
+        // An id past the embedding's rows would stop the forward pass: refused by file and position.
+        try TextTokens.check(calibration.tokens, bos: calibration.bos, vocabulary: model.config.vocabularySize, file: calibration.source,
+                             tokenizerFile: calibration.tokenizerFile ?? calibration.source)
         let context = min(calibration.context, model.maximumContext ?? Int.max)
         let count = calibration.tokens.count / max(context, 1)
         guard count >= 1 else { throw CalibrationError.textTooShort(file: calibration.source, tokens: calibration.tokens.count, needed: context) }
