@@ -152,7 +152,7 @@ public enum CalibratedQuantizer {
         let byName = Dictionary(logical.tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var encoded: [String: (encoded: EncodedTensor, metrics: ErrorMetrics)] = [:]
         var replacedKept: [String: [UInt8]] = [:]
-        var chosenAlphas: [Float] = []
+        var chosenAlphas: [Float?] = []
         var notes: [String] = ["\(calibration.method.rawValue.uppercased()) calibrated on \(count) chunks of \(context) tokens of \(calibration.source)"]
         for layer in 0..<forward.layerCount {
             if Interruption.isRequested { throw FileAccessError.interrupted(file: output) }
@@ -212,9 +212,11 @@ public enum CalibratedQuantizer {
         var writing = options
         writing.precomputed = encoded
         writing.replacedKept = replacedKept
+        let scaled = chosenAlphas.compactMap { $0 }
         if !chosenAlphas.isEmpty {
-            notes.append("AWQ scaled \(chosenAlphas.count) groups, α mean \(formatDecimal(Double(chosenAlphas.reduce(0, +)) / Double(chosenAlphas.count), places: 2))"
-                + " (\(chosenAlphas.filter { $0 == 0 }.count) kept unscaled)")
+            notes.append("AWQ scaled \(scaled.count) of \(chosenAlphas.count) groups"
+                + (scaled.isEmpty ? "" : ", α mean \(formatDecimal(Double(scaled.reduce(0, +)) / Double(scaled.count), places: 2))")
+                + " (the others kept unscaled: no α beat them)")
         }
         var report = try CheckpointQuantizer.quantize(checkpoint, to: output, options: writing)
         report.notes += notes
@@ -229,7 +231,7 @@ public enum CalibratedQuantizer {
     static func awqLayer(_ forward: LayerByLayerForward, layer: Int, names: [String], collector: HessianCollector,
                          weight: (String) throws -> (tensor: LogicalTensor, values: [Float], originalType: DType), logical: LogicalCheckpoint,
                          byName: [String: LogicalTensor], options: QuantizationOptions, grid: Int) throws
-        -> (encoded: [String: (encoded: EncodedTensor, metrics: ErrorMetrics)], replacements: [String: [Float]], folded: [String: [UInt8]], alphas: [Float])
+        -> (encoded: [String: (encoded: EncodedTensor, metrics: ErrorMetrics)], replacements: [String: [Float]], folded: [String: [UInt8]], alphas: [Float?])
     {
         let scheme = options.scheme
         var cache: [String: (tensor: LogicalTensor, values: [Float], originalType: DType)] = [:]
@@ -250,7 +252,7 @@ public enum CalibratedQuantizer {
         }
         var columnScales: [String: [Float]] = [:], rowScales: [String: [Float]] = [:]
         var folded: [String: [UInt8]] = [:]
-        var alphas: [Float] = []
+        var alphas: [Float?] = []
         let selected = Set(names)
         for group in forward.scalingGroups(layer: layer) {
             // Every member quantized, and whatever produces the input foldable (a norm, or a producer quantized here too).
@@ -264,8 +266,8 @@ public enum CalibratedQuantizer {
                                     groupSize: groupColumns(scheme, columns: columns), grid: grid) { values, rows, columns in
                 roundTrip(values, shape: [rows, columns], name: group.linears[0], originalType: originalType).decoded
             }
-            alphas.append(search.alpha)
-            guard search.alpha > 0 else { continue }
+            alphas.append(search.scaled ? search.alpha : nil)
+            guard search.scaled else { continue }
             for name in group.linears { columnScales[name] = search.scales }
             if let producer = group.producer { rowScales[producer] = search.scales }
             if let norm = group.norm, let tensor = byName[norm] {

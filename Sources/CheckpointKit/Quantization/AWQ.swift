@@ -8,33 +8,42 @@ import Glibc
 /// each α is measured as AutoAWQ measures it, on the products' outputs over the calibration
 /// inputs, here exactly through their Gram matrix: ‖X·ΔWᵀ‖² = tr(ΔW·XᵀX·ΔWᵀ).
 public enum AWQ {
-    /// One searched group: the scales chosen, their α, and the output error with them and without (α = 0).
+    /// One searched group: the scales chosen (all 1 when no α beat leaving the weights unscaled), their α,
+    /// and the output error with them and unscaled.
     public struct Search: Sendable {
         public var scales: [Float]
         public var alpha: Float
+        /// Whether the scales are worth folding: some α beat the unscaled weights.
+        public var scaled: Bool
         public var error: Double
         public var plainError: Double
     }
 
     /// The scales for `weights` (each `[rows, columns]`, all reading one input whose Gram matrix is
-    /// `gram` `[columns, columns]` and mean |x| per channel `meanAbs`), α on `grid` steps in [0, 1);
+    /// `gram` `[columns, columns]` and mean |x| per channel `meanAbs`), α on `grid` steps in [0, 1)
+    /// against the unscaled weights (with the weight term, α = 0 is not unscaled);
     /// `fakeQuantize(values, rows, columns)` is the scheme's round trip.
     public static func search(weights: [(values: [Float], rows: Int)], columns: Int, gram: [Float], meanAbs: [Float], groupSize: Int,
                               grid: Int = 20, fakeQuantize: ([Float], Int, Int) -> [Float]) -> Search {
-        var best = Search(scales: [Float](repeating: 1, count: columns), alpha: 0, error: .infinity, plainError: .infinity)
-        let weightMean = relativeWeightMean(weights, columns: columns, groupSize: groupSize)
-        for step in 0..<max(grid, 1) {
-            let alpha = Float(step) / Float(max(grid, 1))
-            let scales = normalizedScales(meanAbs, weightMean: weightMean, alpha: alpha)
-            var error = 0.0
+        func error(_ scales: [Float]) -> Double {
+            var total = 0.0
             for (w, rows) in weights {
                 var delta = unfolded(fakeQuantize(folded(w, rows: rows, columns: columns, columnScales: scales), rows, columns),
                                      rows: rows, columns: columns, columnScales: scales)
                 for i in delta.indices { delta[i] -= w[i] }
-                error += outputError(delta, rows: rows, columns: columns, gram: gram)
+                total += outputError(delta, rows: rows, columns: columns, gram: gram)
             }
-            if step == 0 { best.plainError = error }
-            if error < best.error { best = Search(scales: scales, alpha: alpha, error: error, plainError: best.plainError) }
+            return total
+        }
+        let unit = [Float](repeating: 1, count: columns)
+        let plain = error(unit)
+        var best = Search(scales: unit, alpha: 0, scaled: false, error: plain, plainError: plain)
+        let weightMean = relativeWeightMean(weights, columns: columns, groupSize: groupSize)
+        for step in 0..<max(grid, 1) {
+            let alpha = Float(step) / Float(max(grid, 1))
+            let scales = normalizedScales(meanAbs, weightMean: weightMean, alpha: alpha)
+            let candidate = error(scales)
+            if candidate < best.error { best = Search(scales: scales, alpha: alpha, scaled: true, error: candidate, plainError: plain) }
         }
         return best
     }
