@@ -101,7 +101,7 @@ public struct CalibrationOptions: Sendable {
 public enum CalibrationError: Error, Equatable, Sendable, CustomStringConvertible {
     case textTooShort(file: String, tokens: Int, needed: Int)
     case unsupportedArchitecture(file: String, family: String, reason: String)
-    case unsupportedScheme(scheme: String, reason: String)
+    case unsupportedScheme(method: String, scheme: String, reason: String)
 
     /// The one-line message.
     public var description: String {
@@ -110,8 +110,8 @@ public enum CalibrationError: Error, Equatable, Sendable, CustomStringConvertibl
             return "\(escapedName(file)): \(tokens) calibration tokens, need at least \(needed) (one chunk); give a longer --calibration-text or a smaller --ctx"
         case let .unsupportedArchitecture(file, family, reason):
             return "\(escapedName(file)): cannot calibrate \(family) (\(reason))"
-        case let .unsupportedScheme(scheme, reason):
-            return "--method gptq with \(scheme): \(reason)"
+        case let .unsupportedScheme(method, scheme, reason):
+            return "--method \(method) with \(scheme): \(reason)"
         }
     }
 }
@@ -128,7 +128,7 @@ public enum CalibratedQuantizer {
         let (selected, _) = try CheckpointQuantizer.preflight(checkpoint, to: output, options: options)
         let gptq = calibration.method == .gptq ? try gptqOptions(options.scheme, calibration: calibration) : nil
         if calibration.method == .awq, let fourBit = options.scheme as? FourBitScheme, fourBit.doubleQuant {
-            throw CalibrationError.unsupportedScheme(scheme: "\(fourBit)", reason: "AWQ measures each α with the stored scales; drop --double-quant")
+            throw CalibrationError.unsupportedScheme(method: "awq", scheme: "\(fourBit)", reason: "AWQ measures each α with the stored scales; drop --double-quant")
         }
 
         let model = try TransformerModel(checkpoint: checkpoint, threads: options.threads)
@@ -308,11 +308,11 @@ public enum CalibratedQuantizer {
             options = GPTQOptions(codes: .integer(bits: integer.bits, symmetric: integer.storesSymmetric), groupSize: integer.groupSize)
         } else if let fourBit = scheme as? FourBitScheme {
             guard !fourBit.doubleQuant else {
-                throw CalibrationError.unsupportedScheme(scheme: "\(fourBit)", reason: "double quantization would change the scales GPTQ fed its errors through")
+                throw CalibrationError.unsupportedScheme(method: "gptq", scheme: "\(fourBit)", reason: "double quantization would change the scales GPTQ fed its errors through")
             }
             options = GPTQOptions(codes: .fourBit(fourBit.type), groupSize: fourBit.blockSize)
         } else {
-            throw CalibrationError.unsupportedScheme(scheme: "\(scheme)", reason: "expected int4, int8 (with --format), nf4 or fp4")
+            throw CalibrationError.unsupportedScheme(method: "gptq", scheme: "\(scheme)", reason: "expected int4, int8 (with --format), nf4 or fp4")
         }
         options.actOrder = calibration.actOrder
         options.staticGroups = calibration.staticGroups
