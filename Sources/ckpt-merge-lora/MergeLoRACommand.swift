@@ -12,7 +12,10 @@ struct MergeLoRACommand: ToolCommand {
             silent skip. Several adapters merge as base + Σ weight·delta (give one --weight per \
             adapter, the positional one first, or one per --adapter). A quantized base is \
             dequantized, merged and written as floats, or re-quantized in its own scheme with \
-            --requantize.
+            --requantize. With --combination, the adapters are first combined into one as PEFT's \
+            add_weighted_adapter does (linear, cat, svd, ties, ties_svd, dare_linear, dare_ties, \
+            dare_linear_svd, dare_ties_svd, magnitude_prune, magnitude_prune_svd), then merged, or \
+            written as a PEFT adapter folder with --save-adapter.
             """,
         version: ckptVersion)
 
@@ -30,6 +33,27 @@ struct MergeLoRACommand: ToolCommand {
 
     @Option(help: "Weight of each adapter's delta, in order (repeatable; default 1).")
     var weight: [Double] = []
+
+    @Option(help: "Combine the adapters first, as PEFT's add_weighted_adapter: \(CombinationMethod.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var combination: String?
+
+    @Option(help: "Fraction of values kept by ties, dare_* and magnitude_prune*, in (0, 1].")
+    var density: Double?
+
+    @Option(help: "total or frequency: how TIES elects each value's sign.")
+    var majoritySignMethod: String = "total"
+
+    @Option(help: "Rank of the *_svd methods' result (default: the largest rank of the adapters).")
+    var svdRank: Int?
+
+    @Option(help: "Quantile in (0, 1] at which the *_svd factors are clamped.")
+    var svdClamp: Double?
+
+    @Option(help: "Seed of the DARE random masks.")
+    var seed: UInt64 = 0
+
+    @Flag(help: "Write the combined adapter to <output> as a PEFT adapter folder instead of merging it.")
+    var saveAdapter = false
 
     @Option(help: "keep, f32, f16 or bf16: dtype of the written floats (keep: the base's).")
     var dtype: String = "keep"
@@ -60,6 +84,20 @@ struct MergeLoRACommand: ToolCommand {
         }
         if weight.contains(where: { !$0.isFinite }) { throw ValidationError("--weight must be finite") }
         if output == nil && !dryRun { throw ValidationError("missing expected argument '<output>' (only --dry-run needs none)") }
+        if let combination, CombinationMethod(rawValue: combination) == nil {
+            throw ValidationError("--combination \(combination): expected one of \(CombinationMethod.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if TaskMerging.MajoritySign(rawValue: majoritySignMethod) == nil {
+            throw ValidationError("--majority-sign-method \(majoritySignMethod): expected total or frequency")
+        }
+        if let density, !(density > 0 && density <= 1) { throw ValidationError("--density \(density): expected a fraction in (0, 1]") }
+        if let svdClamp, !(svdClamp > 0 && svdClamp <= 1) { throw ValidationError("--svd-clamp \(svdClamp): expected a quantile in (0, 1]") }
+        if let svdRank, svdRank <= 0 { throw ValidationError("--svd-rank \(svdRank): expected a positive integer") }
+        if saveAdapter && combination == nil { throw ValidationError("--save-adapter writes a combined adapter: give --combination") }
+        if saveAdapter && (requantize || dtype != "keep") { throw ValidationError("--save-adapter writes an adapter: --requantize and --dtype apply to merged models") }
+        if combination == nil, density != nil || svdRank != nil || svdClamp != nil {
+            throw ValidationError("--density, --svd-rank and --svd-clamp apply to --combination")
+        }
     }
 
     func run() throws {
@@ -68,8 +106,27 @@ struct MergeLoRACommand: ToolCommand {
             let adapters = try zip(adapterFolders, weights).map { (try LoRAAdapter(folder: $0), $1) }
             let options = MergeOptions(dtype: dtype == "keep" ? nil : parseFloatType(dtype), requantize: requantize, dryRun: dryRun,
                                        threads: common.threadBudget, overwrite: force)
-            let report = try CheckpointMerger.merge(base: checkpoint, adapters: adapters.map { (adapter: $0.0, weight: $0.1) }, to: output ?? "",
-                                                    options: options)
+            let weighted = adapters.map { (adapter: $0.0, weight: $0.1) }
+            let report: MergeReport
+            if let combination = combination.flatMap(CombinationMethod.init(rawValue:)) {
+                var combining = CombinationOptions(method: combination, density: density)
+                combining.majoritySign = TaskMerging.MajoritySign(rawValue: majoritySignMethod)!
+                combining.svdRank = svdRank
+                combining.svdClamp = svdClamp
+                combining.seed = seed
+                // Every adapter is checked against the base (keys, shapes, ranks, finite values) before combining.
+                _ = try LoRAPlanner.plan(base: try LogicalCheckpoint(checkpoint), adapters: weighted)
+                let combined = try AdapterCombiner.combine(weighted, options: combining)
+                if saveAdapter {
+                    try combined.write(to: output!, overwrite: force)
+                    for note in combined.notes { log("note: \(note)", options: common) }
+                    print("wrote \(output!): \(combined.modules.count) modules combined by \(combination.rawValue) from \(adapters.count) adapter(s), rank \(combined.rank)")
+                    return
+                }
+                report = try CheckpointMerger.merge(base: checkpoint, combined: combined, sources: adapters.map(\.0), to: output ?? "", options: options)
+            } else {
+                report = try CheckpointMerger.merge(base: checkpoint, adapters: weighted, to: output ?? "", options: options)
+            }
             for note in report.notes { log("note: \(note)", options: common) }
             if common.json {
                 printJSON(json(report))
