@@ -262,8 +262,7 @@ public enum AdapterCombiner {
         }
 
         let firstConfig = adapters[0].adapter.config
-        var config = try configJSON(adapters[0].adapter)
-        config = replacing(config, with: [
+        let config = replacing(adapters[0].adapter.configJSON, with: [
             ("r", JSONValue(newRank)), ("lora_alpha", JSONValue(newRank)), ("target_modules", targetUnion(adapters.map(\.adapter))),
             ("alpha_pattern", .object([])), ("rank_pattern", .object([])),
         ])
@@ -278,7 +277,7 @@ public enum AdapterCombiner {
     static func mask(_ options: CombinationOptions, module: String, matrix: String, adapter: Int, count: Int) -> [Bool] {
         let key = CombinationOptions.maskKey(module: module, matrix: matrix, adapter: adapter)
         if let recorded = options.recordedMasks[key], recorded.count >= count { return Array(recorded.prefix(count)) }
-        return TaskMerging.randomMask(count: count, density: options.density ?? 1, seed: options.seed ^ fnv1a64(key))
+        return TaskMerging.randomMask(count: count, density: options.density ?? 1, seed: options.seed ^ fnv1a64(key.utf8))
     }
 
     /// s·B·A [out, in] in f32 (`get_delta_weight`: the product, then times the scaling).
@@ -347,12 +346,6 @@ public enum AdapterCombiner {
         return fraction < 0.5 ? lo + fraction * (hi - lo) : hi - (hi - lo) * (1 - fraction)
     }
 
-    /// The adapter's `adapter_config.json` as parsed JSON.
-    static func configJSON(_ adapter: LoRAAdapter) throws -> JSONValue {
-        let bytes = try FileSystem.readFile(adapter.configPath)
-        do { return try JSONParser.parse(bytes) } catch { throw LoRAError.malformedConfig(file: adapter.configPath, reason: error.description) }
-    }
-
     /// `json` with each member in `replacements` set (kept in place when present, appended otherwise).
     static func replacing(_ json: JSONValue, with replacements: [(String, JSONValue)]) -> JSONValue {
         var members = json.objectMembers ?? []
@@ -372,13 +365,6 @@ public enum AdapterCombiner {
         for case let list? in targets.map({ $0?.arrayValue }) { names.formUnion(list.compactMap(\.stringValue)) }
         if names.isEmpty { names = Set(adapters.flatMap { $0.modules.map { String($0.name.split(separator: ".").last ?? "") } }) }
         return .array(names.sorted().map { .string($0) })
-    }
-
-    /// FNV-1a over the key's bytes: each DARE mask its own stream.
-    static func fnv1a64(_ s: String) -> UInt64 {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        for byte in s.utf8 { h = (h ^ UInt64(byte)) &* 0x100_0000_01B3 }
-        return h
     }
 }
 

@@ -160,6 +160,8 @@ public final class LoRAAdapter: Sendable {
     public let weightsPath: String
     /// The merge-relevant fields of adapter_config.json.
     public let config: AdapterConfig
+    /// adapter_config.json as parsed, every field kept (a combined adapter starts from it).
+    public let configJSON: JSONValue
     /// The weights file, mapped; module and replacement views point into it.
     public let file: SafetensorsFile
     /// Adapted modules by name (without the `base_model.model.` prefix).
@@ -188,6 +190,7 @@ public final class LoRAAdapter: Sendable {
         do { json = try JSONParser.parse(configFile.bytes) } catch {
             throw LoRAError.malformedConfig(file: configPath, reason: error.description)
         }
+        configJSON = json
         let config = try AdapterConfig(parsing: json, file: configPath)
         self.config = config
         guard FileSystem.isRegularFile(weightsPath) else {

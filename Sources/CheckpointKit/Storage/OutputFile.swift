@@ -149,8 +149,7 @@ public final class AtomicOutput {
     /// and a hash of the rest, so a name near the 255-byte limit still has room for the suffix.
     static func temporaryStem(_ name: String) -> String {
         guard name.utf8.count > 200 else { return name }
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in name.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        let hash = fnv1a64(name.utf8)
         var prefix = ""
         for character in name {
             guard prefix.utf8.count + character.utf8.count <= 100 else { break }
