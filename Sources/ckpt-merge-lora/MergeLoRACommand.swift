@@ -132,14 +132,20 @@ struct MergeLoRACommand: ToolCommand {
                 printJSON(json(report))
                 return
             }
+            let quantizedBase = report.rows.contains { $0.baseQuantizationRMSE != nil }
             var table = TextTable(headers: ["base tensor", "shape", "kind", "adapter key", "rank", "scaling", "weight"]
-                                  + (dryRun ? [] : ["rel. change"]) + (requantize ? ["requant snr dB"] : []),
-                                  rightAligned: [4, 5, 6, 7, 8])
+                                  + (dryRun ? [] : ["rel. change"]) + (quantizedBase ? ["update rms", "base quant rmse"] : [])
+                                  + (requantize ? ["requant snr dB"] : []),
+                                  rightAligned: [4, 5, 6, 7, 8, 9, 10, 11])
             for row in report.rows {
                 for (i, a) in row.adapters.enumerated() {
                     var cells = [i == 0 ? row.tensor : "", i == 0 ? row.shape.map(String.init).joined(separator: "×") : "", i == 0 ? row.kind : "",
                                  a.key, a.rank > 0 ? String(a.rank) : "-", formatValue(a.scaling), formatValue(a.weight)]
                     if !dryRun { cells.append(i == 0 ? row.relativeChange.map { formatValue($0) } ?? "" : "") }
+                    if quantizedBase {
+                        cells.append(i == 0 ? row.updateRMS.map { formatValue($0) } ?? "" : "")
+                        cells.append(i == 0 ? row.baseQuantizationRMSE.map { formatValue($0) } ?? "" : "")
+                    }
                     if requantize { cells.append(i == 0 ? row.requantization.map { formatDecibels($0.snrDB) } ?? "" : "") }
                     table.add(cells)
                 }
@@ -168,6 +174,8 @@ struct MergeLoRACommand: ToolCommand {
                 ]
                 if let change = row.relativeChange { members.append(("relative_change", .double(change))) }
                 if let m = row.requantization { members.append(("requantization", metricsJSON(m))) }
+                if let rms = row.updateRMS { members.append(("update_rms", .double(rms))) }
+                if let rmse = row.baseQuantizationRMSE { members.append(("base_quantization_rmse", .double(rmse))) }
                 return .object(members)
             }),
         ]

@@ -3,22 +3,6 @@ import Foundation
 import TestSupport
 import Testing
 
-/// Writes a safetensors file of f32 tensors (seeded values) and returns the path.
-private func writeF32(_ path: String, _ tensors: [(String, [Int])], seed: UInt64, dtype: DType = .f32,
-                      overrides: [String: [Float]] = [:]) throws {
-    var rng = SeededGenerator(seed: seed)
-    var values: [String: [Float]] = [:]
-    for (name, shape) in tensors {
-        values[name] = overrides[name] ?? (0..<shape.reduce(1, *)).map { _ in Float.random(in: -0.1...0.1, using: &rng) }
-    }
-    try SafetensorsLayout(tensors.map { TensorSpec(name: $0.0, dtype: dtype, shape: $0.1) }).write(to: path) { info, out in
-        let v = values[info.name]!
-        var bytes = [UInt8](repeating: 0, count: info.byteCount)
-        v.withUnsafeBytes { src in bytes.withUnsafeMutableBytes { FloatConversion.convert(src, from: .f32, to: dtype, into: $0) } }
-        try out.write(bytes)
-    }
-}
-
 /// A base folder with one linear layer, an embedding and a tied head (no lm_head stored).
 private func makeBase(_ scratch: ScratchDirectory, dtype: DType = .f32) throws -> String {
     let folder = scratch.file("base")
@@ -27,15 +11,6 @@ private func makeBase(_ scratch: ScratchDirectory, dtype: DType = .f32) throws -
                                                  ("model.layers.0.self_attn.q_proj.bias", [4]), ("model.norm.weight", [6])], seed: 1, dtype: dtype)
     FileManager.default.createFile(atPath: folder + "/config.json",
                                    contents: Data(#"{"model_type": "llama", "tie_word_embeddings": true}"#.utf8))
-    return folder
-}
-
-private func makeAdapter(_ scratch: ScratchDirectory, name: String, config: String, tensors: [(String, [Int])], seed: UInt64,
-                         overrides: [String: [Float]] = [:]) throws -> String {
-    let folder = scratch.file(name)
-    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-    FileManager.default.createFile(atPath: folder + "/adapter_config.json", contents: Data(config.utf8))
-    try writeF32(folder + "/adapter_model.safetensors", tensors, seed: seed, overrides: overrides)
     return folder
 }
 

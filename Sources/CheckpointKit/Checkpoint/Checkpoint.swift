@@ -343,6 +343,20 @@ public final class Checkpoint: Sendable {
         }
     }
 
+    /// The GGUF file behind a checkpoint read from one, else nil.
+    public var ggufFile: GGUFFile? {
+        if case .gguf(let source)? = containers.first { return source.file }
+        return nil
+    }
+
+    /// For a tensor of a GGUF checkpoint: its tensor info in the file and the heads its rows are
+    /// permuted over (llama's Q and K), else nil.
+    public func ggufTensor(_ entry: Entry) -> (info: GGUFTensorInfo, permutedHeads: Int?)? {
+        guard case .gguf(let source) = containers[entry.fileIndex] else { return nil }
+        let plan = source.plans[entry.locator]
+        return (plan.info, plan.permutedHeads)
+    }
+
     /// The view of the tensor named `name`, if any.
     public func view(named name: String) -> TensorView? {
         entry(named: name).map(view)

@@ -38,6 +38,11 @@ public struct MergeReport: Sendable {
         public var relativeChange: Double?
         /// Re-quantization error of the merged weight (with --requantize).
         public var requantization: ErrorMetrics?
+        /// Root mean square of the change W' − W (nil in a dry run).
+        public var updateRMS: Double?
+        /// For a quantized base: the RMS error its format adds to this tensor, measured by encoding
+        /// the merged weight in it. An update smaller than this is mostly lost when re-quantized.
+        public var baseQuantizationRMSE: Double?
     }
 
     /// The output path asked for.
@@ -71,7 +76,7 @@ public enum CheckpointMerger {
         let byName = LoRAPlanner.baseTensors(base)
         var report = MergeReport(output: output, rows: [], notes: plan.notes, files: [], dryRun: options.dryRun, seconds: 0)
         let requantize = options.requantize && base.scheme != nil
-        if options.requantize && base.scheme == nil {
+        if options.requantize && base.scheme == nil && checkpoint.ggufFile == nil {
             report.notes.append("--requantize ignored: the base is not quantized")
         }
         var rowIndex: [String: Int] = [:]
@@ -85,9 +90,17 @@ public enum CheckpointMerger {
             adaptersUsed += change.biasAdditions.map { ($0.key, 0, $0.scaling, $0.weight) }
             if let r = change.replacement { adaptersUsed.append((r.key, 0, 1.0, 1.0)) }
             rowIndex[name] = report.rows.count
-            report.rows.append(.init(tensor: name, shape: tensor.shape, kind: kind, adapters: adaptersUsed, relativeChange: nil, requantization: nil))
+            report.rows.append(.init(tensor: name, shape: tensor.shape, kind: kind, adapters: adaptersUsed, relativeChange: nil, requantization: nil,
+                                     updateRMS: nil, baseQuantizationRMSE: nil))
         }
         if options.dryRun {
+            report.seconds = clock.seconds
+            return report
+        }
+        if options.requantize, let file = checkpoint.ggufFile {
+            report.notes.removeAll { $0.hasPrefix("--requantize ignored") }
+            try mergeKeepingGGUFTypes(file, checkpoint: checkpoint, base: base, plan: plan, to: output, options: options, report: &report, rowIndex: rowIndex)
+            report.files = [output]
             report.seconds = clock.seconds
             return report
         }
@@ -135,7 +148,12 @@ public enum CheckpointMerger {
                             shards[tensor.fileIndex].tensors.append(part.spec)
                         }
                         let metrics = values.withUnsafeBufferPointer { encoded.error(against: $0, threads: options.threads) }
-                        if let i = rowIndex[tensor.name] { report.rows[i].requantization = metrics }
+                        if let i = rowIndex[tensor.name] {
+                            report.rows[i].requantization = metrics
+                            report.rows[i].baseQuantizationRMSE = metrics.rmse
+                            let change = update(base.float32(tensor, threads: options.threads), values)
+                            (report.rows[i].updateRMS, report.rows[i].relativeChange) = (change.rms, change.relative)
+                        }
                         sources[tensor.name] = .encoded(encoded)
                     }
                 } else {
@@ -179,6 +197,8 @@ public enum CheckpointMerger {
                 if changed, let i = rowIndex[tensor.name] {
                     let m = original.withUnsafeBufferPointer { o in values.withUnsafeBufferPointer { ErrorMetrics.compare(reference: o, candidate: $0) } }
                     report.rows[i].relativeChange = m.sumSquaredReference > 0 ? (m.sumSquaredError / m.sumSquaredReference).squareRoot() : 0
+                    report.rows[i].updateRMS = m.rmse
+                    report.rows[i].baseQuantizationRMSE = baseQuantizationError(tensor, checkpoint: checkpoint, values: values, threads: options.threads)?.rmse
                 }
                 try out.write(count: info.byteCount) { destination in
                     values.withUnsafeBytes { FloatConversion.convert($0, from: .f32, to: dtype, into: destination, threads: options.threads) }
@@ -188,8 +208,79 @@ public enum CheckpointMerger {
             }
         }
         report.files = written.files
+        report.notes += lostUpdateNotes(report.rows)
         report.seconds = clock.seconds
         return report
+    }
+
+    /// The change `merged − original`: its RMS and its size relative to the original, ‖ΔW‖ / ‖W‖.
+    static func update(_ original: [Float], _ merged: [Float]) -> (rms: Double, relative: Double) {
+        let m = original.withUnsafeBufferPointer { o in merged.withUnsafeBufferPointer { ErrorMetrics.compare(reference: o, candidate: $0) } }
+        return (m.rmse, m.sumSquaredReference > 0 ? (m.sumSquaredError / m.sumSquaredReference).squareRoot() : 0)
+    }
+
+    /// The error the base's own format adds to `values` (the merged weight): encoded as the base
+    /// stores this tensor (its scheme, or its GGML type in a GGUF) and decoded again; nil for a
+    /// tensor stored as floats.
+    static func baseQuantizationError(_ tensor: LogicalTensor, checkpoint: Checkpoint, values: [Float], threads: ThreadBudget) -> ErrorMetrics? {
+        if tensor.scheme != nil {
+            let encoded = reencode(tensor, values: values, threads: threads)
+            return values.withUnsafeBufferPointer { encoded.error(against: $0, threads: threads) }
+        }
+        // A GGUF tensor's blocks lie within rows, so encoding in Hugging Face row order costs what the permuted order does.
+        guard case .plain(let entry) = tensor.storage, let stored = checkpoint.ggufTensor(entry), stored.info.type.floatDType == nil,
+              values.count == stored.info.elementCount,
+              let bytes = try? GGUFExport.encode(values, as: stored.info.type, dims: stored.info.dimensions, importance: nil, threads: threads)
+        else { return nil }
+        let decoded = bytes.withUnsafeBytes { stored.info.type.decode($0, count: values.count) }
+        return values.withUnsafeBufferPointer { v in decoded.withUnsafeBufferPointer { ErrorMetrics.compare(reference: v, candidate: $0, threads: threads) } }
+    }
+
+    /// One note naming the tensors whose update is smaller than the base's quantization error.
+    static func lostUpdateNotes(_ rows: [MergeReport.Row]) -> [String] {
+        let lost = rows.filter { row in
+            guard let update = row.updateRMS, let floor = row.baseQuantizationRMSE else { return false }
+            return update < floor
+        }
+        guard !lost.isEmpty else { return [] }
+        let names = lost.prefix(4).map(\.tensor).joined(separator: ", ") + (lost.count > 4 ? ", …" : "")
+        return ["\(lost.count) of \(rows.count) merged tensors change by less than the base's quantization error (\(names)): "
+                + "re-quantized, most of that update is lost"]
+    }
+
+    /// Merges into a GGUF base and writes a GGUF again: every tensor keeps its stored GGML type;
+    /// changed ones are decoded, merged in Hugging Face layout, permuted back and encoded anew.
+    static func mergeKeepingGGUFTypes(_ file: GGUFFile, checkpoint: Checkpoint, base: LogicalCheckpoint, plan: MergePlan, to output: String,
+                                      options: MergeOptions, report: inout MergeReport, rowIndex: [String: Int]) throws {
+        if let (head, _) = plan.untieHead {
+            throw LoRAError.cannotKeepGGUFTypes(file: file.path, tensor: head, reason: "the GGUF ties it to the embedding and has no tensor for it")
+        }
+        var changedByStoredName: [String: (LogicalTensor, Int?)] = [:]
+        for tensor in base.tensors where plan.changes[tensor.name] != nil {
+            guard case .plain(let entry) = tensor.storage, let stored = checkpoint.ggufTensor(entry) else { continue }
+            if let replacement = plan.changes[tensor.name]?.replacement, replacement.view.info.shape != tensor.shape {
+                throw LoRAError.cannotKeepGGUFTypes(file: file.path, tensor: tensor.name,
+                                                    reason: "the adapter's copy has shape \(replacement.view.info.shape), the GGUF's \(tensor.shape)")
+            }
+            changedByStoredName[stored.info.name] = (tensor, stored.permutedHeads)
+        }
+        var updates: [String: (rms: Double, relative: Double)] = [:]
+        let errors = try GGUFExport.rewrite(file, to: output, overwrite: options.overwrite, threads: options.threads) { info in
+            guard let (tensor, heads) = changedByStoredName[info.name] else { return nil }
+            let original = base.float32(tensor, threads: options.threads)
+            let merged = mergedValues(tensor, plan: plan, base: base, storage: .f32, threads: options.threads, original: original)
+            try requireRepresentable(merged, as: .f32, file: checkpoint.path, tensor: tensor.name)
+            updates[tensor.name] = update(original, merged)
+            guard let heads else { return merged }
+            return GGUFLlamaNames.permuteRows(merged, rows: tensor.shape[0], columns: tensor.shape.count > 1 ? tensor.shape[1] : 1, heads: heads, toGGUF: true)
+        }
+        for (storedName, (tensor, _)) in changedByStoredName {
+            guard let i = rowIndex[tensor.name] else { continue }
+            report.rows[i].requantization = errors[storedName]
+            report.rows[i].baseQuantizationRMSE = file.info(named: storedName)?.type.floatDType == nil ? errors[storedName]?.rmse : nil
+            (report.rows[i].updateRMS, report.rows[i].relativeChange) = (updates[tensor.name]?.rms, updates[tensor.name]?.relative)
+        }
+        report.notes += lostUpdateNotes(report.rows)
     }
 
     /// The base tensor's values with every planned change applied, rounded as `storage` stores them.

@@ -15,6 +15,7 @@ public enum LoRAError: Error, Equatable, Sendable, CustomStringConvertible {
     case doraCombined(module: String)
     case duplicateAdapter(folder: String)
     case mergedOutOfRange(file: String, tensor: String, index: Int, value: Float, dtype: String)
+    case cannotKeepGGUFTypes(file: String, tensor: String, reason: String)
 
     /// One line: the file (and tensor or key) at fault, what is wrong, and what was expected.
     public var description: String {
@@ -43,6 +44,8 @@ public enum LoRAError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(faultLocation(file, tensor: key)): NaN or Inf at flat index \(index) (expected finite adapter weights)"
         case let .mergedOutOfRange(file, tensor, index, value, dtype):
             return "\(faultLocation(file, tensor: tensor)): the merge gives \(value) at flat index \(index) (expected a finite value \(dtype) can hold; check lora_alpha and --weight)"
+        case let .cannotKeepGGUFTypes(file, tensor, reason):
+            return "\(faultLocation(file, tensor: tensor)): cannot be merged into the GGUF in place: \(reason) (expected a change to a tensor the GGUF stores; merge without --requantize to write floats)"
         case let .baseHasNoBias(file, key, baseTensor):
             return "\(faultLocation(file, tensor: key)): the base has no '\(baseTensor)' to add the LoRA bias to"
         case let .doraCombined(module):

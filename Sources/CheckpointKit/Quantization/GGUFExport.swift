@@ -632,3 +632,52 @@ extension GGUFExport {
         }
     }
 }
+
+extension GGUFExport {
+    /// Writes `file` again to `output`, atomically: metadata and tensor order as they are, each
+    /// tensor `replacement` gives values for (f32, `ne` order, GGUF row layout) encoded anew in its
+    /// own stored type, every other tensor copied byte for byte. Returns, per replaced tensor, the
+    /// error the encoding added to the values given.
+    public static func rewrite(_ file: GGUFFile, to output: String, overwrite: Bool, threads: ThreadBudget,
+                               replacement: (GGUFTensorInfo) throws -> [Float]?) throws -> [String: ErrorMetrics] {
+        try FileSystem.refuseOverlap(output: output, inputs: [file.path])
+        let kv: [(String, Value)] = file.metadata.compactMap { key, value in
+            // The data is laid out at the default 32-byte alignment, so an input's general.alignment is not carried over.
+            key == "general.alignment" || key.hasPrefix("split.") ? nil : (key, .stored(value))
+        }
+        var placed: [(name: String, dims: [Int], type: GGMLType, offset: Int)] = []
+        var offset = 0
+        for info in file.tensors {
+            placed.append((info.name, info.dimensions, info.type, offset))
+            offset = aligned(offset + info.type.byteCount(elements: info.elementCount))
+        }
+        let header = headerBytes(kv, tensors: placed)
+        let atomic = try AtomicOutput(target: output, isDirectory: false, overwrite: overwrite)
+        var errors: [String: ErrorMetrics] = [:]
+        try atomic.translatingErrors {
+            let out = try OutputFile(creating: atomic.temporary)
+            try out.write(header)
+            for (k, info) in file.tensors.enumerated() {
+                var bytes: [UInt8]
+                if let values = try replacement(info) {
+                    precondition(values.count == info.elementCount, "one value per element of \(info.name)")
+                    if let refusal = blockRefusal(values, type: info.type, file: file.path, tensor: info.name) { throw refusal }
+                    bytes = try encode(values, as: info.type, dims: info.dimensions, importance: nil, threads: threads)
+                    let decoded = bytes.withUnsafeBytes { info.type.decode($0, count: info.elementCount) }
+                    errors[info.name] = values.withUnsafeBufferPointer { v in
+                        decoded.withUnsafeBufferPointer { ErrorMetrics.compare(reference: v, candidate: $0) }
+                    }
+                } else {
+                    bytes = Array(file.bytes(info))
+                }
+                file.releasePages(info)
+                if k != file.tensors.count - 1 { bytes += [UInt8](repeating: 0, count: aligned(bytes.count) - bytes.count) }
+                try out.write(bytes)
+                WorkProgress.report("writing", done: k + 1, total: file.tensors.count, item: info.name)
+            }
+            try out.finish()
+            try atomic.commit()
+        }
+        return errors
+    }
+}
