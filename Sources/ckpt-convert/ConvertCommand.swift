@@ -10,7 +10,9 @@ struct ConvertCommand: ToolCommand {
         discussion: """
             Floating-point tensors take --type; integer and bool tensors keep theirs. Without \
             --shard-size the input's shard layout and file names are kept. config.json's dtype \
-            field is updated and the folder's other files (tokenizer…) are copied.
+            field is updated and the folder's other files (tokenizer…) are copied. A PEFT LoRA \
+            adapter folder with --base BASE becomes the LoRA GGUF llama.cpp applies with --lora \
+            (convert_lora_to_gguf.py's layout; --type f32, f16, bf16 or q8_0, default f32).
             """,
         version: ckptVersion)
 
@@ -44,6 +46,9 @@ struct ConvertCommand: ToolCommand {
     @Option(help: "GGUF: an importance matrix (llama-imatrix or ckpt-imatrix GGUF, or legacy .dat) weighting the quantization.")
     var imatrix: String?
 
+    @Option(help: "LoRA adapter input: the base model it was trained on (a folder or file ckpt reads; its config names the architecture).")
+    var base: String?
+
     @Option(help: "Reshard to files of at most this size, e.g. 500MB or 5GB (safetensors only; default: keep the input's shards).")
     var shardSize: String?
 
@@ -71,7 +76,20 @@ struct ConvertCommand: ToolCommand {
     /// The format written: `--to`, else the output's name (`.gguf` → GGUF).
     var outputFormat: String { format?.lowercased() ?? (output.lowercased().hasSuffix(".gguf") ? "gguf" : "safetensors") }
 
+    /// Whether the input is a PEFT adapter folder (written as a LoRA GGUF).
+    var inputIsAdapter: Bool { FileSystem.isRegularFile(FileSystem.join(input, "adapter_config.json")) }
+
     func validate() throws {
+        if inputIsAdapter {
+            guard base != nil else { throw ValidationError("\(input) is a LoRA adapter: give --base BASE, the model it was trained on") }
+            guard outputFormat == "gguf" else { throw ValidationError("a LoRA adapter is written as a llama.cpp LoRA GGUF: name the output .gguf") }
+            if let type, AdapterGGUFWriter.outputType(type) == nil { throw ValidationError("--type \(type): expected f32, f16, bf16 or q8_0 for a LoRA GGUF") }
+            if !tensorTypes.isEmpty || leaveOutputTensor || outputTensorType != nil || tokenEmbeddingType != nil || pure || imatrix != nil || shardSize != nil {
+                throw ValidationError("--tensor-type, --leave-output-tensor, --output-tensor-type, --token-embedding-type, --pure, --imatrix and --shard-size apply to models, not adapters")
+            }
+            return
+        }
+        if base != nil { throw ValidationError("--base applies to a LoRA adapter input (a folder with adapter_config.json)") }
         if let format, !["safetensors", "gguf"].contains(format.lowercased()) {
             throw ValidationError("--to \(format): unknown output format (expected safetensors or gguf)")
         }
@@ -104,6 +122,10 @@ struct ConvertCommand: ToolCommand {
 
     func run() throws {
         try runTool(common) {
+            if inputIsAdapter {
+                try convertAdapter()
+                return
+            }
             let report: ConversionReport
             if outputFormat == "gguf" {
                 var options = GGUFExport.Options()
@@ -168,5 +190,35 @@ struct ConvertCommand: ToolCommand {
                 + (report.copiedFiles.isEmpty ? "" : " (+ \(report.copiedFiles.joined(separator: ", ")))")
                 + ", \(formatBytes(onDiskBytes(report.output))) on disk in \(formatDecimal(report.seconds, places: 2)) s")
         }
+    }
+
+    /// A PEFT adapter to a llama.cpp LoRA GGUF.
+    func convertAdapter() throws {
+        let adapter = try LoRAAdapter(folder: input)
+        let report = try AdapterGGUFWriter.write(adapter, base: try Checkpoint(path: base!), to: output,
+                                                 type: type.flatMap(AdapterGGUFWriter.outputType) ?? .f32, overwrite: force,
+                                                 threads: common.threadBudget)
+        let folded = report.pairs.filter { $0.foldedIntoB != 1 }
+        if !folded.isEmpty {
+            log("note: \(folded.count) pair(s) scale other than alpha/r (rsLoRA or patterns): the difference is folded into lora_b", options: common)
+        }
+        if common.json {
+            printJSON([
+                "input": .string(input), "base": .string(base!), "output": .string(report.output), "architecture": .string(report.architecture),
+                "output_bytes": JSONValue(onDiskBytes(report.output)), "alpha": .double(report.alpha), "seconds": .double(report.seconds),
+                "pairs": .array(report.pairs.map {
+                    ["tensor": .string($0.tensor), "rank": JSONValue($0.rank), "scaling": .double($0.scaling),
+                     "folded_into_b": .double($0.foldedIntoB), "type_a": .string($0.types.a), "type_b": .string($0.types.b)]
+                }),
+            ])
+            return
+        }
+        var table = TextTable(headers: ["GGUF tensor", "rank", "scaling", "folded into B", "types"], rightAligned: [1, 2, 3])
+        for pair in report.pairs {
+            table.add([pair.tensor, String(pair.rank), formatValue(pair.scaling), formatValue(pair.foldedIntoB), "\(pair.types.a)/\(pair.types.b)"])
+        }
+        print(table.render())
+        print("\nwrote \(report.output): LoRA GGUF for \(report.architecture), \(report.pairs.count) pairs, alpha \(formatValue(report.alpha)), "
+            + "\(formatBytes(onDiskBytes(report.output))) on disk in \(formatDecimal(report.seconds, places: 2)) s")
     }
 }

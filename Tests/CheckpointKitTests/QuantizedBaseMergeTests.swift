@@ -131,3 +131,14 @@ func tinyUpdateIsReportedLost() throws {
     #expect(report.rows.allSatisfy { $0.updateRMS! < $0.baseQuantizationRMSE! })
     #expect(report.notes.contains { $0.hasPrefix("\(report.rows.count) of \(report.rows.count) merged tensors change by less than the base's quantization error") })
 }
+
+@Test("A GGUF base of an architecture ckpt cannot map back to Hugging Face names is refused by name, nothing written")
+func unmappedGGUFBaseIsRefused() throws {
+    let scratch = ScratchDirectory()
+    var options = GGUFExport.Options()
+    options.threads = .single
+    _ = try GGUFExport.convert(try Checkpoint(path: Paths.fixture("models/tiny-qwen2")), to: scratch.file("qwen2.gguf"), preset: .f16, options: options)
+    #expect(throws: GGUFSourceError.unsupportedArchitecture(file: scratch.file("qwen2.gguf"), found: "qwen2")) {
+        _ = try Checkpoint(path: scratch.file("qwen2.gguf"))
+    }
+}

@@ -106,9 +106,11 @@ public final class CheckpointWriter {
     /// Writes a whole checkpoint derived from `input`: a lone `.safetensors` file when the input
     /// is one file and `output` ends in `.safetensors`, else a folder with the shards, the index
     /// (input's index metadata kept, `total_size` recomputed), `config` and the input folder's
-    /// other files. Atomic: all or nothing. Error messages name `output`, not the temporary.
+    /// other files (those named in `replacingFiles` left out, `extraFiles` copied from where they
+    /// are). Atomic: all or nothing. Error messages name `output`, not the temporary.
     public static func write(from input: Checkpoint, to output: String, shards: [ShardPlan], config: JSONValue?,
-                             overwrite: Bool, produce: (TensorInfo, OutputFile) throws -> Void) throws
+                             overwrite: Bool, replacingFiles: [String] = [], extraFiles: [(name: String, path: String)] = [],
+                             produce: (TensorInfo, OutputFile) throws -> Void) throws
         -> (files: [String], copiedFiles: [String])
     {
         try FileSystem.refuseOverlap(output: output, inputs: [input.path])
@@ -139,12 +141,16 @@ public final class CheckpointWriter {
                 progressed(info)
             }
             if let config { try writer.writeJSON(config, named: "config.json", sortKeys: true) }
-            for file in input.generatedFiles {
+            for file in input.generatedFiles where !replacingFiles.contains(file.name) {
                 try writer.writeJSON(file.contents, named: file.name, sortKeys: file.sortKeys)
                 copied.append(file.name)
             }
+            for file in extraFiles {
+                try writer.copyFile(from: file.path, named: file.name)
+                copied.append(file.name)
+            }
             if let directory = input.directory {
-                for name in input.otherFiles {
+                for name in input.otherFiles where !replacingFiles.contains(name) {
                     try writer.copyFile(from: FileSystem.join(directory, name), named: name)
                     copied.append(name)
                 }

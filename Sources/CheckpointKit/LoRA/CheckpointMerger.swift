@@ -74,6 +74,12 @@ public enum CheckpointMerger {
         let base = try LogicalCheckpoint(checkpoint)
         let plan = try LoRAPlanner.plan(base: base, adapters: adapters)
         let byName = LoRAPlanner.baseTensors(base)
+        // The shape a tensor is written with: grown when the adapters add tokens.
+        func outputShape(_ name: String, _ shape: [Int]) -> [Int] {
+            guard let vocabulary = plan.vocabulary, shape.count == 2,
+                  vocabulary.tensors.contains(name) || name == plan.untieHead?.head else { return shape }
+            return [vocabulary.to, shape[1]]
+        }
         var report = MergeReport(output: output, rows: [], notes: plan.notes, files: [], dryRun: options.dryRun, seconds: 0)
         let requantize = options.requantize && base.scheme != nil
         if options.requantize && base.scheme == nil && checkpoint.ggufFile == nil {
@@ -90,7 +96,8 @@ public enum CheckpointMerger {
             adaptersUsed += change.biasAdditions.map { ($0.key, 0, $0.scaling, $0.weight) }
             if let r = change.replacement { adaptersUsed.append((r.key, 0, 1.0, 1.0)) }
             rowIndex[name] = report.rows.count
-            report.rows.append(.init(tensor: name, shape: tensor.shape, kind: kind, adapters: adaptersUsed, relativeChange: nil, requantization: nil,
+            if change.contributions.isEmpty && change.replacement == nil && change.biasAdditions.isEmpty { kind = "resize" }
+            report.rows.append(.init(tensor: name, shape: outputShape(name, tensor.shape), kind: kind, adapters: adaptersUsed, relativeChange: nil, requantization: nil,
                                      updateRMS: nil, baseQuantizationRMSE: nil))
         }
         if options.dryRun {
@@ -124,12 +131,16 @@ public enum CheckpointMerger {
                 if changed || (options.dtype != nil && FloatConversion.canConvert(from: entry.info.dtype, to: floatType) && entry.info.dtype != floatType) {
                     sources[tensor.name] = .float(tensor, entry.info.dtype.isFloatingPoint ? floatType : entry.info.dtype)
                     shards[tensor.fileIndex].tensors.append(TensorSpec(name: tensor.name, dtype: entry.info.dtype.isFloatingPoint ? floatType : entry.info.dtype,
-                                                                       shape: tensor.shape))
+                                                                       shape: outputShape(tensor.name, tensor.shape)))
                 } else {
                     sources[tensor.name] = .copy(entry)
                     shards[tensor.fileIndex].tensors.append(TensorSpec(name: tensor.name, dtype: entry.info.dtype, shape: tensor.shape))
                 }
             case .quantized:
+                if outputShape(tensor.name, tensor.shape) != tensor.shape {
+                    throw LoRAError.shapeMismatch(file: checkpoint.path, key: tensor.name, baseTensor: tensor.name, expected: tensor.shape,
+                                                  actual: outputShape(tensor.name, tensor.shape))
+                }
                 if requantize {
                     if changed {
                         // Encoded below, once merged; sizes depend only on the shape and scheme.
@@ -166,6 +177,7 @@ public enum CheckpointMerger {
         var config = checkpoint.config
         if case .object(var members)? = config {
             if !requantize { members.removeAll { $0.0 == "quantization_config" } }
+            if let vocabulary = plan.vocabulary, let i = members.firstIndex(where: { $0.0 == "vocab_size" }) { members[i].1 = JSONValue(vocabulary.to) }
             if plan.untieHead != nil {
                 members.removeAll { $0.0 == "tie_word_embeddings" }
                 members.append(("tie_word_embeddings", false))
@@ -174,8 +186,11 @@ public enum CheckpointMerger {
             if let dtype = options.dtype { config = CheckpointConverter.updatingDType(config!, to: dtype) }
         }
 
+        // A grown vocabulary brings its tokenizer: the adapter's files replace every tokenizer file of the base.
+        let tokenizer = plan.vocabulary.map { v in v.tokenizerFiles.map { (name: $0, path: FileSystem.join(v.tokenizerFolder, $0)) } } ?? []
         let written = try CheckpointWriter.write(from: checkpoint, to: output, shards: shards.filter { !$0.tensors.isEmpty }, config: config,
-                                                 overwrite: options.overwrite) { info, out in
+                                                 overwrite: options.overwrite,
+                                                 replacingFiles: plan.vocabulary == nil ? [] : VocabularyResize.tokenizerFileNames, extraFiles: tokenizer) { info, out in
             if let bytes = encodedParts.removeValue(forKey: info.name) {
                 try out.write(bytes)
                 return
@@ -187,11 +202,14 @@ public enum CheckpointMerger {
             case .float(let tensor, let dtype)?:
                 // The base tensor is widened once, then its mapped pages are let go: resident
                 // memory stays near one tensor whatever the model's size.
-                let original = base.float32(tensor, threads: options.threads)
+                var original = base.float32(tensor, threads: options.threads)
                 base.releasePages(tensor)
+                var grown = tensor
+                grown.shape = outputShape(tensor.name, tensor.shape)
+                if grown.shape != tensor.shape, let vocabulary = plan.vocabulary { original = vocabulary.grow(original, columns: tensor.shape[1]) }
                 let changed = plan.changes[tensor.name] != nil
                 let values = changed
-                    ? mergedValues(tensor, plan: plan, base: base, storage: dtype, threads: options.threads, original: original)
+                    ? mergedValues(grown, plan: plan, base: base, storage: dtype, threads: options.threads, original: original)
                     : original
                 if changed { try requireRepresentable(values, as: dtype, file: checkpoint.path, tensor: tensor.name) }
                 if changed, let i = rowIndex[tensor.name] {
@@ -254,6 +272,10 @@ public enum CheckpointMerger {
                                       options: MergeOptions, report: inout MergeReport, rowIndex: [String: Int]) throws {
         if let (head, _) = plan.untieHead {
             throw LoRAError.cannotKeepGGUFTypes(file: file.path, tensor: head, reason: "the GGUF ties it to the embedding and has no tensor for it")
+        }
+        if let vocabulary = plan.vocabulary {
+            throw LoRAError.cannotKeepGGUFTypes(file: file.path, tensor: vocabulary.tensors[0],
+                                                reason: "the adapter grows the vocabulary from \(vocabulary.from) to \(vocabulary.to) tokens")
         }
         var changedByStoredName: [String: (LogicalTensor, Int?)] = [:]
         for tensor in base.tensors where plan.changes[tensor.name] != nil {

@@ -16,6 +16,7 @@ public enum LoRAError: Error, Equatable, Sendable, CustomStringConvertible {
     case duplicateAdapter(folder: String)
     case mergedOutOfRange(file: String, tensor: String, index: Int, value: Float, dtype: String)
     case cannotKeepGGUFTypes(file: String, tensor: String, reason: String)
+    case resizedVocabularyWithoutTokenizer(folder: String, key: String, from: Int, to: Int)
 
     /// One line: the file (and tensor or key) at fault, what is wrong, and what was expected.
     public var description: String {
@@ -46,6 +47,9 @@ public enum LoRAError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(faultLocation(file, tensor: tensor)): the merge gives \(value) at flat index \(index) (expected a finite value \(dtype) can hold; check lora_alpha and --weight)"
         case let .cannotKeepGGUFTypes(file, tensor, reason):
             return "\(faultLocation(file, tensor: tensor)): cannot be merged into the GGUF in place: \(reason) (expected a change to a tensor the GGUF stores; merge without --requantize to write floats)"
+        case let .resizedVocabularyWithoutTokenizer(folder, key, from, to):
+            return "\(folder): '\(key)' grows the vocabulary from \(from) to \(to) tokens, but the folder has no tokenizer "
+                + "(expected the tokenizer saved with the adapter: tokenizer.json, tokenizer.model or vocab.json)"
         case let .baseHasNoBias(file, key, baseTensor):
             return "\(faultLocation(file, tensor: key)): the base has no '\(baseTensor)' to add the LoRA bias to"
         case let .doraCombined(module):
@@ -212,7 +216,7 @@ public final class LoRAAdapter: Sendable {
         }
         var parts: [String: Parts] = [:]
         var order: [String] = []
-        var replacements: [(String, String, TensorView)] = []
+        var replacements: [(String, String, TensorView, Int)] = []
         for info in file.tensors {
             let key = info.name
             var name = key.hasPrefix("base_model.model.") ? String(key.dropFirst("base_model.model.".count)) : key
@@ -236,14 +240,26 @@ public final class LoRAAdapter: Sendable {
             // PEFT also saves the base layer of an adapted embedding (`….base_layer.weight`); on
             // load it replaces the base tensor, and the delta is added to it.
             if name.hasSuffix(".base_layer.weight") || name.hasSuffix(".base_layer.bias") {
-                replacements.append((name.replacingOccurrences(of: ".base_layer.", with: "."), key, view))
+                replacements.append((name.replacingOccurrences(of: ".base_layer.", with: "."), key, view, 1))
                 continue
+            }
+            // A modules_to_save wrapper saved whole (PEFT ≥ 0.15 with save_embedding_layers): the
+            // trained copy (`….modules_to_save.weight`) is what merge_and_unload keeps; the wrapped
+            // original (`….original_module.weight`) and a plain copy stand behind it.
+            var rank = 1
+            for (marker, markerRank) in [(".modules_to_save.", 2), (".original_module.", 0)] where name.contains(marker) {
+                name = name.replacingOccurrences(of: marker, with: ".")
+                rank = markerRank
             }
             let module = name.split(separator: ".").dropLast().joined(separator: ".")
             let saved = config.modulesToSave.contains { module == $0 || module.hasSuffix("." + $0) }
             guard saved else { throw LoRAError.unrecognizedKey(file: weightsPath, key: key) }
-            replacements.append((name, key, view))
+            replacements.append((name, key, view, rank))
         }
+        // One replacement per tensor: the highest-ranked copy; the others are used up by it.
+        var best: [String: Int] = [:]
+        for (i, r) in replacements.enumerated() where best[r.0].map({ replacements[$0].3 < r.3 }) ?? true { best[r.0] = i }
+        replacements = replacements.enumerated().filter { best[$0.element.0] == $0.offset }.map(\.element)
         modules = try order.map { name in
             let p = parts[name]!
             guard let a = p.a else { throw LoRAError.incompletePair(file: weightsPath, module: name, missing: p.embedding ? "lora_embedding_A" : "lora_A") }

@@ -54,6 +54,47 @@ public struct MergePlan: Sendable {
     public var notes: [String]
     /// lm_head must be written explicitly (and tying turned off) because only one side changed.
     public var untieHead: (head: String, embedding: String)?
+    /// The vocabulary grows: an adapter carries embedding or head rows for tokens the base lacks.
+    public var vocabulary: VocabularyResize? = nil
+}
+
+/// A vocabulary grown by an adapter trained with added tokens, as transformers'
+/// `resize_token_embeddings` grows it before PEFT loads the adapter: the embedding and an untied
+/// head get rows for the new tokens, each the mean of the old rows (transformers' default
+/// `mean_resizing`; it adds noise of 1e-9 times the rows' covariance, which ckpt leaves out),
+/// and the tokenizer comes from the adapter's folder.
+public struct VocabularyResize: Sendable {
+    /// Rows before and after.
+    public var from: Int, to: Int
+    /// The base tensors that grow (the embedding, and the head when stored).
+    public var tensors: [String]
+    /// The adapter folder whose tokenizer files replace the base's.
+    public var tokenizerFolder: String
+    /// The tokenizer files found there.
+    public var tokenizerFiles: [String]
+
+    /// File names that make up a Hugging Face tokenizer.
+    public static let tokenizerFileNames = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                                            "tokenizer.model", "vocab.json", "merges.txt", "vocab.txt", "chat_template.jinja", "chat_template.json"]
+
+    /// The shape `shape` of `tensor` takes once resized.
+    public func shape(of tensor: String, _ shape: [Int]) -> [Int] {
+        tensors.contains(tensor) && shape.count == 2 ? [to, shape[1]] : shape
+    }
+
+    /// `values` (`from` rows of `columns`) with the new rows appended, each the mean of the old ones.
+    public func grow(_ values: [Float], columns: Int) -> [Float] {
+        precondition(values.count == from * columns, "the base's rows")
+        var mean = [Double](repeating: 0, count: columns)
+        for r in 0..<from {
+            for c in 0..<columns { mean[c] += Double(values[r * columns + c]) }
+        }
+        let row = mean.map { Float($0 / Double(max(1, from))) }
+        var out = values
+        out.reserveCapacity(to * columns)
+        for _ in from..<to { out += row }
+        return out
+    }
 }
 
 /// Matches adapters to a base checkpoint's tensors and checks that they fit, before anything is computed.
@@ -92,7 +133,14 @@ public enum LoRAPlanner {
     /// Builds the plan, checking every shape, rank and key: every adapter tensor is used exactly
     /// once or the plan fails listing the keys that matched nothing.
     public static func plan(base: LogicalCheckpoint, adapters: [(adapter: LoRAAdapter, weight: Double)]) throws -> MergePlan {
-        let byName = baseTensors(base)
+        var byName = baseTensors(base)
+        let vocabulary = try vocabularyResize(byName, stored: Set(base.tensors.map(\.name)), adapters: adapters.map(\.adapter))
+        if let vocabulary {
+            // A tied head stands for the embedding, so it grows with it as a stored one does.
+            for name in vocabulary.tensors + ["lm_head.weight"] {
+                if let shape = byName[name]?.shape, shape.count == 2 { byName[name]!.shape = [vocabulary.to, shape[1]] }
+            }
+        }
         var changes: [String: MergePlan.Change] = [:]
         var order: [String] = []
         var notes: [String] = []
@@ -220,7 +268,53 @@ public enum LoRAPlanner {
                     + "tie_word_embeddings is set to false (loaded tied, one of them would be silently discarded)")
             }
         }
-        return MergePlan(changes: changes, order: order, notes: notes, untieHead: untie)
+        if let vocabulary {
+            for name in vocabulary.tensors where changes[name] == nil {
+                changes[name] = MergePlan.Change(tensor: name, contributions: [], replacement: nil, biasAdditions: [])
+                order.append(name)
+            }
+            notes.append("the vocabulary grows from \(vocabulary.from) to \(vocabulary.to) tokens (\(vocabulary.tensors.joined(separator: ", "))); "
+                + "the tokenizer comes from \(vocabulary.tokenizerFolder)")
+        }
+        return MergePlan(changes: changes, order: order, notes: notes, untieHead: untie, vocabulary: vocabulary)
+    }
+
+    /// The vocabulary the adapters need: more embedding (or head) rows than the base has, in a
+    /// saved module (modules_to_save) or an embedding or head LoRA; nil when they fit the base.
+    static func vocabularyResize(_ byName: [String: LogicalTensor], stored: Set<String>, adapters: [LoRAAdapter]) throws -> VocabularyResize? {
+        guard let embedding = embeddingName(in: byName), let base = byName[embedding], base.shape.count == 2 else { return nil }
+        let heads = ["lm_head.weight"]
+        var wanted: [(rows: Int, adapter: LoRAAdapter, key: String)] = []
+        for adapter in adapters {
+            for replacement in adapter.replacements {
+                let parts = replacement.name.split(separator: ".")
+                let module = parts.dropLast().joined(separator: ".")
+                let target = candidates(module, suffix: "." + parts.last!).first { byName[$0] != nil }
+                guard let target, target == embedding || heads.contains(target), replacement.view.shape.count == 2,
+                      replacement.view.shape[1] == base.shape[1], replacement.view.shape[0] > base.shape[0] else { continue }
+                wanted.append((replacement.view.shape[0], adapter, replacement.key))
+            }
+            for module in adapter.modules {
+                let target = candidates(module.name, suffix: ".weight").first { byName[$0] != nil }
+                if target == embedding, module.kind == .embedding, module.a.shape.count == 2, module.a.shape[1] > base.shape[0] {
+                    wanted.append((module.a.shape[1], adapter, module.keys.first ?? module.name))
+                } else if let target, heads.contains(target), module.kind == .linear, module.b.shape.count == 2, module.b.shape[0] > base.shape[0] {
+                    wanted.append((module.b.shape[0], adapter, module.keys.first { $0.contains("lora_B") } ?? module.name))
+                }
+            }
+        }
+        guard let first = wanted.first else { return nil }
+        if let other = wanted.first(where: { $0.rows != first.rows }) {
+            throw LoRAError.shapeMismatch(file: other.adapter.weightsPath, key: other.key, baseTensor: embedding,
+                                          expected: [first.rows, base.shape[1]], actual: [other.rows, base.shape[1]])
+        }
+        let folder = first.adapter.folder
+        let files = VocabularyResize.tokenizerFileNames.filter { FileSystem.isRegularFile(FileSystem.join(folder, $0)) }
+        guard files.contains(where: { ["tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt"].contains($0) }) else {
+            throw LoRAError.resizedVocabularyWithoutTokenizer(folder: folder, key: first.key, from: base.shape[0], to: first.rows)
+        }
+        let resized = [embedding] + heads.filter(stored.contains)
+        return VocabularyResize(from: base.shape[0], to: first.rows, tensors: resized, tokenizerFolder: folder, tokenizerFiles: files)
     }
 
     static func firstNonFinite(_ view: TensorView) -> Int? {
