@@ -61,6 +61,15 @@ struct MergeLoRACommand: ToolCommand {
     @Flag(help: "Re-quantize merged weights of a quantized base in its own scheme and block size.")
     var requantize = false
 
+    @Option(help: "With --requantize into a GPTQ, AWQ or pack-quantized base: re-run GPTQ (AWQ for an AWQ base) on this text instead of rounding to nearest.")
+    var calibrationText: String?
+
+    @Option(help: "Calibration tokens to use from --calibration-text (whole chunks of --ctx).")
+    var calibrationTokens: Int = 16384
+
+    @Option(help: "Tokens per calibration chunk.")
+    var ctx: Int = 512
+
     @Flag(help: "Print the plan (adapter key → base tensor, rank, scaling, shape) and write nothing.")
     var dryRun = false
 
@@ -95,6 +104,9 @@ struct MergeLoRACommand: ToolCommand {
         if let svdRank, svdRank <= 0 { throw ValidationError("--svd-rank \(svdRank): expected a positive integer") }
         if saveAdapter && combination == nil { throw ValidationError("--save-adapter writes a combined adapter: give --combination") }
         if saveAdapter && (requantize || dtype != "keep") { throw ValidationError("--save-adapter writes an adapter: --requantize and --dtype apply to merged models") }
+        if calibrationText != nil && !requantize { throw ValidationError("--calibration-text re-runs GPTQ/AWQ when re-quantizing: add --requantize") }
+        if calibrationText != nil && dryRun { throw ValidationError("--calibration-text has nothing to calibrate in a --dry-run") }
+        if calibrationTokens <= 0 || ctx <= 1 { throw ValidationError("--calibration-tokens and --ctx must be positive") }
         if combination == nil, density != nil || svdRank != nil || svdClamp != nil {
             throw ValidationError("--density, --svd-rank and --svd-clamp apply to --combination")
         }
@@ -123,9 +135,13 @@ struct MergeLoRACommand: ToolCommand {
                     print("wrote \(output!): \(combined.modules.count) modules combined by \(combination.rawValue) from \(adapters.count) adapter(s), rank \(combined.rank)")
                     return
                 }
-                report = try CheckpointMerger.merge(base: checkpoint, combined: combined, sources: adapters.map(\.0), to: output ?? "", options: options)
+                report = try mergeMaybeCalibrated(checkpoint, options: options) { target, options in
+                    try CheckpointMerger.merge(base: checkpoint, combined: combined, sources: adapters.map(\.0), to: target, options: options)
+                }
             } else {
-                report = try CheckpointMerger.merge(base: checkpoint, adapters: weighted, to: output ?? "", options: options)
+                report = try mergeMaybeCalibrated(checkpoint, options: options) { target, options in
+                    try CheckpointMerger.merge(base: checkpoint, adapters: weighted, to: target, options: options)
+                }
             }
             for note in report.notes { log("note: \(note)", options: common) }
             if common.json {
@@ -158,6 +174,19 @@ struct MergeLoRACommand: ToolCommand {
                     + "\(formatBytes(onDiskBytes(report.output))) on disk in \(formatDecimal(report.seconds, places: 2)) s")
             }
         }
+    }
+
+    /// The merge as asked: straight to the output, or with --calibration-text into floats that
+    /// GPTQ/AWQ then quantizes in the base's scheme (the rows then carry that quantization's error).
+    func mergeMaybeCalibrated(_ checkpoint: Checkpoint, options: MergeOptions,
+                              merge: (String, MergeOptions) throws -> MergeReport) throws -> MergeReport {
+        guard let calibrationText else { return try merge(output ?? "", options) }
+        var floats = options
+        floats.requantize = false
+        floats.overwrite = true
+        let calibration = CalibratedRequantization.Calibration(text: calibrationText, tokens: calibrationTokens, context: ctx)
+        return try CalibratedRequantization.run(base: checkpoint, to: output!, calibration: calibration, threads: common.threadBudget,
+                                                overwrite: force) { try merge($0, floats) }
     }
 
     func json(_ report: MergeReport) -> JSONValue {

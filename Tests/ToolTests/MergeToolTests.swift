@@ -136,3 +136,36 @@ func mergeThreadInvariance() throws {
     #expect(FileManager.default.contents(atPath: scratch.file("1/model.safetensors"))
         == FileManager.default.contents(atPath: scratch.file("2/model.safetensors")))
 }
+
+@Test("--requantize --calibration-text into a GPTQ base re-runs GPTQ on the merged floats, reports each row's error and leaves no temporary")
+func mergeCalibratedRequantization() throws {
+    let scratch = ScratchDirectory()
+    let result = try Tools.run("ckpt-merge-lora", [Tools.fixture("models/tiny-llama-gptq"), allLinear, scratch.file("out"), "--requantize",
+                                                   "--calibration-text", Tools.fixture("text/eval.txt"), "--calibration-tokens", "512",
+                                                   "--ctx", "128", "--json"])
+    #expect(result.status == 0, "\(result.stderr)")
+    let doc = try parseJSONObject(result.stdout)
+    let tensors = try #require(doc["tensors"] as? [[String: Any]])
+    #expect(tensors.count == 28 && tensors.allSatisfy { $0["requantization"] != nil && $0["update_rms"] != nil && $0["base_quantization_rmse"] != nil })
+    #expect((doc["notes"] as? [String])?.contains { $0.hasPrefix("re-quantized by GPTQ") } == true)
+    let config = try #require(try parseJSONObject(String(decoding: try Data(contentsOf: URL(fileURLWithPath: scratch.file("out/config.json"))), as: UTF8.self))["quantization_config"] as? [String: Any])
+    #expect(config["quant_method"] as? String == "gptq")
+    #expect(scratch.contents == ["out"], "the merged floats were a temporary")
+}
+
+@Test("--calibration-text without --requantize is a usage error")
+func calibrationNeedsRequantize() throws {
+    let result = try Tools.run("ckpt-merge-lora", [tinyLlama, allLinear, "/tmp/never", "--calibration-text", Tools.fixture("text/eval.txt")])
+    #expect(result.status == 64 && result.stderr.contains("--calibration-text re-runs GPTQ/AWQ when re-quantizing: add --requantize"))
+}
+
+@Test("ckpt-convert ADAPTER out.gguf --base BASE writes a LoRA GGUF; without --base it is a usage error")
+func convertAdapterToGGUF() throws {
+    let scratch = ScratchDirectory()
+    let result = try Tools.run("ckpt-convert", [allLinear, scratch.file("lora.gguf"), "--base", tinyLlama, "--type", "f16", "--json"])
+    #expect(result.status == 0, "\(result.stderr)")
+    let doc = try parseJSONObject(result.stdout)
+    #expect(doc["architecture"] as? String == "llama" && (doc["pairs"] as? [Any])?.count == 28 && doc["alpha"] as? Double == 16)
+    let missing = try Tools.run("ckpt-convert", [allLinear, scratch.file("other.gguf")])
+    #expect(missing.status == 64 && missing.stderr.contains("is a LoRA adapter: give --base BASE"))
+}

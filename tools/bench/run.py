@@ -15,6 +15,8 @@ Sections:
               tools/smollm2_to_safetensors.py) beside a bitsandbytes script doing the NF4 job
   merge       `ckpt-merge-lora` of a PEFT LoRA (r 16, all projections; made once by peers/make_lora_adapter.py)
               into SmolLM2-135M beside PEFT's merge_and_unload + save_pretrained, with the merged tensors compared
+  combine     `ckpt-merge-lora --combination ties --density 0.5` of three r16 adapters into SmolLM2-135M beside
+              PEFT's add_weighted_adapter + merge_and_unload + save_pretrained (peers/peft_combine_merge.py)
   perplexity  `ckpt-perplexity` (ctx 512, 16 chunks of wikitext-2, 2 threads): tokens/s and PPL beside
               transformers (f32, SDPA) on the same token stream by llama.cpp's method
   tokenizer   `ckpt-bench tokenize` (MB/s of one encode) beside HF tokenizers, GPT-2 / Llama-2 / SmolLM2
@@ -60,7 +62,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 RELEASE = REPO / ".build" / "release"
 WORK = REPO / ".build" / "bench"
-SECTIONS = ("conversion", "inspect", "convert", "quantize", "quantize-model", "merge", "perplexity", "tokenizer",
+SECTIONS = ("conversion", "inspect", "convert", "quantize", "quantize-model", "merge", "combine", "perplexity", "tokenizer",
             "convert-gguf", "llama-cpp", "llama-1b", "gguf-presets", "quality")
 WAIT_LIMIT = 1800.0  # seconds to wait for a swift build or test run to end before a section; --wait-limit
 
@@ -914,6 +916,54 @@ def ratio_text(peer: float | None, ckpt: float | None) -> str:
     return f"{peer / ckpt:.1f}×" if peer and ckpt else "n/a"
 
 
+# MARK: - f2. Combine three adapters by TIES and merge them into SmolLM2-135M
+
+COMBINE_TARGET_SPEEDUP = 5.0  # issue: ≥ 5× faster than PEFT, ≤ ¼ of its RSS
+COMBINE_ADAPTERS = [WORK / "merge" / f"smollm2-lora-r16-seed{seed}" for seed in (1, 2, 3)]
+
+
+def bench_combine(rows: list[dict], report: list[str], peers: bool) -> None:
+    heading = ["## f2. Combine three LoRA adapters by TIES (density 0.5) and merge them into SmolLM2-135M", ""]
+    source = smollm2_checkpoint(peers)
+    if source is None or (not all(a.exists() for a in COMBINE_ADAPTERS) and not peers):
+        report += [*heading, "Not run: the SmolLM2 checkpoint and the adapters are made with the reference venv, which is missing.", ""]
+        return
+    for seed, adapter in zip((1, 2, 3), COMBINE_ADAPTERS):
+        if not adapter.exists():
+            log(f"combine: making {adapter.relative_to(REPO)} with PEFT (once)")
+            run_process(peer_script("make_lora_adapter.py", source, adapter, seed))
+    ckpt_output, peft_output = WORK / "merge" / "out-ckpt-ties", WORK / "merge" / "out-peft-ties"
+    ckpt_argv = [str(RELEASE / "ckpt-merge-lora"), str(source), str(COMBINE_ADAPTERS[0]), str(ckpt_output),
+                 "--adapter", str(COMBINE_ADAPTERS[1]), "--adapter", str(COMBINE_ADAPTERS[2]),
+                 "--combination", "ties", "--density", "0.5", "--force", "--quiet", "--json"]
+    wait_for_quiet("combine", WAIT_LIMIT)
+    log("combine: ckpt-merge-lora --combination ties (1 warm-up + 3 runs)")
+    best, rss = best_of(3, ckpt_argv)
+    rows.append({"section": "combine", "tool": "ckpt", "seconds": best.seconds, "max_rss_bytes": rss})
+    table = [["`ckpt-merge-lora … --combination ties --density 0.5`", f"{best.seconds:.2f} s", human_bytes(rss), ""]]
+    if peers:
+        log("combine: PEFT add_weighted_adapter(ties) + merge_and_unload + save_pretrained (1 warm-up + 3 runs)")
+        peer_best, peer_rss = best_of(3, peer_script("peft_combine_merge.py", source.resolve(), peft_output,
+                                                     *[a.resolve() for a in COMBINE_ADAPTERS]))
+        phases = json.loads(peer_best.stdout.strip().splitlines()[-1])
+        rows.append({"section": "combine", "tool": "peft (python)", "seconds": peer_best.seconds, **phases, "max_rss_bytes": peer_rss})
+        table.append([f"PEFT script (torch threads {phases['torch_threads']})", f"{peer_best.seconds:.2f} s", human_bytes(peer_rss),
+                      f"load {phases['load_seconds']:.2f} + combine/merge {phases['combine_merge_seconds']:.2f} + save "
+                      f"{phases['save_seconds']:.2f} s; import {phases['import_seconds']:.2f} s"])
+        whole = peer_best.seconds / best.seconds
+        rss_share = (rss / peer_rss) if rss and peer_rss else None
+        table.append(["ckpt vs PEFT", f"{whole:.1f}× faster ({'yes' if whole >= COMBINE_TARGET_SPEEDUP else '**no**'}: target ≥ 5×)",
+                      "n/a" if rss_share is None else f"{rss_share:.2f} of its RSS ({'yes' if rss_share <= 0.25 else '**no**'}: target ≤ ¼)", ""])
+        rows.append({"section": "combine", "tool": "ratio", "speedup_whole": whole, "rss_share": rss_share})
+        verdict = run_json(peer_script("compare_merged.py", ckpt_output / "model.safetensors", peft_output / "model.safetensors"))
+        rows.append({"section": "combine", "tool": "check", **verdict})
+        table.append(["merged tensors", f"{verdict['identical']} of {verdict['compared']} bit-identical",
+                      f"max {verdict['max_ulps']} bf16 ulp apart", f"{verdict['differing_elements']} elements differ"])
+    report += [*heading, "Three PEFT LoRA adapters (r 16, alpha 32, all projections, seeds 1–3, tools/bench/peers/make_lora_adapter.py). "
+               "Whole-process wall time and peak RSS (GNU time), best of 3 after a warm-up.", "",
+               markdown_table(["tool", "wall", "peak RSS", "notes"], table), ""]
+
+
 # MARK: - f. Merge a LoRA adapter into SmolLM2-135M
 
 MERGE_TARGET_SPEEDUP = 5.0  # ckpt-merge-lora ≥ 5× faster than PEFT
@@ -1706,6 +1756,8 @@ def main() -> int:
         bench_quantize_model(rows, report, peers)
     if "merge" in sections:
         bench_merge(rows, report, peers)
+    if "combine" in sections:
+        bench_combine(rows, report, peers)
     if "perplexity" in sections:
         bench_perplexity(rows, report, peers)
     if "tokenizer" in sections:
