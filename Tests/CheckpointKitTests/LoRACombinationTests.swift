@@ -177,10 +177,11 @@ func dareFollowsTheSeed() throws {
     #expect(abs(Double(mask.filter { $0 }.count) / 100_000 - 0.3) < 0.01)
 }
 
-@Test("Magnitude pruning keeps the ⌊density·n⌋ largest magnitudes, equal ones by position")
+@Test("Magnitude pruning keeps the ⌊density·n⌋ largest magnitudes, equal ones as torch.topk picks them")
 func magnitudePruningKeepsTheLargest() {
     #expect(TaskMerging.keepLargest([1, -5, 3, -3, 0.5], density: 0.6) == [0, -5, 3, -3, 0])
-    #expect(TaskMerging.keepLargest([2, -2, 2, 1], density: 0.5) == [2, -2, 0, 0])
+    // torch.topk(tensor([2., 2., 2., 1.]), 2).indices is [1, 2] (pinned torch 2.15).
+    #expect(TaskMerging.keepLargest([2, -2, 2, 1], density: 0.5) == [0, -2, 2, 0])
     #expect(TaskMerging.keepLargest([1, 2, 3], density: 0.2) == [0, 0, 0])
     #expect(TaskMerging.keepLargest([1, 2, 3], density: 1) == [1, 2, 3])
 }
@@ -248,4 +249,19 @@ func oneAdapterIsLinear() throws {
     let a = FloatValues.array(module.a)
     let factor = Float((0.5 * adapter.config.rankAndScaling(module: module.name).scaling).squareRoot())
     #expect(combined.modules[0].a == a.map { $0 * factor })
+}
+
+/// torch.topk's choices among ties: fixtures/lora/topk/goldens.json, made by tools/make_topk_goldens.py.
+private let topkCases: [JSONValue] = (try? readJSON(Paths.fixture("lora/topk/goldens.json")))?["cases"]?.arrayValue ?? []
+
+@Test("Among equal magnitudes, magnitude pruning keeps the elements torch.topk keeps", arguments: topkCases.indices)
+func topkTieBreakingMatchesTorch(index: Int) throws {
+    let golden = topkCases[index]
+    let values = golden["values"]!.arrayValue!.map { Float($0.intValue!) }
+    let k = golden["k"]!.intValue!
+    let kept = golden["kept"]!.arrayValue!.map { $0.intValue! }
+    #expect(TorchTopK.largest(values, k: k).sorted() == kept, "n \(values.count), k \(k)")
+    // Through the pruning itself: density k/n keeps exactly those positions.
+    let pruned = TaskMerging.keepLargest(values.map { $0 + 1 }, density: Double(k) / Double(values.count))
+    #expect(pruned.indices.filter { pruned[$0] != 0 } == kept)
 }

@@ -52,27 +52,24 @@ public enum TaskMerging {
 
     /// `magnitude_based_pruning`: keeps the k = ⌊density·n⌋ values of largest magnitude (`torch.topk`)
     /// and zeroes the rest; at density ≥ 1 nothing is pruned (`prune`). Among equal magnitudes at the
-    /// threshold the lower positions are kept (torch leaves that order unspecified).
+    /// threshold, the ones torch's CPU topk keeps (`TorchTopK`, which replays its selection).
     public static func keepLargest(_ x: [Float], density: Double) -> [Float] {
         guard density < 1 else { return x }
         let k = Int((density * Double(x.count)).rounded(.towardZero))
         guard k > 0 else { return [Float](repeating: 0, count: x.count) }
         guard k < x.count else { return x }
-        // The k-th largest magnitude is the threshold; everything above it stays, then equal ones by position.
-        let sorted = x.map { abs($0) }.sorted(by: >)
+        let magnitudes = x.map { abs($0) }
+        // The k-th largest magnitude is the threshold: everything above it stays.
+        let sorted = magnitudes.sorted(by: >)
         let threshold = sorted[k - 1]
-        var above = 0
-        for v in sorted { if v > threshold { above += 1 } else { break } }
-        var equalLeft = k - above
+        let above = sorted.prefix { $0 > threshold }.count
+        let tied = sorted[above...].prefix { $0 == threshold }.count
         var kept = [Float](repeating: 0, count: x.count)
-        for i in x.indices {
-            let m = abs(x[i])
-            if m > threshold {
-                kept[i] = x[i]
-            } else if m == threshold && equalLeft > 0 {
-                kept[i] = x[i]
-                equalLeft -= 1
-            }
+        if above + tied == k {
+            for i in x.indices where magnitudes[i] >= threshold { kept[i] = x[i] }
+        } else {
+            // More equal magnitudes than places: which ones stay is torch's algorithm's choice.
+            for i in TorchTopK.largest(magnitudes, k: k) { kept[i] = x[i] }
         }
         return kept
     }
