@@ -126,6 +126,7 @@ struct MergeLoRACommand: ToolCommand {
                 combining.svdRank = svdRank
                 combining.svdClamp = svdClamp
                 combining.seed = seed
+                combining.threads = common.threadBudget
                 // Every adapter is checked against the base (keys, shapes, ranks, finite values) before combining.
                 _ = try LoRAPlanner.plan(base: try LogicalCheckpoint(checkpoint), adapters: weighted)
                 let combined = try AdapterCombiner.combine(weighted, options: combining)

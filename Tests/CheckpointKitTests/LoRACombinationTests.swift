@@ -265,3 +265,14 @@ func topkTieBreakingMatchesTorch(index: Int) throws {
     let pruned = TaskMerging.keepLargest(values.map { $0 + 1 }, density: Double(k) / Double(values.count))
     #expect(pruned.indices.filter { pruned[$0] != 0 } == kept)
 }
+
+@Test("Modules combine on any number of threads to the same values")
+func combinationIsThreadCountInvariant() throws {
+    var one = CombinationOptions(method: .ties, density: 0.5)
+    one.threads = .single
+    var two = one
+    two.threads = ThreadBudget(2)
+    let a = try AdapterCombiner.combine(try equalRankAdapters(), options: one), b = try AdapterCombiner.combine(try equalRankAdapters(), options: two)
+    #expect(a.modules.map(\.name) == b.modules.map(\.name))
+    #expect(zip(a.modules, b.modules).allSatisfy { $0.a == $1.a && $0.b == $1.b })
+}

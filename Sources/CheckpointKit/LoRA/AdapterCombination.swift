@@ -1,5 +1,6 @@
 import COpenBLAS
 import Glibc
+import Synchronization
 
 /// PEFT's `add_weighted_adapter` combination types.
 public enum CombinationMethod: String, Sendable, CaseIterable {
@@ -44,6 +45,8 @@ public struct CombinationOptions: Sendable {
     public var svdClamp: Double?
     /// Seed of the DARE masks.
     public var seed: UInt64 = 0
+    /// Threads over which modules are combined (each module on its own: the result is the same for any count).
+    public var threads: ThreadBudget = .allCores
     /// Masks recorded elsewhere (PEFT's, in tests), by `maskKey`, at least as long as the matrix (a
     /// longer one, padded to whole bytes, is cut); drawn from `seed` when absent.
     public var recordedMasks: [String: [Bool]] = [:]
@@ -193,73 +196,19 @@ public enum AdapterCombiner {
                 members[module.name, default: []].append((index, module))
             }
         }
-        var modules: [CombinedModule] = []
-        for name in order {
-            let present = members[name]!
-            let first = present[0]
-            for other in present.dropFirst() where other.module.kind != first.module.kind
-                || other.module.a.shape.last != first.module.a.shape.last || other.module.b.shape.first != first.module.b.shape.first {
-                throw CombinationError.shapesDiffer(module: name, first: adapters[first.index].adapter.weightsPath, firstShape: first.module.b.shape.prefix(1) + first.module.a.shape.suffix(1),
-                                                    other: adapters[other.index].adapter.weightsPath, otherShape: other.module.b.shape.prefix(1) + other.module.a.shape.suffix(1))
-            }
-            let parts = present.map { entry -> (a: [Float], b: [Float], rank: Int, scaling: Double, weight: Double, index: Int) in
-                let adapter = adapters[entry.index]
-                return (FloatValues.array(entry.module.a), FloatValues.array(entry.module.b), entry.module.a.shape[0],
-                        adapter.adapter.config.rankAndScaling(module: name).scaling, adapter.weight, entry.index)
-            }
-            let inputs = first.module.a.shape[1], outputs = first.module.b.shape[0]
-            var module = CombinedModule(name: name, kind: first.module.kind, a: [], b: [], rank: newRank, inputs: inputs, outputs: outputs)
-            switch method {
-            case .cat:
-                // A rows: A·w·s (torch: (A * w) * s in f32), B columns as they are; rows past the adapters' ranks stay zero.
-                module.a = [Float](repeating: 0, count: newRank * inputs)
-                module.b = [Float](repeating: 0, count: outputs * newRank)
-                var row = 0
-                for part in parts {
-                    let (w, s) = (Float(part.weight), Float(part.scaling))
-                    for r in 0..<part.rank {
-                        for j in 0..<inputs { module.a[(row + r) * inputs + j] = part.a[r * inputs + j] * w * s }
-                        for i in 0..<outputs { module.b[i * newRank + row + r] = part.b[i * part.rank + r] }
-                    }
-                    row += part.rank
-                }
-            case _ where method.usesSVD:
-                let deltas = parts.map { delta(a: $0.a, b: $0.b, rank: $0.rank, inputs: inputs, outputs: outputs, scaling: $0.scaling) }
-                // PEFT prunes the delta as get_delta_weight returns it: [in, out] for Conv1D and embeddings.
-                let transposed = first.module.kind == .embedding || adapters[0].adapter.config.fanInFanOut
-                let masks = method.rule.isRandom
-                    ? parts.map { part -> [Bool] in
-                        let drawn = mask(options, module: name, matrix: "delta", adapter: part.index, count: outputs * inputs)
-                        guard transposed else { return drawn }
-                        var mask = drawn
-                        for i in 0..<outputs { for j in 0..<inputs { mask[i * inputs + j] = drawn[j * outputs + i] } }
-                        return mask
-                    } : []
-                let combined = TaskMerging.combine(deltas, weights: parts.map { Float($0.weight) }, rule: method.rule,
-                                                   density: options.density ?? 1, majoritySign: options.majoritySign, masks: masks)
-                let limit = Swift.min(outputs, inputs)
-                guard newRank <= limit else { throw CombinationError.svdRankTooLarge(module: name, rank: newRank, limit: limit) }
-                (module.a, module.b) = try lowRank(combined, outputs: outputs, inputs: inputs, rank: newRank, clamp: options.svdClamp, module: name,
-                                             signs: options.recordedSVDSigns[name])
-            default:
-                for part in parts where part.rank != newRank {
-                    throw CombinationError.shapesDiffer(module: name, first: adapters[parts[0].index].adapter.weightsPath, firstShape: [parts[0].rank, inputs],
-                                                        other: adapters[part.index].adapter.weightsPath, otherShape: [part.rank, inputs])
-                }
-                // √|w·s| on both sides, the sign on A only (computed in f64, then rounded to f32 by torch.tensor).
-                let scaled = parts.map { $0.weight * $0.scaling }
-                let weightsA = scaled.map { Float(abs($0).squareRoot() * ($0 >= 0 ? 1 : -1)) }
-                let weightsB = scaled.map { Float(abs($0).squareRoot()) }
-                let masksA = method.rule.isRandom ? parts.map { mask(options, module: name, matrix: "lora_A", adapter: $0.index, count: $0.a.count) } : []
-                let masksB = method.rule.isRandom ? parts.map { mask(options, module: name, matrix: "lora_B", adapter: $0.index, count: $0.b.count) } : []
-                let density = options.density ?? 1
-                module.a = TaskMerging.combine(parts.map(\.a), weights: weightsA, rule: method.rule, density: density,
-                                               majoritySign: options.majoritySign, masks: masksA)
-                module.b = TaskMerging.combine(parts.map(\.b), weights: weightsB, rule: method.rule, density: density,
-                                               majoritySign: options.majoritySign, masks: masksB)
-            }
-            modules.append(module)
+        // Each module is combined on its own, so they spread over threads; the first failure in module order is thrown.
+        let results = Mutex<[Int: Result<CombinedModule, Error>]>([:])
+        var effective = options
+        effective.method = method
+        let shared = UncheckedSendable((order, members, adapters, effective))
+        options.threads.forEachChunk(order.count) { k in
+            let (order, members, adapters, options) = shared.value
+            let result = Result { try combineModule(order[k], present: members[order[k]]!, adapters: adapters, options: options, newRank: newRank) }
+            results.withLock { $0[k] = result }
         }
+        // An interruption skips the remaining modules: nothing partial is returned.
+        if Interruption.isRequested { throw FileAccessError.interrupted(file: adapters[0].adapter.folder) }
+        let modules = try results.withLock { done in try order.indices.map { try done[$0]!.get() } }
 
         let firstConfig = adapters[0].adapter.config
         let config = replacing(adapters[0].adapter.configJSON, with: [
@@ -271,6 +220,75 @@ public enum AdapterCombiner {
                                scaling: firstConfig.useRSLoRA ? Double(newRank) / Double(newRank).squareRoot() : 1,
                                fanInFanOut: firstConfig.fanInFanOut, modules: modules,
                                dtype: method == .cat || !firstDType.isFloatingPoint ? .f32 : firstDType, notes: notes)
+    }
+
+    /// One module of the combination: the adapters' pairs for it (`present`, in adapter order) made into one.
+    static func combineModule(_ name: String, present: [(index: Int, module: LoRAAdapter.Module)], adapters: [(adapter: LoRAAdapter, weight: Double)],
+                              options: CombinationOptions, newRank: Int) throws -> CombinedModule {
+        let method = options.method
+        let first = present[0]
+        for other in present.dropFirst() where other.module.kind != first.module.kind
+            || other.module.a.shape.last != first.module.a.shape.last || other.module.b.shape.first != first.module.b.shape.first {
+            throw CombinationError.shapesDiffer(module: name, first: adapters[first.index].adapter.weightsPath, firstShape: first.module.b.shape.prefix(1) + first.module.a.shape.suffix(1),
+                                                other: adapters[other.index].adapter.weightsPath, otherShape: other.module.b.shape.prefix(1) + other.module.a.shape.suffix(1))
+        }
+        let parts = present.map { entry -> (a: [Float], b: [Float], rank: Int, scaling: Double, weight: Double, index: Int) in
+            let adapter = adapters[entry.index]
+            return (FloatValues.array(entry.module.a), FloatValues.array(entry.module.b), entry.module.a.shape[0],
+                    adapter.adapter.config.rankAndScaling(module: name).scaling, adapter.weight, entry.index)
+        }
+        let inputs = first.module.a.shape[1], outputs = first.module.b.shape[0]
+        var module = CombinedModule(name: name, kind: first.module.kind, a: [], b: [], rank: newRank, inputs: inputs, outputs: outputs)
+        switch method {
+        case .cat:
+            // A rows: A·w·s (torch: (A * w) * s in f32), B columns as they are; rows past the adapters' ranks stay zero.
+            module.a = [Float](repeating: 0, count: newRank * inputs)
+            module.b = [Float](repeating: 0, count: outputs * newRank)
+            var row = 0
+            for part in parts {
+                let (w, s) = (Float(part.weight), Float(part.scaling))
+                for r in 0..<part.rank {
+                    for j in 0..<inputs { module.a[(row + r) * inputs + j] = part.a[r * inputs + j] * w * s }
+                    for i in 0..<outputs { module.b[i * newRank + row + r] = part.b[i * part.rank + r] }
+                }
+                row += part.rank
+            }
+        case _ where method.usesSVD:
+            let deltas = parts.map { delta(a: $0.a, b: $0.b, rank: $0.rank, inputs: inputs, outputs: outputs, scaling: $0.scaling) }
+            // PEFT prunes the delta as get_delta_weight returns it: [in, out] for Conv1D and embeddings.
+            let transposed = first.module.kind == .embedding || adapters[0].adapter.config.fanInFanOut
+            let masks = method.rule.isRandom
+                ? parts.map { part -> [Bool] in
+                    let drawn = mask(options, module: name, matrix: "delta", adapter: part.index, count: outputs * inputs)
+                    guard transposed else { return drawn }
+                    var mask = drawn
+                    for i in 0..<outputs { for j in 0..<inputs { mask[i * inputs + j] = drawn[j * outputs + i] } }
+                    return mask
+                } : []
+            let combined = TaskMerging.combine(deltas, weights: parts.map { Float($0.weight) }, rule: method.rule,
+                                               density: options.density ?? 1, majoritySign: options.majoritySign, masks: masks)
+            let limit = Swift.min(outputs, inputs)
+            guard newRank <= limit else { throw CombinationError.svdRankTooLarge(module: name, rank: newRank, limit: limit) }
+            (module.a, module.b) = try lowRank(combined, outputs: outputs, inputs: inputs, rank: newRank, clamp: options.svdClamp, module: name,
+                                         signs: options.recordedSVDSigns[name])
+        default:
+            for part in parts where part.rank != newRank {
+                throw CombinationError.shapesDiffer(module: name, first: adapters[parts[0].index].adapter.weightsPath, firstShape: [parts[0].rank, inputs],
+                                                    other: adapters[part.index].adapter.weightsPath, otherShape: [part.rank, inputs])
+            }
+            // √|w·s| on both sides, the sign on A only (computed in f64, then rounded to f32 by torch.tensor).
+            let scaled = parts.map { $0.weight * $0.scaling }
+            let weightsA = scaled.map { Float(abs($0).squareRoot() * ($0 >= 0 ? 1 : -1)) }
+            let weightsB = scaled.map { Float(abs($0).squareRoot()) }
+            let masksA = method.rule.isRandom ? parts.map { mask(options, module: name, matrix: "lora_A", adapter: $0.index, count: $0.a.count) } : []
+            let masksB = method.rule.isRandom ? parts.map { mask(options, module: name, matrix: "lora_B", adapter: $0.index, count: $0.b.count) } : []
+            let density = options.density ?? 1
+            module.a = TaskMerging.combine(parts.map(\.a), weights: weightsA, rule: method.rule, density: density,
+                                           majoritySign: options.majoritySign, masks: masksA)
+            module.b = TaskMerging.combine(parts.map(\.b), weights: weightsB, rule: method.rule, density: density,
+                                           majoritySign: options.majoritySign, masks: masksB)
+        }
+        return module
     }
 
     /// A DARE mask: the recorded one when given, else drawn from the seed and the key.
