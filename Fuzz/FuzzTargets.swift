@@ -79,6 +79,18 @@ enum FuzzTargets {
             _ = FuzzScratch.write(data, size, name: "adapter_config.json")
             _ = try? LoRAAdapter(folder: FuzzScratch.folder)
         },
+        "adapter-weights": { data, size in
+            // Adapter tensors of any shape and naming (wrapped modules_to_save, base layers, added
+            // vocabulary rows) planned against the tiny llama, then written as a LoRA GGUF.
+            _ = FuzzScratch.write(Array(#"{"peft_type": "LORA", "r": 4, "lora_alpha": 8, "modules_to_save": ["embed_tokens", "lm_head"]}"#.utf8),
+                                  name: "adapter_config.json")
+            _ = FuzzScratch.write(data, size, name: "adapter_model.safetensors")
+            _ = FuzzScratch.write([UInt8](), name: "tokenizer.json")
+            guard let adapter = try? LoRAAdapter(folder: FuzzScratch.folder), let base = FuzzBase.tinyLlama,
+                  (try? LoRAPlanner.plan(base: base.logical, adapters: [(adapter, 1)])) != nil else { return }
+            _ = try? AdapterGGUFWriter.write(adapter, base: base.checkpoint, to: FuzzScratch.folder + "/lora.gguf", type: .f16, overwrite: true,
+                                             threads: ThreadBudget(1))
+        },
         "quantized": { data, size in
             FuzzChecks.decodeLogicalTensors(FuzzScratch.write(data, size, name: "model.safetensors"))
         },
@@ -168,6 +180,14 @@ enum FuzzChecks {
 }
 
 /// One scratch folder per fuzzing process; each input is written to a file named as its parser expects.
+/// The committed tiny llama (make fuzz runs from the repository), opened once.
+enum FuzzBase {
+    nonisolated(unsafe) static let tinyLlama: (checkpoint: Checkpoint, logical: LogicalCheckpoint)? = {
+        guard let checkpoint = try? Checkpoint(path: "fixtures/models/tiny-llama"), let logical = try? LogicalCheckpoint(checkpoint) else { return nil }
+        return (checkpoint, logical)
+    }()
+}
+
 enum FuzzScratch {
     nonisolated(unsafe) static var created = false
     static let folder = "/tmp/ckpt-fuzz-\(getpid())"

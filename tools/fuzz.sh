@@ -21,7 +21,7 @@ export PATH="/opt/swift/usr/bin:$PATH"
 seconds="${1:-30}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors shard-index gguf pytorch tokenizer config adapter-config quantized quantized-folder base-logprobs imatrix ggml-quantize)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors shard-index gguf pytorch tokenizer config adapter-config adapter-weights quantized quantized-folder base-logprobs imatrix ggml-quantize)
 
 binary=.build/ckpt-fuzz
 sources=$(find Sources/CheckpointKit Fuzz -name '*.swift' | sort)
@@ -36,7 +36,7 @@ if [ ! -x "$binary" ] || [ -n "$(find $sources -newer "$binary" | head -1)" ]; t
 fi
 
 if [ "${seconds}" = "merge" ]; then
-    [ ${#targets[@]} -gt 0 ] || targets=(safetensors shard-index gguf pytorch tokenizer config adapter-config quantized quantized-folder base-logprobs imatrix ggml-quantize)
+    [ ${#targets[@]} -gt 0 ] || targets=(safetensors shard-index gguf pytorch tokenizer config adapter-config adapter-weights quantized quantized-folder base-logprobs imatrix ggml-quantize)
     for target in "${targets[@]}"; do
         small=$(mktemp -d)
         find ".build/fuzz/corpus/$target" -type f -size -65k -exec cp {} "$small/" \; 2>/dev/null || true
@@ -58,6 +58,7 @@ seeds() {
         tokenizer) ls fixtures/models/*/tokenizer.json ;;
         config) ls fixtures/models/*/config.json ;;
         adapter-config) ls fixtures/lora/adapters/*/adapter_config.json ;;
+        adapter-weights) ls fixtures/lora/adapters/llama-*/adapter_model.safetensors fixtures/lora/vocab/adapters/*/adapter_model.safetensors ;;
         quantized) ls fixtures/models/tiny-llama-bnb-nf4/model.safetensors fixtures/models/tiny-llama-ct-int8/model.safetensors \
                       fixtures/models/tiny-llama-ct-w4a16-asym/model.safetensors fixtures/models/tiny-llama-gptq/model.safetensors \
                       fixtures/models/tiny-llama-awq/model.safetensors ;;
