@@ -61,14 +61,7 @@ struct MergeLoRACommand: ToolCommand {
     @Flag(help: "Re-quantize merged weights of a quantized base in its own scheme and block size.")
     var requantize = false
 
-    @Option(help: "With --requantize into a GPTQ, AWQ or pack-quantized base: re-run GPTQ (AWQ for an AWQ base) on this text instead of rounding to nearest.")
-    var calibrationText: String?
-
-    @Option(help: "Calibration tokens to use from --calibration-text (whole chunks of --ctx).")
-    var calibrationTokens: Int = 16384
-
-    @Option(help: "Tokens per calibration chunk.")
-    var ctx: Int = 512
+    @OptionGroup var calibration: CalibrationTextOptions
 
     @Flag(help: "Print the plan (adapter key → base tensor, rank, scaling, shape) and write nothing.")
     var dryRun = false
@@ -104,9 +97,9 @@ struct MergeLoRACommand: ToolCommand {
         if let svdRank, svdRank <= 0 { throw ValidationError("--svd-rank \(svdRank): expected a positive integer") }
         if saveAdapter && combination == nil { throw ValidationError("--save-adapter writes a combined adapter: give --combination") }
         if saveAdapter && (requantize || dtype != "keep") { throw ValidationError("--save-adapter writes an adapter: --requantize and --dtype apply to merged models") }
-        if calibrationText != nil && !requantize { throw ValidationError("--calibration-text re-runs GPTQ/AWQ when re-quantizing: add --requantize") }
-        if calibrationText != nil && dryRun { throw ValidationError("--calibration-text has nothing to calibrate in a --dry-run") }
-        if calibrationTokens <= 0 || ctx <= 1 { throw ValidationError("--calibration-tokens and --ctx must be positive") }
+        if calibration.calibrationText != nil && !requantize { throw ValidationError("--calibration-text re-runs GPTQ/AWQ when re-quantizing: add --requantize") }
+        if calibration.calibrationText != nil && dryRun { throw ValidationError("--calibration-text has nothing to calibrate in a --dry-run") }
+        if !calibration.countsArePositive { throw ValidationError("--calibration-tokens and --ctx must be positive") }
         if combination == nil, density != nil || svdRank != nil || svdClamp != nil {
             throw ValidationError("--density, --svd-rank and --svd-clamp apply to --combination")
         }
@@ -181,11 +174,11 @@ struct MergeLoRACommand: ToolCommand {
     /// GPTQ/AWQ then quantizes in the base's scheme (the rows then carry that quantization's error).
     func mergeMaybeCalibrated(_ checkpoint: Checkpoint, options: MergeOptions,
                               merge: (String, MergeOptions) throws -> MergeReport) throws -> MergeReport {
-        guard let calibrationText else { return try merge(output ?? "", options) }
+        guard let calibrationText = calibration.calibrationText else { return try merge(output ?? "", options) }
         var floats = options
         floats.requantize = false
         floats.overwrite = true
-        let calibration = CalibratedRequantization.Calibration(text: calibrationText, tokens: calibrationTokens, context: ctx)
+        let calibration = CalibratedRequantization.Calibration(text: calibrationText, tokens: calibration.calibrationTokens, context: calibration.ctx)
         return try CalibratedRequantization.run(base: checkpoint, to: output!, calibration: calibration, threads: common.threadBudget,
                                                 overwrite: force) { try merge($0, floats) }
     }

@@ -54,14 +54,7 @@ struct QuantizeCommand: ToolCommand {
     @Option(help: "How codes are chosen: rtn (round to nearest, the default), gptq or awq (both calibrated on --calibration-text, layer by layer).")
     var method: String = "rtn"
 
-    @Option(help: "GPTQ/AWQ: the text whose activations weigh each weight's error (read as bytes, tokenized by the model's tokenizer).")
-    var calibrationText: String?
-
-    @Option(help: "GPTQ/AWQ: calibration tokens to use from the text (whole chunks of --ctx).")
-    var calibrationTokens: Int = 16384
-
-    @Option(help: "GPTQ/AWQ: tokens per calibration chunk.")
-    var ctx: Int = 512
+    @OptionGroup var calibration: CalibrationTextOptions
 
     @Flag(help: "GPTQ: quantize columns in decreasing order of their activations' energy (desc_act, or act_group_aware; see --static-groups).")
     var actOrder = false
@@ -117,12 +110,12 @@ struct QuantizeCommand: ToolCommand {
             throw ValidationError("--method \(method): unknown (expected rtn, gptq or awq)")
         }
         if chosen != "rtn" {
-            guard calibrationText != nil else { throw ValidationError("--method \(chosen) needs --calibration-text FILE") }
-            guard calibrationTokens > 0, ctx > 1 else { throw ValidationError("--calibration-tokens and --ctx must be positive") }
+            guard calibration.calibrationText != nil else { throw ValidationError("--method \(chosen) needs --calibration-text FILE") }
+            guard calibration.countsArePositive else { throw ValidationError("--calibration-tokens and --ctx must be positive") }
             guard damp > 0, damp < 1 else { throw ValidationError("--damp \(damp): expected a fraction in (0, 1)") }
             if optimizeScales || imatrix != nil { throw ValidationError("--method \(chosen) chooses its own scales: drop --optimize-scales and --imatrix") }
             if chosen == "gptq" && parsedScheme is Int8Scheme { throw ValidationError("--method gptq with int8 needs --format pack-quantized or gptq") }
-        } else if calibrationText != nil {
+        } else if calibration.calibrationText != nil {
             throw ValidationError("--calibration-text applies to --method gptq and awq")
         }
         if chosen != "gptq" {
@@ -145,7 +138,7 @@ struct QuantizeCommand: ToolCommand {
                                               allowNonFinite: allowNonfinite, threads: common.threadBudget, overwrite: force)
             if let imatrix { options.importance = try ImportanceMatrix(reading: imatrix) }
             let report: QuantizationReport
-            if method.lowercased() != "rtn", let calibrationText {
+            if method.lowercased() != "rtn", let calibrationText = calibration.calibrationText {
                 if var integer = options.scheme as? IntegerScheme {
                     integer.method = method.lowercased()
                     integer.actOrder = actOrder
@@ -154,14 +147,14 @@ struct QuantizeCommand: ToolCommand {
                     options.scheme = integer
                 }
                 let text = try TextTokens(reading: calibrationText, checkpoint: checkpoint)
-                var calibration = CalibrationOptions(tokens: Array(text.tokens.prefix(calibrationTokens)), context: ctx, bos: text.bos,
-                                                     source: calibrationText)
-                calibration.tokenizerFile = text.tokenizerFile
-                calibration.method = method.lowercased() == "awq" ? .awq : .gptq
-                calibration.actOrder = actOrder
-                calibration.staticGroups = staticGroups
-                calibration.damp = damp
-                report = try CalibratedQuantizer.quantize(checkpoint, to: output, options: options, calibration: calibration)
+                var settings = CalibrationOptions(tokens: Array(text.tokens.prefix(calibration.calibrationTokens)), context: calibration.ctx,
+                                                  bos: text.bos, source: calibrationText)
+                settings.tokenizerFile = text.tokenizerFile
+                settings.method = method.lowercased() == "awq" ? .awq : .gptq
+                settings.actOrder = actOrder
+                settings.staticGroups = staticGroups
+                settings.damp = damp
+                report = try CalibratedQuantizer.quantize(checkpoint, to: output, options: options, calibration: settings)
             } else {
                 report = try CheckpointQuantizer.quantize(checkpoint, to: output, options: options)
             }

@@ -55,4 +55,8 @@ func jsonDocumentsMatchTheSchema() throws {
         #expect(documented.required.union(common).union(optionalUsed).subtracting(keys).isEmpty,
                 "\(program) lacks keys docs/json.md lists: \(documented.required.union(common).subtracting(keys).sorted())")
     }
+    // ckpt-convert given a PEFT adapter and --base prints its own document.
+    let adapter = try #require(schema["ckpt-convert, adapter in"])
+    let keys = try topLevelKeys("ckpt-convert", [Tools.fixture("lora/adapters/llama-lora-all-linear"), scratch.file("lora.gguf"), "--base", model])
+    #expect(keys == adapter.required.union(common), "ckpt-convert (adapter in): \(keys.symmetricDifference(adapter.required.union(common)).sorted())")
 }
