@@ -14,6 +14,8 @@ Writes fixtures/lora/vocab/:
                                    PEFT saves the resized embedding and head itself (save_embedding_layers="auto")
   goldens.safetensors              per adapter, the merged model's embed_tokens, lm_head and the LoRA'd q_proj of
                                    layer 0 (BF16, the model's dtype), as transformers + PEFT merge them
+  adapters/llama-trainable-tokens/ r4 LoRA on q_proj and the rows of tokens 3, 100 and 511 trained
+                                   (trainable_token_indices), no tokens added
   manifest.json                    vocab sizes, added tokens, and the mean-resizing noise bound
 
 transformers' resize_token_embeddings (mean_resizing=True) fills new rows with the old rows' mean plus
@@ -51,6 +53,9 @@ CASES = [
          config=dict(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], modules_to_save=["embed_tokens", "lm_head"])),
     dict(name="llama-added-tokens-embedding-lora", seed=302,
          config=dict(r=4, lora_alpha=4, target_modules=["embed_tokens", "q_proj"])),
+    # No tokens added: three existing tokens' rows trained (trainable_token_indices) beside a q_proj LoRA.
+    dict(name="llama-trainable-tokens", seed=303, added=False,
+         config=dict(r=4, lora_alpha=8, target_modules=["q_proj"], trainable_token_indices=[3, 100, 511])),
 ]
 
 
@@ -61,7 +66,8 @@ def load_base():
 def make_adapter(case) -> Path:
     torch.manual_seed(case["seed"])
     tokenizer = AutoTokenizer.from_pretrained(BASE)
-    tokenizer.add_tokens(ADDED)
+    if case.get("added", True):
+        tokenizer.add_tokens(ADDED)
     model = load_base()
     model.resize_token_embeddings(len(tokenizer))
     peft_model = get_peft_model(model, LoraConfig(**case["config"]))
@@ -72,12 +78,13 @@ def make_adapter(case) -> Path:
                 p.add_(torch.randn_like(p) * 0.05)
     folder = fc.fresh_dir(OUT / "adapters" / case["name"])
     peft_model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    if case.get("added", True):
+        tokenizer.save_pretrained(folder)
     return folder
 
 
 def merged_tensors(folder: Path) -> dict:
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder if (folder / "tokenizer.json").exists() else BASE)
     base = load_base()
     base.resize_token_embeddings(len(tokenizer))
     merged = PeftModel.from_pretrained(base, folder).merge_and_unload()
@@ -100,7 +107,8 @@ def main() -> None:
             goldens[f"{case['name']}/{k}"] = v.contiguous()  # bf16, as merged and saved
         old = original.config.vocab_size
         # The head's new rows as resize_token_embeddings made them (no adapter tensor replaces them in the second case).
-        deviation = float((tensors["lm_head.weight"][old:].float() - mean_head).abs().max())
+        grown = tensors["lm_head.weight"][old:].float()
+        deviation = float((grown - mean_head).abs().max()) if grown.numel() else 0.0
         manifest["cases"].append({"name": case["name"], "from": old, "to": int(tensors["lm_head.weight"].shape[0]),
                                   "keys": sorted(safetensors.torch.load_file(folder / "adapter_model.safetensors").keys()),
                                   "head_new_rows_deviation_from_mean": deviation})

@@ -70,3 +70,32 @@ func resizedVocabularyNeedsTokenizer() throws {
     }
     #expect(!FileManager.default.fileExists(atPath: scratch.file("merged")))
 }
+
+@Test("Trained token rows (trainable_token_indices) replace those rows of the embedding, as PEFT's index_copy does")
+func trainableTokenRows() throws {
+    let scratch = ScratchDirectory()
+    let (merged, report) = try merge("llama-trainable-tokens", scratch)
+    #expect(FloatValues.array(merged.view(named: "model.embed_tokens.weight")!)
+        == FloatValues.array(goldens.view(named: "llama-trainable-tokens/model.embed_tokens.weight")!), "embed_tokens, exactly")
+    expectClose(FloatValues.array(merged.view(named: "model.layers.0.self_attn.q_proj.weight")!),
+                FloatValues.array(goldens.view(named: "llama-trainable-tokens/model.layers.0.self_attn.q_proj.weight")!), "q_proj")
+    #expect(report.rows.first { $0.tensor == "model.embed_tokens.weight" }?.kind == "trainable_tokens")
+    #expect(merged.config?["vocab_size"]?.intValue == 512)
+}
+
+@Test("A trained token id beyond the base's vocabulary is refused by name")
+func trainableTokenOutOfRange() throws {
+    let scratch = ScratchDirectory()
+    let adapter = scratch.file("ids")
+    try FileManager.default.createDirectory(atPath: adapter, withIntermediateDirectories: true)
+    try FileManager.default.copyItem(atPath: folder + "/adapters/llama-trainable-tokens/adapter_model.safetensors", toPath: adapter + "/adapter_model.safetensors")
+    let config = try String(contentsOfFile: folder + "/adapters/llama-trainable-tokens/adapter_config.json", encoding: .utf8)
+        .replacingOccurrences(of: "511", with: "600")
+    try config.write(toFile: adapter + "/adapter_config.json", atomically: true, encoding: .utf8)
+    do {
+        _ = try merge(adapter, scratch)
+        Issue.record("an id past the vocabulary was merged")
+    } catch let error as LoRAError {
+        #expect("\(error)".contains("token id 600 is beyond the 512 rows of model.embed_tokens.weight"))
+    }
+}

@@ -162,6 +162,9 @@ public enum AdapterCombiner {
         for (adapter, _) in adapters {
             let config = adapter.config
             if config.useDoRA { throw CombinationError.unsupported(adapter: adapter.folder, reason: "DoRA magnitudes cannot be combined (PEFT's add_weighted_adapter leaves them at the base's norms); merge it alone") }
+            if let rows = adapter.tokenRows.first {
+                throw CombinationError.unsupported(adapter: adapter.folder, reason: "trained token rows ('\(rows.key)') are not combined; merge that adapter on its own")
+            }
             if !adapter.replacements.isEmpty {
                 throw CombinationError.unsupported(adapter: adapter.folder, reason: "modules_to_save / saved layers ('\(adapter.replacements[0].name)') are not combined; merge that adapter on its own")
             }

@@ -88,6 +88,9 @@ public enum AdapterGGUFWriter {
         if let (key, _) = adapter.replacements.first.map({ ($0.key, $0.view) }) {
             throw AdapterGGUFError.notExpressible(file: file, key: key, reason: "modules_to_save stores a whole tensor")
         }
+        if let rows = adapter.tokenRows.first {
+            throw AdapterGGUFError.notExpressible(file: file, key: rows.key, reason: "trained token rows (trainable_token_indices)")
+        }
         if let (head, _) = plan.untieHead {
             throw AdapterGGUFError.notExpressible(file: file, key: head, reason: "the base ties lm_head to the embedding, so llama.cpp has no output tensor to adapt")
         }

@@ -95,8 +95,10 @@ public enum CheckpointMerger {
             var adaptersUsed = change.contributions.map { ($0.keys.first ?? $0.module, $0.rank, $0.scaling, $0.weight) }
             adaptersUsed += change.biasAdditions.map { ($0.key, 0, $0.scaling, $0.weight) }
             if let r = change.replacement { adaptersUsed.append((r.key, 0, 1.0, 1.0)) }
+            adaptersUsed += change.tokenRows.map { ($0.key, 0, 1.0, 1.0) }
             rowIndex[name] = report.rows.count
-            if change.contributions.isEmpty && change.replacement == nil && change.biasAdditions.isEmpty { kind = "resize" }
+            if !change.tokenRows.isEmpty { kind = "trainable_tokens" }
+            if change.contributions.isEmpty && change.replacement == nil && change.biasAdditions.isEmpty && change.tokenRows.isEmpty { kind = "resize" }
             report.rows.append(.init(tensor: name, shape: outputShape(name, tensor.shape), kind: kind, adapters: adaptersUsed, relativeChange: nil, requantization: nil,
                                      updateRMS: nil, baseQuantizationRMSE: nil))
         }
@@ -312,6 +314,14 @@ public enum CheckpointMerger {
         // A saved copy of the module (modules_to_save, or an adapted layer's base_layer) stands in
         // for the base tensor; deltas, if any, are added to it.
         var values = change.replacement.map { FloatValues.array($0.view) } ?? original ?? base.float32(tensor, threads: threads)
+        // Trained token rows replace theirs, as PEFT's index_copy does.
+        let columns = tensor.shape.count == 2 ? tensor.shape[1] : 0
+        for rows in change.tokenRows {
+            let trained = FloatValues.array(rows.view)
+            for (k, row) in rows.indices.enumerated() {
+                for c in 0..<columns { values[row * columns + c] = trained[k * columns + c] }
+            }
+        }
         if change.contributions.isEmpty && change.biasAdditions.isEmpty {
             LoRAMath.roundInPlace(&values, to: storage)
             return values

@@ -17,6 +17,7 @@ public enum LoRAError: Error, Equatable, Sendable, CustomStringConvertible {
     case mergedOutOfRange(file: String, tensor: String, index: Int, value: Float, dtype: String)
     case cannotKeepGGUFTypes(file: String, tensor: String, reason: String)
     case resizedVocabularyWithoutTokenizer(folder: String, key: String, from: Int, to: Int)
+    case tokenIndices(file: String, key: String, reason: String)
 
     /// One line: the file (and tensor or key) at fault, what is wrong, and what was expected.
     public var description: String {
@@ -47,6 +48,8 @@ public enum LoRAError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(faultLocation(file, tensor: tensor)): the merge gives \(value) at flat index \(index) (expected a finite value \(dtype) can hold; check lora_alpha and --weight)"
         case let .cannotKeepGGUFTypes(file, tensor, reason):
             return "\(faultLocation(file, tensor: tensor)): cannot be merged into the GGUF in place: \(reason) (expected a change to a tensor the GGUF stores; merge without --requantize to write floats)"
+        case let .tokenIndices(file, key, reason):
+            return "\(faultLocation(file, tensor: key)): \(reason)"
         case let .resizedVocabularyWithoutTokenizer(folder, key, from, to):
             return "\(folder): '\(key)' grows the vocabulary from \(from) to \(to) tokens, but the folder has no tokenizer "
                 + "(expected the tokenizer saved with the adapter: tokenizer.json, tokenizer.model or vocab.json)"
@@ -88,6 +91,8 @@ public struct AdapterConfig: Sendable {
     public var loraBias: Bool
     /// `base_model_name_or_path`, used only to warn when the base looks like another model.
     public var baseModelNameOrPath: String?
+    /// `trainable_token_indices`: token rows the adapter trains, for the embedding (a list) or per module (an object).
+    public var trainableTokenIndices: [(module: String?, indices: [Int])]
 
     /// Reads the fields from a parsed `adapter_config.json`; throws `LoRAError` naming `file`.
     public init(parsing json: JSONValue, file: String) throws {
@@ -117,6 +122,20 @@ public struct AdapterConfig: Sendable {
         bias = json["bias"]?.stringValue ?? "none"
         loraBias = json["lora_bias"]?.boolValue ?? false
         baseModelNameOrPath = json["base_model_name_or_path"]?.stringValue
+        func indices(_ value: JSONValue, _ what: String) throws -> [Int] {
+            guard let list = value.arrayValue, list.count <= 1 << 24 else { throw bad("\(what) is not a list of token ids") }
+            return try list.map { item in
+                guard let id = item.intValue, id >= 0 else { throw bad("\(what) holds \(item.serialized()) (expected token ids ≥ 0)") }
+                return id
+            }
+        }
+        switch json["trainable_token_indices"] {
+        case nil, .null?: trainableTokenIndices = []
+        case .array?: trainableTokenIndices = [(nil, try indices(json["trainable_token_indices"]!, "trainable_token_indices"))]
+        case .object(let members)?:
+            trainableTokenIndices = try members.map { ($0.0, try indices($0.1, "trainable_token_indices['\($0.0)']")) }
+        default: throw bad("trainable_token_indices is neither a list nor an object")
+        }
     }
 
     /// PEFT's pattern lookup (`get_pattern_key`): the first key `K` for which the module name
@@ -175,6 +194,8 @@ public final class LoRAAdapter: Sendable {
     public let modules: [Module]
     /// modules_to_save tensors: full replacements, by tensor name (prefix removed).
     public let replacements: [(name: String, key: String, view: TensorView)]
+    /// Trained token rows (`trainable_token_indices`): the module, the key and its rows `[indices, dim]`.
+    public let tokenRows: [(module: String, key: String, view: TensorView)]
 
     /// Loads a PEFT adapter folder, sorting every key into a module or a replacement; an unknown key throws `LoRAError`.
     public init(folder: String) throws {
@@ -217,6 +238,7 @@ public final class LoRAAdapter: Sendable {
         var parts: [String: Parts] = [:]
         var order: [String] = []
         var replacements: [(String, String, TensorView, Int)] = []
+        var tokenRows: [(module: String, key: String, view: TensorView)] = []
         for info in file.tensors {
             let key = info.name
             var name = key.hasPrefix("base_model.model.") ? String(key.dropFirst("base_model.model.".count)) : key
@@ -235,6 +257,10 @@ public final class LoRAAdapter: Sendable {
                 parts[module, default: Parts()][keyPath: path] = view
                 parts[module]!.embedding = parts[module]!.embedding || embedding
                 parts[module]!.keys.append(key)
+                continue
+            }
+            if name.hasSuffix(".token_adapter.trainable_tokens_delta") {
+                tokenRows.append((String(name.dropLast(".token_adapter.trainable_tokens_delta".count)), key, view))
                 continue
             }
             // PEFT also saves the base layer of an adapted embedding (`….base_layer.weight`); on
@@ -267,6 +293,7 @@ public final class LoRAAdapter: Sendable {
             return Module(name: name, kind: p.embedding ? .embedding : .linear, a: a, b: b, magnitude: p.magnitude, bias: p.bias, keys: p.keys)
         }
         self.replacements = replacements.map { (name: $0.0, key: $0.1, view: $0.2) }
+        self.tokenRows = tokenRows
     }
 }
 

@@ -44,6 +44,8 @@ public struct MergePlan: Sendable {
         public var replacement: (adapterIndex: Int, key: String, view: TensorView)?
         /// A LoRA bias target: (adapter, key, view) pairs added to this (bias) tensor.
         public var biasAdditions: [(adapterIndex: Int, key: String, view: TensorView, scaling: Double, weight: Double)]
+        /// Trained token rows (`trainable_token_indices`): these rows of the tensor become the adapter's (PEFT's `index_copy`).
+        public var tokenRows: [(adapterIndex: Int, key: String, view: TensorView, indices: [Int])] = []
     }
 
     /// Changes by base tensor name.
@@ -242,6 +244,30 @@ public enum LoRAPlanner {
                 var c = change(target)
                 if c.contributions.isEmpty && c.replacement == nil { order.append(target) }
                 c.replacement = (index, replacement.key, replacement.view)
+                changes[target] = c
+            }
+            for rows in adapter.tokenRows {
+                guard let target = candidates(rows.module, suffix: ".weight").first(where: { byName[$0] != nil }) else {
+                    unmatched.append(rows.key)
+                    tried.append(rows.module + ".weight")
+                    continue
+                }
+                let w = byName[target]!
+                let configured = adapter.config.trainableTokenIndices
+                guard let indices = configured.first(where: { entry in entry.module.map { rows.module == $0 || rows.module.hasSuffix("." + $0) } ?? false })?.indices
+                        ?? configured.first(where: { $0.module == nil })?.indices else {
+                    throw LoRAError.tokenIndices(file: file, key: rows.key, reason: "adapter_config.json gives no trainable_token_indices for it (expected the ids of its rows)")
+                }
+                guard w.shape.count == 2, rows.view.shape == [indices.count, w.shape[1]] else {
+                    throw LoRAError.shapeMismatch(file: file, key: rows.key, baseTensor: target, expected: [indices.count, w.shape.last ?? 0], actual: rows.view.shape)
+                }
+                if let outside = indices.first(where: { $0 >= w.shape[0] }) {
+                    throw LoRAError.tokenIndices(file: file, key: rows.key, reason: "token id \(outside) is beyond the \(w.shape[0]) rows of \(target) (expected ids of the base's vocabulary)")
+                }
+                if let bad = firstNonFinite(rows.view) { throw LoRAError.nonFinite(file: file, key: rows.key, index: bad) }
+                var c = change(target)
+                if c.contributions.isEmpty && c.replacement == nil && c.tokenRows.isEmpty { order.append(target) }
+                c.tokenRows.append((index, rows.key, rows.view, indices))
                 changes[target] = c
             }
             if !unmatched.isEmpty { throw LoRAError.unmatchedKeys(file: file, keys: unmatched, candidates: tried) }
