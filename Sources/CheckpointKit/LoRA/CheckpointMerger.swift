@@ -286,6 +286,10 @@ public enum CheckpointMerger {
                 throw LoRAError.cannotKeepGGUFTypes(file: file.path, tensor: tensor.name,
                                                     reason: "the adapter's copy has shape \(replacement.view.info.shape), the GGUF's \(tensor.shape)")
             }
+            guard stored.info.type.isEncodable || stored.info.type.floatDType != nil else {
+                throw LoRAError.cannotKeepGGUFTypes(file: file.path, tensor: tensor.name,
+                                                    reason: "it is stored as \(stored.info.type.name), which ckpt reads but does not write")
+            }
             changedByStoredName[stored.info.name] = (tensor, stored.permutedHeads)
         }
         var updates: [String: (rms: Double, relative: Double)] = [:]
