@@ -39,10 +39,9 @@ public enum CalibratedRequantization {
     }
 
     /// The base's integer scheme with the calibrated method its format implies.
-    public static func scheme(of base: Checkpoint) throws -> IntegerScheme {
-        let logical = try LogicalCheckpoint(base)
+    public static func scheme(of logical: LogicalCheckpoint) throws -> IntegerScheme {
         guard var scheme = logical.scheme as? IntegerScheme else {
-            throw CalibratedRequantizationError.notIntegerBase(file: base.path, scheme: logical.scheme?.schemeName ?? "not quantized")
+            throw CalibratedRequantizationError.notIntegerBase(file: logical.checkpoint.path, scheme: logical.scheme?.schemeName ?? "not quantized")
         }
         scheme.method = scheme.format == .awq ? "awq" : "gptq"
         return scheme
@@ -54,7 +53,8 @@ public enum CalibratedRequantization {
     public static func run(base: Checkpoint, to output: String, calibration: Calibration, threads: ThreadBudget, overwrite: Bool,
                            merge: (_ floats: String) throws -> MergeReport) throws -> MergeReport {
         let clock = Stopwatch()
-        let scheme = try scheme(of: base)
+        let baseLogical = try LogicalCheckpoint(base)
+        let scheme = try scheme(of: baseLogical)
         try FileSystem.refuseOverlap(output: output, inputs: [base.path])
         let (directory, name) = FileSystem.split(output)
         let floats = FileSystem.join(directory.isEmpty ? "." : directory, ".\(AtomicOutput.temporaryStem(name))-merged.tmp-ckpt-\(getpid())")
@@ -63,7 +63,6 @@ public enum CalibratedRequantization {
         let merged = try merge(floats)
         let checkpoint = try Checkpoint(path: floats)
         // What the base kept as floats (lm_head, embeddings, its ignore list) stays unquantized.
-        let baseLogical = try LogicalCheckpoint(base)
         let kept = baseLogical.tensors.filter { $0.scheme == nil && $0.shape.count == 2 && $0.name.hasSuffix(".weight") }.map(\.name)
         let exclude = kept.isEmpty ? nil : "^(?:" + kept.map(escapedForRegex).joined(separator: "|") + ")$"
         let options = QuantizationOptions(scheme: scheme, exclude: exclude, threads: threads, overwrite: overwrite)

@@ -263,10 +263,7 @@ public enum AdapterCombiner {
             let masks = method.rule.isRandom
                 ? parts.map { part -> [Bool] in
                     let drawn = mask(options, module: name, matrix: "delta", adapter: part.index, count: outputs * inputs)
-                    guard transposed else { return drawn }
-                    var mask = drawn
-                    for i in 0..<outputs { for j in 0..<inputs { mask[i * inputs + j] = drawn[j * outputs + i] } }
-                    return mask
+                    return transposed ? PackedIntegerRows.transposed(drawn, rows: inputs, columns: outputs) : drawn
                 } : []
             let combined = TaskMerging.combine(deltas, weights: parts.map { Float($0.weight) }, rule: method.rule,
                                                density: options.density ?? 1, majoritySign: options.majoritySign, masks: masks)
@@ -323,8 +320,7 @@ public enum AdapterCombiner {
         let k = Swift.min(m, n)
         // LAPACK factors D itself (column-major, as torch hands it over): factoring Dᵀ instead would
         // give the same product but may flip the sign of singular pairs, which `clamp` can see.
-        var work = [Float](repeating: 0, count: m * n)
-        for i in 0..<m { for j in 0..<n { work[j * m + i] = d[i * n + j] } }
+        var work = PackedIntegerRows.transposed(d, rows: m, columns: n)
         var s = [Float](repeating: 0, count: k)
         var u = [Float](repeating: 0, count: m * k), vt = [Float](repeating: 0, count: k * n)
         var jobz = Int8(UInt8(ascii: "S")), rows = Int32(m), columns = Int32(n), lda = Int32(m), ldu = Int32(m), ldvt = Int32(k)

@@ -120,7 +120,7 @@ public enum AdapterGGUFWriter {
                 var aDims = [inner, rank]
                 if case .embedding = c.operation {
                     // llm_build_inp_embd gathers rows of A by token: A is stored [vocab, r].
-                    a = transpose(a, rows: rank, columns: inner)
+                    a = PackedIntegerRows.transposed(a, rows: rank, columns: inner)
                     aDims = [rank, inner]
                 }
                 let aType = storedType(type, rowLength: aDims[0]), bType = storedType(type, rowLength: rank)
@@ -129,29 +129,14 @@ public enum AdapterGGUFWriter {
                 pairs.append(.init(tensor: ggufName, rank: rank, scaling: c.scaling, foldedIntoB: fold, types: (aType.name, bType.name)))
             }
         }
-        let fileType: UInt32 = switch type { case .f16: 1; case .bf16: 32; case .q8_0: 7; default: 0 }
+        let fileType = GGUFPreset.allCases.first { $0.defaultType == type }!.fileType
         let kv: [(String, GGUFExport.Value)] = [
             ("general.architecture", .string(architecture.name)), ("general.type", .string("adapter")),
             ("general.name", .string(FileSystem.split(adapter.folder).name)), ("adapter.type", .string("lora")),
             ("adapter.lora.alpha", .f32(Float(alpha))), ("general.file_type", .u32(fileType)), ("general.quantization_version", .u32(2)),
         ]
-        var placed: [(name: String, dims: [Int], type: GGMLType, offset: Int)] = []
-        var offset = 0
-        for t in tensors {
-            placed.append((t.name, t.dims, t.type, offset))
-            offset = GGUFExport.aligned(offset + t.type.byteCount(elements: t.values.count))
-        }
-        let atomic = try AtomicOutput(target: output, isDirectory: false, overwrite: overwrite)
-        try atomic.translatingErrors {
-            let out = try OutputFile(creating: atomic.temporary)
-            try out.write(GGUFExport.headerBytes(kv, tensors: placed))
-            for (k, t) in tensors.enumerated() {
-                var bytes = try GGUFExport.encode(t.values, as: t.type, dims: t.dims, importance: nil, threads: threads)
-                if k != tensors.count - 1 { bytes += [UInt8](repeating: 0, count: GGUFExport.aligned(bytes.count) - bytes.count) }
-                try out.write(bytes)
-            }
-            try out.finish()
-            try atomic.commit()
+        try GGUFExport.writeFile(output, overwrite: overwrite, kv: kv, tensors: tensors.map { ($0.name, $0.dims, $0.type) }) { k in
+            try GGUFExport.encode(tensors[k].values, as: tensors[k].type, dims: tensors[k].dims, importance: nil, threads: threads)
         }
         return Report(output: output, architecture: architecture.name, alpha: alpha, pairs: pairs, seconds: clock.seconds)
     }
@@ -159,14 +144,5 @@ public enum AdapterGGUFWriter {
     /// Q8_0 needs rows of whole 32-value blocks; gguf-py's quantizer refuses others and the converter writes F16.
     static func storedType(_ type: GGMLType, rowLength: Int) -> GGMLType {
         type == .q8_0 && rowLength % 32 != 0 ? .f16 : type
-    }
-
-    /// `values` ([rows, columns] row-major) transposed to [columns, rows].
-    static func transpose(_ values: [Float], rows: Int, columns: Int) -> [Float] {
-        var out = [Float](repeating: 0, count: values.count)
-        for r in 0..<rows {
-            for c in 0..<columns { out[c * rows + r] = values[r * columns + c] }
-        }
-        return out
     }
 }

@@ -75,11 +75,7 @@ public enum CheckpointMerger {
         let plan = try LoRAPlanner.plan(base: base, adapters: adapters)
         let byName = LoRAPlanner.baseTensors(base)
         // The shape a tensor is written with: grown when the adapters add tokens.
-        func outputShape(_ name: String, _ shape: [Int]) -> [Int] {
-            guard let vocabulary = plan.vocabulary, shape.count == 2,
-                  vocabulary.tensors.contains(name) || name == plan.untieHead?.head else { return shape }
-            return [vocabulary.to, shape[1]]
-        }
+        func outputShape(_ name: String, _ shape: [Int]) -> [Int] { plan.vocabulary?.shape(of: name, shape) ?? shape }
         var report = MergeReport(output: output, rows: [], notes: plan.notes, files: [], dryRun: options.dryRun, seconds: 0)
         let requantize = options.requantize && base.scheme != nil
         if options.requantize && base.scheme == nil && checkpoint.ggufFile == nil {
@@ -153,7 +149,8 @@ public enum CheckpointMerger {
                         shards[tensor.fileIndex].tensors.append(TensorSpec(name: part.info.name, dtype: part.info.dtype, shape: part.info.shape))
                     }
                     if changed {
-                        let values = mergedValues(tensor, plan: plan, base: base, storage: .f32, threads: options.threads)
+                        let original = base.float32(tensor, threads: options.threads)
+                        let values = mergedValues(tensor, plan: plan, base: base, storage: .f32, threads: options.threads, original: original)
                         try requireRepresentable(values, as: .f32, file: checkpoint.path, tensor: tensor.name)
                         let encoded = reencode(tensor, values: values, threads: options.threads)
                         for part in encoded.parts {
@@ -164,7 +161,7 @@ public enum CheckpointMerger {
                         if let i = rowIndex[tensor.name] {
                             report.rows[i].requantization = metrics
                             report.rows[i].baseQuantizationRMSE = metrics.rmse
-                            let change = update(base.float32(tensor, threads: options.threads), values)
+                            let change = update(original, values)
                             (report.rows[i].updateRMS, report.rows[i].relativeChange) = (change.rms, change.relative)
                         }
                         sources[tensor.name] = .encoded(encoded)
@@ -215,9 +212,8 @@ public enum CheckpointMerger {
                     : original
                 if changed { try requireRepresentable(values, as: dtype, file: checkpoint.path, tensor: tensor.name) }
                 if changed, let i = rowIndex[tensor.name] {
-                    let m = original.withUnsafeBufferPointer { o in values.withUnsafeBufferPointer { ErrorMetrics.compare(reference: o, candidate: $0) } }
-                    report.rows[i].relativeChange = m.sumSquaredReference > 0 ? (m.sumSquaredError / m.sumSquaredReference).squareRoot() : 0
-                    report.rows[i].updateRMS = m.rmse
+                    let change = update(original, values)
+                    (report.rows[i].updateRMS, report.rows[i].relativeChange) = (change.rms, change.relative)
                     report.rows[i].baseQuantizationRMSE = baseQuantizationError(tensor, checkpoint: checkpoint, values: values, threads: options.threads)?.rmse
                 }
                 try out.write(count: info.byteCount) { destination in
@@ -249,11 +245,8 @@ public enum CheckpointMerger {
         }
         // A GGUF tensor's blocks lie within rows, so encoding in Hugging Face row order costs what the permuted order does.
         guard case .plain(let entry) = tensor.storage, let stored = checkpoint.ggufTensor(entry), stored.info.type.floatDType == nil,
-              values.count == stored.info.elementCount,
-              let bytes = try? GGUFExport.encode(values, as: stored.info.type, dims: stored.info.dimensions, importance: nil, threads: threads)
-        else { return nil }
-        let decoded = bytes.withUnsafeBytes { stored.info.type.decode($0, count: values.count) }
-        return values.withUnsafeBufferPointer { v in decoded.withUnsafeBufferPointer { ErrorMetrics.compare(reference: v, candidate: $0, threads: threads) } }
+              values.count == stored.info.elementCount else { return nil }
+        return try? GGUFExport.encodeMeasured(values, as: stored.info.type, dims: stored.info.dimensions, threads: threads).error
     }
 
     /// One note naming the tensors whose update is smaller than the base's quantization error.

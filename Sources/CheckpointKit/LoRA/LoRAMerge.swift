@@ -68,7 +68,7 @@ public struct MergePlan: Sendable {
 public struct VocabularyResize: Sendable {
     /// Rows before and after.
     public var from: Int, to: Int
-    /// The base tensors that grow (the embedding, and the head when stored).
+    /// The base tensors that grow (the embedding, and the head when stored or written untied).
     public var tensors: [String]
     /// The adapter folder whose tokenizer files replace the base's.
     public var tokenizerFolder: String
@@ -136,7 +136,7 @@ public enum LoRAPlanner {
     /// once or the plan fails listing the keys that matched nothing.
     public static func plan(base: LogicalCheckpoint, adapters: [(adapter: LoRAAdapter, weight: Double)]) throws -> MergePlan {
         var byName = baseTensors(base)
-        let vocabulary = try vocabularyResize(byName, stored: Set(base.tensors.map(\.name)), adapters: adapters.map(\.adapter))
+        var vocabulary = try vocabularyResize(byName, stored: Set(base.tensors.map(\.name)), adapters: adapters.map(\.adapter))
         if let vocabulary {
             // A tied head stands for the embedding, so it grows with it as a stored one does.
             for name in vocabulary.tensors + ["lm_head.weight"] {
@@ -294,6 +294,8 @@ public enum LoRAPlanner {
                     + "tie_word_embeddings is set to false (loaded tied, one of them would be silently discarded)")
             }
         }
+        // A head written apart from the embedding it was tied to grows with it.
+        if let (head, _) = untie, vocabulary?.tensors.contains(head) == false { vocabulary?.tensors.append(head) }
         if let vocabulary {
             for name in vocabulary.tensors where changes[name] == nil {
                 changes[name] = MergePlan.Change(tensor: name, contributions: [], replacement: nil, biasAdditions: [])

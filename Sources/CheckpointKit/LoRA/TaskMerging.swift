@@ -58,19 +58,9 @@ public enum TaskMerging {
         let k = Int((density * Double(x.count)).rounded(.towardZero))
         guard k > 0 else { return [Float](repeating: 0, count: x.count) }
         guard k < x.count else { return x }
-        let magnitudes = x.map { abs($0) }
-        // The k-th largest magnitude is the threshold: everything above it stays.
-        let sorted = magnitudes.sorted(by: >)
-        let threshold = sorted[k - 1]
-        let above = sorted.prefix { $0 > threshold }.count
-        let tied = sorted[above...].prefix { $0 == threshold }.count
+        // Which of several equal magnitudes at the threshold stay is torch's algorithm's choice, so its selection is replayed.
         var kept = [Float](repeating: 0, count: x.count)
-        if above + tied == k {
-            for i in x.indices where magnitudes[i] >= threshold { kept[i] = x[i] }
-        } else {
-            // More equal magnitudes than places: which ones stay is torch's algorithm's choice.
-            for i in TorchTopK.largest(magnitudes, k: k) { kept[i] = x[i] }
-        }
+        for i in TorchTopK.largest(x.map { abs($0) }, k: k) { kept[i] = x[i] }
         return kept
     }
 

@@ -501,57 +501,38 @@ extension GGUFExport {
         if let importance = options.importance {
             try importance.check(against: planTensors.map { ($0.name, $0.dims) })
         }
-        var kv: [(String, Value)] = file.metadata.compactMap { key, value in
-            // The data is laid out at the default 32-byte alignment, so an input's general.alignment is not carried over.
-            key == "general.file_type" || key == "general.quantization_version" || key == "general.alignment" || key.hasPrefix("split.")
-                ? nil : (key, .stored(value))
-        }
+        var kv = carriedMetadata(file, except: ["general.file_type", "general.quantization_version"])
         kv.append(("general.quantization_version", .u32(2)))
         kv.append(("general.file_type", .u32(preset.fileType)))
-        var placed: [(name: String, dims: [Int], type: GGMLType, offset: Int)] = []
-        var offset = 0
-        for info in infos {
-            let type = choices[info.name]!.type
-            placed.append((info.name, info.dimensions, type, offset))
-            offset = aligned(offset + type.byteCount(elements: info.elementCount))
-        }
-        let header = headerBytes(kv, tensors: placed)
-        let atomic = try AtomicOutput(target: output, isDirectory: false, overwrite: options.overwrite)
+        let types = infos.map { choices[$0.name]!.type }
         var rows: [ConversionReport.Tensor] = []
-        try atomic.translatingErrors {
-            let out = try OutputFile(creating: atomic.temporary)
-            try out.write(header)
-            // The next tensor is decoded and checked on a second thread while this one is encoded.
-            @Sendable func prepare(_ info: GGUFTensorInfo, _ type: GGMLType) -> Result<[Float]?, Error> {
-                guard type != info.type else { return .success(nil) }  // copied as stored
-                guard info.elementCount % info.type.blockSize == 0 else {
-                    return .failure(GGUFError.tensorShapeInvalid(file: file.path, tensor: info.name,
-                                                                 reason: "\(info.elementCount) elements (expected whole \(info.type.name) blocks)"))
-                }
-                let values = info.type.decode(file.bytes(info), count: info.elementCount)
-                if let refusal = blockRefusal(values, type: type, file: file.path, tensor: info.name) { return .failure(refusal) }
-                return .success(values)
+        // The next tensor is decoded and checked on a second thread while this one is encoded.
+        @Sendable func prepare(_ info: GGUFTensorInfo, _ type: GGMLType) -> Result<[Float]?, Error> {
+            guard type != info.type else { return .success(nil) }  // copied as stored
+            guard info.elementCount % info.type.blockSize == 0 else {
+                return .failure(GGUFError.tensorShapeInvalid(file: file.path, tensor: info.name,
+                                                             reason: "\(info.elementCount) elements (expected whole \(info.type.name) blocks)"))
             }
-            let ahead = PreparedAhead(zip(infos, placed).map { info, place in { prepare(info, place.type) } })
-            for (k, (info, place)) in zip(infos, placed).enumerated() {
-                let bytes: [UInt8]
-                if let values = try ahead.take(k).get() {
-                    bytes = try encode(values, as: place.type, dims: info.dimensions, importance: options.importance?.weights(for: info.name),
-                                       threads: options.threads)
-                } else {
-                    bytes = Array(file.bytes(info))
-                }
-                file.releasePages(info)
-                try out.write(bytes)
-                WorkProgress.report("writing", done: k + 1, total: infos.count, item: info.name)
-                let padding = aligned(bytes.count) - bytes.count
-                if padding > 0 && k != infos.count - 1 { try out.write([UInt8](repeating: 0, count: padding)) }
-                rows.append(ConversionReport.Tensor(name: info.name, shape: info.shape, fromType: info.type.floatDType ?? .f32,
-                                                    toType: place.type.floatDType ?? .f32, bytesIn: info.byteCount, bytesOut: bytes.count,
-                                                    storedType: place.type.name))
+            let values = info.type.decode(file.bytes(info), count: info.elementCount)
+            if let refusal = blockRefusal(values, type: type, file: file.path, tensor: info.name) { return .failure(refusal) }
+            return .success(values)
+        }
+        let ahead = PreparedAhead(zip(infos, types).map { info, type in { prepare(info, type) } })
+        try writeFile(output, overwrite: options.overwrite, kv: kv, tensors: zip(infos, types).map { ($0.name, $0.dimensions, $1) }) { k in
+            let (info, type) = (infos[k], types[k])
+            let bytes: [UInt8]
+            if let values = try ahead.take(k).get() {
+                bytes = try encode(values, as: type, dims: info.dimensions, importance: options.importance?.weights(for: info.name),
+                                   threads: options.threads)
+            } else {
+                bytes = Array(file.bytes(info))
             }
-            try out.finish()
-            try atomic.commit()
+            file.releasePages(info)
+            WorkProgress.report("writing", done: k + 1, total: infos.count, item: info.name)
+            rows.append(ConversionReport.Tensor(name: info.name, shape: info.shape, fromType: info.type.floatDType ?? .f32,
+                                                toType: type.floatDType ?? .f32, bytesIn: info.byteCount, bytesOut: bytes.count,
+                                                storedType: type.name))
+            return bytes
         }
         var report = ConversionReport(output: output, files: [output], tensors: rows, copiedFiles: [], seconds: clock.seconds)
         report.notes = infos.compactMap { info in choices[info.name]!.fallback.map { "\(info.name): \($0)" } }
@@ -641,43 +622,63 @@ extension GGUFExport {
     public static func rewrite(_ file: GGUFFile, to output: String, overwrite: Bool, threads: ThreadBudget,
                                replacement: (GGUFTensorInfo) throws -> [Float]?) throws -> [String: ErrorMetrics] {
         try FileSystem.refuseOverlap(output: output, inputs: [file.path])
-        let kv: [(String, Value)] = file.metadata.compactMap { key, value in
-            // The data is laid out at the default 32-byte alignment, so an input's general.alignment is not carried over.
-            key == "general.alignment" || key.hasPrefix("split.") ? nil : (key, .stored(value))
+        var errors: [String: ErrorMetrics] = [:]
+        try writeFile(output, overwrite: overwrite, kv: carriedMetadata(file), tensors: file.tensors.map { ($0.name, $0.dimensions, $0.type) }) { k in
+            let info = file.tensors[k]
+            let bytes: [UInt8]
+            if let values = try replacement(info) {
+                precondition(values.count == info.elementCount, "one value per element of \(info.name)")
+                if let refusal = blockRefusal(values, type: info.type, file: file.path, tensor: info.name) { throw refusal }
+                (bytes, errors[info.name]) = try encodeMeasured(values, as: info.type, dims: info.dimensions, threads: threads)
+            } else {
+                bytes = Array(file.bytes(info))
+            }
+            file.releasePages(info)
+            WorkProgress.report("writing", done: k + 1, total: file.tensors.count, item: info.name)
+            return bytes
         }
+        return errors
+    }
+
+    /// `values` encoded as `type` (a tensor of `ne` `dims`, no importance weights), and the error
+    /// the encoding adds to them (decoded back and compared).
+    static func encodeMeasured(_ values: [Float], as type: GGMLType, dims: [Int], threads: ThreadBudget) throws -> (bytes: [UInt8], error: ErrorMetrics) {
+        let bytes = try encode(values, as: type, dims: dims, importance: nil, threads: threads)
+        let decoded = bytes.withUnsafeBytes { type.decode($0, count: values.count) }
+        let error = values.withUnsafeBufferPointer { v in decoded.withUnsafeBufferPointer { ErrorMetrics.compare(reference: v, candidate: $0, threads: threads) } }
+        return (bytes, error)
+    }
+
+    /// `file`'s metadata as it is written back, but for `except`, `split.*` and `general.alignment`
+    /// (the data is laid out again at the default 32-byte alignment).
+    static func carriedMetadata(_ file: GGUFFile, except: Set<String> = []) -> [(String, Value)] {
+        file.metadata.compactMap { key, value in
+            key == "general.alignment" || key.hasPrefix("split.") || except.contains(key) ? nil : (key, .stored(value))
+        }
+    }
+
+    /// Writes a GGUF to `output`, atomically: the header of `kv` and `tensors` (each placed at the
+    /// data alignment), then tensor k's data as `bytes(k)` returns it, zero-padded to the alignment.
+    static func writeFile(_ output: String, overwrite: Bool, kv: [(String, Value)], tensors: [(name: String, dims: [Int], type: GGMLType)],
+                          bytes: (Int) throws -> [UInt8]) throws {
         var placed: [(name: String, dims: [Int], type: GGMLType, offset: Int)] = []
         var offset = 0
-        for info in file.tensors {
-            placed.append((info.name, info.dimensions, info.type, offset))
-            offset = aligned(offset + info.type.byteCount(elements: info.elementCount))
+        for t in tensors {
+            placed.append((t.name, t.dims, t.type, offset))
+            offset = aligned(offset + t.type.byteCount(elements: t.dims.reduce(1, *)))
         }
         let header = headerBytes(kv, tensors: placed)
         let atomic = try AtomicOutput(target: output, isDirectory: false, overwrite: overwrite)
-        var errors: [String: ErrorMetrics] = [:]
         try atomic.translatingErrors {
             let out = try OutputFile(creating: atomic.temporary)
             try out.write(header)
-            for (k, info) in file.tensors.enumerated() {
-                var bytes: [UInt8]
-                if let values = try replacement(info) {
-                    precondition(values.count == info.elementCount, "one value per element of \(info.name)")
-                    if let refusal = blockRefusal(values, type: info.type, file: file.path, tensor: info.name) { throw refusal }
-                    bytes = try encode(values, as: info.type, dims: info.dimensions, importance: nil, threads: threads)
-                    let decoded = bytes.withUnsafeBytes { info.type.decode($0, count: info.elementCount) }
-                    errors[info.name] = values.withUnsafeBufferPointer { v in
-                        decoded.withUnsafeBufferPointer { ErrorMetrics.compare(reference: v, candidate: $0) }
-                    }
-                } else {
-                    bytes = Array(file.bytes(info))
-                }
-                file.releasePages(info)
-                if k != file.tensors.count - 1 { bytes += [UInt8](repeating: 0, count: aligned(bytes.count) - bytes.count) }
-                try out.write(bytes)
-                WorkProgress.report("writing", done: k + 1, total: file.tensors.count, item: info.name)
+            for k in tensors.indices {
+                var data = try bytes(k)
+                if k != tensors.count - 1 { data += [UInt8](repeating: 0, count: aligned(data.count) - data.count) }
+                try out.write(data)
             }
             try out.finish()
             try atomic.commit()
         }
-        return errors
     }
 }
