@@ -55,7 +55,7 @@ func quantizationIgnoresRowsWithoutImportance(type: GGMLType) throws {
     #expect(whole == rows)
 }
 
-@Test("The SIMD affine search equals the scalar reference to the bit, on random and tied blocks, for every caller's settings")
+@Test("The SIMD affine search (a group per lane, 1 to 16 groups) equals the scalar reference to the bit, on random and tied blocks, for every caller's settings")
 func affineSearchMatchesReference() {
     var state: UInt64 = 0x5EED
     func uniform() -> Float {
@@ -66,52 +66,79 @@ func affineSearchMatchesReference() {
         (16, 3, -0.5, 0.1, 15, true), (32, 15, -1, 0.1, 20, false), (32, 31, -0.5, 0.1, 15, false),
         (16, 3, -0.9, 0.05, 36, false), (32, 15, -0.9, 0.05, 36, false), (32, 31, -0.9, 0.05, 36, false),
     ]
-    var x = [Float](repeating: 0, count: 32), w = x
-    var a = [UInt8](repeating: 0, count: 32), b = a, aux = a
-    for trial in 0..<3000 {
+    var x = [Float](repeating: 0, count: 16 * 32), w = x
+    var codes = [UInt8](repeating: 0, count: 16 * 32), b = [UInt8](repeating: 0, count: 32), aux = b
+    var scales = [Float](repeating: 0, count: 16), minimums = scales
+    for trial in 0..<600 {
         let s = settings[trial % settings.count]
-        for i in 0..<s.n {
-            switch trial % 4 {
-            case 0: x[i] = uniform() - 0.5
-            case 1: x[i] = Float(Int(uniform() * 9) - 4) * 0.25  // exact ties
-            case 2: x[i] = (uniform() - 0.2) * Float(1 << (trial % 7))
-            default: x[i] = uniform() < 0.3 ? 0 : uniform() * 0.01
+        let groups = 1 + trial % 16
+        // Each group drawn its own way: plain, exact ties, wide, mostly zero, and (every fifth) constant.
+        for g in 0..<groups {
+            let kind = (trial + g) % 5
+            for i in 0..<s.n {
+                let v: Float
+                switch kind {
+                case 0: v = uniform() - 0.5
+                case 1: v = Float(Int(uniform() * 9) - 4) * 0.25  // exact ties
+                case 2: v = (uniform() - 0.2) * Float(1 << (g % 7))
+                case 3: v = uniform() < 0.3 ? 0 : uniform() * 0.01
+                default: v = 0.125
+                }
+                x[g * s.n + i] = v
+                w[g * s.n + i] = (trial + g) % 3 == 0 ? abs(v) : uniform() * 2
             }
-            w[i] = trial % 3 == 0 ? abs(x[i]) : uniform() * 2
         }
-        var minA: Float = 0, minB: Float = 0
-        let scaleA = KQuantSearch.affine(s.n, s.nmax, x, w, &a, minimum: &minA, &aux, rmin: s.rmin, rdelta: s.rdelta, steps: s.steps,
-                                         absoluteError: s.mad)
-        let scaleB = KQuantSearch.affineReference(s.n, s.nmax, x, w, &b, minimum: &minB, &aux, rmin: s.rmin, rdelta: s.rdelta,
-                                                  steps: s.steps, absoluteError: s.mad)
-        if scaleA.bitPattern != scaleB.bitPattern || minA.bitPattern != minB.bitPattern || a[0..<s.n] != b[0..<s.n] {
-            Issue.record("trial \(trial): scale \(scaleA) vs \(scaleB), min \(minA) vs \(minB)")
-            return
+        KQuantSearch.affine(groups: groups, s.n, s.nmax, x, w, &codes, scales: &scales, minimums: &minimums, rmin: s.rmin, rdelta: s.rdelta,
+                            steps: s.steps, absoluteError: s.mad)
+        for g in 0..<groups {
+            var minimum: Float = 0
+            let scale = x.withUnsafeBufferPointer { xs in
+                w.withUnsafeBufferPointer { ws in
+                    KQuantSearch.affineReference(s.n, s.nmax, xs.baseAddress! + g * s.n, ws.baseAddress! + g * s.n, &b, minimum: &minimum, &aux,
+                                                 rmin: s.rmin, rdelta: s.rdelta, steps: s.steps, absoluteError: s.mad)
+                }
+            }
+            if scales[g].bitPattern != scale.bitPattern || minimums[g].bitPattern != minimum.bitPattern
+                || codes[(g * s.n)..<((g + 1) * s.n)] != b[0..<s.n] {
+                Issue.record("trial \(trial), group \(g) of \(groups): scale \(scales[g]) vs \(scale), min \(minimums[g]) vs \(minimum)")
+                return
+            }
         }
     }
 }
 
-@Test("The SIMD symmetric search equals the scalar reference to the bit, with and without weights")
+@Test("The SIMD symmetric search (a group per lane, 1 to 16 groups) equals the scalar reference to the bit, with and without weights")
 func symmetricSearchMatchesReference() {
     var state: UInt64 = 0xFACE
     func uniform() -> Float {
         state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
         return Float(state >> 40) / Float(1 << 24)
     }
-    var x = [Float](repeating: 0, count: 32), w = x
-    var a = [Int8](repeating: 0, count: 32), b = a
-    for trial in 0..<3000 {
+    var x = [Float](repeating: 0, count: 16 * 32), w = x
+    var codes = [Int8](repeating: 0, count: 16 * 32), b = [Int8](repeating: 0, count: 32)
+    var scales = [Float](repeating: 0, count: 16)
+    for trial in 0..<600 {
         let (n, nmax) = [(16, 32), (16, 4), (32, 8), (32, 16), (16, 32)][trial % 5]
-        for i in 0..<n {
-            x[i] = trial % 3 == 0 ? Float(Int(uniform() * 17) - 8) * 0.125 : (uniform() - 0.5) * Float(1 << (trial % 5))
-            w[i] = uniform() * 3
+        let groups = 1 + (trial * 7) % 16
+        for g in 0..<groups {
+            let kind = (trial + g) % 4
+            for i in 0..<n {
+                x[g * n + i] = kind == 0 ? Float(Int(uniform() * 17) - 8) * 0.125 : kind == 3 ? 0 : (uniform() - 0.5) * Float(1 << (g % 5))
+                w[g * n + i] = uniform() * 3
+            }
         }
         let weighted = trial % 2 == 0
-        let scaleA = w.withUnsafeBufferPointer { KQuantSearch.symmetric(n, nmax, x, &a, weights: weighted ? $0.baseAddress : nil) }
-        let scaleB = w.withUnsafeBufferPointer { KQuantSearch.symmetricReference(n, nmax, x, &b, weights: weighted ? $0.baseAddress : nil) }
-        if scaleA.bitPattern != scaleB.bitPattern || a[0..<n] != b[0..<n] {
-            Issue.record("trial \(trial): scale \(scaleA) vs \(scaleB)")
-            return
+        w.withUnsafeBufferPointer { KQuantSearch.symmetric(groups: groups, n, nmax, x, &codes, scales: &scales, weights: weighted ? $0.baseAddress : nil) }
+        for g in 0..<groups {
+            let scale = x.withUnsafeBufferPointer { xs in
+                w.withUnsafeBufferPointer { ws in
+                    KQuantSearch.symmetricReference(n, nmax, xs.baseAddress! + g * n, &b, weights: weighted ? ws.baseAddress! + g * n : nil)
+                }
+            }
+            if scales[g].bitPattern != scale.bitPattern || codes[(g * n)..<((g + 1) * n)] != b[0..<n] {
+                Issue.record("trial \(trial), group \(g) of \(groups): scale \(scales[g]) vs \(scale)")
+                return
+            }
         }
     }
 }

@@ -104,3 +104,32 @@ func blockCausalSoftmaxMatchesWholeMatrix(size: Int) {
         #expect(blocks[row].map(\.bitPattern) == whole[row].map(\.bitPattern), "row \(i)")
     }
 }
+
+@Test("The log-softmax normalizer stays within 1e-6 of its f64 reference on vocabulary-sized and awkward rows",
+      arguments: awkwardSizes + [255, 256, 257, 4096, 49_152, 151_936])
+func logSoftmaxNormalizerMatchesReference(count: Int) {
+    // Logits up to ±24 (wider than a model's usual spread), so terms range from 1 down to e^-48.
+    let logits = seededValues(count, seed: UInt64(count) + 300, magnitude: 3)
+    let (fastMax, fastLogSum) = logits.withUnsafeBufferPointer { logSoftmaxNormalizer($0) }
+    let (referenceMax, referenceLogSum) = logits.withUnsafeBufferPointer { logSoftmaxNormalizerReference($0) }
+    #expect(fastMax == referenceMax)
+    // Each term is within 2e-7 relative of the f64 exp (the polynomial and v − m rounded in f32),
+    // runs of 256 add in f32 (~8 ulps): log Σ moves by at most that relative error of Σ.
+    #expect(abs(fastLogSum - referenceLogSum) <= 1e-6, "count \(count): \(fastLogSum) against \(referenceLogSum)")
+}
+
+@Test("The finiteness check finds a NaN or an infinity wherever it lies, as a scalar check does", arguments: [0, 1, 63, 64, 65, 200])
+func allFiniteFindsEveryNonFiniteValue(count: Int) {
+    let clean = seededValues(count, seed: UInt64(count) + 400)
+    #expect(clean.withUnsafeBufferPointer(allFinite))
+    for bad: Float in [.nan, .infinity, -.infinity, .signalingNaN] {
+        for position in 0..<count {
+            var values = clean
+            values[position] = bad
+            #expect(!values.withUnsafeBufferPointer(allFinite), "\(bad) at \(position) of \(count)")
+        }
+    }
+    // The largest finite values and subnormals are finite.
+    let edges: [Float] = [.greatestFiniteMagnitude, -.greatestFiniteMagnitude, .leastNonzeroMagnitude, 0, -0.0]
+    #expect((edges + clean).withUnsafeBufferPointer(allFinite))
+}

@@ -155,8 +155,15 @@ public enum TransformerKernels {
                 for k in 0..<(n - j) { row[j + k] = e[k]; total[k] += e[k] }
             }
             let inverse = 1 / total.sum()
-            for k in 0..<n { row[k] *= inverse }
-            for k in n..<stride { row[k] = 0 }
+            let scale = SIMD16<Float>(repeating: inverse)
+            j = 0
+            while j + 16 <= n {
+                let e = UnsafeRawPointer(row + j).loadUnaligned(as: SIMD16<Float>.self)
+                UnsafeMutableRawPointer(row + j).storeBytes(of: e * scale, as: SIMD16<Float>.self)
+                j += 16
+            }
+            while j < n { row[j] *= inverse; j += 1 }
+            if n < stride { (row + n).update(repeating: 0, count: stride - n) }
         }
     }
 
@@ -175,7 +182,7 @@ public enum TransformerKernels {
     /// Softmax over columns `valid` of a row `columns` wide; the columns outside `valid` become 0.
     @inline(__always)
     static func softmaxRow(_ row: UnsafeMutablePointer<Float>, valid: Range<Int>, columns: Int) {
-        for k in 0..<valid.lowerBound { row[k] = 0 }
+        if valid.lowerBound > 0 { row.update(repeating: 0, count: valid.lowerBound) }
         softmaxRow(row + valid.lowerBound, valid: valid.count, columns: columns - valid.lowerBound)
     }
 

@@ -272,15 +272,12 @@ public final class TransformerModel: Sendable {
         return all
     }
 
-    /// The most output rows per product tile (see `tileRows`). Splitting by weight rows widens
-    /// each weight row once per chunk.
-    static let columnBlock = 256
     /// Query rows per causal attention block.
     static let attentionBlock = 64
 
     /// Scratch memory for one chunk of `tokens` tokens, allocated once and reused by every layer.
     final class Scratch {
-        let x, h, q, k, v, attended, mlp, up, gate, tiles, scores, rounded, gathered, expertOutput, router: UnsafeMutablePointer<Float>
+        let x, h, q, k, v, attended, mlp, up, gate, tiles, shared, scores, rounded, gathered, expertOutput, router: UnsafeMutablePointer<Float>
         let tileStride: Int, workers: Int
         /// Sees every product's input (an importance-matrix collector), or nil.
         var observer: ActivationObserver?
@@ -304,6 +301,8 @@ public final class TransformerModel: Sendable {
             q = make(T * qDim); k = make(T * kvDim); v = make(T * kvDim); attended = make(T * qDim)
             up = make(T * ff); gate = make(T * ff)
             tiles = make(workers * tileStride)
+            // The largest weight of at most `sharedRows` rows the model multiplies by.
+            shared = make(model.weightMatrices.filter { $0.rows <= TransformerModel.sharedRows }.map { $0.rows * $0.columns }.max() ?? 0)
             scores = make(workers * TransformerModel.attentionBlock * T)
             rounded = make(T * widest)
             let moe = c.experts != nil
@@ -315,9 +314,12 @@ public final class TransformerModel: Sendable {
         deinit { for p in all { p.deallocate() } }
     }
 
-    /// x[rows, in] · Wᵀ (+ bias) → out[rows, out]: tiles of weight rows widened to f32 and
-    /// multiplied by `cblas_sgemm`, tiles spread over the workers.
-    private func linear(_ input: UnsafePointer<Float>, _ layer: Linear, into out: UnsafeMutablePointer<Float>, rows: Int, scratch: Scratch) {
+    /// x[rows, in] · Wᵀ (+ bias) → out[rows, out]: weight rows widened to f32 tile by tile and
+    /// multiplied by `cblas_sgemm`, the work items (`ProductTiling`) spread over the workers.
+    /// With `addingToZeros`, `out` is already all zeros and the products are added to it, which
+    /// spares OpenBLAS its pass zeroing the output first (a fresh logits array, 50 MB a chunk at 135M).
+    private func linear(_ input: UnsafePointer<Float>, _ layer: Linear, into out: UnsafeMutablePointer<Float>, rows: Int, scratch: Scratch,
+                        addingToZeros: Bool = false) {
         let inputs = layer.inputs, outputs = layer.outputs
         if let observer = scratch.observer, !layer.name.isEmpty { observer.observe(layer.name, input, rows: rows, columns: inputs) }
         var x = input
@@ -327,40 +329,91 @@ public final class TransformerModel: Sendable {
             layer.rounding.apply(UnsafeMutableBufferPointer(start: scratch.rounded, count: rows * inputs), rowLength: inputs)
             x = UnsafePointer(scratch.rounded)
         }
-        // Tiles of equal size (a multiple of 16, the kernel's width, at most `columnBlock`), their
-        // count a multiple of 4 so that 1, 2 or 4 workers taking them in turn finish together
-        // (tiles of 256 left one of two cores idle on every 576- or 192-row product). The tiles
-        // depend on the shape alone: every element is computed the same way for any thread count.
-        let size = Self.tileRows(outputs: outputs)
-        let tiles = (outputs + size - 1) / size
-        let workers = min(scratch.workers, tiles)
+        guard rows > 0, outputs > 0 else { return }
+        let tiling = Self.tiling(outputs: outputs, rows: rows)
         let source = UncheckedSendable(x)
-        threads.forEachChunk(workers) { worker in
-            let x = source.value
-            let tile = scratch.tiles + worker * scratch.tileStride
-            var index = worker
-            while index < tiles {
-                let first = index * size
-                let count = min(size, outputs - first)
-                layer.weight.widen(first..<(first + count), into: tile)
-                MatrixMultiply.multiply(x, tile, into: out + first, m: rows, n: count, k: inputs, transposeB: true,
-                                        lda: inputs, ldb: inputs, ldc: outputs)
-                if let bias = layer.bias {
-                    for r in 0..<rows {
-                        let o = out + r * outputs
-                        for j in first..<(first + count) { o[j] += bias[j] }
-                    }
+        /// One item: weight rows `tile` (already f32 at `weights`) times token rows `block`, bias added.
+        func multiply(_ x: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, tile: Range<Int>, block: Range<Int>) {
+            MatrixMultiply.multiply(x + block.lowerBound * inputs, weights, into: out + block.lowerBound * outputs + tile.lowerBound,
+                                    m: block.count, n: tile.count, k: inputs, beta: addingToZeros ? 1 : 0, transposeB: true,
+                                    lda: inputs, ldb: inputs, ldc: outputs)
+            if let bias = layer.bias {
+                for r in block {
+                    let o = out + r * outputs
+                    for j in tile { o[j] += bias[j] }
                 }
+            }
+        }
+        if tiling.shared {
+            // The whole weight widened once (in four pieces), then every item reads its tile from there.
+            let shared = scratch.shared
+            threads.forEachChunk(4) { piece in
+                let first = piece * outputs / 4, end = (piece + 1) * outputs / 4
+                layer.weight.widen(first..<end, into: shared + first * inputs)
+            }
+            threads.forEachChunk(tiling.items) { item in
+                let tile = tiling.tile(item / tiling.tokenBlocks, of: outputs), block = tiling.block(item % tiling.tokenBlocks, of: rows)
+                multiply(source.value, shared + tile.lowerBound * inputs, tile: tile, block: block)
+            }
+            return
+        }
+        // Each worker widens the tiles it takes into its own scratch.
+        let workers = min(scratch.workers, tiling.tiles)
+        threads.forEachChunk(workers) { worker in
+            let buffer = scratch.tiles + worker * scratch.tileStride
+            var index = worker
+            while index < tiling.tiles {
+                let tile = tiling.tile(index, of: outputs)
+                layer.weight.widen(tile, into: buffer)
+                multiply(source.value, buffer, tile: tile, block: 0..<rows)
                 index += workers
             }
         }
     }
 
-    /// Rows per product tile for a weight of `outputs` rows: the fewest tiles of at most
-    /// `columnBlock` rows, rounded up to a multiple of 4 tiles, each a multiple of 16 rows.
-    static func tileRows(outputs: Int) -> Int {
+    /// How one product x[rows, in]·Wᵀ is cut into work items: `tiles` tiles of `tileRows` weight
+    /// rows, each multiplied by `tokenBlocks` blocks of `blockRows` activation rows. It depends on
+    /// the shape alone, so every element is computed the same way for any thread count; the item
+    /// count is a multiple of 4, so 1, 2 or 4 workers taking items in turn finish together.
+    struct ProductTiling: Equatable {
+        /// Weight rows per tile (a multiple of 16, the kernel's width), and tiles.
+        var tileRows: Int, tiles: Int
+        /// Activation rows per block, and blocks.
+        var blockRows: Int, tokenBlocks: Int
+        /// Whether the whole weight is widened once into shared scratch first (it has at most
+        /// `sharedRows` rows); otherwise each item widens its own tile.
+        var shared: Bool
+
+        /// Items: every tile times every token block.
+        var items: Int { tiles * tokenBlocks }
+        /// Weight rows of tile `index`.
+        func tile(_ index: Int, of outputs: Int) -> Range<Int> { (index * tileRows)..<min(outputs, (index + 1) * tileRows) }
+        /// Activation rows of block `index`.
+        func block(_ index: Int, of rows: Int) -> Range<Int> { (index * blockRows)..<min(rows, (index + 1) * blockRows) }
+    }
+
+    /// The most weight rows a product widens whole into shared scratch (q, k, v, o and, at 135M, down).
+    static let sharedRows = 1024
+    /// The most weight rows per tile of a wider product (gate, up, head), widened by the worker that takes it.
+    static let columnBlock = 512
+
+    /// The cut of a product of `outputs` weight rows and `rows` activation rows. OpenBLAS packs
+    /// both operands on every call, so a weight of at most `sharedRows` rows is cut four ways into
+    /// a × b = 4 token blocks × tiles choosing the fewest packed values (b·rows + a·outputs): the
+    /// narrow k and v split the tokens, square ones both. A wider weight is cut into the fewest
+    /// tiles of at most `columnBlock` rows, rounded up to a multiple of 4.
+    static func tiling(outputs: Int, rows: Int) -> ProductTiling {
+        func sixteens(_ n: Int) -> Int { max(16, (n + 15) / 16 * 16) }
+        if outputs <= sharedRows {
+            let a = [1, 2, 4].min { (4 / $0) * rows + $0 * outputs < (4 / $1) * rows + $1 * outputs }!
+            let tileRows = sixteens((outputs + 4 / a - 1) / (4 / a))
+            let blockRows = max(1, (rows + a - 1) / a)
+            return ProductTiling(tileRows: tileRows, tiles: (outputs + tileRows - 1) / tileRows,
+                                 blockRows: blockRows, tokenBlocks: (rows + blockRows - 1) / blockRows, shared: true)
+        }
         let tiles = ((outputs + columnBlock - 1) / columnBlock + 3) / 4 * 4
-        return max(16, ((outputs + tiles - 1) / tiles + 15) / 16 * 16)
+        let tileRows = sixteens((outputs + tiles - 1) / tiles)
+        return ProductTiling(tileRows: tileRows, tiles: (outputs + tileRows - 1) / tileRows, blockRows: rows, tokenBlocks: 1, shared: false)
     }
 
     private func normalize(_ x: UnsafePointer<Float>, _ norm: Norm, into out: UnsafeMutablePointer<Float>, rows: Int) {
@@ -398,7 +451,7 @@ public final class TransformerModel: Sendable {
         var out = [Float](repeating: 0, count: rows * c.vocabularySize)
         normalize(x + scored.lowerBound * d, finalNorm, into: h, rows: rows)
         out.withUnsafeMutableBufferPointer { op in
-            linear(h, head, into: op.baseAddress!, rows: rows, scratch: scratch)
+            linear(h, head, into: op.baseAddress!, rows: rows, scratch: scratch, addingToZeros: true)
             if let cap = c.finalSoftcap { TransformerKernels.softcap(op.baseAddress!, count: op.count, cap: cap) }
         }
         return out
@@ -557,7 +610,11 @@ public final class TransformerModel: Sendable {
         }
     }
 
+    /// target += source, in pieces on every worker (each sum is the same whoever computes it).
     private func add(_ source: UnsafePointer<Float>, into target: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count { target[i] += source[i] }
+        let piece = 1 << 15
+        threads.forEachChunk((count + piece - 1) / piece) { p in
+            for i in (p * piece)..<min(count, (p + 1) * piece) { target[i] += source[i] }
+        }
     }
 }

@@ -92,42 +92,61 @@ enum KQuantSearch {
         return scale
     }
 
-    /// `symmetricReference`, fast: the 18 trial scales (independent here: only the choice is
-    /// sequential) run sixteen at a time in SIMD lanes with the reference's f32 operations in its
-    /// order, then are taken in order as the reference takes them; the winner's codes recomputed.
-    static func symmetric(_ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ L: UnsafeMutablePointer<Int8>,
-                          weights: UnsafePointer<Float>?) -> Float {
-        guard let start = symmetricStart(n, nmax, x, L, weights: weights) else { return 0 }
-        let max = start.max
-        var scale = start.scale, best = start.best
-        @inline(__always) func code(_ iscale: Float, _ i: Int) -> Int { Swift.max(-nmax, Swift.min(nmax - 1, nearestInt(iscale * x[i]))) }
-        @inline(__always) func weight(_ i: Int) -> Float { weights.map { $0[i] } ?? x[i] * x[i] }
-        let low = SIMD16<Int32>(repeating: Int32(-nmax)), high = SIMD16<Int32>(repeating: Int32(nmax - 1))
-        // Trials is = -9…-1, 1…9 in lanes: the first sixteen, then the last two.
-        let first = SIMD16<Float>(-9, -8, -7, -6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6, 7)
-        let second = SIMD16<Float>(8, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        var chosen: Float? = nil
-        @inline(__always) func pass(_ steps: SIMD16<Float>, lanes: Int) {
-            let iscale = -(Float(nmax) + 0.1 * steps) / max
-            var sx = SIMD16<Float>(), s2 = SIMD16<Float>()
+    /// `symmetricReference` for `groups` (1…16) groups of `n` (≤ 32) values at once, one group per
+    /// SIMD lane: group g is `x[g·n ..< (g+1)·n]` (weights at the same offsets), its codes go to
+    /// `L[g·n ...]` and its scale to `scales[g]`. Each lane runs the reference's own steps in its
+    /// order with the same f32 operations, so every group's result is the reference's to the bit.
+    static func symmetric(groups: Int, _ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ L: UnsafeMutablePointer<Int8>,
+                          scales: UnsafeMutablePointer<Float>, weights: UnsafePointer<Float>?) {
+        precondition((1...16).contains(groups) && (1...32).contains(n), "up to 16 groups of up to 32 values")
+        withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 2 * n) { buffer in
+            let X = buffer.baseAddress!, W = X + n
+            lanes(groups, n, x, into: X)
+            if let weights { lanes(groups, n, weights, into: W) } else { for i in 0..<n { W[i] = X[i] * X[i] } }
+            // make_qx_quants' start: the signed maximum, the plain inverse scale's fit.
+            var amax = SIMD16<Float>(), max = SIMD16<Float>()
             for i in 0..<n {
-                let shifted = iscale * x[i] + 12_582_912
-                let bits = (unsafeBitCast(shifted, to: SIMD16<Int32>.self) & 0x007F_FFFF) &- 0x0040_0000
-                let l = bits.clampedLanes(low, high).smallIntegersAsFloat()
-                let w = weight(i)
-                sx += w * x[i] * l
-                s2 += w * l * l
+                let ax = magnitude(X[i])
+                let larger = ax .> amax
+                amax.replace(with: ax, where: larger)
+                max.replace(with: X[i], where: larger)
             }
-            for k in 0..<lanes where s2[k] > 0 && sx[k] * sx[k] > best * s2[k] {
-                scale = sx[k] / s2[k]
-                best = scale * sx[k]
-                chosen = iscale[k]
+            let live = amax .>= SIMD16(repeating: groupEpsilon)
+            let low = SIMD16<Int32>(repeating: Int32(-nmax)), high = SIMD16<Int32>(repeating: Int32(nmax - 1))
+            @inline(__always) func code(_ iscale: SIMD16<Float>, _ v: SIMD16<Float>) -> SIMD16<Float> {
+                nearestInts(iscale * v).clampedLanes(low, high).smallIntegersAsFloat()
+            }
+            @inline(__always) func fit(_ iscale: SIMD16<Float>) -> (sumlx: SIMD16<Float>, suml2: SIMD16<Float>) {
+                var sumlx = SIMD16<Float>(), suml2 = SIMD16<Float>()
+                for i in 0..<n {
+                    let l = code(iscale, X[i])
+                    sumlx += W[i] * X[i] * l
+                    suml2 += W[i] * l * l
+                }
+                return (sumlx, suml2)
+            }
+            var chosen = SIMD16<Float>(repeating: Float(-nmax)) / max
+            let (sumlx, suml2) = fit(chosen)
+            var scale = (sumlx / suml2).replacing(with: 0, where: suml2 .== 0)
+            var best = scale * sumlx
+            if any(live) {
+                for step in -9...9 where step != 0 {
+                    let iscale = SIMD16<Float>(repeating: -(Float(nmax) + 0.1 * Float(step))) / max
+                    let (sumlx, suml2) = fit(iscale)
+                    let better = live .& (suml2 .> 0) .& (sumlx * sumlx .> best * suml2)
+                    guard any(better) else { continue }
+                    scale.replace(with: sumlx / suml2, where: better)
+                    best.replace(with: scale * sumlx, where: better)
+                    chosen.replace(with: iscale, where: better)
+                }
+            }
+            for g in 0..<groups { scales[g] = live[g] ? scale[g] : 0 }
+            let offset = SIMD16<Float>(repeating: Float(nmax))
+            for i in 0..<n {
+                let l = (code(chosen, X[i]) + offset).replacing(with: 0, where: .!live)
+                for g in 0..<groups { L[g * n + i] = Int8(truncatingIfNeeded: Int(l[g])) }
             }
         }
-        pass(first, lanes: 16)
-        pass(second, lanes: 2)
-        if let chosen { for i in 0..<n { L[i] = Int8(truncatingIfNeeded: nmax + code(chosen, i)) } }
-        return scale
     }
 
     /// `make_q3_quants` with `do_rmse`: symmetric codes refined one element at a time (at most
@@ -256,71 +275,98 @@ enum KQuantSearch {
         return scale
     }
 
-    /// `affineReference`, fast: trial scales run sixteen at a time in SIMD lanes, each lane summing
-    /// its elements in the reference's order with the same f32 operations, so each trial's sums
-    /// and error are the reference's to the bit. The reference's trials are not independent: an
-    /// accepted trial moves `min`, which the later trials use. So the lanes are taken in order
-    /// (strictly smaller error wins, as there), and after an acceptance the trials after it are
-    /// run again with the new `min`; the winner's codes are recomputed at the end.
-    static func affine(_ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, _ L: UnsafeMutablePointer<UInt8>,
-                       minimum: inout Float, _ aux: UnsafeMutablePointer<UInt8>, rmin: Float, rdelta: Float, steps: Int,
-                       absoluteError: Bool) -> Float {
-        let start = affineStart(n, nmax, x, weights, L, absoluteError: absoluteError)
-        guard start.max > start.min else {
-            minimum = -start.min
-            return 0
-        }
-        var min = start.min, scale = start.scale, bestError = start.error
-        let max = start.max, sumW = start.sumW, sumX = start.sumX
-        let top = SIMD16<Int32>(repeating: Int32(nmax)), zero = SIMD16<Int32>(repeating: 0)
-        let signless = SIMD16<UInt32>(repeating: 0x7FFF_FFFF)
-        var winner: (step: Int, min: Float)? = nil
-        var next = 0
-        while next <= steps {
-            let lowest = min
-            @inline(__always) func codes(_ iscale: SIMD16<Float>, _ i: Int) -> SIMD16<Float> {
-                let shifted = iscale * (x[i] - lowest) + 12_582_912
-                let bits = (unsafeBitCast(shifted, to: SIMD16<Int32>.self) & 0x007F_FFFF) &- 0x0040_0000
-                return bits.clampedLanes(zero, top).smallIntegersAsFloat()
+    /// `affineReference` for `groups` (1…16) groups of `n` (≤ 32) values at once, one group per
+    /// SIMD lane: group g is `x[g·n ..< (g+1)·n]` with its weights at the same offsets; its codes go
+    /// to `L[g·n ...]`, its scale to `scales[g]` and its −min to `minimums[g]`. Each lane runs the
+    /// reference's trials in order (an accepted trial moves that lane's min for the later ones)
+    /// with the same f32 operations, so every group's result is the reference's to the bit.
+    static func affine(groups: Int, _ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
+                       _ L: UnsafeMutablePointer<UInt8>, scales: UnsafeMutablePointer<Float>, minimums: UnsafeMutablePointer<Float>,
+                       rmin: Float, rdelta: Float, steps: Int, absoluteError: Bool) {
+        precondition((1...16).contains(groups) && (1...32).contains(n), "up to 16 groups of up to 32 values")
+        withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 2 * n) { buffer in
+            let X = buffer.baseAddress!, W = X + n
+            lanes(groups, n, x, into: X)
+            lanes(groups, n, weights, into: W)
+            // make_qkx2/3's start: extremes (min raised to 0), weight sums, the plain scale's error.
+            var min = X[0], max = X[0], sumW = W[0], sumX = W[0] * X[0]
+            for i in 1..<n {
+                min.replace(with: X[i], where: X[i] .< min)
+                max.replace(with: X[i], where: X[i] .> max)
+                sumW += W[i]
+                sumX += W[i] * X[i]
             }
-            let step = SIMD16<Float>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) + Float(next)
-            let iscale = (rmin + rdelta * step + Float(nmax)) / (max - lowest)
-            var sumL = SIMD16<Float>(), sumL2 = SIMD16<Float>(), sumXL = SIMD16<Float>()
+            min.replace(with: 0, where: min .> 0)
+            let constant = max .<= min, live = max .> min  // both false on NaN: codes kept, scale 0, as there
+            let top = SIMD16<Int32>(repeating: Int32(nmax)), zero = SIMD16<Int32>()
+            @inline(__always) func code(_ iscale: SIMD16<Float>, _ lowest: SIMD16<Float>, _ v: SIMD16<Float>) -> SIMD16<Float> {
+                nearestInts(iscale * (v - lowest)).clampedLanes(zero, top).smallIntegersAsFloat()
+            }
+            @inline(__always) func error(_ d: SIMD16<Float>) -> SIMD16<Float> { absoluteError ? magnitude(d) : d * d }
+            var chosenScale = SIMD16<Float>(repeating: Float(nmax)) / (max - min), chosenMin = min
+            var scale = 1 / chosenScale
+            var bestError = SIMD16<Float>()
+            for i in 0..<n { bestError += W[i] * error(scale * code(chosenScale, min, X[i]) + min - X[i]) }
+            if any(live) {
+                for step in 0...steps {
+                    let iscale = SIMD16<Float>(repeating: rmin + rdelta * Float(step) + Float(nmax)) / (max - min)
+                    var sumL = SIMD16<Float>(), sumL2 = SIMD16<Float>(), sumXL = SIMD16<Float>()
+                    for i in 0..<n {
+                        let l = code(iscale, min, X[i])
+                        sumL += W[i] * l
+                        sumL2 += W[i] * l * l
+                        sumXL += W[i] * l * X[i]
+                    }
+                    let D = sumW * sumL2 - sumL * sumL
+                    var thisScale = (sumW * sumXL - sumX * sumL) / D
+                    var thisMin = (sumL2 * sumX - sumL * sumXL) / D
+                    let positive = thisMin .> 0
+                    thisMin.replace(with: 0, where: positive)
+                    thisScale.replace(with: sumXL / sumL2, where: positive)
+                    var current = SIMD16<Float>()
+                    for i in 0..<n { current += W[i] * error(thisScale * code(iscale, min, X[i]) + thisMin - X[i]) }
+                    let better = live .& (D .> 0) .& (current .< bestError)
+                    guard any(better) else { continue }
+                    bestError.replace(with: current, where: better)
+                    scale.replace(with: thisScale, where: better)
+                    chosenScale.replace(with: iscale, where: better)
+                    chosenMin.replace(with: min, where: better)
+                    min.replace(with: thisMin, where: better)
+                }
+            }
+            for g in 0..<groups {
+                scales[g] = live[g] ? scale[g] : 0
+                minimums[g] = -min[g]
+            }
             for i in 0..<n {
-                let l = codes(iscale, i), w = weights[i]
-                sumL += w * l
-                sumL2 += w * l * l
-                sumXL += w * l * x[i]
+                let l = code(chosenScale, chosenMin, X[i]).replacing(with: 0, where: constant)
+                for g in 0..<groups { L[g * n + i] = UInt8(truncatingIfNeeded: Int(l[g])) }
             }
-            let D = sumW * sumL2 - sumL * sumL
-            var thisScale = (sumW * sumXL - sumX * sumL) / D
-            var thisMin = (sumL2 * sumX - sumL * sumXL) / D
-            let positive = thisMin .> 0
-            thisMin.replace(with: 0, where: positive)
-            thisScale.replace(with: sumXL / sumL2, where: positive)
-            var current = SIMD16<Float>()
-            for i in 0..<n {
-                let diff = thisScale * codes(iscale, i) + thisMin - x[i]
-                let e = absoluteError ? unsafeBitCast(unsafeBitCast(diff, to: SIMD16<UInt32>.self) & signless, to: SIMD16<Float>.self) : diff * diff
-                current += weights[i] * e
-            }
-            let lanes = Swift.min(16, steps + 1 - next)
-            guard let k = (0..<lanes).first(where: { D[$0] > 0 && current[$0] < bestError }) else {
-                next += 16
-                continue
-            }
-            bestError = current[k]
-            scale = thisScale[k]
-            winner = (next + k, lowest)
-            min = thisMin[k]
-            next += k + 1  // the later trials see the new min
         }
-        if let winner {
-            let iscale = (rmin + rdelta * Float(winner.step) + Float(nmax)) / (max - winner.min)
-            for i in 0..<n { L[i] = UInt8(truncatingIfNeeded: Swift.max(0, Swift.min(nmax, nearestInt(iscale * (x[i] - winner.min))))) }
+    }
+
+    /// Groups of `n` values (`groups` of them, back to back at `x`) as lanes: `into[i]` lane g is
+    /// group g's value i; lanes past `groups` repeat group 0 (computed, never stored).
+    @inline(__always)
+    static func lanes(_ groups: Int, _ n: Int, _ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<SIMD16<Float>>) {
+        out.withMemoryRebound(to: Float.self, capacity: 16 * n) { flat in
+            for g in 0..<16 {
+                let source = x + (g < groups ? g : 0) * n
+                for i in 0..<n { flat[16 * i + g] = source[i] }
+            }
         }
-        minimum = -min
-        return scale
+    }
+
+    /// `nearest_int` in 16 lanes: the 1.5·2²³ bias, the low mantissa bits read back.
+    @inline(__always)
+    static func nearestInts(_ v: SIMD16<Float>) -> SIMD16<Int32> {
+        (unsafeBitCast(v + 12_582_912, to: SIMD16<Int32>.self) & 0x007F_FFFF) &- 0x0040_0000
+    }
+
+    /// |v| lane by lane (the sign bit cleared).
+    @inline(__always)
+    static func magnitude(_ v: SIMD16<Float>) -> SIMD16<Float> {
+        unsafeBitCast(unsafeBitCast(v, to: SIMD16<UInt32>.self) & 0x7FFF_FFFF, to: SIMD16<Float>.self)
     }
 
     /// `make_qp_quants`: non-negative values (sub-block scales or minimums) to codes 0…nmax,

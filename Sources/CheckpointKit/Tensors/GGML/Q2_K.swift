@@ -23,10 +23,10 @@ extension KQuantizers {
     /// from their maxima) or `quantize_row_q2_K_impl` (importance-weighted fits, then the scales
     /// and mins themselves fitted), then every value re-rounded with the f16-rounded scales.
     static let q2_K: RowQuantizer = { x, count, importance, out in
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: 16 * 3 + 16) { floats in
-            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 256 + 16 + 32) { bytes in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 16 * 3 + 256) { floats in
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 256 + 32) { bytes in
                 let scales = floats.baseAddress!, mins = scales + 16, sw = scales + 32, weights = scales + 48
-                let L = bytes.baseAddress!, aux = L + 256, Ls = L + 272, Lm = L + 288
+                let L = bytes.baseAddress!, Ls = L + 256, Lm = L + 272
                 for block in 0..<(count / 256) {
                     let xb = x + block * 256, y = out + block * 84
                     let scaleBytes = y.assumingMemoryBound(to: UInt8.self)
@@ -35,20 +35,20 @@ extension KQuantizers {
                         let qw = importance + block * 256
                         let sigma2 = KQuantSearch.sumOfSquares(xb, 256) / 256
                         for j in 0..<16 {
-                            sw[j] = KQuantSearch.importanceWeights(qw + 16 * j, xb + 16 * j, 16, sigma2: sigma2, into: weights)
-                            scales[j] = KQuantSearch.affine(16, 3, xb + 16 * j, weights, L + 16 * j, minimum: &mins[j], aux,
-                                                            rmin: -0.9, rdelta: 0.05, steps: 36, absoluteError: false)
+                            sw[j] = KQuantSearch.importanceWeights(qw + 16 * j, xb + 16 * j, 16, sigma2: sigma2, into: weights + 16 * j)
                         }
+                        KQuantSearch.affine(groups: 16, 16, 3, xb, weights, L, scales: scales, minimums: mins,
+                                            rmin: -0.9, rdelta: 0.05, steps: 36, absoluteError: false)
                         let dm = KQuantSearch.positive(16, 15, scales, Ls, weights: sw)
                         let mm = KQuantSearch.positive(16, 15, mins, Lm, weights: sw)
                         for j in 0..<16 { scaleBytes[j] = Ls[j] | Lm[j] << 4 }
                         KQuantSearch.storeHalf(dm, y + 80); KQuantSearch.storeHalf(mm, y + 82)
                     } else {
                         var maxScale: Float = 0, maxMin: Float = 0
+                        for l in 0..<256 { weights[l] = abs(xb[l]) }
+                        KQuantSearch.affine(groups: 16, 16, 3, xb, weights, L, scales: scales, minimums: mins,
+                                            rmin: -0.5, rdelta: 0.1, steps: 15, absoluteError: true)
                         for j in 0..<16 {
-                            for l in 0..<16 { weights[l] = abs(xb[16 * j + l]) }
-                            scales[j] = KQuantSearch.affine(16, 3, xb + 16 * j, weights, L + 16 * j, minimum: &mins[j], aux,
-                                                            rmin: -0.5, rdelta: 0.1, steps: 15, absoluteError: true)
                             if scales[j] > maxScale { maxScale = scales[j] }
                             if mins[j] > maxMin { maxMin = mins[j] }
                         }

@@ -29,7 +29,7 @@ extension KQuantizers {
     /// `quantize_row_q3_K_impl` (importance-weighted fits, the scales themselves fitted), then every
     /// value re-rounded with the f16-rounded scales and its third bit moved to the mask.
     static let q3_K: RowQuantizer = { x, count, importance, out in
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: 16 + 16 + 16) { floats in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 16 + 16 + 256) { floats in
             withUnsafeTemporaryAllocation(of: Int8.self, capacity: 256 + 16) { codes in
                 let scales = floats.baseAddress!, sw = scales + 16, weights = scales + 32
                 let L = codes.baseAddress!, Ls = L + 256
@@ -46,10 +46,11 @@ extension KQuantizers {
                         let qw = importance + block * 256
                         let sigma2 = 2 * KQuantSearch.sumOfSquares(xb, 256) / 256
                         for j in 0..<16 {
-                            sw[j] = KQuantSearch.importanceWeights(qw + 16 * j, xb + 16 * j, 16, sigma2: sigma2, into: weights)
-                            scales[j] = KQuantSearch.symmetric(16, 4, xb + 16 * j, L + 16 * j, weights: weights)
+                            sw[j] = KQuantSearch.importanceWeights(qw + 16 * j, xb + 16 * j, 16, sigma2: sigma2, into: weights + 16 * j)
                         }
-                        let dBlock = KQuantSearch.symmetric(16, 32, scales, Ls, weights: sw)
+                        KQuantSearch.symmetric(groups: 16, 16, 4, xb, L, scales: scales, weights: weights)
+                        var dBlock: Float = 0
+                        KQuantSearch.symmetric(groups: 1, 16, 32, scales, Ls, scales: &dBlock, weights: sw)
                         for j in 0..<16 { pack(j, Int(Ls[j])) }
                         KQuantSearch.storeHalf(dBlock, y + 108)
                     } else {

@@ -24,26 +24,37 @@ extension KQuantizers {
             out.copyMemory(from: bytes, byteCount: bytes.count)
             return
         }
-        legacy(x, count, importance, out, blockBytes: 18) { xb, weights, y in
-            withUnsafeTemporaryAllocation(of: Int8.self, capacity: 32) { codes in
-                let L = codes.baseAddress!
-                KQuantSearch.storeHalf(KQuantSearch.symmetric(32, 8, xb, L, weights: weights), y)
-                for j in 0..<16 { y.storeBytes(of: UInt8(bitPattern: L[j] | L[j + 16] << 4), toByteOffset: 2 + j, as: UInt8.self) }
+        withUnsafeTemporaryAllocation(of: Int8.self, capacity: 16 * 32) { codes in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 16) { scales in
+                let L = codes.baseAddress!, d = scales.baseAddress!
+                legacy(x, count, importance, out, blockBytes: 18) { xb, weights, y, blocks in
+                    KQuantSearch.symmetric(groups: blocks, 32, 8, xb, L, scales: d, weights: weights)
+                    for b in 0..<blocks {
+                        let block = y + 18 * b, l = L + 32 * b
+                        KQuantSearch.storeHalf(d[b], block)
+                        for j in 0..<16 { block.storeBytes(of: UInt8(bitPattern: l[j] | l[j + 16] << 4), toByteOffset: 2 + j, as: UInt8.self) }
+                    }
+                }
             }
         }
     }
 
-    /// The imatrix path of the 32-value types: σ² = mean x² over the whole row, then per block
-    /// the weights qw·√(σ² + x²) handed to `block`.
+    /// The imatrix path of the 32-value types: σ² = mean x² over the whole row, then the weights
+    /// qw·√(σ² + x²) of up to 16 blocks at a time handed to `blocks` (values, weights, output, how
+    /// many blocks), which fits them together, a block per SIMD lane.
     static func legacy(_ x: UnsafePointer<Float>, _ count: Int, _ importance: UnsafePointer<Float>, _ out: UnsafeMutableRawPointer,
-                       blockBytes: Int, _ block: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutableRawPointer) -> Void) {
+                       blockBytes: Int, _ blocks: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutableRawPointer, Int) -> Void) {
         let sigma2 = KQuantSearch.sumOfSquares(x, count) / Float(count)
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: 32) { buffer in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 16 * 32) { buffer in
             let weights = buffer.baseAddress!
-            for b in 0..<(count / 32) {
-                let xb = x + 32 * b, qw = importance + 32 * b
-                KQuantSearch.importanceWeights(qw, xb, 32, sigma2: sigma2, into: weights)
-                block(xb, weights, out + b * blockBytes)
+            var first = 0
+            while first < count / 32 {
+                let n = min(16, count / 32 - first)
+                for b in 0..<n {
+                    KQuantSearch.importanceWeights(importance + 32 * (first + b), x + 32 * (first + b), 32, sigma2: sigma2, into: weights + 32 * b)
+                }
+                blocks(x + 32 * first, weights, out + first * blockBytes, n)
+                first += n
             }
         }
     }

@@ -51,14 +51,18 @@ extension KQuantizers {
             }
             return
         }
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64) { codes in
-            let L = codes.baseAddress!, aux = L + 32
-            legacy(x, count, importance, out, blockBytes: blockBytes) { xb, weights, y in
-                var minimum: Float = 0
-                let d = KQuantSearch.affine(32, nmax, xb, weights, L, minimum: &minimum, aux, rmin: -0.9, rdelta: 0.05, steps: 36,
-                                            absoluteError: false)
-                KQuantSearch.storeHalf(d, y); KQuantSearch.storeHalf(-minimum, y + 2)
-                store({ L[$0] }, y)
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 16 * 32) { codes in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 32) { floats in
+                let L = codes.baseAddress!, d = floats.baseAddress!, minimums = d + 16
+                legacy(x, count, importance, out, blockBytes: blockBytes) { xb, weights, y, blocks in
+                    KQuantSearch.affine(groups: blocks, 32, nmax, xb, weights, L, scales: d, minimums: minimums,
+                                        rmin: -0.9, rdelta: 0.05, steps: 36, absoluteError: false)
+                    for b in 0..<blocks {
+                        let block = y + blockBytes * b, l = L + 32 * b
+                        KQuantSearch.storeHalf(d[b], block); KQuantSearch.storeHalf(-minimums[b], block + 2)
+                        store({ l[$0] }, block)
+                    }
+                }
             }
         }
     }

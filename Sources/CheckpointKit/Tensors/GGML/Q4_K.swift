@@ -18,32 +18,52 @@ enum KQuantizers {
     static func fourOrFiveBit(_ x: UnsafePointer<Float>, _ count: Int, _ importance: UnsafePointer<Float>?, _ out: UnsafeMutableRawPointer,
                               five: Bool) {
         let nmax = five ? 31 : 15, blockBytes = five ? 176 : 144
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: 8 * 3 + 32) { floats in
-            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 256 + 32 + 16) { bytes in
-                let scales = floats.baseAddress!, mins = scales + 8, sw = scales + 16, weights = scales + 24
-                let L = bytes.baseAddress!, aux = L + 256, Ls = L + 288, Lm = L + 296
+        // The sub-block fits of two super-blocks (16 groups of 32) run at once, a group per lane.
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 512 + 16 * 3) { floats in
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 512 + 16) { bytes in
+                let weights = floats.baseAddress!, allScales = weights + 512, allMins = allScales + 16, sw = allMins + 16
+                let codes = bytes.baseAddress!, Ls = codes + 512, Lm = Ls + 8
                 for block in 0..<(count / 256) {
                     let xb = x + block * 256, y = (out + block * blockBytes).assumingMemoryBound(to: UInt8.self)
                     let packed = y + 4
-                    if let importance {
-                        let qw = importance + block * 256
-                        let sigma2 = 2 * KQuantSearch.sumOfSquares(xb, 256) / 256
-                        for j in 0..<8 {
-                            sw[j] = KQuantSearch.importanceWeights(qw + 32 * j, xb + 32 * j, 32, sigma2: sigma2, into: weights)
-                            scales[j] = KQuantSearch.affine(32, nmax, xb + 32 * j, weights, L + 32 * j, minimum: &mins[j], aux,
-                                                            rmin: -0.9, rdelta: 0.05, steps: 36, absoluteError: false)
+                    let second = block % 2 == 1
+                    if !second {
+                        // This block and the next: weights per value, then all their sub-block fits.
+                        let pair = Swift.min(2, count / 256 - block)
+                        for b in 0..<pair {
+                            let xs = xb + 256 * b, ws = weights + 256 * b
+                            if let importance {
+                                let qw = importance + (block + b) * 256
+                                let sigma2 = 2 * KQuantSearch.sumOfSquares(xs, 256) / 256
+                                for j in 0..<8 {
+                                    sw[8 * b + j] = KQuantSearch.importanceWeights(qw + 32 * j, xs + 32 * j, 32, sigma2: sigma2, into: ws + 32 * j)
+                                }
+                            } else {
+                                for j in 0..<8 {
+                                    let average = (KQuantSearch.sumOfSquares(xs + 32 * j, 32) / 32).squareRoot()
+                                    for l in 0..<32 { ws[32 * j + l] = average + abs(xs[32 * j + l]) }
+                                }
+                            }
                         }
-                        let dBlock = KQuantSearch.positive(8, 63, scales, Ls, weights: sw)
-                        let mBlock = KQuantSearch.positive(8, 63, mins, Lm, weights: sw)
+                        if importance != nil {
+                            KQuantSearch.affine(groups: 8 * pair, 32, nmax, xb, weights, codes, scales: allScales, minimums: allMins,
+                                                rmin: -0.9, rdelta: 0.05, steps: 36, absoluteError: false)
+                        } else {
+                            KQuantSearch.affine(groups: 8 * pair, 32, nmax, xb, weights, codes, scales: allScales, minimums: allMins,
+                                                rmin: five ? -0.5 : -1, rdelta: 0.1, steps: five ? 15 : 20, absoluteError: false)
+                        }
+                    }
+                    let scales = allScales + (second ? 8 : 0), mins = allMins + (second ? 8 : 0)
+                    let L = codes + (second ? 256 : 0)
+                    if importance != nil {
+                        let weightSums = sw + (second ? 8 : 0)
+                        let dBlock = KQuantSearch.positive(8, 63, scales, Ls, weights: weightSums)
+                        let mBlock = KQuantSearch.positive(8, 63, mins, Lm, weights: weightSums)
                         for j in 0..<8 { packScaleMin(packed, j, min(63, Ls[j]), min(63, Lm[j])) }
                         KQuantSearch.storeHalf(dBlock, y); KQuantSearch.storeHalf(mBlock, y + 2)
                     } else {
                         var maxScale: Float = 0, maxMin: Float = 0
                         for j in 0..<8 {
-                            let average = (KQuantSearch.sumOfSquares(xb + 32 * j, 32) / 32).squareRoot()
-                            for l in 0..<32 { weights[l] = average + abs(xb[32 * j + l]) }
-                            scales[j] = KQuantSearch.affine(32, nmax, xb + 32 * j, weights, L + 32 * j, minimum: &mins[j], aux,
-                                                            rmin: five ? -0.5 : -1, rdelta: 0.1, steps: five ? 15 : 20, absoluteError: false)
                             if scales[j] > maxScale { maxScale = scales[j] }
                             if mins[j] > maxMin { maxMin = mins[j] }
                         }

@@ -30,10 +30,11 @@ extension KQuantizers {
                 for block in 0..<(count / 256) {
                     let xb = x + block * 256, y = (out + block * 210).assumingMemoryBound(to: UInt8.self)
                     var maxScale: Float = 0, maxAbsScale: Float = 0
-                    for ib in 0..<16 {
-                        let scale = KQuantSearch.symmetric(16, 32, xb + 16 * ib, L + 16 * ib, weights: importance.map { $0 + block * 256 + 16 * ib })
-                        scales[ib] = scale
-                        if abs(scale) > maxAbsScale { maxAbsScale = abs(scale); maxScale = scale }
+                    // The sixteen sub-block fits at once, one per lane.
+                    KQuantSearch.symmetric(groups: 16, 16, 32, xb, L, scales: scales, weights: importance.map { $0 + block * 256 })
+                    for ib in 0..<16 where abs(scales[ib]) > maxAbsScale {
+                        maxAbsScale = abs(scales[ib])
+                        maxScale = scales[ib]
                     }
                     if maxAbsScale < KQuantSearch.groupEpsilon {
                         y.update(repeating: 0, count: 210)
