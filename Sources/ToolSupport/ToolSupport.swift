@@ -339,3 +339,12 @@ public func formatDecibels(_ d: Double) -> String { d.isFinite ? formatDecimal(d
 /// glibc's mallopt (malloc.h is not part of the Glibc module).
 @_silgen_name("mallopt")
 func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
+
+/// Keeps large freed blocks in the process for the next allocation of their size, as the
+/// evaluation programs want: each chunk allocates the same scratch and logits (~75 MB at 135M),
+/// and glibc would otherwise map them afresh, so every chunk paid page faults and the kernel's
+/// zeroing on one thread. Peak memory is unchanged (the same blocks are reused).
+public func reuseLargeAllocations() {
+    ProcessMemory.reuseLargeAllocations()
+}
+

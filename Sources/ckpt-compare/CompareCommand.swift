@@ -78,6 +78,7 @@ struct CompareCommand: ToolCommand {
     func run() throws {
         var gateFailures: [String] = []
         try runTool(common) {
+            reuseLargeAllocations()
             if !input.combine.isEmpty {
                 let pieces = try readPieces(input.combine, program: "ckpt-compare")
                 let result = try DivergencePiece.combine(pieces.map { ($0.file, $0.split) })

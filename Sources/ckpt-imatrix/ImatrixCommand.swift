@@ -48,6 +48,7 @@ struct ImatrixCommand: ToolCommand {
 
     func run() throws {
         try runTool(common) {
+            reuseLargeAllocations()
             let matrix: ImportanceMatrix
             if !input.combine.isEmpty {
                 matrix = try ImportanceMatrix.combine(try input.combine.map { try ImportanceMatrix(reading: $0) })

@@ -35,6 +35,7 @@ struct PerplexityCommand: ToolCommand {
 
     func run() throws {
         try runTool(common) {
+            reuseLargeAllocations()
             if !input.combine.isEmpty { return try combinePieces() }
             let model = model!
             let checkpoint = try Checkpoint(path: model)

@@ -448,7 +448,15 @@ public final class TransformerModel: Sendable {
         for layer in layers { block(layer, x, tokens: T, rope: layer.localRope ? local : global, scratch: scratch) }
         // Final norm and the head, for the scored rows only.
         let rows = scored.count
-        var out = [Float](repeating: 0, count: rows * c.vocabularySize)
+        // Zeroed on every worker (the head adds into it): 50 MB a chunk at 135M.
+        var out = [Float](unsafeUninitializedCapacity: rows * c.vocabularySize) { buffer, initialized in
+            let base = UncheckedSendable(buffer.baseAddress), count = buffer.count, piece = 1 << 18
+            threads.forEachChunk((count + piece - 1) / piece) { p in
+                let first = p * piece
+                (base.value! + first).initialize(repeating: 0, count: min(piece, count - first))
+            }
+            initialized = count
+        }
         normalize(x + scored.lowerBound * d, finalNorm, into: h, rows: rows)
         out.withUnsafeMutableBufferPointer { op in
             linear(h, head, into: op.baseAddress!, rows: rows, scratch: scratch, addingToZeros: true)
