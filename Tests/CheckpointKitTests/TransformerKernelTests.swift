@@ -133,3 +133,27 @@ func allFiniteFindsEveryNonFiniteValue(count: Int) {
     let edges: [Float] = [.greatestFiniteMagnitude, -.greatestFiniteMagnitude, .leastNonzeroMagnitude, 0, -0.0]
     #expect((edges + clean).withUnsafeBufferPointer(allFinite))
 }
+
+@Test("A product's cut covers every weight row and token row once, in a multiple of four items, and packs the fewest values",
+      arguments: [(192, 512), (576, 512), (1536, 512), (576, 255), (49_152, 255), (2048, 512), (512, 512), (8192, 512), (20, 7), (1, 1)])
+func productTilingCoversTheProduct(outputs: Int, rows: Int) {
+    let tiling = TransformerModel.tiling(outputs: outputs, rows: rows)
+    var covered = [Int](repeating: 0, count: outputs * rows)
+    for item in 0..<tiling.items {
+        let tile = tiling.tile(item / tiling.tokenBlocks, of: outputs), block = tiling.block(item % tiling.tokenBlocks, of: rows)
+        #expect(!tile.isEmpty && !block.isEmpty)
+        for r in block { for o in tile { covered[r * outputs + o] += 1 } }
+    }
+    #expect(covered.allSatisfy { $0 == 1 }, "\(outputs)×\(rows): \(tiling)")
+    #expect(tiling.tileRows % 16 == 0)
+    if outputs >= 64 && rows >= 4 { #expect(tiling.items % 4 == 0, "\(outputs)×\(rows): \(tiling)") }
+    // The weights SmolLM2 multiplies by at ctx 512: k and v split the tokens four ways, q/o/down
+    // two by two, gate/up four tiles of 384 rows, the head tiles of 512 rows widened by their worker.
+    switch (outputs, rows) {
+    case (192, 512): #expect(tiling == .init(tileRows: 192, tiles: 1, blockRows: 128, tokenBlocks: 4, shared: true))
+    case (576, 512): #expect(tiling == .init(tileRows: 288, tiles: 2, blockRows: 256, tokenBlocks: 2, shared: true))
+    case (1536, 512): #expect(tiling == .init(tileRows: 384, tiles: 4, blockRows: 512, tokenBlocks: 1, shared: false))
+    case (49_152, 255): #expect(tiling == .init(tileRows: 512, tiles: 96, blockRows: 255, tokenBlocks: 1, shared: false))
+    default: break
+    }
+}

@@ -24,18 +24,8 @@ extension KQuantizers {
             out.copyMemory(from: bytes, byteCount: bytes.count)
             return
         }
-        withUnsafeTemporaryAllocation(of: Int8.self, capacity: 16 * 32) { codes in
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: 16) { scales in
-                let L = codes.baseAddress!, d = scales.baseAddress!
-                legacy(x, count, importance, out, blockBytes: 18) { xb, weights, y, blocks in
-                    KQuantSearch.symmetric(groups: blocks, 32, 8, xb, L, scales: d, weights: weights)
-                    for b in 0..<blocks {
-                        let block = y + 18 * b, l = L + 32 * b
-                        KQuantSearch.storeHalf(d[b], block)
-                        for j in 0..<16 { block.storeBytes(of: UInt8(bitPattern: l[j] | l[j + 16] << 4), toByteOffset: 2 + j, as: UInt8.self) }
-                    }
-                }
-            }
+        legacySymmetric(x, count, importance, out, blockBytes: 18, nmax: 8) { l, block in
+            for j in 0..<16 { block.storeBytes(of: UInt8(bitPattern: l[j] | l[j + 16] << 4), toByteOffset: 2 + j, as: UInt8.self) }
         }
     }
 
@@ -55,6 +45,25 @@ extension KQuantizers {
                 }
                 blocks(x + 32 * first, weights, out + first * blockBytes, n)
                 first += n
+            }
+        }
+    }
+
+    /// The imatrix path of Q4_0 and Q5_0: `legacy`'s weights, a weighted symmetric fit per block
+    /// (codes 0..<2·nmax), each block's f16 scale stored first and its codes packed by `pack`.
+    static func legacySymmetric(_ x: UnsafePointer<Float>, _ count: Int, _ importance: UnsafePointer<Float>, _ out: UnsafeMutableRawPointer,
+                                blockBytes: Int, nmax: Int, pack: (UnsafePointer<Int8>, UnsafeMutableRawPointer) -> Void) {
+        withUnsafeTemporaryAllocation(of: Int8.self, capacity: 16 * 32) { codes in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 16) { scales in
+                let L = codes.baseAddress!, d = scales.baseAddress!
+                legacy(x, count, importance, out, blockBytes: blockBytes) { xb, weights, y, blocks in
+                    KQuantSearch.symmetric(groups: blocks, 32, nmax, xb, L, scales: d, weights: weights)
+                    for b in 0..<blocks {
+                        let block = y + blockBytes * b
+                        KQuantSearch.storeHalf(d[b], block)
+                        pack(L + 32 * b, block)
+                    }
+                }
             }
         }
     }

@@ -60,18 +60,8 @@ extension KQuantizers {
             }
             return
         }
-        withUnsafeTemporaryAllocation(of: Int8.self, capacity: 16 * 32) { codes in
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: 16) { scales in
-                let L = codes.baseAddress!, d = scales.baseAddress!
-                legacy(x, count, importance, out, blockBytes: 22) { xb, weights, y, blocks in
-                    KQuantSearch.symmetric(groups: blocks, 32, 16, xb, L, scales: d, weights: weights)
-                    for b in 0..<blocks {
-                        let block = y + 22 * b, l = L + 32 * b
-                        KQuantSearch.storeHalf(d[b], block)
-                        packFiveBits({ UInt8(bitPattern: l[$0]) }, qh: block + 2, qs: block + 6)
-                    }
-                }
-            }
+        legacySymmetric(x, count, importance, out, blockBytes: 22, nmax: 16) { l, block in
+            packFiveBits({ UInt8(bitPattern: l[$0]) }, qh: block + 2, qs: block + 6)
         }
     }
 }
