@@ -214,10 +214,9 @@ public enum TransformerKernels {
 
     /// gate ← silu(gate) · up (SwiGLU).
     public static func siluMultiply(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int, threads: ThreadBudget) {
-        let chunk = 1 << 14
-        threads.forEachChunk((count + chunk - 1) / chunk) { c in
-            var i = c * chunk
-            let end = min(count, i + chunk)
+        threads.forEachPiece(of: count, size: 1 << 14) { piece in
+            var i = piece.lowerBound
+            let end = piece.upperBound
             while i + 16 <= end {
                 let g = UnsafeRawPointer(gate + i).loadUnaligned(as: SIMD16<Float>.self)
                 let u = UnsafeRawPointer(up + i).loadUnaligned(as: SIMD16<Float>.self)
@@ -235,19 +234,17 @@ public enum TransformerKernels {
     /// gate ← gelu_tanh(gate) · up (GeGLU, Gemma).
     public static func geluTanhMultiply(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int, threads: ThreadBudget) {
         geluTanh(gate, count: count, threads: threads)
-        let chunk = 1 << 14
-        threads.forEachChunk((count + chunk - 1) / chunk) { c in
-            for i in (c * chunk)..<min(count, (c + 1) * chunk) { gate[i] *= up[i] }
+        threads.forEachPiece(of: count, size: 1 << 14) { piece in
+            for i in piece { gate[i] *= up[i] }
         }
     }
 
     /// x ← 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (GPT-2's gelu_new), tanh via exp.
     public static func geluTanh(_ x: UnsafeMutablePointer<Float>, count: Int, threads: ThreadBudget) {
-        let chunk = 1 << 14
         let k = Float((2 / Double.pi).squareRoot())
-        threads.forEachChunk((count + chunk - 1) / chunk) { c in
-            var i = c * chunk
-            let end = min(count, i + chunk)
+        threads.forEachPiece(of: count, size: 1 << 14) { piece in
+            var i = piece.lowerBound
+            let end = piece.upperBound
             while i + 16 <= end {
                 let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
                 let u = k * (v + 0.044715 * v * v * v)

@@ -18,6 +18,8 @@ public final class TransformerModel: Sendable {
     public let weightBytes: Int
     /// The longest chunk the model can run (GPT-2's learned positions), nil when RoPE sets no limit.
     public let maximumContext: Int?
+    /// Values in its largest weight of at most `sharedRows` rows: the shared scratch each `Scratch` holds.
+    let sharedWeightValues: Int
 
     /// One product x·Wᵀ (+ b) with its weight as stored.
     struct Linear: Sendable {
@@ -244,10 +246,15 @@ public final class TransformerModel: Sendable {
             head = Linear(weight: embedding, bias: nil, rounding: rounding(arch.embedding), name: String(arch.head.dropLast(".weight".count)))
         }
         weightBytes = bytes
+        sharedWeightValues = Self.matrices(embedding: embedding, positions: positions, layers: layers, head: head)
+            .filter { $0.rows <= Self.sharedRows }.map { $0.rows * $0.columns }.max() ?? 0
     }
 
     /// Every weight matrix the forward pass multiplies by, in a fixed order (embedding, layers, head).
-    var weightMatrices: [StoredRows] {
+    var weightMatrices: [StoredRows] { Self.matrices(embedding: embedding, positions: positions, layers: layers, head: head) }
+
+    /// The weight matrices of a model made of these parts, in `weightMatrices`' order.
+    private static func matrices(embedding: StoredRows, positions: StoredRows?, layers: [Layer], head: Linear) -> [StoredRows] {
         var all = [embedding] + (positions.map { [$0] } ?? [])
         for layer in layers {
             all += [layer.q.weight, layer.k.weight, layer.v.weight, layer.o.weight]
@@ -301,8 +308,7 @@ public final class TransformerModel: Sendable {
             q = make(T * qDim); k = make(T * kvDim); v = make(T * kvDim); attended = make(T * qDim)
             up = make(T * ff); gate = make(T * ff)
             tiles = make(workers * tileStride)
-            // The largest weight of at most `sharedRows` rows the model multiplies by.
-            shared = make(model.weightMatrices.filter { $0.rows <= TransformerModel.sharedRows }.map { $0.rows * $0.columns }.max() ?? 0)
+            shared = make(model.sharedWeightValues)
             scores = make(workers * TransformerModel.attentionBlock * T)
             rounded = make(T * widest)
             let moe = c.experts != nil
@@ -450,12 +456,11 @@ public final class TransformerModel: Sendable {
         let rows = scored.count
         // Zeroed on every worker (the head adds into it): 50 MB a chunk at 135M.
         var out = [Float](unsafeUninitializedCapacity: rows * c.vocabularySize) { buffer, initialized in
-            let base = UncheckedSendable(buffer.baseAddress), count = buffer.count, piece = 1 << 18
-            threads.forEachChunk((count + piece - 1) / piece) { p in
-                let first = p * piece
-                (base.value! + first).initialize(repeating: 0, count: min(piece, count - first))
+            let base = UncheckedSendable(buffer.baseAddress)
+            threads.forEachPiece(of: buffer.count, size: 1 << 18) { piece in
+                (base.value! + piece.lowerBound).initialize(repeating: 0, count: piece.count)
             }
-            initialized = count
+            initialized = buffer.count
         }
         normalize(x + scored.lowerBound * d, finalNorm, into: h, rows: rows)
         out.withUnsafeMutableBufferPointer { op in
@@ -620,9 +625,8 @@ public final class TransformerModel: Sendable {
 
     /// target += source, in pieces on every worker (each sum is the same whoever computes it).
     private func add(_ source: UnsafePointer<Float>, into target: UnsafeMutablePointer<Float>, count: Int) {
-        let piece = 1 << 15
-        threads.forEachChunk((count + piece - 1) / piece) { p in
-            for i in (p * piece)..<min(count, (p + 1) * piece) { target[i] += source[i] }
+        threads.forEachPiece(of: count, size: 1 << 15) { piece in
+            for i in piece { target[i] += source[i] }
         }
     }
 }

@@ -52,6 +52,14 @@ public struct ThreadBudget: Sendable, Equatable {
     }
 }
 
+extension ThreadBudget {
+    /// Runs `body(range)` for every piece of `0..<count` cut into ranges of `size` (the last one
+    /// shorter), the pieces spread over the threads as `forEachChunk` spreads chunks.
+    public func forEachPiece(of count: Int, size: Int, _ body: (Range<Int>) -> Void) {
+        forEachChunk((count + size - 1) / size) { piece in body((piece * size)..<min(count, (piece + 1) * size)) }
+    }
+}
+
 /// Hands a value to concurrent workers when the caller guarantees they use it safely (disjoint
 /// output ranges, read-only input).
 struct UncheckedSendable<Value>: @unchecked Sendable {

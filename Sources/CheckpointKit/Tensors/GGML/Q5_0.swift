@@ -35,9 +35,8 @@ extension KQuantizers {
     /// one less where that rounded up (no per-lane `truncf` call).
     @inline(__always)
     static func truncatedCodes(_ v: SIMD16<Float>) -> SIMD16<Int32> {
-        let biased = v + 12_582_912
-        let nearest = (unsafeBitCast(biased, to: SIMD16<Int32>.self) & 0x007F_FFFF) &- 0x0040_0000
-        let roundedUp = unsafeBitCast((biased - 12_582_912) .> v, to: SIMD16<Int32>.self)  // −1 where true
+        let nearest = KQuantSearch.nearestInts(v)
+        let roundedUp = unsafeBitCast((v + 12_582_912) - 12_582_912 .> v, to: SIMD16<Int32>.self)  // −1 where true
         return (nearest &+ roundedUp).clampedLanes(SIMD16(repeating: 0), SIMD16(repeating: 31))
     }
 
