@@ -65,6 +65,9 @@ struct QuantizeCommand: ToolCommand {
     @Option(help: "GPTQ: dampening, as a fraction of the mean Hessian diagonal; raised per layer when a Hessian is not positive definite.")
     var damp: Double = 0.01
 
+    @Flag(inversion: .prefixedNo, help: "AWQ: after scaling, search each group's clipping range on the calibration inputs (AutoAWQ's auto_clip; query and key projections are never clipped).")
+    var awqClip = true
+
     @Flag(help: "Quantize tensors holding NaN or Inf instead of refusing them.")
     var allowNonfinite = false
 
@@ -154,6 +157,7 @@ struct QuantizeCommand: ToolCommand {
                 settings.actOrder = actOrder
                 settings.staticGroups = staticGroups
                 settings.damp = damp
+                settings.clip = awqClip
                 report = try CalibratedQuantizer.quantize(checkpoint, to: output, options: options, calibration: settings)
             } else {
                 report = try CheckpointQuantizer.quantize(checkpoint, to: output, options: options)

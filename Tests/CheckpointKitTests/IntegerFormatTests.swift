@@ -401,3 +401,73 @@ func calibrationTokensOutsideVocabularyRefused() throws {
     }
     #expect(scratch.contents.isEmpty)
 }
+
+@Test("AWQ's clip search keeps, per row and group, the maximum that AutoAWQ's token-by-token search keeps, and lowers the output error")
+func awqClipMatchesTokenSearch() throws {
+    let (rows, columns, tokens, group) = (16, 128, 200, 32)
+    var rng = SeededGenerator(seed: 33)
+    func normal() -> Float {
+        let u = Float.random(in: Float.ulpOfOne...1, using: &rng), v = Float.random(in: 0...1, using: &rng)
+        return (-2 * Foundation.log(u)).squareRoot() * Foundation.cos(2 * .pi * v)
+    }
+    // Weights with a few outliers (what clipping trades off), inputs with loud channels.
+    let w = (0..<(rows * columns)).map { i in normal() * (i % 37 == 0 ? 0.4 : 0.05) }
+    let x = (0..<(tokens * columns)).map { i in normal() * (i % columns % 5 == 0 ? 3 : 1) }
+    var gram = [Float](repeating: 0, count: columns * columns)
+    for t in 0..<tokens { for i in 0..<columns { for j in 0..<columns { gram[i * columns + j] += x[t * columns + i] * x[t * columns + j] } } }
+    func fakeQuantize(_ values: [Float], _ rows: Int, _ columns: Int) -> [Float] {
+        values.withUnsafeBufferPointer {
+            IntegerQuantizer.roundToNearest($0, rows: rows, columns: columns, bits: 4, groupSize: group, symmetric: true, rule: .compressedTensors,
+                                            arithmetic: .f32, scaleType: .f32).dequantized
+        }
+    }
+    let clipped = AWQ.clipped(w, rows: rows, columns: columns, gram: gram, groupSize: group, fakeQuantize: fakeQuantize)
+
+    // AutoAWQ's loop, over every token: err = mean over tokens of (Σ_group x·(q − w))², the first best shrink kept.
+    let groups = columns / group
+    var bestError = [Double](repeating: .infinity, count: rows * groups), bestFactor = [Float](repeating: 1, count: rows * groups)
+    for step in 0..<10 {
+        let factor = 1 - Float(step) / 20
+        var candidate = w
+        for r in 0..<rows {
+            for g in 0..<groups {
+                let limit = (g * group..<(g + 1) * group).map { abs(w[r * columns + $0]) }.max()! * factor
+                for c in g * group..<(g + 1) * group { candidate[r * columns + c] = min(max(w[r * columns + c], -limit), limit) }
+            }
+        }
+        let q = fakeQuantize(candidate, rows, columns)
+        for r in 0..<rows {
+            for g in 0..<groups {
+                var error = 0.0
+                for t in 0..<tokens {
+                    var out = 0.0
+                    for c in g * group..<(g + 1) * group { out += Double(x[t * columns + c]) * Double(q[r * columns + c] - w[r * columns + c]) }
+                    error += out * out
+                }
+                if error / Double(tokens) < bestError[r * groups + g] { bestError[r * groups + g] = error / Double(tokens); bestFactor[r * groups + g] = factor }
+            }
+        }
+    }
+    var same = 0
+    for r in 0..<rows {
+        for g in 0..<groups {
+            let limit = (g * group..<(g + 1) * group).map { abs(w[r * columns + $0]) }.max()! * bestFactor[r * groups + g]
+            let expected = (g * group..<(g + 1) * group).map { min(max(w[r * columns + $0], -limit), limit) }
+            if Array(clipped[(r * columns + g * group)..<(r * columns + (g + 1) * group)]) == expected { same += 1 }
+        }
+    }
+    // The Gram form sums in another order than the token loop: a near-tie may fall the other way, rarely.
+    #expect(same >= rows * groups - 1, "\(same) of \(rows * groups) groups keep AutoAWQ's maximum")
+    #expect(bestFactor.contains { $0 < 1 }, "the outliers make some group clip")
+    let plain = outputError(w, fakeQuantize(w, rows, columns), gram, rows: rows, columns: columns)
+    let withClip = outputError(w, fakeQuantize(clipped, rows, columns), gram, rows: rows, columns: columns)
+    #expect(withClip < plain, "clipped \(withClip) vs plain \(plain)")
+}
+
+@Test("AWQ's clip search leaves query and key projections alone, as AutoAWQ does")
+func awqClipSkipsQueryAndKey() {
+    #expect(CalibratedQuantizer.isQueryOrKey("model.layers.0.self_attn.q_proj.weight"))
+    #expect(CalibratedQuantizer.isQueryOrKey("model.layers.3.self_attn.k_proj.weight"))
+    #expect(!CalibratedQuantizer.isQueryOrKey("model.layers.0.self_attn.v_proj.weight"))
+    #expect(!CalibratedQuantizer.isQueryOrKey("model.layers.0.mlp.down_proj.weight"))
+}

@@ -87,6 +87,8 @@ public struct CalibrationOptions: Sendable {
     public var damp: Double = 0.01
     /// AWQ's grid of α values in [0, 1).
     public var grid = 20
+    /// AWQ's clip search after scaling (AutoAWQ's `apply_clip`, on by default there too).
+    public var clip = true
 
     /// Calibration on `tokens` in chunks of `context`.
     public init(tokens: [Int], context: Int, bos: Int?, source: String) {
@@ -173,7 +175,7 @@ public enum CalibratedQuantizer {
             if calibration.method == .awq {
                 let (layerEncoded, layerReplacements, folded, alphas) = try awqLayer(forward, layer: layer, names: names, collector: collector,
                                                                                    weight: weight, logical: logical, byName: byName, options: options,
-                                                                                   grid: calibration.grid)
+                                                                                   grid: calibration.grid, clip: calibration.clip)
                 encoded.merge(layerEncoded) { $1 }
                 replacements = layerReplacements
                 replacedKept.merge(folded) { $1 }
@@ -225,12 +227,12 @@ public enum CalibratedQuantizer {
     }
 
     /// One layer by AWQ: each scaling group's α searched on its input's Gram matrix and mean |x|, the
-    /// scales folded (norms divided, producers' rows divided, the group's columns multiplied), every
-    /// weight then encoded by the scheme. Returns the encodings, the weights the float forward pass
+    /// scales folded (norms divided, producers' rows divided, the group's columns multiplied), each
+    /// weight but the query and key clipped per group (`clip`), then encoded by the scheme. Returns the encodings, the weights the float forward pass
     /// sees (the encoded values unfolded), the folded norms' bytes, and the α chosen per group.
     static func awqLayer(_ forward: LayerByLayerForward, layer: Int, names: [String], collector: HessianCollector,
                          weight: (String) throws -> (tensor: LogicalTensor, values: [Float], originalType: DType), logical: LogicalCheckpoint,
-                         byName: [String: LogicalTensor], options: QuantizationOptions, grid: Int) throws
+                         byName: [String: LogicalTensor], options: QuantizationOptions, grid: Int, clip: Bool) throws
         -> (encoded: [String: (encoded: EncodedTensor, metrics: ErrorMetrics)], replacements: [String: [Float]], folded: [String: [UInt8]], alphas: [Float?])
     {
         let scheme = options.scheme
@@ -283,7 +285,14 @@ public enum CalibratedQuantizer {
             let (tensor, values, originalType) = try load(name)
             let (rows, columns) = (tensor.shape[0], tensor.shape[1])
             let rowScale = rowScales[name], columnScale = columnScales[name]
-            let stored = AWQ.folded(values, rows: rows, columns: columns, rowScales: rowScale, columnScales: columnScale)
+            var stored = AWQ.folded(values, rows: rows, columns: columns, rowScales: rowScale, columnScales: columnScale)
+            if clip, !isQueryOrKey(name), var (h, _) = collector.hessian(name) {
+                // The clip is searched on the folded weight, whose inputs are the scaled ones: G' = diag(1/s)·G·diag(1/s).
+                if let cs = columnScale { for i in 0..<columns { for j in 0..<columns { h[i * columns + j] /= cs[i] * cs[j] } } }
+                stored = AWQ.clipped(stored, rows: rows, columns: columns, gram: h, groupSize: groupColumns(scheme, columns: columns)) { v, r, c in
+                    roundTrip(v, shape: [r, c], name: name, originalType: originalType).decoded
+                }
+            }
             let (tensorEncoded, decoded) = roundTrip(stored, shape: tensor.shape, name: name, originalType: originalType)
             let effective = AWQ.unfolded(decoded, rows: rows, columns: columns, rowScales: rowScale, columnScales: columnScale)
             let metrics = values.withUnsafeBufferPointer { v in effective.withUnsafeBufferPointer { ErrorMetrics.compare(reference: v, candidate: $0, threads: options.threads) } }
@@ -291,6 +300,15 @@ public enum CalibratedQuantizer {
             replacements[name] = effective
         }
         return (encoded, replacements, folded, alphas)
+    }
+
+    /// Whether `name` is a query or key projection, whose clipping AutoAWQ skips (attention scores are too sensitive).
+    /// AutoAWQ matches "q_"/"k_" anywhere in the name, which also skips e.g. Mixtral's `block_sparse_moe` experts;
+    /// here only the projection's own name counts.
+    static func isQueryOrKey(_ name: String) -> Bool {
+        let parts = name.split(separator: ".")
+        guard let module = parts.last == "weight" ? parts.dropLast().last : parts.last else { return false }
+        return module.hasPrefix("q_") || module.hasPrefix("k_") || ["query", "key", "Wqkv", "qkv_proj", "query_key_value"].contains(module)
     }
 
     /// Columns per scale of `scheme` for rows of `columns` (AWQ's weight statistic is relative to them).

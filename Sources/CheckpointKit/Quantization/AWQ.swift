@@ -48,6 +48,62 @@ public enum AWQ {
         return best
     }
 
+    /// AutoAWQ's `auto_clip` (`_compute_best_clip`): per row and group of `groupSize` columns, the
+    /// largest |w| the group keeps, searched over (1 − i/`grid`)·max|w| for i below `maxShrink`·`grid`,
+    /// each candidate clamped to ±max, put through the scheme's round trip, and scored by its part of
+    /// the output error on the calibration inputs, exactly through the group's block of the Gram
+    /// matrix (δᵀ·G·δ; AutoAWQ samples 512 tokens). Returns `w` clamped to the chosen maxima; rows
+    /// whose columns do not split into whole groups are returned as they are.
+    public static func clipped(_ w: [Float], rows: Int, columns: Int, gram: [Float], groupSize: Int, grid: Int = 20, maxShrink: Float = 0.5,
+                               fakeQuantize: ([Float], Int, Int) -> [Float]) -> [Float] {
+        let group = Swift.min(groupSize, columns)
+        guard group > 0, columns % group == 0, rows > 0, gram.count == columns * columns else { return w }
+        let groups = columns / group
+        var peak = [Float](repeating: 0, count: rows * groups)
+        for r in 0..<rows { for g in 0..<groups { for c in (g * group)..<((g + 1) * group) { peak[r * groups + g] = Swift.max(peak[r * groups + g], abs(w[r * columns + c])) } } }
+        var bestError = [Double](repeating: .infinity, count: rows * groups)
+        var bestMax = peak
+        var candidate = w, delta = [Float](repeating: 0, count: rows * columns), product = [Float](repeating: 0, count: rows * group)
+        for step in 0..<Int(maxShrink * Float(grid)) {
+            let factor = 1 - Float(step) / Float(grid)
+            for r in 0..<rows {
+                for g in 0..<groups {
+                    let limit = peak[r * groups + g] * factor
+                    for c in (g * group)..<((g + 1) * group) { candidate[r * columns + c] = Swift.min(Swift.max(w[r * columns + c], -limit), limit) }
+                }
+            }
+            let quantized = fakeQuantize(candidate, rows, columns)
+            for i in delta.indices { delta[i] = quantized[i] - w[i] }
+            for g in 0..<groups {
+                // The group's error rows times its diagonal block of the Gram matrix: P = Δ_g · G_gg.
+                delta.withUnsafeBufferPointer { d in
+                    gram.withUnsafeBufferPointer { gm in
+                        product.withUnsafeMutableBufferPointer { p in
+                            MatrixMultiply.multiply(d.baseAddress! + g * group, gm.baseAddress! + g * group * columns + g * group, into: p.baseAddress!,
+                                                    m: rows, n: group, k: group, lda: columns, ldb: columns, ldc: group)
+                        }
+                    }
+                }
+                for r in 0..<rows {
+                    var error = 0.0
+                    for j in 0..<group { error += Double(product[r * group + j] * delta[r * columns + g * group + j]) }
+                    if error < bestError[r * groups + g] {
+                        bestError[r * groups + g] = error
+                        bestMax[r * groups + g] = peak[r * groups + g] * factor
+                    }
+                }
+            }
+        }
+        var out = w
+        for r in 0..<rows {
+            for g in 0..<groups {
+                let limit = bestMax[r * groups + g]
+                for c in (g * group)..<((g + 1) * group) { out[r * columns + c] = Swift.min(Swift.max(w[r * columns + c], -limit), limit) }
+            }
+        }
+        return out
+    }
+
     /// `w` `[rows, columns]` as stored once scales are folded in: rows divided by `rowScales` (the
     /// next group's, when this weight produces its input), columns multiplied by `columnScales` (its own).
     public static func folded(_ w: [Float], rows: Int, columns: Int, rowScales: [Float]? = nil, columnScales: [Float]?) -> [Float] {
