@@ -228,8 +228,9 @@ public enum CalibratedQuantizer {
 
     /// One layer by AWQ: each scaling group's α searched on its input's Gram matrix and mean |x|, the
     /// scales folded (norms divided, producers' rows divided, the group's columns multiplied), each
-    /// weight but the query and key clipped per group (`clip`), then encoded by the scheme. Returns the encodings, the weights the float forward pass
-    /// sees (the encoded values unfolded), the folded norms' bytes, and the α chosen per group.
+    /// weight but the query and key clipped per group (`clip`), then encoded by the scheme. Returns
+    /// the encodings, the weights the float forward pass sees (the encoded values unfolded), the
+    /// folded norms' bytes, and the α chosen per group.
     static func awqLayer(_ forward: LayerByLayerForward, layer: Int, names: [String], collector: HessianCollector,
                          weight: (String) throws -> (tensor: LogicalTensor, values: [Float], originalType: DType), logical: LogicalCheckpoint,
                          byName: [String: LogicalTensor], options: QuantizationOptions, grid: Int, clip: Bool) throws

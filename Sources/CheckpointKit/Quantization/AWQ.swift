@@ -63,16 +63,21 @@ public enum AWQ {
         for r in 0..<rows { for g in 0..<groups { for c in (g * group)..<((g + 1) * group) { peak[r * groups + g] = Swift.max(peak[r * groups + g], abs(w[r * columns + c])) } } }
         var bestError = [Double](repeating: .infinity, count: rows * groups)
         var bestMax = peak
-        var candidate = w, delta = [Float](repeating: 0, count: rows * columns), product = [Float](repeating: 0, count: rows * group)
-        for step in 0..<Int(maxShrink * Float(grid)) {
-            let factor = 1 - Float(step) / Float(grid)
+        /// `w` with every row-group clamped to ±its limit (`limits` `[rows, groups]`).
+        func clamped(to limits: [Float]) -> [Float] {
+            var out = w
             for r in 0..<rows {
                 for g in 0..<groups {
-                    let limit = peak[r * groups + g] * factor
-                    for c in (g * group)..<((g + 1) * group) { candidate[r * columns + c] = Swift.min(Swift.max(w[r * columns + c], -limit), limit) }
+                    let limit = limits[r * groups + g]
+                    for c in (g * group)..<((g + 1) * group) { out[r * columns + c] = Swift.min(Swift.max(w[r * columns + c], -limit), limit) }
                 }
             }
-            let quantized = fakeQuantize(candidate, rows, columns)
+            return out
+        }
+        var delta = [Float](repeating: 0, count: rows * columns), product = [Float](repeating: 0, count: rows * group)
+        for step in 0..<Int(maxShrink * Float(grid)) {
+            let factor = 1 - Float(step) / Float(grid)
+            let quantized = fakeQuantize(clamped(to: peak.map { $0 * factor }), rows, columns)
             for i in delta.indices { delta[i] = quantized[i] - w[i] }
             for g in 0..<groups {
                 // The group's error rows times its diagonal block of the Gram matrix: P = Δ_g · G_gg.
@@ -94,14 +99,7 @@ public enum AWQ {
                 }
             }
         }
-        var out = w
-        for r in 0..<rows {
-            for g in 0..<groups {
-                let limit = bestMax[r * groups + g]
-                for c in (g * group)..<((g + 1) * group) { out[r * columns + c] = Swift.min(Swift.max(w[r * columns + c], -limit), limit) }
-            }
-        }
-        return out
+        return clamped(to: bestMax)
     }
 
     /// `w` `[rows, columns]` as stored once scales are folded in: rows divided by `rowScales` (the
