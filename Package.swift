@@ -25,7 +25,9 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CSystem"),
-        .target(name: "CheckpointKit", dependencies: ["COpenBLAS", "CZlib", "CSystem"]),
+        // AVX-512 twins of a few element-wise kernels, chosen at run time (Swift itself targets baseline x86-64).
+        .target(name: "CKernels"),
+        .target(name: "CheckpointKit", dependencies: ["COpenBLAS", "CZlib", "CSystem", "CKernels"]),
         .target(name: "ToolSupport", dependencies: [
             "CheckpointKit",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

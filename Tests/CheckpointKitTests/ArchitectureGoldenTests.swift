@@ -100,3 +100,20 @@ func logitsDoNotDependOnTheThreadCount(name: String) throws {
         #expect(one.map(\.bitPattern) == other.map(\.bitPattern), "\(name) on \(threads) threads")
     }
 }
+
+@Test("Chunks run together give every family the logits each gives alone, bit for bit", arguments: cases)
+func batchedChunksMatchSingleChunks(name: String) throws {
+    let network = try model(name)
+    let tokens = evalTokens()
+    let length = 48
+    let sequences = (0..<3).map { Array(tokens[($0 * length)..<(($0 + 1) * length)]) }
+    let scored = (length / 2)..<(length - 1)
+    var batched: [[Float]] = []
+    network.forEachScoredLogits(sequences, scored: scored) { _, logits in batched.append(Array(logits)) }
+    #expect(batched.count == 3)
+    for (index, sequence) in sequences.enumerated() {
+        let alone = network.logits(sequence, scored: scored)
+        let worst = zip(batched[index], alone).map { abs($0 - $1) }.max() ?? .infinity
+        #expect(batched[index] == alone, "\(name): sequence \(index): max |Δ| \(worst)")
+    }
+}

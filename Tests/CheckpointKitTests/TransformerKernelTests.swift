@@ -116,6 +116,10 @@ func logSoftmaxNormalizerMatchesReference(count: Int) {
     // Each term is within 2e-7 relative of the f64 exp (the polynomial and v − m rounded in f32),
     // runs of 256 add in f32 (~8 ulps): log Σ moves by at most that relative error of Σ.
     #expect(abs(fastLogSum - referenceLogSum) <= 1e-6, "count \(count): \(fastLogSum) against \(referenceLogSum)")
+    // The AVX-512 path and the Swift SIMD16 one differ only in the order each run's 16 lanes are added (a few f32 roundings of Σ).
+    let (portableMax, portableLogSum) = logits.withUnsafeBufferPointer { logSoftmaxNormalizer($0, portable: true) }
+    #expect(portableMax == fastMax)
+    #expect(abs(portableLogSum - fastLogSum) <= 8 * Double(unitRoundoff), "count \(count): \(fastLogSum) against Swift's \(portableLogSum)")
 }
 
 @Test("The finiteness check finds a NaN or an infinity wherever it lies, as a scalar check does", arguments: [0, 1, 63, 64, 65, 200])
@@ -156,4 +160,38 @@ func productTilingCoversTheProduct(outputs: Int, rows: Int) {
     case (49_152, 255): #expect(tiling == .init(tileRows: 512, tiles: 96, blockRows: 255, tokenBlocks: 1, shared: false))
     default: break
     }
+}
+
+@Test("The AVX-512 softmax row equals its Swift SIMD twin but for the sum's order (within 4 roundings)", arguments: awkwardSizes + [512])
+func wideSoftmaxMatchesPortable(size: Int) throws {
+    guard TransformerKernels.usesAVX512 else {
+        print("skipped: this CPU has no AVX-512; the Swift kernel runs alone")
+        return
+    }
+    let values = seededValues(size + 3, seed: UInt64(size), magnitude: 8)
+    var wide = values, portable = values
+    wide.withUnsafeMutableBufferPointer { TransformerKernels.softmaxRow($0.baseAddress!, valid: size, columns: size + 3) }
+    portable.withUnsafeMutableBufferPointer { TransformerKernels.softmaxRowPortable($0.baseAddress!, valid: size, columns: size + 3) }
+    #expect(Array(wide[size...]) == [0, 0, 0])
+    #expect(maxRelativeError(wide, portable) <= 4 * unitRoundoff)
+}
+
+@Test("The AVX-512 SwiGLU equals its Swift SIMD twin bit for bit", arguments: awkwardSizes + [40_000])
+func wideSiluMatchesPortable(size: Int) throws {
+    guard TransformerKernels.usesAVX512 else {
+        print("skipped: this CPU has no AVX-512; the Swift kernel runs alone")
+        return
+    }
+    var gate = seededValues(size, seed: 7 + UInt64(size), magnitude: 16) + [0, -0.0, 90, -90].prefix(max(0, min(4, size)))
+    let up = seededValues(gate.count, seed: 99)
+    var portable = gate
+    gate.withUnsafeMutableBufferPointer { g in
+        up.withUnsafeBufferPointer { TransformerKernels.siluMultiply(g.baseAddress!, $0.baseAddress!, count: g.count, threads: ThreadBudget(2)) }
+    }
+    portable.withUnsafeMutableBufferPointer { g in
+        up.withUnsafeBufferPointer {
+            TransformerKernels.siluMultiply(g.baseAddress!, $0.baseAddress!, count: g.count, threads: ThreadBudget(2), portable: true)
+        }
+    }
+    #expect(gate.map(\.bitPattern) == portable.map(\.bitPattern))
 }

@@ -46,30 +46,25 @@ public struct BaseLogProbabilities: Sendable {
         let k = min(topK, vocabulary)
         var result = BaseLogProbabilities(context: plan.context, chunks: plan.chunks, topK: k, tokens: tokens, bos: plan.bos, topIDs: [],
                                           topLogProbabilities: [], restLogProbability: [], trueLogProbability: [], vocabularySize: vocabulary)
-        for i in 0..<plan.chunks {
-            let (chunk, logits) = try plan.scoredLogits(model, chunk: i, from: tokens)
-            let rows = Array(plan.scoredRows)
-            let measured = logits.withUnsafeBufferPointer { all in
-                measureRows(rows.count, placeholder: (max: Float(0), logSum: 0.0, order: [Int]()), threads: model.threads) { r in
-                    let row = UnsafeBufferPointer(rebasing: all[(r * vocabulary)..<((r + 1) * vocabulary)])
-                    let (m, logSum) = logSoftmaxNormalizer(row)
-                    return (m, logSum, topIndices(row, k))
-                }
+        let rows = Array(plan.scoredRows)
+        try plan.forEachScoredLogits(model, chunks: 0..<plan.chunks, from: tokens) { i, chunk, all in
+            let measured = measureRows(rows.count, placeholder: (max: Float(0), logSum: 0.0, order: [Int]()), threads: model.threads) { r in
+                let row = UnsafeBufferPointer(rebasing: all[(r * vocabulary)..<((r + 1) * vocabulary)])
+                let (m, logSum) = logSoftmaxNormalizer(row)
+                return (m, logSum, topIndices(row, k))
             }
-            logits.withUnsafeBufferPointer { all in
-                for (r, position) in rows.enumerated() {
-                    let row = UnsafeBufferPointer(rebasing: all[(r * vocabulary)..<((r + 1) * vocabulary)])
-                    let (m, logSum, order) = measured[r]
-                    var topMass = 0.0
-                    for id in order {
-                        let lp = Double(row[id] - m) - logSum
-                        result.topIDs.append(Int32(id))
-                        result.topLogProbabilities.append(Float(lp))
-                        topMass += Glibc.exp(lp)
-                    }
-                    result.restLogProbability.append(Float(Glibc.log(max(1 - topMass, 1e-30))))
-                    result.trueLogProbability.append(Float(Double(row[chunk[position + 1]] - m) - logSum))
+            for (r, position) in rows.enumerated() {
+                let row = UnsafeBufferPointer(rebasing: all[(r * vocabulary)..<((r + 1) * vocabulary)])
+                let (m, logSum, order) = measured[r]
+                var topMass = 0.0
+                for id in order {
+                    let lp = Double(row[id] - m) - logSum
+                    result.topIDs.append(Int32(id))
+                    result.topLogProbabilities.append(Float(lp))
+                    topMass += Glibc.exp(lp)
                 }
+                result.restLogProbability.append(Float(Glibc.log(max(1 - topMass, 1e-30))))
+                result.trueLogProbability.append(Float(Double(row[chunk[position + 1]] - m) - logSum))
             }
             progress(i + 1)
         }
@@ -87,31 +82,29 @@ public struct BaseLogProbabilities: Sendable {
         let plan = ChunkPlan(context: context, chunks: chunks, bos: bos)
         var result = DivergenceAccumulator()
         var row = 0
-        for i in 0..<chunks {
-            let (chunk, logits) = try plan.scoredLogits(candidate, chunk: i, from: tokens)
-            let rows = Array(plan.scoredRows), first = row
-            let positions = logits.withUnsafeBufferPointer { all in
-                measureRows(rows.count, placeholder: DivergenceAccumulator.Position.zero, threads: candidate.threads) { r in
-                    let row = first + r, position = rows[r]
-                    let c = UnsafeBufferPointer(rebasing: all[(r * vocabularySize)..<((r + 1) * vocabularySize)])
-                    let (mc, lc) = logSoftmaxNormalizer(c)
-                    var kl = 0.0, candidateTopMass = 0.0
-                    var top = 0
-                    for v in 0..<vocabularySize where c[v] > c[top] { top = v }
-                    for j in 0..<topK {
-                        let id = Int(topIDs[row * topK + j])
-                        let lpB = Double(topLogProbabilities[row * topK + j])
-                        let lpC = Double(c[id] - mc) - lc
-                        kl += Glibc.exp(lpB) * (lpB - lpC)
-                        candidateTopMass += Glibc.exp(lpC)
-                    }
-                    let restB = Double(restLogProbability[row])
-                    let restC = Glibc.log(max(1 - candidateTopMass, 1e-30))
-                    kl += Glibc.exp(restB) * (restB - restC)
-                    let trueC = Double(c[chunk[position + 1]] - mc) - lc
-                    return DivergenceAccumulator.Position(divergence: kl, sameTop: Int(topIDs[row * topK]) == top,
-                                                          baseLogProbability: Double(trueLogProbability[row]), candidateLogProbability: trueC)
+        let rows = Array(plan.scoredRows)
+        try plan.forEachScoredLogits(candidate, chunks: 0..<chunks, from: tokens) { i, chunk, all in
+            let first = row
+            let positions = measureRows(rows.count, placeholder: DivergenceAccumulator.Position.zero, threads: candidate.threads) { r in
+                let row = first + r, position = rows[r]
+                let c = UnsafeBufferPointer(rebasing: all[(r * vocabularySize)..<((r + 1) * vocabularySize)])
+                let (mc, lc) = logSoftmaxNormalizer(c)
+                var kl = 0.0, candidateTopMass = 0.0
+                var top = 0
+                for v in 0..<vocabularySize where c[v] > c[top] { top = v }
+                for j in 0..<topK {
+                    let id = Int(topIDs[row * topK + j])
+                    let lpB = Double(topLogProbabilities[row * topK + j])
+                    let lpC = Double(c[id] - mc) - lc
+                    kl += Glibc.exp(lpB) * (lpB - lpC)
+                    candidateTopMass += Glibc.exp(lpC)
                 }
+                let restB = Double(restLogProbability[row])
+                let restC = Glibc.log(max(1 - candidateTopMass, 1e-30))
+                kl += Glibc.exp(restB) * (restB - restC)
+                let trueC = Double(c[chunk[position + 1]] - mc) - lc
+                return DivergenceAccumulator.Position(divergence: kl, sameTop: Int(topIDs[row * topK]) == top,
+                                                      baseLogProbability: Double(trueLogProbability[row]), candidateLogProbability: trueC)
             }
             for position in positions { result.add(position) }
             row += rows.count

@@ -110,21 +110,26 @@ public enum DivergenceEvaluator {
         }
         var result = DivergenceAccumulator()
         let vocabulary = base.config.vocabularySize
-        for i in plan.range {
-            let (chunk, b) = try plan.scoredLogits(base, chunk: i, from: tokens)
-            let c = try plan.scoredLogits(candidate, chunk: i, from: tokens).logits
-            let rows = Array(plan.scoredRows)
-            let positions = b.withUnsafeBufferPointer { bp in
-                c.withUnsafeBufferPointer { cp in
+        let rows = Array(plan.scoredRows)
+        // The base's logits of a batch wait for the candidate's: batches as large as keep them within 128 MB.
+        let batch = max(1, min(base.sequencesPerBatch(length: plan.context), (128 << 20) / max(1, rows.count * vocabulary * 4)))
+        var first = plan.range.lowerBound
+        while first < plan.range.upperBound {
+            let batchRange = first..<min(plan.range.upperBound, first + batch)
+            var baseLogits: [[Float]] = []
+            try plan.forEachScoredLogits(base, chunks: batchRange, from: tokens) { _, _, logits in baseLogits.append(Array(logits)) }
+            try plan.forEachScoredLogits(candidate, chunks: batchRange, from: tokens) { i, chunk, cp in
+                let positions = baseLogits[i - batchRange.lowerBound].withUnsafeBufferPointer { bp in
                     measureRows(rows.count, placeholder: DivergenceAccumulator.Position.zero, threads: base.threads) { r in
                         let range = (r * vocabulary)..<((r + 1) * vocabulary)
                         return DivergenceAccumulator.measure(base: UnsafeBufferPointer(rebasing: bp[range]),
                                                              candidate: UnsafeBufferPointer(rebasing: cp[range]), target: chunk[rows[r] + 1])
                     }
                 }
+                for position in positions { result.add(position) }
+                progress(i + 1 - plan.range.lowerBound, result)
             }
-            for position in positions { result.add(position) }
-            progress(i + 1 - plan.range.lowerBound, result)
+            first = batchRange.upperBound
         }
         return result
     }

@@ -1,3 +1,4 @@
+import CKernels
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -156,6 +157,29 @@ public struct ChunkPlan: Sendable {
         return (chunk, logits)
     }
 
+    /// The chunks `chunks` run through `model` several at a time (`TransformerModel.sequencesPerBatch`):
+    /// each chunk's index, tokens and scored logits ([scoredRows.count, vocab], valid during the call)
+    /// go to `body` in chunk order; the logits are those `scoredLogits` gives, and refused alike if
+    /// any is NaN or infinite. Stops on an interruption.
+    public func forEachScoredLogits(_ model: TransformerModel, chunks: Range<Int>, from stream: [Int],
+                                    _ body: (Int, [Int], UnsafeBufferPointer<Float>) throws -> Void) throws {
+        if let maximum = model.maximumContext, context > maximum {
+            throw EvaluationError.contextBeyondModel(model: model.path, context: context, maximum: maximum)
+        }
+        let batch = model.sequencesPerBatch(length: context)
+        var first = chunks.lowerBound
+        while first < chunks.upperBound {
+            if Interruption.isRequested { throw FileAccessError.interrupted(file: model.path) }
+            let indices = first..<min(chunks.upperBound, first + batch)
+            let sequences = indices.map { tokens($0, from: stream) }
+            try model.forEachScoredLogits(sequences, scored: scoredRows) { index, logits in
+                guard allFinite(logits) else { throw EvaluationError.nonFiniteLogits(model: model.path, chunk: indices.lowerBound + index + 1) }
+                try body(indices.lowerBound + index, sequences[index], logits)
+            }
+            first = indices.upperBound
+        }
+    }
+
     /// Chunk `i`'s tokens, with BOS in front when the tokenizer adds one.
     public func tokens(_ i: Int, from stream: [Int]) -> [Int] {
         var chunk = Array(stream[(i * context)..<((i + 1) * context)])
@@ -169,8 +193,16 @@ public struct ChunkPlan: Sendable {
 /// 2e-7 of `expf`), the sum in f64; the lanes add in f32 over runs of 256 values only (each term
 /// is at most 1), so the sum stays within 1e-7 relative of `logSoftmaxNormalizerReference`.
 @inline(__always)
-func logSoftmaxNormalizer(_ row: UnsafeBufferPointer<Float>) -> (max: Float, logSum: Double) {
+func logSoftmaxNormalizer(_ row: UnsafeBufferPointer<Float>, portable: Bool = false) -> (max: Float, logSum: Double) {
     guard let p = row.baseAddress else { return (-.infinity, -.infinity) }
+    if TransformerKernels.usesAVX512 && !portable {
+        // The same sums with AVX-512 (the Swift SIMD16 below is four SSE registers on baseline x86-64).
+        let m = ckpt_row_max_avx512(p, row.count)
+        var sum = 0.0
+        var j = ckpt_exp_sum_avx512(p, row.count, m, &sum)
+        while j < row.count { sum += Double(Glibc.expf(p[j] - m)); j += 1 }
+        return (m, Glibc.log(sum))
+    }
     let n = row.count
     @inline(__always) func load(_ j: Int) -> SIMD16<Float> { UnsafeRawPointer(p + j).loadUnaligned(as: SIMD16<Float>.self) }
     var best0 = SIMD16<Float>(repeating: -.infinity), best1 = best0
@@ -233,16 +265,13 @@ public enum PerplexityEvaluator {
         var total = PerplexityAccumulator()
         var chunks: [PerplexityAccumulator] = []
         let vocabulary = model.config.vocabularySize
-        for i in plan.range {
-            let (chunk, logits) = try plan.scoredLogits(model, chunk: i, from: tokens)
+        let rows = Array(plan.scoredRows)
+        try plan.forEachScoredLogits(model, chunks: plan.range, from: tokens) { _, chunk, all in
             var chunkNLL = PerplexityAccumulator()
-            let rows = Array(plan.scoredRows)
-            let nll = logits.withUnsafeBufferPointer { all in
-                measureRows(rows.count, placeholder: 0.0, threads: model.threads) { r in
-                    let row = UnsafeBufferPointer(rebasing: all[(r * vocabulary)..<((r + 1) * vocabulary)])
-                    let (m, logSum) = logSoftmaxNormalizer(row)
-                    return -(Double(row[chunk[rows[r] + 1]] - m) - logSum)
-                }
+            let nll = measureRows(rows.count, placeholder: 0.0, threads: model.threads) { r in
+                let row = UnsafeBufferPointer(rebasing: all[(r * vocabulary)..<((r + 1) * vocabulary)])
+                let (m, logSum) = logSoftmaxNormalizer(row)
+                return -(Double(row[chunk[rows[r] + 1]] - m) - logSum)
             }
             for value in nll { chunkNLL.add(negativeLogLikelihood: value) }
             chunks.append(chunkNLL)

@@ -1,3 +1,4 @@
+import CKernels
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -5,6 +6,9 @@ import Glibc
 /// The element-wise and row-wise pieces of a transformer forward pass. Matrix products go to
 /// OpenBLAS; these run SIMD, rows spread over threads, each beside its scalar reference.
 public enum TransformerKernels {
+    /// Whether the AVX-512 twins in CKernels run (checked once).
+    static let usesAVX512 = ckpt_has_avx512() != 0
+
     // MARK: - exp
 
     /// e^x for 16 lanes: Cody–Waite range reduction (x = n·ln2 + r) and a degree-6 polynomial,
@@ -130,6 +134,16 @@ public enum TransformerKernels {
 
     @inline(__always)
     static func softmaxRow(_ row: UnsafeMutablePointer<Float>, valid n: Int, columns stride: Int) {
+        if usesAVX512 {
+            ckpt_softmax_row_avx512(row, n)
+            if n < stride { (row + n).update(repeating: 0, count: stride - n) }
+            return
+        }
+        softmaxRowPortable(row, valid: n, columns: stride)
+    }
+
+    /// `softmaxRow` in Swift's SIMD16 (four SSE registers on baseline x86-64): the twin of `ckpt_softmax_row_avx512`.
+    static func softmaxRowPortable(_ row: UnsafeMutablePointer<Float>, valid n: Int, columns stride: Int) {
         do {
             var best = SIMD16<Float>(repeating: -.infinity)
             var j = 0
@@ -212,10 +226,13 @@ public enum TransformerKernels {
 
     // MARK: - Activations
 
-    /// gate ← silu(gate) · up (SwiGLU).
-    public static func siluMultiply(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int, threads: ThreadBudget) {
+    /// gate ← silu(gate) · up (SwiGLU): with AVX-512 its runs of 16 go to `ckpt_silu_multiply_avx512`, unless `portable`.
+    public static func siluMultiply(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int, threads: ThreadBudget,
+                                    portable: Bool = false) {
+        let wide = usesAVX512 && !portable
         threads.forEachPiece(of: count, size: 1 << 14) { piece in
             var i = piece.lowerBound
+            if wide { i += ckpt_silu_multiply_avx512(gate + i, up + i, piece.count) }
             let end = piece.upperBound
             while i + 16 <= end {
                 let g = UnsafeRawPointer(gate + i).loadUnaligned(as: SIMD16<Float>.self)

@@ -20,6 +20,8 @@ public final class TransformerModel: Sendable {
     public let maximumContext: Int?
     /// Values in its largest weight of at most `sharedRows` rows: the shared scratch each `Scratch` holds.
     let sharedWeightValues: Int
+    /// Whether products may round their activations as llama.cpp does (then each `Scratch` holds a buffer for it).
+    let roundsActivations: Bool
 
     /// One product x·Wᵀ (+ b) with its weight as stored.
     struct Linear: Sendable {
@@ -82,6 +84,7 @@ public final class TransformerModel: Sendable {
         config = try TransformerConfig(parsing: json, file: checkpoint.configSource)
         path = checkpoint.path
         self.threads = threads
+        roundsActivations = emulatingLlamaCpp
         // Our own workers split every product by rows (and attention by heads); OpenBLAS runs
         // single-threaded inside each, so its spinning threads never compete with ours.
         MatrixMultiply.setThreads(.single)
@@ -290,8 +293,10 @@ public final class TransformerModel: Sendable {
         var observer: ActivationObserver?
         private var all: [UnsafeMutablePointer<Float>] = []
 
-        init(_ model: TransformerModel, tokens T: Int) {
+        /// Scratch for `sequences` chunks of `tokens` tokens each, run through the blocks together.
+        init(_ model: TransformerModel, tokens length: Int, sequences: Int = 1) {
             let c = model.config
+            let T = length * sequences
             let qDim = c.heads * c.headDim, kvDim = c.kvHeads * c.headDim
             let ff = max(c.intermediateSize, c.experts?.intermediateSize ?? 0)
             let widest = max(c.hiddenSize, qDim, ff)
@@ -309,11 +314,12 @@ public final class TransformerModel: Sendable {
             up = make(T * ff); gate = make(T * ff)
             tiles = make(workers * tileStride)
             shared = make(model.sharedWeightValues)
-            scores = make(workers * TransformerModel.attentionBlock * T)
-            rounded = make(T * widest)
+            scores = make(workers * TransformerModel.attentionBlock * length)
+            // Only products emulating llama.cpp round their activations first.
+            rounded = make(model.roundsActivations ? T * widest : 0)
             let moe = c.experts != nil
-            gathered = make(moe ? T * c.hiddenSize : 0); expertOutput = make(moe ? T * c.hiddenSize : 0)
-            router = make(moe ? T * (c.experts?.count ?? 0) : 0)
+            gathered = make(moe ? length * c.hiddenSize : 0); expertOutput = make(moe ? length * c.hiddenSize : 0)
+            router = make(moe ? length * (c.experts?.count ?? 0) : 0)
             self.all = all
         }
 
@@ -324,8 +330,10 @@ public final class TransformerModel: Sendable {
     /// multiplied by `cblas_sgemm`, the work items (`ProductTiling`) spread over the workers.
     /// With `addingToZeros`, `out` is already all zeros and the products are added to it, which
     /// spares OpenBLAS its pass zeroing the output first (a fresh logits array, 50 MB a chunk at 135M).
-    private func linear(_ input: UnsafePointer<Float>, _ layer: Linear, into out: UnsafeMutablePointer<Float>, rows: Int, scratch: Scratch,
-                        addingToZeros: Bool = false) {
+    /// With `sequences` > 1 the rows are that many sequences of `rows / sequences`, each cut as it would be alone (the
+    /// weight widened once for all): every value is then computed exactly as for its sequence alone.
+    private func linear(_ input: UnsafePointer<Float>, _ layer: Linear, into out: UnsafeMutablePointer<Float>, rows: Int, sequences: Int = 1,
+                        scratch: Scratch, addingToZeros: Bool = false) {
         let inputs = layer.inputs, outputs = layer.outputs
         if let observer = scratch.observer, !layer.name.isEmpty { observer.observe(layer.name, input, rows: rows, columns: inputs) }
         var x = input
@@ -336,7 +344,8 @@ public final class TransformerModel: Sendable {
             x = UnsafePointer(scratch.rounded)
         }
         guard rows > 0, outputs > 0 else { return }
-        let tiling = Self.tiling(outputs: outputs, rows: rows)
+        let sequenceRows = rows / max(1, sequences)
+        let tiling = Self.tiling(outputs: outputs, rows: sequenceRows)
         let source = UncheckedSendable(x)
         /// One item: weight rows `tile` (already f32 at `weights`) times token rows `block`, bias added.
         func multiply(_ x: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, tile: Range<Int>, block: Range<Int>) {
@@ -357,9 +366,12 @@ public final class TransformerModel: Sendable {
                 let first = piece * outputs / 4, end = (piece + 1) * outputs / 4
                 layer.weight.widen(first..<end, into: shared + first * inputs)
             }
-            threads.forEachChunk(tiling.items) { item in
-                let tile = tiling.tile(item / tiling.tokenBlocks, of: outputs), block = tiling.block(item % tiling.tokenBlocks, of: rows)
-                multiply(source.value, shared + tile.lowerBound * inputs, tile: tile, block: block)
+            threads.forEachChunk(tiling.items * sequences) { item in
+                let sequence = item / tiling.items, within = item % tiling.items
+                let tile = tiling.tile(within / tiling.tokenBlocks, of: outputs)
+                let block = tiling.block(within % tiling.tokenBlocks, of: sequenceRows)
+                let first = sequence * sequenceRows
+                multiply(source.value, shared + tile.lowerBound * inputs, tile: tile, block: (first + block.lowerBound)..<(first + block.upperBound))
             }
             return
         }
@@ -371,7 +383,9 @@ public final class TransformerModel: Sendable {
             while index < tiling.tiles {
                 let tile = tiling.tile(index, of: outputs)
                 layer.weight.widen(tile, into: buffer)
-                multiply(source.value, buffer, tile: tile, block: 0..<rows)
+                for first in stride(from: 0, to: rows, by: max(1, sequenceRows)) {
+                    multiply(source.value, buffer, tile: tile, block: first..<(first + sequenceRows))
+                }
                 index += workers
             }
         }
@@ -440,34 +454,80 @@ public final class TransformerModel: Sendable {
     /// computed for the rows in `scored` only (the others still feed attention). The tokens
     /// must lie in the vocabulary and number at most `maximumContext`.
     public func logits(_ tokens: [Int], scored: Range<Int>? = nil, observer: ActivationObserver? = nil) -> [Float] {
-        let c = config
-        let T = tokens.count
-        let scored = scored ?? 0..<T
-        let d = c.hiddenSize
-        let scratch = Scratch(self, tokens: T)
+        let scored = scored ?? 0..<tokens.count
+        let scratch = Scratch(self, tokens: tokens.count)
         scratch.observer = observer
-        // Rotary tables for this chunk's length (dynamic and longrope depend on it).
-        let global = c.rope.map { $0.tables(positions: max(T, 1)) }
-        let local = c.localRope.map { $0.tables(positions: max(T, 1)) }
-        let x = scratch.x, h = scratch.h
-        embed(tokens, into: x, scratch: scratch)
-        for layer in layers { block(layer, x, tokens: T, rope: layer.localRope ? local : global, scratch: scratch) }
-        // Final norm and the head, for the scored rows only.
-        let rows = scored.count
-        // Zeroed on every worker (the head adds into it): 50 MB a chunk at 135M.
-        var out = [Float](unsafeUninitializedCapacity: rows * c.vocabularySize) { buffer, initialized in
+        runBlocks([tokens], scratch: scratch)
+        var out = Self.zeroedLogits(count: scored.count * config.vocabularySize, threads: threads)
+        out.withUnsafeMutableBufferPointer { headLogits(sequence: 0, length: tokens.count, scored: scored, into: $0, scratch: scratch) }
+        return out
+    }
+
+    /// Runs `sequences` (chunks of one length, each from position 0) through the blocks together,
+    /// then hands each sequence's logits for the rows `scored` ([scored.count, vocab], in one buffer
+    /// the next sequence overwrites) to `body`, in order. Batching widens each weight once for all the
+    /// sequences (llama-perplexity likewise runs n_batch / n_ctx chunks at a time) and spreads the work
+    /// over more items; each product is still cut per sequence as it would be alone, so every sequence's
+    /// logits are those `logits(_:scored:)` gives it alone, bit for bit.
+    public func forEachScoredLogits(_ sequences: [[Int]], scored: Range<Int>,
+                                    _ body: (Int, UnsafeBufferPointer<Float>) throws -> Void) rethrows {
+        guard let length = sequences.first?.count else { return }
+        let scratch = Scratch(self, tokens: length, sequences: sequences.count)
+        runBlocks(sequences, scratch: scratch)
+        var out = Self.zeroedLogits(count: scored.count * config.vocabularySize, threads: threads)
+        try out.withUnsafeMutableBufferPointer { buffer in
+            for index in sequences.indices {
+                // The first product adds into the fresh zeros; later ones overwrite (OpenBLAS zeroes first).
+                headLogits(sequence: index, length: length, scored: scored, into: buffer, scratch: scratch, overwriting: index > 0)
+                try body(index, UnsafeBufferPointer(buffer))
+            }
+        }
+    }
+
+    /// How many chunks of `length` tokens `forEachScoredLogits` should run together: up to four (llama-perplexity's
+    /// 2048-token batches at ctx 512), as many as keep their activations within max(32 MB, the weights / 16), so
+    /// memory stays near the file's size (two at SmolLM2-135M and at a 1B model).
+    public func sequencesPerBatch(length: Int) -> Int {
+        let c = config
+        let qDim = c.heads * c.headDim, kvDim = c.kvHeads * c.headDim
+        let ff = max(c.intermediateSize, c.experts?.intermediateSize ?? 0)
+        let perSequence = max(1, length * 4 * (3 * c.hiddenSize + 2 * qDim + 2 * kvDim + 2 * ff))
+        let budget = max(32 << 20, weightBytes / 16)
+        return max(1, min(4, budget / perSequence))
+    }
+
+    /// A logits array of `count` zeros, zeroed on every worker (the head adds into it): 50 MB a chunk at 135M.
+    private static func zeroedLogits(count: Int, threads: ThreadBudget) -> [Float] {
+        [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
             let base = UncheckedSendable(buffer.baseAddress)
             threads.forEachPiece(of: buffer.count, size: 1 << 18) { piece in
                 (base.value! + piece.lowerBound).initialize(repeating: 0, count: piece.count)
             }
             initialized = buffer.count
         }
-        normalize(x + scored.lowerBound * d, finalNorm, into: h, rows: rows)
-        out.withUnsafeMutableBufferPointer { op in
-            linear(h, head, into: op.baseAddress!, rows: rows, scratch: scratch, addingToZeros: true)
-            if let cap = c.finalSoftcap { TransformerKernels.softcap(op.baseAddress!, count: op.count, cap: cap) }
+    }
+
+    /// Embeds the sequences (all of one length) into `scratch.x` and runs every block over them.
+    private func runBlocks(_ sequences: [[Int]], scratch: Scratch) {
+        let c = config
+        let T = sequences.first?.count ?? 0
+        // Rotary tables for this chunk's length (dynamic and longrope depend on it).
+        let global = c.rope.map { $0.tables(positions: max(T, 1)) }
+        let local = c.localRope.map { $0.tables(positions: max(T, 1)) }
+        for (index, tokens) in sequences.enumerated() { embed(tokens, into: scratch.x + index * T * c.hiddenSize, scratch: scratch) }
+        for layer in layers {
+            block(layer, scratch.x, tokens: T, sequences: sequences.count, rope: layer.localRope ? local : global, scratch: scratch)
         }
-        return out
+    }
+
+    /// The final norm and the head for rows `scored` of sequence `sequence` (after `runBlocks`) into `out`
+    /// [scored.count, vocab]: added to the zeros `out` holds, or with `overwriting`, written over it.
+    private func headLogits(sequence: Int, length: Int, scored: Range<Int>, into out: UnsafeMutableBufferPointer<Float>, scratch: Scratch,
+                            overwriting: Bool = false) {
+        let c = config
+        normalize(scratch.x + (sequence * length + scored.lowerBound) * c.hiddenSize, finalNorm, into: scratch.h, rows: scored.count)
+        linear(scratch.h, head, into: out.baseAddress!, rows: scored.count, scratch: scratch, addingToZeros: !overwriting)
+        if let cap = c.finalSoftcap { TransformerKernels.softcap(out.baseAddress!, count: out.count, cap: cap) }
     }
 
     /// The embeddings of `tokens` (positions added, scaled where the family does) into `x` [T, hidden].
@@ -486,57 +546,69 @@ public final class TransformerModel: Sendable {
         }
     }
 
-    /// One decoder block on `x` [T, hidden] in place: x += postnorm(attention(prenorm(x))), then the same with the feed-forward.
-    func block(_ layer: Layer, _ x: UnsafeMutablePointer<Float>, tokens T: Int, rope: (cos: [Float], sin: [Float])?, scratch: Scratch) {
+    /// One decoder block on `x` [S·T, hidden] (S sequences of T tokens) in place: x += postnorm(attention(prenorm(x))),
+    /// then the same with the feed-forward.
+    func block(_ layer: Layer, _ x: UnsafeMutablePointer<Float>, tokens length: Int, sequences: Int = 1, rope: (cos: [Float], sin: [Float])?,
+               scratch: Scratch) {
         let d = config.hiddenSize, h = scratch.h, m = scratch.mlp
+        let T = length * sequences
         if let norm = layer.preAttentionNorm { normalize(x, norm, into: h, rows: T) } else { h.update(from: x, count: T * d) }
-        attention(layer, input: h, into: m, tokens: T, rope: rope, scratch: scratch)
+        attention(layer, input: h, into: m, tokens: length, sequences: sequences, rope: rope, scratch: scratch)
         if let norm = layer.postAttentionNorm { normalize(m, norm, into: m, rows: T) }
         add(m, into: x, count: T * d)
         if let norm = layer.preFeedForwardNorm { normalize(x, norm, into: h, rows: T) } else { h.update(from: x, count: T * d) }
-        feedForward(layer, input: h, into: m, tokens: T, scratch: scratch)
+        feedForward(layer, input: h, into: m, tokens: T, sequences: sequences, scratch: scratch)
         if let norm = layer.postFeedForwardNorm { normalize(m, norm, into: m, rows: T) }
         add(m, into: x, count: T * d)
     }
 
-    /// One layer's attention of `input` [T, hidden] into `out` [T, hidden].
-    private func attention(_ layer: Layer, input: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, tokens T: Int,
+    /// One layer's attention of `input` [S·T, hidden] into `out` [S·T, hidden]: each of the S sequences of T tokens attends within itself.
+    private func attention(_ layer: Layer, input: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, tokens T: Int, sequences: Int,
                            rope: (cos: [Float], sin: [Float])?, scratch s: Scratch) {
         let c = config
         let hd = c.headDim, qDim = c.heads * hd, kvDim = c.kvHeads * hd
-        linear(input, layer.q, into: s.q, rows: T, scratch: s)
-        linear(input, layer.k, into: s.k, rows: T, scratch: s)
-        linear(input, layer.v, into: s.v, rows: T, scratch: s)
+        let rows = T * sequences
+        linear(input, layer.q, into: s.q, rows: rows, sequences: sequences, scratch: s)
+        linear(input, layer.k, into: s.k, rows: rows, sequences: sequences, scratch: s)
+        linear(input, layer.v, into: s.v, rows: rows, sequences: sequences, scratch: s)
         if let qn = layer.queryNorm, let kn = layer.keyNorm {
             // Per head: each head's values are a row of their own; whole projection: each token's.
             let perHead = architecture.queryKeyNorm == .perHead
-            normalize(s.q, qn, into: s.q, rows: perHead ? T * c.heads : T)
-            normalize(s.k, kn, into: s.k, rows: perHead ? T * c.kvHeads : T)
+            normalize(s.q, qn, into: s.q, rows: perHead ? rows * c.heads : rows)
+            normalize(s.k, kn, into: s.k, rows: perHead ? rows * c.kvHeads : rows)
         }
         if let rope, let embedding = c.rope {
             rope.cos.withUnsafeBufferPointer { cp in
                 rope.sin.withUnsafeBufferPointer { sp in
-                    TransformerKernels.applyRoPE(s.q, rows: T, heads: c.heads, headDim: hd, rotary: embedding.rotaryDimensions, start: 0,
-                                                 cos: cp.baseAddress!, sin: sp.baseAddress!, threads: threads)
-                    TransformerKernels.applyRoPE(s.k, rows: T, heads: c.kvHeads, headDim: hd, rotary: embedding.rotaryDimensions, start: 0,
-                                                 cos: cp.baseAddress!, sin: sp.baseAddress!, threads: threads)
+                    for sequence in 0..<sequences {
+                        TransformerKernels.applyRoPE(s.q + sequence * T * qDim, rows: T, heads: c.heads, headDim: hd,
+                                                     rotary: embedding.rotaryDimensions, start: 0, cos: cp.baseAddress!, sin: sp.baseAddress!,
+                                                     threads: threads)
+                        TransformerKernels.applyRoPE(s.k + sequence * T * kvDim, rows: T, heads: c.kvHeads, headDim: hd,
+                                                     rotary: embedding.rotaryDimensions, start: 0, cos: cp.baseAddress!, sin: sp.baseAddress!,
+                                                     threads: threads)
+                    }
                 }
             }
         }
         let group = c.heads / c.kvHeads
         let window = layer.window, cap = c.attentionSoftcap, scale = c.attentionScale
-        // Work items: a head's query blocks paired first with last, second with second-to-last
-        // (a causal block's cost grows with its position), so items cost alike and the
-        // workers, taking them in turn, finish together.
+        // Work items: per sequence, a head's query blocks paired first with last, second with
+        // second-to-last (a causal block's cost grows with its position), so items cost alike
+        // and the workers, taking them in turn, finish together.
         let blocks = (T + Self.attentionBlock - 1) / Self.attentionBlock
         let pairs = (blocks + 1) / 2
-        let workers = min(s.workers, c.heads * pairs)
+        let items = sequences * c.heads * pairs
+        let workers = min(s.workers, items)
         threads.forEachChunk(workers) { worker in
             let scores = s.scores + worker * Self.attentionBlock * T
             var item = worker
-            while item < c.heads * pairs {
-                let head = item / pairs, pair = item % pairs
+            while item < items {
+                let sequence = item / (c.heads * pairs)
+                let head = item / pairs % c.heads, pair = item % pairs
                 let kv = head / group
+                let q = s.q + sequence * T * qDim, k = s.k + sequence * T * kvDim, v = s.v + sequence * T * kvDim
+                let attended = s.attended + sequence * T * qDim
                 for block in stride(from: pair, through: blocks - 1 - pair, by: max(1, blocks - 1 - 2 * pair)) {
                     // Causal (and windowed): a block of query rows needs only the keys from its first row's window to its last row.
                     let first = block * Self.attentionBlock
@@ -544,7 +616,7 @@ public final class TransformerModel: Sendable {
                     let keyEnd = first + rows
                     let keyStart = window.map { max(0, first - $0 + 1) } ?? 0
                     let keys = keyEnd - keyStart
-                    MatrixMultiply.multiply(s.q + first * qDim + head * hd, s.k + keyStart * kvDim + kv * hd, into: scores,
+                    MatrixMultiply.multiply(q + first * qDim + head * hd, k + keyStart * kvDim + kv * hd, into: scores,
                                             m: rows, n: keys, k: hd, alpha: scale, transposeB: true, lda: qDim, ldb: kvDim, ldc: keys)
                     for i in 0..<rows {
                         let query = first + i
@@ -553,39 +625,45 @@ public final class TransformerModel: Sendable {
                         if let cap { TransformerKernels.softcap(row + (low - keyStart), count: query - low + 1, cap: cap) }
                         TransformerKernels.softmaxRow(row, valid: (low - keyStart)..<(query - keyStart + 1), columns: keys)
                     }
-                    MatrixMultiply.multiply(scores, s.v + keyStart * kvDim + kv * hd, into: s.attended + first * qDim + head * hd,
+                    MatrixMultiply.multiply(scores, v + keyStart * kvDim + kv * hd, into: attended + first * qDim + head * hd,
                                             m: rows, n: hd, k: keys, lda: keys, ldb: kvDim, ldc: qDim)
                 }
                 item += workers
             }
         }
-        linear(s.attended, layer.o, into: out, rows: T, scratch: s)
+        linear(s.attended, layer.o, into: out, rows: rows, sequences: sequences, scratch: s)
     }
 
     /// One layer's feed-forward block of `input` [T, hidden] into `out` [T, hidden].
-    private func feedForward(_ layer: Layer, input: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, tokens T: Int, scratch s: Scratch) {
+    private func feedForward(_ layer: Layer, input: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, tokens T: Int, sequences: Int,
+                             scratch s: Scratch) {
         switch layer.feedForward {
         case let .gated(gate, up, down):
-            gatedProduct(input, gate: gate, up: up, down: down, into: out, rows: T, scratch: s)
+            gatedProduct(input, gate: gate, up: up, down: down, into: out, rows: T, sequences: sequences, scratch: s)
         case let .plain(up, down):
-            linear(input, up, into: s.up, rows: T, scratch: s)
+            linear(input, up, into: s.up, rows: T, sequences: sequences, scratch: s)
             TransformerKernels.geluTanh(s.up, count: T * up.outputs, threads: threads)
-            linear(s.up, down, into: out, rows: T, scratch: s)
+            linear(s.up, down, into: out, rows: T, sequences: sequences, scratch: s)
         case let .experts(router, experts):
-            mixture(input, router: router, experts: experts, into: out, tokens: T, scratch: s)
+            // Sequence by sequence: an expert's rows are then the tokens one sequence routes to it, as when it runs alone.
+            let length = T / max(1, sequences), d = config.hiddenSize
+            for sequence in 0..<sequences {
+                mixture(input + sequence * length * d, router: router, experts: experts, into: out + sequence * length * d, tokens: length,
+                        scratch: s)
+            }
         }
     }
 
     /// act(x·gateᵀ) ⊙ (x·upᵀ) · downᵀ.
     private func gatedProduct(_ x: UnsafePointer<Float>, gate: Linear, up: Linear, down: Linear, into out: UnsafeMutablePointer<Float>,
-                              rows: Int, scratch s: Scratch) {
-        linear(x, up, into: s.up, rows: rows, scratch: s)
-        linear(x, gate, into: s.gate, rows: rows, scratch: s)
+                              rows: Int, sequences: Int = 1, scratch s: Scratch) {
+        linear(x, up, into: s.up, rows: rows, sequences: sequences, scratch: s)
+        linear(x, gate, into: s.gate, rows: rows, sequences: sequences, scratch: s)
         switch config.activation {
         case .silu: TransformerKernels.siluMultiply(s.gate, s.up, count: rows * up.outputs, threads: threads)
         case .geluTanh: TransformerKernels.geluTanhMultiply(s.gate, s.up, count: rows * up.outputs, threads: threads)
         }
-        linear(s.gate, down, into: out, rows: rows, scratch: s)
+        linear(s.gate, down, into: out, rows: rows, sequences: sequences, scratch: s)
     }
 
     /// A MoE block as transformers runs it: router softmax in f32, the top-k experts per token

@@ -1,0 +1,21 @@
+#ifndef CKPT_CKERNELS_H
+#define CKPT_CKERNELS_H
+
+/// Whether this CPU runs the AVX-512 kernels below (checked once, at run time).
+int ckpt_has_avx512(void);
+
+/// Softmax of row[0..<n] in place, as TransformerKernels.softmaxRow computes it, 16 lanes at a time (AVX-512 only).
+void ckpt_softmax_row_avx512(float *row, long n);
+
+/// gate[i] ← gate[i] / (1 + e^(−gate[i])) · up[i], as TransformerKernels.siluMultiply computes it, for the
+/// whole runs of 16 in n; returns how many it did (the caller finishes the tail). AVX-512 only.
+long ckpt_silu_multiply_avx512(float *gate, const float *up, long n);
+
+/// The largest of row[0..<n] (−∞ when empty). AVX-512 only.
+float ckpt_row_max_avx512(const float *row, long n);
+
+/// Σ e^(row[j] − shift) over the whole runs of 16 in n, as logSoftmaxNormalizer sums them (f32 within runs of 256,
+/// f64 across), into *sum; returns how many values it took (the caller adds the tail). AVX-512 only.
+long ckpt_exp_sum_avx512(const float *row, long n, float shift, double *sum);
+
+#endif

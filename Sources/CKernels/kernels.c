@@ -1,0 +1,104 @@
+// AVX-512 twins of TransformerKernels' Swift SIMD16 kernels. Swift builds for baseline x86-64, where
+// a SIMD16<Float> is four SSE registers; these functions are compiled for AVX-512 alone (target
+// attribute, chosen at run time) and perform the same operations in the same order, with no fused
+// multiply-add, so each value equals the Swift kernel's (the sums may differ in their last bit).
+#include "ckernels.h"
+#include <immintrin.h>
+
+#pragma STDC FP_CONTRACT OFF
+
+int ckpt_has_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") ? 1 : 0;
+}
+
+#define AVX512 __attribute__((target("avx512f")))
+
+// TransformerKernels.exp: Cody-Waite reduction by ln 2, degree-6 polynomial, 2^n through the exponent bits.
+AVX512 static inline __m512 exp16(__m512 x) {
+    const __m512 magic = _mm512_set1_ps(12582912.0f);
+    __m512 clamped = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.7f));
+    __m512 shifted = _mm512_add_ps(_mm512_mul_ps(clamped, _mm512_set1_ps(1.44269504f)), magic);
+    __m512 n = _mm512_sub_ps(shifted, magic);
+    __m512 r = _mm512_sub_ps(clamped, _mm512_mul_ps(n, _mm512_set1_ps(0.693359375f)));
+    r = _mm512_sub_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(-2.1219444e-4f)));
+    __m512 p = _mm512_set1_ps(1.9875691e-4f);
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.3981999e-3f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(8.333452e-3f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(4.1665796e-2f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.6666665e-1f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(5e-1f));
+    p = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(p, _mm512_mul_ps(r, r)), r), _mm512_set1_ps(1.0f));
+    __m512i integer = _mm512_sub_epi32(_mm512_castps_si512(shifted), _mm512_castps_si512(magic));
+    __m512i exponent = _mm512_slli_epi32(_mm512_add_epi32(integer, _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(exponent));
+}
+
+AVX512 void ckpt_softmax_row_avx512(float *row, long n) {
+    __m512 best = _mm512_set1_ps(-__builtin_inff());
+    long j = 0;
+    for (; j + 16 <= n; j += 16) best = _mm512_max_ps(best, _mm512_loadu_ps(row + j));
+    float m = _mm512_reduce_max_ps(best);
+    for (; j < n; j++) m = row[j] > m ? row[j] : m;
+    const __m512 shift = _mm512_set1_ps(m);
+    __m512 total = _mm512_setzero_ps();
+    for (j = 0; j + 16 <= n; j += 16) {
+        __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(row + j), shift));
+        _mm512_storeu_ps(row + j, e);
+        total = _mm512_add_ps(total, e);
+    }
+    if (j < n) {
+        __mmask16 mask = (__mmask16)((1u << (n - j)) - 1);
+        __m512 v = _mm512_mask_loadu_ps(_mm512_set1_ps(-__builtin_inff()), mask, row + j);
+        __m512 e = exp16(_mm512_sub_ps(v, shift));
+        _mm512_mask_storeu_ps(row + j, mask, e);
+        total = _mm512_mask_add_ps(total, mask, total, e);
+    }
+    const float inverse = 1.0f / _mm512_reduce_add_ps(total);
+    const __m512 scale = _mm512_set1_ps(inverse);
+    for (j = 0; j + 16 <= n; j += 16) _mm512_storeu_ps(row + j, _mm512_mul_ps(_mm512_loadu_ps(row + j), scale));
+    for (; j < n; j++) row[j] *= inverse;
+}
+
+AVX512 long ckpt_silu_multiply_avx512(float *gate, const float *up, long n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 g = _mm512_loadu_ps(gate + i);
+        // −g by its sign bit, as Swift's prefix minus (0 − g would turn −0 into +0).
+        __m512 negated = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(g), _mm512_set1_epi32((int)0x80000000u)));
+        __m512 s = _mm512_div_ps(g, _mm512_add_ps(one, exp16(negated)));
+        _mm512_storeu_ps(gate + i, _mm512_mul_ps(s, _mm512_loadu_ps(up + i)));
+    }
+    // The Swift kernel's scalar tail (libm's exp in f64) is left to the caller.
+    return i;
+}
+
+AVX512 float ckpt_row_max_avx512(const float *row, long n) {
+    __m512 best0 = _mm512_set1_ps(-__builtin_inff()), best1 = best0;
+    long j = 0;
+    for (; j + 32 <= n; j += 32) {
+        best0 = _mm512_max_ps(best0, _mm512_loadu_ps(row + j));
+        best1 = _mm512_max_ps(best1, _mm512_loadu_ps(row + j + 16));
+    }
+    float m = _mm512_reduce_max_ps(_mm512_max_ps(best0, best1));
+    for (; j < n; j++) m = row[j] > m ? row[j] : m;
+    return m;
+}
+
+AVX512 long ckpt_exp_sum_avx512(const float *row, long n, float shift, double *sum) {
+    const __m512 s = _mm512_set1_ps(shift);
+    double total = 0;
+    long j = 0;
+    for (; j + 256 <= n; j += 256) {
+        __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+        for (long k = j; k < j + 256; k += 32) {
+            a = _mm512_add_ps(a, exp16(_mm512_sub_ps(_mm512_loadu_ps(row + k), s)));
+            b = _mm512_add_ps(b, exp16(_mm512_sub_ps(_mm512_loadu_ps(row + k + 16), s)));
+        }
+        total += (double)_mm512_reduce_add_ps(_mm512_add_ps(a, b));
+    }
+    for (; j + 16 <= n; j += 16) total += (double)_mm512_reduce_add_ps(exp16(_mm512_sub_ps(_mm512_loadu_ps(row + j), s)));
+    *sum = total;
+    return j;
+}
