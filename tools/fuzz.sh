@@ -25,14 +25,16 @@ targets=("$@")
 
 binary=.build/ckpt-fuzz
 sources=$(find Sources/CheckpointKit Fuzz -name '*.swift' | sort)
-if [ ! -x "$binary" ] || [ -n "$(find $sources -newer "$binary" | head -1)" ]; then
+if [ ! -x "$binary" ] || [ -n "$(find $sources Sources/CKernels -newer "$binary" | head -1)" ]; then
     echo "fuzz: building $binary (libFuzzer + ASan)" >&2
     mkdir -p .build
+    # The library's C kernels (AVX-512 twins chosen at run time), compiled as SwiftPM compiles them.
+    clang -O2 -fsanitize=address -ISources/CKernels/include -c Sources/CKernels/kernels.c -o .build/ckpt-fuzz-ckernels.o
     # shellcheck disable=SC2086
     swiftc -j "$(nproc)" -sanitize=fuzzer,address -parse-as-library -O -module-name CheckpointKit \
         -Xcc -fmodule-map-file=Sources/COpenBLAS/module.modulemap -Xcc -fmodule-map-file=Sources/CZlib/module.modulemap \
-        -Xcc -fmodule-map-file=Sources/CSystem/module.modulemap \
-        $sources -lopenblas -lz -o "$binary"
+        -Xcc -fmodule-map-file=Sources/CSystem/module.modulemap -Xcc -fmodule-map-file=Sources/CKernels/include/module.modulemap \
+        $sources .build/ckpt-fuzz-ckernels.o -lopenblas -lz -o "$binary"
 fi
 
 if [ "${seconds}" = "merge" ]; then
