@@ -17,7 +17,7 @@ Public functions
   hessian(batches, method)        H = 2/n Σ x xᵀ over batches of rows x (tokens), f32
   gptq(W, H, ...)                 -> GPTQOutput (codes, scales, zeros, g_idx, Q, damp, ...)
   rtn(W, ...)                     round-to-nearest with the same quantizer (the baseline)
-  find_params, quantize_int       GPTQModel's Quantizer.find_params / quantize
+  find_params, quantize_int       GPTQModel's Quantizer.find_params (with its mse search) / quantize
   nf4_quantize                    ckpt's NF4 rule
   hessian_inverse(H, ...)         GPTQModel's hessian_inverse (damping, retries)
 
@@ -130,7 +130,7 @@ GPTQ.quantize (gptq.py:962-1354), with the processor's `quantizer.configure(perc
     Q, scales and zeros).
 
 find_params(x) per row of x [N, m] (quantizer.py:95-139, 191-195; mse = 0 by default, config.py:3207
-GPTQConfig.mse, so the shrink search at :141-182 is skipped):
+GPTQConfig.mse, which skips the shrink search at :141-182; see "mse" below):
     xmin = minimum(min_j x, 0); xmax = maximum(max_j x, 0)                      (:114-116)
     if sym: xmax = maximum(|xmin|, xmax); where xmin < 0: xmin = −xmax         (:118-122)
             -> QUIRK: a row with no negative value keeps xmin = 0, so s = xmax/maxq with z = 8
@@ -142,8 +142,33 @@ GPTQConfig.mse, so the shrink search at :141-182 is skipped):
 quantize (quantizer.py:19-27): u = clamp(round_half_even(f32(x / s)) + z, 0, maxq) (torch.round
   is half-to-even), q = f32(s · f32(u − z)).
 
+mse > 0: the shrink search (quantizer.py:141-182). The config value is the norm itself
+(`mse = float(qcfg.mse)`, :141; GPTQConfig.mse, config.py:3207), the grid and maxshrink are
+configure()'s defaults 100 and 0.8 (:69-73; gptq_processor.py:179-181 passes neither), so
+int(0.8·100) = 80 trials. After s and z above (xmin, xmax already widened to 0, made symmetric,
+an all-zero row at [-1, 1]), per row, best = inf; for i in 0..79:
+    p = 1 − i/100 (a Python double; `p * xmin` on an f32 tensor multiplies by f32(p))     (:147-149)
+    s1 = f32(f32(xmax1 − xmin1) / maxq)                                                   (:150-154)
+    z1 = round_half_even(f32(−xmin1 / s1)) if asym, else the symmetric z (:137) unchanged   (:155)
+    candidates: z1, and for 2-bit asymmetric codes (maxq == 3, :44-51) also the other
+      integer beside −xmin1/s1 (`_adjacent_zero_point`: floor and ceil clamped to [0, maxq],
+      whichever z1 is not; :53-66, :157-164)
+    per candidate: q = quantize(x, s1, z) (dequantized, :19-27); err = Σ_j f32(|q − x|^mse) in
+      torch's f32 sum, the exponent an f32 (pow_ with a Python float on an f32 tensor) (:167-177);
+      where err < best (strict: the first of equal errors stays): best, s, z := err, s1, z (:178-182).
+  An all-zero row keeps s = 2/maxq (every trial's error is 0; the first wins). ckpt's NF4 mode gets
+  the same search over the absmax (its extension): trial absmax f32(p)·absmax, q = nearest code ×
+  it, the same error and strict comparison; an all-zero row keeps absmax 0.
+  Diagnostic: mse_margin per row = (err of the best trial with other parameters − best) / best,
+  in f64 from the f32 errors: a row whose margin is tiny may choose differently under another
+  summation order (ckpt sums in SIMD lanes with a polynomial |e|^mse).
+  Checked once against GPTQModel's own quantizer.py at f4c327a (its imports stubbed,
+  Quantizer(qcfg).configure(perchannel=True), qcfg.mse = 2.4): find_params gave bit-identical scale
+  and zero on 160 row sets (bits 2/3/4/8, sym and asym, bf16-rounded rows, rows without negatives,
+  all-zero rows, outlier columns).
+
 Not covered (GPTQModel features off on this path): act_group_aware (GAR; the GPTQ method's default
-when desc_act is unset, config.py:3243-3244 — ckpt runs with it off), mse > 0, mock_quantization,
+when desc_act is unset, config.py:3243-3244 — ckpt runs with it off), mock_quantization,
 the sample-count fallback strategies (gptq.py:975-994), tensor-parallel padding, Conv layers.
 """
 
@@ -221,11 +246,60 @@ def hessian(batches, method: str = "running_average") -> torch.Tensor:
 # Quantizers
 
 
-def find_params(x: torch.Tensor, bits: int, sym: bool):
-    """GPTQModel Quantizer.find_params(x, weight=True) with perchannel=True, mse=0: per row of
-    x [N, m], (scale [N, 1], zero [N, 1]) in x's dtype. Also returns, per row, whether the
-    symmetric 'xmin stays 0' quirk applied (no negative value, xmax > 0) and whether the row was
-    all zero (xmin = -1, xmax = 1 substituted)."""
+MSE_GRID = 100        # Quantizer.configure(grid=100), quantizer.py:72
+MSE_MAXSHRINK = 0.8   # Quantizer.configure(maxshrink=0.8), quantizer.py:73
+
+
+def _shrink_search(x: torch.Tensor, mse: float, initial, trial):
+    """The loop of quantizer.py:141-182 for one row set: initial = the unshrunk params (a tuple of
+    [N] tensors), trial(p) -> list of (params, q) per zero candidate, q the dequantized x. Returns
+    the chosen params ([N] tensors; the initial ones where nothing beats inf), the per-row
+    margin (see the module docstring) and the index i of the chosen trial."""
+    N = x.shape[0]
+    best = torch.full([N], float("inf"), dtype=x.dtype)     # :143
+    chosen = [c.clone() for c in initial]
+    shrink = torch.zeros(N, dtype=torch.long)
+    errs, params = [], []
+    for i in range(int(MSE_MAXSHRINK * MSE_GRID)):          # :146
+        p = 1 - i / MSE_GRID                                 # :147
+        for cand, q in trial(p):
+            q = q - x                                        # :174
+            q.abs_()                                         # :175
+            q.pow_(mse)                                      # :176
+            err = torch.sum(q, 1)                            # :177
+            tmp = err < best                                 # :178
+            if torch.any(tmp):                               # :179-182
+                best[tmp] = err[tmp]
+                shrink[tmp] = i
+                for c, v in zip(chosen, cand):
+                    c[tmp] = v[tmp]
+            errs.append(err.double())
+            params.append(torch.stack([c.double() for c in cand], 1))
+    E = torch.stack(errs, 1)                                 # [N, T]
+    P = torch.stack(params, 1)                               # [N, T, k]
+    won = torch.stack([c.double() for c in chosen], 1).unsqueeze(1)
+    other = (P != won).any(2)                                # trials with other parameters
+    b = best.double()
+    gap = torch.where(other, E - b.unsqueeze(1), torch.full_like(E, float("inf"))).min(1)[0]
+    # A best error of exactly 0 (an all-zero row) is 0 in any summation: no tie to record.
+    margin = torch.where(b > 0, gap / b.clamp(min=1e-300), torch.full_like(b, float("inf")))
+    return chosen, margin, shrink
+
+
+def _adjacent_zero_point(xmin, scale, primary, maxq: int):
+    """quantizer.py:53-66."""
+    ideal = -xmin / scale
+    lower = torch.floor(ideal).clamp_(0, maxq)
+    upper = torch.ceil(ideal).clamp_(0, maxq)
+    return torch.where(primary == lower, upper, lower)
+
+
+def find_params(x: torch.Tensor, bits: int, sym: bool, mse: float = 0.0):
+    """GPTQModel Quantizer.find_params(x, weight=True) with perchannel=True: per row of
+    x [N, m], (scale [N, 1], zero [N, 1]) in x's dtype; mse > 0 runs the shrink search. Also
+    returns, per row, whether the symmetric 'xmin stays 0' quirk applied (no negative value,
+    xmax > 0), whether the row was all zero (xmin = -1, xmax = 1 substituted), and the search's
+    margin (inf without it)."""
     maxq = torch.tensor(2 ** bits - 1)                       # quantizer.py:87
     tmp = torch.zeros(x.shape[0], dtype=x.dtype)             # :114
     xmin = torch.minimum(x.min(1)[0], tmp)                   # :115
@@ -244,13 +318,34 @@ def find_params(x: torch.Tensor, bits: int, sym: bool):
         zero = torch.full_like(scale, (maxq + 1) / 2)        # :137
     else:
         zero = torch.round(-xmin / scale)                    # :139
+    mse_margin = torch.full_like(scale, float("inf"), dtype=torch.float64)
+    if mse > 0:                                              # :141-142
+        adjacent = int(maxq.item()) == 3 and not sym         # :44-51, :144
+
+        def trial(p):
+            xmin1 = p * xmin                                 # :148
+            xmax1 = p * xmax                                 # :149
+            scale1 = (xmax1 - xmin1) / maxq                  # :150-154
+            zero1 = torch.round(-xmin1 / scale1) if not sym else zero   # :155
+            zeros = [zero1]
+            if adjacent:                                     # :157-164
+                zeros.append(_adjacent_zero_point(xmin1, scale1, zero1, maxq=3))
+            out = []
+            for z in zeros:                                  # :166-173
+                u = torch.clamp(torch.round(x / scale1.unsqueeze(1)) + z.unsqueeze(1), 0, maxq)
+                out.append(((scale1, z), scale1.unsqueeze(1) * (u - z.unsqueeze(1))))
+            return out
+
+        (scale, zero), mse_margin, shrink = _shrink_search(x, mse, (scale, zero), trial)
+        xmin = (1 - shrink.double() / MSE_GRID).float() * xmin   # the chosen trial's xmin1, for the zero margin
     # asymmetric zero-point rounding margin (distance of -xmin/s to the nearest .5, relative)
     if sym:
         zmargin = torch.full_like(scale, float("inf"), dtype=torch.float64)
     else:
         v = (-xmin / scale).double()
         zmargin = (v - (torch.floor(v) + 0.5)).abs() / torch.clamp(v.abs(), min=1.0)
-    return scale.reshape(-1, 1), zero.reshape(-1, 1), {"quirk": quirk, "all_zero": both, "zero_margin": zmargin}
+    return scale.reshape(-1, 1), zero.reshape(-1, 1), {"quirk": quirk, "all_zero": both, "zero_margin": zmargin,
+                                                       "mse_margin": mse_margin}
 
 
 def quantize_int(x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int):
@@ -270,9 +365,35 @@ def quantize_int(x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits:
     return u, q, margin
 
 
-def nf4_params(x: torch.Tensor) -> torch.Tensor:
-    """absmax per row of x [N, m] -> [N, 1]."""
-    return x.abs().max(1)[0].reshape(-1, 1)
+def nf4_values(x: torch.Tensor, absmax: torch.Tensor) -> torch.Tensor:
+    """ckpt's NF4 rule for x [N, m] against absmax [N, 1]: the chosen values q [N, m]
+    (nf4_quantize's q, every column at once)."""
+    table = nf4_table(x.dtype)
+    zero_group = absmax == 0
+    v = x / torch.where(zero_group, torch.ones_like(absmax), absmax)
+    dist = (v.unsqueeze(2) - table.reshape(1, 1, -1)).abs()  # [N, m, 16]
+    code = torch.zeros_like(v, dtype=torch.long)
+    best = dist[:, :, 0].clone()
+    for i in range(1, 16):  # strict '<': equal distances keep the lower index
+        better = dist[:, :, i] < best
+        code = torch.where(better, torch.full_like(code, i), code)
+        best = torch.where(better, dist[:, :, i], best)
+    code = torch.where(zero_group, torch.full_like(code, NF4_ZERO_CODE), code)
+    return table[code] * absmax
+
+
+def nf4_params(x: torch.Tensor, mse: float = 0.0):
+    """absmax per row of x [N, m] -> ([N, 1], search margin [N]); with mse > 0, the shrink search
+    of find_params over the absmax (ckpt's extension, module docstring)."""
+    absmax = x.abs().max(1)[0]
+    margin = torch.full_like(absmax, float("inf"), dtype=torch.float64)
+    if mse > 0:
+        def trial(p):
+            a1 = p * absmax
+            return [((a1,), nf4_values(x, a1.unsqueeze(1)))]
+
+        (absmax,), margin, _ = _shrink_search(x, mse, (absmax,), trial)
+    return absmax.reshape(-1, 1), margin
 
 
 def nf4_quantize(x: torch.Tensor, absmax: torch.Tensor):
@@ -359,17 +480,18 @@ class GPTQOutput:
     loss_sum: float          # torch.sum(Losses) (GPTQModel's avg_loss · nsamples)
     margin: torch.Tensor     # [N, K] f64 tie margins of the code decisions (original order)
     zero_margin: list = field(default_factory=list)   # per appended group: [N] f64 (asym only)
+    mse_margin: list = field(default_factory=list)    # per appended group: [N] f64 (mse > 0 only)
     quirk_groups: int = 0    # (row, group) pairs where the symmetric xmin-stays-0 quirk applied
     all_zero_groups: int = 0  # (row, group) pairs with xmin = xmax = 0 (or absmax 0 for nf4)
 
 
-def _params(x, mode, bits, sym):
+def _params(x, mode, bits, sym, mse=0.0):
     if mode == "nf4":
-        a = nf4_params(x)
+        a, margin = nf4_params(x, mse)
         inf = torch.full((x.shape[0],), float("inf"), dtype=torch.float64)
         return (a, torch.zeros_like(a), {"quirk": torch.zeros_like(inf, dtype=torch.bool),
-                                         "all_zero": (a == 0).reshape(-1), "zero_margin": inf})
-    return find_params(x, bits, sym)
+                                         "all_zero": (a == 0).reshape(-1), "zero_margin": inf, "mse_margin": margin})
+    return find_params(x, bits, sym, mse)
 
 
 def _quant(x, p, mode, bits):
@@ -381,7 +503,8 @@ def _quant(x, p, mode, bits):
 def gptq(W: torch.Tensor, H: torch.Tensor, *, bits: int = 4, group_size: int = 128, sym: bool = True,
          act_order: bool = False, static_groups: bool = False, damp_percent: float = 0.01,
          damp_auto_increment: float = 0.01, blocksize: int = 128, mode: str = "int",
-         dtype: torch.dtype = torch.float32, inverse_dtype: torch.dtype | None = None) -> GPTQOutput:
+         dtype: torch.dtype = torch.float32, inverse_dtype: torch.dtype | None = None,
+         mse: float = 0.0) -> GPTQOutput:
     """GPTQModel's GPTQ.quantize (see the module docstring). W [N, K], H [K, K]; neither is modified.
     dtype: the arithmetic (float32 = GPTQModel). inverse_dtype: the dtype in which H's damped
     inverse Cholesky factor is computed (default dtype), then cast to dtype; the goldens script uses
@@ -400,23 +523,24 @@ def gptq(W: torch.Tensor, H: torch.Tensor, *, bits: int = 4, group_size: int = 1
 
     W = W.to(dtype).clone()                                  # clone_module().float(), :343
     H = H.to(dtype).clone()
-    base = _params(W, mode, bits, sym)                       # :1010, before dead columns
+    base = _params(W, mode, bits, sym, mse)                  # :1010, before dead columns
 
     dead = torch.diag(H) == 0                                # :1015
     H[dead, dead] = 1                                        # :1016
     W[:, dead] = 0                                           # :1017
 
-    scales, zeros, zmargins = [], [], []
+    scales, zeros, zmargins, mmargins = [], [], [], []
     quirk_groups = all_zero_groups = 0
     now_idx = 1                                              # :1022
     groups = None
     if static_groups and G != -1:                            # :1024-1034
         groups = []
         for i in range(0, K, G):
-            p = _params(W[:, i:i + G], mode, bits, sym)
+            p = _params(W[:, i:i + G], mode, bits, sym, mse)
             scales.append(p[0])
             zeros.append(p[1])
             zmargins.append(p[2]["zero_margin"])
+            mmargins.append(p[2]["mse_margin"])
             quirk_groups += int(p[2]["quirk"].sum())
             all_zero_groups += int(p[2]["all_zero"].sum())
             groups.append(p)
@@ -463,13 +587,14 @@ def gptq(W: torch.Tensor, H: torch.Tensor, *, bits: int = 4, group_size: int = 1
             if G != -1:
                 if not static_groups:
                     if c % G == 0:                           # :1229-1230 (global W)
-                        cur = _params(W[:, c:c + G], mode, bits, sym)
+                        cur = _params(W[:, c:c + G], mode, bits, sym, mse)
                         quirk_groups += int(cur[2]["quirk"].sum())
                         all_zero_groups += int(cur[2]["all_zero"].sum())
                     if (c // G) - now_idx == -1:             # :1232-1235
                         scales.append(cur[0])
                         zeros.append(cur[1])
                         zmargins.append(cur[2]["zero_margin"])
+                        mmargins.append(cur[2]["mse_margin"])
                         now_idx += 1
                 else:                                        # :1236-1241
                     idx = perm[c].item() if act_order else c
@@ -509,18 +634,19 @@ def gptq(W: torch.Tensor, H: torch.Tensor, *, bits: int = 4, group_size: int = 1
         scales.append(base[0])
         zeros.append(base[1])
         zmargins.append(base[2]["zero_margin"])
+        mmargins.append(base[2]["mse_margin"])
     scale = torch.cat(scales, dim=1)                         # :1335-1336
     zero = torch.cat(zeros, dim=1) + 0.0                     # + 0.0: -0.0 -> +0.0
 
     return GPTQOutput(codes=C, scales=scale, zeros=zero, g_idx=g_idx, Q=Q, damp=damp,
                       perm=None if perm is None else perm.tolist(),
                       dead=torch.nonzero(dead).flatten().tolist(), attempts=attempts, lam=lam,
-                      loss_sum=loss_sum, margin=M, zero_margin=zmargins, quirk_groups=quirk_groups,
+                      loss_sum=loss_sum, margin=M, zero_margin=zmargins, mse_margin=mmargins, quirk_groups=quirk_groups,
                       all_zero_groups=all_zero_groups)
 
 
 def rtn(W: torch.Tensor, *, bits: int = 4, group_size: int = 128, sym: bool = True, mode: str = "int",
-        dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        dtype: torch.dtype = torch.float32, mse: float = 0.0) -> torch.Tensor:
     """Round-to-nearest with the same quantizer, groups of the original W in original order: the
     baseline GPTQ must beat. Returns Q [N, K]."""
     W = W.to(dtype)
@@ -529,7 +655,7 @@ def rtn(W: torch.Tensor, *, bits: int = 4, group_size: int = 128, sym: bool = Tr
     Q = torch.zeros_like(W)
     for g in range(0, K, G):
         x = W[:, g:g + G]
-        p = _params(x, mode, bits, sym)
+        p = _params(x, mode, bits, sym, mse)
         for j in range(x.shape[1]):
             Q[:, g + j] = _quant(x[:, j:j + 1], p, mode, bits)[1].flatten()
     return Q

@@ -50,6 +50,9 @@ DOWN = "model.layers.1.mlp.down_proj.weight"        # [64, 192]
 K_PROJ = "model.layers.2.self_attn.k_proj.weight"   # [32, 64]
 TOLS = (1e-6, 1e-5, 1e-4, 1e-3)
 TIE_TOL = 1e-6
+# A range search whose best error is within this of another trial's (relative) may choose the other
+# under another summation order: ckpt sums f32 lanes of a polynomial |e|^mse (3e-7), torch its own way.
+MSE_TIE_TOL = 1e-5
 
 
 def calibration(K: int, tokens: int, seed: int, dead=()) -> torch.Tensor:
@@ -84,7 +87,7 @@ def build_cases(weights: dict) -> list:
     std64 = {"tokens": 256, "batches": [128, 128], "seed": 20260901}
     std192 = {"tokens": 256, "batches": [128, 128], "seed": 20260902}
     d = dict(bits=4, group_size=32, sym=True, act_order=False, static_groups=False,
-             damp_percent=0.01, damp_auto_increment=0.01, mode="int")
+             damp_percent=0.01, damp_auto_increment=0.01, mode="int", mse=0.0)
     C = []
 
     def add(tensor, W, cal, desc, **kw):
@@ -119,6 +122,18 @@ def build_cases(weights: dict) -> list:
         "unpermuted W), row 3 all zero (absmax 0 -> code 7, Q = 0)", mode="nf4", group_size=64,
         act_order=True, static_groups=True)
     add(K_PROJ, k, std64, "int8 asymmetric, channel-wise (group_size -1)", bits=8, sym=False, group_size=-1)
+    # GPTQModel's mse range search (quantizer.py:141-182) with the norm its users pass; small
+    # weights, as every trial is run in full here.
+    add(Q_PROJ, q, std64, "int4 symmetric, groups of 32, mse 2.4: each group's range shrunk by the "
+        "search (80 trials p = 1 .. 0.21, least sum |q - w|^2.4)", mse=2.4)
+    add(K_PROJ, k, std64, "int4 asymmetric, groups of 32, act-order with dynamic groups, mse 2.4: the "
+        "search on each group as the loop reaches it, zero points from the shrunk range", sym=False,
+        act_order=True, mse=2.4)
+    add(K_PROJ, k_quirk, std64, "int4 symmetric, groups of 32, static_groups, mse 2.4, on k_proj with rows "
+        "0-3 non-negative (the shrink keeps xmin = 0) and row 4 all zero (every trial's error is 0: "
+        "[-1, 1] kept)", static_groups=True, mse=2.4)
+    add(K_PROJ, k_quirk, std64, "nf4 (ckpt extension), groups of 32, mse 2.4: the search over the "
+        "absmax (trial absmax p·max|w|, nearest code), row 4 all zero (absmax 0 kept)", mode="nf4", mse=2.4)
     for i, c in enumerate(C):
         c["name"] = f"case{i:02d}"
     return C
@@ -193,7 +208,7 @@ def run_case(case: dict, tensors: dict) -> dict:
         repack = int((rc != o.codes).sum())
 
     # the error of GPTQ vs plain round-to-nearest, weighted by the stored H
-    Qr = R.rtn(W, bits=p["bits"], group_size=p["group_size"], sym=p["sym"], mode=p["mode"])
+    Qr = R.rtn(W, bits=p["bits"], group_size=p["group_size"], sym=p["sym"], mode=p["mode"], mse=p["mse"])
     e_gptq, e_rtn = R.weighted_error(W, o.Q, H), R.weighted_error(W, Qr, H)
     if not e_gptq < e_rtn:
         sys.exit(f"error: {name}: GPTQ error {e_gptq:.6g} is not below RTN {e_rtn:.6g}")
@@ -240,6 +255,14 @@ def run_case(case: dict, tensors: dict) -> dict:
                   "margins": [float(zm[r, g]) for r, g in torch.nonzero(zhit).tolist()]}
     hit = o.margin <= TIE_TOL
     positions = [[int(r), int(c)] for r, c in torch.nonzero(hit).tolist()]
+    mse_ties = None
+    if p["mse"] > 0:
+        mm = torch.stack([m.reshape(-1) for m in o.mse_margin], 1)
+        mhit = mm <= MSE_TIE_TOL
+        mse_ties = {"tol": MSE_TIE_TOL, "count": int(mhit.sum()), "exact": int((mm == 0).sum()),
+                    "min_margin": float(mm.min()),
+                    "positions": [[int(r), int(g)] for r, g in torch.nonzero(mhit).tolist()],
+                    "margins": [float(mm[r, g]) for r, g in torch.nonzero(mhit).tolist()]}
 
     ng = o.scales.shape[1]
     tensors[f"{name}.W"] = W.clone().contiguous()
@@ -266,6 +289,7 @@ def run_case(case: dict, tensors: dict) -> dict:
         "static_groups": p["static_groups"],
         "damp_percent": p["damp_percent"],
         "damp_auto_increment": p["damp_auto_increment"],
+        "mse": p["mse"],
         "blocksize": 128,
         "damp_used": o.damp,
         "damping": damp_info,
@@ -280,6 +304,7 @@ def run_case(case: dict, tensors: dict) -> dict:
                       "positions": positions, "margins": [float(o.margin[r, c]) for r, c in positions]},
         "near_ties_by_tol": tie_stats(o.margin),
         "zero_point_near_ties": zero_point,
+        "mse_near_ties": mse_ties,
         "sym_xmin_zero_quirk_groups": o.quirk_groups,
         "all_zero_groups": o.all_zero_groups,
         "error": {"gptq": e_gptq, "rtn": e_rtn, "gptq_over_rtn": e_gptq / e_rtn},
@@ -293,7 +318,8 @@ def run_case(case: dict, tensors: dict) -> dict:
           f"{('sym ' if p['sym'] else 'asym') if p['mode'] == 'int' else '    '} G={p['group_size']:<3} ao={int(p['act_order'])} "
           f"st={int(p['static_groups'])} damp={o.damp:.9g}  err gptq={e_gptq:.6f} rtn={e_rtn:.6f} "
           f"ratio={e_gptq / e_rtn:.4f}  Q==deq(codes) ok  near-ties(1e-6)={entry['near_ties']['decisions']} "
-          f"f64inv-mismatch={entry['variant_inverse_f64']['code_mismatches']}")
+          f"f64inv-mismatch={entry['variant_inverse_f64']['code_mismatches']}"
+          + (f"  mse={p['mse']} near-ties({MSE_TIE_TOL:g})={mse_ties['count']} min-margin={mse_ties['min_margin']:.2e}" if mse_ties else ""))
     return entry
 
 
@@ -347,7 +373,9 @@ def build(weights: dict):
             "x/absmax within tol of a midpoint of neighbouring table entries); 'exact' counts margin 0 (an "
             "exact .5 tie, decided half-to-even; common because bf16 weights make exact ratios); "
             "zero_point_near_ties: the same test on -xmin/scale of asymmetric groups, positions [row, "
-            "scale column]; rows are independent in "
+            "scale column]; mse_near_ties (cases with mse > 0): groups whose range search's best error "
+            "is within tol (relative) of a trial with other parameters, positions [row, scale column]; "
+            "rows are independent in "
             "GPTQ, so a flipped decision can change the later codes (in processing order) of its row "
             "only. variant_inverse_f64: the same algorithm with the damped inverse Cholesky factor "
             "computed in f64 (then rounded to f32); variant_all_f64: everything in f64. Their "

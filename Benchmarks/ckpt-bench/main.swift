@@ -29,6 +29,8 @@ let suites: [Suite] = [
           run: runQuantizeSuite),
     Suite(name: "tokenize", summary: "Tokenizer.encode of a whole text file, one thread (needs --tokenizer and --text)",
           run: runTokenizeSuite),
+    Suite(name: "gptq", summary: "GPTQ of a 1536×576 f32 weight (identity Hessian, groups of 64), with and without the mse range search",
+          run: runGPTQSuite),
 ]
 
 struct BenchmarkSettings: Sendable {
@@ -404,6 +406,36 @@ func runQuantizeSuite(_ settings: BenchmarkSettings) {
             seconds = bestTime(runs: settings.runs) { bytes = type.encode(x, rowLength: columns, importance: nil, threads: threads)! }
             emit(type.name.lowercased() + "_quantize", bytesMoved: count * 4 + bytes.count, seconds: seconds,
                  [("out_checksum", bytes.withUnsafeBytes { byteChecksum($0) })])
+        }
+    }
+}
+
+// MARK: - Suite: gptq
+
+/// GPTQ with an identity Hessian is round-to-nearest through GPTQ's column loop: what the range
+/// search (`--mse`, 80 trial quantizations of every group) adds to it shows beside the plain run.
+func runGPTQSuite(_ settings: BenchmarkSettings) {
+    let (rows, columns) = (1536, 576)  // SmolLM2-135M's gate and up projections
+    var weight = [Float](repeating: 0, count: rows * columns)
+    weight.withUnsafeMutableBufferPointer { fillNormal($0, seed: normalMatrixSeed) }
+    var identity = [Float](repeating: 0, count: columns * columns)
+    for c in 0..<columns { identity[c * columns + c] = 1 }
+    for threadCount in settings.threadCounts {
+        for (name, codes) in [("int4", GPTQOptions.Codes.integer(bits: 4, symmetric: true)), ("nf4", .fourBit(.nf4))] {
+            for norm in [0, 2.4] {
+                var options = GPTQOptions(codes: codes, groupSize: 64)
+                options.mse = norm
+                var result: GPTQResult?
+                let seconds = bestTime(runs: settings.runs) {
+                    result = try? GPTQ.quantize(weight, hessian: identity, rows: rows, columns: columns, options: options,
+                                                threads: ThreadBudget(threadCount))
+                }
+                var row = BenchmarkRow(suite: "gptq", kernel: "\(name)_gptq" + (norm > 0 ? "_mse" : ""), threads: threadCount,
+                                       elements: rows * columns, bytesMoved: rows * columns * 4, seconds: seconds, memcpyBytesPerSecond: nil)
+                row.extra = [("group_size", "64"), ("mse", rounded(norm, digits: 1)),
+                             ("q_checksum", String(result.map { $0.quantized.withUnsafeBytes { wordChecksum($0) } } ?? 0))]
+                row.emit()
+            }
         }
     }
 }

@@ -188,10 +188,31 @@ func calibrationFlagsValidated() throws {
                                   (["--scheme", "int4", "--method", "gptq"], "needs --calibration-text"),
                                   (["--scheme", "nf4", "--format", "gptq"], "--format applies to int4 and int8"),
                                   (["--scheme", "int8", "--format", "awq"], "--format awq holds int4 only"),
-                                  (["--scheme", "int4", "--method", "smooth"], "--method smooth: unknown")] {
+                                  (["--scheme", "int4", "--method", "smooth"], "--method smooth: unknown"),
+                                  (["--scheme", "int4", "--mse", "2.4"], "--mse applies to --method gptq"),
+                                  (["--scheme", "int4", "--method", "gptq", "--calibration-text", "c.txt", "--mse=-1"], "--mse -1.0: expected a norm")] {
         let r = try Tools.run("ckpt-quantize", [tinyLlama, scratch.file("out")] + arguments)
         #expect(r.status == 64 && r.stderr.contains(expected), "\(arguments): \(r.stderr)")
     }
+}
+
+@Test("ckpt-quantize --method gptq searches int4 group ranges by default (mse 2.4 in the GPTQ config, said in a note), NF4 only when asked, and --mse 0 turns it off")
+func gptqRangeSearchDefaults() throws {
+    let scratch = ScratchDirectory()
+    let calibration = ["--method", "gptq", "--calibration-text", Tools.fixture("text/eval.txt"), "--calibration-tokens", "256", "--ctx", "128", "--json"]
+    for (name, arguments, norm) in [("on", ["--scheme", "int4", "--block-size", "32", "--format", "gptq"], 2.4),
+                                    ("off", ["--scheme", "int4", "--block-size", "32", "--format", "gptq", "--mse", "0"], 0),
+                                    ("nf4", ["--scheme", "nf4"], 0), ("nf4-on", ["--scheme", "nf4", "--mse", "2.4"], 2.4)] {
+        let r = try Tools.run("ckpt-quantize", [tinyLlama, scratch.file(name)] + arguments + calibration)
+        #expect(r.status == 0, "\(name): \(r.stderr)")
+        let notes = try #require(try parseJSONObject(r.stdout)["notes"] as? [String])
+        #expect(notes.contains("GPTQ searched each group's range (GPTQModel's mse, norm 2.4)") == (norm > 0), "\(name): \(notes)")
+        guard name == "on" || name == "off" else { continue }
+        let config = try #require(try parseJSONObject(String(decoding: try Data(contentsOf: URL(fileURLWithPath: scratch.file(name + "/config.json"))), as: UTF8.self))["quantization_config"] as? [String: Any])
+        #expect((config["meta"] as? [String: Any])?["mse"] as? Double == norm, "\(name)")
+    }
+    // The search changes the scales it is asked to: the two int4 files differ.
+    #expect(FileManager.default.contents(atPath: scratch.file("on/model.safetensors")) != FileManager.default.contents(atPath: scratch.file("off/model.safetensors")))
 }
 
 @Test("ckpt-quantize --scheme int4 --format gptq writes GPTQ parts that ckpt-inspect reads back as a GPTQ checkpoint")

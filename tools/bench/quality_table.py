@@ -45,12 +45,15 @@ CALIBRATION = ["--calibration-text", "{shakespeare}", "--calibration-tokens", "1
 W4A16 = [
     ("int4 g64, round to nearest", "pack-quantized", ["--scheme", "int4", "--block-size", "64"], "int4-rtn"),
     ("int4 g64 asymmetric, round to nearest", "pack-quantized", ["--scheme", "int4", "--block-size", "64", "--asymmetric"], "int4-rtn-asym"),
-    ("int4 g64, GPTQ + act-order", "pack-quantized", ["--scheme", "int4", "--block-size", "64", "--method", "gptq", "--act-order", *CALIBRATION], "int4-gptq"),
-    ("int4 g64, GPTQ + act-order", "GPTQ (v1)", ["--scheme", "int4", "--block-size", "64", "--format", "gptq", "--method", "gptq", "--act-order", *CALIBRATION], "int4-gptq-format"),
+    ("int4 g64, GPTQ + act-order, --mse 0", "pack-quantized", ["--scheme", "int4", "--block-size", "64", "--method", "gptq", "--act-order", "--mse", "0", *CALIBRATION], "int4-gptq-nomse"),
+    ("int4 g64, GPTQ + act-order (mse 2.4)", "pack-quantized", ["--scheme", "int4", "--block-size", "64", "--method", "gptq", "--act-order", *CALIBRATION], "int4-gptq"),
+    ("int4 g64, GPTQ + act-order, --mse 0", "GPTQ (v1)", ["--scheme", "int4", "--block-size", "64", "--format", "gptq", "--method", "gptq", "--act-order", "--mse", "0", *CALIBRATION], "int4-gptq-format-nomse"),
+    ("int4 g64, GPTQ + act-order (mse 2.4)", "GPTQ (v1)", ["--scheme", "int4", "--block-size", "64", "--format", "gptq", "--method", "gptq", "--act-order", *CALIBRATION], "int4-gptq-format"),
     ("int4 g64, AWQ (scales + clip)", "pack-quantized", ["--scheme", "int4", "--block-size", "64", "--method", "awq", *CALIBRATION], "int4-awq"),
     ("int4 g64, AWQ (scales + clip)", "AWQ GEMM", ["--scheme", "int4", "--block-size", "64", "--format", "awq", "--method", "awq", *CALIBRATION], "int4-awq-format"),
     ("NF4, round to nearest", "bitsandbytes", ["--scheme", "nf4"], "nf4-rtn"),
     ("NF4, GPTQ + act-order", "bitsandbytes", ["--scheme", "nf4", "--method", "gptq", "--act-order", *CALIBRATION], "nf4-gptq"),
+    ("NF4, GPTQ + act-order, --mse 2.4", "bitsandbytes", ["--scheme", "nf4", "--method", "gptq", "--act-order", "--mse", "2.4", *CALIBRATION], "nf4-gptq-mse"),
     ("NF4, AWQ (scales + clip)", "bitsandbytes", ["--scheme", "nf4", "--method", "awq", *CALIBRATION], "nf4-awq"),
 ]
 

@@ -85,6 +85,8 @@ public struct CalibrationOptions: Sendable {
     /// GPTQ's act-order, static groups and dampening.
     public var actOrder = false, staticGroups = false
     public var damp: Double = 0.01
+    /// GPTQ's range search norm (GPTQModel's `mse`, `GPTQOptions.mse`): 0 for each group's min/max range.
+    public var mse: Double = 0
     /// AWQ's grid of α values in [0, 1).
     public var grid = 20
     /// AWQ's clip search after scaling (AutoAWQ's `apply_clip`, on by default there too).
@@ -156,6 +158,7 @@ public enum CalibratedQuantizer {
         var replacedKept: [String: [UInt8]] = [:]
         var chosenAlphas: [Float?] = []
         var notes: [String] = ["\(calibration.method.rawValue.uppercased()) calibrated on \(count) chunks of \(context) tokens of \(calibration.source)"]
+        if let gptq, gptq.mse > 0 { notes.append("GPTQ searched each group's range (GPTQModel's mse, norm \(formatDecimal(gptq.mse, places: 1)))") }
         for layer in 0..<forward.layerCount {
             if Interruption.isRequested { throw FileAccessError.interrupted(file: output) }
             let collector = HessianCollector(threads: options.threads)
@@ -189,7 +192,8 @@ public enum CalibratedQuantizer {
                 if let integer = options.scheme as? IntegerScheme { layerOptions.scaleType = integer.scaleType(originalType: originalType) }
                 let result: GPTQResult
                 if let (hessian, _) = collector.hessian(name) {
-                    result = try GPTQ.quantize(values, hessian: hessian, rows: rows, columns: columns, options: layerOptions, name: name)
+                    result = try GPTQ.quantize(values, hessian: hessian, rows: rows, columns: columns, options: layerOptions, name: name,
+                                                   threads: options.threads)
                     if result.damp > layerOptions.damp {
                         notes.append("\(name): Hessian not positive definite with dampening \(layerOptions.damp); used \(formatDecimal(result.damp, places: 4))")
                     }
@@ -197,7 +201,8 @@ public enum CalibratedQuantizer {
                     // No calibration token reached it (an expert never routed to): an identity Hessian is round-to-nearest.
                     var identity = [Float](repeating: 0, count: columns * columns)
                     for c in 0..<columns { identity[c * columns + c] = 1 }
-                    result = try GPTQ.quantize(values, hessian: identity, rows: rows, columns: columns, options: layerOptions, name: name)
+                    result = try GPTQ.quantize(values, hessian: identity, rows: rows, columns: columns, options: layerOptions, name: name,
+                                               threads: options.threads)
                     notes.append("\(name): no calibration token reached it; quantized round-to-nearest")
                 }
                 let tensorEncoded = encode(result, scheme: options.scheme, name: name, shape: tensor.shape, originalType: originalType,
@@ -340,6 +345,7 @@ public enum CalibratedQuantizer {
         let integerFormat = (scheme as? IntegerScheme)?.format
         options.groupAwareOrder = integerFormat != .gptq
         options.damp = calibration.damp
+        options.mse = calibration.mse
         return options
     }
 

@@ -27,6 +27,11 @@ public struct GPTQOptions: Sendable, Equatable {
     public var blockSize = 128
     /// Scales are rounded to it before they are used, so codes are the best for the stored scale (f32 = GPTQModel's arithmetic).
     public var scaleType: DType = .f32
+    /// GPTQModel's `mse`: 0 takes each group's min/max range (its default); a positive value is the
+    /// norm of the range search (`GPTQRangeSearch`), which shrinks the range in `GPTQRangeSearch.grid`
+    /// steps by up to `GPTQRangeSearch.maxShrink` and keeps the trial of least Σ |q − w|^mse
+    /// (`GPTQRangeSearch.standardNorm`, 2.4, is the original GPTQ's). At most `GPTQRangeSearch.largestNorm`.
+    public var mse: Double = 0
 
     /// Options for `codes` in groups of `groupSize`, GPTQModel's defaults otherwise.
     public init(codes: Codes, groupSize: Int?) {
@@ -53,6 +58,7 @@ public struct GPTQResult: Sendable {
 public enum GPTQError: Error, Equatable, Sendable, CustomStringConvertible {
     case notPositiveDefinite(tensor: String, damp: Double)
     case badShape(tensor: String, reason: String)
+    case invalidNorm(tensor: String, norm: Double)
 
     /// The one-line message naming the weight.
     public var description: String {
@@ -61,6 +67,8 @@ public enum GPTQError: Error, Equatable, Sendable, CustomStringConvertible {
             return "'\(tensor)': the Hessian is not positive definite even with dampening \(damp) (expected calibration text that reaches every input column)"
         case let .badShape(tensor, reason):
             return "'\(tensor)': \(reason)"
+        case let .invalidNorm(tensor, norm):
+            return "'\(tensor)': the range search's norm is \(norm) (expected 0 for none, or a value in (0, \(GPTQRangeSearch.largestNorm)])"
         }
     }
 }
@@ -70,8 +78,9 @@ public enum GPTQError: Error, Equatable, Sendable, CustomStringConvertible {
 /// at a time with the error fed forward, lazily in blocks. See docs/w4a16-formats-spec.md §4.
 public enum GPTQ {
     /// Quantizes `weight` `[rows, columns]` given `hessian` `[columns, columns]` (any positive multiple of XᵀX).
+    /// `threads` share the range search (`options.mse`); the result is the same for any count.
     public static func quantize(_ weight: [Float], hessian: [Float], rows: Int, columns: Int, options: GPTQOptions,
-                                name: String = "") throws -> GPTQResult {
+                                name: String = "", threads: ThreadBudget = .allCores) throws -> GPTQResult {
         guard weight.count == rows * columns, hessian.count == columns * columns else {
             throw GPTQError.badShape(tensor: name, reason: "weight \(weight.count) and Hessian \(hessian.count) values for [\(rows), \(columns)]")
         }
@@ -79,16 +88,19 @@ public enum GPTQ {
         if case .fourBit = options.codes, columns % group != 0 {
             throw GPTQError.badShape(tensor: name, reason: "4-bit codebooks need blocks that divide the rows (\(columns) columns, blocks of \(group))")
         }
+        guard options.mse == 0 || (options.mse > 0 && options.mse <= GPTQRangeSearch.largestNorm) else {
+            throw GPTQError.invalidNorm(tensor: name, norm: options.mse)
+        }
         var w = weight, h = hessian
-        // Whole-row parameters come before dead columns are zeroed (GPTQModel L1010).
-        let rowParameters = parameters(w, rows: rows, columns: columns, range: 0..<columns, options: options)
+        // Whole-row parameters come before dead columns are zeroed (GPTQModel L1010); only one group per row uses them.
+        let rowParameters = options.groupSize == nil ? parameters(w, rows: rows, columns: columns, range: 0..<columns, options: options, threads: threads) : []
         for c in 0..<columns where h[c * columns + c] == 0 {
             h[c * columns + c] = 1
             for n in 0..<rows { w[n * columns + c] = 0 }
         }
         let groups = (columns + group - 1) / group
         let staticParameters: [[(Float, Float)]]? = options.staticGroups && options.groupSize != nil
-            ? (0..<groups).map { parameters(w, rows: rows, columns: columns, range: ($0 * group)..<Swift.min(columns, ($0 + 1) * group), options: options) }
+            ? (0..<groups).map { parameters(w, rows: rows, columns: columns, range: ($0 * group)..<Swift.min(columns, ($0 + 1) * group), options: options, threads: threads) }
             : nil
         // Act-order: columns by decreasing diag(H), ties by index (a stable sort).
         var order = Array(0..<columns)
@@ -125,7 +137,7 @@ public enum GPTQ {
                         current = staticParameters[order[c] / group]
                     } else if c % group == 0 {
                         // Measured on the weight as previous blocks left it, not this block's updates (GPTQModel's quirk, spec §4.3).
-                        current = parameters(permuted, rows: rows, columns: columns, range: c..<Swift.min(columns, c + group), options: options)
+                        current = parameters(permuted, rows: rows, columns: columns, range: c..<Swift.min(columns, c + group), options: options, threads: threads)
                         groupParameters.append(current)
                     }
                 }
@@ -194,18 +206,26 @@ public enum GPTQ {
     }
 
     /// Per row, (scale, zero) of the columns `range` of `w` `[rows, columns]`: GPTQModel's
-    /// `find_params` for integers, the absmax (zero 0) for a 4-bit codebook.
-    static func parameters(_ w: [Float], rows: Int, columns: Int, range: Range<Int>, options: GPTQOptions) -> [(Float, Float)] {
+    /// `find_params` for integers, the absmax (zero 0) for a 4-bit codebook; with `options.mse`,
+    /// the range search's choice (`GPTQRangeSearch`), rows spread over `threads`.
+    static func parameters(_ w: [Float], rows: Int, columns: Int, range: Range<Int>, options: GPTQOptions, threads: ThreadBudget) -> [(Float, Float)] {
         w.withUnsafeBufferPointer { wp in
-            (0..<rows).map { n in
-                let slice = UnsafeBufferPointer(rebasing: wp[(n * columns + range.lowerBound)..<(n * columns + range.upperBound)])
-                switch options.codes {
-                case let .integer(bits, symmetric):
-                    let (scale, zero) = IntegerQuantizer.gptqParameters(slice, bits: bits, symmetric: symmetric, scaleType: options.scaleType)
-                    return (scale, Float(zero))
-                case .fourBit:
-                    return (slice.reduce(Float(0)) { Swift.max($0, abs($1)) }, 0)
-                }
+            options.mse > 0
+                ? searchedParameters(wp, rows: rows, columns: columns, range: range, options: options, threads: threads)
+                : plainParameters(wp, rows: rows, columns: columns, range: range, options: options)
+        }
+    }
+
+    /// `parameters` without the search: min/max, or absmax.
+    static func plainParameters(_ wp: UnsafeBufferPointer<Float>, rows: Int, columns: Int, range: Range<Int>, options: GPTQOptions) -> [(Float, Float)] {
+        (0..<rows).map { n in
+            let slice = UnsafeBufferPointer(rebasing: wp[(n * columns + range.lowerBound)..<(n * columns + range.upperBound)])
+            switch options.codes {
+            case let .integer(bits, symmetric):
+                let (scale, zero) = IntegerQuantizer.gptqParameters(slice, bits: bits, symmetric: symmetric, scaleType: options.scaleType)
+                return (scale, Float(zero))
+            case .fourBit:
+                return (slice.reduce(Float(0)) { Swift.max($0, abs($1)) }, 0)
             }
         }
     }

@@ -154,7 +154,13 @@ public enum IntegerQuantizer {
 
     /// GPTQModel's `find_params` for one group in f32, the scale then rounded to the stored dtype.
     static func gptqParameters(_ group: UnsafeBufferPointer<Float>, bits: Int, symmetric: Bool, scaleType: DType) -> (scale: Float, zero: UInt8) {
-        let maxq = Float((1 << bits) - 1)
+        let (low, high) = gptqRange(group, symmetric: symmetric)
+        return gptqParameters(low: low, high: high, bits: bits, symmetric: symmetric, scaleType: scaleType)
+    }
+
+    /// The range `find_params` quantizes (quantizer.py:114-125): min and max widened to include 0,
+    /// made symmetric, an all-zero group widened to [−1, 1]. Its `mse` search shrinks this range.
+    static func gptqRange(_ group: UnsafeBufferPointer<Float>, symmetric: Bool) -> (low: Float, high: Float) {
         var low: Float = 0, high: Float = 0
         for v in group { low = Swift.min(low, v); high = Swift.max(high, v) }
         if symmetric {
@@ -163,9 +169,30 @@ public enum IntegerQuantizer {
             if low < 0 { low = -high }
         }
         if low == 0 && high == 0 { low = -1; high = 1 }
-        let scale = IntegerCodes.round((high - low) / maxq, to: scaleType)
-        let zero = symmetric ? (maxq + 1) / 2 : Swift.min(Swift.max((-low / scale).rounded(.toNearestOrEven), 0), maxq)
-        return (scale, UInt8(zero))
+        return (low, high)
+    }
+
+    /// The scale and zero of the range `low…high` (quantizer.py:135-139, and :150-155 for a shrunk
+    /// range): scale (high − low) / maxq in f32 rounded to the stored dtype, the zero from that
+    /// rounded scale, clamped to the codes (GPTQModel leaves it unclamped; it cannot leave them
+    /// unless the rounding of the scale pushes it there).
+    @inline(__always)
+    static func gptqParameters(low: Float, high: Float, bits: Int, symmetric: Bool, scaleType: DType) -> (scale: Float, zero: UInt8) {
+        let scale = gptqScale(low: low, high: high, bits: bits, scaleType: scaleType)
+        return (scale, gptqZero(low: low, scale: scale, bits: bits, symmetric: symmetric))
+    }
+
+    /// (high − low) / maxq in f32, rounded to the stored dtype.
+    @inline(__always)
+    static func gptqScale(low: Float, high: Float, bits: Int, scaleType: DType) -> Float {
+        IntegerCodes.round((high - low) / Float((1 << bits) - 1), to: scaleType)
+    }
+
+    /// The middle code when symmetric, else round(−low / scale) clamped to the codes.
+    @inline(__always)
+    static func gptqZero(low: Float, scale: Float, bits: Int, symmetric: Bool) -> UInt8 {
+        let maxq = Float((1 << bits) - 1)
+        return UInt8(symmetric ? (maxq + 1) / 2 : Swift.min(Swift.max((-low / scale).rounded(.toNearestOrEven), 0), maxq))
     }
 
     /// AutoAWQ's scale and zero for one group (`pseudo_quantize_tensor`, zero_point=True), the scale rounded to the stored dtype.

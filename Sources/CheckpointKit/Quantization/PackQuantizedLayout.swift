@@ -27,6 +27,8 @@ public struct IntegerScheme: QuantizationScheme, Equatable {
     public var actOrder = false, staticGroups = false
     /// GPTQ's dampening, as a fraction of the mean Hessian diagonal.
     public var damp: Double = 0.01
+    /// GPTQ's range search norm (GPTQModel's `mse`), 0 for none.
+    public var mse: Double = 0
 
     /// A scheme of `bits` in groups of `groupSize` (nil: per channel).
     public init(bits: Int, groupSize: Int?, symmetric: Bool = true, format: IntegerFormat = .packQuantized) {
