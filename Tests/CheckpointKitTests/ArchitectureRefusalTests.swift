@@ -77,6 +77,9 @@ func learnedPositionsBoundTheContext() throws {
     let limit = try #require(model.maximumContext)
     let plan = ChunkPlan(context: limit + 2, chunks: 1, bos: nil)
     #expect(throws: EvaluationError.contextBeyondModel(model: model.path, context: limit + 2, maximum: limit)) {
-        _ = try plan.scoredLogits(model, chunk: 0, from: Array(repeating: 1, count: limit + 2))
+        try plan.forEachScoredLogits(model, chunks: 0..<1, from: Array(repeating: 1, count: limit + 2)) { _, _, _ in }
+    }
+    #expect(throws: EvaluationError.contextBeyondModel(model: model.path, context: limit + 2, maximum: limit)) {
+        try plan.forEachNextTokenLogProbabilities(model, chunks: 0..<1, from: Array(repeating: 1, count: limit + 2)) { _, _ in }
     }
 }

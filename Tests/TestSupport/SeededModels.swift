@@ -7,12 +7,16 @@ public enum SeededModels {
     /// A model's shape, as config.json names it.
     public struct Shape: Sendable {
         public var hidden: Int, intermediate: Int, layers: Int, heads: Int, kvHeads: Int, tied: Bool
+        /// Vocabulary rows of the embedding and head.
+        public var vocab = 512
     }
 
     /// The two shapes the goldens use (see the generator's docstring).
     public static let shapes: [String: Shape] = [
         "untied": Shape(hidden: 256, intermediate: 320, layers: 4, heads: 4, kvHeads: 1, tied: false),
         "tied": Shape(hidden: 320, intermediate: 512, layers: 3, heads: 5, kvHeads: 5, tied: true),
+        // A head wider than one product tile (4099 rows: twelve tiles, the last one partial), for the evaluation's head tiles.
+        "wide-vocab": Shape(hidden: 64, intermediate: 96, layers: 2, heads: 2, kvHeads: 1, tied: false, vocab: 4099),
     ]
 
     static func splitmix64(_ state: inout UInt64) -> UInt64 {
@@ -44,8 +48,8 @@ public enum SeededModels {
     public static func write(_ name: String, to folder: String, tokenizerFolder: String) throws {
         let s = shapes[name]!
         let hd = s.hidden / s.heads
-        var tensors: [(String, [Int])] = [("model.embed_tokens.weight", [512, s.hidden]), ("model.norm.weight", [s.hidden])]
-        if !s.tied { tensors.append(("lm_head.weight", [512, s.hidden])) }
+        var tensors: [(String, [Int])] = [("model.embed_tokens.weight", [s.vocab, s.hidden]), ("model.norm.weight", [s.hidden])]
+        if !s.tied { tensors.append(("lm_head.weight", [s.vocab, s.hidden])) }
         for i in 0..<s.layers {
             let p = "model.layers.\(i)."
             tensors += [(p + "input_layernorm.weight", [s.hidden]), (p + "post_attention_layernorm.weight", [s.hidden]),
@@ -70,7 +74,7 @@ public enum SeededModels {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         try Data(file).write(to: URL(fileURLWithPath: folder + "/model.safetensors"))
         let config = """
-            {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu", "vocab_size": 512,
+            {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu", "vocab_size": \(s.vocab),
              "max_position_embeddings": 256, "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "bos_token_id": 0, "eos_token_id": 0,
              "torch_dtype": "bfloat16", "hidden_size": \(s.hidden), "intermediate_size": \(s.intermediate),
              "num_hidden_layers": \(s.layers), "num_attention_heads": \(s.heads), "num_key_value_heads": \(s.kvHeads),

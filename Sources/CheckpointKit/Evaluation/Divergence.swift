@@ -112,14 +112,13 @@ public enum DivergenceEvaluator {
         let vocabulary = base.config.vocabularySize
         let rows = Array(plan.scoredRows)
         // The base's logits of a batch wait for the candidate's: batches as large as keep them within 128 MB.
-        let batch = max(1, min(base.sequencesPerBatch(length: plan.context), (128 << 20) / max(1, rows.count * vocabulary * 4)))
-        var first = plan.range.lowerBound
-        while first < plan.range.upperBound {
-            let batchRange = first..<min(plan.range.upperBound, first + batch)
+        let limit = min(candidate.sequencesPerBatch(length: plan.context), (128 << 20) / max(1, rows.count * vocabulary * 4))
+        try plan.forEachBatch(base, chunks: plan.range, from: tokens, limit: limit) { first, sequences in
+            let batch = first..<(first + sequences.count)
             var baseLogits: [[Float]] = []
-            try plan.forEachScoredLogits(base, chunks: batchRange, from: tokens) { _, _, logits in baseLogits.append(Array(logits)) }
-            try plan.forEachScoredLogits(candidate, chunks: batchRange, from: tokens) { i, chunk, cp in
-                let positions = baseLogits[i - batchRange.lowerBound].withUnsafeBufferPointer { bp in
+            try plan.forEachScoredLogits(base, chunks: batch, from: tokens) { _, _, logits in baseLogits.append(Array(logits)) }
+            try plan.forEachScoredLogits(candidate, chunks: batch, from: tokens) { i, chunk, cp in
+                let positions = baseLogits[i - first].withUnsafeBufferPointer { bp in
                     measureRows(rows.count, placeholder: DivergenceAccumulator.Position.zero, threads: base.threads) { r in
                         let range = (r * vocabulary)..<((r + 1) * vocabulary)
                         return DivergenceAccumulator.measure(base: UnsafeBufferPointer(rebasing: bp[range]),
@@ -129,7 +128,6 @@ public enum DivergenceEvaluator {
                 for position in positions { result.add(position) }
                 progress(i + 1 - plan.range.lowerBound, result)
             }
-            first = batchRange.upperBound
         }
         return result
     }

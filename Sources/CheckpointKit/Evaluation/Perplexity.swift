@@ -1,4 +1,3 @@
-import CKernels
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -144,39 +143,46 @@ public struct ChunkPlan: Sendable {
         return plan
     }
 
-    /// Chunk `i` run through `model`: its tokens and the logits of the scored rows
-    /// ([scoredRows.count, vocab]), refused if any is NaN or infinite. Stops on an interruption.
-    public func scoredLogits(_ model: TransformerModel, chunk i: Int, from stream: [Int]) throws -> (tokens: [Int], logits: [Float]) {
-        if Interruption.isRequested { throw FileAccessError.interrupted(file: model.path) }
+    /// The chunks `chunks` in batches of at most `limit` and `model.sequencesPerBatch`, in order: each batch's first
+    /// chunk index and its chunks' tokens go to `body`. Refuses a context beyond the model; stops on an interruption.
+    public func forEachBatch(_ model: TransformerModel, chunks: Range<Int>, from stream: [Int], limit: Int = .max,
+                             _ body: (Int, [[Int]]) throws -> Void) throws {
         if let maximum = model.maximumContext, context > maximum {
             throw EvaluationError.contextBeyondModel(model: model.path, context: context, maximum: maximum)
         }
-        let chunk = tokens(i, from: stream)
-        let logits = model.logits(chunk, scored: scoredRows)
-        guard logits.withUnsafeBufferPointer(allFinite) else { throw EvaluationError.nonFiniteLogits(model: model.path, chunk: i + 1) }
-        return (chunk, logits)
-    }
-
-    /// The chunks `chunks` run through `model` several at a time (`TransformerModel.sequencesPerBatch`):
-    /// each chunk's index, tokens and scored logits ([scoredRows.count, vocab], valid during the call)
-    /// go to `body` in chunk order; the logits are those `scoredLogits` gives, and refused alike if
-    /// any is NaN or infinite. Stops on an interruption.
-    public func forEachScoredLogits(_ model: TransformerModel, chunks: Range<Int>, from stream: [Int],
-                                    _ body: (Int, [Int], UnsafeBufferPointer<Float>) throws -> Void) throws {
-        if let maximum = model.maximumContext, context > maximum {
-            throw EvaluationError.contextBeyondModel(model: model.path, context: context, maximum: maximum)
-        }
-        let batch = model.sequencesPerBatch(length: context)
+        let batch = max(1, min(limit, model.sequencesPerBatch(length: context)))
         var first = chunks.lowerBound
         while first < chunks.upperBound {
             if Interruption.isRequested { throw FileAccessError.interrupted(file: model.path) }
             let indices = first..<min(chunks.upperBound, first + batch)
-            let sequences = indices.map { tokens($0, from: stream) }
-            try model.forEachScoredLogits(sequences, scored: scoredRows) { index, logits in
-                guard allFinite(logits) else { throw EvaluationError.nonFiniteLogits(model: model.path, chunk: indices.lowerBound + index + 1) }
-                try body(indices.lowerBound + index, sequences[index], logits)
-            }
+            try body(first, indices.map { tokens($0, from: stream) })
             first = indices.upperBound
+        }
+    }
+
+    /// The chunks `chunks` run through `model` a batch at a time (`forEachBatch`): each chunk's index, tokens and
+    /// scored logits ([scoredRows.count, vocab], valid during the call) go to `body` in chunk order, refused if any
+    /// is NaN or infinite. A chunk's logits are the same bits in any batch.
+    public func forEachScoredLogits(_ model: TransformerModel, chunks: Range<Int>, from stream: [Int], limit: Int = .max,
+                                    _ body: (Int, [Int], UnsafeBufferPointer<Float>) throws -> Void) throws {
+        try forEachBatch(model, chunks: chunks, from: stream, limit: limit) { first, sequences in
+            try model.forEachScoredLogits(sequences, scored: scoredRows) { index, logits in
+                guard allFinite(logits) else { throw EvaluationError.nonFiniteLogits(model: model.path, chunk: first + index + 1) }
+                try body(first + index, sequences[index], logits)
+            }
+        }
+    }
+
+    /// The chunks `chunks` run through `model` a batch at a time: each chunk's index and the log-probabilities of
+    /// the tokens after its scored rows (`TransformerModel.nextTokenLogProbabilities`, no [rows, vocab] logits held)
+    /// go to `body` in chunk order; a chunk with a NaN or infinite logit among its scored rows is refused.
+    public func forEachNextTokenLogProbabilities(_ model: TransformerModel, chunks: Range<Int>, from stream: [Int],
+                                                 _ body: (Int, [Double]) throws -> Void) throws {
+        try forEachBatch(model, chunks: chunks, from: stream) { first, sequences in
+            for (index, values) in model.nextTokenLogProbabilities(sequences, scored: scoredRows).enumerated() {
+                guard let values else { throw EvaluationError.nonFiniteLogits(model: model.path, chunk: first + index + 1) }
+                try body(first + index, values)
+            }
         }
     }
 
@@ -186,61 +192,6 @@ public struct ChunkPlan: Sendable {
         if let bos { chunk[0] = bos }
         return chunk
     }
-}
-
-/// The log-softmax normalizer of one row of finite logits: its maximum m and log Σ e^(v − m).
-/// As llama.cpp's `log_softmax`: each term e^(v − m) in f32 (here 16 lanes at a time, within
-/// 2e-7 of `expf`), the sum in f64; the lanes add in f32 over runs of 256 values only (each term
-/// is at most 1), so the sum stays within 1e-7 relative of `logSoftmaxNormalizerReference`.
-@inline(__always)
-func logSoftmaxNormalizer(_ row: UnsafeBufferPointer<Float>, portable: Bool = false) -> (max: Float, logSum: Double) {
-    guard let p = row.baseAddress else { return (-.infinity, -.infinity) }
-    if TransformerKernels.usesAVX512 && !portable {
-        // The same sums with AVX-512 (the Swift SIMD16 below is four SSE registers on baseline x86-64).
-        let m = ckpt_row_max_avx512(p, row.count)
-        var sum = 0.0
-        var j = ckpt_exp_sum_avx512(p, row.count, m, &sum)
-        while j < row.count { sum += Double(Glibc.expf(p[j] - m)); j += 1 }
-        return (m, Glibc.log(sum))
-    }
-    let n = row.count
-    @inline(__always) func load(_ j: Int) -> SIMD16<Float> { UnsafeRawPointer(p + j).loadUnaligned(as: SIMD16<Float>.self) }
-    var best0 = SIMD16<Float>(repeating: -.infinity), best1 = best0
-    var j = 0
-    while j + 32 <= n {
-        best0 = best0.maximum(load(j))
-        best1 = best1.maximum(load(j + 16))
-        j += 32
-    }
-    var m = best0.maximum(best1).max()
-    while j < n { m = max(m, p[j]); j += 1 }
-    let shift = SIMD16<Float>(repeating: m)
-    var sum = 0.0
-    j = 0
-    while j + 256 <= n {
-        var a = SIMD16<Float>(), b = SIMD16<Float>()
-        for k in stride(from: j, to: j + 256, by: 32) {
-            a += TransformerKernels.exp(load(k) - shift)
-            b += TransformerKernels.exp(load(k + 16) - shift)
-        }
-        sum += Double((a + b).sum())
-        j += 256
-    }
-    while j + 16 <= n {
-        sum += Double(TransformerKernels.exp(load(j) - shift).sum())
-        j += 16
-    }
-    while j < n { sum += Double(Glibc.expf(p[j] - m)); j += 1 }
-    return (m, Glibc.log(sum))
-}
-
-/// Reference for `logSoftmaxNormalizer`: one value at a time, each term by libm in f64.
-func logSoftmaxNormalizerReference(_ row: UnsafeBufferPointer<Float>) -> (max: Float, logSum: Double) {
-    var m = -Float.infinity
-    for v in row { m = max(m, v) }
-    var sum = 0.0
-    for v in row { sum += Glibc.exp(Double(v - m)) }
-    return (m, Glibc.log(sum))
 }
 
 /// `measure(r)` for every row r in `0..<rows`, the rows spread over `threads`, the values in
@@ -264,16 +215,9 @@ public enum PerplexityEvaluator {
     {
         var total = PerplexityAccumulator()
         var chunks: [PerplexityAccumulator] = []
-        let vocabulary = model.config.vocabularySize
-        let rows = Array(plan.scoredRows)
-        try plan.forEachScoredLogits(model, chunks: plan.range, from: tokens) { _, chunk, all in
+        try plan.forEachNextTokenLogProbabilities(model, chunks: plan.range, from: tokens) { _, logProbabilities in
             var chunkNLL = PerplexityAccumulator()
-            let nll = measureRows(rows.count, placeholder: 0.0, threads: model.threads) { r in
-                let row = UnsafeBufferPointer(rebasing: all[(r * vocabulary)..<((r + 1) * vocabulary)])
-                let (m, logSum) = logSoftmaxNormalizer(row)
-                return -(Double(row[chunk[rows[r] + 1]] - m) - logSum)
-            }
-            for value in nll { chunkNLL.add(negativeLogLikelihood: value) }
+            for value in logProbabilities { chunkNLL.add(negativeLogLikelihood: -value) }
             chunks.append(chunkNLL)
             total.merge(chunkNLL)
             progress(chunks.count, total)

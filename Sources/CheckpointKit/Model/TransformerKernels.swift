@@ -278,3 +278,65 @@ public enum TransformerKernels {
         }
     }
 }
+
+/// The maximum m of one row of finite logits and Σ e^(v − m), the pieces of its log-softmax.
+/// As llama.cpp's `log_softmax`: each term e^(v − m) in f32 (here 16 lanes at a time, within
+/// 2e-7 of `expf`), the sum in f64; the lanes add in f32 over runs of 256 values only (each term
+/// is at most 1), so the sum stays within 1e-7 relative of `logSoftmaxNormalizerReference`'s.
+@inline(__always)
+func exponentialSum(_ row: UnsafeBufferPointer<Float>, portable: Bool = false) -> (max: Float, sum: Double) {
+    guard let p = row.baseAddress else { return (-.infinity, 0) }
+    if TransformerKernels.usesAVX512 && !portable {
+        // The same sums with AVX-512 (the Swift SIMD16 below is four SSE registers on baseline x86-64).
+        let m = ckpt_row_max_avx512(p, row.count)
+        var sum = 0.0
+        var j = ckpt_exp_sum_avx512(p, row.count, m, &sum)
+        while j < row.count { sum += Double(Glibc.expf(p[j] - m)); j += 1 }
+        return (m, sum)
+    }
+    let n = row.count
+    @inline(__always) func load(_ j: Int) -> SIMD16<Float> { UnsafeRawPointer(p + j).loadUnaligned(as: SIMD16<Float>.self) }
+    var best0 = SIMD16<Float>(repeating: -.infinity), best1 = best0
+    var j = 0
+    while j + 32 <= n {
+        best0 = best0.maximum(load(j))
+        best1 = best1.maximum(load(j + 16))
+        j += 32
+    }
+    var m = best0.maximum(best1).max()
+    while j < n { m = max(m, p[j]); j += 1 }
+    let shift = SIMD16<Float>(repeating: m)
+    var sum = 0.0
+    j = 0
+    while j + 256 <= n {
+        var a = SIMD16<Float>(), b = SIMD16<Float>()
+        for k in stride(from: j, to: j + 256, by: 32) {
+            a += TransformerKernels.exp(load(k) - shift)
+            b += TransformerKernels.exp(load(k + 16) - shift)
+        }
+        sum += Double((a + b).sum())
+        j += 256
+    }
+    while j + 16 <= n {
+        sum += Double(TransformerKernels.exp(load(j) - shift).sum())
+        j += 16
+    }
+    while j < n { sum += Double(Glibc.expf(p[j] - m)); j += 1 }
+    return (m, sum)
+}
+
+/// The log-softmax normalizer of one row of finite logits: its maximum m and log Σ e^(v − m) (`exponentialSum`, logged).
+@inline(__always)
+func logSoftmaxNormalizer(_ row: UnsafeBufferPointer<Float>, portable: Bool = false) -> (max: Float, logSum: Double) {
+    let (m, sum) = exponentialSum(row, portable: portable)
+    return (m, Glibc.log(sum))
+}
+
+/// Reference for `logSoftmaxNormalizer`: one value at a time, each term by libm in f64.
+func logSoftmaxNormalizerReference(_ row: UnsafeBufferPointer<Float>) -> (max: Float, logSum: Double) {
+    var m = -Float.infinity
+    for v in row { m = max(m, v) }
+    var sum = 0.0
+    for v in row { sum += Glibc.exp(Double(v - m)) }
+    return (m, Glibc.log(sum))
+}

@@ -285,10 +285,12 @@ public final class TransformerModel: Sendable {
     /// Query rows per causal attention block.
     static let attentionBlock = 64
 
-    /// Scratch memory for one chunk of `tokens` tokens, allocated once and reused by every layer.
+    /// Scratch memory for a batch of chunks (`sequences` of `tokens` tokens each), allocated once and reused by every layer and the head.
     final class Scratch {
         let x, h, q, k, v, attended, mlp, up, gate, tiles, shared, scores, rounded, gathered, expertOutput, router: UnsafeMutablePointer<Float>
         let tileStride: Int, workers: Int
+        /// Per worker, one head item's logits (`forEachHeadItem`): at most `headStride` values.
+        let headItems: UnsafeMutablePointer<Float>, headStride: Int
         /// Sees every product's input (an importance-matrix collector), or nil.
         var observer: ActivationObserver?
         private var all: [UnsafeMutablePointer<Float>] = []
@@ -313,6 +315,10 @@ public final class TransformerModel: Sendable {
             q = make(T * qDim); k = make(T * kvDim); v = make(T * kvDim); attended = make(T * qDim)
             up = make(T * ff); gate = make(T * ff)
             tiles = make(workers * tileStride)
+            // A head item: at most `length` rows by one tile (the whole vocabulary when it is shared-size, else a column block).
+            let vocabulary = c.vocabularySize
+            headStride = length * (vocabulary <= TransformerModel.sharedRows ? (vocabulary + 15) / 16 * 16 : TransformerModel.columnBlock)
+            headItems = make(workers * headStride)
             shared = make(model.sharedWeightValues)
             scores = make(workers * TransformerModel.attentionBlock * length)
             // Only products emulating llama.cpp round their activations first.
@@ -484,6 +490,61 @@ public final class TransformerModel: Sendable {
         }
     }
 
+    /// Runs `sequences` (chunks of one length, each from position 0) through the blocks together and gives, per
+    /// sequence, the natural-log probability of each next token: row p of `scored` scores token p + 1, so `scored`
+    /// ends before the last position. Nil for a sequence with a NaN or infinite logit among those rows.
+    /// The logits are the bits `forEachScoredLogits` hands out, but never held whole: the head runs tile by tile
+    /// (`forEachHeadItem`) and keeps per row and tile only the maximum and Σ e^(v − max), joined over the tiles in
+    /// tile order, so memory holds a tile per worker instead of [rows, vocabulary] (131 MB a chunk at a 128K
+    /// vocabulary) and the result is the same for any thread count; it is within about 1e-7 relative of normalizing
+    /// whole rows, as `logSoftmaxNormalizer` does.
+    public func nextTokenLogProbabilities(_ sequences: [[Int]], scored: Range<Int>) -> [[Double]?] {
+        guard let length = sequences.first?.count else { return [] }
+        precondition(scored.lowerBound >= 0 && scored.upperBound < length, "every scored row needs a next token")
+        let scratch = Scratch(self, tokens: length, sequences: sequences.count)
+        runBlocks(sequences, scratch: scratch)
+        let rows = scored.count, positions = sequences.count * rows
+        let tiles = Self.tiling(outputs: head.outputs, rows: rows).tiles
+        let next = sequences.flatMap { tokens in scored.map { tokens[$0 + 1] } }
+        // Per scored position and tile: the tile's maximum (NaN when a value is not finite) and Σ e^(v − max).
+        var maxima = [Float](repeating: 0, count: positions * tiles), sums = [Double](repeating: 0, count: positions * tiles)
+        var nextLogits = [Float](repeating: 0, count: positions)
+        maxima.withUnsafeMutableBufferPointer { maxima in
+            sums.withUnsafeMutableBufferPointer { sums in
+                nextLogits.withUnsafeMutableBufferPointer { nextLogits in
+                    let targets = UncheckedSendable((maxima.baseAddress!, sums.baseAddress!, nextLogits.baseAddress!))
+                    forEachHeadItem(sequences: sequences.count, length: length, scored: scored, scratch: scratch) { sequence, index, tile, block, values in
+                        let (maxima, sums, nextLogits) = targets.value
+                        for r in block {
+                            let row = UnsafeBufferPointer(start: values + (r - block.lowerBound) * tile.count, count: tile.count)
+                            let position = sequence * rows + r
+                            let (m, sum) = allFinite(row) ? exponentialSum(row) : (.nan, 0)
+                            maxima[position * tiles + index] = m
+                            sums[position * tiles + index] = sum
+                            if tile.contains(next[position]) { nextLogits[position] = row[next[position] - tile.lowerBound] }
+                        }
+                    }
+                }
+            }
+        }
+        return sequences.indices.map { sequence in
+            var values: [Double] = []
+            values.reserveCapacity(rows)
+            for position in (sequence * rows)..<((sequence + 1) * rows) {
+                let parts = position * tiles..<((position + 1) * tiles)
+                var m = -Float.infinity
+                for t in parts {
+                    guard maxima[t].isFinite else { return nil }
+                    m = max(m, maxima[t])
+                }
+                var sum = 0.0
+                for t in parts { sum += sums[t] * Glibc.exp(Double(maxima[t]) - Double(m)) }
+                values.append(Double(nextLogits[position] - m) - Glibc.log(sum))
+            }
+            return values
+        }
+    }
+
     /// How many chunks of `length` tokens `forEachScoredLogits` should run together: up to four (llama-perplexity's
     /// 2048-token batches at ctx 512), as many as keep their activations within max(32 MB, the weights / 16), so
     /// memory stays near the file's size (two at SmolLM2-135M and at a 1B model).
@@ -528,6 +589,65 @@ public final class TransformerModel: Sendable {
         normalize(scratch.x + (sequence * length + scored.lowerBound) * c.hiddenSize, finalNorm, into: scratch.h, rows: scored.count)
         linear(scratch.h, head, into: out.baseAddress!, rows: scored.count, scratch: scratch, addingToZeros: !overwriting)
         if let cap = c.finalSoftcap { TransformerKernels.softcap(out.baseAddress!, count: out.count, cap: cap) }
+    }
+
+    /// The final norm and the head over rows `scored` of every sequence (after `runBlocks`), cut as `linear` cuts one
+    /// sequence's product (the same tiles and token blocks, so the same bits as `headLogits`), each weight tile widened
+    /// once for all the sequences. Each item's logits, [block.count, tile.count] with bias and soft-capping applied, go
+    /// to `consume(sequence, tile index, tile, block, values)` on the worker that made them, in a buffer it reuses.
+    private func forEachHeadItem(sequences: Int, length: Int, scored: Range<Int>, scratch: Scratch,
+                                 _ consume: (Int, Int, Range<Int>, Range<Int>, UnsafeMutablePointer<Float>) -> Void) {
+        let c = config, rows = scored.count, inputs = head.inputs, outputs = head.outputs
+        for s in 0..<sequences {
+            normalize(scratch.x + (s * length + scored.lowerBound) * c.hiddenSize, finalNorm, into: scratch.h + s * rows * inputs, rows: rows)
+        }
+        var x = UnsafePointer(scratch.h)
+        if head.rounding != .none && head.rounding.fits(rowLength: inputs) {
+            // llama.cpp's arithmetic, on request only, as `linear` does it.
+            scratch.rounded.update(from: x, count: sequences * rows * inputs)
+            head.rounding.apply(UnsafeMutableBufferPointer(start: scratch.rounded, count: sequences * rows * inputs), rowLength: inputs)
+            x = UnsafePointer(scratch.rounded)
+        }
+        guard rows > 0, outputs > 0 else { return }
+        let tiling = Self.tiling(outputs: outputs, rows: rows)
+        precondition(tiling.blockRows * tiling.tileRows <= scratch.headStride, "a head item exceeds its scratch")
+        if tiling.shared {
+            threads.forEachChunk(4) { piece in
+                let first = piece * outputs / 4, end = (piece + 1) * outputs / 4
+                head.weight.widen(first..<end, into: scratch.shared + first * inputs)
+            }
+        }
+        let source = UncheckedSendable(x)
+        let workers = min(scratch.workers, tiling.items)
+        threads.forEachChunk(workers) { worker in
+            let logits = scratch.headItems + worker * scratch.headStride
+            var item = worker
+            while item < tiling.items {
+                let index = item / tiling.tokenBlocks
+                let tile = tiling.tile(index, of: outputs), block = tiling.block(item % tiling.tokenBlocks, of: rows)
+                let weights: UnsafePointer<Float>
+                if tiling.shared {
+                    weights = UnsafePointer(scratch.shared + tile.lowerBound * inputs)
+                } else {
+                    let buffer = scratch.tiles + worker * scratch.tileStride
+                    head.weight.widen(tile, into: buffer)
+                    weights = UnsafePointer(buffer)
+                }
+                for s in 0..<sequences {
+                    MatrixMultiply.multiply(source.value + (s * rows + block.lowerBound) * inputs, weights, into: logits,
+                                            m: block.count, n: tile.count, k: inputs, transposeB: true, lda: inputs, ldb: inputs, ldc: tile.count)
+                    if let bias = head.bias {
+                        for r in 0..<block.count {
+                            let o = logits + r * tile.count
+                            for j in tile.indices { o[j] += bias[tile.lowerBound + j] }
+                        }
+                    }
+                    if let cap = c.finalSoftcap { TransformerKernels.softcap(logits, count: block.count * tile.count, cap: cap) }
+                    consume(s, index, tile, block, logits)
+                }
+                item += workers
+            }
+        }
     }
 
     /// The embeddings of `tokens` (positions added, scaled where the family does) into `x` [T, hidden].
