@@ -14,7 +14,9 @@ int ckpt_has_avx512(void) {
 
 #define AVX512 __attribute__((target("avx512f")))
 
-// TransformerKernels.exp: Cody-Waite reduction by ln 2, degree-6 polynomial, 2^n through the exponent bits.
+// TransformerKernels.exp (Sources/CheckpointKit/Model/TransformerKernels.swift) in AVX-512: Cody-Waite reduction by
+// ln 2, degree-6 polynomial, 2^n through the exponent bits. The constants and the order of operations are that
+// function's, so both give the same bits; change one, change the other (TransformerKernelTests holds them together).
 AVX512 static inline __m512 exp16(__m512 x) {
     const __m512 magic = _mm512_set1_ps(12582912.0f);
     __m512 clamped = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.7f));
