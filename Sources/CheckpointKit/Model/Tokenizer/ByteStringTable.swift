@@ -92,6 +92,31 @@ struct ByteStringTable {
         return values[Int(slots[index].valueStart)]
     }
 
+    /// The first value stored under the bytes `key` (possibly empty), if present.
+    func firstValue(_ key: UnsafeBufferPointer<UInt8>) -> Int32? {
+        firstValue(key.baseAddress ?? Self.noBytes, key.count)
+    }
+
+    /// The first value stored under `text`'s UTF-8 bytes, if present.
+    func firstValue(utf8 text: String) -> Int32? {
+        var text = text
+        return text.withUTF8 { firstValue($0) }
+    }
+
+    /// Stores one value under the bytes `key` unless the key is present; returns whether it was stored.
+    @discardableResult
+    mutating func insertIfAbsent(_ key: UnsafeBufferPointer<UInt8>, value: Int32) -> Bool {
+        let p = key.baseAddress ?? Self.noBytes
+        let h = hash(p, key.count)
+        guard find(p, key.count, hash: h) == nil else { return false }
+        var value = value
+        withUnsafePointer(to: &value) { insert(p, key.count, hash: h, values: UnsafeBufferPointer(start: $0, count: 1)) }
+        return true
+    }
+
+    /// Where an empty key points (never read: zero bytes are hashed and compared).
+    private nonisolated(unsafe) static let noBytes = UnsafePointer(UnsafeMutablePointer<UInt8>.allocate(capacity: 1))
+
     /// Stores `newValues` under the key (which must not be present yet).
     mutating func insert(_ p: UnsafePointer<UInt8>, _ count: Int, hash h: UInt64, values newValues: UnsafeBufferPointer<Int32>) {
         if 2 * (self.count + 1) > slots.count { grow() }

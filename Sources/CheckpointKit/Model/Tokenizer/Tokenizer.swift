@@ -124,7 +124,7 @@ public final class Tokenizer: Sendable {
                     added[earlier] = token  // the later entry's flags win
                     continue
                 }
-                if let id = model.vocabulary[key] {
+                if let id = model.id(bytes: key) {
                     token.id = id
                 } else {
                     guard nextID < BytePairModel.maximumVocabulary else {
