@@ -545,15 +545,15 @@ public final class TransformerModel: Sendable {
         }
     }
 
-    /// How many chunks of `length` tokens `forEachScoredLogits` should run together: up to four (llama-perplexity's
-    /// 2048-token batches at ctx 512), as many as keep their activations within max(32 MB, the weights / 16), so
-    /// memory stays near the file's size (two at SmolLM2-135M and at a 1B model).
+    /// How many chunks of `length` tokens `forEachScoredLogits` and `nextTokenLogProbabilities` should run together:
+    /// up to four (llama-perplexity's 2048-token batches at ctx 512), as many as keep their activations within
+    /// max(64 MB, the weights / 16), so memory stays near the file's size (four at SmolLM2-135M, two at a 1B model).
     public func sequencesPerBatch(length: Int) -> Int {
         let c = config
         let qDim = c.heads * c.headDim, kvDim = c.kvHeads * c.headDim
         let ff = max(c.intermediateSize, c.experts?.intermediateSize ?? 0)
         let perSequence = max(1, length * 4 * (3 * c.hiddenSize + 2 * qDim + 2 * kvDim + 2 * ff))
-        let budget = max(32 << 20, weightBytes / 16)
+        let budget = max(64 << 20, weightBytes / 16)
         return max(1, min(4, budget / perSequence))
     }
 
