@@ -192,3 +192,16 @@ func streamingFailureLeavesNothing() throws {
     }
     #expect(scratch.contents == ["in"])
 }
+
+@Test("The non-finite scan names the first NaN or infinity, as a plain search does, on one thread or two",
+      arguments: [0, 65_535, 65_536, 131_073, 199_999])
+func firstNonFiniteMatchesPlainSearch(position: Int) {
+    var values = seededValues(200_000, seed: 7)
+    values[position] = position % 2 == 0 ? .nan : -.infinity
+    values[min(199_999, position + 70_000)] = .infinity  // a later one, in another piece, must not win
+    for threads in [1, 2] {
+        let found = QuantizationError.firstNonFinite(values, file: "f", tensor: "t", threads: ThreadBudget(threads))
+        #expect(found == .nonFinite(file: "f", tensor: "t", index: position, value: "\(values[position])"), "threads \(threads)")
+    }
+    #expect(QuantizationError.firstNonFinite(seededValues(200_000, seed: 7), file: "f", tensor: "t", threads: ThreadBudget(2)) == nil)
+}

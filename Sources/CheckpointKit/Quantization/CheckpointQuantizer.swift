@@ -46,9 +46,28 @@ public enum QuantizationError: Error, Equatable, Sendable, CustomStringConvertib
     case groupSizeDoesNotDivide(file: String, tensor: String, columns: Int, groupSize: Int)
     case unsupportedShape(file: String, tensor: String, shape: [Int], expected: String)
 
-    /// `.nonFinite` for the first NaN or infinity in `values`, nil when all are finite.
-    static func firstNonFinite(_ values: [Float], file: String, tensor: String) -> QuantizationError? {
-        values.firstIndex(where: { !$0.isFinite }).map { .nonFinite(file: file, tensor: tensor, index: $0, value: "\(values[$0])") }
+    /// `.nonFinite` for the first NaN or infinity in `values`, nil when all are finite. Pieces
+    /// are scanned on `threads` (an all-ones exponent, branch-free, so the loop vectorizes) and the
+    /// lowest flagged piece searched: the same index for any thread count.
+    static func firstNonFinite(_ values: [Float], file: String, tensor: String, threads: ThreadBudget = .single) -> QuantizationError? {
+        let pieceSize = 1 << 16
+        let pieces = (values.count + pieceSize - 1) / pieceSize
+        var flagged = [Bool](repeating: false, count: pieces)
+        values.withUnsafeBufferPointer { x in
+            flagged.withUnsafeMutableBufferPointer { flags in
+                let (x, flags) = (UncheckedSendable(x), UncheckedSendable(flags))
+                threads.forEachChunk(pieces) { piece in
+                    var any: UInt32 = 0
+                    for i in (piece * pieceSize)..<min(x.value.count, (piece + 1) * pieceSize) {
+                        any |= (x.value[i].bitPattern & 0x7F80_0000) == 0x7F80_0000 ? 1 : 0
+                    }
+                    flags.value[piece] = any != 0
+                }
+            }
+        }
+        guard let piece = flagged.firstIndex(of: true) else { return nil }
+        let range = (piece * pieceSize)..<min(values.count, (piece + 1) * pieceSize)
+        return values[range].firstIndex(where: { !$0.isFinite }).map { .nonFinite(file: file, tensor: tensor, index: $0, value: "\(values[$0])") }
     }
 
     /// The one-line message: the option, file or tensor at fault and what was expected.
@@ -312,7 +331,9 @@ public enum CheckpointQuantizer {
                                                       bytesIn: info.byteCount, bytesOut: tensor.storedBytes, seconds: clock.seconds))
         }
         let values = FloatValues.array(view, threads: options.threads)
-        if !options.allowNonFinite, let refusal = QuantizationError.firstNonFinite(values, file: file, tensor: info.name) { throw refusal }
+        if !options.allowNonFinite, let refusal = QuantizationError.firstNonFinite(values, file: file, tensor: info.name, threads: options.threads) {
+            throw refusal
+        }
         var plainMetrics: ErrorMetrics? = nil
         let tensor: EncodedTensor = values.withUnsafeBufferPointer { x in
             let importance = options.importance.flatMap { matrix in matrix.weights(for: info.name, layout: layout) }
