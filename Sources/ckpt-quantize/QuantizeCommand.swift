@@ -151,6 +151,9 @@ struct QuantizeCommand: ToolCommand {
 
     func run() throws {
         try runTool(common) {
+            // Each weight allocates its f32 copy, codes and decoded values afresh: reused blocks
+            // spare the page faults and zeroing (1.6 M faults, ~5 s of system time on a 1 B model).
+            reuseLargeAllocations()
             let checkpoint = try Checkpoint(path: input)
             var options = QuantizationOptions(scheme: parsedScheme!, include: include, exclude: exclude,
                                               optimizeScales: optimizeScales || imatrix != nil,

@@ -1,3 +1,4 @@
+import CheckpointKit
 import Foundation
 import TestSupport
 import Testing
@@ -224,4 +225,32 @@ func quantizeGPTQFormat() throws {
     #expect(inspect["quantization"] as? String == "gptq v1 4-bit")
     let config = try #require((inspect["config"] as? [String: Any])?["quantization_config"] as? [String: Any])
     #expect(config["checkpoint_format"] as? String == "gptq" && config["bits"] as? Int == 4 && config["group_size"] as? Int == 32)
+}
+
+/// The bytes `ckpt-quantize` wrote for the sharded fixture before its writer streamed (main at
+/// 00c4a7b, one tensor after another): the streamed, overlapped writer must write the same files.
+/// Recorded with that commit's binary: `ckpt-quantize fixtures/models/tiny-llama-sharded OUT ARGS`, then `sha256sum`.
+private let shardedQuantizeHashes: [([String], [String: String])] = [
+    (["--scheme", "nf4"], ["model-00001-of-00003.safetensors": "3a3eae2837250b2143c249c3262e9d8582f06cfa0e6b8846460d5c016faccbee", "model-00002-of-00003.safetensors": "6ce24090c5bde9ff1b99cb2b4caaec0d9ec81ec8090476dc6754b7ef6c1570fe", "model-00003-of-00003.safetensors": "055783ce1a44bd814de79af7e7e681d64adece024a0295dd324d73ef6038c53e", "model.safetensors.index.json": "b6dd0d0b6f930791e5f2a7ea7bf3e463ccc7f807d965826efeabd06b6bcf5205", "config.json": "aed9e3bb9cbbc5a861c1358f3ed6a95907831ed9d0f68e91caf59e26b98c3309"]),
+    (["--scheme", "fp4", "--double-quant", "--block-size", "128"], ["model-00001-of-00003.safetensors": "ae4572776c5bd5b1ddb9fea8d0eedc3a2784fbc907f762e68b75119535c77d7e", "model-00002-of-00003.safetensors": "48cdf4f60aae0d101da2d8cb1b7ed9cab490a0dcfa823dda3c3c03e699714d8d", "model-00003-of-00003.safetensors": "2ac2f0c5bce03f90312c90c4568bc6a74ccf364e971149f32a2887ffe20dfd52", "model.safetensors.index.json": "70f2e95cba52fd691052fcfb3d6165fa04880960c1b3d8b9becdc2497b83e246", "config.json": "a5294e1874639f55cc6f59e18375bc7d3c69d087d297f17ddb03b69638fb0378"]),
+    (["--scheme", "int4"], ["model-00001-of-00003.safetensors": "9f0b6bacde31b21e6692f42aaa910daa9d4b075e1ccc24239c59db24ed165c4a", "model-00002-of-00003.safetensors": "f02f4ffc6a62c79cbea7bff3b0e4af85ad1d602b10b7b2d930ad47956bdbf9c5", "model-00003-of-00003.safetensors": "b6f9a0c5debea8813f94d111bc987d8d4f2886ca186ecd2df607472a416765c4", "model.safetensors.index.json": "e8cd893597ce56007d2e9938b9db6dd352207e4896605f7e7bd473a08ab8dad6", "config.json": "f7a3c02952cdd3128f12647e60f11fc8788d55965568748b94d04dfa90093018"]),
+    (["--scheme", "int4", "--asymmetric", "--block-size", "32"], ["model-00001-of-00003.safetensors": "9736a52838717a154fc88e967adf26fd4ded55f21897aca68d010bb6a882ea8c", "model-00002-of-00003.safetensors": "ec450320097746f6e8be069cf155f049e09623762930002ecdc73e83b6560be3", "model-00003-of-00003.safetensors": "f989a0595fe11ccbd6abe691668596b81a1ed810461b53743a509e22d06721d4", "model.safetensors.index.json": "6134c8f2701a52366286f1811b1544e1190f2406125550e6f27bbf39ad6ddd75", "config.json": "cafa1b17808aab2c444ed8508a5a3a4d8c46daf4e6edb25344cb28beca477e1a"]),
+    (["--scheme", "int8", "--scale-dtype", "bf16", "--optimize-scales"], ["model-00001-of-00003.safetensors": "7e6df9f57ee3c56309418b57fc84d4b51d2403f51afadfb658fc843eb223df76", "model-00002-of-00003.safetensors": "0dc09f80e80b2b7affeb95d7887ed555c0c97c35d8ee5c12271747e87b2cc547", "model-00003-of-00003.safetensors": "191a7e14fafbbbb406e4951f8da35f8c6a153805c77fa1bc09d8981d6c333db4", "model.safetensors.index.json": "a5a5330ac9e5fe9964615dc1e5a66c0cf6d68caf9d4834e6ea9dfc176a3fb42b", "config.json": "0b43cbc2583c961b2d2d2441e66cd13e2f5a83d72a4a3b12c4fb9ece5b73f16b"]),
+    (["--scheme", "int8", "--format", "pack-quantized", "--block-size=-1"], ["model-00001-of-00003.safetensors": "bc603a451f9a04eaa00a0face87e4134596489ae09b921b3cce3b5e4132807f8", "model-00002-of-00003.safetensors": "430a3e22930e4f1cbbbd76b1d6f7201088f798e74a3b600d8b0e930802908817", "model-00003-of-00003.safetensors": "387b2545a6c873886771b7c45edf72a858b80975d9fb04e70aea2a629ac50ca6", "model.safetensors.index.json": "a0700003c59eb55a64fdfa5c454420bb21838794942a858468c3754c6a81a592", "config.json": "7939ff7bae8159172666aaae05af9419ba4fcd92d1d7930cf9ddabe017f81036"]),
+]
+
+@Test("ckpt-quantize writes the sharded fixture byte for byte as before streaming, for every scheme, with one thread or two",
+      arguments: shardedQuantizeHashes.indices)
+func quantizeMatchesBufferedWriter(index: Int) throws {
+    let (arguments, hashes) = shardedQuantizeHashes[index]
+    let scratch = ScratchDirectory()
+    for threads in ["1", "2"] {
+        let result = try Tools.run("ckpt-quantize", [Tools.fixture("models/tiny-llama-sharded"), scratch.file(threads), "--threads", threads,
+                                                     "--quiet"] + arguments)
+        #expect(result.status == 0, "\(result.stderr)")
+        for (name, expected) in hashes {
+            let bytes = try #require(FileManager.default.contents(atPath: scratch.file(threads + "/" + name)), "\(name)")
+            #expect(sha256Hex([UInt8](bytes)) == expected, "\(arguments) --threads \(threads): \(name)")
+        }
+    }
 }

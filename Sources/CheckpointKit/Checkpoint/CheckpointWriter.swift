@@ -134,29 +134,106 @@ public final class CheckpointWriter {
             return ([output], [])
         }
         let writer = try CheckpointWriter(folder: output, overwrite: overwrite)
-        var copied: [String] = []
-        try writer.output.translatingErrors {
+        let copied = try writer.output.translatingErrors {
             try writer.writeShards(shards, indexMetadata: input.indexMetadata?.objectMembers ?? []) { info, out in
                 try produce(info, out)
                 progressed(info)
             }
-            if let config { try writer.writeJSON(config, named: "config.json", sortKeys: true) }
-            for file in input.generatedFiles where !replacingFiles.contains(file.name) {
-                try writer.writeJSON(file.contents, named: file.name, sortKeys: file.sortKeys)
-                copied.append(file.name)
-            }
-            for file in extraFiles {
-                try writer.copyFile(from: file.path, named: file.name)
-                copied.append(file.name)
-            }
-            if let directory = input.directory {
-                for name in input.otherFiles where !replacingFiles.contains(name) {
-                    try writer.copyFile(from: FileSystem.join(directory, name), named: name)
-                    copied.append(name)
-                }
-            }
-            try writer.commit()
+            return try writer.completeFolder(from: input, config: config, replacingFiles: replacingFiles, extraFiles: extraFiles)
         }
         return (shards.map(\.fileName) + (shards.count > 1 ? ["model.safetensors.index.json"] : []), copied)
+    }
+
+    /// Writes config.json, the input's generated and other files (less `replacingFiles`) and
+    /// `extraFiles` beside the shards, then commits; returns the names copied.
+    private func completeFolder(from input: Checkpoint, config: JSONValue?, replacingFiles: [String],
+                                extraFiles: [(name: String, path: String)]) throws -> [String] {
+        var copied: [String] = []
+        if let config { try writeJSON(config, named: "config.json", sortKeys: true) }
+        for file in input.generatedFiles where !replacingFiles.contains(file.name) {
+            try writeJSON(file.contents, named: file.name, sortKeys: file.sortKeys)
+            copied.append(file.name)
+        }
+        for file in extraFiles {
+            try copyFile(from: file.path, named: file.name)
+            copied.append(file.name)
+        }
+        if let directory = input.directory {
+            for name in input.otherFiles where !replacingFiles.contains(name) {
+                try copyFile(from: FileSystem.join(directory, name), named: name)
+                copied.append(name)
+            }
+        }
+        try commit()
+        return copied
+    }
+
+    /// Writes a whole checkpoint derived from `input` as `write(from:)` does (the same files,
+    /// the same bytes, atomic), but each shard's tensors may arrive in any order and are written
+    /// at their offsets while the caller computes the next: `fill(shard, open)` plans shard
+    /// `shard` of `shardCount`, calls `open(plan)` once to create the file with its header, and
+    /// hands every planned tensor to the writer it returns. Each shard is finished (every write
+    /// done, fsynced) before the next is filled; at most `window` tensors wait to be written.
+    public static func writeStreaming(from input: Checkpoint, to output: String, shardCount: Int, config: JSONValue?,
+                                      overwrite: Bool, replacingFiles: [String] = [], extraFiles: [(name: String, path: String)] = [],
+                                      window: Int = 2,
+                                      fill: (_ shard: Int, _ open: (ShardPlan) throws -> SafetensorsStreamWriter) throws -> Void) throws
+        -> (files: [String], copiedFiles: [String])
+    {
+        try FileSystem.refuseOverlap(output: output, inputs: [input.path])
+        // Shard `shard` streamed into `loneFile`, or else into the folder as its plan names it.
+        func stream(_ shard: Int, loneFile: String?, folder: CheckpointWriter?) throws -> (ShardPlan, SafetensorsLayout) {
+            var planned: ShardPlan?
+            var opened: SafetensorsStreamWriter?
+            do {
+                try fill(shard) { plan in
+                    precondition(opened == nil, "writeStreaming: a shard is opened once")
+                    let path = loneFile ?? folder!.output.path(plan.fileName)
+                    let writer = try SafetensorsStreamWriter(SafetensorsLayout(plan.tensors, metadata: plan.metadata), path: path,
+                                                             window: window)
+                    opened = writer
+                    planned = plan
+                    return writer
+                }
+                guard let writer = opened, let plan = planned else { preconditionFailure("writeStreaming: every shard must be opened") }
+                try writer.finish()
+                return (plan, writer.layout)
+            } catch {
+                // Nothing more reaches the file once the caller has failed; the atomic output removes it.
+                opened?.abandon()
+                throw error
+            }
+        }
+        if input.layout == .file && output.hasSuffix(".safetensors") && shardCount == 1 {
+            let atomic = try AtomicOutput(target: output, isDirectory: false, overwrite: overwrite)
+            try atomic.translatingErrors {
+                _ = try stream(0, loneFile: atomic.temporary, folder: nil)
+                try atomic.commit()
+            }
+            return ([output], [])
+        }
+        let writer = try CheckpointWriter(folder: output, overwrite: overwrite)
+        var files: [String] = []
+        let copied = try writer.output.translatingErrors {
+            var weightMap: [(String, JSONValue)] = []
+            var totalSize = 0
+            for shard in 0..<shardCount {
+                let (plan, layout) = try stream(shard, loneFile: nil, folder: writer)
+                files.append(plan.fileName)
+                for info in layout.tensors {
+                    weightMap.append((info.name, .string(plan.fileName)))
+                    totalSize += info.byteCount
+                }
+            }
+            if shardCount > 1 {
+                var metadata = (input.indexMetadata?.objectMembers ?? []).filter { $0.0 != "total_size" }
+                metadata.append(("total_size", JSONValue(totalSize)))
+                let index: JSONValue = .object([("metadata", .object(metadata)), ("weight_map", .object(weightMap))])
+                try writer.writeJSON(index, named: "model.safetensors.index.json", sortKeys: true)
+                files.append("model.safetensors.index.json")
+            }
+            return try writer.completeFolder(from: input, config: config, replacingFiles: replacingFiles, extraFiles: extraFiles)
+        }
+        return (files, copied)
     }
 }

@@ -11,6 +11,11 @@ public protocol QuantizationScheme: Sendable, CustomStringConvertible {
     /// With `importance` (one weight per input column, an imatrix's), the scale search weights each error by its column's.
     func encode(name: String, shape: [Int], originalType: DType, values: UnsafeBufferPointer<Float>, optimizeScales: Bool,
                 importance: [Float]?, threads: ThreadBudget) -> (encoded: EncodedTensor, plain: EncodedTensor?)
+    /// The stored tensors `encode` makes of a weight `name` of `shape` whose dtype was
+    /// `originalType`, in `encode`'s order, known from those alone so that a file's header can
+    /// be written before any weight is encoded; nil when a part depends on the values (a JSON
+    /// blob holding a computed number, a permutation stored only when not the identity).
+    func partSpecs(name: String, shape: [Int], originalType: DType) -> [TensorSpec]?
     /// The f32 values a loader reconstructs from `tensor`.
     func decode(_ tensor: EncodedTensor, into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget)
     /// config.json's `quantization_config`, given the float dtype computation runs in and the
@@ -23,6 +28,9 @@ public protocol QuantizationScheme: Sendable, CustomStringConvertible {
 }
 
 extension QuantizationScheme {
+    /// None known in advance: a scheme that does not say is written after all its weights are encoded.
+    public func partSpecs(name: String, shape: [Int], originalType: DType) -> [TensorSpec]? { nil }
+
     /// `encode` without importance weights.
     public func encode(name: String, shape: [Int], originalType: DType, values: UnsafeBufferPointer<Float>, optimizeScales: Bool,
                        threads: ThreadBudget) -> (encoded: EncodedTensor, plain: EncodedTensor?) {

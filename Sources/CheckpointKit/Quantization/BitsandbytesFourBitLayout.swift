@@ -45,6 +45,20 @@ public struct FourBitScheme: QuantizationScheme, Equatable {
                                                  fixedScales: fixed, threads: threads), plain)
     }
 
+    /// Packed codes, absmax, quant_map and the quant_state blob, whose JSON depends on the shape
+    /// alone; nil with double quantization, whose blob holds the absmax mean (`nested_offset`).
+    public func partSpecs(name: String, shape: [Int], originalType: DType) -> [TensorSpec]? {
+        guard !doubleQuant else { return nil }
+        let count = shape.reduce(1, *)
+        let state = BitsandbytesFourBitLayout.quantState(shape: shape, originalType: originalType, type: type, blockSize: blockSize, doubleQuant: nil)
+        return [
+            TensorSpec(name: name, dtype: .u8, shape: [FourBitQuantizer.packedByteCount(count), 1]),
+            TensorSpec(name: name + ".absmax", dtype: .f32, shape: [FourBitQuantizer.blockCount(count, blockSize: blockSize)]),
+            TensorSpec(name: name + ".quant_map", dtype: .f32, shape: [16]),
+            TensorSpec(name: name + "." + BitsandbytesFourBitLayout.statePrefix + type.name, dtype: .u8, shape: [state.count]),
+        ]
+    }
+
     /// Decodes parts made by `encode` as bitsandbytes does, expanding a double-quantized absmax first.
     public func decode(_ tensor: EncodedTensor, into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget) {
         func floats(_ bytes: [UInt8]) -> [Float] { bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) } }
@@ -246,24 +260,32 @@ public enum BitsandbytesFourBitLayout: QuantizedLayout {
     static func parts(name: String, shape: [Int], originalType: DType, type: FourBitType, blockSize: Int,
                       packed: [UInt8], absmax: [Float], doubleQuant: DoubleQuantizedAbsmax?) -> EncodedTensor {
         var parts: [(TensorSpec, [UInt8])] = [(TensorSpec(name: name, dtype: .u8, shape: [packed.count, 1]), packed)]
+        if let dq = doubleQuant {
+            parts.append((TensorSpec(name: name + ".absmax", dtype: .u8, shape: [dq.codes.count]), dq.codes))
+            parts.append((TensorSpec(name: name + ".nested_absmax", dtype: .f32, shape: [dq.nestedAbsmax.count]), bytesOf(dq.nestedAbsmax)))
+            parts.append((TensorSpec(name: name + ".nested_quant_map", dtype: .f32, shape: [256]), bytesOf(DynamicCode.values)))
+        } else {
+            parts.append((TensorSpec(name: name + ".absmax", dtype: .f32, shape: [absmax.count]), bytesOf(absmax)))
+        }
+        parts.append((TensorSpec(name: name + ".quant_map", dtype: .f32, shape: [16]), bytesOf(type.code)))
+        let blob = quantState(shape: shape, originalType: originalType, type: type, blockSize: blockSize, doubleQuant: doubleQuant)
+        parts.append((TensorSpec(name: name + "." + statePrefix + type.name, dtype: .u8, shape: [blob.count]), blob))
+        return EncodedTensor(name: name, shape: shape, originalType: originalType,
+                             scheme: FourBitScheme(type: type, blockSize: blockSize, doubleQuant: doubleQuant != nil), parts: parts)
+    }
+
+    /// The quant_state blob: Python `json.dumps` of the type, block size, dtype and shape, plus
+    /// the nested block size, dtype and offset when double-quantized.
+    static func quantState(shape: [Int], originalType: DType, type: FourBitType, blockSize: Int, doubleQuant: DoubleQuantizedAbsmax?) -> [UInt8] {
         var state: [(String, JSONValue)] = [
             ("quant_type", .string(type.name)), ("blocksize", JSONValue(blockSize)),
             ("dtype", .string(originalType.torchName)), ("shape", .array(shape.map { JSONValue($0) })),
         ]
         if let dq = doubleQuant {
-            parts.append((TensorSpec(name: name + ".absmax", dtype: .u8, shape: [dq.codes.count]), dq.codes))
-            parts.append((TensorSpec(name: name + ".nested_absmax", dtype: .f32, shape: [dq.nestedAbsmax.count]), bytesOf(dq.nestedAbsmax)))
-            parts.append((TensorSpec(name: name + ".nested_quant_map", dtype: .f32, shape: [256]), bytesOf(DynamicCode.values)))
             state += [("nested_blocksize", JSONValue(DoubleQuantizedAbsmax.nestedBlockSize)), ("nested_dtype", "float32"),
                       ("nested_offset", .double(Double(dq.offset)))]
-        } else {
-            parts.append((TensorSpec(name: name + ".absmax", dtype: .f32, shape: [absmax.count]), bytesOf(absmax)))
         }
-        parts.append((TensorSpec(name: name + ".quant_map", dtype: .f32, shape: [16]), bytesOf(type.code)))
-        let blob = Array(JSONValue.object(state).serialized(style: .python).utf8)
-        parts.append((TensorSpec(name: name + "." + statePrefix + type.name, dtype: .u8, shape: [blob.count]), blob))
-        return EncodedTensor(name: name, shape: shape, originalType: originalType,
-                             scheme: FourBitScheme(type: type, blockSize: blockSize, doubleQuant: doubleQuant != nil), parts: parts)
+        return Array(JSONValue.object(state).serialized(style: .python).utf8)
     }
 
     struct QuantState {

@@ -46,9 +46,28 @@ public enum QuantizationError: Error, Equatable, Sendable, CustomStringConvertib
     case groupSizeDoesNotDivide(file: String, tensor: String, columns: Int, groupSize: Int)
     case unsupportedShape(file: String, tensor: String, shape: [Int], expected: String)
 
-    /// `.nonFinite` for the first NaN or infinity in `values`, nil when all are finite.
-    static func firstNonFinite(_ values: [Float], file: String, tensor: String) -> QuantizationError? {
-        values.firstIndex(where: { !$0.isFinite }).map { .nonFinite(file: file, tensor: tensor, index: $0, value: "\(values[$0])") }
+    /// `.nonFinite` for the first NaN or infinity in `values`, nil when all are finite. Pieces
+    /// are scanned on `threads` (an all-ones exponent, branch-free, so the loop vectorizes) and the
+    /// lowest flagged piece searched: the same index for any thread count.
+    static func firstNonFinite(_ values: [Float], file: String, tensor: String, threads: ThreadBudget = .single) -> QuantizationError? {
+        let pieceSize = 1 << 16
+        let pieces = (values.count + pieceSize - 1) / pieceSize
+        var flagged = [Bool](repeating: false, count: pieces)
+        values.withUnsafeBufferPointer { x in
+            flagged.withUnsafeMutableBufferPointer { flags in
+                let (x, flags) = (UncheckedSendable(x), UncheckedSendable(flags))
+                threads.forEachChunk(pieces) { piece in
+                    var any: UInt32 = 0
+                    for i in (piece * pieceSize)..<min(x.value.count, (piece + 1) * pieceSize) {
+                        any |= (x.value[i].bitPattern & 0x7F80_0000) == 0x7F80_0000 ? 1 : 0
+                    }
+                    flags.value[piece] = any != 0
+                }
+            }
+        }
+        guard let piece = flagged.firstIndex(of: true) else { return nil }
+        let range = (piece * pieceSize)..<min(values.count, (piece + 1) * pieceSize)
+        return values[range].firstIndex(where: { !$0.isFinite }).map { .nonFinite(file: file, tensor: tensor, index: $0, value: "\(values[$0])") }
     }
 
     /// The one-line message: the option, file or tensor at fault and what was expected.
@@ -126,8 +145,10 @@ public struct QuantizationReport: Sendable {
 
 /// Quantizes a checkpoint: the selected weights into the scheme's layout, everything else kept,
 /// shard layout and file names kept, config.json given its `quantization_config`, the folder's
-/// other files copied. Tensors are read one at a time from the mapped input; each shard's
-/// encoded weights are held until the shard is written (its header needs all their sizes).
+/// other files copied. Tensors are read one at a time from the mapped input. Each shard's header
+/// is planned from the shapes (`QuantizationScheme.partSpecs`), so every weight is written at its
+/// offset by a background thread while the next is read, encoded and measured: only the tensors
+/// in flight are held. A scheme that cannot plan from shapes has the shard's weights encoded first.
 public enum CheckpointQuantizer {
     /// Modules transformers keeps in float by default; also never quantized by default here.
     static func isEmbeddingOrHead(_ name: String) -> Bool {
@@ -207,42 +228,72 @@ public enum CheckpointQuantizer {
         var report = QuantizationReport(output: output, scheme: options.scheme, tensors: [], kept: [], notes: notes, files: [],
                                         seconds: 0)
 
-        // Encode every selected tensor of every shard, keeping each shard's plan.
-        var encoded: [String: (bytes: [UInt8], original: Bool)] = [:]
-        var shards = checkpoint.mirroredShards
-        for fileIndex in checkpoint.files.indices {
+        let config = checkpoint.config.map { quantizedConfig($0, scheme: options.scheme, checkpoint: checkpoint, selected: selected) }
+        let shards = checkpoint.mirroredShards
+        let written = try CheckpointWriter.writeStreaming(from: checkpoint, to: output, shardCount: shards.count, config: config,
+                                                          overwrite: options.overwrite) { fileIndex, open in
+            let entries = checkpoint.entries.filter { $0.fileIndex == fileIndex }
+            // The header first: every part's spec from the shapes alone, so each weight is written
+            // as soon as it is encoded while the next one is read and encoded.
             var specs: [TensorSpec] = []
-            for entry in checkpoint.entries where entry.fileIndex == fileIndex {
+            var known = true
+            for entry in entries where known {
+                let info = entry.info
+                if !selected.contains(info.name) {
+                    specs.append(TensorSpec(name: info.name, dtype: info.dtype, shape: info.shape))
+                } else if let (tensor, _) = options.precomputed[info.name] {
+                    specs += tensor.parts.map(\.spec)
+                } else if let parts = options.scheme.partSpecs(name: info.name, shape: info.shape, originalType: encodedType(info.dtype)) {
+                    specs += parts
+                } else {
+                    known = false
+                }
+            }
+            // A scheme whose parts depend on the values (double quantization's offset in the
+            // quant_state JSON): this shard's weights are encoded, and held, before its header.
+            var early: [String: (EncodedTensor, QuantizationReport.Tensor)] = [:]
+            if !known {
+                specs = []
+                for entry in entries {
+                    let info = entry.info
+                    guard selected.contains(info.name) else {
+                        specs.append(TensorSpec(name: info.name, dtype: info.dtype, shape: info.shape))
+                        continue
+                    }
+                    let (tensor, row) = try encode(checkpoint, entry, options: options, layout: layout)
+                    WorkProgress.report("quantizing", done: report.tensors.count + early.count + 1, total: selected.count, item: info.name)
+                    if Interruption.isRequested { throw FileAccessError.interrupted(file: output) }
+                    specs += tensor.parts.map(\.spec)
+                    early[info.name] = (tensor, row)
+                    checkpoint.releasePages(entry)
+                }
+            }
+            var plan = shards[fileIndex]
+            plan.tensors = specs
+            let file = try open(plan)
+            for entry in entries {
                 let info = entry.info
                 guard selected.contains(info.name) else {
-                    specs.append(TensorSpec(name: info.name, dtype: info.dtype, shape: info.shape))
                     report.kept.append(info.name)
+                    if let bytes = options.replacedKept[info.name] {
+                        try file.write([(TensorSpec(name: info.name, dtype: info.dtype, shape: info.shape), bytes)])
+                    } else {
+                        // Straight from the mapped input; its pages are dropped once written.
+                        try file.write(checkpoint.view(entry), as: info.name) { checkpoint.releasePages(entry) }
+                    }
                     continue
                 }
-                let (tensor, row) = try encode(checkpoint, entry, options: options, layout: layout)
-                WorkProgress.report("quantizing", done: report.tensors.count + 1, total: selected.count, item: info.name)
-                if Interruption.isRequested { throw FileAccessError.interrupted(file: output) }
-                for part in tensor.parts {
-                    specs.append(part.spec)
-                    encoded[part.spec.name] = (part.bytes, false)
+                let tensor: EncodedTensor, row: QuantizationReport.Tensor
+                if let held = early.removeValue(forKey: info.name) {
+                    (tensor, row) = held
+                } else {
+                    (tensor, row) = try encode(checkpoint, entry, options: options, layout: layout)
+                    WorkProgress.report("quantizing", done: report.tensors.count + 1, total: selected.count, item: info.name)
+                    if Interruption.isRequested { throw FileAccessError.interrupted(file: output) }
+                    checkpoint.releasePages(entry)
                 }
+                try file.write(tensor.parts)
                 report.tensors.append(row)
-                checkpoint.releasePages(entry)
-            }
-            shards[fileIndex].tensors = specs
-        }
-
-        let config = checkpoint.config.map { quantizedConfig($0, scheme: options.scheme, checkpoint: checkpoint, selected: selected) }
-        let written = try CheckpointWriter.write(from: checkpoint, to: output, shards: shards, config: config,
-                                                 overwrite: options.overwrite) { info, out in
-            if let bytes = encoded.removeValue(forKey: info.name)?.bytes {
-                try out.write(bytes)
-            } else if let bytes = options.replacedKept[info.name] {
-                try out.write(bytes)
-            } else {
-                let entry = checkpoint.entry(named: info.name)!
-                try checkpoint.view(entry).withBytes { try out.write($0) }
-                checkpoint.releasePages(entry)
             }
         }
         report.files = written.files
@@ -280,11 +331,13 @@ public enum CheckpointQuantizer {
                                                       bytesIn: info.byteCount, bytesOut: tensor.storedBytes, seconds: clock.seconds))
         }
         let values = FloatValues.array(view, threads: options.threads)
-        if !options.allowNonFinite, let refusal = QuantizationError.firstNonFinite(values, file: file, tensor: info.name) { throw refusal }
+        if !options.allowNonFinite, let refusal = QuantizationError.firstNonFinite(values, file: file, tensor: info.name, threads: options.threads) {
+            throw refusal
+        }
         var plainMetrics: ErrorMetrics? = nil
         let tensor: EncodedTensor = values.withUnsafeBufferPointer { x in
             let importance = options.importance.flatMap { matrix in matrix.weights(for: info.name, layout: layout) }
-            let (encoded, plain) = options.scheme.encode(name: info.name, shape: info.shape, originalType: info.dtype == .f64 ? .f32 : info.dtype,
+            let (encoded, plain) = options.scheme.encode(name: info.name, shape: info.shape, originalType: encodedType(info.dtype),
                                                          values: x, optimizeScales: options.optimizeScales,
                                                          importance: importance?.count == info.shape.last ? importance : nil, threads: options.threads)
             plainMetrics = plain.map { $0.error(against: x, threads: options.threads) }
@@ -295,6 +348,9 @@ public enum CheckpointQuantizer {
                                             bytesIn: info.byteCount, bytesOut: tensor.storedBytes, seconds: clock.seconds)
         return (tensor, row)
     }
+
+    /// The dtype a weight is encoded as having: its own, except F64, whose values are encoded (and described) as F32.
+    static func encodedType(_ dtype: DType) -> DType { dtype == .f64 ? .f32 : dtype }
 
     /// config.json with the loader's `quantization_config` (and nothing else changed).
     static func quantizedConfig(_ config: JSONValue, scheme: any QuantizationScheme, checkpoint: Checkpoint, selected: Set<String>) -> JSONValue {

@@ -38,6 +38,12 @@ public struct Int8Scheme: QuantizationScheme, Equatable {
                                                    scaleType: scaleType, fixedScales: fixed, threads: threads), plain)
     }
 
+    /// `P.weight` I8 of the weight's shape and `P.weight_scale` `[rows, ceil(columns/g)]` in the scale dtype; nil unless 2-D.
+    public func partSpecs(name: String, shape: [Int], originalType: DType) -> [TensorSpec]? {
+        guard shape.count == 2 else { return nil }
+        return CompressedTensorsInt8Layout.partSpecs(name: name, shape: shape, groupSize: groupSize, scaleType: scaleType)
+    }
+
     /// Decodes parts made by `encode`: `q × scale` per group, into `out` row-major.
     public func decode(_ tensor: EncodedTensor, into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget) {
         let q = tensor.parts[0].bytes
@@ -187,12 +193,17 @@ public enum CompressedTensorsInt8Layout: QuantizedLayout {
                 }
             }
         }
-        let scaleName = name.hasSuffix(".weight") ? String(name.dropLast(".weight".count)) + ".weight_scale" : name + "_scale"
-        let groups = BlockInt8Quantizer.groupsPerRow(columns: columns, groupSize: groupSize)
+        let specs = partSpecs(name: name, shape: shape, groupSize: groupSize, scaleType: scaleType)
         let scaleBytes = FloatValues.bytes(scales, as: scaleType)
         return EncodedTensor(name: name, shape: shape, originalType: originalType, scheme: Int8Scheme(groupSize: groupSize, scaleType: scaleType),
-                             parts: [(TensorSpec(name: name, dtype: .i8, shape: shape), q.withUnsafeBytes { Array($0) }),
-                                     (TensorSpec(name: scaleName, dtype: scaleType, shape: [shape[0], groups]), scaleBytes)])
+                             parts: [(specs[0], q.withUnsafeBytes { Array($0) }), (specs[1], scaleBytes)])
+    }
+
+    /// The two stored tensors of a `[rows, columns]` weight: `P.weight` I8 and `P.weight_scale` `[rows, groups]`.
+    static func partSpecs(name: String, shape: [Int], groupSize: Int, scaleType: DType) -> [TensorSpec] {
+        let scaleName = name.hasSuffix(".weight") ? String(name.dropLast(".weight".count)) + ".weight_scale" : name + "_scale"
+        let groups = BlockInt8Quantizer.groupsPerRow(columns: shape[1], groupSize: groupSize)
+        return [TensorSpec(name: name, dtype: .i8, shape: shape), TensorSpec(name: scaleName, dtype: scaleType, shape: [shape[0], groups])]
     }
 
     /// The weights' group size named by a compressed-tensors `quantization_config`.

@@ -96,6 +96,16 @@ public struct IntegerScheme: QuantizationScheme, Equatable {
         }
     }
 
+    /// pack-quantized's parts of a 2-D weight (words, scales, shape, zero points when asymmetric);
+    /// nil for GPTQ and AWQ, and for shapes the format refuses.
+    public func partSpecs(name: String, shape: [Int], originalType: DType) -> [TensorSpec]? {
+        guard format == .packQuantized, shape.count == 2, shape[1] > 0 else { return nil }
+        let columns = shape[1]
+        let groups = (columns + groupColumns(columns) - 1) / groupColumns(columns)
+        return PackQuantizedLayout.partSpecs(name: name, rows: shape[0], columns: columns, groups: groups, bits: bits,
+                                             scaleType: scaleType(originalType: originalType), symmetric: storesSymmetric)
+    }
+
     /// Decodes parts made by `encode`, as the format's loader does.
     public func decode(_ tensor: EncodedTensor, into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget) {
         let (rows, words) = switch format {
@@ -162,19 +172,36 @@ public enum PackQuantizedLayout: QuantizedLayout {
     static func encode(_ codes: IntegerCodes, name: String, shape: [Int], originalType: DType, scheme: IntegerScheme) -> EncodedTensor {
         let (rows, columns, groups) = (codes.rows, codes.columns, codes.groups)
         let words = IntegerPacking.packRows(codes.codes, rows: rows, columns: columns, bits: codes.bits)
+        let specs = partSpecs(name: name, rows: rows, columns: columns, groups: groups, bits: codes.bits, scaleType: codes.scaleType,
+                              symmetric: codes.symmetric)
         var parts: [(spec: TensorSpec, bytes: [UInt8])] = [
-            (TensorSpec(name: part(name, "packed"), dtype: .i32, shape: [rows, words.count / max(rows, 1)]), IntegerPacking.bytes(of: words)),
-            (TensorSpec(name: part(name, "scale"), dtype: codes.scaleType, shape: [rows, groups]), FloatValues.bytes(codes.scales, as: codes.scaleType)),
-            (TensorSpec(name: part(name, "shape"), dtype: .i64, shape: [2]), IntegerPacking.bytes(of: [Int64(rows), Int64(columns)])),
+            (specs[0], IntegerPacking.bytes(of: words)),
+            (specs[1], FloatValues.bytes(codes.scales, as: codes.scaleType)),
+            (specs[2], IntegerPacking.bytes(of: [Int64(rows), Int64(columns)])),
         ]
         if !codes.symmetric {
             let zeros = IntegerPacking.packColumns(codes.zeros, rows: rows, columns: groups, bits: codes.bits)
-            parts.append((TensorSpec(name: part(name, "zero_point"), dtype: .i32, shape: [zeros.count / groups, groups]), IntegerPacking.bytes(of: zeros)))
+            parts.append((specs[3], IntegerPacking.bytes(of: zeros)))
         }
         if let index = codes.groupIndex, !isMonotonic(index) {
             parts.append((TensorSpec(name: part(name, "g_idx"), dtype: .i32, shape: [columns]), IntegerPacking.bytes(of: index)))
         }
         return EncodedTensor(name: name, shape: shape, originalType: originalType, scheme: scheme, parts: parts)
+    }
+
+    /// The parts before any `g_idx`: words `[rows, ceil(columns/per word)]` I32, scales `[rows, groups]`,
+    /// the shape I64 `[2]`, and zero points `[ceil(rows/per word), groups]` I32 packed down the rows when asymmetric.
+    static func partSpecs(name: String, rows: Int, columns: Int, groups: Int, bits: Int, scaleType: DType, symmetric: Bool) -> [TensorSpec] {
+        let perWord = 32 / bits
+        var specs = [
+            TensorSpec(name: part(name, "packed"), dtype: .i32, shape: [rows, rows == 0 ? 0 : (columns + perWord - 1) / perWord]),
+            TensorSpec(name: part(name, "scale"), dtype: scaleType, shape: [rows, groups]),
+            TensorSpec(name: part(name, "shape"), dtype: .i64, shape: [2]),
+        ]
+        if !symmetric {
+            specs.append(TensorSpec(name: part(name, "zero_point"), dtype: .i32, shape: [(rows + perWord - 1) / perWord, groups]))
+        }
+        return specs
     }
 
     /// The decoder for parts made by `encode`, and the packed words' bytes.

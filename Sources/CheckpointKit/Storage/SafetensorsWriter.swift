@@ -24,6 +24,12 @@ public struct TensorSpec: Equatable, Sendable {
 public enum SafetensorsWriteError: Error, Equatable, Sendable, CustomStringConvertible {
     case duplicateTensor(file: String, tensor: String)
     case wrongByteCount(file: String, tensor: String, expected: Int, actual: Int)
+    /// A tensor handed to a `SafetensorsStreamWriter` that its layout does not hold.
+    case unplannedTensor(file: String, tensor: String)
+    /// A tensor whose dtype or shape differs from the one its layout planned.
+    case differsFromPlan(file: String, tensor: String, expected: String, actual: String)
+    /// A tensor of the layout that was never written when the file was finished.
+    case notWritten(file: String, tensor: String)
 
     /// One line: the file (and tensor or key) at fault, what is wrong, and what was expected.
     public var description: String {
@@ -32,6 +38,12 @@ public enum SafetensorsWriteError: Error, Equatable, Sendable, CustomStringConve
             return "\(faultLocation(file, tensor: tensor)): written twice (expected unique names)"
         case let .wrongByteCount(file, tensor, expected, actual):
             return "\(faultLocation(file, tensor: tensor)): produced the wrong number of bytes (expected \(expected), got \(actual))"
+        case let .unplannedTensor(file, tensor):
+            return "\(faultLocation(file, tensor: tensor)): not in the file's planned layout (expected only planned tensors)"
+        case let .differsFromPlan(file, tensor, expected, actual):
+            return "\(faultLocation(file, tensor: tensor)): differs from the file's planned layout (expected \(expected), got \(actual))"
+        case let .notWritten(file, tensor):
+            return "\(faultLocation(file, tensor: tensor)): never written (expected every planned tensor before the file is finished)"
         }
     }
 }
