@@ -51,7 +51,7 @@ struct QuantizeCommand: ToolCommand {
     @Option(help: "An importance matrix (ckpt-imatrix or llama-imatrix GGUF, or legacy .dat): the scale search weights each column's error by it (implies --optimize-scales).")
     var imatrix: String?
 
-    @Option(help: "How codes are chosen: rtn (round to nearest, the default), gptq or awq (both calibrated on --calibration-text, layer by layer).")
+    @Option(help: "How codes are chosen: rtn (round to nearest, the default), gptq, awq, or awq+gptq (AWQ's scales, then GPTQ on the scaled weights); all but rtn calibrated on --calibration-text, layer by layer.")
     var method: String = "rtn"
 
     @OptionGroup var calibration: CalibrationTextOptions
@@ -94,9 +94,12 @@ struct QuantizeCommand: ToolCommand {
     /// +52.8% → +31.4% perplexity, GPTQ format +37.8% → +29.8%, int8 +0.30% → +0.21%; NF4 +24.9% →
     /// +26.3% with mean KLD 0.215 → 0.193, not clearly better, so NF4/FP4 keep min/max.
     var gptqNorm: Double {
-        guard method.lowercased() == "gptq" else { return 0 }
+        guard runsGPTQ else { return 0 }
         return mse ?? (isInteger ? GPTQRangeSearch.standardNorm : 0)
     }
+
+    /// Whether the method ends in GPTQ (gptq, awq+gptq), which the GPTQ flags then apply to.
+    var runsGPTQ: Bool { ["gptq", "awq+gptq"].contains(method.lowercased()) }
 
     func validate() throws {
         guard QuantizedLayouts.schemeNames.contains(scheme.lowercased()) else {
@@ -122,21 +125,21 @@ struct QuantizeCommand: ToolCommand {
         if asymmetric && parsedScheme is Int8Scheme { throw ValidationError("--asymmetric int8 needs --format pack-quantized or gptq") }
         if blockSize <= 0 && !(parsedScheme is IntegerScheme) { throw ValidationError("--block-size \(blockSize): expected a positive size") }
         let chosen = method.lowercased()
-        guard ["rtn", "gptq", "awq"].contains(chosen) else {
-            throw ValidationError("--method \(method): unknown (expected rtn, gptq or awq)")
+        guard ["rtn", "gptq", "awq", "awq+gptq"].contains(chosen) else {
+            throw ValidationError("--method \(method): unknown (expected rtn, gptq, awq or awq+gptq)")
         }
         if chosen != "rtn" {
             guard calibration.calibrationText != nil else { throw ValidationError("--method \(chosen) needs --calibration-text FILE") }
             guard calibration.countsArePositive else { throw ValidationError("--calibration-tokens and --ctx must be positive") }
             guard damp > 0, damp < 1 else { throw ValidationError("--damp \(damp): expected a fraction in (0, 1)") }
             if optimizeScales || imatrix != nil { throw ValidationError("--method \(chosen) chooses its own scales: drop --optimize-scales and --imatrix") }
-            if chosen == "gptq" && parsedScheme is Int8Scheme { throw ValidationError("--method gptq with int8 needs --format pack-quantized or gptq") }
+            if runsGPTQ && parsedScheme is Int8Scheme { throw ValidationError("--method \(chosen) with int8 needs --format pack-quantized or gptq") }
         } else if calibration.calibrationText != nil {
             throw ValidationError("--calibration-text applies to --method gptq and awq")
         }
-        if chosen != "gptq" {
+        if !runsGPTQ {
             for (flag, given) in [("--act-order", actOrder), ("--static-groups", staticGroups), ("--mse", mse != nil)] where given {
-                throw ValidationError("\(flag) applies to --method gptq")
+                throw ValidationError("\(flag) applies to --method gptq and awq+gptq")
             }
         }
         if let mse, !(mse >= 0 && mse <= GPTQRangeSearch.largestNorm) {
@@ -170,7 +173,7 @@ struct QuantizeCommand: ToolCommand {
                 var settings = CalibrationOptions(tokens: Array(text.tokens.prefix(calibration.calibrationTokens)), context: calibration.ctx,
                                                   bos: text.bos, source: calibrationText)
                 settings.tokenizerFile = text.tokenizerFile
-                settings.method = method.lowercased() == "awq" ? .awq : .gptq
+                settings.method = CalibrationOptions.Method(rawValue: method.lowercased()) ?? .gptq
                 settings.actOrder = actOrder
                 settings.staticGroups = staticGroups
                 settings.damp = damp
