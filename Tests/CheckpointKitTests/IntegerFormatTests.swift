@@ -472,3 +472,30 @@ func awqClipSkipsQueryAndKey() {
     #expect(!CalibratedQuantizer.isQueryOrKey("model.layers.0.self_attn.v_proj.weight"))
     #expect(!CalibratedQuantizer.isQueryOrKey("model.layers.0.mlp.down_proj.weight"))
 }
+
+@Test("The Hessian collector counts each chunk's first token firstTokenWeight times: XᵀX + (w − 1)·x₀ᵀx₀, chunk by chunk, and weight 1 is the plain XᵀX")
+func hessianWeighsFirstToken() throws {
+    let (rows, columns) = (5, 4)
+    // Small integers: every sum is exact in f32, so the expected values are exact too.
+    let chunks: [[Float]] = [(0..<(rows * columns)).map { Float($0 % 7) - 3 }, (0..<(rows * columns)).map { Float($0 % 5) - 1 }]
+    func expected(weight: Float) -> [Float] {
+        var h = [Float](repeating: 0, count: columns * columns)
+        for x in chunks {
+            for r in 0..<rows {
+                for i in 0..<columns { for j in 0..<columns { h[i * columns + j] += (r == 0 ? weight : 1) * x[r * columns + i] * x[r * columns + j] } }
+            }
+        }
+        return h
+    }
+    for weight: Float in [1, 8, 0] {
+        let collector = HessianCollector(threads: .single, firstTokenWeight: weight)
+        for x in chunks { x.withUnsafeBufferPointer { collector.observe("p", $0.baseAddress!, rows: rows, columns: columns) } }
+        let (h, tokens) = try #require(collector.hessian("p.weight"))
+        #expect(tokens == 2 * rows)
+        #expect(h == expected(weight: weight), "weight \(weight)")
+    }
+    #expect(CalibrationOptions(tokens: [], context: 64, bos: nil, source: "t").effectiveFirstTokenWeight == CalibrationOptions.defaultFirstTokenWeight)
+    var awq = CalibrationOptions(tokens: [], context: 64, bos: nil, source: "t")
+    awq.method = .awq
+    #expect(awq.effectiveFirstTokenWeight == 1)
+}
