@@ -494,7 +494,7 @@ func hessianWeighsFirstToken() throws {
         #expect(tokens == 2 * rows)
         #expect(h == expected(weight: weight), "weight \(weight)")
     }
-    #expect(CalibrationOptions(tokens: [], context: 64, bos: nil, source: "t").effectiveFirstTokenWeight == CalibrationOptions.defaultFirstTokenWeight)
+    #expect(CalibrationOptions(tokens: [], context: 64, bos: nil, source: "t").effectiveFirstTokenWeight == 1)
     var awq = CalibrationOptions(tokens: [], context: 64, bos: nil, source: "t")
     awq.method = .awq
     #expect(awq.effectiveFirstTokenWeight == 1)

@@ -110,20 +110,19 @@ public struct CalibrationOptions: Sendable {
     public var grid = 20
     /// AWQ's clip search after scaling (AutoAWQ's `apply_clip`, on by default there too).
     public var clip = true
-    /// How many times each chunk's first token counts in the Hessians; nil for the method's default
-    /// (`defaultFirstTokenWeight` when GPTQ runs, 1 for AWQ alone). The first position of a chunk is
-    /// the attention sink every later position reads (its massive activations make the sink), so an
+    /// How many times each chunk's first token counts in the Hessians; nil for the default, 1 (GPTQModel's
+    /// plain XᵀX). The first position of a chunk is the attention sink every later position reads, so an
     /// error in its outputs reaches every token; GPTQ weighs output errors by the tokens behind H, and
-    /// counting the first one more keeps the sink's outputs closer. Measured on SmolLM2-135M, int4
-    /// g64 act-order (mse 2.4), WikiText-2 after Tiny Shakespeare: weight 0 +39.9%, 1 (GPTQModel's)
-    /// +29.9%, 8 +25.1% perplexity.
+    /// counting the first one more keeps the sink's outputs closer. Measured on SmolLM2-135M, int4 g64
+    /// act-order (mse 2.4), WikiText-2 after Tiny Shakespeare: weight 0 +39.9%, 1 +29.9%, 8 +25.1%
+    /// perplexity for `gptq`, but 8 raised `awq+gptq` from +26.5% to +33.6%: one model's tuning, so opt-in.
     public var firstTokenWeight: Double?
 
-    /// The first token's weight GPTQ runs with unless told (see `firstTokenWeight`).
-    public static let defaultFirstTokenWeight = 8.0
+    /// The first token's weight a calibration runs with unless told: 1, every token alike (see `firstTokenWeight`).
+    public static let defaultFirstTokenWeight = 1.0
 
     /// The first token's weight this calibration runs with.
-    public var effectiveFirstTokenWeight: Double { firstTokenWeight ?? (method.runsGPTQ ? CalibrationOptions.defaultFirstTokenWeight : 1) }
+    public var effectiveFirstTokenWeight: Double { firstTokenWeight ?? CalibrationOptions.defaultFirstTokenWeight }
 
     /// Calibration on `tokens` in chunks of `context`.
     public init(tokens: [Int], context: Int, bos: Int?, source: String) {
