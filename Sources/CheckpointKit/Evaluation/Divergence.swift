@@ -113,11 +113,14 @@ public enum DivergenceEvaluator {
         let rows = Array(plan.scoredRows)
         // The base's logits of a batch wait for the candidate's: batches as large as keep them within 128 MB.
         let limit = min(candidate.sequencesPerBatch(length: plan.context), (128 << 20) / max(1, rows.count * vocabulary * 4))
+        // Each batch is tokenized once and run through both models as it is (within both models' batch sizes).
         try plan.forEachBatch(base, chunks: plan.range, from: tokens, limit: limit) { first, sequences in
-            let batch = first..<(first + sequences.count)
+            if let maximum = candidate.maximumContext, plan.context > maximum {
+                throw EvaluationError.contextBeyondModel(model: candidate.path, context: plan.context, maximum: maximum)
+            }
             var baseLogits: [[Float]] = []
-            try plan.forEachScoredLogits(base, chunks: batch, from: tokens) { _, _, logits in baseLogits.append(Array(logits)) }
-            try plan.forEachScoredLogits(candidate, chunks: batch, from: tokens) { i, chunk, cp in
+            try plan.forEachScoredLogits(base, batch: sequences, first: first) { _, _, logits in baseLogits.append(Array(logits)) }
+            try plan.forEachScoredLogits(candidate, batch: sequences, first: first) { i, chunk, cp in
                 let positions = baseLogits[i - first].withUnsafeBufferPointer { bp in
                     measureRows(rows.count, placeholder: DivergenceAccumulator.Position.zero, threads: base.threads) { r in
                         let range = (r * vocabulary)..<((r + 1) * vocabulary)

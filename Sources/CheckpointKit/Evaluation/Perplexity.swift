@@ -166,10 +166,17 @@ public struct ChunkPlan: Sendable {
     public func forEachScoredLogits(_ model: TransformerModel, chunks: Range<Int>, from stream: [Int], limit: Int = .max,
                                     _ body: (Int, [Int], UnsafeBufferPointer<Float>) throws -> Void) throws {
         try forEachBatch(model, chunks: chunks, from: stream, limit: limit) { first, sequences in
-            try model.forEachScoredLogits(sequences, scored: scoredRows) { index, logits in
-                guard allFinite(logits) else { throw EvaluationError.nonFiniteLogits(model: model.path, chunk: first + index + 1) }
-                try body(first + index, sequences[index], logits)
-            }
+            try forEachScoredLogits(model, batch: sequences, first: first, body)
+        }
+    }
+
+    /// One batch of `forEachBatch` (its chunks' tokens, the first being chunk `first`) run through `model`:
+    /// each chunk's index, tokens and scored logits go to `body` in order, refused if any is NaN or infinite.
+    public func forEachScoredLogits(_ model: TransformerModel, batch sequences: [[Int]], first: Int,
+                                    _ body: (Int, [Int], UnsafeBufferPointer<Float>) throws -> Void) throws {
+        try model.forEachScoredLogits(sequences, scored: scoredRows) { index, logits in
+            guard allFinite(logits) else { throw EvaluationError.nonFiniteLogits(model: model.path, chunk: first + index + 1) }
+            try body(first + index, sequences[index], logits)
         }
     }
 
