@@ -18,6 +18,9 @@ public protocol QuantizationScheme: Sendable, CustomStringConvertible {
     func partSpecs(name: String, shape: [Int], originalType: DType) -> [TensorSpec]?
     /// The f32 values a loader reconstructs from `tensor`.
     func decode(_ tensor: EncodedTensor, into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget)
+    /// A decoder of any flat element range of `tensor` into the pointer given (`decode`'s values at
+    /// those positions, one thread), or nil when the scheme decodes whole tensors only.
+    func rangeDecoder(for tensor: EncodedTensor) -> ((Range<Int>, UnsafeMutablePointer<Float>) -> Void)?
     /// config.json's `quantization_config`, given the float dtype computation runs in and the
     /// linear modules left in float.
     func quantizationConfig(computeType: DType, skippedModules: [String]) -> JSONValue
@@ -30,6 +33,9 @@ public protocol QuantizationScheme: Sendable, CustomStringConvertible {
 extension QuantizationScheme {
     /// None known in advance: a scheme that does not say is written after all its weights are encoded.
     public func partSpecs(name: String, shape: [Int], originalType: DType) -> [TensorSpec]? { nil }
+
+    /// None: a scheme that does not say is decoded whole.
+    public func rangeDecoder(for tensor: EncodedTensor) -> ((Range<Int>, UnsafeMutablePointer<Float>) -> Void)? { nil }
 
     /// `encode` without importance weights.
     public func encode(name: String, shape: [Int], originalType: DType, values: UnsafeBufferPointer<Float>, optimizeScales: Bool,
@@ -98,6 +104,10 @@ public struct EncodedTensor: Sendable {
 
     /// Error of the values a loader reconstructs from this tensor against the originals.
     public func error(against reference: UnsafeBufferPointer<Float>, threads: ThreadBudget) -> ErrorMetrics {
+        if let decodeRange = scheme.rangeDecoder(for: self) {
+            // Each piece measured as soon as it is decoded, while it is in cache.
+            return ErrorMetrics.compare(reference: reference, decodingWith: decodeRange, threads: threads)
+        }
         var decoded = [Float](repeating: 0, count: reference.count)
         decoded.withUnsafeMutableBufferPointer { scheme.decode(self, into: $0, threads: threads) }
         return decoded.withUnsafeBufferPointer { ErrorMetrics.compare(reference: reference, candidate: $0, threads: threads) }

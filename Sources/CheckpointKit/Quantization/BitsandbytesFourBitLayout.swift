@@ -61,22 +61,38 @@ public struct FourBitScheme: QuantizationScheme, Equatable {
 
     /// Decodes parts made by `encode` as bitsandbytes does, expanding a double-quantized absmax first.
     public func decode(_ tensor: EncodedTensor, into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget) {
-        func floats(_ bytes: [UInt8]) -> [Float] { bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) } }
-        var absmax: [Float]
-        if doubleQuant {
-            let stateBytes = tensor.part("." + BitsandbytesFourBitLayout.statePrefix + type.name) ?? []
-            let offset = Float((try? JSONParser.parse(stateBytes))?["nested_offset"]?.doubleValue ?? 0)
-            absmax = DoubleQuantizedAbsmax(codes: tensor.part(".absmax")!, nestedAbsmax: floats(tensor.part(".nested_absmax")!),
-                                           offset: offset).expanded
-        } else {
-            absmax = floats(tensor.part(".absmax")!)
-        }
+        let absmax = expandedAbsmax(tensor)
         let packed = tensor.part("")!
         packed.withUnsafeBufferPointer { p in
             absmax.withUnsafeBufferPointer { a in
                 FourBitQuantizer.dequantize(packed: p, absmax: a, blockSize: blockSize, type: type, into: out, threads: threads)
             }
         }
+    }
+
+    /// Ranges decoded from the packed codes against the absmax expanded once.
+    public func rangeDecoder(for tensor: EncodedTensor) -> ((Range<Int>, UnsafeMutablePointer<Float>) -> Void)? {
+        let absmax = expandedAbsmax(tensor), packed = tensor.part("")!, pairs = FourBitQuantizer.pairTable(type.code)
+        let blockSize = blockSize
+        return { range, out in
+            packed.withUnsafeBufferPointer { p in
+                absmax.withUnsafeBufferPointer { a in
+                    pairs.withUnsafeBufferPointer { t in
+                        FourBitQuantizer.dequantizeRange(packed: p.baseAddress!, absmax: a.baseAddress!, blockSize: blockSize, pairs: t.baseAddress!,
+                                                         range: range, into: out)
+                    }
+                }
+            }
+        }
+    }
+
+    /// One absmax per block as the loader computes it: stored, or expanded from its nested 8-bit codes.
+    func expandedAbsmax(_ tensor: EncodedTensor) -> [Float] {
+        func floats(_ bytes: [UInt8]) -> [Float] { bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) } }
+        guard doubleQuant else { return floats(tensor.part(".absmax")!) }
+        let stateBytes = tensor.part("." + BitsandbytesFourBitLayout.statePrefix + type.name) ?? []
+        let offset = Float((try? JSONParser.parse(stateBytes))?["nested_offset"]?.doubleValue ?? 0)
+        return DoubleQuantizedAbsmax(codes: tensor.part(".absmax")!, nestedAbsmax: floats(tensor.part(".nested_absmax")!), offset: offset).expanded
     }
 
     /// transformers' 4-bit `BitsAndBytesConfig`, every field; the skip list is null when only lm_head (or nothing) is skipped.

@@ -330,9 +330,10 @@ public enum CheckpointQuantizer {
             return (tensor, QuantizationReport.Tensor(name: info.name, shape: info.shape, metrics: metrics, plainMetrics: nil,
                                                       bytesIn: info.byteCount, bytesOut: tensor.storedBytes, seconds: clock.seconds))
         }
-        let values = FloatValues.array(view, threads: options.threads)
-        if !options.allowNonFinite, let refusal = QuantizationError.firstNonFinite(values, file: file, tensor: info.name, threads: options.threads) {
-            throw refusal
+        // Widened and checked for NaN/Inf in one pass, each piece while in cache.
+        let (values, nonFinite) = FloatValues.arrayFindingNonFinite(view, threads: options.threads)
+        if !options.allowNonFinite, let index = nonFinite {
+            throw QuantizationError.nonFinite(file: file, tensor: info.name, index: index, value: "\(values[index])")
         }
         var plainMetrics: ErrorMetrics? = nil
         let tensor: EncodedTensor = values.withUnsafeBufferPointer { x in

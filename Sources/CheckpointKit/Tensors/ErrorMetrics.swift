@@ -51,50 +51,75 @@ public struct ErrorMetrics: Equatable, Sendable {
     public static func compare(reference: UnsafeBufferPointer<Float>, candidate: UnsafeBufferPointer<Float>,
                                threads: ThreadBudget = .allCores) -> ErrorMetrics {
         precondition(reference.count == candidate.count)
+        return chunked(count: reference.count, threads: threads) { range in
+            chunk(reference.baseAddress! + range.lowerBound, candidate.baseAddress! + range.lowerBound, count: range.count)
+        }
+    }
+
+    /// Compares `reference` with values decoded a chunk at a time by `decode` (a flat range into the
+    /// pointer given), each chunk measured while it is still in cache: the same chunks, and so the
+    /// same bits, as decoding the whole tensor and calling `compare`.
+    public static func compare(reference: UnsafeBufferPointer<Float>, decodingWith decode: (Range<Int>, UnsafeMutablePointer<Float>) -> Void,
+                               threads: ThreadBudget = .allCores) -> ErrorMetrics {
         let n = reference.count
+        let decoded = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
+        defer { decoded.deallocate() }
+        return chunked(count: n, threads: threads) { range in
+            decode(range, decoded + range.lowerBound)
+            return chunk(reference.baseAddress! + range.lowerBound, decoded + range.lowerBound, count: range.count)
+        }
+    }
+
+    /// Runs `measure` on each 64 Ki-element chunk over `threads` and merges the results in chunk order.
+    private static func chunked(count n: Int, threads: ThreadBudget, _ measure: (Range<Int>) -> ErrorMetrics) -> ErrorMetrics {
         let chunks = (n + chunkElements - 1) / chunkElements
         var partials = [ErrorMetrics](repeating: ErrorMetrics(), count: chunks)
         partials.withUnsafeMutableBufferPointer { out in
             threads.forEachChunk(chunks) { chunk in
-                var m = ErrorMetrics()
-                let range = (chunk * chunkElements)..<Swift.min(n, (chunk + 1) * chunkElements)
-                m.count = range.count
-                // Eight f64 lanes per sum: four independent add chains per register pair, where a
-                // scalar loop waits on one add's latency per element.
-                var sse8 = SIMD8<Double>(), sr8 = SIMD8<Double>(), sc8 = SIMD8<Double>(), d8 = SIMD8<Double>()
-                var worst8 = SIMD8<Double>()
-                let signMask = SIMD8<UInt64>(repeating: 0x7FFF_FFFF_FFFF_FFFF)
-                var i = range.lowerBound
-                while i + 8 <= range.upperBound {
-                    let a = SIMD8<Double>(UnsafeRawPointer(reference.baseAddress! + i).loadUnaligned(as: SIMD8<Float>.self))
-                    let b = SIMD8<Double>(UnsafeRawPointer(candidate.baseAddress! + i).loadUnaligned(as: SIMD8<Float>.self))
-                    let e = a - b
-                    sse8 += e * e
-                    sr8 += a * a
-                    sc8 += b * b
-                    d8 += a * b
-                    // A NaN error compares false and is skipped, as Swift.max skips it below.
-                    let magnitude = unsafeBitCast(unsafeBitCast(e, to: SIMD8<UInt64>.self) & signMask, to: SIMD8<Double>.self)
-                    worst8 = worst8.replacing(with: magnitude, where: magnitude .> worst8)
-                    i += 8
-                }
-                var sse = sse8.sum(), sr = sr8.sum(), sc = sc8.sum(), d = d8.sum(), worst = worst8.max()
-                for i in i..<range.upperBound {
-                    let a = Double(reference[i]), b = Double(candidate[i])
-                    let e = a - b
-                    sse += e * e
-                    sr += a * a
-                    sc += b * b
-                    d += a * b
-                    worst = Swift.max(worst, abs(e))
-                }
-                (m.sumSquaredError, m.sumSquaredReference, m.sumSquaredCandidate, m.dot, m.maxAbsError) = (sse, sr, sc, d, worst)
-                out[chunk] = m
+                out[chunk] = measure((chunk * chunkElements)..<Swift.min(n, (chunk + 1) * chunkElements))
             }
         }
         var total = ErrorMetrics()
         for p in partials { total.merge(p) }
         return total
+    }
+
+    /// The sums of one chunk of `count` values.
+    @inline(__always)
+    private static func chunk(_ reference: UnsafePointer<Float>, _ candidate: UnsafePointer<Float>, count: Int) -> ErrorMetrics {
+        var m = ErrorMetrics()
+        m.count = count
+        // Eight f64 lanes per sum: four independent add chains per register pair, where a
+        // scalar loop waits on one add's latency per element.
+        var sse8 = SIMD8<Double>(), sr8 = SIMD8<Double>(), sc8 = SIMD8<Double>(), d8 = SIMD8<Double>()
+        var worst8 = SIMD8<Double>()
+        let signMask = SIMD8<UInt64>(repeating: 0x7FFF_FFFF_FFFF_FFFF)
+        var i = 0
+        while i + 8 <= count {
+            let a = SIMD8<Double>(UnsafeRawPointer(reference + i).loadUnaligned(as: SIMD8<Float>.self))
+            let b = SIMD8<Double>(UnsafeRawPointer(candidate + i).loadUnaligned(as: SIMD8<Float>.self))
+            let e = a - b
+            sse8 += e * e
+            sr8 += a * a
+            sc8 += b * b
+            d8 += a * b
+            // A NaN error compares false and is skipped, as Swift.max skips it below.
+            let magnitude = unsafeBitCast(unsafeBitCast(e, to: SIMD8<UInt64>.self) & signMask, to: SIMD8<Double>.self)
+            worst8 = worst8.replacing(with: magnitude, where: magnitude .> worst8)
+            i += 8
+        }
+        var sse = sse8.sum(), sr = sr8.sum(), sc = sc8.sum(), d = d8.sum(), worst = worst8.max()
+        for i in i..<count {
+            let a = Double(reference[i]), b = Double(candidate[i])
+            let e = a - b
+            sse += e * e
+            sr += a * a
+            sc += b * b
+            d += a * b
+            worst = Swift.max(worst, abs(e))
+        }
+        (m.sumSquaredError, m.sumSquaredReference, m.sumSquaredCandidate, m.dot, m.maxAbsError) = (sse, sr, sc, d, worst)
+        return m
     }
 }
 

@@ -55,6 +55,55 @@ public enum FloatValues {
         }
     }
 
+    /// The whole tensor as a new f32 array and the flat index of its first NaN or ±Inf (nil when every
+    /// value is finite). Each piece of 64 Ki values is checked right after it is widened, while it is
+    /// still in cache, instead of in a second pass over the array; the index is the same for any thread count.
+    public static func arrayFindingNonFinite(_ view: TensorView, threads: ThreadBudget = .single) -> (values: [Float], firstNonFinite: Int?) {
+        let n = view.elementCount
+        guard n > 0 else { return ([], nil) }
+        let pieceSize = FloatConversion.chunkElements
+        let pieces = (n + pieceSize - 1) / pieceSize
+        var firstPerPiece = [Int](repeating: .max, count: pieces)
+        let values = [Float](unsafeUninitializedCapacity: n) { buffer, initialized in
+            view.withBytes { raw in
+                firstPerPiece.withUnsafeMutableBufferPointer { first in
+                    threads.forEachChunk(pieces) { piece in
+                        let range = (piece * pieceSize)..<min(n, (piece + 1) * pieceSize)
+                        let destination = buffer.baseAddress! + range.lowerBound
+                        read(dtype: view.dtype, raw.baseAddress!, range: range, into: destination)
+                        if let i = firstNonFinite(destination, count: range.count) { first[piece] = range.lowerBound + i }
+                    }
+                }
+            }
+            initialized = n
+        }
+        let first = firstPerPiece.min() ?? .max
+        return (values, first == .max ? nil : first)
+    }
+
+    /// Reference: the index of the first NaN or ±Inf among `count` floats at `values`, one at a time.
+    static func firstNonFiniteReference(_ values: UnsafePointer<Float>, count: Int) -> Int? {
+        (0..<count).first { !values[$0].isFinite }
+    }
+
+    /// Fast: `firstNonFiniteReference` with sixteen exponent fields tested at once; the scalar search
+    /// runs only on a piece known to hold one.
+    @inline(__always)
+    static func firstNonFinite(_ values: UnsafePointer<Float>, count: Int) -> Int? {
+        let raw = UnsafeRawPointer(values)
+        let exponent = SIMD16<UInt32>(repeating: 0x7F80_0000)
+        var seen = SIMD16<UInt32>()
+        var i = 0
+        while i + 16 <= count {
+            // All exponent bits set: NaN or ±Inf. OR-ing the masks keeps the loop free of branches.
+            let bits = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<UInt32>.self)
+            seen |= SIMD16<UInt32>(repeating: 1).replacing(with: 0, where: (bits & exponent) .!= exponent)
+            i += 16
+        }
+        if seen == SIMD16<UInt32>() && (i..<count).allSatisfy({ values[$0].isFinite }) { return nil }
+        return firstNonFiniteReference(values, count: count)
+    }
+
     /// Raw `dtype` bytes (F32, F16, BF16 or F64) as f32 values: an encoded part read back.
     public static func array(_ bytes: [UInt8], dtype: DType) -> [Float] {
         var out = [Float](repeating: 0, count: bytes.count / dtype.size)
