@@ -31,7 +31,10 @@ Sections:
   llama-1b    the same on a Llama-3.2-1B-shaped model with random bf16 weights (made once by
               tools/bench/make_llama_1b_shaped.py, ~1 min, and converted to BF16 and F16 GGUFs: ~7.5 GB on
               disk), 2 chunks, plus ckpt's load alone (~10 min)
-  The last two are skipped, with the reason printed, when llama.cpp is not built (`make llama-cpp`); without
+  whole       issue 16's table: each whole command (quantize to NF4 / int8 / Q8_0 / Q4_0 / Q4_K_M on SmolLM2 and
+              the 1B-shaped model, LoRA merge, bf16 → f16 convert) beside llama-quantize / PEFT / `dd conv=fsync`,
+              alternating A B runs, medians of 5, and one cold-cache run each where /proc/sys/vm/drop_caches is writable
+  The llama-cpp and llama-1b sections are skipped, with the reason printed, when llama.cpp is not built (`make llama-cpp`); without
   the venv they measure only the GGUFs and models already made.
 
 The peer jobs of sections merge…convert-gguf are scripts in tools/bench/peers/. Before each section from
@@ -63,7 +66,7 @@ REPO = Path(__file__).resolve().parents[2]
 RELEASE = REPO / ".build" / "release"
 WORK = REPO / ".build" / "bench"
 SECTIONS = ("conversion", "inspect", "convert", "quantize", "quantize-model", "merge", "combine", "perplexity", "tokenizer",
-            "convert-gguf", "llama-cpp", "llama-1b", "gguf-presets", "quality")
+            "convert-gguf", "llama-cpp", "llama-1b", "gguf-presets", "quality", "whole")
 WAIT_LIMIT = 1800.0  # seconds to wait for a swift build or test run to end before a section; --wait-limit
 
 # Targets from DESIGN.md's Performance section.
@@ -89,6 +92,7 @@ class ProcessRun:
     max_rss_bytes: int | None
     stdout: str
     stderr: str = ""
+    cpu_seconds: float | None = None  # user + system of the child, from GNU time
 
 
 # GNU time reports the peak RSS of its own child. Reading the child's rusage here instead would be
@@ -101,7 +105,7 @@ def run_process(argv: list[str]) -> ProcessRun:
     """Runs argv to completion: wall time, peak RSS (None without GNU time) and stdout."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             tempfile.NamedTemporaryFile(mode="r") as rss:
-        wrapped = [str(GNU_TIME), "-f", "%M", "-o", rss.name, *argv] if GNU_TIME.exists() else argv
+        wrapped = [str(GNU_TIME), "-f", "%M %U %S", "-o", rss.name, *argv] if GNU_TIME.exists() else argv
         start = time.perf_counter()
         status = subprocess.run(wrapped, stdout=out, stderr=err).returncode
         seconds = time.perf_counter() - start
@@ -109,9 +113,10 @@ def run_process(argv: list[str]) -> ProcessRun:
         err.seek(0)
         if status != 0:
             raise RuntimeError(f"{' '.join(map(str, argv))} exited {status}:\n{err.read().decode(errors='replace')}")
-        kilobytes = rss.read().split()
-        return ProcessRun(seconds, int(kilobytes[-1]) * 1024 if kilobytes else None, out.read().decode(),
-                          err.read().decode(errors="replace"))
+        figures = rss.read().split()[-3:]  # peak KB, user s, system s
+        return ProcessRun(seconds, int(figures[0]) * 1024 if figures else None, out.read().decode(),
+                          err.read().decode(errors="replace"),
+                          float(figures[1]) + float(figures[2]) if len(figures) == 3 else None)
 
 
 def best_of(runs: int, argv: list[str]) -> tuple[ProcessRun, int | None]:
@@ -1651,6 +1656,171 @@ def bench_gguf_presets(rows: list[dict], report: list[str], peers: bool) -> None
                markdown_table(["preset", "ckpt-convert (2 threads)", "peer", "ratio (paired)"], table), ""]
 
 
+# MARK: - n. Whole commands beside their peers, paired (issue 16's table)
+
+WHOLE_ROUNDS = 5  # alternating A B rounds after one warm-up of each; medians
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+
+
+def output_bytes(path: Path) -> int:
+    """Bytes of a written output: a file, or every file of a folder."""
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def fsync_floor(count: int, scratch: Path) -> float:
+    """Median of 3 `dd conv=fsync` writes of `count` bytes: no durable output of that size is faster."""
+    blocks = max(1, -(-count // 2**20))
+    times = [run_process(["dd", "if=/dev/zero", f"of={scratch}", "bs=1M", f"count={blocks}", "conv=fsync"]).seconds
+             for _ in range(3)]
+    scratch.unlink(missing_ok=True)
+    return median(times)
+
+
+def cold_run(argv: list[str]) -> ProcessRun | None:
+    """One run after the page cache is dropped (root only: `echo 3 > /proc/sys/vm/drop_caches`); None where not permitted."""
+    try:
+        os.sync()
+        DROP_CACHES.write_text("3\n")
+    except OSError:
+        return None
+    return run_process(argv)
+
+
+@dataclass
+class WholeJob:
+    """One user job done by ckpt and by its peer (or the fsync floor alone, peer None)."""
+    job: str
+    ours: list[str]
+    output: Path
+    peer_label: str | None = None
+    theirs: list[str] | None = None
+    goal: str = "quantize"  # quantize: ≤ max(0.5 × peer, 1.2 × floor), ≤ ⅓ RSS; merge: ≥ 5× or ≤ 1.2 × floor, ≤ ⅙ RSS; floor: ≤ 1.2 × floor
+
+
+def run_whole_job(job: WholeJob, scratch: Path, cold: bool) -> dict:
+    """Warm-up of each, then WHOLE_ROUNDS rounds A B; medians, the round-by-round ratio and the fsync floor."""
+    run_process(job.ours)
+    if job.theirs:
+        run_process(job.theirs)
+    rounds = [(run_process(job.ours), run_process(job.theirs) if job.theirs else None) for _ in range(WHOLE_ROUNDS)]
+    ours = [a for a, _ in rounds]
+    row = {"section": "whole", "job": job.job, "peer": job.peer_label, "goal": job.goal,
+           "ckpt_seconds": median([r.seconds for r in ours]),
+           "ckpt_cpu_seconds": median([r.cpu_seconds or 0 for r in ours]),
+           "ckpt_peak_rss": max(r.max_rss_bytes or 0 for r in ours), "output_bytes": output_bytes(job.output)}
+    if job.theirs:
+        theirs = [b for _, b in rounds]
+        row.update(peer_seconds=median([r.seconds for r in theirs]), peer_peak_rss=max(r.max_rss_bytes or 0 for r in theirs),
+                   speedup=median([b.seconds / a.seconds for a, b in rounds]))
+    row["floor_seconds"] = fsync_floor(row["output_bytes"], scratch)
+    if cold:
+        a = cold_run(job.ours)
+        b = cold_run(job.theirs) if job.theirs else None
+        row.update(ckpt_cold_seconds=a.seconds if a else None, peer_cold_seconds=b.seconds if b else None)
+    return row
+
+
+def whole_verdict(row: dict) -> str:
+    floor = 1.2 * row["floor_seconds"]
+    if row["goal"] == "floor" or "peer_seconds" not in row:
+        return f"{'yes' if row['ckpt_seconds'] <= floor else '**no**'} (≤ 1.2 × floor = {floor:.2f} s)"
+    share = row["ckpt_peak_rss"] / row["peer_peak_rss"] if row["peer_peak_rss"] else None
+    if row["goal"] == "merge":
+        time_met = row["speedup"] >= 5.0 or row["ckpt_seconds"] <= floor
+        rss_met, rss_goal = share is not None and share <= 1 / 6, "⅙"
+    else:
+        time_met = row["ckpt_seconds"] <= max(0.5 * row["peer_seconds"], floor)
+        rss_met, rss_goal = share is not None and share <= 1 / 3, "⅓"
+    return (f"time {'yes' if time_met else '**no**'}, RSS {'yes' if rss_met else '**no**'}"
+            f" ({'n/a' if share is None else f'{share:.2f}'} of the peer's; goal ≤ {rss_goal})")
+
+
+def bench_whole(rows: list[dict], report: list[str], peers: bool) -> None:
+    """Issue 16's table: each whole command as a user times it, beside its peer in alternating runs."""
+    heading = ["## n. Whole commands beside their peers (paired runs)", ""]
+    model = smollm2_checkpoint(peers)
+    if model is None:
+        report += [*heading, "Not run: no SmolLM2-135M bf16 folder (made with the reference venv).", ""]
+        return
+    work = WORK / "whole"
+    work.mkdir(parents=True, exist_ok=True)
+    quantize, convert, merge = (str(RELEASE / name) for name in ("ckpt-quantize", "ckpt-convert", "ckpt-merge-lora"))
+    llama_quantize = LLAMA_CPP / "bin" / "llama-quantize"
+    smollm2_bf16 = SMOLLM2_GGUFS / "smollm2-bf16.gguf"
+    llama_1b_bf16 = LLAMA_1B_GGUFS / "llama-1b-shaped-bf16.gguf"
+    skipped: list[str] = []
+
+    def peer_quantize(gguf: Path, kind: str) -> tuple[str | None, list[str] | None]:
+        if not llama_quantize.exists() or not gguf.exists():
+            skipped.append(f"llama-quantize → {kind} on {gguf.name} (needs `make llama-cpp` and the BF16 GGUF sections j/k make)")
+            return None, None
+        return f"llama-quantize BF16 → {kind}", [str(llama_quantize), str(gguf), str(work / "theirs.gguf"), kind, "2"]
+
+    jobs: list[WholeJob] = []
+    for name, source, gguf in (("SmolLM2-135M", model, smollm2_bf16), ("Llama-1B-shaped", LLAMA_1B, llama_1b_bf16)):
+        if not (source / "model.safetensors").exists():
+            skipped.append(f"{name}: no {source.relative_to(REPO)}")
+            continue
+        variants = [("nf4", ["--scheme", "nf4"], "Q4_0"), ("int8", ["--scheme", "int8"], "Q8_0")]
+        for label, flags, kind in variants:
+            output = work / f"ours-{label}"
+            jobs.append(WholeJob(f"{name} bf16 → {label}", [quantize, str(source), str(output), *flags, "--force", "--quiet"], output,
+                                 *peer_quantize(gguf, kind)))
+        for preset in (("q8_0", "q4_0", "q4_k_m") if name == "SmolLM2-135M" else ("q4_k_m",)):
+            output = work / f"ours-{preset}.gguf"
+            jobs.append(WholeJob(f"{name} bf16 → GGUF {preset.upper()}",
+                                 [convert, str(source), str(output), "--type", preset, "--force", "--quiet"], output,
+                                 *peer_quantize(gguf, preset.upper())))
+    if not MERGE_ADAPTER.exists() and peers:
+        log(f"whole: making the LoRA adapter {MERGE_ADAPTER.relative_to(REPO)} with PEFT (once, ~10 s)")
+        run_process(peer_script("make_lora_adapter.py", model, MERGE_ADAPTER))
+    if MERGE_ADAPTER.exists():
+        output = work / "ours-merged"
+        peft = peer_script("peft_merge.py", model.resolve(), MERGE_ADAPTER.resolve(), work / "peft-merged") if peers else None
+        jobs.append(WholeJob("SmolLM2-135M + r16 LoRA, merge", [merge, str(model), str(MERGE_ADAPTER), str(output), "--force", "--quiet"],
+                             output, "PEFT merge_and_unload + save_pretrained" if peft else None, peft, goal="merge"))
+    else:
+        skipped.append("merge: no adapter (section f makes it)")
+    converted = converted_checkpoint_source(peers)
+    jobs.append(WholeJob(f"{human_bytes(converted.stat().st_size)} bf16 → f16 (convert)",
+                         [convert, str(converted), str(work / "ours-f16.safetensors"), "--type", "f16", "--force", "--quiet"],
+                         work / "ours-f16.safetensors", goal="floor"))
+
+    wait_for_quiet("whole", WAIT_LIMIT)
+    load = OtherLoad()
+    cold = os.access(DROP_CACHES, os.W_OK)
+    table = []
+    for job in jobs:
+        log(f"whole: {job.job} (warm-up + {WHOLE_ROUNDS} rounds{' + one cold run each' if cold else ''})")
+        row = run_whole_job(job, work / "floor.bin", cold)
+        rows.append(row)
+        peer = (f"{row['peer_seconds']:.2f} s, {human_bytes(row['peer_peak_rss'])}" if "peer_seconds" in row else "—")
+        cold_text = ("" if row.get("ckpt_cold_seconds") is None else f"{row['ckpt_cold_seconds']:.2f} s"
+                     + ("" if row.get("peer_cold_seconds") is None else f" vs {row['peer_cold_seconds']:.2f} s"))
+        table.append([job.job, f"{row['ckpt_seconds']:.2f} s ({row['ckpt_cpu_seconds'] / row['ckpt_seconds']:.1f} cores), "
+                      f"{human_bytes(row['ckpt_peak_rss'])}", f"{job.peer_label}: {peer}" if job.peer_label else "—",
+                      f"{row['speedup']:.2f}×" if "speedup" in row else "—",
+                      f"{row['floor_seconds']:.2f} s ({human_bytes(row['output_bytes'])})", cold_text or "not permitted",
+                      whole_verdict(row)])
+        for stale in (work / "theirs.gguf", work / "peft-merged"):
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    report += [
+        *heading,
+        "Each job as a user times it: the whole process, wall and peak RSS by GNU time, one warm-up of each command, then "
+        f"{WHOLE_ROUNDS} rounds alternating ckpt and its peer (page cache warm), medians, and the ratio peer/ckpt taken "
+        "round by round (> 1: ckpt faster). Cores = CPU time / wall. Both programs read the same bf16 weights "
+        "(llama-quantize its BF16 GGUF) and run 2 threads. The floor is `dd conv=fsync` writing ckpt's output bytes "
+        "(median of 3): no durable output is faster. Cold: one run of each after `echo 3 > /proc/sys/vm/drop_caches`. "
+        "Targets (issue 16): quantize wall ≤ max(0.5 × peer, 1.2 × floor) at ≤ ⅓ of its peak RSS; merge ≥ 5× PEFT "
+        "(or ≤ 1.2 × floor) at ≤ ⅙ of its RSS; convert ≤ 1.2 × floor.",
+        "",
+        markdown_table(["job", "ckpt (median)", "peer (median)", "peer / ckpt", "fsync floor (bytes)", "cold ckpt vs peer", "met"], table),
+        "",
+        *([f"Not measured: {'; '.join(skipped)}.", ""] if skipped else []),
+        *load.note("whole", rows),
+    ]
+
+
 # MARK: - m. What each quantization costs (tools/bench/quality_table.py)
 
 def bench_quality(rows: list[dict], report: list[str], peers: bool) -> None:
@@ -1772,6 +1942,8 @@ def main() -> int:
         bench_gguf_presets(rows, report, peers)
     if "quality" in sections:
         bench_quality(rows, report, peers)
+    if "whole" in sections:
+        bench_whole(rows, report, peers)
 
     results = WORK / "results.json"
     results.write_text(json.dumps({"environment": env, "rows": rows}, indent=2) + "\n")
