@@ -47,10 +47,50 @@ func partSpecsMatchEncode(label: String) throws {
     }
 }
 
-@Test("Schemes whose parts depend on the values plan none: double quantization's offset, GPTQ's layout")
+@Test("Schemes whose parts depend on the values plan none from shapes alone: double quantization's offset, GPTQ's layout")
 func partSpecsUnknown() {
     #expect(scheme("nf4-dq").partSpecs(name: "w.weight", shape: [4, 64], originalType: .bf16) == nil)
     #expect(scheme("int4-gptq").partSpecs(name: "w.weight", shape: [32, 64], originalType: .bf16) == nil)
+    #expect(scheme("int4-gptq").partSpecs(name: "w.weight", shape: [32, 64], originalType: .bf16, reading: { [Float](repeating: 1, count: 32 * 64) }) == nil)
+}
+
+@Test("Double quantization plans its parts from a first read of the values: exactly the parts encode produces, quant_state length included",
+      arguments: ["nf4-dq", "fp4-dq-128"])
+func doubleQuantPartSpecsFromValues(label: String) throws {
+    let scheme: any QuantizationScheme = label == "nf4-dq" ? FourBitScheme(type: .nf4, doubleQuant: true)
+        : FourBitScheme(type: .fp4, blockSize: 128, doubleQuant: true)
+    // Shapes with a partial last block, fewer blocks than one nested block of 256, and several nested blocks.
+    for shape in [[1, 1], [3, 5], [7, 64], [17, 130], [64, 33], [300, 576], [5, 1000]] {
+        for originalType in [DType.bf16, .f16, .f32] {
+            let values = seededValues(shape[0] * shape[1], seed: UInt64(shape[0] * 31 + shape[1]))
+            let encoded = values.withUnsafeBufferPointer {
+                scheme.encode(name: "m.weight", shape: shape, originalType: originalType, values: $0, optimizeScales: false, threads: .single).encoded
+            }
+            var reads = 0
+            let planned = try #require(scheme.partSpecs(name: "m.weight", shape: shape, originalType: originalType, reading: { reads += 1; return values }))
+            #expect(reads == 1)
+            #expect(planned == encoded.parts.map(\.spec), "\(label) \(shape) \(originalType)")
+        }
+    }
+}
+
+@Test("The absmax planned without encoding is the absmax the 4-bit kernel stores, partial last block included",
+      arguments: [1, 63, 64, 65, 4097, 70_001])
+func blockAbsmaxMatchesQuantize(count: Int) {
+    let values = seededValues(count, seed: UInt64(count))
+    for blockSize in [64, 128, 4096] {
+        var packed = [UInt8](repeating: 0, count: FourBitQuantizer.packedByteCount(count))
+        var absmax = [Float](repeating: 0, count: FourBitQuantizer.blockCount(count, blockSize: blockSize))
+        values.withUnsafeBufferPointer { x in
+            packed.withUnsafeMutableBufferPointer { p in
+                absmax.withUnsafeMutableBufferPointer { a in FourBitQuantizer.quantize(x, blockSize: blockSize, type: .nf4, packed: p, absmax: a, threads: .single) }
+            }
+        }
+        for threads in [ThreadBudget.single, ThreadBudget(2)] {
+            let planned = values.withUnsafeBufferPointer { FourBitQuantizer.blockAbsmax($0, blockSize: blockSize, threads: threads) }
+            #expect(planned.map(\.bitPattern) == absmax.map(\.bitPattern), "\(count) in blocks of \(blockSize), \(threads.count) threads")
+        }
+    }
 }
 
 @Test("The planned quant_state blob of NF4 is bitsandbytes' JSON, byte for byte")

@@ -16,6 +16,10 @@ public protocol QuantizationScheme: Sendable, CustomStringConvertible {
     /// be written before any weight is encoded; nil when a part depends on the values (a JSON
     /// blob holding a computed number, a permutation stored only when not the identity).
     func partSpecs(name: String, shape: [Int], originalType: DType) -> [TensorSpec]?
+    /// `partSpecs` for a scheme whose parts depend on the values only through a cheap statistic
+    /// (double quantization's absmax mean, in its quant_state JSON): `values` reads the weight's
+    /// f32 values; nil when even they cannot plan the parts. Valid for plain encoding (no scale search).
+    func partSpecs(name: String, shape: [Int], originalType: DType, reading values: () -> [Float]) -> [TensorSpec]?
     /// The f32 values a loader reconstructs from `tensor`.
     func decode(_ tensor: EncodedTensor, into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget)
     /// A decoder of any flat element range of `tensor` into the pointer given (`decode`'s values at
@@ -33,6 +37,11 @@ public protocol QuantizationScheme: Sendable, CustomStringConvertible {
 extension QuantizationScheme {
     /// None known in advance: a scheme that does not say is written after all its weights are encoded.
     public func partSpecs(name: String, shape: [Int], originalType: DType) -> [TensorSpec]? { nil }
+
+    /// The shapes-only plan: a scheme that does not say reads no values for it.
+    public func partSpecs(name: String, shape: [Int], originalType: DType, reading values: () -> [Float]) -> [TensorSpec]? {
+        partSpecs(name: name, shape: shape, originalType: originalType)
+    }
 
     /// None: a scheme that does not say is decoded whole.
     public func rangeDecoder(for tensor: EncodedTensor) -> ((Range<Int>, UnsafeMutablePointer<Float>) -> Void)? { nil }

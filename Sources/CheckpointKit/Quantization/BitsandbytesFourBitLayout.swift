@@ -59,6 +59,25 @@ public struct FourBitScheme: QuantizationScheme, Equatable {
         ]
     }
 
+    /// With double quantization, the parts planned from the blocks' absmax alone (their mean is the
+    /// quant_state's `nested_offset`, whose printed length sizes the blob); otherwise `partSpecs`.
+    public func partSpecs(name: String, shape: [Int], originalType: DType, reading values: () -> [Float]) -> [TensorSpec]? {
+        guard doubleQuant else { return partSpecs(name: name, shape: shape, originalType: originalType) }
+        let absmax = values().withUnsafeBufferPointer { FourBitQuantizer.blockAbsmax($0, blockSize: blockSize) }
+        let nested = DoubleQuantizedAbsmax(compressing: absmax)
+        let count = shape.reduce(1, *)
+        let state = BitsandbytesFourBitLayout.quantState(shape: shape, originalType: originalType, type: type, blockSize: blockSize, doubleQuant: nested)
+        // In `BitsandbytesFourBitLayout.parts`' order.
+        return [
+            TensorSpec(name: name, dtype: .u8, shape: [FourBitQuantizer.packedByteCount(count), 1]),
+            TensorSpec(name: name + ".absmax", dtype: .u8, shape: [nested.codes.count]),
+            TensorSpec(name: name + ".nested_absmax", dtype: .f32, shape: [nested.nestedAbsmax.count]),
+            TensorSpec(name: name + ".nested_quant_map", dtype: .f32, shape: [256]),
+            TensorSpec(name: name + ".quant_map", dtype: .f32, shape: [16]),
+            TensorSpec(name: name + "." + BitsandbytesFourBitLayout.statePrefix + type.name, dtype: .u8, shape: [state.count]),
+        ]
+    }
+
     /// Decodes parts made by `encode` as bitsandbytes does, expanding a double-quantized absmax first.
     public func decode(_ tensor: EncodedTensor, into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget) {
         let absmax = expandedAbsmax(tensor)

@@ -148,7 +148,9 @@ public struct QuantizationReport: Sendable {
 /// other files copied. Tensors are read one at a time from the mapped input. Each shard's header
 /// is planned from the shapes (`QuantizationScheme.partSpecs`), so every weight is written at its
 /// offset by a background thread while the next is read, encoded and measured: only the tensors
-/// in flight are held. A scheme that cannot plan from shapes has the shard's weights encoded first.
+/// in flight are held. Double quantization plans from a first read of each weight (its blocks'
+/// absmax mean is printed in the header); a scheme that cannot plan at all (GPTQ's layout, or
+/// double quantization with searched scales) has the shard's weights encoded first.
 public enum CheckpointQuantizer {
     /// Modules transformers keeps in float by default; also never quantized by default here.
     static func isEmbeddingOrHead(_ name: String) -> Bool {
@@ -245,12 +247,19 @@ public enum CheckpointQuantizer {
                     specs += tensor.parts.map(\.spec)
                 } else if let parts = options.scheme.partSpecs(name: info.name, shape: info.shape, originalType: encodedType(info.dtype)) {
                     specs += parts
+                } else if !options.optimizeScales, let parts = options.scheme.partSpecs(
+                    name: info.name, shape: info.shape, originalType: encodedType(info.dtype),
+                    reading: { FloatValues.array(checkpoint.view(entry), threads: options.threads) })
+                {
+                    // A statistic of the values plans the parts (double quantization's offset): read now, encoded later.
+                    specs += parts
+                    checkpoint.releasePages(entry)
                 } else {
                     known = false
                 }
             }
-            // A scheme whose parts depend on the values (double quantization's offset in the
-            // quant_state JSON): this shard's weights are encoded, and held, before its header.
+            // Parts that depend on more than a cheap statistic (GPTQ's permutation; double
+            // quantization of searched scales): this shard's weights are encoded, and held, before its header.
             var early: [String: (EncodedTensor, QuantizationReport.Tensor)] = [:]
             if !known {
                 specs = []

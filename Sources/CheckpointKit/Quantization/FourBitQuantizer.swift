@@ -97,6 +97,26 @@ public enum FourBitQuantizer {
         }
     }
 
+    /// The absmax `quantize` stores for each block (no fixed scales), without encoding: what double
+    /// quantization's offset is the mean of, so a file's header can be planned before its weights are encoded.
+    public static func blockAbsmax(_ x: UnsafeBufferPointer<Float>, blockSize: Int, threads: ThreadBudget = .single) -> [Float] {
+        let n = x.count
+        let blocks = blockCount(n, blockSize: blockSize)
+        let blocksPerChunk = max(1, chunkElements / blockSize)
+        let chunks = (blocks + blocksPerChunk - 1) / blocksPerChunk
+        return [Float](unsafeUninitializedCapacity: blocks) { absmax, initialized in
+            threads.forEachChunk(chunks) { chunk in
+                for b in (chunk * blocksPerChunk)..<min(blocks, (chunk + 1) * blocksPerChunk) {
+                    let start = b * blockSize, count = min(blockSize, n - start)
+                    let m = absoluteMaximum(x.baseAddress! + start, count)
+                    // A partial last block stores its divisor, as `quantize` does.
+                    absmax[b] = count == blockSize ? m : max(m, smallestDivisor)
+                }
+            }
+            initialized = blocks
+        }
+    }
+
     /// Encodes one block against a given scale (its absmax, or an optimised one): nibbles of
     /// `clamp(x * (1/scale))` (or `x / scale` when `divide`), packed two per byte.
     /// `start` of the block must be even, which every block size ≥ 2 guarantees.
