@@ -43,7 +43,7 @@ private func matches(_ ours: GGUFValue, type: String, _ golden: JSONValue) -> Bo
     }
 }
 
-@Test("Every architecture's GGUF holds the converter's and llama-quantize's tensors, names, types, bytes and hyperparameters",
+@Test("Every architecture's GGUF holds the converter's and llama-quantize's tensors, names, types, bytes and hyperparameters, large matrices encoded a few rows at a time",
       arguments: cases)
 func architectureMatchesLlamaCpp(name: String) throws {
     let golden = try #require(goldens["cases"]?[name])
@@ -66,6 +66,8 @@ func architectureMatchesLlamaCpp(name: String) throws {
         let expected = try #require(golden[output]?.objectMembers, "\(name) \(output)")
         var options = GGUFExport.Options()
         options.threads = ThreadBudget(2)
+        // Every plain matrix read and encoded in pieces of a few rows: the bytes must still be llama.cpp's.
+        options.pieceBytes = output == "bf16" ? GGUFExport.Options().pieceBytes : 4096
         if output.hasSuffix("+imatrix") {
             options.importance = try ImportanceMatrix(reading: Paths.fixture("gguf-architectures/\(name).imatrix.gguf"))
         }
@@ -186,6 +188,30 @@ func requantizingRefusesNaN() throws {
     options.plan.pure = true
     #expect(throws: QuantizationError.nonFinite(file: scratch.file("nan.gguf"), tensor: "blk.0.attn_k.weight", index: 70, value: "nan")) {
         _ = try GGUFExport.requantize(try GGUFFile(path: scratch.file("nan.gguf")), to: scratch.file("q.gguf"), preset: .q8_0, options: options)
+    }
+    #expect(!FileManager.default.fileExists(atPath: scratch.file("q.gguf")))
+}
+
+@Test("A NaN in a matrix exported a few rows at a time is named at its flat index in the whole tensor, and nothing is written")
+func exportPieceNaNNamedByFlatIndex() throws {
+    let scratch = ScratchDirectory()
+    let folder = scratch.file("tiny-llama")
+    try FileManager.default.copyItem(atPath: Paths.fixture("models/tiny-llama"), toPath: folder)
+    let weights = folder + "/model.safetensors"
+    let file = try SafetensorsFile(path: weights)
+    let embedding = try #require(file.info(named: "model.embed_tokens.weight"))
+    // Element 3000 of [512, 64] bf16: the third piece of 16 rows (1024 elements) when pieces are 4 KB of f32.
+    let offset = file.dataStart + embedding.dataOffsets.lowerBound + 3000 * 2
+    var bytes = try Data(contentsOf: URL(fileURLWithPath: weights))
+    bytes[offset] = 0xC0
+    bytes[offset + 1] = 0x7F
+    try bytes.write(to: URL(fileURLWithPath: weights))
+    var options = GGUFExport.Options()
+    options.threads = ThreadBudget(2)
+    options.pieceBytes = 4096
+    let checkpoint = try Checkpoint(path: folder)
+    #expect(throws: QuantizationError.nonFinite(file: checkpoint.path, tensor: "model.embed_tokens.weight", index: 3000, value: "nan")) {
+        _ = try GGUFExport.convert(checkpoint, to: scratch.file("q.gguf"), preset: .q8_0, options: options)
     }
     #expect(!FileManager.default.fileExists(atPath: scratch.file("q.gguf")))
 }

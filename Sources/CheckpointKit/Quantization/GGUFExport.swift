@@ -116,6 +116,9 @@ public enum GGUFExport {
         public var threads: ThreadBudget = .allCores
         /// Replace an existing output.
         public var overwrite = false
+        /// A plain matrix whose f32 copy passes this many bytes is read and encoded a piece of rows
+        /// of about this size at a time (the same bytes; tests make it small to cross pieces).
+        public var pieceBytes = 16 << 20
 
         /// The defaults: no overrides, no imatrix, all cores, no overwrite.
         public init() {}
@@ -238,8 +241,10 @@ public enum GGUFExport {
             }
             // The next tensor is read, widened and checked on a second thread while this one is
             // encoded: the encoder's threads never wait for a tensor's serial preparation.
-            let path = checkpoint.path
+            let path = checkpoint.path, pieceBytes = options.pieceBytes
             @Sendable func prepare(_ p: Planned) -> Result<[Float], Error> {
+                // A large plain matrix is read and encoded a piece of rows at a time below, not held whole.
+                if p.item.rowsPerPiece(logical, pieceBytes: pieceBytes) != nil { return .success([]) }
                 let values = p.item.values(logical, threads: .single)
                 if let refusal = blockRefusal(values, type: p.type, file: path, tensor: p.item.sourceName) { return .failure(refusal) }
                 return .success(values)
@@ -247,9 +252,18 @@ public enum GGUFExport {
             let ahead = PreparedAhead(planned.map { p in { prepare(p) } })
             for (k, p) in planned.enumerated() {
                 let values = try ahead.take(k).get()
-                let encoded = try encode(values, as: p.type, dims: p.dims, importance: options.importance?.weights(for: p.item.name),
-                                         threads: threads)
-                try writer.write(encoded)
+                let importance = options.importance?.weights(for: p.item.name)
+                if let rows = p.item.rowsPerPiece(logical, pieceBytes: pieceBytes) {
+                    // Each row's bytes depend on that row alone (and the imatrix's one row of weights): the same bytes as whole.
+                    try p.item.forEachPiece(logical, rows: rows) { piece, firstElement in
+                        if let refusal = blockRefusal(piece, type: p.type, file: path, tensor: p.item.sourceName, firstIndex: firstElement) {
+                            throw refusal
+                        }
+                        try writer.write(try encode(piece, as: p.type, dims: p.dims, importance: importance, threads: threads))
+                    }
+                } else {
+                    try writer.write(try encode(values, as: p.type, dims: p.dims, importance: importance, threads: threads))
+                }
                 // Reported once encoded, as the safetensors writer reports each tensor.
                 WorkProgress.report("writing", done: k + 1, total: planned.count, item: p.item.name)
                 let padding = aligned(p.bytes) - p.bytes
@@ -379,6 +393,38 @@ public enum GGUFExport {
         var staysFloat32: Bool {
             shape.count <= 1 || name.hasSuffix("_norm.weight") || name.contains("ffn_gate_inp.") || name.hasPrefix("position_embd.")
                 || name.hasPrefix("token_types.") || !name.hasSuffix(".weight") || generated != nil
+        }
+
+        /// Rows per piece when this is a plain 2-D matrix whose f32 copy would pass `pieceBytes`
+        /// and that the converter changes no more than by cutting rows or shifting values: it is
+        /// then read, checked and encoded a piece of rows at a time; nil to take it whole.
+        func rowsPerPiece(_ logical: LogicalCheckpoint, pieceBytes: Int) -> Int? {
+            guard generated == nil, parts.count == 1, !transposed, permutedHeads == nil, shape.count == 2, shape[1] > 0,
+                  case .plain = parts[0].storage, elementCount * 4 > pieceBytes else { return nil }
+            return max(1, pieceBytes / (4 * shape[1]))
+        }
+
+        /// Calls `body` with each piece of `rows` rows as the converter hands them over (the kept
+        /// rows, shifted) and the flat index of its first element, dropping the mapped input pages
+        /// of each piece once read. Only for an item `rowsPerPiece` accepts.
+        func forEachPiece(_ logical: LogicalCheckpoint, rows: Int,
+                          _ body: (_ piece: [Float], _ firstElement: Int) throws -> Void) throws {
+            guard case let .plain(entry) = parts[0].storage else { preconditionFailure("rowsPerPiece accepts plain tensors only") }
+            let view = logical.checkpoint.view(entry), columns = shape[1]
+            var row = 0
+            while row < shape[0] {
+                let range = (row * columns)..<(min(shape[0], row + rows) * columns)
+                var piece = [Float](unsafeUninitializedCapacity: range.count) { buffer, initialized in
+                    FloatValues.read(view, range: range, into: buffer.baseAddress!)
+                    initialized = range.count
+                }
+                logical.checkpoint.releasePages(entry, bytes: (range.lowerBound * entry.info.dtype.size)..<(range.upperBound * entry.info.dtype.size))
+                if shift != 0 { for i in piece.indices { piece[i] += shift } }
+                try body(piece, range.lowerBound)
+                if Interruption.isRequested { throw FileAccessError.interrupted(file: logical.checkpoint.path) }
+                row += rows
+            }
+            logical.releasePages(parts[0])
         }
 
         /// The values as the converter hands them to the writer, in f32.
@@ -541,9 +587,10 @@ extension GGUFExport {
 
     /// Why `values` cannot be stored as `type`: a block type cannot hold NaN or Inf (llama-quantize
     /// fails its row validation there), so the first such value is named; nil for float types.
-    static func blockRefusal(_ values: [Float], type: GGMLType, file: String, tensor: String) -> QuantizationError? {
+    static func blockRefusal(_ values: [Float], type: GGMLType, file: String, tensor: String, firstIndex: Int = 0) -> QuantizationError? {
         guard type.floatDType == nil else { return nil }
-        return QuantizationError.firstNonFinite(values, file: file, tensor: tensor)
+        guard case let .nonFinite(file, tensor, index, value)? = QuantizationError.firstNonFinite(values, file: file, tensor: tensor) else { return nil }
+        return .nonFinite(file: file, tensor: tensor, index: firstIndex + index, value: value)
     }
 
     /// `values` (a tensor of `ne` `dims`) in `type`; importance weights hold one row's worth per
