@@ -73,6 +73,9 @@ struct QuantizeCommand: ToolCommand {
                                valueName: "weight"))
     var firstTokenWeight: Double?
 
+    @Flag(inversion: .prefixedNo, help: "GPTQ (gptq, awq+gptq): take each layer's Hessians group after group (q, k, v; o; gate, up; down), each from a pass with the groups before it already quantized, as GPTQModel's true_sequential does; --no-true-sequential takes them all from one float pass of the layer.")
+    var trueSequential = true
+
     @Flag(inversion: .prefixedNo, help: "AWQ: after scaling, search each group's clipping range on the calibration inputs (AutoAWQ's auto_clip; query and key projections are never clipped).")
     var awqClip = true
 
@@ -179,6 +182,7 @@ struct QuantizeCommand: ToolCommand {
                     integer.staticGroups = staticGroups
                     integer.damp = damp
                     integer.mse = gptqNorm
+                    integer.trueSequential = trueSequential
                     options.scheme = integer
                 }
                 let text = try TextTokens(reading: calibrationText, checkpoint: checkpoint)
@@ -192,6 +196,7 @@ struct QuantizeCommand: ToolCommand {
                 settings.mse = gptqNorm
                 settings.clip = awqClip
                 settings.firstTokenWeight = firstTokenWeight
+                settings.trueSequential = trueSequential
                 report = try CalibratedQuantizer.quantize(checkpoint, to: output, options: options, calibration: settings)
             } else {
                 report = try CheckpointQuantizer.quantize(checkpoint, to: output, options: options)

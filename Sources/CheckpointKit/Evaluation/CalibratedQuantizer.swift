@@ -1,7 +1,8 @@
 /// Sums XᵀX of every product's input over the calibration tokens (GPTQ's Hessian, up to the
 /// factor 2/n that GPTQ does not depend on). Products that read the same input one after
-/// another (q, k and v; gate and up) share one sum. Each call observes one chunk (as
-/// `LayerByLayerForward` runs them), whose first row may count more (`firstTokenWeight`).
+/// another (q, k and v; gate and up: the same address, with no refill between) share one sum.
+/// Each call observes one chunk (as `LayerByLayerForward` runs them), whose first row may count
+/// more (`firstTokenWeight`).
 public final class HessianCollector: ActivationObserver {
     private final class Sum {
         var values: [Float]
@@ -25,6 +26,9 @@ public final class HessianCollector: ActivationObserver {
         self.threads = threads
         self.firstTokenWeight = firstTokenWeight
     }
+
+    /// A product reading the buffer of the last one no longer reads the same input: its sum is its own.
+    public func inputsRefilled() { last = nil }
 
     /// The sum of `weight` (`P.weight` or `P`), nil when no token reached it.
     private func sum(_ weight: String) -> Sum? {
@@ -118,6 +122,15 @@ public struct CalibrationOptions: Sendable {
     /// perplexity for `gptq`, but 8 raised `awq+gptq` from +26.5% to +33.6%: one model's tuning, so opt-in.
     public var firstTokenWeight: Double?
 
+    /// Whether each layer's linears are calibrated group after group (`LayerByLayerForward.sequentialGroups`:
+    /// q, k, v; o; gate, up; down), each group's Hessians taken from a pass in which the groups before it
+    /// are already quantized (GPTQModel's `true_sequential`, on by default there), instead of all from
+    /// one float pass of the layer. Applies to the methods that run GPTQ (with `awq+gptq`, to the
+    /// Hessians of the clip search and GPTQ; AWQ's scales still come from the float pass, since a
+    /// producer such as v or up is quantized before its consumer's inputs are seen); `awq` alone keeps
+    /// AutoAWQ's single float pass.
+    public var trueSequential = true
+
     /// The first token's weight a calibration runs with unless told: 1, every token alike (see `firstTokenWeight`).
     public static let defaultFirstTokenWeight = 1.0
 
@@ -194,10 +207,15 @@ public enum CalibratedQuantizer {
             notes.append("each chunk's first token counted \(formatDecimal(calibration.effectiveFirstTokenWeight, places: 1)) times in the Hessians")
         }
         if let gptq, gptq.mse > 0 { notes.append("GPTQ searched each group's range (GPTQModel's mse, norm \(formatDecimal(gptq.mse, places: 1)))") }
+        // The groups' passes serve GPTQ's Hessians; AWQ alone keeps AutoAWQ's one float pass.
+        let sequential = calibration.trueSequential && calibration.method.runsGPTQ
+        if sequential { notes.append("each layer's Hessians taken group after group, the groups before quantized (true sequential)") }
+        let firstTokenWeight = Float(calibration.effectiveFirstTokenWeight)
         for layer in 0..<forward.layerCount {
             if Interruption.isRequested { throw FileAccessError.interrupted(file: output) }
-            let collector = HessianCollector(threads: options.threads, firstTokenWeight: Float(calibration.effectiveFirstTokenWeight))
-            forward.run(layer: layer, observer: collector, advance: false)
+            var collector = HessianCollector(threads: options.threads, firstTokenWeight: firstTokenWeight)
+            // True-sequential GPTQ takes every Hessian from its group's own pass; AWQ's scales need the float pass.
+            if !(sequential && calibration.method == .gptq) { forward.run(layer: layer, observer: collector, advance: false) }
             var replacements: [String: [Float]] = [:]
             // The methods' products and factorizations may use every core; the forward pass wants OpenBLAS single-threaded.
             MatrixMultiply.setThreads(options.threads)
@@ -210,44 +228,59 @@ public enum CalibratedQuantizer {
                 return (tensor, values, tensor.dtype == .f64 ? .f32 : tensor.dtype)
             }
             let names = forward.weightNames(layer: layer).filter { selected.contains($0) && byName[$0]?.shape.count == 2 }
+            /// `names` in the groups whose Hessians are collected together, and a pass collecting one group's
+            /// inputs with the weights quantized so far in place (nil: the float pass's collector serves all).
+            let groups = sequential ? forward.sequentialGroups(layer: layer).map { $0.filter(names.contains) }.filter { !$0.isEmpty } : [names]
+            func sequentialHessians(_ group: [String], _ replacing: [String: [Float]]) -> HessianCollector? {
+                guard sequential else { return nil }
+                let pass = HessianCollector(threads: options.threads, firstTokenWeight: firstTokenWeight)
+                MatrixMultiply.setThreads(.single)
+                forward.run(layer: layer, observer: pass, replacing: replacing, advance: false, observingOnly: group)
+                MatrixMultiply.setThreads(options.threads)
+                return pass
+            }
             if calibration.method.scales {
                 let (layerEncoded, layerReplacements, folded, alphas, layerNotes) = try awqLayer(forward, layer: layer, names: names, collector: collector,
                                                                                    weight: weight, logical: logical, byName: byName, options: options,
-                                                                                   grid: calibration.grid, clip: calibration.clip, gptq: gptq)
+                                                                                   grid: calibration.grid, clip: calibration.clip, gptq: gptq,
+                                                                                   groups: groups, sequentialHessians: sequentialHessians)
                 encoded.merge(layerEncoded) { $1 }
                 replacements = layerReplacements
                 replacedKept.merge(folded) { $1 }
                 chosenAlphas += alphas
                 notes += layerNotes
             }
-            for name in names where calibration.method == .gptq {
-                WorkProgress.report("GPTQ", done: layer + 1, total: forward.layerCount, item: name)
-                let (tensor, values, originalType) = try weight(name)
-                let (rows, columns) = (tensor.shape[0], tensor.shape[1])
-                var layerOptions = gptq!
-                if let integer = options.scheme as? IntegerScheme { layerOptions.scaleType = integer.scaleType(originalType: originalType) }
-                let result: GPTQResult
-                if let (hessian, _) = collector.hessian(name) {
-                    result = try GPTQ.quantize(values, hessian: hessian, rows: rows, columns: columns, options: layerOptions, name: name,
+            for group in calibration.method == .gptq ? groups : [] {
+                if let pass = sequentialHessians(group, replacements) { collector = pass }
+                for name in group {
+                    WorkProgress.report("GPTQ", done: layer + 1, total: forward.layerCount, item: name)
+                    let (tensor, values, originalType) = try weight(name)
+                    let (rows, columns) = (tensor.shape[0], tensor.shape[1])
+                    var layerOptions = gptq!
+                    if let integer = options.scheme as? IntegerScheme { layerOptions.scaleType = integer.scaleType(originalType: originalType) }
+                    let result: GPTQResult
+                    if let (hessian, _) = collector.hessian(name) {
+                        result = try GPTQ.quantize(values, hessian: hessian, rows: rows, columns: columns, options: layerOptions, name: name,
+                                                       threads: options.threads)
+                        if result.damp > layerOptions.damp {
+                            notes.append("\(name): Hessian not positive definite with dampening \(layerOptions.damp); used \(formatDecimal(result.damp, places: 4))")
+                        }
+                    } else {
+                        // No calibration token reached it (an expert never routed to): an identity Hessian is round-to-nearest.
+                        var identity = [Float](repeating: 0, count: columns * columns)
+                        for c in 0..<columns { identity[c * columns + c] = 1 }
+                        result = try GPTQ.quantize(values, hessian: identity, rows: rows, columns: columns, options: layerOptions, name: name,
                                                    threads: options.threads)
-                    if result.damp > layerOptions.damp {
-                        notes.append("\(name): Hessian not positive definite with dampening \(layerOptions.damp); used \(formatDecimal(result.damp, places: 4))")
+                        notes.append("\(name): no calibration token reached it; quantized round-to-nearest")
                     }
-                } else {
-                    // No calibration token reached it (an expert never routed to): an identity Hessian is round-to-nearest.
-                    var identity = [Float](repeating: 0, count: columns * columns)
-                    for c in 0..<columns { identity[c * columns + c] = 1 }
-                    result = try GPTQ.quantize(values, hessian: identity, rows: rows, columns: columns, options: layerOptions, name: name,
+                    let tensorEncoded = encode(result, scheme: options.scheme, name: name, shape: tensor.shape, originalType: originalType,
                                                threads: options.threads)
-                    notes.append("\(name): no calibration token reached it; quantized round-to-nearest")
+                    var decoded = [Float](repeating: 0, count: rows * columns)
+                    decoded.withUnsafeMutableBufferPointer { options.scheme.decode(tensorEncoded, into: $0, threads: options.threads) }
+                    let metrics = values.withUnsafeBufferPointer { v in decoded.withUnsafeBufferPointer { ErrorMetrics.compare(reference: v, candidate: $0, threads: options.threads) } }
+                    replacements[name] = decoded
+                    encoded[name] = (tensorEncoded, metrics)
                 }
-                let tensorEncoded = encode(result, scheme: options.scheme, name: name, shape: tensor.shape, originalType: originalType,
-                                           threads: options.threads)
-                var decoded = [Float](repeating: 0, count: rows * columns)
-                decoded.withUnsafeMutableBufferPointer { options.scheme.decode(tensorEncoded, into: $0, threads: options.threads) }
-                let metrics = values.withUnsafeBufferPointer { v in decoded.withUnsafeBufferPointer { ErrorMetrics.compare(reference: v, candidate: $0, threads: options.threads) } }
-                replacements[name] = decoded
-                encoded[name] = (tensorEncoded, metrics)
             }
             MatrixMultiply.setThreads(.single)
             forward.run(layer: layer, observer: nil, replacing: replacements, advance: true)
@@ -272,10 +305,13 @@ public enum CalibratedQuantizer {
     /// weight but the query and key clipped per group (`clip`), then encoded by the scheme, or, with
     /// `gptq`, quantized by GPTQ on the scaled weights against the scaled inputs' Hessian. Returns
     /// the encodings, the weights the float forward pass sees (the encoded values unfolded), the
-    /// folded norms' bytes, and the α chosen per group.
+    /// folded norms' bytes, and the α chosen per group. The weights are quantized in `groups`; when
+    /// `sequentialHessians` gives a pass for a group (true sequential), the clip and GPTQ use its
+    /// Hessians, taken with the weights quantized before it in place, instead of the float pass's.
     static func awqLayer(_ forward: LayerByLayerForward, layer: Int, names: [String], collector: HessianCollector,
                          weight: (String) throws -> (tensor: LogicalTensor, values: [Float], originalType: DType), logical: LogicalCheckpoint,
-                         byName: [String: LogicalTensor], options: QuantizationOptions, grid: Int, clip: Bool, gptq: GPTQOptions? = nil) throws
+                         byName: [String: LogicalTensor], options: QuantizationOptions, grid: Int, clip: Bool, gptq: GPTQOptions? = nil,
+                         groups: [[String]], sequentialHessians: ([String], [String: [Float]]) -> HessianCollector?) throws
         -> (encoded: [String: (encoded: EncodedTensor, metrics: ErrorMetrics)], replacements: [String: [Float]], folded: [String: [UInt8]], alphas: [Float?],
             notes: [String])
     {
@@ -326,37 +362,41 @@ public enum CalibratedQuantizer {
         }
         var encoded: [String: (encoded: EncodedTensor, metrics: ErrorMetrics)] = [:]
         var replacements: [String: [Float]] = [:]
-        for name in names {
-            let (tensor, values, originalType) = try load(name)
-            let (rows, columns) = (tensor.shape[0], tensor.shape[1])
-            let rowScale = rowScales[name], columnScale = columnScales[name]
-            var stored = AWQ.folded(values, rows: rows, columns: columns, rowScales: rowScale, columnScales: columnScale)
-            // The folded weight's inputs are the scaled ones: G' = diag(1/s)·G·diag(1/s), for the clip and for GPTQ.
-            var gram = collector.hessian(name)?.values
-            if let cs = columnScale, gram != nil { for i in 0..<columns { for j in 0..<columns { gram![i * columns + j] /= cs[i] * cs[j] } } }
-            if clip, !isQueryOrKey(name), let gram {
-                stored = AWQ.clipped(stored, rows: rows, columns: columns, gram: gram, groupSize: groupColumns(scheme, columns: columns)) { v, r, c in
-                    roundTrip(v, shape: [r, c], name: name, originalType: originalType).decoded
+        var hessians = collector
+        for group in groups {
+            if let pass = sequentialHessians(group, replacements) { hessians = pass }
+            for name in group {
+                let (tensor, values, originalType) = try load(name)
+                let (rows, columns) = (tensor.shape[0], tensor.shape[1])
+                let rowScale = rowScales[name], columnScale = columnScales[name]
+                var stored = AWQ.folded(values, rows: rows, columns: columns, rowScales: rowScale, columnScales: columnScale)
+                // The folded weight's inputs are the scaled ones: G' = diag(1/s)·G·diag(1/s), for the clip and for GPTQ.
+                var gram = hessians.hessian(name)?.values
+                if let cs = columnScale, gram != nil { for i in 0..<columns { for j in 0..<columns { gram![i * columns + j] /= cs[i] * cs[j] } } }
+                if clip, !isQueryOrKey(name), let gram {
+                    stored = AWQ.clipped(stored, rows: rows, columns: columns, gram: gram, groupSize: groupColumns(scheme, columns: columns)) { v, r, c in
+                        roundTrip(v, shape: [r, c], name: name, originalType: originalType).decoded
+                    }
                 }
-            }
-            var tensorEncoded: EncodedTensor, decoded: [Float]
-            if let gptq, let gram {
-                var layerOptions = gptq
-                if let integer = scheme as? IntegerScheme { layerOptions.scaleType = integer.scaleType(originalType: originalType) }
-                let result = try GPTQ.quantize(stored, hessian: gram, rows: rows, columns: columns, options: layerOptions, name: name, threads: options.threads)
-                if result.damp > layerOptions.damp {
-                    notes.append("\(name): Hessian not positive definite with dampening \(layerOptions.damp); used \(formatDecimal(result.damp, places: 4))")
+                var tensorEncoded: EncodedTensor, decoded: [Float]
+                if let gptq, let gram {
+                    var layerOptions = gptq
+                    if let integer = scheme as? IntegerScheme { layerOptions.scaleType = integer.scaleType(originalType: originalType) }
+                    let result = try GPTQ.quantize(stored, hessian: gram, rows: rows, columns: columns, options: layerOptions, name: name, threads: options.threads)
+                    if result.damp > layerOptions.damp {
+                        notes.append("\(name): Hessian not positive definite with dampening \(layerOptions.damp); used \(formatDecimal(result.damp, places: 4))")
+                    }
+                    tensorEncoded = encode(result, scheme: scheme, name: name, shape: tensor.shape, originalType: originalType, threads: options.threads)
+                    decoded = [Float](repeating: 0, count: rows * columns)
+                    decoded.withUnsafeMutableBufferPointer { scheme.decode(tensorEncoded, into: $0, threads: options.threads) }
+                } else {
+                    (tensorEncoded, decoded) = roundTrip(stored, shape: tensor.shape, name: name, originalType: originalType)
                 }
-                tensorEncoded = encode(result, scheme: scheme, name: name, shape: tensor.shape, originalType: originalType, threads: options.threads)
-                decoded = [Float](repeating: 0, count: rows * columns)
-                decoded.withUnsafeMutableBufferPointer { scheme.decode(tensorEncoded, into: $0, threads: options.threads) }
-            } else {
-                (tensorEncoded, decoded) = roundTrip(stored, shape: tensor.shape, name: name, originalType: originalType)
+                let effective = AWQ.unfolded(decoded, rows: rows, columns: columns, rowScales: rowScale, columnScales: columnScale)
+                let metrics = values.withUnsafeBufferPointer { v in effective.withUnsafeBufferPointer { ErrorMetrics.compare(reference: v, candidate: $0, threads: options.threads) } }
+                encoded[name] = (tensorEncoded, metrics)
+                replacements[name] = effective
             }
-            let effective = AWQ.unfolded(decoded, rows: rows, columns: columns, rowScales: rowScale, columnScales: columnScale)
-            let metrics = values.withUnsafeBufferPointer { v in effective.withUnsafeBufferPointer { ErrorMetrics.compare(reference: v, candidate: $0, threads: options.threads) } }
-            encoded[name] = (tensorEncoded, metrics)
-            replacements[name] = effective
         }
         return (encoded, replacements, folded, alphas, notes)
     }
