@@ -76,6 +76,9 @@ struct QuantizeCommand: ToolCommand {
     @Flag(inversion: .prefixedNo, help: "GPTQ (gptq, awq+gptq): take each layer's Hessians group after group (q, k, v; o; gate, up; down), each from a pass with the groups before it already quantized, as GPTQModel's true_sequential does; --no-true-sequential takes them all from one float pass of the layer.")
     var trueSequential = true
 
+    @Flag(help: "--method gptq: GPTAQ's asymmetric calibration: run the float model beside the quantized one and steer each product's outputs toward the float model's (its outputs on its own inputs), not toward the quantized model's inputs times the float weight. Costs a second forward pass.")
+    var gptaq = false
+
     @Flag(inversion: .prefixedNo, help: "AWQ: after scaling, search each group's clipping range on the calibration inputs (AutoAWQ's auto_clip; query and key projections are never clipped).")
     var awqClip = true
 
@@ -157,6 +160,7 @@ struct QuantizeCommand: ToolCommand {
         if let mse, !(mse >= 0 && mse <= GPTQRangeSearch.largestNorm) {
             throw ValidationError("--mse \(mse): expected a norm in (0, \(formatDecimal(GPTQRangeSearch.largestNorm, places: 0))], or 0 to turn the search off")
         }
+        if gptaq && method.lowercased() != "gptq" { throw ValidationError("--gptaq applies to --method gptq") }
         if staticGroups && !actOrder { throw ValidationError("--static-groups applies with --act-order") }
         if isInteger && (optimizeScales || imatrix != nil) {
             throw ValidationError("--optimize-scales and --imatrix apply to nf4, fp4 and int-quantized int8")
@@ -197,6 +201,7 @@ struct QuantizeCommand: ToolCommand {
                 settings.clip = awqClip
                 settings.firstTokenWeight = firstTokenWeight
                 settings.trueSequential = trueSequential
+                settings.asymmetric = gptaq
                 report = try CalibratedQuantizer.quantize(checkpoint, to: output, options: options, calibration: settings)
             } else {
                 report = try CheckpointQuantizer.quantize(checkpoint, to: output, options: options)

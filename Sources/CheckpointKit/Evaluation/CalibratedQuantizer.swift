@@ -7,6 +7,8 @@ public final class HessianCollector: ActivationObserver {
     private final class Sum {
         var values: [Float]
         var absolute: [Double]
+        /// Σ (x_float − x)ᵀ·x `[columns, columns]`, when the float model's inputs are known (GPTAQ).
+        var shift: [Float]?
         var tokens = 0
         init(columns: Int) {
             values = [Float](repeating: 0, count: columns * columns)
@@ -20,6 +22,10 @@ public final class HessianCollector: ActivationObserver {
     let threads: ThreadBudget
     /// How much each chunk's first token counts in XᵀX (1: as any other token).
     let firstTokenWeight: Float
+    /// The float model's inputs of the chunk being observed (GPTAQ): with them, each sum also
+    /// gathers Σ (x_float − x)ᵀ·x over the tokens whose rows match (`shift(_:)`).
+    public var floatInputs: InputRecorder?
+    private var difference: [Float] = []
 
     /// An empty collector whose sums use `threads`, each chunk's first token counted `firstTokenWeight` times.
     public init(threads: ThreadBudget = .allCores, firstTokenWeight: Float = 1) {
@@ -57,10 +63,25 @@ public final class HessianCollector: ActivationObserver {
                 MatrixMultiply.multiply(x, x, into: $0.baseAddress!, m: columns, n: columns, k: 1, alpha: firstTokenWeight - 1, beta: 1, transposeA: true)
             }
         }
+        if let floats = floatInputs?.inputs[weight], floats.count == rows * columns {
+            // D += (x_float − x)ᵀ·x. An expert routed other tokens in the float model (a count that differs) adds nothing.
+            if difference.count < rows * columns { difference = [Float](repeating: 0, count: rows * columns) }
+            for i in 0..<(rows * columns) { difference[i] = floats[i] - x[i] }
+            if sum.shift == nil { sum.shift = [Float](repeating: 0, count: columns * columns) }
+            difference.withUnsafeBufferPointer { dx in
+                sum.shift!.withUnsafeMutableBufferPointer { d in
+                    MatrixMultiply.multiply(dx.baseAddress!, x, into: d.baseAddress!, m: columns, n: columns, k: rows, beta: 1, transposeA: true)
+                }
+            }
+        }
         MatrixMultiply.setThreads(.single)
         for r in 0..<rows { for j in 0..<columns { sum.absolute[j] += Double(abs(x[r * columns + j])) } }
         sum.tokens += rows
     }
+
+    /// Σ (x_float − x)ᵀ·x of `weight`'s product (row i: input i of the float model less this one's;
+    /// column j: this model's input j), nil without the float model's inputs.
+    public func shift(_ weight: String) -> [Float]? { sum(weight)?.shift }
 
     /// The Hessian of `weight` (`P.weight` or `P`) and the tokens behind it, nil when no token reached it.
     public func hessian(_ weight: String) -> (values: [Float], tokens: Int)? {
@@ -76,6 +97,22 @@ public final class HessianCollector: ActivationObserver {
     public func meanAbsolute(_ weight: String) -> [Float]? {
         guard let sum = sum(weight) else { return nil }
         return sum.absolute.map { Float($0 / Double(sum.tokens)) }
+    }
+}
+
+/// Keeps a copy of each product's input for the chunk being run (the float model's, for GPTAQ).
+public final class InputRecorder: ActivationObserver {
+    /// The last input seen per product (its name without `.weight`), `[rows, columns]` row-major.
+    public private(set) var inputs: [String: [Float]] = [:]
+
+    /// An empty recorder.
+    public init() {}
+
+    /// Copies `x`, reusing the product's buffer from the chunk before.
+    public func observe(_ weight: String, _ x: UnsafePointer<Float>, rows: Int, columns: Int) {
+        let count = rows * columns
+        if inputs[weight]?.count != count { inputs[weight] = [Float](repeating: 0, count: count) }
+        inputs[weight]!.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: x, count: count) }
     }
 }
 
@@ -130,6 +167,10 @@ public struct CalibrationOptions: Sendable {
     /// producer such as v or up is quantized before its consumer's inputs are seen); `awq` alone keeps
     /// AutoAWQ's single float pass.
     public var trueSequential = true
+    /// GPTAQ's asymmetric calibration (`gptq` only): the float model is run beside the quantized one,
+    /// and GPTQ steers each product's outputs toward the float model's outputs on the float model's
+    /// inputs, W·x_float, instead of W·x on the quantized model's own (`GPTQ.quantize(shift:)`).
+    public var asymmetric = false
 
     /// The first token's weight a calibration runs with unless told: 1, every token alike (see `firstTokenWeight`).
     public static let defaultFirstTokenWeight = 1.0
@@ -193,6 +234,8 @@ public enum CalibratedQuantizer {
             return chunk
         }
         let forward = LayerByLayerForward(model: model, chunks: chunks)
+        // GPTAQ: the float model run beside, layer by layer, so each product's float inputs are known chunk by chunk.
+        let native = calibration.asymmetric && calibration.method == .gptq ? LayerByLayerForward(model: model, chunks: chunks) : nil
         guard forward.replacesEveryLinear else {
             throw CalibrationError.unsupportedArchitecture(file: checkpoint.path, family: "\(model.config.family)",
                                                            reason: "its fused or transposed projections are not yet calibrated one by one")
@@ -211,11 +254,27 @@ public enum CalibratedQuantizer {
         let sequential = calibration.trueSequential && calibration.method.runsGPTQ
         if sequential { notes.append("each layer's Hessians taken group after group, the groups before quantized (true sequential)") }
         let firstTokenWeight = Float(calibration.effectiveFirstTokenWeight)
+        if native != nil { notes.append("GPTAQ: each product steered toward the float model's outputs (asymmetric calibration, α 0.25)") }
+        /// Runs `layer` for `group`'s inputs (nil: every product's) into `collector`, with `replacing` in
+        /// place; with GPTAQ, chunk by chunk beside the float model, whose inputs the collector then sees too.
+        func collect(into collector: HessianCollector, layer: Int, group: [String]?, replacing: [String: [Float]]) {
+            guard let native else {
+                forward.run(layer: layer, observer: collector, replacing: replacing, advance: false, observingOnly: group)
+                return
+            }
+            let recorder = InputRecorder()
+            collector.floatInputs = recorder
+            for chunk in 0..<count {
+                native.run(layer: layer, chunks: chunk..<(chunk + 1), observer: recorder, advance: false, observingOnly: group)
+                forward.run(layer: layer, chunks: chunk..<(chunk + 1), observer: collector, replacing: replacing, advance: false, observingOnly: group)
+            }
+            collector.floatInputs = nil
+        }
         for layer in 0..<forward.layerCount {
             if Interruption.isRequested { throw FileAccessError.interrupted(file: output) }
             var collector = HessianCollector(threads: options.threads, firstTokenWeight: firstTokenWeight)
             // True-sequential GPTQ takes every Hessian from its group's own pass; AWQ's scales need the float pass.
-            if !(sequential && calibration.method == .gptq) { forward.run(layer: layer, observer: collector, advance: false) }
+            if !(sequential && calibration.method == .gptq) { collect(into: collector, layer: layer, group: nil, replacing: [:]) }
             var replacements: [String: [Float]] = [:]
             // The methods' products and factorizations may use every core; the forward pass wants OpenBLAS single-threaded.
             MatrixMultiply.setThreads(options.threads)
@@ -235,7 +294,7 @@ public enum CalibratedQuantizer {
                 guard sequential else { return nil }
                 let pass = HessianCollector(threads: options.threads, firstTokenWeight: firstTokenWeight)
                 MatrixMultiply.setThreads(.single)
-                forward.run(layer: layer, observer: pass, replacing: replacing, advance: false, observingOnly: group)
+                collect(into: pass, layer: layer, group: group, replacing: replacing)
                 MatrixMultiply.setThreads(options.threads)
                 return pass
             }
@@ -261,7 +320,7 @@ public enum CalibratedQuantizer {
                     let result: GPTQResult
                     if let (hessian, _) = collector.hessian(name) {
                         result = try GPTQ.quantize(values, hessian: hessian, rows: rows, columns: columns, options: layerOptions, name: name,
-                                                       threads: options.threads)
+                                                   threads: options.threads, shift: collector.shift(name))
                         if result.damp > layerOptions.damp {
                             notes.append("\(name): Hessian not positive definite with dampening \(layerOptions.damp); used \(formatDecimal(result.damp, places: 4))")
                         }
@@ -284,6 +343,7 @@ public enum CalibratedQuantizer {
             }
             MatrixMultiply.setThreads(.single)
             forward.run(layer: layer, observer: nil, replacing: replacements, advance: true)
+            native?.run(layer: layer, observer: nil, advance: true)
         }
         var writing = options
         writing.precomputed = encoded

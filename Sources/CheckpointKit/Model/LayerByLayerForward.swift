@@ -11,6 +11,8 @@ public final class LayerByLayerForward {
     /// Tokens per chunk, and the rotary tables for that length (global and local RoPE), made once.
     private let length: Int
     private let globalRope: (cos: [Float], sin: [Float])?, localRope: (cos: [Float], sin: [Float])?
+    /// The working buffers of one chunk, made on first use and kept for every later call.
+    private lazy var scratch = TransformerModel.Scratch(model, tokens: length)
 
     /// Embeds every chunk (all of one length, each within the model's context).
     public init(model: TransformerModel, chunks: [[Int]]) {
@@ -119,15 +121,24 @@ public final class LayerByLayerForward {
     /// observed and not computed, and the layer stops once all have been (it cannot advance then).
     public func run(layer i: Int, observer: ActivationObserver?, replacing: [String: [Float]] = [:], advance: Bool,
                     observingOnly: [String]? = nil) {
+        run(layer: i, chunks: chunks.indices, observer: observer, replacing: replacing, advance: advance, observingOnly: observingOnly)
+    }
+
+    /// `run(layer:observer:replacing:advance:observingOnly:)` on the chunks `range` only: two passes (the
+    /// float model's and the quantized one's) can take turns chunk by chunk, so an observer sees both
+    /// inputs of a product together without either pass keeping every chunk's.
+    public func run(layer i: Int, chunks range: Range<Int>, observer: ActivationObserver?, replacing: [String: [Float]] = [:], advance: Bool,
+                    observingOnly: [String]? = nil) {
         precondition(!(advance && observingOnly != nil), "a pass that stops early has no outputs to advance")
         let layer = replaced(model.layers[i], replacing)
         let T = length, d = model.config.hiddenSize
         guard !chunks.isEmpty else { return }
-        // One scratch for every chunk (all of one length): the observer sees the same buffers chunk after chunk.
-        let scratch = TransformerModel.Scratch(model, tokens: T)
+        // One scratch for every chunk and call (all of one length): the observer sees the same buffers chunk after chunk.
+        let scratch = self.scratch
         scratch.observer = observer
+        defer { scratch.observer = nil }
         let only = observingOnly.map { Set($0.map { $0.hasSuffix(".weight") ? String($0.dropLast(".weight".count)) : $0 }) }
-        for index in chunks.indices {
+        for index in range {
             scratch.observedOnly = only
             // A pass observing one group sees its products chunk after chunk at the same addresses: each chunk is new.
             observer?.inputsRefilled()
