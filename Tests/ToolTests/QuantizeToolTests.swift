@@ -191,6 +191,7 @@ func calibrationFlagsValidated() throws {
                                   (["--scheme", "int8", "--format", "awq"], "--format awq holds int4 only"),
                                   (["--scheme", "int4", "--method", "smooth"], "--method smooth: unknown"),
                                   (["--scheme", "int4", "--mse", "2.4"], "--mse applies to --method gptq"),
+                                  (["--scheme", "int4", "--method", "awq", "--calibration-text", "c.txt", "--gptaq"], "--gptaq applies to --method gptq"),
                                   (["--scheme", "int4", "--method", "gptq", "--calibration-text", "c.txt", "--mse=-1"], "--mse -1.0: expected a norm")] {
         let r = try Tools.run("ckpt-quantize", [tinyLlama, scratch.file("out")] + arguments)
         #expect(r.status == 64 && r.stderr.contains(expected), "\(arguments): \(r.stderr)")
@@ -252,5 +253,21 @@ func quantizeMatchesBufferedWriter(index: Int) throws {
             let bytes = try #require(FileManager.default.contents(atPath: scratch.file(threads + "/" + name)), "\(name)")
             #expect(sha256Hex([UInt8](bytes)) == expected, "\(arguments) --threads \(threads): \(name)")
         }
+    }
+}
+
+@Test("ckpt-quantize --method gptq runs one float pass per layer unless --true-sequential is given, and its GPTQ config says which; --gptaq says so in a note")
+func gptqTrueSequentialFlag() throws {
+    let scratch = ScratchDirectory()
+    let calibration = ["--scheme", "int4", "--block-size", "32", "--format", "gptq", "--method", "gptq", "--calibration-text", Tools.fixture("text/eval.txt"),
+                       "--calibration-tokens", "256", "--ctx", "128", "--json"]
+    for (name, flags, sequential) in [("plain", [String](), false), ("sequential", ["--true-sequential"], true), ("gptaq", ["--true-sequential", "--gptaq"], true)] {
+        let r = try Tools.run("ckpt-quantize", [tinyLlama, scratch.file(name)] + calibration + flags)
+        #expect(r.status == 0, "\(name): \(r.stderr)")
+        let notes = try #require(try parseJSONObject(r.stdout)["notes"] as? [String])
+        #expect(notes.contains { $0.contains("true sequential") } == sequential, "\(name): \(notes)")
+        #expect(notes.contains { $0.hasPrefix("GPTAQ") } == (name == "gptaq"), "\(name): \(notes)")
+        let config = try #require(try parseJSONObject(String(decoding: try Data(contentsOf: URL(fileURLWithPath: scratch.file(name + "/config.json"))), as: UTF8.self))["quantization_config"] as? [String: Any])
+        #expect(config["true_sequential"] as? Bool == sequential, "\(name)")
     }
 }

@@ -3,6 +3,14 @@
 public protocol ActivationObserver: AnyObject {
     /// One product's input, before any rounding.
     func observe(_ weight: String, _ x: UnsafePointer<Float>, rows: Int, columns: Int)
+    /// The buffers products read have been refilled (a new chunk, or an expert's gathered tokens):
+    /// an input at the address of one seen before is another input now.
+    func inputsRefilled()
+}
+
+extension ActivationObserver {
+    /// Nothing to forget: the observer keeps no input from one product to the next.
+    public func inputsRefilled() {}
 }
 
 /// `llama-imatrix`'s statistics on ckpt's forward pass: per weight matrix of a block (and the

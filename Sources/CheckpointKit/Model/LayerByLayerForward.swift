@@ -11,6 +11,8 @@ public final class LayerByLayerForward {
     /// Tokens per chunk, and the rotary tables for that length (global and local RoPE), made once.
     private let length: Int
     private let globalRope: (cos: [Float], sin: [Float])?, localRope: (cos: [Float], sin: [Float])?
+    /// The working buffers of one chunk, made on first use and kept for every later call.
+    private lazy var scratch = TransformerModel.Scratch(model, tokens: length)
 
     /// Embeds every chunk (all of one length, each within the model's context).
     public init(model: TransformerModel, chunks: [[Int]]) {
@@ -49,6 +51,23 @@ public final class LayerByLayerForward {
         case let .experts(_, experts): names += experts.flatMap { [$0.gate.name, $0.up.name, $0.down.name] }
         }
         return names.filter { !$0.isEmpty }.map { $0 + ".weight" }
+    }
+
+    /// Layer `i`'s linears (`P.weight`) in the groups GPTQModel's true-sequential mode quantizes one
+    /// after another, in the order the forward pass reaches them: the attention's inputs (q, k, v),
+    /// its output (o), the feed-forward's inputs (gate and up, or up; every expert's), and its
+    /// output (down; every expert's). No member's input depends on another member's output, so
+    /// one pass observes a whole group, and each group's inputs can be computed with the groups
+    /// before it already quantized. Taken from the layer's structure, not from its names.
+    public func sequentialGroups(layer i: Int) -> [[String]] {
+        let layer = model.layers[i]
+        var groups: [[TransformerModel.Linear]] = [[layer.q, layer.k, layer.v], [layer.o]]
+        switch layer.feedForward {
+        case let .gated(gate, up, down): groups += [[gate, up], [down]]
+        case let .plain(up, down): groups += [[up], [down]]
+        case let .experts(_, experts): groups += [experts.flatMap { [$0.gate, $0.up] }, experts.map(\.down)]
+        }
+        return groups.map { $0.map(\.name).filter { !$0.isEmpty }.map { $0 + ".weight" } }.filter { !$0.isEmpty }
     }
 
     /// Linears reading one input, and what produces that input (a norm, or a linear whose output
@@ -97,15 +116,32 @@ public final class LayerByLayerForward {
 
     /// Runs layer `i` over every chunk; `observer` sees each product's input. Weights named in
     /// `replacing` (`P.weight` → f32 values, row-major) stand in for the stored ones. With
-    /// `advance`, the outputs become the inputs of the next call.
-    public func run(layer i: Int, observer: ActivationObserver?, replacing: [String: [Float]] = [:], advance: Bool) {
+    /// `advance`, the outputs become the inputs of the next call. With `observingOnly` (`P.weight`
+    /// names, one of `sequentialGroups`), only the inputs of those products are wanted: each is
+    /// observed and not computed, and the layer stops once all have been (it cannot advance then).
+    public func run(layer i: Int, observer: ActivationObserver?, replacing: [String: [Float]] = [:], advance: Bool,
+                    observingOnly: [String]? = nil) {
+        run(layer: i, chunks: chunks.indices, observer: observer, replacing: replacing, advance: advance, observingOnly: observingOnly)
+    }
+
+    /// `run(layer:observer:replacing:advance:observingOnly:)` on the chunks `range` only: two passes (the
+    /// float model's and the quantized one's) can take turns chunk by chunk, so an observer sees both
+    /// inputs of a product together without either pass keeping every chunk's.
+    public func run(layer i: Int, chunks range: Range<Int>, observer: ActivationObserver?, replacing: [String: [Float]] = [:], advance: Bool,
+                    observingOnly: [String]? = nil) {
+        precondition(!(advance && observingOnly != nil), "a pass that stops early has no outputs to advance")
         let layer = replaced(model.layers[i], replacing)
         let T = length, d = model.config.hiddenSize
         guard !chunks.isEmpty else { return }
-        // One scratch for every chunk (all of one length): the observer sees the same buffers chunk after chunk.
-        let scratch = TransformerModel.Scratch(model, tokens: T)
+        // One scratch for every chunk and call (all of one length): the observer sees the same buffers chunk after chunk.
+        let scratch = self.scratch
         scratch.observer = observer
-        for index in chunks.indices {
+        defer { scratch.observer = nil }
+        let only = observingOnly.map { Set($0.map { $0.hasSuffix(".weight") ? String($0.dropLast(".weight".count)) : $0 }) }
+        for index in range {
+            scratch.observedOnly = only
+            // A pass observing one group sees its products chunk after chunk at the same addresses: each chunk is new.
+            observer?.inputsRefilled()
             states[index].withUnsafeBufferPointer { scratch.x.update(from: $0.baseAddress!, count: T * d) }
             model.block(layer, scratch.x, tokens: T, rope: layer.localRope ? localRope : globalRope, scratch: scratch)
             if advance { states[index].withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: scratch.x, count: T * d) } }

@@ -293,6 +293,17 @@ public final class TransformerModel: Sendable {
         let headItems: UnsafeMutablePointer<Float>, headStride: Int
         /// Sees every product's input (an importance-matrix collector), or nil.
         var observer: ActivationObserver?
+        /// Products (names without `.weight`) whose inputs alone are wanted: each is observed and not
+        /// computed, no other product is observed, and once all have been, the rest of the layer is
+        /// skipped (a calibration pass that needs one group's inputs stops there). Nil computes and
+        /// observes everything.
+        var observedOnly: Set<String>? {
+            didSet { pending = observedOnly ?? [] }
+        }
+        /// Those of `observedOnly` not yet observed in this run of the layer (reset per chunk by the caller).
+        var pending: Set<String> = []
+        /// Whether every product of `observedOnly` has been observed: nothing more of the layer is computed.
+        var finished: Bool { observedOnly != nil && pending.isEmpty }
         private var all: [UnsafeMutablePointer<Float>] = []
 
         /// Scratch for `sequences` chunks of `tokens` tokens each, run through the blocks together.
@@ -341,7 +352,18 @@ public final class TransformerModel: Sendable {
     private func linear(_ input: UnsafePointer<Float>, _ layer: Linear, into out: UnsafeMutablePointer<Float>, rows: Int, sequences: Int = 1,
                         scratch: Scratch, addingToZeros: Bool = false) {
         let inputs = layer.inputs, outputs = layer.outputs
-        if let observer = scratch.observer, !layer.name.isEmpty { observer.observe(layer.name, input, rows: rows, columns: inputs) }
+        if let only = scratch.observedOnly {
+            // A pass for some products' inputs: only those are observed (and not computed), the others computed
+            // unobserved until every one of those has been seen, and then nothing more.
+            guard !scratch.pending.isEmpty else { return }
+            if only.contains(layer.name) {
+                scratch.observer?.observe(layer.name, input, rows: rows, columns: inputs)
+                scratch.pending.remove(layer.name)
+                return
+            }
+        } else if let observer = scratch.observer, !layer.name.isEmpty {
+            observer.observe(layer.name, input, rows: rows, columns: inputs)
+        }
         var x = input
         if layer.rounding != .none && layer.rounding.fits(rowLength: inputs) {
             // llama.cpp's arithmetic, on request only: the activations rounded as its vec_dot_type stores them.
@@ -674,10 +696,12 @@ public final class TransformerModel: Sendable {
         let T = length * sequences
         if let norm = layer.preAttentionNorm { normalize(x, norm, into: h, rows: T) } else { h.update(from: x, count: T * d) }
         attention(layer, input: h, into: m, tokens: length, sequences: sequences, rope: rope, scratch: scratch)
+        if scratch.finished { return }
         if let norm = layer.postAttentionNorm { normalize(m, norm, into: m, rows: T) }
         add(m, into: x, count: T * d)
         if let norm = layer.preFeedForwardNorm { normalize(x, norm, into: h, rows: T) } else { h.update(from: x, count: T * d) }
         feedForward(layer, input: h, into: m, tokens: T, sequences: sequences, scratch: scratch)
+        if scratch.finished { return }
         if let norm = layer.postFeedForwardNorm { normalize(m, norm, into: m, rows: T) }
         add(m, into: x, count: T * d)
     }
@@ -691,6 +715,7 @@ public final class TransformerModel: Sendable {
         linear(input, layer.q, into: s.q, rows: rows, sequences: sequences, scratch: s)
         linear(input, layer.k, into: s.k, rows: rows, sequences: sequences, scratch: s)
         linear(input, layer.v, into: s.v, rows: rows, sequences: sequences, scratch: s)
+        if s.finished { return }
         if let qn = layer.queryNorm, let kn = layer.keyNorm {
             // Per head: each head's values are a row of their own; whole projection: each token's.
             let perHead = architecture.queryKeyNorm == .perHead
@@ -762,6 +787,7 @@ public final class TransformerModel: Sendable {
             gatedProduct(input, gate: gate, up: up, down: down, into: out, rows: T, sequences: sequences, scratch: s)
         case let .plain(up, down):
             linear(input, up, into: s.up, rows: T, sequences: sequences, scratch: s)
+            if s.finished { return }
             TransformerKernels.geluTanh(s.up, count: T * up.outputs, threads: threads)
             linear(s.up, down, into: out, rows: T, sequences: sequences, scratch: s)
         case let .experts(router, experts):
@@ -779,6 +805,8 @@ public final class TransformerModel: Sendable {
                               rows: Int, sequences: Int = 1, scratch s: Scratch) {
         linear(x, up, into: s.up, rows: rows, sequences: sequences, scratch: s)
         linear(x, gate, into: s.gate, rows: rows, sequences: sequences, scratch: s)
+        // Gate and up observed only (a calibration pass for their inputs): there is nothing to multiply further.
+        if s.finished || s.observedOnly.map({ $0.contains(gate.name) || $0.contains(up.name) }) == true { return }
         switch config.activation {
         case .silu: TransformerKernels.siluMultiply(s.gate, s.up, count: rows * up.outputs, threads: threads)
         case .geluTanh: TransformerKernels.geluTanhMultiply(s.gate, s.up, count: rows * up.outputs, threads: threads)
@@ -813,6 +841,7 @@ public final class TransformerModel: Sendable {
         for (e, expert) in experts.enumerated() where !routed[e].isEmpty {
             let tokens = routed[e]
             for (j, entry) in tokens.enumerated() { (s.gathered + j * d).update(from: x + entry.token * d, count: d) }
+            s.observer?.inputsRefilled()
             gatedProduct(s.gathered, gate: expert.gate, up: expert.up, down: expert.down, into: s.expertOutput, rows: tokens.count, scratch: s)
             for (j, entry) in tokens.enumerated() {
                 let source = s.expertOutput + j * d, target = out + entry.token * d

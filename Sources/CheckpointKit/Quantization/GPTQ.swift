@@ -32,6 +32,9 @@ public struct GPTQOptions: Sendable, Equatable {
     /// steps by up to `GPTQRangeSearch.maxShrink` and keeps the trial of least Σ |q − w|^mse
     /// (`GPTQRangeSearch.standardNorm`, 2.4, is the original GPTQ's). At most `GPTQRangeSearch.largestNorm`.
     public var mse: Double = 0
+    /// GPTAQ's α (GPTQModel's `GPTAQConfig.alpha`, 0.25 there): how much of the asymmetry term the
+    /// updates carry when `GPTQ.quantize` is given the float model's inputs (`shift`).
+    public var asymmetryAlpha: Double = 0.25
 
     /// Options for `codes` in groups of `groupSize`, GPTQModel's defaults otherwise.
     public init(codes: Codes, groupSize: Int?) {
@@ -79,9 +82,15 @@ public enum GPTQError: Error, Equatable, Sendable, CustomStringConvertible {
 public enum GPTQ {
     /// Quantizes `weight` `[rows, columns]` given `hessian` `[columns, columns]` (any positive multiple of XᵀX).
     /// `threads` share the range search (`options.mse`); the result is the same for any count.
+    ///
+    /// With `shift` = Σ (x_float − x)ᵀ·x `[columns, columns]` (x the inputs `hessian` sums, x_float
+    /// the float model's inputs of the same tokens, the same multiple), the updates also steer the
+    /// outputs toward the float model's W·x_float rather than W·x, as GPTAQ (Li et al. 2025,
+    /// GPTQModel's `gptaq`) does: P = α·triu(D·Uᵀ, 1)·U, U the upper Cholesky factor of H⁻¹, and
+    /// each column c's update gains w_c·P[c, ·]. A zero `shift` gives plain GPTQ's result exactly.
     public static func quantize(_ weight: [Float], hessian: [Float], rows: Int, columns: Int, options: GPTQOptions,
-                                name: String = "", threads: ThreadBudget = .allCores) throws -> GPTQResult {
-        guard weight.count == rows * columns, hessian.count == columns * columns else {
+                                name: String = "", threads: ThreadBudget = .allCores, shift: [Float]? = nil) throws -> GPTQResult {
+        guard weight.count == rows * columns, hessian.count == columns * columns, shift.map({ $0.count == columns * columns }) ?? true else {
             throw GPTQError.badShape(tensor: name, reason: "weight \(weight.count) and Hessian \(hessian.count) values for [\(rows), \(columns)]")
         }
         let group = options.groupSize.map { Swift.min($0, columns) } ?? columns
@@ -118,6 +127,7 @@ public enum GPTQ {
         for n in 0..<rows { for c in 0..<columns { permuted[n * columns + c] = w[n * columns + order[c]] } }
         for i in 0..<columns { for j in 0..<columns { hp[i * columns + j] = h[order[i] * columns + order[j]] } }
         let (u, damp) = try inverseCholesky(hp, size: columns, damp: options.damp, increment: options.dampIncrement, name: name)
+        let asymmetry = shift.map { asymmetryTerm($0, u: u, order: order, alpha: Float(options.asymmetryAlpha)) }
 
         // The lazy column loop (GPTQModel L1210–1257).
         var q = [Float](repeating: 0, count: rows * columns)
@@ -150,7 +160,11 @@ public enum GPTQ {
                     loss += Double(e * e) / 2
                     errors[n * width + i] = e
                     let row = n * width, uRow = c * columns + i1
-                    for j in i..<width { block[row + j] -= e * u[uRow + j] }
+                    if let asymmetry {
+                        for j in i..<width { block[row + j] -= e * u[uRow + j] - value * asymmetry[uRow + j] }
+                    } else {
+                        for j in i..<width { block[row + j] -= e * u[uRow + j] }
+                    }
                 }
             }
             // The rest of the row receives the block's errors at once: W[:, i2:] −= E · U[i1:i2, i2:].
@@ -160,6 +174,17 @@ public enum GPTQ {
                         permuted.withUnsafeMutableBufferPointer { wp in
                             MatrixMultiply.multiply(e.baseAddress!, uu.baseAddress! + i1 * columns + i2, into: wp.baseAddress! + i2,
                                                     m: rows, n: columns - i2, k: width, alpha: -1, beta: 1, lda: width, ldb: columns, ldc: columns)
+                        }
+                    }
+                }
+                if let asymmetry {
+                    // GPTAQ: W[:, i2:] += W1 · P[i1:i2, i2:], W1 the block as the loop left it (its chosen values).
+                    block.withUnsafeBufferPointer { b in
+                        asymmetry.withUnsafeBufferPointer { pp in
+                            permuted.withUnsafeMutableBufferPointer { wp in
+                                MatrixMultiply.multiply(b.baseAddress!, pp.baseAddress! + i1 * columns + i2, into: wp.baseAddress! + i2,
+                                                        m: rows, n: columns - i2, k: width, alpha: 1, beta: 1, lda: width, ldb: columns, ldc: columns)
+                            }
                         }
                     }
                 }
@@ -203,6 +228,31 @@ public enum GPTQ {
             for n in 0..<rows { for g in 0..<count { absmax[n * count + g] = allGroups[g][n].0 } }
             return GPTQResult(integer: nil, absmax: absmax, quantized: quantized, damp: damp, loss: loss)
         }
+    }
+
+    /// GPTAQ's P = α·triu(D·Uᵀ, 1)·U in processing order, `[columns, columns]` row-major, D = `shift`
+    /// permuted by `order`. P is strictly upper triangular: a column's update reaches only later columns.
+    static func asymmetryTerm(_ shift: [Float], u: [Float], order: [Int], alpha: Float) -> [Float] {
+        let k = order.count
+        var d = [Float](repeating: 0, count: k * k)
+        for i in 0..<k { for j in 0..<k { d[i * k + j] = shift[order[i] * k + order[j]] } }
+        var a = [Float](repeating: 0, count: k * k), p = [Float](repeating: 0, count: k * k)
+        d.withUnsafeBufferPointer { dp in
+            u.withUnsafeBufferPointer { up in
+                a.withUnsafeMutableBufferPointer { ap in
+                    MatrixMultiply.multiply(dp.baseAddress!, up.baseAddress!, into: ap.baseAddress!, m: k, n: k, k: k, transposeB: true)
+                }
+            }
+        }
+        for i in 0..<k { for j in 0...i { a[i * k + j] = 0 } }
+        a.withUnsafeBufferPointer { ap in
+            u.withUnsafeBufferPointer { up in
+                p.withUnsafeMutableBufferPointer { pp in
+                    MatrixMultiply.multiply(ap.baseAddress!, up.baseAddress!, into: pp.baseAddress!, m: k, n: k, k: k, alpha: alpha)
+                }
+            }
+        }
+        return p
     }
 
     /// Per row, (scale, zero) of the columns `range` of `w` `[rows, columns]`: GPTQModel's

@@ -56,7 +56,7 @@ public enum GPTQLayout: QuantizedLayout {
         return [
             "bits": JSONValue(scheme.bits), "group_size": JSONValue(scheme.groupSize ?? -1),
             "desc_act": .bool(scheme.actOrder && !scheme.staticGroups), "sym": .bool(scheme.symmetric), "lm_head": false,
-            "static_groups": .bool(scheme.staticGroups), "true_sequential": true, "damp_percent": .double(scheme.damp),
+            "static_groups": .bool(scheme.staticGroups), "true_sequential": .bool(scheme.trueSequential), "damp_percent": .double(scheme.damp),
             "quant_method": "gptq", "checkpoint_format": .string(format), "format": .string(format), "pack_dtype": "int32",
             "meta": ["quantizer": ["ckpt"], "act_group_aware": false, "method": .string(scheme.method), "mse": .double(scheme.mse)],
         ]

@@ -29,6 +29,9 @@ public struct IntegerScheme: QuantizationScheme, Equatable {
     public var damp: Double = 0.01
     /// GPTQ's range search norm (GPTQModel's `mse`), 0 for none.
     public var mse: Double = 0
+    /// Whether GPTQ took each layer's Hessians group after group (GPTQModel's `true_sequential`, a field its config
+    /// always carries); true unless a GPTQ run sets what it did, as the config said before GPTQ could run either way.
+    public var trueSequential = true
 
     /// A scheme of `bits` in groups of `groupSize` (nil: per channel).
     public init(bits: Int, groupSize: Int?, symmetric: Bool = true, format: IntegerFormat = .packQuantized) {
