@@ -231,7 +231,8 @@ public enum GGUFExport {
 
         let atomic = try AtomicOutput(target: output, isDirectory: false, overwrite: overwrite)
         try atomic.translatingErrors {
-            let out = try OutputFile(creating: atomic.temporary)
+            // Written by a background thread while the next tensor is encoded.
+            let out = try BackgroundAppendFile(creating: atomic.temporary)
             // Tensors encoded before the tokenizer's metadata is ready wait in memory (up to 64 MB).
             let writer = HeaderFirstWriter(out, limit: 64 << 20, isReady: { tokenizerJob.isDone }) {
                 headerBytes(kv + (try tokenizerJob.value()), tensors: tensorInfos)
@@ -274,7 +275,7 @@ public enum GGUFExport {
     /// A file whose header is known only later than its first data: data written before the header
     /// is ready waits in memory (up to `limit` bytes, after which the writer waits for the header).
     final class HeaderFirstWriter {
-        private let out: OutputFile
+        private let out: BackgroundAppendFile
         private let limit: Int
         private let isReady: () -> Bool
         private let header: () throws -> [UInt8]
@@ -282,7 +283,7 @@ public enum GGUFExport {
         private var bufferedBytes = 0
         private var headerWritten = false
 
-        init(_ out: OutputFile, limit: Int, isReady: @escaping () -> Bool, header: @escaping () throws -> [UInt8]) {
+        init(_ out: BackgroundAppendFile, limit: Int, isReady: @escaping () -> Bool, header: @escaping () throws -> [UInt8]) {
             self.out = out; self.limit = limit; self.isReady = isReady; self.header = header
         }
 
@@ -294,12 +295,12 @@ public enum GGUFExport {
                     bufferedBytes += bytes.count
                     return
                 }
-                try out.write(try header())
-                for b in buffered { try out.write(b) }
+                try out.append(try header())
+                for b in buffered { try out.append(b) }
                 buffered = []
                 headerWritten = true
             }
-            if !bytes.isEmpty { try out.write(bytes) }
+            if !bytes.isEmpty { try out.append(bytes) }
         }
     }
 
@@ -670,12 +671,13 @@ extension GGUFExport {
         let header = headerBytes(kv, tensors: placed)
         let atomic = try AtomicOutput(target: output, isDirectory: false, overwrite: overwrite)
         try atomic.translatingErrors {
-            let out = try OutputFile(creating: atomic.temporary)
-            try out.write(header)
+            // Tensor k is written by a background thread while tensor k + 1 is made.
+            let out = try BackgroundAppendFile(creating: atomic.temporary)
+            try out.append(header)
             for k in tensors.indices {
                 var data = try bytes(k)
                 if k != tensors.count - 1 { data += [UInt8](repeating: 0, count: aligned(data.count) - data.count) }
-                try out.write(data)
+                try out.append(data)
             }
             try out.finish()
             try atomic.commit()
