@@ -241,3 +241,59 @@ func streamedProducerFailureLeavesNothing() throws {
     }
     #expect(scratch.contents.isEmpty)
 }
+
+// MARK: - GGUF export in groups of rows
+
+@Test("GGUF export reading and encoding large matrices a few rows at a time writes the bytes of encoding them whole, float and quantized presets",
+      arguments: [GGUFPreset.f16, .q8_0, .q4_k_m])
+func ggufRowGroupsEqualWhole(preset: GGUFPreset) throws {
+    let scratch = ScratchDirectory()
+    try SeededModels.write("untied", to: scratch.file("untied"), tokenizerFolder: Paths.fixture("models/tiny-llama"))
+    let checkpoint = try Checkpoint(path: scratch.file("untied"))
+    var whole = GGUFExport.Options(), grouped = GGUFExport.Options()
+    whole.pieceBytes = Int.max / 8  // no tensor is this large: every one is prepared whole
+    grouped.pieceBytes = 1000  // a few rows per group, the last group short
+    // With importance weights too, where they change the encoding (K- and I-quants).
+    let weighted = preset == .q4_k_m
+    for options in [whole, grouped] where weighted {
+        var withImportance = options
+        withImportance.importance = try ImportanceMatrix(reading: Paths.fixture("gguf-presets/untied.imatrix.gguf"))
+        _ = try GGUFExport.convert(checkpoint, to: scratch.file("imatrix-\(options.pieceBytes).gguf"), preset: preset, options: withImportance)
+    }
+    for (name, options) in [("whole", whole), ("grouped", grouped)] {
+        _ = try GGUFExport.convert(checkpoint, to: scratch.file("\(name).gguf"), preset: preset, options: options)
+    }
+    #expect(readBytes(scratch.file("grouped.gguf")) == readBytes(scratch.file("whole.gguf")), "\(preset)")
+    if weighted {
+        #expect(readBytes(scratch.file("imatrix-1000.gguf")) == readBytes(scratch.file("imatrix-\(Int.max / 8).gguf")), "\(preset) imatrix")
+    }
+}
+
+@Test("A NaN deep inside a matrix exported in groups of rows is named at the flat index the whole tensor gives")
+func ggufRowGroupsNameTheFirstNaN() throws {
+    let scratch = ScratchDirectory()
+    let input = scratch.file("in")
+    try FileManager.default.copyItem(atPath: Paths.fixture("models/tiny-llama"), toPath: input)
+    let file = try SafetensorsFile(path: input + "/model.safetensors")
+    let victim = try #require(file.tensors.first { $0.name == "model.layers.1.mlp.up_proj.weight" })
+    var bytes = readBytes(input + "/model.safetensors")
+    let index = victim.elementCount - 70  // in the last group of rows
+    let at = file.dataStart + victim.dataOffsets.lowerBound + index * 2
+    (bytes[at], bytes[at + 1]) = (0xC0, 0x7F)
+    scratch.write("in/model.safetensors", bytes)
+    let checkpoint = try Checkpoint(path: input)
+    var errors: [String] = []
+    for pieceBytes in [Int.max / 8, 1000] {
+        var options = GGUFExport.Options()
+        options.pieceBytes = pieceBytes
+        do {
+            _ = try GGUFExport.convert(checkpoint, to: scratch.file("out-\(pieceBytes).gguf"), preset: .q8_0, options: options)
+            Issue.record("a NaN was encoded")
+        } catch let error as QuantizationError {
+            errors.append(error.description)
+        }
+    }
+    #expect(errors.count == 2 && errors[0] == errors[1], "\(errors)")
+    #expect(errors.first?.contains("at flat index \(index)") == true, "\(errors)")
+    #expect(scratch.contents == ["in"])
+}

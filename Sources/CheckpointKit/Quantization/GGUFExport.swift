@@ -116,6 +116,11 @@ public enum GGUFExport {
         public var threads: ThreadBudget = .allCores
         /// Replace an existing output.
         public var overwrite = false
+        /// A large stored matrix is read, encoded and written this many bytes of f32 values at a
+        /// time (whole rows), so neither its f32 copy nor its encoding is ever held whole; smaller
+        /// tensors are prepared whole, one ahead. Every GGML type encodes rows independently, so
+        /// the bytes do not depend on it (tests shrink it to cross row-group boundaries).
+        public var pieceBytes = 16 << 20
 
         /// The defaults: no overrides, no imatrix, all cores, no overwrite.
         public init() {}
@@ -240,7 +245,18 @@ public enum GGUFExport {
             // The next tensor is read, widened and checked on a second thread while this one is
             // encoded: the encoder's threads never wait for a tensor's serial preparation.
             let path = checkpoint.path
+            let pieceBytes = max(1, options.pieceBytes)
+            // A matrix stored as floats and written row for row as stored (no permutation or
+            // transposition) is read and encoded in groups of rows instead of whole.
+            @Sendable func rowGroupSource(_ p: Planned) -> TensorView? {
+                let item = p.item
+                guard item.generated == nil, item.parts.count == 1, item.permutedHeads == nil, !item.transposed, item.shape.count == 2,
+                      item.elementCount * 4 > pieceBytes, case .plain(let entry) = item.parts[0].storage,
+                      [.f32, .f16, .bf16].contains(entry.info.dtype) else { return nil }
+                return checkpoint.view(entry)
+            }
             @Sendable func prepare(_ p: Planned) -> Result<[Float], Error> {
+                if rowGroupSource(p) != nil { return .success([]) }  // read below, a group of rows at a time
                 let values = p.item.values(logical, threads: .single)
                 if let refusal = blockRefusal(values, type: p.type, file: path, tensor: p.item.sourceName) { return .failure(refusal) }
                 return .success(values)
@@ -248,9 +264,13 @@ public enum GGUFExport {
             let ahead = PreparedAhead(planned.map { p in { prepare(p) } })
             for (k, p) in planned.enumerated() {
                 let values = try ahead.take(k).get()
-                let encoded = try encode(values, as: p.type, dims: p.dims, importance: options.importance?.weights(for: p.item.name),
-                                         threads: threads)
-                try writer.write(encoded)
+                let importance = options.importance?.weights(for: p.item.name)
+                if let view = rowGroupSource(p) {
+                    try encodeInRowGroups(view, p.item, as: p.type, importance: importance, pieceBytes: pieceBytes, file: path,
+                                          threads: threads) { try writer.write($0) }
+                } else {
+                    try writer.write(try encode(values, as: p.type, dims: p.dims, importance: importance, threads: threads))
+                }
                 // Reported once encoded, as the safetensors writer reports each tensor.
                 WorkProgress.report("writing", done: k + 1, total: planned.count, item: p.item.name)
                 let padding = aligned(p.bytes) - p.bytes
@@ -545,6 +565,37 @@ extension GGUFExport {
     static func blockRefusal(_ values: [Float], type: GGMLType, file: String, tensor: String) -> QuantizationError? {
         guard type.floatDType == nil else { return nil }
         return QuantizationError.firstNonFinite(values, file: file, tensor: tensor)
+    }
+
+    /// The first `item.shape[0]` rows of the float matrix `view`, `item`'s changes (a shift) applied,
+    /// encoded in `type` a group of rows (about `pieceBytes` of f32) at a time and handed to `write`
+    /// in order: the bytes `encode` makes of the whole matrix, since every type encodes rows alone.
+    /// Each group's mapped input pages are let go once read.
+    static func encodeInRowGroups(_ view: TensorView, _ item: ExportItem, as type: GGMLType, importance: [Float]?, pieceBytes: Int, file: String,
+                                  threads: ThreadBudget, write: ([UInt8]) throws -> Void) throws {
+        let rows = item.shape[0], columns = item.shape[1]
+        let rowsPerGroup = max(1, pieceBytes / max(1, columns * 4))
+        var row = 0
+        while row < rows {
+            let count = min(rowsPerGroup, rows - row)
+            let elements = (row * columns)..<((row + count) * columns)
+            let bytes = (elements.lowerBound * view.dtype.size)..<(elements.upperBound * view.dtype.size)
+            var values = [Float](unsafeUninitializedCapacity: elements.count) { buffer, initialized in
+                view.withBytes { source in
+                    FloatConversion.convert(UnsafeRawBufferPointer(rebasing: source[bytes]), from: view.dtype, to: .f32,
+                                            into: UnsafeMutableRawBufferPointer(buffer), threads: threads)
+                }
+                initialized = elements.count
+            }
+            view.releaseMappedPages(bytes)
+            if Interruption.isRequested { throw FileAccessError.interrupted(file: file) }
+            if item.shift != 0 { for i in values.indices { values[i] += item.shift } }
+            if case let .nonFinite(file, tensor, index, value)? = blockRefusal(values, type: type, file: file, tensor: item.sourceName) {
+                throw QuantizationError.nonFinite(file: file, tensor: tensor, index: elements.lowerBound + index, value: value)
+            }
+            try write(try encode(values, as: type, dims: [columns, count], importance: importance, threads: threads))
+            row += count
+        }
     }
 
     /// `values` (a tensor of `ne` `dims`) in `type`; importance weights hold one row's worth per
