@@ -15,17 +15,27 @@ public final class BackgroundAppendFile: @unchecked Sendable {
     /// Bytes appended so far (queued or written).
     public private(set) var position = 0
 
-    private let file: PositionedOutputFile
+    private var file: PositionedOutputFile { shared.file }
     private let queue = DispatchQueue(label: "ckpt.background-append-file")
-    private let slots: DispatchSemaphore
-    /// The first failure of a background write, or `.cancelled` once abandoned.
-    private let failure = Mutex<FileAccessError?>(nil)
+    /// What the queued writes touch. They hold this, never the file object itself: were a write
+    /// to hold the last reference, `deinit` would run on the queue and wait for the queue forever.
+    private let shared: Shared
     private var finished = false
+
+    private final class Shared: Sendable {
+        let file: PositionedOutputFile
+        let slots: DispatchSemaphore
+        /// The first failure of a background write, or `.interrupted` once abandoned; later writes are skipped.
+        let failure = Mutex<FileAccessError?>(nil)
+        init(file: PositionedOutputFile, window: Int) {
+            self.file = file
+            slots = DispatchSemaphore(value: max(1, window))
+        }
+    }
 
     /// Creates `path`, which must not exist; at most `window` (≥ 1) appended blocks are held at once.
     public init(creating path: String, window: Int = 2) throws(FileAccessError) {
-        file = try PositionedOutputFile(creating: path)
-        slots = DispatchSemaphore(value: max(1, window))
+        shared = Shared(file: try PositionedOutputFile(creating: path), window: window)
     }
 
     deinit {
@@ -34,18 +44,18 @@ public final class BackgroundAppendFile: @unchecked Sendable {
 
     /// Queues `bytes` to follow everything appended before; throws an earlier write's failure.
     public func append(_ bytes: [UInt8]) throws(FileAccessError) {
-        if let error = failure.withLock({ $0 }) { throw error }
+        if let error = shared.failure.withLock({ $0 }) { throw error }
         guard !bytes.isEmpty else { return }
-        slots.wait()
+        shared.slots.wait()
         let offset = position
         position += bytes.count
-        queue.async { [self] in
-            defer { slots.signal() }
-            guard failure.withLock({ $0 == nil }) else { return }
+        queue.async { [shared] in
+            defer { shared.slots.signal() }
+            guard shared.failure.withLock({ $0 == nil }) else { return }
             do throws(FileAccessError) {
-                try file.write(bytes, at: offset)
+                try shared.file.write(bytes, at: offset)
             } catch {
-                failure.withLock { if $0 == nil { $0 = error } }
+                shared.failure.withLock { if $0 == nil { $0 = error } }
             }
         }
     }
@@ -53,7 +63,7 @@ public final class BackgroundAppendFile: @unchecked Sendable {
     /// Waits for every queued block, then fsyncs and closes: the file is complete on disk when this returns.
     public func finish() throws(FileAccessError) {
         queue.sync {}
-        if let error = failure.withLock({ $0 }) { throw error }
+        if let error = shared.failure.withLock({ $0 }) { throw error }
         finished = true
         try file.finish()
     }
@@ -61,7 +71,7 @@ public final class BackgroundAppendFile: @unchecked Sendable {
     /// Stops writing: queued blocks are skipped and the one under way is waited for. The caller
     /// removes the file (an `AtomicOutput` does).
     public func abandon() {
-        failure.withLock { if $0 == nil { $0 = .interrupted(file: file.path) } }
+        shared.failure.withLock { if $0 == nil { $0 = .interrupted(file: shared.file.path) } }
         queue.sync {}
         finished = true
     }
