@@ -373,15 +373,6 @@ public final class Checkpoint: Sendable {
         }
     }
 
-    /// Lets the kernel drop the mapped pages of `bytes` (offsets within the tensor's stored bytes)
-    /// once read, for a tensor read a piece at a time; a container whose pages cannot be told apart
-    /// by range keeps them until `releasePages(_:)`.
-    public func releasePages(_ entry: Entry, bytes: Range<Int>) {
-        guard case .safetensors(let file) = containers[entry.fileIndex] else { return }
-        let start = file.dataStart + entry.info.dataOffsets.lowerBound
-        file.mapped.adviseDone((start + bytes.lowerBound)..<(start + min(bytes.upperBound, entry.info.byteCount)))
-    }
-
     /// Total elements over all tensors.
     public var parameterCount: Int { entries.reduce(0) { $0 + $1.info.elementCount } }
     /// Total bytes of tensor data as stored.

@@ -77,13 +77,16 @@ public enum ConversionError: Error, Equatable, Sendable, CustomStringConvertible
 }
 
 /// Any source → safetensors: dtype change and resharding, streamed tensor by tensor from the
-/// mapped input, so memory stays near one output chunk whatever the model size.
+/// mapped input, so memory stays near a few output pieces whatever the model size: each piece
+/// is converted on the thread budget while the previous one is written by the stream writer.
 public enum CheckpointConverter {
-    /// Output bytes converted per step: bounds memory, keeps both cores busy.
-    static let stepBytes = 4 << 20
-
     /// Writes `checkpoint` to `output` atomically: float tensors in `targetType`, shards per `shardSize`, config.json's dtype updated.
     public static func convert(_ checkpoint: Checkpoint, to output: String, options: ConversionOptions) throws -> ConversionReport {
+        try convert(checkpoint, to: output, options: options, writing: .streamed)
+    }
+
+    /// `convert`, writing through `writing`: `.sequential` is the plain twin the tests hold the streamed path to.
+    static func convert(_ checkpoint: Checkpoint, to output: String, options: ConversionOptions, writing: TensorWriting) throws -> ConversionReport {
         if let t = options.targetType, ![.f32, .f16, .bf16].contains(t) {
             throw ConversionError.unsupportedTargetType(t.torchName)
         }
@@ -107,10 +110,10 @@ public enum CheckpointConverter {
         }
 
         var report = ConversionReport(output: output, files: [], tensors: [], copiedFiles: [], seconds: 0)
-        let produce: (TensorInfo, OutputFile) throws -> Void = { info, out in
+        let produce: (TensorInfo, TensorOutput) throws -> Void = { info, out in
             let entry = checkpoint.entry(named: info.name)!
             let view = checkpoint.view(entry)
-            try streamConverted(view, to: info.dtype, into: out, threads: options.threads)
+            try out.convert(view, threads: options.threads)
             checkpoint.releasePages(entry)
             report.tensors.append(.init(name: info.name, shape: info.shape, fromType: view.dtype, toType: info.dtype,
                                         bytesIn: entry.storedBytes, bytesOut: info.byteCount))
@@ -119,7 +122,7 @@ public enum CheckpointConverter {
         var config = checkpoint.config
         if let target = options.targetType, let c = config { config = updatingDType(c, to: target) }
         let written = try CheckpointWriter.write(from: checkpoint, to: output, shards: shards, config: config,
-                                                 overwrite: options.overwrite, produce: produce)
+                                                 overwrite: options.overwrite, writing: writing, produce: produce)
         report.files = written.files
         report.copiedFiles = written.copiedFiles
         report.seconds = clock.seconds
@@ -140,27 +143,6 @@ public enum CheckpointConverter {
             members[i].1 = .string(dtype.torchName)
         }
         return .object(members)
-    }
-
-    /// Writes `view` converted to `dtype` in bounded steps straight into the output buffer.
-    public static func streamConverted(_ view: TensorView, to dtype: DType, into out: OutputFile, threads: ThreadBudget) throws {
-        if view.dtype == dtype {
-            try view.withBytes { try out.write($0) }
-            return
-        }
-        let n = view.elementCount
-        let step = max(1, stepBytes / max(dtype.size, view.dtype.size))
-        var start = 0
-        while start < n {
-            let count = min(step, n - start)
-            try view.withBytes { bytes in
-                let source = UnsafeRawBufferPointer(rebasing: bytes[(start * view.dtype.size)..<((start + count) * view.dtype.size)])
-                try out.write(count: count * dtype.size) { destination in
-                    FloatConversion.convert(source, from: view.dtype, to: dtype, into: destination, threads: threads)
-                }
-            }
-            start += count
-        }
     }
 }
 

@@ -144,6 +144,38 @@ public final class CheckpointWriter {
         return (shards.map(\.fileName) + (shards.count > 1 ? ["model.safetensors.index.json"] : []), copied)
     }
 
+    /// Writes a whole checkpoint derived from `input` as `write(from:…produce:)` does (the same
+    /// files, the same bytes, atomic), with each tensor's bytes going through a `TensorOutput`:
+    /// `.sequential` is that plain path; `.streamed` writes every shard's header first and hands
+    /// each tensor (in file order, so the file is still written front to back) to a background
+    /// thread that writes it while `produce` computes the next. `produce` must write exactly each
+    /// tensor's byte count.
+    public static func write(from input: Checkpoint, to output: String, shards: [ShardPlan], config: JSONValue?,
+                             overwrite: Bool, replacingFiles: [String] = [], extraFiles: [(name: String, path: String)] = [],
+                             writing: TensorWriting, produce: (TensorInfo, TensorOutput) throws -> Void) throws
+        -> (files: [String], copiedFiles: [String])
+    {
+        guard writing.isStreamed else {
+            return try write(from: input, to: output, shards: shards, config: config, overwrite: overwrite, replacingFiles: replacingFiles,
+                             extraFiles: extraFiles) { info, file in try produce(info, TensorOutput(info, sequential: file)) }
+        }
+        let total = shards.reduce(0) { $0 + $1.tensors.count }
+        var written = 0
+        return try writeStreaming(from: input, to: output, shardCount: shards.count, config: config, overwrite: overwrite,
+                                  replacingFiles: replacingFiles, extraFiles: extraFiles, pieceBytes: writing.pieceBytes) { shard, open in
+            let writer = try open(shards[shard])
+            for info in writer.layout.tensors {
+                try produce(info, TensorOutput(info, streamed: writer))
+                let submitted = writer.bytesSubmitted(info.name)
+                guard submitted == info.byteCount else {
+                    throw SafetensorsWriteError.wrongByteCount(file: writer.path, tensor: info.name, expected: info.byteCount, actual: submitted)
+                }
+                written += 1
+                WorkProgress.report("writing", done: written, total: total, item: info.name)
+            }
+        }
+    }
+
     /// Writes config.json, the input's generated and other files (less `replacingFiles`) and
     /// `extraFiles` beside the shards, then commits; returns the names copied.
     private func completeFolder(from input: Checkpoint, config: JSONValue?, replacingFiles: [String],
@@ -173,10 +205,11 @@ public final class CheckpointWriter {
     /// at their offsets while the caller computes the next: `fill(shard, open)` plans shard
     /// `shard` of `shardCount`, calls `open(plan)` once to create the file with its header, and
     /// hands every planned tensor to the writer it returns. Each shard is finished (every write
-    /// done, fsynced) before the next is filled; at most `window` tensors wait to be written.
+    /// done, fsynced) before the next is filled; at most `window` tensors (or pieces) wait to be
+    /// written, and tensors viewed in the input are written `pieceBytes` at a time.
     public static func writeStreaming(from input: Checkpoint, to output: String, shardCount: Int, config: JSONValue?,
                                       overwrite: Bool, replacingFiles: [String] = [], extraFiles: [(name: String, path: String)] = [],
-                                      window: Int = 2,
+                                      window: Int = 2, pieceBytes: Int = SafetensorsStreamWriter.defaultPieceBytes,
                                       fill: (_ shard: Int, _ open: (ShardPlan) throws -> SafetensorsStreamWriter) throws -> Void) throws
         -> (files: [String], copiedFiles: [String])
     {
@@ -190,7 +223,7 @@ public final class CheckpointWriter {
                     precondition(opened == nil, "writeStreaming: a shard is opened once")
                     let path = loneFile ?? folder!.output.path(plan.fileName)
                     let writer = try SafetensorsStreamWriter(SafetensorsLayout(plan.tensors, metadata: plan.metadata), path: path,
-                                                             window: window)
+                                                             window: window, pieceBytes: pieceBytes)
                     opened = writer
                     planned = plan
                     return writer

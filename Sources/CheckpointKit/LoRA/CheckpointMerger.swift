@@ -60,11 +60,18 @@ public struct MergeReport: Sendable {
 }
 
 /// Merges adapters into a base checkpoint, streaming tensor by tensor from the mapped base: only
-/// the tensor being merged is held in f32 (plus its delta), so memory stays near one tensor.
+/// the tensor being merged is held in f32 (plus its delta), so memory stays near one tensor, and
+/// each tensor is written by the stream writer while the next one is merged.
 public enum CheckpointMerger {
     /// Plans, checks and writes `checkpoint` with each adapter (times its weight) merged in, atomically to `output`.
     public static func merge(base checkpoint: Checkpoint, adapters: [(adapter: LoRAAdapter, weight: Double)], to output: String,
                              options: MergeOptions) throws -> MergeReport {
+        try merge(base: checkpoint, adapters: adapters, to: output, options: options, writing: .streamed)
+    }
+
+    /// `merge`, writing safetensors through `writing`: `.sequential` is the plain twin the tests hold the streamed path to.
+    static func merge(base checkpoint: Checkpoint, adapters: [(adapter: LoRAAdapter, weight: Double)], to output: String,
+                      options: MergeOptions, writing: TensorWriting) throws -> MergeReport {
         // A dry run names no output (or one it will not write): nothing to keep apart from the inputs.
         if !options.dryRun || !output.isEmpty {
             try FileSystem.refuseOverlap(output: output, inputs: [checkpoint.path] + adapters.map(\.adapter.folder))
@@ -189,14 +196,15 @@ public enum CheckpointMerger {
         let tokenizer = plan.vocabulary.map { v in v.tokenizerFiles.map { (name: $0, path: FileSystem.join(v.tokenizerFolder, $0)) } } ?? []
         let written = try CheckpointWriter.write(from: checkpoint, to: output, shards: shards.filter { !$0.tensors.isEmpty }, config: config,
                                                  overwrite: options.overwrite,
-                                                 replacingFiles: plan.vocabulary == nil ? [] : VocabularyResize.tokenizerFileNames, extraFiles: tokenizer) { info, out in
+                                                 replacingFiles: plan.vocabulary == nil ? [] : VocabularyResize.tokenizerFileNames, extraFiles: tokenizer,
+                                                 writing: writing) { info, out in
             if let bytes = encodedParts.removeValue(forKey: info.name) {
                 try out.write(bytes)
                 return
             }
             switch sources[info.name] {
             case .copy(let entry)?:
-                try checkpoint.view(entry).withBytes { try out.write($0) }
+                try out.copy(checkpoint.view(entry))
                 checkpoint.releasePages(entry)
             case .float(let tensor, let dtype)?:
                 // The base tensor is widened once, then its mapped pages are let go: resident
@@ -216,9 +224,8 @@ public enum CheckpointMerger {
                     (report.rows[i].updateRMS, report.rows[i].relativeChange) = (change.rms, change.relative)
                     report.rows[i].baseQuantizationRMSE = baseQuantizationError(tensor, checkpoint: checkpoint, values: values, threads: options.threads)?.rmse
                 }
-                try out.write(count: info.byteCount) { destination in
-                    values.withUnsafeBytes { FloatConversion.convert($0, from: .f32, to: dtype, into: destination, threads: options.threads) }
-                }
+                // Written in pieces while the next tensor is widened and merged.
+                try values.withUnsafeBufferPointer { try out.convert($0, threads: options.threads) }
             case .encoded?, nil:
                 preconditionFailure("no source for \(info.name)")
             }

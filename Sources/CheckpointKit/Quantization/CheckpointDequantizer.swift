@@ -27,11 +27,19 @@ public struct DequantizationReport: Sendable {
 
 /// Any quantized layout the suite reads back to floats: quantized weights become float tensors
 /// again (their original dtype unless `dtype` says otherwise), other tensors are kept (or
-/// converted to `dtype` when given), `quantization_config` leaves config.json.
+/// converted to `dtype` when given), `quantization_config` leaves config.json. Each shard's
+/// header is planned from the shapes, and each tensor is written by the stream writer while the
+/// next one is decoded.
 public enum CheckpointDequantizer {
     /// Writes `checkpoint` atomically with quantized weights decoded to their original dtype (or `dtype`); throws `notQuantized` when nothing is quantized.
     public static func dequantize(_ checkpoint: Checkpoint, to output: String, dtype: DType?, threads: ThreadBudget = .allCores,
                                   overwrite: Bool = false) throws -> DequantizationReport {
+        try dequantize(checkpoint, to: output, dtype: dtype, threads: threads, overwrite: overwrite, writing: .streamed)
+    }
+
+    /// `dequantize`, writing through `writing`: `.sequential` is the plain twin the tests hold the streamed path to.
+    static func dequantize(_ checkpoint: Checkpoint, to output: String, dtype: DType?, threads: ThreadBudget, overwrite: Bool,
+                           writing: TensorWriting) throws -> DequantizationReport {
         try FileSystem.refuseOverlap(output: output, inputs: [checkpoint.path])
         let clock = Stopwatch()
         let logical = try LogicalCheckpoint(checkpoint)
@@ -60,17 +68,18 @@ public enum CheckpointDequantizer {
             if let dtype { config = CheckpointConverter.updatingDType(config!, to: dtype) }
         }
         let written = try CheckpointWriter.write(from: checkpoint, to: output, shards: shards.filter { !$0.tensors.isEmpty }, config: config,
-                                                 overwrite: overwrite) { info, out in
+                                                 overwrite: overwrite, writing: writing) { info, out in
             let tensor = byName[info.name]!
             if case .plain(let entry) = tensor.storage {
-                try CheckpointConverter.streamConverted(checkpoint.view(entry), to: info.dtype, into: out, threads: threads)
+                try out.convert(checkpoint.view(entry), threads: threads)
                 checkpoint.releasePages(entry)
                 return
             }
+            // Decoded whole (a layout's blocks and scales span the tensor), its parts' pages let go,
+            // then written in pieces while the next tensor is decoded.
             let values = logical.float32(tensor, threads: threads)
-            try out.write(count: info.byteCount) { destination in
-                values.withUnsafeBytes { FloatConversion.convert($0, from: .f32, to: info.dtype, into: destination, threads: threads) }
-            }
+            logical.releasePages(tensor)
+            try values.withUnsafeBufferPointer { try out.convert($0, threads: threads) }
         }
         report.files = written.files
         report.seconds = clock.seconds

@@ -109,6 +109,18 @@ public final class MappedFile: @unchecked Sendable {
 }
 
 extension TensorView {
+    /// Lets the kernel drop the mapped pages behind `range` (bytes of this view) once they have been
+    /// read: they stay in the page cache, leave the resident set, and are read again if touched.
+    /// Does nothing for a view of anything but a mapped file (a decoded copy).
+    public func releaseMappedPages(_ range: Range<Int>) {
+        guard let mapped = storage as? MappedFile, !range.isEmpty else { return }
+        withBytes { bytes in
+            guard let start = bytes.baseAddress, let base = mapped.bytes.baseAddress else { return }
+            let offset = start - base + range.lowerBound
+            mapped.adviseDone(offset..<(offset + range.count))
+        }
+    }
+
     /// A view of `byteRange` of a mapped file; the view keeps the mapping alive.
     public init(info: TensorInfo, storage: MappedFile, byteRange: Range<Int>) {
         self.init(info: info, owner: storage, bytes: UnsafeRawBufferPointer(rebasing: storage.bytes[byteRange]))

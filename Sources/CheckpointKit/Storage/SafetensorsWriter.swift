@@ -30,6 +30,8 @@ public enum SafetensorsWriteError: Error, Equatable, Sendable, CustomStringConve
     case differsFromPlan(file: String, tensor: String, expected: String, actual: String)
     /// A tensor of the layout that was never written when the file was finished.
     case notWritten(file: String, tensor: String)
+    /// A piece of a tensor handed to a `SafetensorsStreamWriter` that does not start where the tensor's last piece ended.
+    case pieceOutOfOrder(file: String, tensor: String, expectedOffset: Int, offset: Int)
 
     /// One line: the file (and tensor or key) at fault, what is wrong, and what was expected.
     public var description: String {
@@ -44,6 +46,8 @@ public enum SafetensorsWriteError: Error, Equatable, Sendable, CustomStringConve
             return "\(faultLocation(file, tensor: tensor)): differs from the file's planned layout (expected \(expected), got \(actual))"
         case let .notWritten(file, tensor):
             return "\(faultLocation(file, tensor: tensor)): never written (expected every planned tensor before the file is finished)"
+        case let .pieceOutOfOrder(file, tensor, expectedOffset, offset):
+            return "\(faultLocation(file, tensor: tensor)): a piece starts at byte \(offset) of the tensor (expected \(expectedOffset), where the last one ended)"
         }
     }
 }
