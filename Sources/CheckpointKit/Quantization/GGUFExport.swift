@@ -116,10 +116,8 @@ public enum GGUFExport {
         public var threads: ThreadBudget = .allCores
         /// Replace an existing output.
         public var overwrite = false
-        /// A large stored matrix is read, encoded and written this many bytes of f32 values at a
-        /// time (whole rows), so neither its f32 copy nor its encoding is ever held whole; smaller
-        /// tensors are prepared whole, one ahead. Every GGML type encodes rows independently, so
-        /// the bytes do not depend on it (tests shrink it to cross row-group boundaries).
+        /// A plain matrix whose f32 copy passes this many bytes is read and encoded a piece of rows
+        /// of about this size at a time (the same bytes; tests make it small to cross pieces).
         public var pieceBytes = 16 << 20
 
         /// The defaults: no overrides, no imatrix, all cores, no overwrite.
@@ -244,19 +242,10 @@ public enum GGUFExport {
             }
             // The next tensor is read, widened and checked on a second thread while this one is
             // encoded: the encoder's threads never wait for a tensor's serial preparation.
-            let path = checkpoint.path
-            let pieceBytes = max(1, options.pieceBytes)
-            // A matrix stored as floats and written row for row as stored (no permutation or
-            // transposition) is read and encoded in groups of rows instead of whole.
-            @Sendable func rowGroupSource(_ p: Planned) -> TensorView? {
-                let item = p.item
-                guard item.generated == nil, item.parts.count == 1, item.permutedHeads == nil, !item.transposed, item.shape.count == 2,
-                      item.elementCount * 4 > pieceBytes, case .plain(let entry) = item.parts[0].storage,
-                      [.f32, .f16, .bf16].contains(entry.info.dtype) else { return nil }
-                return checkpoint.view(entry)
-            }
+            let path = checkpoint.path, pieceBytes = options.pieceBytes
             @Sendable func prepare(_ p: Planned) -> Result<[Float], Error> {
-                if rowGroupSource(p) != nil { return .success([]) }  // read below, a group of rows at a time
+                // A large plain matrix is read and encoded a piece of rows at a time below, not held whole.
+                if p.item.rowsPerPiece(logical, pieceBytes: pieceBytes) != nil { return .success([]) }
                 let values = p.item.values(logical, threads: .single)
                 if let refusal = blockRefusal(values, type: p.type, file: path, tensor: p.item.sourceName) { return .failure(refusal) }
                 return .success(values)
@@ -265,9 +254,14 @@ public enum GGUFExport {
             for (k, p) in planned.enumerated() {
                 let values = try ahead.take(k).get()
                 let importance = options.importance?.weights(for: p.item.name)
-                if let view = rowGroupSource(p) {
-                    try encodeInRowGroups(view, p.item, as: p.type, importance: importance, pieceBytes: pieceBytes, file: path,
-                                          threads: threads) { try writer.write($0) }
+                if let rows = p.item.rowsPerPiece(logical, pieceBytes: pieceBytes) {
+                    // Each row's bytes depend on that row alone (and the imatrix's one row of weights): the same bytes as whole.
+                    try p.item.forEachPiece(logical, rows: rows) { piece, firstElement in
+                        if let refusal = blockRefusal(piece, type: p.type, file: path, tensor: p.item.sourceName, firstIndex: firstElement) {
+                            throw refusal
+                        }
+                        try writer.write(try encode(piece, as: p.type, dims: p.dims, importance: importance, threads: threads))
+                    }
                 } else {
                     try writer.write(try encode(values, as: p.type, dims: p.dims, importance: importance, threads: threads))
                 }
@@ -400,6 +394,38 @@ public enum GGUFExport {
         var staysFloat32: Bool {
             shape.count <= 1 || name.hasSuffix("_norm.weight") || name.contains("ffn_gate_inp.") || name.hasPrefix("position_embd.")
                 || name.hasPrefix("token_types.") || !name.hasSuffix(".weight") || generated != nil
+        }
+
+        /// Rows per piece when this is a plain 2-D matrix whose f32 copy would pass `pieceBytes`
+        /// and that the converter changes no more than by cutting rows or shifting values: it is
+        /// then read, checked and encoded a piece of rows at a time; nil to take it whole.
+        func rowsPerPiece(_ logical: LogicalCheckpoint, pieceBytes: Int) -> Int? {
+            guard generated == nil, parts.count == 1, !transposed, permutedHeads == nil, shape.count == 2, shape[1] > 0,
+                  case .plain = parts[0].storage, elementCount * 4 > pieceBytes else { return nil }
+            return max(1, pieceBytes / (4 * shape[1]))
+        }
+
+        /// Calls `body` with each piece of `rows` rows as the converter hands them over (the kept
+        /// rows, shifted) and the flat index of its first element, dropping the mapped input pages
+        /// of each piece once read. Only for an item `rowsPerPiece` accepts.
+        func forEachPiece(_ logical: LogicalCheckpoint, rows: Int,
+                          _ body: (_ piece: [Float], _ firstElement: Int) throws -> Void) throws {
+            guard case let .plain(entry) = parts[0].storage else { preconditionFailure("rowsPerPiece accepts plain tensors only") }
+            let view = logical.checkpoint.view(entry), columns = shape[1]
+            var row = 0
+            while row < shape[0] {
+                let range = (row * columns)..<(min(shape[0], row + rows) * columns)
+                var piece = [Float](unsafeUninitializedCapacity: range.count) { buffer, initialized in
+                    FloatValues.read(view, range: range, into: buffer.baseAddress!)
+                    initialized = range.count
+                }
+                view.releaseMappedPages((range.lowerBound * entry.info.dtype.size)..<(range.upperBound * entry.info.dtype.size))
+                if shift != 0 { for i in piece.indices { piece[i] += shift } }
+                try body(piece, range.lowerBound)
+                if Interruption.isRequested { throw FileAccessError.interrupted(file: logical.checkpoint.path) }
+                row += rows
+            }
+            logical.releasePages(parts[0])
         }
 
         /// The values as the converter hands them to the writer, in f32.
@@ -562,40 +588,10 @@ extension GGUFExport {
 
     /// Why `values` cannot be stored as `type`: a block type cannot hold NaN or Inf (llama-quantize
     /// fails its row validation there), so the first such value is named; nil for float types.
-    static func blockRefusal(_ values: [Float], type: GGMLType, file: String, tensor: String) -> QuantizationError? {
+    static func blockRefusal(_ values: [Float], type: GGMLType, file: String, tensor: String, firstIndex: Int = 0) -> QuantizationError? {
         guard type.floatDType == nil else { return nil }
-        return QuantizationError.firstNonFinite(values, file: file, tensor: tensor)
-    }
-
-    /// The first `item.shape[0]` rows of the float matrix `view`, `item`'s changes (a shift) applied,
-    /// encoded in `type` a group of rows (about `pieceBytes` of f32) at a time and handed to `write`
-    /// in order: the bytes `encode` makes of the whole matrix, since every type encodes rows alone.
-    /// Each group's mapped input pages are let go once read.
-    static func encodeInRowGroups(_ view: TensorView, _ item: ExportItem, as type: GGMLType, importance: [Float]?, pieceBytes: Int, file: String,
-                                  threads: ThreadBudget, write: ([UInt8]) throws -> Void) throws {
-        let rows = item.shape[0], columns = item.shape[1]
-        let rowsPerGroup = max(1, pieceBytes / max(1, columns * 4))
-        var row = 0
-        while row < rows {
-            let count = min(rowsPerGroup, rows - row)
-            let elements = (row * columns)..<((row + count) * columns)
-            let bytes = (elements.lowerBound * view.dtype.size)..<(elements.upperBound * view.dtype.size)
-            var values = [Float](unsafeUninitializedCapacity: elements.count) { buffer, initialized in
-                view.withBytes { source in
-                    FloatConversion.convert(UnsafeRawBufferPointer(rebasing: source[bytes]), from: view.dtype, to: .f32,
-                                            into: UnsafeMutableRawBufferPointer(buffer), threads: threads)
-                }
-                initialized = elements.count
-            }
-            view.releaseMappedPages(bytes)
-            if Interruption.isRequested { throw FileAccessError.interrupted(file: file) }
-            if item.shift != 0 { for i in values.indices { values[i] += item.shift } }
-            if case let .nonFinite(file, tensor, index, value)? = blockRefusal(values, type: type, file: file, tensor: item.sourceName) {
-                throw QuantizationError.nonFinite(file: file, tensor: tensor, index: elements.lowerBound + index, value: value)
-            }
-            try write(try encode(values, as: type, dims: [columns, count], importance: importance, threads: threads))
-            row += count
-        }
+        guard case let .nonFinite(file, tensor, index, value)? = QuantizationError.firstNonFinite(values, file: file, tensor: tensor) else { return nil }
+        return .nonFinite(file: file, tensor: tensor, index: firstIndex + index, value: value)
     }
 
     /// `values` (a tensor of `ne` `dims`) in `type`; importance weights hold one row's worth per
