@@ -152,3 +152,29 @@ func q8FastMatchesReference() {
         #expect(x.withUnsafeBufferPointer { Q8_0Codec.quantize($0, threads: ThreadBudget(threads)) } == reference)
     }
 }
+
+@Test("The SIMD Q4_0 quantizer equals its scalar reference on awkward blocks, at 1 and 2 threads")
+func q4FastMatchesReference() {
+    var rng = SeededGenerator(seed: 78)
+    var x = (0..<(32 * 300)).map { _ in Float.random(in: -2...2, using: &rng) }
+    for i in 0..<32 { x[32 + i] = 0 }  // a zero block: d = −0
+    for i in 0..<32 { x[64 + i] = -0.0 }  // and its negative: d = +0
+    for i in 0..<32 { x[96 + i] = (Float(i) - 15.5) / 2 }  // codes landing on exact halves and integers
+    x[128] = 1.5; x[140] = -1.5  // both signs at the largest magnitude: the first decides
+    x[160] = -1.5; x[170] = 1.5
+    for i in 0..<32 { x[192 + i] = Float(i % 17) * 0.125 - 1 }
+    x[230] = 1e30  // a huge value
+    x[260] = -1e-30
+    x[300] = .nan  // non-finite blocks go through the reference
+    x[333] = .infinity
+    x[380] = -.infinity
+    for i in 0..<32 { x[416 + i] = 1e-40 * Float(i) }  // subnormals
+    let reference = x.withUnsafeBufferPointer { Q4_0Codec.quantizeReference($0) }
+    for threads in [1, 2] {
+        #expect(x.withUnsafeBufferPointer { Q4_0Codec.quantize($0, threads: ThreadBudget(threads)) } == reference)
+    }
+    var rows = [UInt8](repeating: 0, count: reference.count)
+    x.withUnsafeBufferPointer { p in rows.withUnsafeMutableBytes { KQuantizers.q4_0(p.baseAddress!, p.count, nil, $0.baseAddress!) } }
+    #expect(rows == reference)
+}
+

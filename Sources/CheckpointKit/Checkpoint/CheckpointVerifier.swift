@@ -64,7 +64,7 @@ public enum CheckpointVerifier {
             while start < n && found < 0 {
                 let count = min(step, n - start)
                 FloatValues.read(view, range: start..<(start + count), into: scratch.baseAddress!)
-                if let i = (0..<count).first(where: { !scratch[$0].isFinite }) { found = start + i }
+                if let i = FloatValues.firstNonFinite(scratch.baseAddress!, count: count) { found = start + i }
                 start += count
             }
         }

@@ -101,21 +101,29 @@ public enum BlockInt8Quantizer {
         }
     }
 
-    /// `dequantizeReference` with rows spread over threads; the same float32 results.
+    /// `dequantizeReference` with rows spread over threads, each chunk of rows decoded by `dequantize(range:)`.
     public static func dequantize(_ q: UnsafeBufferPointer<Int8>, scales: UnsafeBufferPointer<Float>, rows: Int, columns: Int,
                                   groupSize: Int, into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget = .allCores) {
-        let groups = groupsPerRow(columns: columns, groupSize: groupSize)
         let rowsPerChunk = max(1, (1 << 16) / max(columns, 1))
         let chunks = (rows + rowsPerChunk - 1) / rowsPerChunk
         threads.forEachChunk(chunks) { chunk in
-            for r in (chunk * rowsPerChunk)..<min(rows, (chunk + 1) * rowsPerChunk) {
-                for g in 0..<groups {
-                    let scale = scales[r * groups + g]
-                    for c in (g * groupSize)..<min(columns, (g + 1) * groupSize) {
-                        out[r * columns + c] = Float(q[r * columns + c]) * scale
-                    }
-                }
-            }
+            let range = (chunk * rowsPerChunk * columns)..<(min(rows, (chunk + 1) * rowsPerChunk) * columns)
+            dequantize(q, scales: scales, columns: columns, groupSize: groupSize, range: range, into: out.baseAddress! + range.lowerBound)
+        }
+    }
+
+    /// The flat elements `range` of a row-major `[rows, columns]` weight, `q · scale` written from `out[0]`:
+    /// one group (or the part of it inside the range) at a time, one scale per run. The one decode loop.
+    public static func dequantize(_ q: UnsafeBufferPointer<Int8>, scales: UnsafeBufferPointer<Float>, columns: Int, groupSize: Int,
+                                  range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        let groups = groupsPerRow(columns: columns, groupSize: groupSize)
+        var i = range.lowerBound
+        while i < range.upperBound {
+            let row = i / columns, column = i % columns
+            let end = min(range.upperBound, row * columns + min(columns, (column / groupSize + 1) * groupSize))
+            let scale = scales[row * groups + column / groupSize]
+            for j in i..<end { out[j - range.lowerBound] = Float(q[j]) * scale }
+            i = end
         }
     }
 }

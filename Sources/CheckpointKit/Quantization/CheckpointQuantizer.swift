@@ -46,28 +46,26 @@ public enum QuantizationError: Error, Equatable, Sendable, CustomStringConvertib
     case groupSizeDoesNotDivide(file: String, tensor: String, columns: Int, groupSize: Int)
     case unsupportedShape(file: String, tensor: String, shape: [Int], expected: String)
 
-    /// `.nonFinite` for the first NaN or infinity in `values`, nil when all are finite. Pieces
-    /// are scanned on `threads` (an all-ones exponent, branch-free, so the loop vectorizes) and the
-    /// lowest flagged piece searched: the same index for any thread count.
+    /// `.nonFinite` for the first NaN or infinity in `values`, nil when all are finite. Pieces of
+    /// 64 Ki values are scanned on `threads` by `FloatValues.firstNonFinite` and the lowest hit kept:
+    /// the same index for any thread count.
     static func firstNonFinite(_ values: [Float], file: String, tensor: String, threads: ThreadBudget = .single) -> QuantizationError? {
         let pieceSize = 1 << 16
         let pieces = (values.count + pieceSize - 1) / pieceSize
-        var flagged = [Bool](repeating: false, count: pieces)
+        var firstPerPiece = [Int](repeating: .max, count: pieces)
         values.withUnsafeBufferPointer { x in
-            flagged.withUnsafeMutableBufferPointer { flags in
-                let (x, flags) = (UncheckedSendable(x), UncheckedSendable(flags))
+            firstPerPiece.withUnsafeMutableBufferPointer { first in
+                let (x, first) = (UncheckedSendable(x), UncheckedSendable(first))
                 threads.forEachChunk(pieces) { piece in
-                    var any: UInt32 = 0
-                    for i in (piece * pieceSize)..<min(x.value.count, (piece + 1) * pieceSize) {
-                        any |= (x.value[i].bitPattern & 0x7F80_0000) == 0x7F80_0000 ? 1 : 0
+                    let start = piece * pieceSize
+                    if let i = FloatValues.firstNonFinite(x.value.baseAddress! + start, count: min(x.value.count, start + pieceSize) - start) {
+                        first.value[piece] = start + i
                     }
-                    flags.value[piece] = any != 0
                 }
             }
         }
-        guard let piece = flagged.firstIndex(of: true) else { return nil }
-        let range = (piece * pieceSize)..<min(values.count, (piece + 1) * pieceSize)
-        return values[range].firstIndex(where: { !$0.isFinite }).map { .nonFinite(file: file, tensor: tensor, index: $0, value: "\(values[$0])") }
+        guard let index = firstPerPiece.first(where: { $0 != .max }) else { return nil }
+        return .nonFinite(file: file, tensor: tensor, index: index, value: "\(values[index])")
     }
 
     /// The one-line message: the option, file or tensor at fault and what was expected.

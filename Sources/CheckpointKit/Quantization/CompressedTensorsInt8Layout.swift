@@ -60,20 +60,11 @@ public struct Int8Scheme: QuantizationScheme, Equatable {
     public func rangeDecoder(for tensor: EncodedTensor) -> ((Range<Int>, UnsafeMutablePointer<Float>) -> Void)? {
         let q = tensor.parts[0].bytes, scales = FloatValues.array(tensor.parts[1].bytes, dtype: scaleType)
         let columns = tensor.shape[1], groupSize = groupSize
-        let groups = BlockInt8Quantizer.groupsPerRow(columns: columns, groupSize: groupSize)
         return { range, out in
             q.withUnsafeBytes { raw in
                 scales.withUnsafeBufferPointer { s in
-                    let codes = raw.bindMemory(to: Int8.self)
-                    var i = range.lowerBound
-                    // One group (or the part of it inside the range) at a time: one scale per run.
-                    while i < range.upperBound {
-                        let row = i / columns, column = i % columns
-                        let end = min(range.upperBound, row * columns + min(columns, (column / groupSize + 1) * groupSize))
-                        let scale = s[row * groups + column / groupSize]
-                        for j in i..<end { out[j - range.lowerBound] = Float(codes[j]) * scale }
-                        i = end
-                    }
+                    BlockInt8Quantizer.dequantize(raw.bindMemory(to: Int8.self), scales: s, columns: columns, groupSize: groupSize,
+                                                  range: range, into: out)
                 }
             }
         }

@@ -159,8 +159,7 @@ public enum FourBitQuantizer {
         // Halve by compare and select too: `SIMD.max()` walks the lanes one by one through the
         // stack with NaN checks, and once per 64-value block that cost as much as the scan.
         a = a.maximum(b)
-        let eight = a.lowHalf.replacing(with: a.highHalf, where: a.lowHalf .< a.highHalf)
-        let four = eight.lowHalf.replacing(with: eight.highHalf, where: eight.lowHalf .< eight.highHalf)
+        let four = a.largestFourLanes()
         var m = max(max(four[0], four[1]), max(four[2], four[3]))
         while i < count {
             m = max(m, abs(x[i]))

@@ -118,7 +118,7 @@ public enum GGUFExport {
         public var overwrite = false
         /// A plain matrix whose f32 copy passes this many bytes is read and encoded a piece of rows
         /// of about this size at a time (the same bytes; tests make it small to cross pieces).
-        public var pieceBytes = 16 << 20
+        public var pieceBytes = 4 << 20
 
         /// The defaults: no overrides, no imatrix, all cores, no overwrite.
         public init() {}
@@ -237,7 +237,7 @@ public enum GGUFExport {
             // Written by a background thread while the next tensor is encoded.
             let out = try BackgroundAppendFile(creating: atomic.temporary)
             // Tensors encoded before the tokenizer's metadata is ready wait in memory (up to 64 MB).
-            let writer = HeaderFirstWriter(out, limit: 64 << 20, isReady: { tokenizerJob.isDone }) {
+            let writer = HeaderFirstWriter(out, limit: 8 << 20, isReady: { tokenizerJob.isDone }) {
                 headerBytes(kv + (try tokenizerJob.value()), tensors: tensorInfos)
             }
             // The next tensor is read, widened and checked on a second thread while this one is

@@ -49,6 +49,40 @@ extension SIMD16 where Scalar == Float {
     }
 }
 
+extension SIMD16 where Scalar == Float {
+    /// The four lanes left after halving twice, each half taking the larger of its pair (the
+    /// second where the first is smaller): `replacing(with:where:)` on the halves compiles to a
+    /// branch per lane, which random weights mispredict, so these selects are done on the bits.
+    @inline(__always)
+    func largestFourLanes() -> SIMD4<Float> {
+        let takeHigh8 = unsafeBitCast(lowHalf .< highHalf, to: SIMD8<UInt32>.self)
+        let eight = unsafeBitCast((unsafeBitCast(lowHalf, to: SIMD8<UInt32>.self) & ~takeHigh8)
+            | (unsafeBitCast(highHalf, to: SIMD8<UInt32>.self) & takeHigh8), to: SIMD8<Float>.self)
+        let takeHigh4 = unsafeBitCast(eight.lowHalf .< eight.highHalf, to: SIMD4<UInt32>.self)
+        return unsafeBitCast((unsafeBitCast(eight.lowHalf, to: SIMD4<UInt32>.self) & ~takeHigh4)
+            | (unsafeBitCast(eight.highHalf, to: SIMD4<UInt32>.self) & takeHigh4), to: SIMD4<Float>.self)
+    }
+
+    /// The largest lane of lanes free of NaN, by `largestFourLanes` and three scalar compares.
+    @inline(__always)
+    func largestLane() -> Float {
+        let four = largestFourLanes()
+        return Swift.max(Swift.max(four[0], four[1]), Swift.max(four[2], four[3]))
+    }
+}
+
+extension SIMD16 where Scalar == Int32 {
+    /// The largest lane, halved by compare and bitwise select as `SIMD16<Float>.largestFourLanes` does.
+    @inline(__always)
+    func largestLane() -> Int32 {
+        let takeHigh8 = unsafeBitCast(lowHalf .< highHalf, to: SIMD8<Int32>.self)
+        let eight = (lowHalf & ~takeHigh8) | (highHalf & takeHigh8)
+        let takeHigh4 = unsafeBitCast(eight.lowHalf .< eight.highHalf, to: SIMD4<Int32>.self)
+        let four = (eight.lowHalf & ~takeHigh4) | (eight.highHalf & takeHigh4)
+        return Swift.max(Swift.max(four[0], four[1]), Swift.max(four[2], four[3]))
+    }
+}
+
 /// Whether every value is a finite number (no NaN, no ±Inf), 16 lanes at a time on the exponent
 /// bits: an all-ones exponent is NaN or infinity.
 public func allFinite(_ values: UnsafeBufferPointer<Float>) -> Bool {

@@ -84,32 +84,19 @@ public struct ErrorMetrics: Equatable, Sendable {
         return total
     }
 
-    /// The sums of one chunk of `count` values.
+    /// The sums of one chunk of `count` values: element i goes to lane i mod 8 of each sum, the
+    /// lanes are added by `SIMD8.sum()`, the tail after them one at a time.
     @inline(__always)
-    private static func chunk(_ reference: UnsafePointer<Float>, _ candidate: UnsafePointer<Float>, count: Int) -> ErrorMetrics {
-        var m = ErrorMetrics()
-        m.count = count
-        // Eight f64 lanes per sum: four independent add chains per register pair, where a
-        // scalar loop waits on one add's latency per element.
-        var sse8 = SIMD8<Double>(), sr8 = SIMD8<Double>(), sc8 = SIMD8<Double>(), d8 = SIMD8<Double>()
-        var worst8 = SIMD8<Double>()
-        let signMask = SIMD8<UInt64>(repeating: 0x7FFF_FFFF_FFFF_FFFF)
-        var i = 0
-        while i + 8 <= count {
-            let a = SIMD8<Double>(UnsafeRawPointer(reference + i).loadUnaligned(as: SIMD8<Float>.self))
-            let b = SIMD8<Double>(UnsafeRawPointer(candidate + i).loadUnaligned(as: SIMD8<Float>.self))
-            let e = a - b
-            sse8 += e * e
-            sr8 += a * a
-            sc8 += b * b
-            d8 += a * b
-            // A NaN error compares false and is skipped, as Swift.max skips it below.
-            let magnitude = unsafeBitCast(unsafeBitCast(e, to: SIMD8<UInt64>.self) & signMask, to: SIMD8<Double>.self)
-            worst8 = worst8.replacing(with: magnitude, where: magnitude .> worst8)
-            i += 8
-        }
-        var sse = sse8.sum(), sr = sr8.sum(), sc = sc8.sum(), d = d8.sum(), worst = worst8.max()
-        for i in i..<count {
+    static func chunk(_ reference: UnsafePointer<Float>, _ candidate: UnsafePointer<Float>, count: Int) -> ErrorMetrics {
+        // Baseline x86-64 has sixteen 2-lane f64 registers: five 8-lane sums would spill on every
+        // step, so lanes 0–3 and 4–7 are summed in two passes of 4-lane sums (the chunk is in
+        // cache), and joined into the same eight lanes.
+        let low = halfLanes(reference, candidate, count: count, offset: 0)
+        let high = halfLanes(reference, candidate, count: count, offset: 4)
+        var sse = SIMD8(lowHalf: low.sse, highHalf: high.sse).sum(), sr = SIMD8(lowHalf: low.sr, highHalf: high.sr).sum()
+        var sc = SIMD8(lowHalf: low.sc, highHalf: high.sc).sum(), d = SIMD8(lowHalf: low.dot, highHalf: high.dot).sum()
+        var worst = SIMD8(lowHalf: low.worst, highHalf: high.worst).max()
+        for i in (count / 8 * 8)..<count {
             let a = Double(reference[i]), b = Double(candidate[i])
             let e = a - b
             sse += e * e
@@ -118,7 +105,63 @@ public struct ErrorMetrics: Equatable, Sendable {
             d += a * b
             worst = Swift.max(worst, abs(e))
         }
+        var m = ErrorMetrics()
+        m.count = count
         (m.sumSquaredError, m.sumSquaredReference, m.sumSquaredCandidate, m.dot, m.maxAbsError) = (sse, sr, sc, d, worst)
+        return m
+    }
+
+    /// Lanes `offset..<offset+4` of the eight-lane sums over the whole groups of eight in a chunk.
+    @inline(__always)
+    private static func halfLanes(_ reference: UnsafePointer<Float>, _ candidate: UnsafePointer<Float>, count: Int, offset: Int)
+        -> (sse: SIMD4<Double>, sr: SIMD4<Double>, sc: SIMD4<Double>, dot: SIMD4<Double>, worst: SIMD4<Double>)
+    {
+        var sse = SIMD4<Double>(), sr = SIMD4<Double>(), sc = SIMD4<Double>(), dot = SIMD4<Double>(), worst = SIMD4<Double>()
+        let signMask = SIMD4<UInt64>(repeating: 0x7FFF_FFFF_FFFF_FFFF)
+        var i = 0
+        while i + 8 <= count {
+            let a = SIMD4<Double>(UnsafeRawPointer(reference + i + offset).loadUnaligned(as: SIMD4<Float>.self))
+            let b = SIMD4<Double>(UnsafeRawPointer(candidate + i + offset).loadUnaligned(as: SIMD4<Float>.self))
+            let e = a - b
+            sse += e * e
+            sr += a * a
+            sc += b * b
+            dot += a * b
+            // A NaN error compares false and is skipped, as Swift.max skips it in the tail.
+            let magnitude = unsafeBitCast(unsafeBitCast(e, to: SIMD4<UInt64>.self) & signMask, to: SIMD4<Double>.self)
+            worst = worst.replacing(with: magnitude, where: magnitude .> worst)
+            i += 8
+        }
+        return (sse, sr, sc, dot, worst)
+    }
+
+    /// Reference for `chunk`: the same eight lanes and order, one element at a time.
+    static func chunkReference(_ reference: UnsafePointer<Float>, _ candidate: UnsafePointer<Float>, count: Int) -> ErrorMetrics {
+        var sse = [Double](repeating: 0, count: 8), sr = sse, sc = sse, d = sse, worst = sse
+        for i in 0..<(count / 8 * 8) {
+            let a = Double(reference[i]), b = Double(candidate[i]), e = a - b
+            sse[i % 8] += e * e
+            sr[i % 8] += a * a
+            sc[i % 8] += b * b
+            d[i % 8] += a * b
+            if abs(e) > worst[i % 8] { worst[i % 8] = abs(e) }
+        }
+        func lanes(_ v: [Double]) -> SIMD8<Double> { SIMD8(v) }
+        var m = ErrorMetrics()
+        m.count = count
+        m.sumSquaredError = lanes(sse).sum()
+        m.sumSquaredReference = lanes(sr).sum()
+        m.sumSquaredCandidate = lanes(sc).sum()
+        m.dot = lanes(d).sum()
+        m.maxAbsError = lanes(worst).max()
+        for i in (count / 8 * 8)..<count {
+            let a = Double(reference[i]), b = Double(candidate[i]), e = a - b
+            m.sumSquaredError += e * e
+            m.sumSquaredReference += a * a
+            m.sumSquaredCandidate += b * b
+            m.dot += a * b
+            m.maxAbsError = Swift.max(m.maxAbsError, abs(e))
+        }
         return m
     }
 }

@@ -12,7 +12,7 @@ extension GGMLType {
                 o[b * 32 + j + 16] = d * Float(Int(byte >> 4) - 8)
             }
         }
-    }, encode: { x, _ in Q4_0Codec.quantize(x) }, quantize: KQuantizers.q4_0)
+    }, encode: { x, threads in Q4_0Codec.quantize(x, threads: threads) }, quantize: KQuantizers.q4_0)
 }
 
 extension KQuantizers {
@@ -20,8 +20,7 @@ extension KQuantizers {
     /// (a weighted symmetric fit per 32, codes 0…15).
     static let q4_0: RowQuantizer = { x, count, importance, out in
         guard let importance else {
-            let bytes = Q4_0Codec.quantize(UnsafeBufferPointer(start: x, count: count))
-            out.copyMemory(from: bytes, byteCount: bytes.count)
+            Q4_0Codec.quantizeBlocks(x, blocks: count / 32, into: out)
             return
         }
         legacySymmetric(x, count, importance, out, blockBytes: 18, nmax: 8) { l, block in
@@ -89,25 +88,84 @@ extension KQuantizers {
     }
 }
 
-/// Q4_0 quantization as llama.cpp's reference quantizer makes it.
+/// Q4_0 quantization as llama.cpp's reference quantizer (`quantize_row_q4_0_ref`) makes it, and a fast twin.
 public enum Q4_0Codec {
-    /// Per 32 values the element of largest magnitude (the first, on ties) gives d = max / −8;
-    /// q = trunc(x·(1/d) + 8.5) clipped to 0…15.
-    public static func quantize(_ x: UnsafeBufferPointer<Float>) -> [UInt8] {
+    /// Fast: SIMD within a block, blocks spread over threads; equal to `quantizeReference`.
+    public static func quantize(_ x: UnsafeBufferPointer<Float>, threads: ThreadBudget = .allCores) -> [UInt8] {
         let blocks = x.count / 32
         var out = [UInt8](repeating: 0, count: blocks * 18)
-        for b in 0..<blocks {
-            var best = 0
-            for j in 1..<32 where abs(x[b * 32 + j]) > abs(x[b * 32 + best]) { best = j }
-            let d = x[b * 32 + best] / -8
-            let inverse: Float = d == 0 ? 0 : 1 / d
-            GGMLBlock.storeHalf(d, &out, b * 18)
-            // C's MIN(15, (int8_t)(x·id + 8.5f)), wrap-around and all, so NaN or huge values cannot trap.
-            func q(_ j: Int) -> UInt8 {
-                UInt8(truncatingIfNeeded: min(15, Int(Int8(truncatingIfNeeded: KQuantizers.truncatingInt(x[b * 32 + j] * inverse + 8.5)))))
+        let perChunk = 2048
+        out.withUnsafeMutableBytes { o in
+            let (x, o) = (UncheckedSendable(x), UncheckedSendable(o))
+            threads.forEachChunk((blocks + perChunk - 1) / perChunk) { chunk in
+                let first = chunk * perChunk, count = min(blocks, first + perChunk) - first
+                quantizeBlocks(x.value.baseAddress! + 32 * first, blocks: count, into: o.value.baseAddress! + 18 * first)
             }
-            for j in 0..<16 { out[b * 18 + 2 + j] = q(j) | q(j + 16) << 4 }
         }
         return out
+    }
+
+    /// `blocks` blocks of 32 values at `x` into 18-byte blocks at `out`, one thread: each block of
+    /// finite values with one sign at its largest magnitude in SIMD, any other by the reference.
+    static func quantizeBlocks(_ x: UnsafePointer<Float>, blocks: Int, into out: UnsafeMutableRawPointer) {
+        let signMask = SIMD16<UInt32>(repeating: 0x7FFF_FFFF)
+        let magic = SIMD16<Float>(repeating: 12_582_912), half = SIMD16<Float>(repeating: 0.5), one = SIMD16<Float>(repeating: 1)
+        for b in 0..<blocks {
+            let p = UnsafeRawPointer(x + 32 * b), block = out + 18 * b
+            let v0 = p.loadUnaligned(as: SIMD16<Float>.self), v1 = p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+            // |x| as integers (bit patterns order like the magnitudes, NaN and ±Inf above every finite
+            // value); the signed extremes as floats, for whether +m or −m is there.
+            let a0 = unsafeBitCast(unsafeBitCast(v0, to: SIMD16<UInt32>.self) & signMask, to: SIMD16<Int32>.self)
+            let a1 = unsafeBitCast(unsafeBitCast(v1, to: SIMD16<UInt32>.self) & signMask, to: SIMD16<Int32>.self)
+            let amaxBits = a0.replacing(with: a1, where: a0 .< a1).largestLane()
+            let top = v0.maximum(v1).largestLane(), bottom = -(-v0.minimum(v1)).largestLane()
+            let m = Float(bitPattern: UInt32(bitPattern: amaxBits))
+            let positive = top == m, negative = bottom == -m
+            let d = (positive ? m : -m) / -8
+            let inverse: Float = d == 0 ? 0 : 1 / d
+            // NaN/Inf, +m and −m both present (the first one decides; an all-zero block's ±0 too), or
+            // a scale so small its inverse overflows: the reference, which C's conversions define there.
+            guard amaxBits < 0x7F80_0000, positive != negative, inverse.isFinite else {
+                quantizeBlockReference(x + 32 * b, into: block)
+                continue
+            }
+            KQuantSearch.storeHalf(d, block)
+            // x·(1/d) + 8.5 lies in [0.5, 16.5]: its truncation is its floor, the nearest-even of
+            // y − 0.5 corrected upwards once, then clipped to 15.
+            @inline(__always) func codes(_ v: SIMD16<Float>) -> SIMD16<UInt32> {
+                let y = v * inverse + 8.5
+                let r = ((y - half) + magic) - magic
+                let floor = r + one.replacing(with: 0, where: r + one .> y)
+                let q = floor.minimum(SIMD16<Float>(repeating: 15))
+                return unsafeBitCast(q + magic, to: SIMD16<UInt32>.self) & 0xF
+            }
+            let bytes = codes(v0) | codes(v1) &<< 4
+            block.storeBytes(of: SIMD16<UInt8>(truncatingIfNeeded: bytes), toByteOffset: 2, as: SIMD16<UInt8>.self)
+        }
+    }
+
+    /// Reference: per 32 values the element of largest magnitude (the first, on ties) gives d = max / −8;
+    /// q = trunc(x·(1/d) + 8.5) clipped to 0…15.
+    public static func quantizeReference(_ x: UnsafeBufferPointer<Float>) -> [UInt8] {
+        let blocks = x.count / 32
+        var out = [UInt8](repeating: 0, count: blocks * 18)
+        out.withUnsafeMutableBytes { o in
+            for b in 0..<blocks { quantizeBlockReference(x.baseAddress! + 32 * b, into: o.baseAddress! + 18 * b) }
+        }
+        return out
+    }
+
+    /// One block of the reference.
+    static func quantizeBlockReference(_ x: UnsafePointer<Float>, into block: UnsafeMutableRawPointer) {
+        var best = 0
+        for j in 1..<32 where abs(x[j]) > abs(x[best]) { best = j }
+        let d = x[best] / -8
+        let inverse: Float = d == 0 ? 0 : 1 / d
+        KQuantSearch.storeHalf(d, block)
+        // C's MIN(15, (int8_t)(x·id + 8.5f)), wrap-around and all, so NaN or huge values cannot trap.
+        func q(_ j: Int) -> UInt8 {
+            UInt8(truncatingIfNeeded: min(15, Int(Int8(truncatingIfNeeded: KQuantizers.truncatingInt(x[j] * inverse + 8.5)))))
+        }
+        for j in 0..<16 { block.storeBytes(of: q(j) | q(j + 16) << 4, toByteOffset: 2 + j, as: UInt8.self) }
     }
 }

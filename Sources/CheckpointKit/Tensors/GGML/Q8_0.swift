@@ -26,9 +26,9 @@ public enum Q8_0Codec {
                     let a0 = unsafeBitCast(unsafeBitCast(v0, to: SIMD16<UInt32>.self) & signMask, to: SIMD16<Float>.self)
                     let a1 = unsafeBitCast(unsafeBitCast(v1, to: SIMD16<UInt32>.self) & signMask, to: SIMD16<Float>.self)
                     let m16 = a0.maximum(a1)
-                    let m8 = m16.lowHalf.replacing(with: m16.highHalf, where: m16.lowHalf .< m16.highHalf)
+                    let m4 = m16.largestFourLanes()
                     var m: Float = 0
-                    for k in 0..<8 { m = max(m, m8[k]) }
+                    for k in 0..<4 { m = max(m, m4[k]) }
                     let d = m / 127
                     let inverse: Float = d == 0 ? 0 : 1 / d
                     let h = FloatConversion.f32ToF16Reference(d)
