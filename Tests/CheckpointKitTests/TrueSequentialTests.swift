@@ -118,29 +118,10 @@ func sequentialPassObservesEachExpert() throws {
 
 @Test("True-sequential GPTQ quantizes the first layer's q, k and v exactly as the one-pass mode does (their inputs are the same) and its o from other inputs")
 func trueSequentialChangesOnlyLaterGroups() throws {
-    let tokens = readBytes(Paths.fixture("eval/eval_tokens_u32le.bin")).withUnsafeBytes { raw in
-        (0..<1024).map { Int(raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self)) }
-    }
     let scratch = ScratchDirectory()
-    let input = try Checkpoint(path: Paths.fixture("models/tiny-llama"))
-    var outputs: [Checkpoint] = []
-    for sequential in [false, true] {
-        var calibration = CalibrationOptions(tokens: tokens, context: 64, bos: nil, source: "eval tokens")
-        calibration.actOrder = true
-        calibration.trueSequential = sequential
-        let output = scratch.file("sequential-\(sequential)")
-        let report = try CalibratedQuantizer.quantize(input, to: output, options: QuantizationOptions(scheme: IntegerScheme(bits: 4, groupSize: 32)),
-                                                      calibration: calibration)
-        #expect(report.notes.contains { $0.contains("true sequential") } == sequential)
-        outputs.append(try Checkpoint(path: output))
-    }
-    func packed(_ checkpoint: Checkpoint, _ name: String) throws -> [UInt8] {
-        try #require(checkpoint.view(named: name + ".weight_packed")).byteArray
-    }
-    for name in ["q_proj", "k_proj", "v_proj"].map({ "model.layers.0.self_attn." + $0 }) {
-        #expect(try packed(outputs[0], name) == packed(outputs[1], name), "\(name)")
-    }
-    #expect(try packed(outputs[0], "model.layers.0.self_attn.o_proj") != packed(outputs[1], "model.layers.0.self_attn.o_proj"))
+    let outputs = try tinyLlamaCalibratedTwice("sequential", in: scratch) { calibration, second in calibration.trueSequential = second }
+    for (index, output) in outputs.enumerated() { #expect(output.notes.contains { $0.contains("true sequential") } == (index == 1)) }
+    try expectFirstLayerQKVAlikeAndODifferent(outputs[0].checkpoint, outputs[1].checkpoint)
 }
 
 @Test("The Hessian collector shares one sum between products reading one buffer in turn, and counts a refilled buffer as a new input")
