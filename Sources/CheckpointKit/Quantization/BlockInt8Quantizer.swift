@@ -122,7 +122,9 @@ public enum BlockInt8Quantizer {
             let row = i / columns, column = i % columns
             let end = min(range.upperBound, row * columns + min(columns, (column / groupSize + 1) * groupSize))
             let scale = scales[row * groups + column / groupSize]
-            for j in i..<end { out[j - range.lowerBound] = Float(q[j]) * scale }
+            // Plain pointers and a count: a loop the optimizer vectorizes (widening 16 codes at a time).
+            let codes = q.baseAddress! + i, values = out + (i - range.lowerBound)
+            for k in 0..<(end - i) { values[k] = Float(codes[k]) * scale }
             i = end
         }
     }
