@@ -224,12 +224,14 @@ public enum FourBitQuantizer {
         while i < end {
             let blockEnd = min(end, (i / blockSize + 1) * blockSize)
             let scale = absmax[i / blockSize]
-            while i + 2 <= blockEnd {
-                let v = pairs[Int(packed[i / 2])] * scale
-                out[i - range.lowerBound] = v[0]
-                out[i - range.lowerBound + 1] = v[1]
-                i += 2
+            // Plain pointers and a count: no overflow check per element.
+            let bytes = packed + i / 2, values = out + (i - range.lowerBound), pairCount = (blockEnd - i) / 2
+            for k in 0..<pairCount {
+                let v = pairs[Int(bytes[k])] * scale
+                values[2 * k] = v[0]
+                values[2 * k + 1] = v[1]
             }
+            i += 2 * pairCount
             if i < blockEnd {  // an odd block end: the high nibble alone
                 out[i - range.lowerBound] = pairs[Int(packed[i / 2])][0] * absmax[i / blockSize]
                 i += 1
