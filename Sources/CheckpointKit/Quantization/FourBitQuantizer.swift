@@ -159,8 +159,7 @@ public enum FourBitQuantizer {
         // Halve by compare and select too: `SIMD.max()` walks the lanes one by one through the
         // stack with NaN checks, and once per 64-value block that cost as much as the scan.
         a = a.maximum(b)
-        let four = a.largestFourLanes()
-        var m = max(max(four[0], four[1]), max(four[2], four[3]))
+        var m = a.largestLane()
         while i < count {
             m = max(m, abs(x[i]))
             i += 1
@@ -203,7 +202,6 @@ public enum FourBitQuantizer {
         }
     }
 
-    /// `dequantizeReference` through a byte-to-pair table, blocks spread over threads; the same float32 results.
     /// The 256-entry table `dequantizeRange` reads: one packed byte → its two codes (high nibble first).
     public static func pairTable(_ code: [Float]) -> [SIMD2<Float>] {
         precondition(code.count == 16, "a 4-bit code has 16 values")
@@ -239,6 +237,7 @@ public enum FourBitQuantizer {
         }
     }
 
+    /// `dequantizeReference` through a byte-to-pair table, blocks spread over threads; the same float32 results.
     public static func dequantize(packed: UnsafeBufferPointer<UInt8>, absmax: UnsafeBufferPointer<Float>, blockSize: Int,
                                   type: FourBitType, into out: UnsafeMutableBufferPointer<Float>, threads: ThreadBudget = .allCores) {
         let n = out.count
@@ -246,24 +245,13 @@ public enum FourBitQuantizer {
         let blocksPerChunk = max(1, chunkElements / blockSize)
         let blocks = blockCount(n, blockSize: blockSize)
         let chunks = (blocks + blocksPerChunk - 1) / blocksPerChunk
-        // A 256-entry table: one byte gives two floats (high nibble first).
-        let pairs = (0..<256).map { SIMD2<Float>(code[$0 >> 4], code[$0 & 0xF]) }
+        // Each chunk of whole blocks decoded by the one range loop, through the byte-to-pair table.
+        let pairs = pairTable(code)
         pairs.withUnsafeBufferPointer { pairTable in
             threads.forEachChunk(chunks) { chunk in
-                let firstBlock = chunk * blocksPerChunk
-                for b in firstBlock..<min(blocks, firstBlock + blocksPerChunk) {
-                    let start = b * blockSize
-                    let count = min(blockSize, n - start)
-                    let scale = absmax[b]
-                    var i = 0
-                    while i + 2 <= count {
-                        let v = pairTable[Int(packed[(start + i) / 2])] * scale
-                        out[start + i] = v[0]
-                        out[start + i + 1] = v[1]
-                        i += 2
-                    }
-                    if i < count { out[start + i] = code[Int(packed[(start + i) / 2] >> 4)] * scale }
-                }
+                let range = (chunk * blocksPerChunk * blockSize)..<min(n, (chunk + 1) * blocksPerChunk * blockSize)
+                dequantizeRange(packed: packed.baseAddress!, absmax: absmax.baseAddress!, blockSize: blockSize, pairs: pairTable.baseAddress!,
+                                range: range, into: out.baseAddress! + range.lowerBound)
             }
         }
     }

@@ -86,22 +86,10 @@ public enum FloatValues {
         (0..<count).first { !values[$0].isFinite }
     }
 
-    /// Fast: `firstNonFiniteReference` with sixteen exponent fields tested at once; the scalar search
-    /// runs only on a piece known to hold one.
+    /// Fast: `firstNonFiniteReference` run only on a piece `allFinite`'s SIMD exponent scan flags.
     @inline(__always)
     static func firstNonFinite(_ values: UnsafePointer<Float>, count: Int) -> Int? {
-        let raw = UnsafeRawPointer(values)
-        let exponent = SIMD16<UInt32>(repeating: 0x7F80_0000)
-        var seen = SIMD16<UInt32>()
-        var i = 0
-        while i + 16 <= count {
-            // All exponent bits set: NaN or ±Inf. OR-ing the masks keeps the loop free of branches.
-            let bits = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<UInt32>.self)
-            seen |= SIMD16<UInt32>(repeating: 1).replacing(with: 0, where: (bits & exponent) .!= exponent)
-            i += 16
-        }
-        if seen == SIMD16<UInt32>() && (i..<count).allSatisfy({ values[$0].isFinite }) { return nil }
-        return firstNonFiniteReference(values, count: count)
+        allFinite(UnsafeBufferPointer(start: values, count: count)) ? nil : firstNonFiniteReference(values, count: count)
     }
 
     /// Raw `dtype` bytes (F32, F16, BF16 or F64) as f32 values: an encoded part read back.
