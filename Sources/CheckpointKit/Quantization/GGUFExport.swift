@@ -236,7 +236,7 @@ public enum GGUFExport {
         try atomic.translatingErrors {
             // Written by a background thread while the next tensor is encoded.
             let out = try BackgroundAppendFile(creating: atomic.temporary)
-            // Tensors encoded before the tokenizer's metadata is ready wait in memory (up to 64 MB).
+            // Tensors encoded before the tokenizer's metadata is ready wait in memory (up to 8 MB).
             let writer = HeaderFirstWriter(out, limit: 8 << 20, isReady: { tokenizerJob.isDone }) {
                 headerBytes(kv + (try tokenizerJob.value()), tensors: tensorInfos)
             }
