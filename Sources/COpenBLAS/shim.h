@@ -37,6 +37,8 @@ static inline const char *ckpt_openblas_prefer_known_core(void) {
 // inverse Hessian.
 void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);
 void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info);
+// and its solve (GPTQ's scale refit: one small symmetric positive definite system per row).
+void dposv_(const char *uplo, const int *n, const int *nrhs, double *a, const int *lda, double *b, const int *ldb, int *info);
 // LAPACK's divide-and-conquer SVD (the driver torch.linalg.svd uses on CPU), column-major, for
 // PEFT's SVD combination of LoRA adapters.
 void sgesdd_(const char *jobz, const int *m, const int *n, float *a, const int *lda, float *s, float *u, const int *ldu,

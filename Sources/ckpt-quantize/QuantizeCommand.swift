@@ -79,6 +79,9 @@ struct QuantizeCommand: ToolCommand {
     @Flag(help: "--method gptq: GPTAQ's asymmetric calibration: run the float model beside the quantized one and steer each product's outputs toward the float model's (its outputs on its own inputs), not toward the quantized model's inputs times the float weight. Costs a second forward pass (about 1.7× the time) and more memory. On SmolLM2-135M int4 g64 with --true-sequential: +27.8% perplexity against +30.5% without it.")
     var gptaq = false
 
+    @Flag(inversion: .prefixedNo, help: "GPTQ: once a weight's codes are chosen, refit each row's scales to them by least squares through the Hessian (the codes unchanged).")
+    var refitScales = false
+
     @Flag(inversion: .prefixedNo, help: "AWQ: after scaling, search each group's clipping range on the calibration inputs (AutoAWQ's auto_clip; query and key projections are never clipped).")
     var awqClip = true
 
@@ -203,6 +206,7 @@ struct QuantizeCommand: ToolCommand {
                 settings.firstTokenWeight = firstTokenWeight
                 settings.trueSequential = trueSequential
                 settings.asymmetric = gptaq
+                settings.refitScales = refitScales
                 report = try CalibratedQuantizer.quantize(checkpoint, to: output, options: options, calibration: settings)
             } else {
                 report = try CheckpointQuantizer.quantize(checkpoint, to: output, options: options)

@@ -179,6 +179,8 @@ public struct CalibrationOptions: Sendable {
     /// KL divergence 0.185 (0.200). It costs a second forward pass and the float model's hidden states:
     /// about 1.7× the CPU time and 570 MB peak RSS at 135M, above the 2× file (538 MB) of the targets. Opt-in.
     public var asymmetric = false
+    /// After GPTQ, refit every row's scales to the chosen codes through the Hessian (`GPTQOptions.refitScales`).
+    public var refitScales = false
 
     /// The first token's weight a calibration runs with unless told: 1, every token alike (see `firstTokenWeight`).
     public static let defaultFirstTokenWeight = 1.0
@@ -507,6 +509,7 @@ public enum CalibratedQuantizer {
         options.groupAwareOrder = integerFormat != .gptq
         options.damp = calibration.damp
         options.mse = calibration.mse
+        options.refitScales = calibration.refitScales
         return options
     }
 

@@ -35,6 +35,9 @@ public struct GPTQOptions: Sendable, Equatable {
     /// GPTAQ's α (GPTQModel's `GPTAQConfig.alpha`, 0.25 there): how much of the asymmetry term the
     /// updates carry when `GPTQ.quantize` is given the float model's inputs (`shift`).
     public var asymmetryAlpha: Double = 0.25
+    /// Refit every row's scales to its chosen codes by least squares through H (`GPTQScaleRefit`),
+    /// the codes unchanged; not with GPTAQ's `shift`, whose target is another product.
+    public var refitScales = false
 
     /// Options for `codes` in groups of `groupSize`, GPTQModel's defaults otherwise.
     public init(codes: Codes, groupSize: Int?) {
@@ -221,13 +224,46 @@ public enum GPTQ {
                     codes.codes[n * columns + c] = IntegerQuantizer.gptqCode(quantized[n * columns + c], scale: scale, zero: UInt8(zero), bits: bits)
                 }
             }
+            if options.refitScales && shift == nil {
+                var units = [Float](repeating: 0, count: rows * columns)
+                for n in 0..<rows {
+                    for c in 0..<columns { units[n * columns + c] = Float(codes.codes[n * columns + c]) - Float(codes.zeros[n * count + Int(groupOf[c])]) }
+                }
+                codes.scales = GPTQScaleRefit.refit(units: units, weight: w, hessian: dampened(h, size: columns, damp: damp), rows: rows, columns: columns,
+                                                    groupOf: groupOf, groups: count, scales: codes.scales, scaleType: options.scaleType)
+                for n in 0..<rows { for c in 0..<columns { quantized[n * columns + c] = codes.scales[n * count + Int(groupOf[c])] * units[n * columns + c] } }
+            }
             if PackQuantizedLayout.isMonotonic(groupOf) { codes.groupIndex = nil }
             return GPTQResult(integer: codes, absmax: nil, quantized: quantized, damp: damp, loss: loss)
-        case .fourBit:
+        case let .fourBit(type):
             var absmax = [Float](repeating: 0, count: rows * count)
             for n in 0..<rows { for g in 0..<count { absmax[n * count + g] = allGroups[g][n].0 } }
+            if options.refitScales && shift == nil {
+                let table = type == .nf4 ? nf4Table : fp4Table
+                var units = [Float](repeating: 0, count: rows * columns)
+                for n in 0..<rows {
+                    for c in 0..<columns {
+                        let scale = absmax[n * count + Int(groupOf[c])]
+                        let x = scale > 0 ? quantized[n * columns + c] / scale : 0
+                        units[n * columns + c] = table.min { abs($0 - x) < abs($1 - x) }!
+                    }
+                }
+                absmax = GPTQScaleRefit.refit(units: units, weight: w, hessian: dampened(h, size: columns, damp: damp), rows: rows, columns: columns,
+                                              groupOf: groupOf, groups: count, scales: absmax, scaleType: .f32)
+                for n in 0..<rows { for c in 0..<columns { quantized[n * columns + c] = units[n * columns + c] * absmax[n * count + Int(groupOf[c])] } }
+            }
             return GPTQResult(integer: nil, absmax: absmax, quantized: quantized, damp: damp, loss: loss)
         }
+    }
+
+    /// `h` + λ·I, λ = `damp` · mean(diag h): the Hessian GPTQ's updates followed.
+    static func dampened(_ h: [Float], size k: Int, damp: Double) -> [Float] {
+        var mean = 0.0
+        for i in 0..<k { mean += Double(h[i * k + i]) }
+        mean /= Double(Swift.max(k, 1))
+        var out = h
+        for i in 0..<k { out[i * k + i] += Float(damp * mean) }
+        return out
     }
 
     /// GPTAQ's P = α·triu(D·Uᵀ, 1)·U in processing order, `[columns, columns]` row-major, D = `shift`
