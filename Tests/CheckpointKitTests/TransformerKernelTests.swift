@@ -195,3 +195,31 @@ func wideSiluMatchesPortable(size: Int) throws {
     }
     #expect(gate.map(\.bitPattern) == portable.map(\.bitPattern))
 }
+
+@Test("The Gram sum in column panels fills the upper triangle with aᵀ·a (within f32 rounding of the plain product), leaves the lower one, and is the same bits on 1 and 2 threads",
+      arguments: [1, 63, 64, 150, 576])
+func gramPanelsMatchThePlainProduct(columns: Int) {
+    let rows = 37
+    var rng = SeededGenerator(seed: UInt64(columns))
+    let a = (0..<(rows * columns)).map { _ in Float.random(in: -1...1, using: &rng) }
+    var transposed = [Float](repeating: 0, count: rows * columns)
+    for r in 0..<rows { for c in 0..<columns { transposed[c * rows + r] = a[r * columns + c] } }
+    let expected = MatrixMultiply.multiplyReference(transposed, a, m: columns, n: columns, k: rows)
+    let start = (0..<(columns * columns)).map { Float($0 % 7) }
+    var one = start, two = start
+    a.withUnsafeBufferPointer { ap in
+        one.withUnsafeMutableBufferPointer { MatrixMultiply.addGram(ap.baseAddress!, rows: rows, columns: columns, into: $0.baseAddress!, threads: .single) }
+        two.withUnsafeMutableBufferPointer { MatrixMultiply.addGram(ap.baseAddress!, rows: rows, columns: columns, into: $0.baseAddress!, threads: ThreadBudget(2)) }
+    }
+    #expect(one == two)
+    for i in 0..<columns {
+        for j in 0..<columns {
+            let k = i * columns + j
+            if j >= i {
+                #expect(abs(one[k] - (start[k] + expected[k])) <= 1e-4 * Float(rows), "(\(i), \(j))")
+            } else {
+                #expect(one[k] == start[k], "(\(i), \(j)) below the diagonal")
+            }
+        }
+    }
+}

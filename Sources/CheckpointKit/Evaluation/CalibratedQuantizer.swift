@@ -54,9 +54,8 @@ public final class HessianCollector: ActivationObserver {
         let sum = sums[weight] ?? Sum(columns: columns)
         sums[weight] = sum
         guard rows > 0 else { return }
-        // The forward pass keeps OpenBLAS single-threaded inside its own workers; between products it may use every core.
-        MatrixMultiply.setThreads(threads)
-        sum.values.withUnsafeMutableBufferPointer { MatrixMultiply.addGram(x, rows: rows, columns: columns, into: $0.baseAddress!) }
+        // OpenBLAS stays single-threaded here, as in the forward pass around it: the sum's panels go to ckpt's workers.
+        sum.values.withUnsafeMutableBufferPointer { MatrixMultiply.addGram(x, rows: rows, columns: columns, into: $0.baseAddress!, threads: threads) }
         if firstTokenWeight != 1 {
             // The first row once more, (w − 1)·x₀ᵀx₀ (a rank-1 product; only the upper triangle is read).
             sum.values.withUnsafeMutableBufferPointer {
@@ -74,7 +73,6 @@ public final class HessianCollector: ActivationObserver {
                 }
             }
         }
-        MatrixMultiply.setThreads(.single)
         for r in 0..<rows { for j in 0..<columns { sum.absolute[j] += Double(abs(x[r * columns + j])) } }
         sum.tokens += rows
     }

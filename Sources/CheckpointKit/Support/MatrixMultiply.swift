@@ -33,11 +33,25 @@ public enum MatrixMultiply {
         return c
     }
 
-    /// c[n, n] (upper triangle, row-major) += aᵀ·a for a [k, n]: a Gram matrix at half a product's cost (`cblas_ssyrk`).
-    public static func addGram(_ a: UnsafePointer<Float>, rows k: Int, columns n: Int, into c: UnsafeMutablePointer<Float>) {
+    /// c[n, n] (upper triangle, row-major) += aᵀ·a for a [k, n]: a Gram matrix at half a product's
+    /// cost, on `threads` of the caller's with OpenBLAS single-threaded inside each, in column panels
+    /// (a diagonal `ssyrk` block and the `sgemm` block above it), the widest first. OpenBLAS's own
+    /// workers spin on `sched_yield` after each call, taking a core from the forward pass between
+    /// calibration products. Each value sums the same way for any thread count.
+    public static func addGram(_ a: UnsafePointer<Float>, rows k: Int, columns n: Int, into c: UnsafeMutablePointer<Float>, threads: ThreadBudget) {
         guard n > 0, k > 0 else { return }
         _ = kernels
-        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(n), Int32(k), 1, a, Int32(n), 1, c, Int32(n))
+        let panel = 64, panels = (n + panel - 1) / panel
+        let shared = UncheckedSendable((a, c))
+        threads.forEachChunk(panels) { chunk in
+            let (a, c) = shared.value
+            let first = (panels - 1 - chunk) * panel, width = Swift.min(n, first + panel) - first
+            cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(width), Int32(k), 1, a + first, Int32(n), 1, c + first * n + first, Int32(n))
+            if first > 0 {
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(first), Int32(width), Int32(k), 1, a, Int32(n), a + first, Int32(n),
+                            1, c + first, Int32(n))
+            }
+        }
     }
 
     /// OpenBLAS's own thread pool; ckpt sets it from --threads.
