@@ -132,17 +132,22 @@ public enum GPTQ {
         let (u, damp) = try inverseCholesky(hp, size: columns, damp: options.damp, increment: options.dampIncrement, name: name)
         let asymmetry = shift.map { asymmetryTerm($0, u: u, order: order, alpha: Float(options.asymmetryAlpha)) }
 
-        // The lazy column loop (GPTQModel L1210–1257).
+        // The lazy column loop (GPTQModel L1210–1257). Rows are independent once a block's group
+        // parameters are known, so each block runs in row pieces on `threads`, OpenBLAS single-threaded
+        // inside them (its own workers would spin between calls beside ckpt's).
         var q = [Float](repeating: 0, count: rows * columns)
         var groupParameters: [[(Float, Float)]] = []
         var current = rowParameters
-        var loss = 0.0
+        var rowLoss = [Double](repeating: 0, count: rows)
         let blockSize = Swift.max(1, options.blockSize)
         var block = [Float](repeating: 0, count: rows * blockSize), errors = [Float](repeating: 0, count: rows * blockSize)
+        var columnParameters = [[(Float, Float)]](repeating: [], count: blockSize)
+        let blasThreads = MatrixMultiply.threads
+        MatrixMultiply.setThreads(.single)
+        defer { MatrixMultiply.setThreads(ThreadBudget(blasThreads)) }
         var i1 = 0
         while i1 < columns {
             let i2 = Swift.min(i1 + blockSize, columns), width = i2 - i1
-            for n in 0..<rows { for i in 0..<width { block[n * width + i] = permuted[n * columns + i1 + i] } }
             for i in 0..<width {
                 let c = i1 + i
                 if options.groupSize != nil {
@@ -154,46 +159,64 @@ public enum GPTQ {
                         groupParameters.append(current)
                     }
                 }
-                let d = u[c * columns + c]
-                for n in 0..<rows {
-                    let value = block[n * width + i]
-                    let chosen = quantizedValue(value, current[n], options: options)
-                    q[n * columns + c] = chosen
-                    let e = (value - chosen) / d
-                    loss += Double(e * e) / 2
-                    errors[n * width + i] = e
-                    let row = n * width, uRow = c * columns + i1
-                    if let asymmetry {
-                        for j in i..<width { block[row + j] -= e * u[uRow + j] - value * asymmetry[uRow + j] }
-                    } else {
-                        for j in i..<width { block[row + j] -= e * u[uRow + j] }
+                columnParameters[i] = current
+            }
+            block.withUnsafeMutableBufferPointer { blockBuffer in
+            errors.withUnsafeMutableBufferPointer { errorBuffer in
+            permuted.withUnsafeMutableBufferPointer { permutedBuffer in
+            q.withUnsafeMutableBufferPointer { qBuffer in
+            rowLoss.withUnsafeMutableBufferPointer { lossBuffer in
+            u.withUnsafeBufferPointer { uBuffer in
+            (asymmetry ?? []).withUnsafeBufferPointer { asymmetryBuffer in
+            columnParameters.withUnsafeBufferPointer { parameterColumns in
+                let buffers = UncheckedSendable((blockBuffer.baseAddress!, errorBuffer.baseAddress!, permutedBuffer.baseAddress!, qBuffer.baseAddress!,
+                                                 lossBuffer.baseAddress!, uBuffer.baseAddress!, asymmetry == nil ? nil : asymmetryBuffer.baseAddress, parameterColumns))
+                threads.forEachPiece(of: rows, size: 16) { piece in
+                    let (block, errors, permuted, q, rowLoss, up, asymmetryPointer, parameterColumns) = buffers.value
+                    for n in piece {
+                        let row = block + n * width, rowErrors = errors + n * width
+                        for i in 0..<width { row[i] = permuted[n * columns + i1 + i] }
+                        var loss = 0.0
+                        for i in 0..<width {
+                            let c = i1 + i
+                            let value = row[i]
+                            let chosen = quantizedValue(value, parameterColumns[i][n], options: options)
+                            q[n * columns + c] = chosen
+                            let e = (value - chosen) / up[c * columns + c]
+                            loss += Double(e * e) / 2
+                            rowErrors[i] = e
+                            let uRow = up + c * columns + i1
+                            if let asymmetryPointer {
+                                let pRow = asymmetryPointer + c * columns + i1
+                                for j in i..<width { row[j] -= e * uRow[j] - value * pRow[j] }
+                            } else {
+                                for j in i..<width { row[j] -= e * uRow[j] }
+                            }
+                        }
+                        rowLoss[n] += loss
+                    }
+                    guard i2 < columns else { return }
+                    let first = piece.lowerBound, count = piece.count
+                    // The rest of the piece's rows receive the block's errors at once: W[:, i2:] −= E · U[i1:i2, i2:].
+                    MatrixMultiply.multiply(errors + first * width, up + i1 * columns + i2, into: permuted + first * columns + i2,
+                                            m: count, n: columns - i2, k: width, alpha: -1, beta: 1, lda: width, ldb: columns, ldc: columns)
+                    if let asymmetryPointer {
+                        // GPTAQ: W[:, i2:] += W1 · P[i1:i2, i2:], W1 the block as the loop left it (its chosen values).
+                        MatrixMultiply.multiply(block + first * width, asymmetryPointer + i1 * columns + i2, into: permuted + first * columns + i2,
+                                                m: count, n: columns - i2, k: width, alpha: 1, beta: 1, lda: width, ldb: columns, ldc: columns)
                     }
                 }
             }
-            // The rest of the row receives the block's errors at once: W[:, i2:] −= E · U[i1:i2, i2:].
-            if i2 < columns {
-                errors.withUnsafeBufferPointer { e in
-                    u.withUnsafeBufferPointer { uu in
-                        permuted.withUnsafeMutableBufferPointer { wp in
-                            MatrixMultiply.multiply(e.baseAddress!, uu.baseAddress! + i1 * columns + i2, into: wp.baseAddress! + i2,
-                                                    m: rows, n: columns - i2, k: width, alpha: -1, beta: 1, lda: width, ldb: columns, ldc: columns)
-                        }
-                    }
-                }
-                if let asymmetry {
-                    // GPTAQ: W[:, i2:] += W1 · P[i1:i2, i2:], W1 the block as the loop left it (its chosen values).
-                    block.withUnsafeBufferPointer { b in
-                        asymmetry.withUnsafeBufferPointer { pp in
-                            permuted.withUnsafeMutableBufferPointer { wp in
-                                MatrixMultiply.multiply(b.baseAddress!, pp.baseAddress! + i1 * columns + i2, into: wp.baseAddress! + i2,
-                                                        m: rows, n: columns - i2, k: width, alpha: 1, beta: 1, lda: width, ldb: columns, ldc: columns)
-                            }
-                        }
-                    }
-                }
+            }
+            }
+            }
+            }
+            }
+            }
             }
             i1 = i2
         }
+        let loss = rowLoss.reduce(0, +)
 
         // Back to column order; groups as appended (processing order), which g_idx indexes.
         var quantized = [Float](repeating: 0, count: rows * columns)

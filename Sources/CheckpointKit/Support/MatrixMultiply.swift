@@ -54,6 +54,12 @@ public enum MatrixMultiply {
         }
     }
 
+    /// The threads OpenBLAS's own pool uses now.
+    public static var threads: Int {
+        _ = kernels
+        return Int(openblas_get_num_threads())
+    }
+
     /// OpenBLAS's own thread pool; ckpt sets it from --threads.
     public static func setThreads(_ threads: ThreadBudget) {
         _ = kernels
