@@ -104,3 +104,26 @@ AVX512 long ckpt_exp_sum_avx512(const float *row, long n, float shift, double *s
     *sum = total;
     return j;
 }
+
+// ErrorMetrics.halfLanes (Sources/CheckpointKit/Tensors/ErrorMetrics.swift) for all eight lanes at once: the same
+// products and sums per lane, so the same bits. vmaxpd(magnitude, worst) keeps worst when magnitude is NaN or not
+// larger, as the Swift kernel's replacing(where: magnitude > worst) does.
+AVX512 void ckpt_error_lanes_avx512(const float *reference, const float *candidate, long n, double *lanes) {
+    __m512d sse = _mm512_setzero_pd(), sr = _mm512_setzero_pd(), sc = _mm512_setzero_pd(), dot = _mm512_setzero_pd();
+    __m512d worst = _mm512_setzero_pd();
+    for (long i = 0; i + 8 <= n; i += 8) {
+        __m512d a = _mm512_cvtps_pd(_mm256_loadu_ps(reference + i));
+        __m512d b = _mm512_cvtps_pd(_mm256_loadu_ps(candidate + i));
+        __m512d e = _mm512_sub_pd(a, b);
+        sse = _mm512_add_pd(sse, _mm512_mul_pd(e, e));
+        sr = _mm512_add_pd(sr, _mm512_mul_pd(a, a));
+        sc = _mm512_add_pd(sc, _mm512_mul_pd(b, b));
+        dot = _mm512_add_pd(dot, _mm512_mul_pd(a, b));
+        worst = _mm512_max_pd(_mm512_abs_pd(e), worst);
+    }
+    _mm512_storeu_pd(lanes, sse);
+    _mm512_storeu_pd(lanes + 8, sr);
+    _mm512_storeu_pd(lanes + 16, sc);
+    _mm512_storeu_pd(lanes + 24, dot);
+    _mm512_storeu_pd(lanes + 32, worst);
+}

@@ -91,7 +91,7 @@ struct FusedQuantizePassTests {
         }
     }
 
-    @Test("The error sums of a chunk equal their one-at-a-time reference bit for bit, NaN differences skipped",
+    @Test("The error sums of a chunk, from the Swift lanes and from the AVX-512 ones, equal their one-at-a-time reference bit for bit, NaN differences skipped",
           arguments: [0, 1, 7, 8, 9, 63, 64, 1000, 65_536])
     func chunkSumsMatchReference(count: Int) {
         let reference = weights(count, seed: 11)
@@ -101,12 +101,15 @@ struct FusedQuantizePassTests {
             reference.withUnsafeBufferPointer { r in
                 candidate.withUnsafeBufferPointer { c in
                     let (a, b) = (r.baseAddress ?? UnsafePointer(bitPattern: 4)!, c.baseAddress ?? UnsafePointer(bitPattern: 4)!)
-                    let fast = ErrorMetrics.chunk(a, b, count: count), plain = ErrorMetrics.chunkReference(a, b, count: count)
-                    #expect(fast.count == plain.count)
-                    for (x, y) in [(fast.sumSquaredError, plain.sumSquaredError), (fast.sumSquaredReference, plain.sumSquaredReference),
-                                   (fast.sumSquaredCandidate, plain.sumSquaredCandidate), (fast.dot, plain.dot),
-                                   (fast.maxAbsError, plain.maxAbsError)] {
-                        #expect(x.bitPattern == y.bitPattern || (x.isNaN && y.isNaN), "\(count) values, NaN at \(placement): \(x) vs \(y)")
+                    let plain = ErrorMetrics.chunkReference(a, b, count: count)
+                    for wide in ErrorMetrics.usesAVX512 ? [false, true] : [false] {
+                        let fast = ErrorMetrics.chunk(a, b, count: count, wide: wide)
+                        #expect(fast.count == plain.count)
+                        for (x, y) in [(fast.sumSquaredError, plain.sumSquaredError), (fast.sumSquaredReference, plain.sumSquaredReference),
+                                       (fast.sumSquaredCandidate, plain.sumSquaredCandidate), (fast.dot, plain.dot),
+                                       (fast.maxAbsError, plain.maxAbsError)] {
+                            #expect(x.bitPattern == y.bitPattern || (x.isNaN && y.isNaN), "\(count) values, NaN at \(placement), AVX-512 \(wide): \(x) vs \(y)")
+                        }
                     }
                 }
             }

@@ -18,4 +18,9 @@ float ckpt_row_max_avx512(const float *row, long n);
 /// f64 across), into *sum; returns how many values it took (the caller adds the tail). AVX-512 only.
 long ckpt_exp_sum_avx512(const float *row, long n, float shift, double *sum);
 
+/// ErrorMetrics' eight-lane sums over the whole runs of 8 in n, element i in lane i mod 8, each in f64 with no fused
+/// multiply-add: lanes[0..<8] Σ e², [8..<16] Σ a², [16..<24] Σ b², [24..<32] Σ a·b, [32..<40] max |e| (NaN skipped),
+/// e = a − b, a = reference, b = candidate. AVX-512 only.
+void ckpt_error_lanes_avx512(const float *reference, const float *candidate, long n, double *lanes);
+
 #endif

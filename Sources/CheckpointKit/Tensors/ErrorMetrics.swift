@@ -84,18 +84,31 @@ public struct ErrorMetrics: Equatable, Sendable {
         return total
     }
 
+    /// Whether `chunk` takes its lanes from the AVX-512 twin of `halfLanes` (`ckpt_error_lanes_avx512`).
+    static let usesAVX512 = ckpt_has_avx512() != 0
+
     /// The sums of one chunk of `count` values: element i goes to lane i mod 8 of each sum, the
-    /// lanes are added by `SIMD8.sum()`, the tail after them one at a time.
+    /// lanes are added by `SIMD8.sum()`, the tail after them one at a time. `wide` takes the lanes
+    /// from the AVX-512 kernel (the same bits; tests pass false for the Swift one).
     @inline(__always)
-    static func chunk(_ reference: UnsafePointer<Float>, _ candidate: UnsafePointer<Float>, count: Int) -> ErrorMetrics {
-        // Baseline x86-64 has sixteen 2-lane f64 registers: five 8-lane sums would spill on every
-        // step, so lanes 0–3 and 4–7 are summed in two passes of 4-lane sums (the chunk is in
-        // cache), and joined into the same eight lanes.
-        let low = halfLanes(reference, candidate, count: count, offset: 0)
-        let high = halfLanes(reference, candidate, count: count, offset: 4)
-        var sse = SIMD8(lowHalf: low.sse, highHalf: high.sse).sum(), sr = SIMD8(lowHalf: low.sr, highHalf: high.sr).sum()
-        var sc = SIMD8(lowHalf: low.sc, highHalf: high.sc).sum(), d = SIMD8(lowHalf: low.dot, highHalf: high.dot).sum()
-        var worst = SIMD8(lowHalf: low.worst, highHalf: high.worst).max()
+    static func chunk(_ reference: UnsafePointer<Float>, _ candidate: UnsafePointer<Float>, count: Int, wide: Bool = usesAVX512) -> ErrorMetrics {
+        var sse: Double, sr: Double, sc: Double, d: Double, worst: Double
+        if wide {
+            var lanes = (SIMD8<Double>(), SIMD8<Double>(), SIMD8<Double>(), SIMD8<Double>(), SIMD8<Double>())
+            withUnsafeMutableBytes(of: &lanes) { ckpt_error_lanes_avx512(reference, candidate, count, $0.baseAddress!.assumingMemoryBound(to: Double.self)) }
+            (sse, sr, sc, d, worst) = (lanes.0.sum(), lanes.1.sum(), lanes.2.sum(), lanes.3.sum(), lanes.4.max())
+        } else {
+            // Baseline x86-64 has sixteen 2-lane f64 registers: five 8-lane sums would spill on every
+            // step, so lanes 0–3 and 4–7 are summed in two passes of 4-lane sums (the chunk is in
+            // cache), and joined into the same eight lanes.
+            let low = halfLanes(reference, candidate, count: count, offset: 0)
+            let high = halfLanes(reference, candidate, count: count, offset: 4)
+            sse = SIMD8(lowHalf: low.sse, highHalf: high.sse).sum()
+            sr = SIMD8(lowHalf: low.sr, highHalf: high.sr).sum()
+            sc = SIMD8(lowHalf: low.sc, highHalf: high.sc).sum()
+            d = SIMD8(lowHalf: low.dot, highHalf: high.dot).sum()
+            worst = SIMD8(lowHalf: low.worst, highHalf: high.worst).max()
+        }
         for i in (count / 8 * 8)..<count {
             let a = Double(reference[i]), b = Double(candidate[i])
             let e = a - b
@@ -165,6 +178,8 @@ public struct ErrorMetrics: Equatable, Sendable {
         return m
     }
 }
+
+import CKernels
 
 #if canImport(Glibc)
 import Glibc
