@@ -127,3 +127,56 @@ AVX512 void ckpt_error_lanes_avx512(const float *reference, const float *candida
     _mm512_storeu_pd(lanes + 24, dot);
     _mm512_storeu_pd(lanes + 32, worst);
 }
+
+// BlockInt8Quantizer.encodeGroup and SIMD16.roundedHalfAwayToInt32 (Sources/CheckpointKit/Support/SIMDHelpers.swift):
+// the same division, clamp and magic-number rounding with its tie correction, so the same codes.
+AVX512 long ckpt_int8_encode_avx512(const float *x, long n, float scale, signed char *q) {
+    const __m512 divisor = _mm512_set1_ps(scale), upper = _mm512_set1_ps(127.0f), lower = _mm512_set1_ps(-127.0f);
+    const __m512 magic = _mm512_set1_ps(12582912.0f), half = _mm512_set1_ps(0.5f), minusHalf = _mm512_set1_ps(-0.5f);
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512i one = _mm512_set1_epi32(1);
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 scaled = _mm512_div_ps(_mm512_loadu_ps(x + i), divisor);
+        // Lanes not >= -127 (NaN among them) become -127, then the top is clamped.
+        __m512 v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(scaled, lower, _CMP_GE_OQ), lower, scaled);
+        v = _mm512_min_ps(v, upper);
+        __m512 biased = _mm512_add_ps(v, magic);
+        __m512 remainder = _mm512_sub_ps(v, _mm512_sub_ps(biased, magic));
+        __m512i r = _mm512_sub_epi32(_mm512_castps_si512(biased), _mm512_castps_si512(magic));
+        __mmask16 upTie = _mm512_cmp_ps_mask(remainder, half, _CMP_EQ_OQ) & _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
+        __mmask16 downTie = _mm512_cmp_ps_mask(remainder, minusHalf, _CMP_EQ_OQ) & _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ);
+        r = _mm512_mask_add_epi32(r, upTie, r, one);
+        r = _mm512_mask_sub_epi32(r, downTie, r, one);
+        _mm_storeu_si128((__m128i *)(q + i), _mm512_cvtepi32_epi8(r));
+    }
+    return i;
+}
+
+// FourBitQuantizer.encodeBlock and BucketTables.nibbles (Sources/CheckpointKit/Quantization/FourBitQuantizer.swift):
+// the same scaling and the same count of midpoints strictly below each value (a NaN is below none).
+AVX512 long ckpt_fourbit_encode_avx512(const float *x, long n, float scale, float reciprocal, int divide, const float *midpoints,
+                                       unsigned lowest, const unsigned *steps, unsigned char *out) {
+    __m512 mid[15];
+    __m512i step[15];
+    for (int k = 0; k < 15; k++) {
+        mid[k] = _mm512_set1_ps(midpoints[k]);
+        step[k] = _mm512_set1_epi32((int)steps[k]);
+    }
+    const __m512 factor = _mm512_set1_ps(divide ? scale : reciprocal);
+    const __m512i low = _mm512_set1_epi32((int)lowest), nibbleMask = _mm512_set1_epi64(0xF);
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        __m512 scaled = divide ? _mm512_div_ps(v, factor) : _mm512_mul_ps(v, factor);
+        __m512i nibble = low;
+        for (int k = 0; k < 15; k++) {
+            nibble = _mm512_mask_add_epi32(nibble, _mm512_cmp_ps_mask(mid[k], scaled, _CMP_LT_OQ), nibble, step[k]);
+        }
+        // Each 64-bit lane holds an (even, odd) pair: the byte is even << 4 | odd.
+        __m512i pairs = _mm512_or_si512(_mm512_slli_epi64(_mm512_and_si512(nibble, nibbleMask), 4),
+                                        _mm512_and_si512(_mm512_srli_epi64(nibble, 32), nibbleMask));
+        _mm_storel_epi64((__m128i *)(out + i / 2), _mm512_cvtepi64_epi8(pairs));
+    }
+    return i;
+}

@@ -102,7 +102,7 @@ struct FusedQuantizePassTests {
                 candidate.withUnsafeBufferPointer { c in
                     let (a, b) = (r.baseAddress ?? UnsafePointer(bitPattern: 4)!, c.baseAddress ?? UnsafePointer(bitPattern: 4)!)
                     let plain = ErrorMetrics.chunkReference(a, b, count: count)
-                    for wide in ErrorMetrics.usesAVX512 ? [false, true] : [false] {
+                    for wide in avx512Available ? [false, true] : [false] {
                         let fast = ErrorMetrics.chunk(a, b, count: count, wide: wide)
                         #expect(fast.count == plain.count)
                         for (x, y) in [(fast.sumSquaredError, plain.sumSquaredError), (fast.sumSquaredReference, plain.sumSquaredReference),

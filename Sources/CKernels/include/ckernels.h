@@ -23,4 +23,14 @@ long ckpt_exp_sum_avx512(const float *row, long n, float shift, double *sum);
 /// e = a − b, a = reference, b = candidate. AVX-512 only.
 void ckpt_error_lanes_avx512(const float *reference, const float *candidate, long n, double *lanes);
 
+/// BlockInt8Quantizer.encodeGroup for the whole runs of 16 in n: q = round-half-away(x / scale) clamped to
+/// [-127, 127], NaN → -127; returns how many it did (the caller finishes the tail). AVX-512 only.
+long ckpt_int8_encode_avx512(const float *x, long n, float scale, signed char *q);
+
+/// FourBitQuantizer.encodeBlock for the whole runs of 16 in n: each value scaled (x / scale when divide, else
+/// x · reciprocal), its nibble lowest + Σ steps[k] over the 15 midpoints strictly below it, two nibbles a byte
+/// (the even value high); returns how many values it did. AVX-512 only.
+long ckpt_fourbit_encode_avx512(const float *x, long n, float scale, float reciprocal, int divide, const float *midpoints,
+                                unsigned lowest, const unsigned *steps, unsigned char *out);
+
 #endif

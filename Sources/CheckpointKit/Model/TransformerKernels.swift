@@ -7,7 +7,7 @@ import Glibc
 /// OpenBLAS; these run SIMD, rows spread over threads, each beside its scalar reference.
 public enum TransformerKernels {
     /// Whether the AVX-512 twins in CKernels run (checked once).
-    static let usesAVX512 = ckpt_has_avx512() != 0
+    static let usesAVX512 = avx512Available
 
     // MARK: - exp
 

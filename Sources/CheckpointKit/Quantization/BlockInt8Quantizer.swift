@@ -1,3 +1,5 @@
+import CKernels
+
 /// Symmetric int8 with one scale per group of `groupSize` consecutive values along each row
 /// (the compressed-tensors "group" strategy): `scale = absmax / 127`, rounded to the stored
 /// scale dtype first, then `q = round-half-away(x / scale)` clamped to [-127, 127] against that
@@ -80,13 +82,14 @@ public enum BlockInt8Quantizer {
     /// tie, and a tie that went towards zero is moved one further away. Checked against the
     /// scalar expression on every finite float32.
     @inline(__always)
-    static func encodeGroup(_ x: UnsafePointer<Float>, count: Int, scale: Float, into q: UnsafeMutablePointer<Int8>) {
+    static func encodeGroup(_ x: UnsafePointer<Float>, count: Int, scale: Float, into q: UnsafeMutablePointer<Int8>, wide: Bool = avx512Available) {
         guard scale != 0 else {
             q.update(repeating: 0, count: count)
             return
         }
         let upper = SIMD16<Float>(repeating: 127), lower = SIMD16<Float>(repeating: -127)
-        var i = 0
+        // The AVX-512 twin (`ckpt_int8_encode_avx512`) takes the runs of 16 where the CPU has it.
+        var i = wide ? ckpt_int8_encode_avx512(x, count, scale, q) : 0
         while i + 16 <= count {
             let scaled = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self) / scale
             // A NaN (allowed by --allow-nonfinite) becomes −127, as pointwiseMax made it.

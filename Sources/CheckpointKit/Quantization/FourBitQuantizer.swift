@@ -1,3 +1,5 @@
+import CKernels
+
 /// NF4 / FP4 blockwise quantization, bit-identical to bitsandbytes' `quantize_4bit` on CPU
 /// (its default torch kernel, `backends/default/ops.py`, 0.50.2):
 ///
@@ -122,9 +124,14 @@ public enum FourBitQuantizer {
     /// `start` of the block must be even, which every block size ≥ 2 guarantees.
     @inline(__always)
     static func encodeBlock(_ x: UnsafePointer<Float>, count: Int, scale: Float, divide: Bool, tables: BucketTables,
-                            into out: UnsafeMutablePointer<UInt8>) {
+                            into out: UnsafeMutablePointer<UInt8>, wide: Bool = avx512Available) {
         let reciprocal = 1 / scale
-        var i = 0
+        // The AVX-512 twin (`ckpt_fourbit_encode_avx512`) takes the runs of 16 where the CPU has it.
+        var i = !wide ? 0 : tables.midpointScalars.withUnsafeBufferPointer { m in
+            tables.stepScalars.withUnsafeBufferPointer { steps in
+                ckpt_fourbit_encode_avx512(x, count, scale, reciprocal, divide ? 1 : 0, m.baseAddress!, tables.lowestScalar, steps.baseAddress!, out)
+            }
+        }
         while i + 16 <= count {
             let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
             let scaled = divide ? v / scale : v * reciprocal
@@ -177,12 +184,17 @@ public enum FourBitQuantizer {
         let steps: [SIMD16<UInt32>]
         /// NF4's order is the identity: every step is 1.
         let unitSteps: Bool
+        /// The same tables one value each, for the AVX-512 twin.
+        let midpointScalars: [Float], lowestScalar: UInt32, stepScalars: [UInt32]
 
         init(_ type: FourBitType) {
-            midpoints = type.midpoints.map { SIMD16<Float>(repeating: $0) }
+            midpointScalars = type.midpoints
+            midpoints = midpointScalars.map { SIMD16<Float>(repeating: $0) }
             let order = type.order.map(UInt32.init)
-            lowest = SIMD16(repeating: order[0])
-            steps = (0..<15).map { SIMD16(repeating: order[$0 + 1] &- order[$0]) }
+            lowestScalar = order[0]
+            stepScalars = (0..<15).map { order[$0 + 1] &- order[$0] }
+            lowest = SIMD16(repeating: lowestScalar)
+            steps = stepScalars.map { SIMD16(repeating: $0) }
             unitSteps = order == Array(0..<16)
         }
 

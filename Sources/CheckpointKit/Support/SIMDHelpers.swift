@@ -1,3 +1,10 @@
+import CKernels
+
+/// Whether this CPU runs the AVX-512 twins in CKernels (checked once). Swift builds for baseline
+/// x86-64, where a SIMD16<Float> is four SSE registers; the twins do the same operations in the same
+/// order, compiled for AVX-512 alone, and each kernel's tests hold the two together.
+let avx512Available = ckpt_has_avx512() != 0
+
 /// Lane-wise minimum, maximum and clamp written as compare-and-select, which compiles to
 /// `cmpps` + blend; the standard library's `pointwiseMin`/`pointwiseMax` keep IEEE NaN rules and
 /// compile to a lane-by-lane loop through the stack on x86-64 (10× slower in our kernels).

@@ -84,14 +84,11 @@ public struct ErrorMetrics: Equatable, Sendable {
         return total
     }
 
-    /// Whether `chunk` takes its lanes from the AVX-512 twin of `halfLanes` (`ckpt_error_lanes_avx512`).
-    static let usesAVX512 = ckpt_has_avx512() != 0
-
     /// The sums of one chunk of `count` values: element i goes to lane i mod 8 of each sum, the
     /// lanes are added by `SIMD8.sum()`, the tail after them one at a time. `wide` takes the lanes
     /// from the AVX-512 kernel (the same bits; tests pass false for the Swift one).
     @inline(__always)
-    static func chunk(_ reference: UnsafePointer<Float>, _ candidate: UnsafePointer<Float>, count: Int, wide: Bool = usesAVX512) -> ErrorMetrics {
+    static func chunk(_ reference: UnsafePointer<Float>, _ candidate: UnsafePointer<Float>, count: Int, wide: Bool = avx512Available) -> ErrorMetrics {
         var sse: Double, sr: Double, sc: Double, d: Double, worst: Double
         if wide {
             var lanes = (SIMD8<Double>(), SIMD8<Double>(), SIMD8<Double>(), SIMD8<Double>(), SIMD8<Double>())
