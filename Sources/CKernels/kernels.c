@@ -1,7 +1,9 @@
-// AVX-512 twins of TransformerKernels' Swift SIMD16 kernels. Swift builds for baseline x86-64, where
-// a SIMD16<Float> is four SSE registers; these functions are compiled for AVX-512 alone (target
-// attribute, chosen at run time) and perform the same operations in the same order, with no fused
-// multiply-add, so each value equals the Swift kernel's (the sums may differ in their last bit).
+// AVX-512 twins of ckpt's Swift SIMD16 kernels (TransformerKernels, ErrorMetrics, the int8 and 4-bit
+// encoders). Swift builds for baseline x86-64, where a SIMD16<Float> is four SSE registers; these
+// functions are compiled for AVX-512 alone (target attribute, chosen at run time) and perform the same
+// operations in the same order, with no fused multiply-add, so each value equals the Swift kernel's
+// (a sum over a row may differ in its last bit where its lanes are added in another order; each
+// function's comment says whether).
 #include "ckernels.h"
 #include <immintrin.h>
 

@@ -166,20 +166,20 @@ func int8Dequantize() {
     #expect(fast[5] == Float(q[5]) * scales[0])
 }
 
-@Test("The AVX-512 int8 and 4-bit encoders equal the Swift SIMD ones byte for byte: ties, clamped values, NaN, ±0, divided and multiplied scales",
-      arguments: [16, 64, 77, 4096])
+@Test("The AVX-512 int8 and 4-bit encoders equal the Swift SIMD ones byte for byte: ties, midpoints, clamped values, NaN, ±0, divided and multiplied scales",
+      .enabled(if: avx512Available, "this CPU has no AVX-512, so only the Swift encoders run"), arguments: [16, 64, 77, 4096])
 func wideEncodersMatchSwift(count: Int) throws {
-    guard avx512Available else {
-        print("skipped: this CPU has no AVX-512, so only the Swift encoders run")
-        return
-    }
     var values = awkwardValues(count, seed: UInt64(count))
     values[0] = .nan
     if count > 20 { (values[1], values[2], values[3], values[4]) = (-0.0, 0.0, 1e30, -1e30) }
-    for scale: Float in [0.01, 1.0 / 127, 0.5, 3e-7] {
+    // Values exactly on the NF4 and FP4 midpoints of the block scale the 4-bit encoders are given below.
+    if count > 64 {
+        for (k, m) in (FourBitType.nf4.midpoints + FourBitType.fp4.midpoints).enumerated() where 34 + k < count { values[34 + k] = m }
+    }
+    for scale: Float in [0.01, 1.0 / 127, 0.5, 3e-7] {  // 0.01 · 100: the 4-bit scale 1, where the midpoints sit exactly
         // Exact ties of x / scale: k + 0.5 steps of the scale.
         var tied = values
-        for k in stride(from: 5, to: count, by: 7) { tied[k] = (Float(k % 200) - 100.5) * scale }
+        for k in stride(from: 70, to: count, by: 7) { tied[k] = (Float(k % 200) - 100.5) * scale }
         tied.withUnsafeBufferPointer { x in
             var swift = [Int8](repeating: 0, count: count), wide = swift
             swift.withUnsafeMutableBufferPointer { BlockInt8Quantizer.encodeGroup(x.baseAddress!, count: count, scale: scale, into: $0.baseAddress!, wide: false) }

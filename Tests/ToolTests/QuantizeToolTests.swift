@@ -271,3 +271,20 @@ func gptqTrueSequentialFlag() throws {
         #expect(config["true_sequential"] as? Bool == sequential, "\(name)")
     }
 }
+
+@Test("ckpt-quantize refits GPTQ's scales by default for nf4 and not for int4, each flag turns it the other way, and round to nearest refuses it")
+func gptqRefitDefaultFollowsTheCodebook() throws {
+    let scratch = ScratchDirectory()
+    let calibration = ["--method", "gptq", "--calibration-text", Tools.fixture("text/eval.txt"), "--calibration-tokens", "256", "--ctx", "128", "--json"]
+    let int4 = ["--scheme", "int4", "--block-size", "32"], nf4 = ["--scheme", "nf4"]
+    for (name, flags, refits) in [("nf4", nf4, true), ("nf4-off", nf4 + ["--no-refit-scales"], false),
+                                  ("int4", int4, false), ("int4-on", int4 + ["--refit-scales"], true)] {
+        let r = try Tools.run("ckpt-quantize", [tinyLlama, scratch.file(name)] + calibration + flags)
+        #expect(r.status == 0, "\(name): \(r.stderr)")
+        let notes = try #require(try parseJSONObject(r.stdout)["notes"] as? [String])
+        #expect(notes.contains { $0.contains("refitted each row's scales") } == refits, "\(name): \(notes)")
+    }
+    let refused = try Tools.run("ckpt-quantize", [tinyLlama, scratch.file("rtn"), "--scheme", "nf4", "--refit-scales"])
+    #expect(refused.status != 0 && refused.stderr.contains("--refit-scales applies to --method gptq and awq+gptq"), "\(refused.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: scratch.file("rtn")))
+}

@@ -84,7 +84,10 @@ public enum GPTQError: Error, Equatable, Sendable, CustomStringConvertible {
 /// at a time with the error fed forward, lazily in blocks. See docs/w4a16-formats-spec.md §4.
 public enum GPTQ {
     /// Quantizes `weight` `[rows, columns]` given `hessian` `[columns, columns]` (any positive multiple of XᵀX).
-    /// `threads` share the range search (`options.mse`); the result is the same for any count.
+    /// `threads` share the range search (`options.mse`), the column loop's row pieces and the scale
+    /// refit; the result is the same for any count. OpenBLAS runs single-threaded from the column loop
+    /// on (a process-wide setting, restored on return). Once an interruption is requested the result
+    /// is partial: the caller checks `Interruption.isRequested`.
     ///
     /// With `shift` = Σ (x_float − x)ᵀ·x `[columns, columns]` (x the inputs `hessian` sums, x_float
     /// the float model's inputs of the same tokens, the same multiple), the updates also steer the
@@ -134,15 +137,15 @@ public enum GPTQ {
 
         // The lazy column loop (GPTQModel L1210–1257). Rows are independent once a block's group
         // parameters are known, so each block runs in row pieces on `threads`, OpenBLAS single-threaded
-        // inside them (its own workers would spin between calls beside ckpt's).
-        var q = [Float](repeating: 0, count: rows * columns)
+        // inside them (its own workers would spin between calls beside ckpt's). That setting is the
+        // process's: it is restored on return, and the refit below runs in it too.
+        let blockSize = Swift.max(1, options.blockSize)
+        let work = LazyColumns(weight: permuted, rows: rows, columns: columns, blockSize: blockSize)
+        permuted = []
         var groupParameters: [[(Float, Float)]] = []
         var current = rowParameters
-        var rowLoss = [Double](repeating: 0, count: rows)
-        let blockSize = Swift.max(1, options.blockSize)
-        var block = [Float](repeating: 0, count: rows * blockSize), errors = [Float](repeating: 0, count: rows * blockSize)
         var columnParameters = [[(Float, Float)]](repeating: [], count: blockSize)
-        let blasThreads = MatrixMultiply.threads
+        let blasThreads = MatrixMultiply.openBLASThreadCount
         MatrixMultiply.setThreads(.single)
         defer { MatrixMultiply.setThreads(ThreadBudget(blasThreads)) }
         var i1 = 0
@@ -155,68 +158,29 @@ public enum GPTQ {
                         current = staticParameters[order[c] / group]
                     } else if c % group == 0 {
                         // Measured on the weight as previous blocks left it, not this block's updates (GPTQModel's quirk, spec §4.3).
-                        current = parameters(permuted, rows: rows, columns: columns, range: c..<Swift.min(columns, c + group), options: options, threads: threads)
+                        current = parameters(work.weightBuffer, rows: rows, columns: columns, range: c..<Swift.min(columns, c + group),
+                                             options: options, threads: threads)
                         groupParameters.append(current)
                     }
                 }
                 columnParameters[i] = current
             }
-            block.withUnsafeMutableBufferPointer { blockBuffer in
-            errors.withUnsafeMutableBufferPointer { errorBuffer in
-            permuted.withUnsafeMutableBufferPointer { permutedBuffer in
-            q.withUnsafeMutableBufferPointer { qBuffer in
-            rowLoss.withUnsafeMutableBufferPointer { lossBuffer in
             u.withUnsafeBufferPointer { uBuffer in
-            (asymmetry ?? []).withUnsafeBufferPointer { asymmetryBuffer in
-            columnParameters.withUnsafeBufferPointer { parameterColumns in
-                let buffers = UncheckedSendable((blockBuffer.baseAddress!, errorBuffer.baseAddress!, permutedBuffer.baseAddress!, qBuffer.baseAddress!,
-                                                 lossBuffer.baseAddress!, uBuffer.baseAddress!, asymmetry == nil ? nil : asymmetryBuffer.baseAddress, parameterColumns))
-                threads.forEachPiece(of: rows, size: 16) { piece in
-                    let (block, errors, permuted, q, rowLoss, up, asymmetryPointer, parameterColumns) = buffers.value
-                    for n in piece {
-                        let row = block + n * width, rowErrors = errors + n * width
-                        for i in 0..<width { row[i] = permuted[n * columns + i1 + i] }
-                        var loss = 0.0
-                        for i in 0..<width {
-                            let c = i1 + i
-                            let value = row[i]
-                            let chosen = quantizedValue(value, parameterColumns[i][n], options: options)
-                            q[n * columns + c] = chosen
-                            let e = (value - chosen) / up[c * columns + c]
-                            loss += Double(e * e) / 2
-                            rowErrors[i] = e
-                            let uRow = up + c * columns + i1
-                            if let asymmetryPointer {
-                                let pRow = asymmetryPointer + c * columns + i1
-                                for j in i..<width { row[j] -= e * uRow[j] - value * pRow[j] }
-                            } else {
-                                for j in i..<width { row[j] -= e * uRow[j] }
-                            }
+                (asymmetry ?? []).withUnsafeBufferPointer { asymmetryBuffer in
+                    columnParameters.withUnsafeBufferPointer { parameterColumns in
+                        let shared = UncheckedSendable((uBuffer.baseAddress!, asymmetry == nil ? nil : asymmetryBuffer.baseAddress, parameterColumns))
+                        threads.forEachPiece(of: rows, size: LazyColumns.rowsPerPiece) { piece in
+                            let (u, asymmetry, parameterColumns) = shared.value
+                            work.run(piece, columns: i1..<i2, u: u, asymmetry: asymmetry, parameters: parameterColumns, options: options)
                         }
-                        rowLoss[n] += loss
-                    }
-                    guard i2 < columns else { return }
-                    let first = piece.lowerBound, count = piece.count
-                    // The rest of the piece's rows receive the block's errors at once: W[:, i2:] −= E · U[i1:i2, i2:].
-                    MatrixMultiply.multiply(errors + first * width, up + i1 * columns + i2, into: permuted + first * columns + i2,
-                                            m: count, n: columns - i2, k: width, alpha: -1, beta: 1, lda: width, ldb: columns, ldc: columns)
-                    if let asymmetryPointer {
-                        // GPTAQ: W[:, i2:] += W1 · P[i1:i2, i2:], W1 the block as the loop left it (its chosen values).
-                        MatrixMultiply.multiply(block + first * width, asymmetryPointer + i1 * columns + i2, into: permuted + first * columns + i2,
-                                                m: count, n: columns - i2, k: width, alpha: 1, beta: 1, lda: width, ldb: columns, ldc: columns)
                     }
                 }
             }
-            }
-            }
-            }
-            }
-            }
-            }
-            }
             i1 = i2
         }
-        let loss = rowLoss.reduce(0, +)
+        // Pieces an interruption skipped are left as they were: the caller checks `Interruption.isRequested`.
+        let q = Array(UnsafeBufferPointer(start: work.chosen, count: rows * columns))
+        let loss = UnsafeBufferPointer(start: work.rowLoss, count: rows).reduce(0, +)
 
         // Back to column order; groups as appended (processing order), which g_idx indexes.
         var quantized = [Float](repeating: 0, count: rows * columns)
@@ -252,8 +216,9 @@ public enum GPTQ {
                 for n in 0..<rows {
                     for c in 0..<columns { units[n * columns + c] = Float(codes.codes[n * columns + c]) - Float(codes.zeros[n * count + Int(groupOf[c])]) }
                 }
-                codes.scales = GPTQScaleRefit.refit(units: units, weight: w, hessian: dampened(h, size: columns, damp: damp), rows: rows, columns: columns,
-                                                    groupOf: groupOf, groups: count, scales: codes.scales, scaleType: options.scaleType)
+                codes.scales = GPTQScaleRefit.refit(units: units, weight: w, hessian: h, damping: damping(h, size: columns, damp: damp), rows: rows,
+                                                    columns: columns, groupOf: groupOf, groups: count, scales: codes.scales, scaleType: options.scaleType,
+                                                    threads: threads)
                 for n in 0..<rows { for c in 0..<columns { quantized[n * columns + c] = codes.scales[n * count + Int(groupOf[c])] * units[n * columns + c] } }
             }
             if PackQuantizedLayout.isMonotonic(groupOf) { codes.groupIndex = nil }
@@ -271,22 +236,19 @@ public enum GPTQ {
                         units[n * columns + c] = table.min { abs($0 - x) < abs($1 - x) }!
                     }
                 }
-                absmax = GPTQScaleRefit.refit(units: units, weight: w, hessian: dampened(h, size: columns, damp: damp), rows: rows, columns: columns,
-                                              groupOf: groupOf, groups: count, scales: absmax, scaleType: .f32)
+                absmax = GPTQScaleRefit.refit(units: units, weight: w, hessian: h, damping: damping(h, size: columns, damp: damp), rows: rows,
+                                              columns: columns, groupOf: groupOf, groups: count, scales: absmax, scaleType: .f32, threads: threads)
                 for n in 0..<rows { for c in 0..<columns { quantized[n * columns + c] = units[n * columns + c] * absmax[n * count + Int(groupOf[c])] } }
             }
             return GPTQResult(integer: nil, absmax: absmax, quantized: quantized, damp: damp, loss: loss)
         }
     }
 
-    /// `h` + λ·I, λ = `damp` · mean(diag h): the Hessian GPTQ's updates followed.
-    static func dampened(_ h: [Float], size k: Int, damp: Double) -> [Float] {
+    /// λ = `damp` · mean(diag h): what GPTQ's updates added to H's diagonal.
+    static func damping(_ h: [Float], size k: Int, damp: Double) -> Float {
         var mean = 0.0
         for i in 0..<k { mean += Double(h[i * k + i]) }
-        mean /= Double(Swift.max(k, 1))
-        var out = h
-        for i in 0..<k { out[i * k + i] += Float(damp * mean) }
-        return out
+        return Float(damp * mean / Double(Swift.max(k, 1)))
     }
 
     /// GPTAQ's P = α·triu(D·Uᵀ, 1)·U in processing order, `[columns, columns]` row-major, D = `shift`
@@ -318,11 +280,15 @@ public enum GPTQ {
     /// `find_params` for integers, the absmax (zero 0) for a 4-bit codebook; with `options.mse`,
     /// the range search's choice (`GPTQRangeSearch`), rows spread over `threads`.
     static func parameters(_ w: [Float], rows: Int, columns: Int, range: Range<Int>, options: GPTQOptions, threads: ThreadBudget) -> [(Float, Float)] {
-        w.withUnsafeBufferPointer { wp in
-            options.mse > 0
-                ? searchedParameters(wp, rows: rows, columns: columns, range: range, options: options, threads: threads)
-                : plainParameters(wp, rows: rows, columns: columns, range: range, options: options)
-        }
+        w.withUnsafeBufferPointer { parameters($0, rows: rows, columns: columns, range: range, options: options, threads: threads) }
+    }
+
+    /// `parameters` of a weight in memory GPTQ holds itself.
+    static func parameters(_ wp: UnsafeBufferPointer<Float>, rows: Int, columns: Int, range: Range<Int>, options: GPTQOptions,
+                           threads: ThreadBudget) -> [(Float, Float)] {
+        options.mse > 0
+            ? searchedParameters(wp, rows: rows, columns: columns, range: range, options: options, threads: threads)
+            : plainParameters(wp, rows: rows, columns: columns, range: range, options: options)
     }
 
     /// `parameters` without the search: min/max, or absmax.
@@ -386,6 +352,86 @@ public enum GPTQ {
             }
             p += increment
             guard increment > 0, p < 1 else { throw GPTQError.notPositiveDefinite(tensor: name, damp: p - increment) }
+        }
+    }
+}
+
+/// GPTQ's working memory for the lazy column loop: the weight as the errors leave it, the chosen
+/// values, each row's loss, and per row one block's values and errors. Every piece of rows touches
+/// only its own rows, so pieces run on separate threads.
+final class LazyColumns: @unchecked Sendable {
+    /// Rows per piece of work: a fixed cut, so the result is the same for any thread count.
+    static let rowsPerPiece = 16
+
+    let rows: Int, columns: Int, blockSize: Int
+    /// `[rows, columns]` in processing order, updated by the errors fed forward.
+    let weight: UnsafeMutablePointer<Float>
+    /// The chosen values `[rows, columns]` in processing order (GPTQModel's `Q`).
+    let chosen: UnsafeMutablePointer<Float>
+    /// Σ e² / 2 per row.
+    let rowLoss: UnsafeMutablePointer<Double>
+    /// Per row, the current block's values and its errors `(w − q) / d`, `blockSize` each.
+    let block: UnsafeMutablePointer<Float>, errors: UnsafeMutablePointer<Float>
+
+    /// Buffers for `weight` `[rows, columns]`, copied in.
+    init(weight values: [Float], rows: Int, columns: Int, blockSize: Int) {
+        (self.rows, self.columns, self.blockSize) = (rows, columns, blockSize)
+        let weight = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(1, rows * columns))
+        weight.initialize(repeating: 0, count: rows * columns)
+        values.withUnsafeBufferPointer { if let source = $0.baseAddress { weight.update(from: source, count: rows * columns) } }
+        self.weight = weight
+        chosen = .allocate(capacity: Swift.max(1, rows * columns))
+        chosen.initialize(repeating: 0, count: rows * columns)
+        rowLoss = .allocate(capacity: Swift.max(1, rows))
+        rowLoss.initialize(repeating: 0, count: rows)
+        block = .allocate(capacity: Swift.max(1, rows * blockSize))
+        errors = .allocate(capacity: Swift.max(1, rows * blockSize))
+    }
+
+    deinit {
+        for p in [weight, chosen, block, errors] { p.deallocate() }
+        rowLoss.deallocate()
+    }
+
+    /// The weight as a buffer, for the group parameters.
+    var weightBuffer: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: weight, count: rows * columns) }
+
+    /// The block `span` of columns for the rows `piece`: each column quantized with `parameters`
+    /// (one per column of the block, per row), its error fed to the block's later columns through
+    /// U (and GPTAQ's P), then to the columns after the block at once: W[:, i2:] −= E·U[i1:i2, i2:].
+    func run(_ piece: Range<Int>, columns span: Range<Int>, u: UnsafePointer<Float>, asymmetry: UnsafePointer<Float>?,
+             parameters: UnsafeBufferPointer<[(Float, Float)]>, options: GPTQOptions) {
+        let (i1, i2, width) = (span.lowerBound, span.upperBound, span.count)
+        for n in piece {
+            let row = block + n * width, rowErrors = errors + n * width
+            row.update(from: weight + n * columns + i1, count: width)
+            var loss = 0.0
+            for i in 0..<width {
+                let c = i1 + i
+                let value = row[i]
+                let q = GPTQ.quantizedValue(value, parameters[i][n], options: options)
+                chosen[n * columns + c] = q
+                let e = (value - q) / u[c * columns + c]
+                loss += Double(e * e) / 2
+                rowErrors[i] = e
+                let uRow = u + c * columns + i1
+                if let asymmetry {
+                    let pRow = asymmetry + c * columns + i1
+                    for j in i..<width { row[j] -= e * uRow[j] - value * pRow[j] }
+                } else {
+                    for j in i..<width { row[j] -= e * uRow[j] }
+                }
+            }
+            rowLoss[n] += loss
+        }
+        guard i2 < columns, !piece.isEmpty else { return }
+        let first = piece.lowerBound
+        MatrixMultiply.multiply(errors + first * width, u + i1 * columns + i2, into: weight + first * columns + i2,
+                                m: piece.count, n: columns - i2, k: width, alpha: -1, beta: 1, lda: width, ldb: columns, ldc: columns)
+        if let asymmetry {
+            // GPTAQ: W[:, i2:] += W1 · P[i1:i2, i2:], W1 the block as the loop left it (its chosen values).
+            MatrixMultiply.multiply(block + first * width, asymmetry + i1 * columns + i2, into: weight + first * columns + i2,
+                                    m: piece.count, n: columns - i2, k: width, alpha: 1, beta: 1, lda: width, ldb: columns, ldc: columns)
         }
     }
 }

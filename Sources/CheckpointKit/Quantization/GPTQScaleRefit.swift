@@ -8,67 +8,118 @@ import COpenBLAS
 /// scales follow the codes, the step least-squares rounding schemes (llama.cpp's `make_qx_quants`)
 /// take per block, here over the whole row through H.
 enum GPTQScaleRefit {
-    /// New scales `[rows, groups]` for `units` `[rows, columns]` in groups `groupOf`, fitting
-    /// `weight` under `hessian` `[columns, columns]`; a row keeps `scales` where its system is
-    /// singular, a solved scale is not positive and finite, or the rounded fit is no better.
-    /// Scales are rounded to `scaleType` before they are compared.
-    static func refit(units: [Float], weight: [Float], hessian: [Float], rows: Int, columns: Int, groupOf: [Int32], groups: Int,
-                      scales: [Float], scaleType: DType) -> [Float] {
-        let systems = normalEquations(units: units, weight: weight, hessian: hessian, rows: rows, columns: columns, groupOf: groupOf, groups: groups)
+    /// Rows whose systems are built and solved together: a fixed cut, so any thread count gives the same scales.
+    static let rowsPerPiece = 32
+
+    /// New scales `[rows, groups]` for `units` `[rows, columns]` in groups `groupOf`, fitting `weight`
+    /// under `hessian` + `damping`·I (`[columns, columns]`). A group whose units are all zero keeps its
+    /// scale; a row keeps all of `scales` where its system is singular, a refitted scale is not positive
+    /// and finite, or the fit rounded to `scaleType` is no better. Rows go in pieces over `threads`
+    /// (OpenBLAS single-threaded inside them, as the caller leaves it).
+    static func refit(units: [Float], weight: [Float], hessian: [Float], damping: Float, rows: Int, columns: Int, groupOf: [Int32],
+                      groups: Int, scales: [Float], scaleType: DType, threads: ThreadBudget) -> [Float] {
+        // Each group's columns, and H's rows in group order (H itself when every group is one run of columns).
+        var members = [[Int]](repeating: [], count: groups)
+        for k in 0..<columns { members[Int(groupOf[k])].append(k) }
+        let groupOrder = members.flatMap { $0 }
+        let hessianByGroup: [Float]
+        if groupOrder == Array(0..<columns) {
+            hessianByGroup = hessian
+        } else {
+            var gathered = [Float](repeating: 0, count: columns * columns)
+            for (i, k) in groupOrder.enumerated() { for j in 0..<columns { gathered[i * columns + j] = hessian[k * columns + j] } }
+            hessianByGroup = gathered
+        }
+        var firstRow = [Int](repeating: 0, count: groups)
+        for g in 1..<Swift.max(groups, 1) { firstRow[g] = firstRow[g - 1] + members[g - 1].count }
         var result = scales
-        for n in 0..<rows {
-            let a = Array(systems.a[(n * groups * groups)..<((n + 1) * groups * groups)])
-            let b = Array(systems.b[(n * groups)..<((n + 1) * groups)])
-            let current = Array(scales[(n * groups)..<((n + 1) * groups)])
-            guard let solved = solve(a, b, current: current, size: groups) else { continue }
-            let rounded = solved.map { IntegerCodes.round(Float($0), to: scaleType) }
-            guard rounded.allSatisfy({ $0 > 0 && $0.isFinite }) else { continue }
-            if error(a, b, rounded, size: groups) < error(a, b, current, size: groups) {
-                result.replaceSubrange((n * groups)..<((n + 1) * groups), with: rounded)
+        units.withUnsafeBufferPointer { v in
+            weight.withUnsafeBufferPointer { w in
+                hessian.withUnsafeBufferPointer { h in
+                    hessianByGroup.withUnsafeBufferPointer { hg in
+                        result.withUnsafeMutableBufferPointer { out in
+                            let shared = UncheckedSendable((v, w, h, hg, out))
+                            threads.forEachPiece(of: rows, size: rowsPerPiece) { piece in
+                                let (v, w, h, hg, out) = shared.value
+                                let (a, b) = normalEquations(units: v, weight: w, hessian: h, hessianByGroup: hg, damping: damping, rows: piece,
+                                                             columns: columns, groupOf: groupOf, members: members, firstRow: firstRow)
+                                for (p, n) in piece.enumerated() {
+                                    let system = Array(a[(p * groups * groups)..<((p + 1) * groups * groups)])
+                                    let right = Array(b[(p * groups)..<((p + 1) * groups)])
+                                    let current = Array(out[(n * groups)..<((n + 1) * groups)])
+                                    if let better = bestScales(system, right, current: current, scaleType: scaleType) {
+                                        for g in 0..<groups { out[n * groups + g] = better[g] }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
             }
         }
         return result
     }
 
-    /// Every row's A `[rows, groups, groups]` and b `[rows, groups]` in f64: b from W·H, A group by
-    /// group from V_h·H[h, ·] (one product's worth of work over all groups).
-    static func normalEquations(units: [Float], weight: [Float], hessian: [Float], rows: Int, columns: Int,
-                                groupOf: [Int32], groups: Int) -> (a: [Double], b: [Double]) {
-        var a = [Double](repeating: 0, count: rows * groups * groups), b = [Double](repeating: 0, count: rows * groups)
-        var product = [Float](repeating: 0, count: rows * columns)
-        weight.withUnsafeBufferPointer { w in
-            hessian.withUnsafeBufferPointer { h in
-                product.withUnsafeMutableBufferPointer { p in
-                    MatrixMultiply.multiply(w.baseAddress!, h.baseAddress!, into: p.baseAddress!, m: rows, n: columns, k: columns)
-                }
+    /// The rows `piece`'s A `[rows, groups, groups]` and b `[rows, groups]` in f64: b from W·H, A group
+    /// by group from V_h·H[h, ·] (one product's worth of work over all groups), plus the damping's
+    /// diagonal: λ·Σ v² on A's diagonal, λ·Σ v·w in b.
+    static func normalEquations(units v: UnsafeBufferPointer<Float>, weight w: UnsafeBufferPointer<Float>, hessian h: UnsafeBufferPointer<Float>,
+                                hessianByGroup hg: UnsafeBufferPointer<Float>, damping: Float, rows piece: Range<Int>, columns: Int,
+                                groupOf: [Int32], members: [[Int]], firstRow: [Int]) -> (a: [Double], b: [Double]) {
+        let groups = members.count, count = piece.count, first = piece.lowerBound
+        var a = [Double](repeating: 0, count: count * groups * groups), b = [Double](repeating: 0, count: count * groups)
+        var product = [Float](repeating: 0, count: count * columns)
+        product.withUnsafeMutableBufferPointer { p in
+            MatrixMultiply.multiply(w.baseAddress! + first * columns, h.baseAddress!, into: p.baseAddress!, m: count, n: columns, k: columns)
+        }
+        for r in 0..<count {
+            let n = first + r
+            for k in 0..<columns {
+                let g = Int(groupOf[k]), vk = Double(v[n * columns + k])
+                b[r * groups + g] += vk * (Double(product[r * columns + k]) + Double(damping) * Double(w[n * columns + k]))
+                a[(r * groups + g) * groups + g] += Double(damping) * vk * vk
             }
         }
-        for n in 0..<rows { for k in 0..<columns { b[n * groups + Int(groupOf[k])] += Double(units[n * columns + k]) * Double(product[n * columns + k]) } }
-        var members = [[Int]](repeating: [], count: groups)
-        for k in 0..<columns { members[Int(groupOf[k])].append(k) }
-        for h in 0..<groups where !members[h].isEmpty {
-            let width = members[h].count
-            var gathered = [Float](repeating: 0, count: rows * width), hessianRows = [Float](repeating: 0, count: width * columns)
-            for n in 0..<rows { for (i, k) in members[h].enumerated() { gathered[n * width + i] = units[n * columns + k] } }
-            for (i, k) in members[h].enumerated() { for j in 0..<columns { hessianRows[i * columns + j] = hessian[k * columns + j] } }
-            gathered.withUnsafeBufferPointer { v in
-                hessianRows.withUnsafeBufferPointer { hr in
-                    product.withUnsafeMutableBufferPointer { p in
-                        MatrixMultiply.multiply(v.baseAddress!, hr.baseAddress!, into: p.baseAddress!, m: rows, n: columns, k: width)
-                    }
+        var gathered = [Float](repeating: 0, count: count * (members.map(\.count).max() ?? 0))
+        for hIndex in 0..<groups where !members[hIndex].isEmpty {
+            let width = members[hIndex].count
+            for r in 0..<count { for (i, k) in members[hIndex].enumerated() { gathered[r * width + i] = v[(first + r) * columns + k] } }
+            gathered.withUnsafeBufferPointer { g in
+                product.withUnsafeMutableBufferPointer { p in
+                    MatrixMultiply.multiply(g.baseAddress!, hg.baseAddress! + firstRow[hIndex] * columns, into: p.baseAddress!,
+                                            m: count, n: columns, k: width)
                 }
             }
-            for n in 0..<rows {
-                for k in 0..<columns { a[(n * groups + Int(groupOf[k])) * groups + h] += Double(units[n * columns + k]) * Double(product[n * columns + k]) }
+            for r in 0..<count {
+                let n = first + r
+                for k in 0..<columns {
+                    a[(r * groups + Int(groupOf[k])) * groups + hIndex] += Double(v[n * columns + k]) * Double(product[r * columns + k])
+                }
             }
         }
         return (a, b)
     }
 
-    /// A·s = b by Cholesky; groups whose units are all zero keep their scale. Nil when A is not positive definite.
-    static func solve(_ a: [Double], _ b: [Double], current: [Float], size g: Int) -> [Double]? {
+    /// The solved scales rounded to `scaleType` when every refitted one is positive and finite and
+    /// their fit beats `current`'s; nil to keep `current`.
+    static func bestScales(_ a: [Double], _ b: [Double], current: [Float], scaleType: DType) -> [Float]? {
+        let g = current.count
+        let active = (0..<g).map { a[$0 * g + $0] > 0 }
+        guard let solved = solve(a, b, current: current, active: active) else { return nil }
+        var rounded = current
+        for i in 0..<g where active[i] {
+            rounded[i] = IntegerCodes.round(Float(solved[i]), to: scaleType)
+            guard rounded[i] > 0, rounded[i].isFinite else { return nil }
+        }
+        return objective(a, b, rounded) < objective(a, b, current) ? rounded : nil
+    }
+
+    /// A·s = b by Cholesky over the `active` groups; the others keep `current` (their rows and columns of A are zero).
+    /// Nil when A is not positive definite there.
+    static func solve(_ a: [Double], _ b: [Double], current: [Float], active: [Bool]) -> [Double]? {
+        let g = current.count
         var m = a, rhs = b
-        for i in 0..<g where m[i * g + i] <= 0 {
+        for i in 0..<g where !active[i] {
             for j in 0..<g { m[i * g + j] = 0; m[j * g + i] = 0 }
             m[i * g + i] = 1
             rhs[i] = Double(current[i])
@@ -81,7 +132,8 @@ enum GPTQScaleRefit {
     }
 
     /// sᵀ·A·s − 2·bᵀ·s: the output error up to the constant wᵀ·H·w.
-    static func error(_ a: [Double], _ b: [Double], _ s: [Float], size g: Int) -> Double {
+    static func objective(_ a: [Double], _ b: [Double], _ s: [Float]) -> Double {
+        let g = s.count
         var total = 0.0
         for i in 0..<g {
             var row = 0.0

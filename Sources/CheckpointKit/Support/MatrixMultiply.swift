@@ -34,10 +34,10 @@ public enum MatrixMultiply {
     }
 
     /// c[n, n] (upper triangle, row-major) += aᵀ·a for a [k, n]: a Gram matrix at half a product's
-    /// cost, on `threads` of the caller's with OpenBLAS single-threaded inside each, in column panels
-    /// (a diagonal `ssyrk` block and the `sgemm` block above it), the widest first. OpenBLAS's own
-    /// workers spin on `sched_yield` after each call, taking a core from the forward pass between
-    /// calibration products. Each value sums the same way for any thread count.
+    /// cost, on `threads` of the caller's, in column panels (a diagonal `ssyrk` block and the `sgemm`
+    /// block above it), the panel with the most work first. The caller keeps OpenBLAS single-threaded:
+    /// its own workers spin on `sched_yield` after each call, taking a core from the forward pass
+    /// between calibration products. Each value sums the same way for any thread count.
     public static func addGram(_ a: UnsafePointer<Float>, rows k: Int, columns n: Int, into c: UnsafeMutablePointer<Float>, threads: ThreadBudget) {
         guard n > 0, k > 0 else { return }
         _ = kernels
@@ -54,8 +54,23 @@ public enum MatrixMultiply {
         }
     }
 
+    /// c[n, n] += aᵀ·b for a and b [k, n], in row panels of c on `threads` of the caller's (OpenBLAS
+    /// single-threaded, as for `addGram`); each value sums the same way for any thread count.
+    public static func addTransposedProduct(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, rows k: Int, columns n: Int,
+                                            into c: UnsafeMutablePointer<Float>, threads: ThreadBudget) {
+        guard n > 0, k > 0 else { return }
+        _ = kernels
+        let panel = 64
+        let shared = UncheckedSendable((a, b, c))
+        threads.forEachPiece(of: n, size: panel) { rows in
+            let (a, b, c) = shared.value
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(rows.count), Int32(n), Int32(k), 1, a + rows.lowerBound, Int32(n), b, Int32(n),
+                        1, c + rows.lowerBound * n, Int32(n))
+        }
+    }
+
     /// The threads OpenBLAS's own pool uses now.
-    public static var threads: Int {
+    public static var openBLASThreadCount: Int {
         _ = kernels
         return Int(openblas_get_num_threads())
     }

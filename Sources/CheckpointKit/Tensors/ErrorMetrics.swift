@@ -1,3 +1,5 @@
+import CKernels
+
 /// How far a candidate tensor is from a reference: max abs error, RMSE, cosine similarity and
 /// signal-to-noise ratio. Sums are kept in f64 per chunk and combined in chunk order, so the
 /// result does not depend on the thread count.
@@ -175,8 +177,6 @@ public struct ErrorMetrics: Equatable, Sendable {
         return m
     }
 }
-
-import CKernels
 
 #if canImport(Glibc)
 import Glibc
