@@ -182,3 +182,38 @@ AVX512 long ckpt_fourbit_encode_avx512(const float *x, long n, float scale, floa
     }
     return i;
 }
+
+// Q4_0Codec.quantizeBlocks (Sources/CheckpointKit/Tensors/GGML/Q4_0.swift) for one block: the same magnitude
+// bits, sign test, scale and inverse, and the same floor of x·(1/d) + 8.5 by the magic number and one
+// correction, clipped to 15; so the same bytes. A block with a NaN or an infinity is sent to the reference by
+// its magnitude bits before its (then unreliable) signed extremes are read, as in Swift.
+AVX512 int ckpt_q4_0_block_avx512(const float *x, unsigned char *codes, float *scale) {
+    const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+    const __m512i signMask = _mm512_set1_epi32(0x7FFFFFFF);
+    const int amaxBits = _mm512_reduce_max_epi32(_mm512_max_epi32(_mm512_and_si512(_mm512_castps_si512(v0), signMask),
+                                                                  _mm512_and_si512(_mm512_castps_si512(v1), signMask)));
+    if (amaxBits >= 0x7F800000) return 0;
+    const float top = _mm512_reduce_max_ps(_mm512_max_ps(v0, v1)), bottom = _mm512_reduce_min_ps(_mm512_min_ps(v0, v1));
+    float m;
+    __builtin_memcpy(&m, &amaxBits, sizeof m);
+    const int positive = top == m, negative = bottom == -m;
+    if (positive == negative) return 0;
+    const float d = (positive ? m : -m) / -8.0f;
+    const float inverse = d == 0 ? 0 : 1.0f / d;
+    if (!__builtin_isfinite(inverse)) return 0;
+    const __m512 id = _mm512_set1_ps(inverse), bias = _mm512_set1_ps(8.5f), half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+    const __m512 magic = _mm512_set1_ps(12582912.0f), fifteen = _mm512_set1_ps(15.0f);
+    const __m512i nibble = _mm512_set1_epi32(0xF);
+    __m512i q[2];
+    for (int h = 0; h < 2; h++) {
+        __m512 y = _mm512_add_ps(_mm512_mul_ps(h == 0 ? v0 : v1, id), bias);
+        __m512 r = _mm512_sub_ps(_mm512_add_ps(_mm512_sub_ps(y, half), magic), magic);
+        // floor = r + 1 unless r + 1 > y.
+        __m512 floor = _mm512_mask_add_ps(r, _mm512_cmp_ps_mask(_mm512_add_ps(r, one), y, _CMP_LE_OQ), r, one);
+        floor = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(floor, fifteen, _CMP_GT_OQ), floor, fifteen);
+        q[h] = _mm512_and_si512(_mm512_castps_si512(_mm512_add_ps(floor, magic)), nibble);
+    }
+    _mm_storeu_si128((__m128i *)codes, _mm512_cvtepi32_epi8(_mm512_or_si512(q[0], _mm512_slli_epi32(q[1], 4))));
+    *scale = d;
+    return 1;
+}

@@ -173,6 +173,12 @@ func q4FastMatchesReference() {
     for threads in [1, 2] {
         #expect(x.withUnsafeBufferPointer { Q4_0Codec.quantize($0, threads: ThreadBudget(threads)) } == reference)
     }
+    // Both block kernels, whichever the CPU picks: the Swift SIMD one and the AVX-512 twin.
+    for wide in avx512Available ? [false, true] : [false] {
+        var blocks = [UInt8](repeating: 0, count: reference.count)
+        x.withUnsafeBufferPointer { p in blocks.withUnsafeMutableBytes { Q4_0Codec.quantizeBlocks(p.baseAddress!, blocks: p.count / 32, into: $0.baseAddress!, wide: wide) } }
+        #expect(blocks == reference, "AVX-512 \(wide)")
+    }
     var rows = [UInt8](repeating: 0, count: reference.count)
     x.withUnsafeBufferPointer { p in rows.withUnsafeMutableBytes { KQuantizers.q4_0(p.baseAddress!, p.count, nil, $0.baseAddress!) } }
     #expect(rows == reference)

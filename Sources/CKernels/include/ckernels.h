@@ -33,4 +33,9 @@ long ckpt_int8_encode_avx512(const float *x, long n, float scale, signed char *q
 long ckpt_fourbit_encode_avx512(const float *x, long n, float scale, float reciprocal, int divide, const float *midpoints,
                                 unsigned lowest, const unsigned *steps, unsigned char *out);
 
+/// Q4_0Codec.quantizeBlocks' fast path for one block of 32: when its values are finite, one sign holds its
+/// largest magnitude and 1/d is finite, writes the 16 code bytes to codes and d to *scale and returns 1; else
+/// returns 0 and writes nothing (the caller runs the reference). AVX-512 only.
+int ckpt_q4_0_block_avx512(const float *x, unsigned char *codes, float *scale);
+
 #endif

@@ -1,3 +1,5 @@
+import CKernels
+
 /// Q4_0: blocks of 32 with one f16 scale d and 4-bit q (18 bytes); x ≈ d·(q − 8); element j in
 /// the low nibble of byte j, element j+16 in its high nibble.
 extension GGMLType {
@@ -106,12 +108,22 @@ public enum Q4_0Codec {
     }
 
     /// `blocks` blocks of 32 values at `x` into 18-byte blocks at `out`, one thread: each block of
-    /// finite values with one sign at its largest magnitude in SIMD, any other by the reference.
-    static func quantizeBlocks(_ x: UnsafePointer<Float>, blocks: Int, into out: UnsafeMutableRawPointer) {
+    /// finite values with one sign at its largest magnitude in SIMD (the AVX-512 twin,
+    /// `ckpt_q4_0_block_avx512`, when `wide`), any other by the reference.
+    static func quantizeBlocks(_ x: UnsafePointer<Float>, blocks: Int, into out: UnsafeMutableRawPointer, wide: Bool = avx512Available) {
         let signMask = SIMD16<UInt32>(repeating: 0x7FFF_FFFF)
         let magic = SIMD16<Float>(repeating: 12_582_912), half = SIMD16<Float>(repeating: 0.5), one = SIMD16<Float>(repeating: 1)
         for b in 0..<blocks {
             let p = UnsafeRawPointer(x + 32 * b), block = out + 18 * b
+            if wide {
+                var d: Float = 0
+                if ckpt_q4_0_block_avx512(x + 32 * b, (block + 2).assumingMemoryBound(to: UInt8.self), &d) != 0 {
+                    KQuantSearch.storeHalf(d, block)
+                } else {
+                    quantizeBlockReference(x + 32 * b, into: block)
+                }
+                continue
+            }
             let v0 = p.loadUnaligned(as: SIMD16<Float>.self), v1 = p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
             // |x| as integers (bit patterns order like the magnitudes, NaN and ±Inf above every finite
             // value); the signed extremes as floats, for whether +m or −m is there.
