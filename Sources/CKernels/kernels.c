@@ -217,3 +217,33 @@ AVX512 int ckpt_q4_0_block_avx512(const float *x, unsigned char *codes, float *s
     *scale = d;
     return 1;
 }
+
+// Q8_0Codec.quantize (Sources/CheckpointKit/Tensors/GGML/Q8_0.swift) for one block of finite values: the same
+// absmax, scale and inverse, and roundedHalfAwayToInt32's magic-number rounding with its tie correction.
+AVX512 int ckpt_q8_0_block_avx512(const float *x, signed char *codes, float *scale) {
+    const __m512 v[2] = {_mm512_loadu_ps(x), _mm512_loadu_ps(x + 16)};
+    const __m512i signMask = _mm512_set1_epi32(0x7FFFFFFF);
+    const int amaxBits = _mm512_reduce_max_epi32(_mm512_max_epi32(_mm512_and_si512(_mm512_castps_si512(v[0]), signMask),
+                                                                  _mm512_and_si512(_mm512_castps_si512(v[1]), signMask)));
+    if (amaxBits >= 0x7F800000) return 0;
+    float m;
+    __builtin_memcpy(&m, &amaxBits, sizeof m);
+    const float d = m / 127.0f;
+    const float inverse = d == 0 ? 0 : 1.0f / d;
+    const __m512 id = _mm512_set1_ps(inverse), magic = _mm512_set1_ps(12582912.0f);
+    const __m512 half = _mm512_set1_ps(0.5f), minusHalf = _mm512_set1_ps(-0.5f), zero = _mm512_setzero_ps();
+    const __m512i one = _mm512_set1_epi32(1);
+    for (int h = 0; h < 2; h++) {
+        __m512 s = _mm512_mul_ps(v[h], id);
+        __m512 biased = _mm512_add_ps(s, magic);
+        __m512 remainder = _mm512_sub_ps(s, _mm512_sub_ps(biased, magic));
+        __m512i r = _mm512_sub_epi32(_mm512_castps_si512(biased), _mm512_castps_si512(magic));
+        __mmask16 upTie = _mm512_cmp_ps_mask(remainder, half, _CMP_EQ_OQ) & _mm512_cmp_ps_mask(s, zero, _CMP_GT_OQ);
+        __mmask16 downTie = _mm512_cmp_ps_mask(remainder, minusHalf, _CMP_EQ_OQ) & _mm512_cmp_ps_mask(s, zero, _CMP_LT_OQ);
+        r = _mm512_mask_add_epi32(r, upTie, r, one);
+        r = _mm512_mask_sub_epi32(r, downTie, r, one);
+        _mm_storeu_si128((__m128i *)(codes + 16 * h), _mm512_cvtepi32_epi8(r));
+    }
+    *scale = d;
+    return 1;
+}

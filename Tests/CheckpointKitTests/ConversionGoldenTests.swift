@@ -139,17 +139,22 @@ func hostilePickles() throws {
     }
 }
 
-@Test("The SIMD Q8_0 quantizer equals its scalar reference on awkward blocks, at 1 and 2 threads")
+@Test("The SIMD Q8_0 quantizer (Swift, and its AVX-512 twin where the CPU has it) equals its scalar reference on awkward blocks, at 1 and 2 threads")
 func q8FastMatchesReference() {
     var rng = SeededGenerator(seed: 77)
     var x = (0..<(32 * 300)).map { _ in Float.random(in: -2...2, using: &rng) }
     for i in 0..<32 { x[32 + i] = 0 }  // a zero block
     for i in 0..<32 { x[64 + i] = Float(i) - 15.5 }  // exact halves after scaling
+    for i in 0..<32 { x[96 + i] = 1e-30 * (Float(i) - 15.5) }  // tiny values
+    for i in 0..<32 { x[128 + i] = i == 0 ? 127 : Float(i) * (i % 2 == 0 ? 0.5 : -0.5) }  // scale 1: ties at ±k.5
     x[200] = 1e30
     x[300] = -1e-30
     let reference = x.withUnsafeBufferPointer { Q8_0Codec.quantizeReference($0) }
     for threads in [1, 2] {
         #expect(x.withUnsafeBufferPointer { Q8_0Codec.quantize($0, threads: ThreadBudget(threads)) } == reference)
+        for wide in avx512Available ? [false, true] : [false] {
+            #expect(x.withUnsafeBufferPointer { Q8_0Codec.quantize($0, threads: ThreadBudget(threads), wide: wide) } == reference, "AVX-512 \(wide)")
+        }
     }
 }
 

@@ -38,4 +38,9 @@ long ckpt_fourbit_encode_avx512(const float *x, long n, float scale, float recip
 /// returns 0 and writes nothing (the caller runs the reference). AVX-512 only.
 int ckpt_q4_0_block_avx512(const float *x, unsigned char *codes, float *scale);
 
+/// Q8_0Codec.quantize for one block of 32 finite values: d = absmax / 127, the 32 codes
+/// round-half-away(x · (1/d)) to codes, d to *scale, and 1; 0 (nothing written) when a value is NaN or
+/// infinite, for the Swift kernel. AVX-512 only.
+int ckpt_q8_0_block_avx512(const float *x, signed char *codes, float *scale);
+
 #endif

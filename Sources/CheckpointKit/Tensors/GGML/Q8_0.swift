@@ -1,3 +1,5 @@
+import CKernels
+
 /// Q8_0: blocks of 32 int8 values with one f16 scale d (34 bytes); x ≈ d·q.
 extension GGMLType {
     /// GGUF id 8; decoded here, written through `Q8_0Codec.quantize`.
@@ -12,8 +14,14 @@ extension GGMLType {
 
 /// Q8_0 quantization, llama.cpp's reference quantizer (`quantize_row_q8_0_ref`) and a fast twin.
 public enum Q8_0Codec {
-    /// Fast: SIMD within a block, blocks spread over threads; equal to `quantizeReference`.
+    /// Fast: SIMD within a block (a block of finite values by the AVX-512 twin, `ckpt_q8_0_block_avx512`,
+    /// when `wide`), blocks spread over threads; equal to `quantizeReference`.
     public static func quantize(_ x: UnsafeBufferPointer<Float>, threads: ThreadBudget = .allCores) -> [UInt8] {
+        quantize(x, threads: threads, wide: avx512Available)
+    }
+
+    /// `quantize` with the choice of block kernel, for tests of both.
+    static func quantize(_ x: UnsafeBufferPointer<Float>, threads: ThreadBudget, wide: Bool) -> [UInt8] {
         let blocks = x.count / 32
         var out = [UInt8](repeating: 0, count: blocks * 34)
         let perChunk = 2048
@@ -21,6 +29,11 @@ public enum Q8_0Codec {
             threads.forEachChunk((blocks + perChunk - 1) / perChunk) { chunk in
                 let signMask = SIMD16<UInt32>(repeating: 0x7FFF_FFFF)
                 for b in (chunk * perChunk)..<min(blocks, (chunk + 1) * perChunk) {
+                    var scale: Float = 0
+                    if wide, ckpt_q8_0_block_avx512(x.baseAddress! + b * 32, (o.baseAddress! + b * 34 + 2).assumingMemoryBound(to: Int8.self), &scale) != 0 {
+                        o.storeBytes(of: FloatConversion.f32ToF16Reference(scale).littleEndian, toByteOffset: b * 34, as: UInt16.self)
+                        continue
+                    }
                     let p = UnsafeRawPointer(x.baseAddress! + b * 32)
                     let v0 = p.loadUnaligned(as: SIMD16<Float>.self), v1 = p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
                     let a0 = unsafeBitCast(unsafeBitCast(v0, to: SIMD16<UInt32>.self) & signMask, to: SIMD16<Float>.self)
