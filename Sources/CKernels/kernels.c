@@ -130,27 +130,30 @@ AVX512 void ckpt_error_lanes_avx512(const float *reference, const float *candida
     _mm512_storeu_pd(lanes + 32, worst);
 }
 
-// BlockInt8Quantizer.encodeGroup and SIMD16.roundedHalfAwayToInt32 (Sources/CheckpointKit/Support/SIMDHelpers.swift):
-// the same division, clamp and magic-number rounding with its tie correction, so the same codes.
+// SIMD16.roundedHalfAwayToInt32 (Sources/CheckpointKit/Support/SIMDHelpers.swift) in AVX-512: nearest-even by
+// the magic number 1.5 · 2^23, then a tie that went towards zero moved one further away. |v| < 2^22.
+AVX512 static inline __m512i round_half_away16(__m512 v) {
+    const __m512 magic = _mm512_set1_ps(12582912.0f), zero = _mm512_setzero_ps();
+    const __m512i one = _mm512_set1_epi32(1);
+    __m512 biased = _mm512_add_ps(v, magic);
+    __m512 remainder = _mm512_sub_ps(v, _mm512_sub_ps(biased, magic));
+    __m512i r = _mm512_sub_epi32(_mm512_castps_si512(biased), _mm512_castps_si512(magic));
+    __mmask16 upTie = _mm512_cmp_ps_mask(remainder, _mm512_set1_ps(0.5f), _CMP_EQ_OQ) & _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
+    __mmask16 downTie = _mm512_cmp_ps_mask(remainder, _mm512_set1_ps(-0.5f), _CMP_EQ_OQ) & _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ);
+    r = _mm512_mask_add_epi32(r, upTie, r, one);
+    return _mm512_mask_sub_epi32(r, downTie, r, one);
+}
+
+// BlockInt8Quantizer.encodeGroup: the same division, clamp and rounding, so the same codes.
 AVX512 long ckpt_int8_encode_avx512(const float *x, long n, float scale, signed char *q) {
     const __m512 divisor = _mm512_set1_ps(scale), upper = _mm512_set1_ps(127.0f), lower = _mm512_set1_ps(-127.0f);
-    const __m512 magic = _mm512_set1_ps(12582912.0f), half = _mm512_set1_ps(0.5f), minusHalf = _mm512_set1_ps(-0.5f);
-    const __m512 zero = _mm512_setzero_ps();
-    const __m512i one = _mm512_set1_epi32(1);
     long i = 0;
     for (; i + 16 <= n; i += 16) {
         __m512 scaled = _mm512_div_ps(_mm512_loadu_ps(x + i), divisor);
         // Lanes not >= -127 (NaN among them) become -127, then the top is clamped.
         __m512 v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(scaled, lower, _CMP_GE_OQ), lower, scaled);
         v = _mm512_min_ps(v, upper);
-        __m512 biased = _mm512_add_ps(v, magic);
-        __m512 remainder = _mm512_sub_ps(v, _mm512_sub_ps(biased, magic));
-        __m512i r = _mm512_sub_epi32(_mm512_castps_si512(biased), _mm512_castps_si512(magic));
-        __mmask16 upTie = _mm512_cmp_ps_mask(remainder, half, _CMP_EQ_OQ) & _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
-        __mmask16 downTie = _mm512_cmp_ps_mask(remainder, minusHalf, _CMP_EQ_OQ) & _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ);
-        r = _mm512_mask_add_epi32(r, upTie, r, one);
-        r = _mm512_mask_sub_epi32(r, downTie, r, one);
-        _mm_storeu_si128((__m128i *)(q + i), _mm512_cvtepi32_epi8(r));
+        _mm_storeu_si128((__m128i *)(q + i), _mm512_cvtepi32_epi8(round_half_away16(v)));
     }
     return i;
 }
@@ -230,19 +233,9 @@ AVX512 int ckpt_q8_0_block_avx512(const float *x, signed char *codes, float *sca
     __builtin_memcpy(&m, &amaxBits, sizeof m);
     const float d = m / 127.0f;
     const float inverse = d == 0 ? 0 : 1.0f / d;
-    const __m512 id = _mm512_set1_ps(inverse), magic = _mm512_set1_ps(12582912.0f);
-    const __m512 half = _mm512_set1_ps(0.5f), minusHalf = _mm512_set1_ps(-0.5f), zero = _mm512_setzero_ps();
-    const __m512i one = _mm512_set1_epi32(1);
+    const __m512 id = _mm512_set1_ps(inverse);
     for (int h = 0; h < 2; h++) {
-        __m512 s = _mm512_mul_ps(v[h], id);
-        __m512 biased = _mm512_add_ps(s, magic);
-        __m512 remainder = _mm512_sub_ps(s, _mm512_sub_ps(biased, magic));
-        __m512i r = _mm512_sub_epi32(_mm512_castps_si512(biased), _mm512_castps_si512(magic));
-        __mmask16 upTie = _mm512_cmp_ps_mask(remainder, half, _CMP_EQ_OQ) & _mm512_cmp_ps_mask(s, zero, _CMP_GT_OQ);
-        __mmask16 downTie = _mm512_cmp_ps_mask(remainder, minusHalf, _CMP_EQ_OQ) & _mm512_cmp_ps_mask(s, zero, _CMP_LT_OQ);
-        r = _mm512_mask_add_epi32(r, upTie, r, one);
-        r = _mm512_mask_sub_epi32(r, downTie, r, one);
-        _mm_storeu_si128((__m128i *)(codes + 16 * h), _mm512_cvtepi32_epi8(r));
+        _mm_storeu_si128((__m128i *)(codes + 16 * h), _mm512_cvtepi32_epi8(round_half_away16(_mm512_mul_ps(v[h], id))));
     }
     *scale = d;
     return 1;
