@@ -146,10 +146,12 @@ func q8FastMatchesReference() {
     for i in 0..<32 { x[32 + i] = 0 }  // a zero block
     for i in 0..<32 { x[64 + i] = Float(i) - 15.5 }  // exact halves after scaling
     for i in 0..<32 { x[96 + i] = 1e-30 * (Float(i) - 15.5) }  // tiny values
+    for i in 0..<32 { x[160 + i] = 1e-40 * (Float(i) - 15.5) }  // subnormals: 1/d overflows, every code 0 as in llama.cpp on x86
     for i in 0..<32 { x[128 + i] = i == 0 ? 127 : Float(i) * (i % 2 == 0 ? 0.5 : -0.5) }  // scale 1: ties at ±k.5
     x[200] = 1e30
     x[300] = -1e-30
     let reference = x.withUnsafeBufferPointer { Q8_0Codec.quantizeReference($0) }
+    #expect(reference[(5 * 34 + 2)..<(6 * 34)].allSatisfy { $0 == 0 }, "the subnormal block")
     for threads in [1, 2] {
         #expect(x.withUnsafeBufferPointer { Q8_0Codec.quantize($0, threads: ThreadBudget(threads)) } == reference)
         for wide in avx512Available ? [false, true] : [false] {

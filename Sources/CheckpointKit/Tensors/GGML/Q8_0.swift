@@ -68,7 +68,9 @@ public enum Q8_0Codec {
             let inverse: Float = d == 0 ? 0 : 1 / d
             GGMLBlock.storeHalf(d, &out, b * 34)
             for j in 0..<32 {
-                out[b * 34 + 2 + j] = UInt8(bitPattern: Int8(GGMLBlock.roundHalfAway(x[b * 32 + j] * inverse)))
+                // C's float → int8_t conversion as x86 compiles it (cvttss2si, low byte): a block whose
+                // scale is subnormal has an infinite inverse, and its codes become 0 instead of a trap.
+                out[b * 34 + 2 + j] = UInt8(truncatingIfNeeded: KQuantizers.truncatingInt(GGMLBlock.roundHalfAway(x[b * 32 + j] * inverse)))
             }
         }
         return out
