@@ -240,3 +240,159 @@ AVX512 int ckpt_q8_0_block_avx512(const float *x, signed char *codes, float *sca
     *scale = d;
     return 1;
 }
+
+// KQuantSearch's lanes in AVX-512: lane g holds group g's value i (groups past `groups` repeat group 0,
+// computed and never stored), as KQuantSearch.lanes lays them out.
+AVX512 static inline void kquant_lanes(int groups, int n, const float *x, __m512 *out) {
+    int base[16];
+    for (int g = 0; g < 16; g++) base[g] = (g < groups ? g : 0) * n;
+    const __m512i index = _mm512_loadu_si512(base);
+    for (int i = 0; i < n; i++) out[i] = _mm512_i32gather_ps(_mm512_add_epi32(index, _mm512_set1_epi32(i)), x, 4);
+}
+
+// KQuantSearch.nearestInts: the 1.5·2²³ bias, the low mantissa bits read back.
+AVX512 static inline __m512i kquant_nearest(__m512 v) {
+    __m512i bits = _mm512_castps_si512(_mm512_add_ps(v, _mm512_set1_ps(12582912.0f)));
+    return _mm512_sub_epi32(_mm512_and_si512(bits, _mm512_set1_epi32(0x007FFFFF)), _mm512_set1_epi32(0x00400000));
+}
+
+// nearest(iscale · (v − lowest)) clamped to [0, nmax], as floats (KQuantSearch.affine's code).
+AVX512 static inline __m512 kquant_affine_code(__m512 iscale, __m512 lowest, __m512 v, __m512i top) {
+    __m512i l = kquant_nearest(_mm512_mul_ps(iscale, _mm512_sub_ps(v, lowest)));
+    return _mm512_cvtepi32_ps(_mm512_min_epi32(_mm512_max_epi32(l, _mm512_setzero_si512()), top));
+}
+
+AVX512 static inline __m512 kquant_error(__m512 d, int absolute) {
+    return absolute ? _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(d), _mm512_set1_epi32(0x7FFFFFFF))) : _mm512_mul_ps(d, d);
+}
+
+AVX512 static inline void kquant_store_codes(int groups, int n, int i, __m512 l, unsigned char *L) {
+    unsigned char bytes[16];
+    _mm_storeu_si128((__m128i *)bytes, _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(l)));
+    for (int g = 0; g < groups; g++) L[g * n + i] = bytes[g];
+}
+
+AVX512 void ckpt_kquant_affine_avx512(int groups, int n, int nmax, const float *x, const float *weights, unsigned char *L,
+                                      float *scales, float *minimums, float rmin, float rdelta, int steps, int absolute_error) {
+    __m512 X[32], W[32];
+    kquant_lanes(groups, n, x, X);
+    kquant_lanes(groups, n, weights, W);
+    __m512 min = X[0], max = X[0], sumW = W[0], sumX = _mm512_mul_ps(W[0], X[0]);
+    for (int i = 1; i < n; i++) {
+        min = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(X[i], min, _CMP_LT_OQ), min, X[i]);
+        max = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(X[i], max, _CMP_GT_OQ), max, X[i]);
+        sumW = _mm512_add_ps(sumW, W[i]);
+        sumX = _mm512_add_ps(sumX, _mm512_mul_ps(W[i], X[i]));
+    }
+    const __m512 zero = _mm512_setzero_ps();
+    min = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(min, zero, _CMP_GT_OQ), min, zero);
+    const __mmask16 constant = _mm512_cmp_ps_mask(max, min, _CMP_LE_OQ), live = _mm512_cmp_ps_mask(max, min, _CMP_GT_OQ);
+    const __m512i top = _mm512_set1_epi32(nmax);
+    __m512 chosenScale = _mm512_div_ps(_mm512_set1_ps((float)nmax), _mm512_sub_ps(max, min)), chosenMin = min;
+    __m512 scale = _mm512_div_ps(_mm512_set1_ps(1.0f), chosenScale);
+    __m512 bestError = zero;
+    for (int i = 0; i < n; i++) {
+        __m512 d = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(scale, kquant_affine_code(chosenScale, min, X[i], top)), min), X[i]);
+        bestError = _mm512_add_ps(bestError, _mm512_mul_ps(W[i], kquant_error(d, absolute_error)));
+    }
+    if (live) {
+        for (int step = 0; step <= steps; step++) {
+            const __m512 iscale = _mm512_div_ps(_mm512_set1_ps(rmin + rdelta * (float)step + (float)nmax), _mm512_sub_ps(max, min));
+            __m512 sumL = zero, sumL2 = zero, sumXL = zero;
+            for (int i = 0; i < n; i++) {
+                __m512 l = kquant_affine_code(iscale, min, X[i], top);
+                __m512 wl = _mm512_mul_ps(W[i], l);
+                sumL = _mm512_add_ps(sumL, wl);
+                sumL2 = _mm512_add_ps(sumL2, _mm512_mul_ps(wl, l));
+                sumXL = _mm512_add_ps(sumXL, _mm512_mul_ps(wl, X[i]));
+            }
+            __m512 D = _mm512_sub_ps(_mm512_mul_ps(sumW, sumL2), _mm512_mul_ps(sumL, sumL));
+            __m512 thisScale = _mm512_div_ps(_mm512_sub_ps(_mm512_mul_ps(sumW, sumXL), _mm512_mul_ps(sumX, sumL)), D);
+            __m512 thisMin = _mm512_div_ps(_mm512_sub_ps(_mm512_mul_ps(sumL2, sumX), _mm512_mul_ps(sumL, sumXL)), D);
+            __mmask16 positive = _mm512_cmp_ps_mask(thisMin, zero, _CMP_GT_OQ);
+            thisMin = _mm512_mask_blend_ps(positive, thisMin, zero);
+            thisScale = _mm512_mask_blend_ps(positive, thisScale, _mm512_div_ps(sumXL, sumL2));
+            __m512 current = zero;
+            for (int i = 0; i < n; i++) {
+                __m512 d = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(thisScale, kquant_affine_code(iscale, min, X[i], top)), thisMin), X[i]);
+                current = _mm512_add_ps(current, _mm512_mul_ps(W[i], kquant_error(d, absolute_error)));
+            }
+            __mmask16 better = live & _mm512_cmp_ps_mask(D, zero, _CMP_GT_OQ) & _mm512_cmp_ps_mask(current, bestError, _CMP_LT_OQ);
+            if (!better) continue;
+            bestError = _mm512_mask_blend_ps(better, bestError, current);
+            scale = _mm512_mask_blend_ps(better, scale, thisScale);
+            chosenScale = _mm512_mask_blend_ps(better, chosenScale, iscale);
+            chosenMin = _mm512_mask_blend_ps(better, chosenMin, min);
+            min = _mm512_mask_blend_ps(better, min, thisMin);
+        }
+    }
+    float scaleLanes[16], minLanes[16];
+    _mm512_storeu_ps(scaleLanes, _mm512_maskz_mov_ps(live, scale));
+    _mm512_storeu_ps(minLanes, min);
+    for (int g = 0; g < groups; g++) {
+        scales[g] = scaleLanes[g];
+        minimums[g] = -minLanes[g];
+    }
+    for (int i = 0; i < n; i++) kquant_store_codes(groups, n, i, _mm512_maskz_mov_ps((__mmask16)~constant, kquant_affine_code(chosenScale, chosenMin, X[i], top)), L);
+}
+
+AVX512 static inline __m512 kquant_symmetric_code(__m512 iscale, __m512 v, __m512i low, __m512i high) {
+    __m512i l = kquant_nearest(_mm512_mul_ps(iscale, v));
+    return _mm512_cvtepi32_ps(_mm512_min_epi32(_mm512_max_epi32(l, low), high));
+}
+
+AVX512 static inline void kquant_fit(int n, const __m512 *X, const __m512 *W, __m512 iscale, __m512i low, __m512i high,
+                                     __m512 *sumlx, __m512 *suml2) {
+    __m512 lx = _mm512_setzero_ps(), l2 = _mm512_setzero_ps();
+    for (int i = 0; i < n; i++) {
+        __m512 l = kquant_symmetric_code(iscale, X[i], low, high);
+        lx = _mm512_add_ps(lx, _mm512_mul_ps(_mm512_mul_ps(W[i], X[i]), l));
+        l2 = _mm512_add_ps(l2, _mm512_mul_ps(_mm512_mul_ps(W[i], l), l));
+    }
+    *sumlx = lx;
+    *suml2 = l2;
+}
+
+AVX512 void ckpt_kquant_symmetric_avx512(int groups, int n, int nmax, const float *x, const float *weights, signed char *L,
+                                         float *scales, float epsilon) {
+    __m512 X[32], W[32];
+    kquant_lanes(groups, n, x, X);
+    if (weights) kquant_lanes(groups, n, weights, W);
+    else for (int i = 0; i < n; i++) W[i] = _mm512_mul_ps(X[i], X[i]);
+    const __m512 zero = _mm512_setzero_ps();
+    __m512 amax = zero, max = zero;
+    for (int i = 0; i < n; i++) {
+        __m512 ax = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(X[i]), _mm512_set1_epi32(0x7FFFFFFF)));
+        __mmask16 larger = _mm512_cmp_ps_mask(ax, amax, _CMP_GT_OQ);
+        amax = _mm512_mask_blend_ps(larger, amax, ax);
+        max = _mm512_mask_blend_ps(larger, max, X[i]);
+    }
+    const __mmask16 live = _mm512_cmp_ps_mask(amax, _mm512_set1_ps(epsilon), _CMP_GE_OQ);
+    const __m512i low = _mm512_set1_epi32(-nmax), high = _mm512_set1_epi32(nmax - 1);
+    __m512 chosen = _mm512_div_ps(_mm512_set1_ps((float)-nmax), max);
+    __m512 sumlx, suml2;
+    kquant_fit(n, X, W, chosen, low, high, &sumlx, &suml2);
+    __m512 scale = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(suml2, zero, _CMP_EQ_OQ), _mm512_div_ps(sumlx, suml2), zero);
+    __m512 best = _mm512_mul_ps(scale, sumlx);
+    if (live) {
+        for (int step = -9; step <= 9; step++) {
+            if (step == 0) continue;
+            const __m512 iscale = _mm512_div_ps(_mm512_set1_ps(-((float)nmax + 0.1f * (float)step)), max);
+            kquant_fit(n, X, W, iscale, low, high, &sumlx, &suml2);
+            __mmask16 better = live & _mm512_cmp_ps_mask(suml2, zero, _CMP_GT_OQ)
+                & _mm512_cmp_ps_mask(_mm512_mul_ps(sumlx, sumlx), _mm512_mul_ps(best, suml2), _CMP_GT_OQ);
+            if (!better) continue;
+            scale = _mm512_mask_blend_ps(better, scale, _mm512_div_ps(sumlx, suml2));
+            best = _mm512_mask_blend_ps(better, best, _mm512_mul_ps(scale, sumlx));
+            chosen = _mm512_mask_blend_ps(better, chosen, iscale);
+        }
+    }
+    float scaleLanes[16];
+    _mm512_storeu_ps(scaleLanes, _mm512_maskz_mov_ps(live, scale));
+    for (int g = 0; g < groups; g++) scales[g] = scaleLanes[g];
+    const __m512 offset = _mm512_set1_ps((float)nmax);
+    for (int i = 0; i < n; i++) {
+        __m512 l = _mm512_maskz_mov_ps(live, _mm512_add_ps(kquant_symmetric_code(chosen, X[i], low, high), offset));
+        kquant_store_codes(groups, n, i, l, (unsigned char *)L);
+    }
+}

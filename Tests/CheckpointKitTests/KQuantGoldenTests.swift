@@ -55,8 +55,13 @@ func quantizationIgnoresRowsWithoutImportance(type: GGMLType) throws {
     #expect(whole == rows)
 }
 
-@Test("The SIMD affine search (a group per lane, 1 to 16 groups) equals the scalar reference to the bit, on random and tied blocks, for every caller's settings")
+@Test("The SIMD affine search (a group per lane, 1 to 16 groups) and its AVX-512 twin equal the scalar reference to the bit, on random and tied blocks, for every caller's settings")
 func affineSearchMatchesReference() {
+    for wide in avx512Available ? [false, true] : [false] { checkAffineSearch(wide: wide) }
+}
+
+/// One kernel (Swift SIMD or AVX-512) against the reference.
+private func checkAffineSearch(wide: Bool) {
     var state: UInt64 = 0x5EED
     func uniform() -> Float {
         state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
@@ -89,7 +94,7 @@ func affineSearchMatchesReference() {
             }
         }
         KQuantSearch.affine(groups: groups, s.n, s.nmax, x, w, &codes, scales: &scales, minimums: &minimums, rmin: s.rmin, rdelta: s.rdelta,
-                            steps: s.steps, absoluteError: s.mad)
+                            steps: s.steps, absoluteError: s.mad, wide: wide)
         for g in 0..<groups {
             var minimum: Float = 0
             let scale = x.withUnsafeBufferPointer { xs in
@@ -100,15 +105,20 @@ func affineSearchMatchesReference() {
             }
             if scales[g].bitPattern != scale.bitPattern || minimums[g].bitPattern != minimum.bitPattern
                 || codes[(g * s.n)..<((g + 1) * s.n)] != b[0..<s.n] {
-                Issue.record("trial \(trial), group \(g) of \(groups): scale \(scales[g]) vs \(scale), min \(minimums[g]) vs \(minimum)")
+                Issue.record("AVX-512 \(wide), trial \(trial), group \(g) of \(groups): scale \(scales[g]) vs \(scale), min \(minimums[g]) vs \(minimum)")
                 return
             }
         }
     }
 }
 
-@Test("The SIMD symmetric search (a group per lane, 1 to 16 groups) equals the scalar reference to the bit, with and without weights")
+@Test("The SIMD symmetric search (a group per lane, 1 to 16 groups) and its AVX-512 twin equal the scalar reference to the bit, with and without weights")
 func symmetricSearchMatchesReference() {
+    for wide in avx512Available ? [false, true] : [false] { checkSymmetricSearch(wide: wide) }
+}
+
+/// One kernel (Swift SIMD or AVX-512) against the reference.
+private func checkSymmetricSearch(wide: Bool) {
     var state: UInt64 = 0xFACE
     func uniform() -> Float {
         state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
@@ -128,7 +138,7 @@ func symmetricSearchMatchesReference() {
             }
         }
         let weighted = trial % 2 == 0
-        w.withUnsafeBufferPointer { KQuantSearch.symmetric(groups: groups, n, nmax, x, &codes, scales: &scales, weights: weighted ? $0.baseAddress : nil) }
+        w.withUnsafeBufferPointer { KQuantSearch.symmetric(groups: groups, n, nmax, x, &codes, scales: &scales, weights: weighted ? $0.baseAddress : nil, wide: wide) }
         for g in 0..<groups {
             let scale = x.withUnsafeBufferPointer { xs in
                 w.withUnsafeBufferPointer { ws in
@@ -136,7 +146,7 @@ func symmetricSearchMatchesReference() {
                 }
             }
             if scales[g].bitPattern != scale.bitPattern || codes[(g * n)..<((g + 1) * n)] != b[0..<n] {
-                Issue.record("trial \(trial), group \(g) of \(groups): scale \(scales[g]) vs \(scale)")
+                Issue.record("AVX-512 \(wide), trial \(trial), group \(g) of \(groups): scale \(scales[g]) vs \(scale)")
                 return
             }
         }

@@ -43,4 +43,14 @@ int ckpt_q4_0_block_avx512(const float *x, unsigned char *codes, float *scale);
 /// infinite, for the Swift kernel. AVX-512 only.
 int ckpt_q8_0_block_avx512(const float *x, signed char *codes, float *scale);
 
+/// KQuantSearch.affine (make_qkx2/3_quants) for 1…16 groups of n ≤ 32 values, a group per lane, the same f32
+/// operations in the same order: the same codes, scales and −minimums to the bit. AVX-512 only.
+void ckpt_kquant_affine_avx512(int groups, int n, int nmax, const float *x, const float *weights, unsigned char *L,
+                               float *scales, float *minimums, float rmin, float rdelta, int steps, int absolute_error);
+
+/// KQuantSearch.symmetric (make_qx_quants) for 1…16 groups of n ≤ 32 values, a group per lane; weights NULL for
+/// x², epsilon the group threshold: the same codes and scales to the bit. AVX-512 only.
+void ckpt_kquant_symmetric_avx512(int groups, int n, int nmax, const float *x, const float *weights, signed char *L,
+                                  float *scales, float epsilon);
+
 #endif

@@ -179,12 +179,11 @@ public enum GPTQ {
             i1 = i2
         }
         // Pieces an interruption skipped are left as they were: the caller checks `Interruption.isRequested`.
-        let q = Array(UnsafeBufferPointer(start: work.chosen, count: rows * columns))
         let loss = UnsafeBufferPointer(start: work.rowLoss, count: rows).reduce(0, +)
 
         // Back to column order; groups as appended (processing order), which g_idx indexes.
-        var quantized = [Float](repeating: 0, count: rows * columns)
-        for n in 0..<rows { for c in 0..<columns { quantized[n * columns + order[c]] = q[n * columns + c] } }
+        var units = [Float](repeating: 0, count: rows * columns)
+        for n in 0..<rows { for c in 0..<columns { units[n * columns + order[c]] = work.units[n * columns + c] } }
         var allGroups: [[(Float, Float)]] = options.groupSize == nil ? [rowParameters] : (staticParameters ?? groupParameters)
         var groupOf = [Int32](repeating: 0, count: columns)
         for c in 0..<columns { groupOf[order[c]] = Int32(options.groupSize == nil ? 0 : (staticParameters != nil ? order[c] / group : c / group)) }
@@ -196,6 +195,9 @@ public enum GPTQ {
             for k in 0..<columns { groupOf[k] = Int32(k / group) }
         }
         let count = allGroups.count
+        // Each value as the loop chose it: its group's scale times its unit (the same product, so the same bits).
+        var quantized = [Float](repeating: 0, count: rows * columns)
+        for n in 0..<rows { for k in 0..<columns { quantized[n * columns + k] = allGroups[Int(groupOf[k])][n].0 * units[n * columns + k] } }
         switch options.codes {
         case let .integer(bits, symmetric):
             var codes = IntegerCodes(rows: rows, columns: columns, bits: bits, groupSize: group, codes: [UInt8](repeating: 0, count: rows * columns),
@@ -206,20 +208,11 @@ public enum GPTQ {
                     codes.scales[n * count + g] = allGroups[g][n].0
                     codes.zeros[n * count + g] = UInt8(allGroups[g][n].1)
                 }
-                for c in 0..<columns {
-                    let (scale, zero) = allGroups[Int(groupOf[c])][n]
-                    codes.codes[n * columns + c] = IntegerQuantizer.gptqCode(quantized[n * columns + c], scale: scale, zero: UInt8(zero), bits: bits)
-                }
+                for k in 0..<columns { codes.codes[n * columns + k] = UInt8(units[n * columns + k] + allGroups[Int(groupOf[k])][n].1) }
             }
             if options.refitScales && shift == nil {
-                var units = [Float](repeating: 0, count: rows * columns)
-                for n in 0..<rows {
-                    for c in 0..<columns { units[n * columns + c] = Float(codes.codes[n * columns + c]) - Float(codes.zeros[n * count + Int(groupOf[c])]) }
-                }
-                codes.scales = GPTQScaleRefit.refit(units: units, weight: w, hessian: h, damping: damping(h, size: columns, damp: damp), rows: rows,
-                                                    columns: columns, groupOf: groupOf, groups: count, scales: codes.scales, scaleType: options.scaleType,
-                                                    threads: threads)
-                for n in 0..<rows { for c in 0..<columns { quantized[n * columns + c] = codes.scales[n * count + Int(groupOf[c])] * units[n * columns + c] } }
+                codes.scales = refit(units: units, scales: codes.scales, weight: w, hessian: h, damp: damp, rows: rows, columns: columns,
+                                     groupOf: groupOf, groups: count, scaleType: options.scaleType, threads: threads, into: &quantized)
             }
             if PackQuantizedLayout.isMonotonic(groupOf) { codes.groupIndex = nil }
             return GPTQResult(integer: codes, absmax: nil, quantized: quantized, damp: damp, loss: loss)
@@ -227,18 +220,8 @@ public enum GPTQ {
             var absmax = [Float](repeating: 0, count: rows * count)
             for n in 0..<rows { for g in 0..<count { absmax[n * count + g] = allGroups[g][n].0 } }
             if options.refitScales && shift == nil {
-                let table = type == .nf4 ? nf4Table : fp4Table
-                var units = [Float](repeating: 0, count: rows * columns)
-                for n in 0..<rows {
-                    for c in 0..<columns {
-                        let scale = absmax[n * count + Int(groupOf[c])]
-                        let x = scale > 0 ? quantized[n * columns + c] / scale : 0
-                        units[n * columns + c] = table.min { abs($0 - x) < abs($1 - x) }!
-                    }
-                }
-                absmax = GPTQScaleRefit.refit(units: units, weight: w, hessian: h, damping: damping(h, size: columns, damp: damp), rows: rows,
-                                              columns: columns, groupOf: groupOf, groups: count, scales: absmax, scaleType: .f32, threads: threads)
-                for n in 0..<rows { for c in 0..<columns { quantized[n * columns + c] = units[n * columns + c] * absmax[n * count + Int(groupOf[c])] } }
+                absmax = refit(units: units, scales: absmax, weight: w, hessian: h, damp: damp, rows: rows, columns: columns,
+                               groupOf: groupOf, groups: count, scaleType: .f32, threads: threads, into: &quantized)
             }
             return GPTQResult(integer: nil, absmax: absmax, quantized: quantized, damp: damp, loss: loss)
         }
@@ -246,9 +229,25 @@ public enum GPTQ {
 
     /// λ = `damp` · mean(diag h): what GPTQ's updates added to H's diagonal.
     static func damping(_ h: [Float], size k: Int, damp: Double) -> Float {
-        var mean = 0.0
-        for i in 0..<k { mean += Double(h[i * k + i]) }
-        return Float(damp * mean / Double(Swift.max(k, 1)))
+        Float(damp * meanDiagonal(h, size: k))
+    }
+
+    /// mean(diag h) of `h` `[k, k]`, summed in f64.
+    static func meanDiagonal(_ h: [Float], size k: Int) -> Double {
+        var sum = 0.0
+        for i in 0..<k { sum += Double(h[i * k + i]) }
+        return sum / Double(Swift.max(k, 1))
+    }
+
+    /// Refits `scales` to `units` through H (`GPTQScaleRefit`) and rewrites `quantized` as the new
+    /// scales times the units.
+    static func refit(units: [Float], scales: [Float], weight: [Float], hessian: [Float], damp: Double, rows: Int, columns: Int,
+                      groupOf: [Int32], groups: Int, scaleType: DType, threads: ThreadBudget, into quantized: inout [Float]) -> [Float] {
+        let refitted = GPTQScaleRefit.refit(units: units, weight: weight, hessian: hessian, damping: damping(hessian, size: columns, damp: damp),
+                                            rows: rows, columns: columns, groupOf: groupOf, groups: groups, scales: scales,
+                                            scaleType: scaleType, threads: threads)
+        for n in 0..<rows { for k in 0..<columns { quantized[n * columns + k] = refitted[n * groups + Int(groupOf[k])] * units[n * columns + k] } }
+        return refitted
     }
 
     /// GPTAQ's P = α·triu(D·Uᵀ, 1)·U in processing order, `[columns, columns]` row-major, D = `shift`
@@ -305,20 +304,26 @@ public enum GPTQ {
         }
     }
 
-    /// The value `v` quantizes to under one row's (scale, zero): `s · (clamp(round(v / s) + z) − z)`,
-    /// or the nearest codebook entry (ties to the lower index) times the absmax.
+    /// The value `v` quantizes to under one row's (scale, zero): the scale times `quantizedUnit`.
     @inline(__always)
     static func quantizedValue(_ v: Float, _ p: (Float, Float), options: GPTQOptions) -> Float {
+        p.0 * quantizedUnit(v, p, options: options)
+    }
+
+    /// The unit `v` quantizes to under one row's (scale, zero): `clamp(round(v / s) + z) − z`, or the
+    /// nearest codebook entry (ties to the lower index; 0 for a zero absmax).
+    @inline(__always)
+    static func quantizedUnit(_ v: Float, _ p: (Float, Float), options: GPTQOptions) -> Float {
         switch options.codes {
         case let .integer(bits, _):
-            return p.0 * (Float(IntegerQuantizer.gptqCode(v, scale: p.0, zero: UInt8(p.1), bits: bits)) - p.1)
+            return Float(IntegerQuantizer.gptqCode(v, scale: p.0, zero: UInt8(p.1), bits: bits)) - p.1
         case let .fourBit(type):
             guard p.0 > 0 else { return 0 }
             let table = type == .nf4 ? nf4Table : fp4Table
             let x = Swift.min(Swift.max(v / p.0, -1), 1)
             var best = 0
             for i in 1..<16 where abs(x - table[i]) < abs(x - table[best]) { best = i }
-            return table[best] * p.0
+            return table[best]
         }
     }
 
@@ -328,9 +333,7 @@ public enum GPTQ {
     /// The upper Cholesky factor U of (H + λI)⁻¹ (UᵀU = (H + λI)⁻¹), λ = damp · mean(diag H), in f64;
     /// on failure the dampening grows by `increment` while below 1 (GPTQModel L911–937).
     static func inverseCholesky(_ h: [Float], size k: Int, damp: Double, increment: Double, name: String) throws -> (u: [Float], damp: Double) {
-        var mean = 0.0
-        for i in 0..<k { mean += Double(h[i * k + i]) }
-        mean /= Double(Swift.max(k, 1))
+        let mean = meanDiagonal(h, size: k)
         var p = damp
         while true {
             var a = h.map(Double.init)
@@ -366,8 +369,8 @@ final class LazyColumns: @unchecked Sendable {
     let rows: Int, columns: Int, blockSize: Int
     /// `[rows, columns]` in processing order, updated by the errors fed forward.
     let weight: UnsafeMutablePointer<Float>
-    /// The chosen values `[rows, columns]` in processing order (GPTQModel's `Q`).
-    let chosen: UnsafeMutablePointer<Float>
+    /// The chosen units `[rows, columns]` in processing order: GPTQModel's `Q` over each value's scale.
+    let units: UnsafeMutablePointer<Float>
     /// Σ e² / 2 per row.
     let rowLoss: UnsafeMutablePointer<Double>
     /// Per row, the current block's values and its errors `(w − q) / d`, `blockSize` each.
@@ -380,8 +383,8 @@ final class LazyColumns: @unchecked Sendable {
         weight.initialize(repeating: 0, count: rows * columns)
         values.withUnsafeBufferPointer { if let source = $0.baseAddress { weight.update(from: source, count: rows * columns) } }
         self.weight = weight
-        chosen = .allocate(capacity: Swift.max(1, rows * columns))
-        chosen.initialize(repeating: 0, count: rows * columns)
+        units = .allocate(capacity: Swift.max(1, rows * columns))
+        units.initialize(repeating: 0, count: rows * columns)
         rowLoss = .allocate(capacity: Swift.max(1, rows))
         rowLoss.initialize(repeating: 0, count: rows)
         block = .allocate(capacity: Swift.max(1, rows * blockSize))
@@ -389,7 +392,7 @@ final class LazyColumns: @unchecked Sendable {
     }
 
     deinit {
-        for p in [weight, chosen, block, errors] { p.deallocate() }
+        for p in [weight, units, block, errors] { p.deallocate() }
         rowLoss.deallocate()
     }
 
@@ -409,8 +412,10 @@ final class LazyColumns: @unchecked Sendable {
             for i in 0..<width {
                 let c = i1 + i
                 let value = row[i]
-                let q = GPTQ.quantizedValue(value, parameters[i][n], options: options)
-                chosen[n * columns + c] = q
+                let p = parameters[i][n]
+                let unit = GPTQ.quantizedUnit(value, p, options: options)
+                units[n * columns + c] = unit
+                let q = p.0 * unit
                 let e = (value - q) / u[c * columns + c]
                 loss += Double(e * e) / 2
                 rowErrors[i] = e

@@ -1,3 +1,5 @@
+import CKernels
+
 /// The scale searches llama.cpp's quantizers share (`ggml-quants.c`), step for step.
 ///
 /// llama.cpp compiles these without FMA and without reassociation, so every expression here is
@@ -96,9 +98,14 @@ enum KQuantSearch {
     /// SIMD lane: group g is `x[g·n ..< (g+1)·n]` (weights at the same offsets), its codes go to
     /// `L[g·n ...]` and its scale to `scales[g]`. Each lane runs the reference's own steps in its
     /// order with the same f32 operations, so every group's result is the reference's to the bit.
+    /// With `wide`, its AVX-512 twin (`ckpt_kquant_symmetric_avx512`) does the same work.
     static func symmetric(groups: Int, _ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ L: UnsafeMutablePointer<Int8>,
-                          scales: UnsafeMutablePointer<Float>, weights: UnsafePointer<Float>?) {
+                          scales: UnsafeMutablePointer<Float>, weights: UnsafePointer<Float>?, wide: Bool = avx512Available) {
         precondition((1...16).contains(groups) && (1...32).contains(n), "up to 16 groups of up to 32 values")
+        if wide {
+            ckpt_kquant_symmetric_avx512(Int32(groups), Int32(n), Int32(nmax), x, weights, L, scales, groupEpsilon)
+            return
+        }
         withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 2 * n) { buffer in
             let X = buffer.baseAddress!, W = X + n
             lanes(groups, n, x, into: X)
@@ -280,10 +287,16 @@ enum KQuantSearch {
     /// to `L[g·n ...]`, its scale to `scales[g]` and its −min to `minimums[g]`. Each lane runs the
     /// reference's trials in order (an accepted trial moves that lane's min for the later ones)
     /// with the same f32 operations, so every group's result is the reference's to the bit.
+    /// With `wide`, its AVX-512 twin (`ckpt_kquant_affine_avx512`) does the same work.
     static func affine(groups: Int, _ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
                        _ L: UnsafeMutablePointer<UInt8>, scales: UnsafeMutablePointer<Float>, minimums: UnsafeMutablePointer<Float>,
-                       rmin: Float, rdelta: Float, steps: Int, absoluteError: Bool) {
+                       rmin: Float, rdelta: Float, steps: Int, absoluteError: Bool, wide: Bool = avx512Available) {
         precondition((1...16).contains(groups) && (1...32).contains(n), "up to 16 groups of up to 32 values")
+        if wide {
+            ckpt_kquant_affine_avx512(Int32(groups), Int32(n), Int32(nmax), x, weights, L, scales, minimums, rmin, rdelta, Int32(steps),
+                                      absoluteError ? 1 : 0)
+            return
+        }
         withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 2 * n) { buffer in
             let X = buffer.baseAddress!, W = X + n
             lanes(groups, n, x, into: X)

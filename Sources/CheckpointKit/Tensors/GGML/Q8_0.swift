@@ -31,7 +31,7 @@ public enum Q8_0Codec {
                 for b in (chunk * perChunk)..<min(blocks, (chunk + 1) * perChunk) {
                     var scale: Float = 0
                     if wide, ckpt_q8_0_block_avx512(x.baseAddress! + b * 32, (o.baseAddress! + b * 34 + 2).assumingMemoryBound(to: Int8.self), &scale) != 0 {
-                        o.storeBytes(of: FloatConversion.f32ToF16Reference(scale).littleEndian, toByteOffset: b * 34, as: UInt16.self)
+                        KQuantSearch.storeHalf(scale, o.baseAddress! + b * 34)
                         continue
                     }
                     let p = UnsafeRawPointer(x.baseAddress! + b * 32)
@@ -44,8 +44,7 @@ public enum Q8_0Codec {
                     for k in 0..<4 { m = max(m, m4[k]) }
                     let d = m / 127
                     let inverse: Float = d == 0 ? 0 : 1 / d
-                    let h = FloatConversion.f32ToF16Reference(d)
-                    o.storeBytes(of: h.littleEndian, toByteOffset: b * 34, as: UInt16.self)
+                    KQuantSearch.storeHalf(d, o.baseAddress! + b * 34)
                     let q0 = SIMD16<Int8>(truncatingIfNeeded: (v0 * inverse).roundedHalfAwayToInt32())
                     let q1 = SIMD16<Int8>(truncatingIfNeeded: (v1 * inverse).roundedHalfAwayToInt32())
                     o.storeBytes(of: q0, toByteOffset: b * 34 + 2, as: SIMD16<Int8>.self)
