@@ -62,13 +62,14 @@ func f32ToBF16MatchesReference() {
     }
 }
 
-@Test("F32 → F16 kernel equals its reference, and the reference equals Swift's Float16 on every non-NaN")
+@Test("F32 → F16 kernel and one-value conversion equal the reference, and the reference equals Swift's Float16 on every non-NaN")
 func f32ToF16MatchesReference() {
     let fast = run(f32EdgeValues, UInt16.self) { FloatConversion.f32ToF16($0, $1, threads: $2) }
     for (value, bits) in zip(f32EdgeValues, fast) {
         let reference = FloatConversion.f32ToF16Reference(value)
         #expect(bits == reference, "f32 \(value.bitPattern)")
         if !value.isNaN { #expect(reference == Float16(value).bitPattern, "f32 \(value.bitPattern)") }
+        #expect(FloatConversion.f32ToF16(value) == reference, "one value, f32 \(value.bitPattern)")
     }
 }
 

@@ -72,6 +72,13 @@ public enum FloatConversion {
         return sign | UInt16(exponent + 15) << 10 | (UInt16(significand) - 1024)
     }
 
+    /// Fast: one f32 to F16 bits, the reference's result (Float16's conversion, NaN made 0x7E00 with its sign):
+    /// for the per-block scales of the GGML quantizers, where the reference's f64 steps showed in profiles.
+    @inline(__always)
+    public static func f32ToF16(_ value: Float) -> UInt16 {
+        value.isNaN ? UInt16(value.bitPattern >> 16 & 0x8000) | 0x7E00 : Float16(value).bitPattern
+    }
+
     // MARK: - Fast kernels over raw buffers (unaligned sources are fine).
 
     /// Fast: BF16 values in `source` to f32 in `destination` (4 bytes per element); bit-identical to the reference.

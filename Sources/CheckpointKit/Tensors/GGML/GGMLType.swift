@@ -132,7 +132,7 @@ enum GGMLBlock {
     /// Stores `value` as little-endian f16 at `offset`.
     @inline(__always)
     static func storeHalf(_ value: Float, _ out: inout [UInt8], _ offset: Int) {
-        let h = FloatConversion.f32ToF16Reference(value)
+        let h = FloatConversion.f32ToF16(value)
         out[offset] = UInt8(h & 0xFF)
         out[offset + 1] = UInt8(h >> 8)
     }

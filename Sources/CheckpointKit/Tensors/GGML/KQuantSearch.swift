@@ -477,7 +477,7 @@ enum KQuantSearch {
     /// Stores f32 `value` as little-endian f16 at `p`.
     @inline(__always)
     static func storeHalf(_ value: Float, _ p: UnsafeMutableRawPointer) {
-        p.storeBytes(of: FloatConversion.f32ToF16Reference(value).littleEndian, as: UInt16.self)
+        p.storeBytes(of: FloatConversion.f32ToF16(value).littleEndian, as: UInt16.self)
     }
 
     /// The f16 at `p`, widened.
