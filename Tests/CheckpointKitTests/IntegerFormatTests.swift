@@ -494,8 +494,13 @@ func hessianWeighsFirstToken() throws {
         #expect(tokens == 2 * rows)
         #expect(h == expected(weight: weight), "weight \(weight)")
     }
-    #expect(CalibrationOptions(tokens: [], context: 64, bos: nil, source: "t").effectiveFirstTokenWeight == 1)
-    var awq = CalibrationOptions(tokens: [], context: 64, bos: nil, source: "t")
-    awq.method = .awq
-    #expect(awq.effectiveFirstTokenWeight == 1)
+    // GPTQ alone counts the sink 8 times unless told; the AWQ methods count every token alike.
+    var options = CalibrationOptions(tokens: [], context: 64, bos: nil, source: "t")
+    #expect(options.method == .gptq && options.effectiveFirstTokenWeight == 8)
+    for method in [CalibrationOptions.Method.awq, .awqGPTQ] {
+        options.method = method
+        #expect(options.effectiveFirstTokenWeight == 1, "\(method)")
+    }
+    options.firstTokenWeight = 3
+    #expect(options.effectiveFirstTokenWeight == 3)
 }

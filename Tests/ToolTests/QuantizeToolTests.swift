@@ -288,3 +288,21 @@ func gptqRefitDefaultFollowsTheCodebook() throws {
     #expect(refused.status != 0 && refused.stderr.contains("--refit-scales applies to --method gptq and awq+gptq"), "\(refused.stderr)")
     #expect(!FileManager.default.fileExists(atPath: scratch.file("rtn")))
 }
+
+@Test("ckpt-quantize --method gptq counts each chunk's first token 8 times unless told, says so in a note, and the AWQ methods count it once")
+func gptqFirstTokenWeightDefault() throws {
+    let scratch = ScratchDirectory()
+    let calibration = ["--scheme", "int4", "--block-size", "32", "--calibration-text", Tools.fixture("text/eval.txt"), "--calibration-tokens", "256",
+                       "--ctx", "128", "--json"]
+    for (name, flags, note) in [("gptq", ["--method", "gptq"], "8.0"), ("gptq-1", ["--method", "gptq", "--first-token-weight", "1"], nil),
+                                ("gptq-3", ["--method", "gptq", "--first-token-weight", "3"], "3.0"), ("awq", ["--method", "awq"], nil),
+                                ("awq+gptq", ["--method", "awq+gptq"], nil)] {
+        let r = try Tools.run("ckpt-quantize", [tinyLlama, scratch.file(name)] + calibration + flags)
+        #expect(r.status == 0, "\(name): \(r.stderr)")
+        let notes = try #require(try parseJSONObject(r.stdout)["notes"] as? [String])
+        let weighted = notes.filter { $0.hasPrefix("each chunk's first token counted") }
+        #expect(weighted == (note.map { ["each chunk's first token counted \($0) times in the Hessians"] } ?? []), "\(name): \(notes)")
+    }
+    // The weight changes the Hessians, so the codes: the default's file differs from weight 1's.
+    #expect(FileManager.default.contents(atPath: scratch.file("gptq/model.safetensors")) != FileManager.default.contents(atPath: scratch.file("gptq-1/model.safetensors")))
+}

@@ -149,12 +149,15 @@ public struct CalibrationOptions: Sendable {
     public var grid = 20
     /// AWQ's clip search after scaling (AutoAWQ's `apply_clip`, on by default there too).
     public var clip = true
-    /// How many times each chunk's first token counts in the Hessians; nil for the default, 1 (GPTQModel's
-    /// plain XᵀX). The first position of a chunk is the attention sink every later position reads, so an
-    /// error in its outputs reaches every token; GPTQ weighs output errors by the tokens behind H, and
-    /// counting the first one more keeps the sink's outputs closer. Measured on SmolLM2-135M, int4 g64
-    /// act-order (mse 2.4), WikiText-2 after Tiny Shakespeare: weight 0 +39.9%, 1 +29.9%, 8 +25.1%
-    /// perplexity for `gptq`, but 8 raised `awq+gptq` from +26.5% to +33.6%: one model's tuning, so opt-in.
+    /// How many times each chunk's first token counts in the Hessians; nil for the method's default
+    /// (`defaultFirstTokenWeight(for:)`: 8 for `gptq`, 1, GPTQModel's plain XᵀX, for the AWQ methods).
+    /// The first position of a chunk is the attention sink every later position reads, so an error in
+    /// its outputs reaches every token; GPTQ weighs output errors by the tokens behind H, and counting
+    /// the first one more keeps the sink's outputs closer. Measured on SmolLM2-135M, WikiText-2 after Tiny
+    /// Shakespeare, act-order, weight 1 → 8: int4 g64 (mse 2.4) +30.46% → +27.86% with 16384 tokens and
+    /// +36.01% → +27.14% with 32768; NF4 (refit) +23.39% → +17.66% (on another host's OpenBLAS, int4
+    /// +29.9% → +25.1%, and weight 0 +39.9%). But 8 raised int4 `awq+gptq` from +26.5% to +33.6%, whose
+    /// scales already favour the loud channels, so the AWQ methods keep 1.
     public var firstTokenWeight: Double?
 
     /// Whether each layer's linears are calibrated group after group (`LayerByLayerForward.sequentialGroups`:
@@ -188,11 +191,12 @@ public struct CalibrationOptions: Sendable {
     /// absmax is no fitted scale, yes; for integers, whose range search fits one, no.
     public static func refitsByDefault(_ scheme: any QuantizationScheme) -> Bool { scheme is FourBitScheme }
 
-    /// The first token's weight a calibration runs with unless told: 1, every token alike (see `firstTokenWeight`).
-    public static let defaultFirstTokenWeight = 1.0
+    /// The first token's weight a calibration with `method` runs with unless told (see `firstTokenWeight`):
+    /// 8 for GPTQ alone, 1 (every token alike) where AWQ's scales come first.
+    public static func defaultFirstTokenWeight(for method: Method) -> Double { method == .gptq ? 8 : 1 }
 
     /// The first token's weight this calibration runs with.
-    public var effectiveFirstTokenWeight: Double { firstTokenWeight ?? CalibrationOptions.defaultFirstTokenWeight }
+    public var effectiveFirstTokenWeight: Double { firstTokenWeight ?? CalibrationOptions.defaultFirstTokenWeight(for: method) }
 
     /// Calibration on `tokens` in chunks of `context`.
     public init(tokens: [Int], context: Int, bos: Int?, source: String) {
