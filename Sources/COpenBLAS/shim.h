@@ -33,6 +33,15 @@ static inline const char *ckpt_openblas_prefer_known_core(void) {
     return openblas_get_corename();
 }
 
+// OpenBLAS (pthreads builds) starts its worker threads when it is loaded, and each spins on
+// sched_yield for about 2^28 cycles (a tenth of a second) before it sleeps: a tenth of a core taken
+// from every short ckpt program. This stops them; the next multi-threaded product starts them again
+// (exec_blas_async re-initializes the pool, as after a fork). Weak: a serial OpenBLAS lacks it.
+int blas_thread_shutdown_(void) __attribute__((weak));
+static inline void ckpt_openblas_stop_idle_threads(void) {
+    if (blas_thread_shutdown_) blas_thread_shutdown_();
+}
+
 // LAPACK's Cholesky factorization and inverse (OpenBLAS exports them), column-major, for GPTQ's
 // inverse Hessian.
 void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);

@@ -21,6 +21,8 @@ extension ToolCommand {
 
     /// As `main()`, on `arguments` (without the program name).
     public static func main(_ arguments: [String]) {
+        // OpenBLAS's workers would spin beside ours for their first tenth of a second.
+        MatrixMultiply.stopIdleThreads()
         var command: ParsableCommand
         do {
             command = try parseAsRoot(arguments)

@@ -81,6 +81,13 @@ public enum MatrixMultiply {
         openblas_set_num_threads(Int32(threads.count))
     }
 
+    /// Stops OpenBLAS's worker threads, which it starts at load and which spin before they sleep (a
+    /// tenth of a core per short run); the next product on more than one OpenBLAS thread starts them
+    /// again. For a program's start, before any product.
+    public static func stopIdleThreads() {
+        ckpt_openblas_stop_idle_threads()
+    }
+
     /// The OpenBLAS kernels in use (e.g. "SkylakeX"), chosen once before the first product: a CPU
     /// newer than the system's OpenBLAS would otherwise run its SSE3 fallback (see shim.h).
     public static let kernels: String = String(cString: ckpt_openblas_prefer_known_core())
