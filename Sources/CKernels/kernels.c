@@ -396,3 +396,54 @@ AVX512 void ckpt_kquant_symmetric_avx512(int groups, int n, int nmax, const floa
         kquant_store_codes(groups, n, i, l, (unsigned char *)L);
     }
 }
+
+// FourBitQuantizer.quantize's full blocks without fixed scales, a run of them at once: each block's absmax
+// (the largest magnitude, from the sign-cleared bits: the same value as the Swift scan for finite values),
+// stored, then its values times 1 / max(absmax, smallest) bucketed as ckpt_fourbit_encode_avx512 does. Stops
+// before a block holding a NaN or an infinity and returns how many blocks it did (the caller takes that block).
+AVX512 long ckpt_fourbit_blocks_avx512(const float *x, long blocks, long block_size, float smallest, const float *midpoints,
+                                       unsigned lowest, const unsigned *steps, unsigned char *packed, float *absmax) {
+    __m512 mid[15];
+    __m512i step[15];
+    for (int k = 0; k < 15; k++) {
+        mid[k] = _mm512_set1_ps(midpoints[k]);
+        step[k] = _mm512_set1_epi32((int)steps[k]);
+    }
+    const __m512i low = _mm512_set1_epi32((int)lowest), nibbleMask = _mm512_set1_epi64(0xF), signMask = _mm512_set1_epi32(0x7FFFFFFF);
+    for (long b = 0; b < blocks; b++) {
+        const float *v = x + b * block_size;
+        __m512i largest = _mm512_setzero_si512();
+        for (long i = 0; i < block_size; i += 16) largest = _mm512_max_epi32(largest, _mm512_and_si512(_mm512_castps_si512(_mm512_loadu_ps(v + i)), signMask));
+        const int bits = _mm512_reduce_max_epi32(largest);
+        if (bits >= 0x7F800000) return b;
+        float m;
+        __builtin_memcpy(&m, &bits, sizeof m);
+        absmax[b] = m;
+        const __m512 factor = _mm512_set1_ps(1.0f / (m > smallest ? m : smallest));
+        unsigned char *out = packed + b * block_size / 2;
+        for (long i = 0; i < block_size; i += 16) {
+            __m512 scaled = _mm512_mul_ps(_mm512_loadu_ps(v + i), factor);
+            __m512i nibble = low;
+            for (int k = 0; k < 15; k++) nibble = _mm512_mask_add_epi32(nibble, _mm512_cmp_ps_mask(mid[k], scaled, _CMP_LT_OQ), nibble, step[k]);
+            __m512i pairs = _mm512_or_si512(_mm512_slli_epi64(_mm512_and_si512(nibble, nibbleMask), 4),
+                                            _mm512_and_si512(_mm512_srli_epi64(nibble, 32), nibbleMask));
+            _mm_storel_epi64((__m128i *)(out + i / 2), _mm512_cvtepi64_epi8(pairs));
+        }
+    }
+    return blocks;
+}
+
+// FourBitQuantizer.dequantizeRange's inner loop for one block's whole runs of 8 bytes: each byte's high nibble
+// then its low one, code[nibble] · scale (the same product as the pair table's), 16 values per run; returns how
+// many bytes it took (the caller decodes the rest).
+AVX512 long ckpt_fourbit_decode_avx512(const unsigned char *bytes, long count, const float *code, float scale, float *out) {
+    const __m512 table = _mm512_loadu_ps(code), factor = _mm512_set1_ps(scale);
+    const __m512i low = _mm512_set1_epi64(0xF);
+    long k = 0;
+    for (; k + 8 <= count; k += 8) {
+        __m512i b = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(bytes + k)));
+        __m512i nibbles = _mm512_or_si512(_mm512_srli_epi64(b, 4), _mm512_slli_epi64(_mm512_and_si512(b, low), 32));
+        _mm512_storeu_ps(out + 2 * k, _mm512_mul_ps(_mm512_permutexvar_ps(nibbles, table), factor));
+    }
+    return k;
+}

@@ -14,14 +14,14 @@ private func awkwardValues(_ count: Int, seed: UInt64) -> [Float] {
     return v
 }
 
-private func quantize4(_ x: [Float], blockSize: Int, type: FourBitType, fast: Bool, threads: Int = 2) -> ([UInt8], [Float]) {
+private func quantize4(_ x: [Float], blockSize: Int, type: FourBitType, fast: Bool, threads: Int = 2, wide: Bool = avx512Available) -> ([UInt8], [Float]) {
     var packed = [UInt8](repeating: 0xAA, count: FourBitQuantizer.packedByteCount(x.count))
     var absmax = [Float](repeating: -1, count: FourBitQuantizer.blockCount(x.count, blockSize: blockSize))
     x.withUnsafeBufferPointer { xs in
         packed.withUnsafeMutableBufferPointer { p in
             absmax.withUnsafeMutableBufferPointer { a in
                 if fast {
-                    FourBitQuantizer.quantize(xs, blockSize: blockSize, type: type, packed: p, absmax: a, threads: ThreadBudget(threads))
+                    FourBitQuantizer.quantize(xs, blockSize: blockSize, type: type, packed: p, absmax: a, threads: ThreadBudget(threads), wide: wide)
                 } else {
                     FourBitQuantizer.quantizeReference(xs, blockSize: blockSize, type: type, packed: p, absmax: a)
                 }
@@ -31,15 +31,29 @@ private func quantize4(_ x: [Float], blockSize: Int, type: FourBitType, fast: Bo
     return (packed, absmax)
 }
 
-@Test("NF4 and FP4 kernels equal their reference on awkward sizes and block sizes",
+@Test("NF4 and FP4 kernels (Swift SIMD and the AVX-512 block twin) equal their reference on awkward sizes and block sizes",
       arguments: [1, 2, 63, 64, 65, 127, 500, 4097, 70_001], [32, 64, 256, 4096])
 func fourBitMatchesReference(count: Int, blockSize: Int) {
     let x = awkwardValues(count, seed: UInt64(count * 31 + blockSize))
     for type in FourBitType.allCases {
-        let fast = quantize4(x, blockSize: blockSize, type: type, fast: true)
         let reference = quantize4(x, blockSize: blockSize, type: type, fast: false)
-        #expect(fast.0 == reference.0, "\(type) codes, n=\(count) block=\(blockSize)")
-        #expect(fast.1.map(\.bitPattern) == reference.1.map(\.bitPattern), "\(type) absmax")
+        for wide in avx512Available ? [false, true] : [false] {
+            let fast = quantize4(x, blockSize: blockSize, type: type, fast: true, wide: wide)
+            #expect(fast.0 == reference.0, "\(type) codes, n=\(count) block=\(blockSize), AVX-512 \(wide)")
+            #expect(fast.1.map(\.bitPattern) == reference.1.map(\.bitPattern), "\(type) absmax, AVX-512 \(wide)")
+        }
+    }
+}
+
+@Test("The AVX-512 4-bit block twin hands blocks with NaN or infinity back to the Swift kernel: both kernels give the same bytes and absmax")
+func fourBitTwinLeavesNonFiniteBlocks() {
+    var x = awkwardValues(4096, seed: 9)
+    x[70] = .nan; x[200] = .infinity; x[520] = -.infinity; x[4095] = .nan  // blocks 1, 3, 8 and the last
+    for type in FourBitType.allCases {
+        let swift = quantize4(x, blockSize: 64, type: type, fast: true, wide: false)
+        let wide = quantize4(x, blockSize: 64, type: type, fast: true, wide: avx512Available)
+        #expect(wide.0 == swift.0, "\(type) codes")
+        #expect(wide.1.map(\.bitPattern) == swift.1.map(\.bitPattern), "\(type) absmax")
     }
 }
 

@@ -44,7 +44,7 @@ func fusedSliceWidensItsRows() {
     #expect(middle.rows == 3 && middle.columns == 4)
 }
 
-@Test("4-bit range decoding equals the reference at odd starts, odd ends and block edges",
+@Test("4-bit range decoding (Swift and AVX-512) equals the reference at odd starts, odd ends and block edges",
       arguments: [FourBitType.nf4, .fp4])
 func fourBitRangeDecodeMatchesReference(type: FourBitType) {
     let n = 300, blockSize = 64
@@ -63,19 +63,21 @@ func fourBitRangeDecodeMatchesReference(type: FourBitType) {
         }
     }
     let pairs = FourBitQuantizer.pairTable(type.code)
-    for range in [0..<n, 1..<n, 63..<65, 64..<128, 1..<2, 127..<130, 299..<300, 5..<6] {
+    for wide in avx512Available ? [false, true] : [false] {
+    for range in [0..<n, 1..<n, 63..<65, 64..<128, 1..<2, 127..<130, 299..<300, 5..<6, 3..<40, 16..<64] {
         var out = [Float](repeating: .nan, count: range.count)
         packed.withUnsafeBufferPointer { p in
             absmax.withUnsafeBufferPointer { a in
                 pairs.withUnsafeBufferPointer { t in
                     out.withUnsafeMutableBufferPointer {
                         FourBitQuantizer.dequantizeRange(packed: p.baseAddress!, absmax: a.baseAddress!, blockSize: blockSize, pairs: t.baseAddress!,
-                                                         range: range, into: $0.baseAddress!)
+                                                         range: range, into: $0.baseAddress!, wide: wide)
                     }
                 }
             }
         }
-        #expect(out == Array(reference[range]), "\(type) \(range)")
+        #expect(out == Array(reference[range]), "\(type) \(range), AVX-512 \(wide)")
+    }
     }
 }
 

@@ -53,4 +53,14 @@ void ckpt_kquant_affine_avx512(int groups, int n, int nmax, const float *x, cons
 void ckpt_kquant_symmetric_avx512(int groups, int n, int nmax, const float *x, const float *weights, signed char *L,
                                   float *scales, float epsilon);
 
+/// FourBitQuantizer.quantize for `blocks` full blocks of block_size (a multiple of 16) values and no fixed scales:
+/// each block's absmax to absmax[b], its codes as ckpt_fourbit_encode_avx512 makes them against
+/// max(absmax, smallest); stops before a block with a NaN or an infinity and returns how many it did. AVX-512 only.
+long ckpt_fourbit_blocks_avx512(const float *x, long blocks, long block_size, float smallest, const float *midpoints,
+                                unsigned lowest, const unsigned *steps, unsigned char *packed, float *absmax);
+
+/// FourBitQuantizer.dequantizeRange for one block's bytes: the whole runs of 8 bytes of `count`, each byte's high
+/// then low nibble as code[nibble] · scale into out (16 values a run); returns how many bytes it took. AVX-512 only.
+long ckpt_fourbit_decode_avx512(const unsigned char *bytes, long count, const float *code, float scale, float *out);
+
 #endif

@@ -72,29 +72,60 @@ public enum FourBitQuantizer {
     public static func quantize(_ x: UnsafeBufferPointer<Float>, blockSize: Int, type: FourBitType,
                                 packed: UnsafeMutableBufferPointer<UInt8>, absmax: UnsafeMutableBufferPointer<Float>,
                                 fixedScales: UnsafeBufferPointer<Float>? = nil, threads: ThreadBudget = .allCores) {
+        quantize(x, blockSize: blockSize, type: type, packed: packed, absmax: absmax, fixedScales: fixedScales, threads: threads,
+                 wide: avx512Available)
+    }
+
+    /// `quantize` with the choice of kernel (the AVX-512 twins when `wide`), for tests of both.
+    static func quantize(_ x: UnsafeBufferPointer<Float>, blockSize: Int, type: FourBitType,
+                         packed: UnsafeMutableBufferPointer<UInt8>, absmax: UnsafeMutableBufferPointer<Float>,
+                         fixedScales: UnsafeBufferPointer<Float>? = nil, threads: ThreadBudget = .allCores, wide: Bool) {
         let n = x.count
         precondition(blockSize >= 16 && blockSize % 16 == 0, "4-bit block sizes are multiples of 16")
         precondition(packed.count >= packedByteCount(n) && absmax.count >= blockCount(n, blockSize: blockSize))
         let tables = BucketTables(type)
         let blocksPerChunk = max(1, chunkElements / blockSize)
-        let blocks = blockCount(n, blockSize: blockSize)
+        let blocks = blockCount(n, blockSize: blockSize), fullBlocks = n / blockSize
         let chunks = (blocks + blocksPerChunk - 1) / blocksPerChunk
         threads.forEachChunk(chunks) { chunk in
-            let firstBlock = chunk * blocksPerChunk
-            for b in firstBlock..<min(blocks, firstBlock + blocksPerChunk) {
+            let firstBlock = chunk * blocksPerChunk, end = min(blocks, firstBlock + blocksPerChunk)
+            func block(_ b: Int) {
                 let start = b * blockSize
                 let count = min(blockSize, n - start)
                 let m = fixedScales?[b] ?? absoluteMaximum(x.baseAddress! + start, count)
                 if count == blockSize {
                     absmax[b] = m
                     encodeBlock(x.baseAddress! + start, count: count, scale: max(m, smallestDivisor), divide: false,
-                                tables: tables, into: packed.baseAddress! + start / 2)
+                                tables: tables, into: packed.baseAddress! + start / 2, wide: wide)
                 } else {
                     let divisor = max(m, smallestDivisor)
                     absmax[b] = divisor
                     encodeBlock(x.baseAddress! + start, count: count, scale: divisor, divide: true, tables: tables,
-                                into: packed.baseAddress! + start / 2)
+                                into: packed.baseAddress! + start / 2, wide: wide)
                 }
+            }
+            var b = firstBlock
+            if wide && fixedScales == nil {
+                // The AVX-512 twin takes runs of full blocks (absmax and codes in one pass); a block with
+                // a NaN or an infinity, and the partial last one, go through `block`.
+                let runEnd = min(end, fullBlocks)
+                tables.midpointScalars.withUnsafeBufferPointer { m in
+                    tables.stepScalars.withUnsafeBufferPointer { steps in
+                        while b < runEnd {
+                            b += ckpt_fourbit_blocks_avx512(x.baseAddress! + b * blockSize, runEnd - b, blockSize, smallestDivisor, m.baseAddress!,
+                                                            tables.lowestScalar, steps.baseAddress!, packed.baseAddress! + b * blockSize / 2,
+                                                            absmax.baseAddress! + b)
+                            if b < runEnd {
+                                block(b)
+                                b += 1
+                            }
+                        }
+                    }
+                }
+            }
+            while b < end {
+                block(b)
+                b += 1
             }
         }
     }
@@ -225,8 +256,17 @@ public enum FourBitQuantizer {
     /// which widens a tile of rows at a time.
     public static func dequantizeRange(packed: UnsafePointer<UInt8>, absmax: UnsafePointer<Float>, blockSize: Int,
                                        pairs: UnsafePointer<SIMD2<Float>>, range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        dequantizeRange(packed: packed, absmax: absmax, blockSize: blockSize, pairs: pairs, range: range, into: out, wide: avx512Available)
+    }
+
+    /// `dequantizeRange` with the choice of kernel (the AVX-512 twin when `wide`), for tests of both.
+    static func dequantizeRange(packed: UnsafePointer<UInt8>, absmax: UnsafePointer<Float>, blockSize: Int,
+                                pairs: UnsafePointer<SIMD2<Float>>, range: Range<Int>, into out: UnsafeMutablePointer<Float>, wide: Bool) {
         var i = range.lowerBound
         let end = range.upperBound
+        // The AVX-512 twin reads the 16 codes back out of the pair table: code[k] is pair (k << 4)'s first.
+        var code = SIMD16<Float>()
+        for k in 0..<16 { code[k] = pairs[k << 4][0] }
         if i < end && i % 2 == 1 {  // an odd start: the low nibble of its byte
             out[0] = pairs[Int(packed[i / 2])][1] * absmax[i / blockSize]
             i += 1
@@ -236,7 +276,8 @@ public enum FourBitQuantizer {
             let scale = absmax[i / blockSize]
             // Plain pointers and a count: no overflow check per element.
             let bytes = packed + i / 2, values = out + (i - range.lowerBound), pairCount = (blockEnd - i) / 2
-            for k in 0..<pairCount {
+            let done = wide ? withUnsafeBytes(of: &code) { ckpt_fourbit_decode_avx512(bytes, pairCount, $0.baseAddress!.assumingMemoryBound(to: Float.self), scale, values) } : 0
+            for k in done..<pairCount {
                 let v = pairs[Int(bytes[k])] * scale
                 values[2 * k] = v[0]
                 values[2 * k + 1] = v[1]
