@@ -241,6 +241,10 @@ public final class LogicalCheckpoint: Sendable {
 
     /// Values of a logical tensor as f32 (dequantized when quantized).
     public func float32(_ tensor: LogicalTensor, threads: ThreadBudget = .allCores) -> [Float] {
+        if case let .plain(entry) = tensor.storage {
+            // Widened straight into new storage: no zero fill first (a pass over memory the widening repeats).
+            return FloatValues.array(checkpoint.view(entry), threads: threads)
+        }
         var out = [Float](repeating: 0, count: tensor.elementCount)
         out.withUnsafeMutableBufferPointer { read(tensor, into: $0, threads: threads) }
         return out
