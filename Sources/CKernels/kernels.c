@@ -447,3 +447,30 @@ AVX512 long ckpt_fourbit_decode_avx512(const unsigned char *bytes, long count, c
     }
     return k;
 }
+
+// FourBitQuantizer.absoluteMaximum's value for finite inputs, as bits: the largest sign-cleared bit pattern of
+// x[0..<n] (0 for n = 0). A result ≥ 0x7F800000 means an infinity or a NaN was seen: the caller then takes
+// the Swift scan, whose NaN handling this does not copy.
+AVX512 int ckpt_absmax_bits_avx512(const float *x, long n) {
+    const __m512i signMask = _mm512_set1_epi32(0x7FFFFFFF);
+    __m512i largest = _mm512_setzero_si512();
+    long i = 0;
+    for (; i + 16 <= n; i += 16) largest = _mm512_max_epi32(largest, _mm512_and_si512(_mm512_castps_si512(_mm512_loadu_ps(x + i)), signMask));
+    if (i < n) {
+        const __mmask16 mask = (__mmask16)((1u << (n - i)) - 1);
+        largest = _mm512_max_epi32(largest, _mm512_and_si512(_mm512_castps_si512(_mm512_maskz_loadu_ps(mask, x + i)), signMask));
+    }
+    return _mm512_reduce_max_epi32(largest);
+}
+
+// BlockInt8Quantizer.dequantize's loop for one run of codes: Float(q) · scale (exact widening, one product),
+// the whole runs of 16; returns how many it did.
+AVX512 long ckpt_int8_decode_avx512(const signed char *q, long n, float scale, float *out) {
+    const __m512 factor = _mm512_set1_ps(scale);
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + i))));
+        _mm512_storeu_ps(out + i, _mm512_mul_ps(v, factor));
+    }
+    return i;
+}

@@ -215,3 +215,49 @@ func wideEncodersMatchSwift(count: Int) throws {
         }
     }
 }
+
+@Test("The largest magnitude of a run is the same from the AVX-512 twin and the Swift scan, with zeros, subnormals, infinities and NaN")
+func absoluteMaximumTwinMatchesScan() {
+    var rng = SeededGenerator(seed: 77)
+    for count in [0, 1, 5, 15, 16, 17, 31, 32, 33, 64, 100, 129] {
+        for kind in 0..<5 {
+            var x = (0..<count).map { _ in Float.random(in: -2...2, using: &rng) }
+            switch kind {
+            case 1: x = x.map { $0 * 1e-40 }  // subnormals
+            case 2: x = x.map { _ in -0.0 }
+            case 3: if count > 0 { x[count / 2] = -.infinity }
+            case 4: if count > 0 { x[count - 1] = .nan }
+            default: break
+            }
+            let swift = x.withUnsafeBufferPointer { FourBitQuantizer.absoluteMaximum($0.baseAddress ?? UnsafePointer(bitPattern: 4)!, count, wide: false) }
+            for wide in avx512Available ? [true] : [] {
+                let twin = x.withUnsafeBufferPointer { FourBitQuantizer.absoluteMaximum($0.baseAddress ?? UnsafePointer(bitPattern: 4)!, count, wide: wide) }
+                #expect(twin.bitPattern == swift.bitPattern, "count \(count), kind \(kind): \(twin) vs \(swift)")
+            }
+        }
+    }
+}
+
+@Test("int8 range decoding (Swift and AVX-512) equals q · scale at group edges, odd starts and partial groups")
+func int8RangeDecodeMatchesProducts() {
+    var rng = SeededGenerator(seed: 78)
+    let (rows, columns, groupSize) = (3, 100, 32)
+    let groups = BlockInt8Quantizer.groupsPerRow(columns: columns, groupSize: groupSize)
+    let q = (0..<(rows * columns)).map { _ in Int8.random(in: -127...127, using: &rng) }
+    let scales = (0..<(rows * groups)).map { _ in Float.random(in: 1e-3...2, using: &rng) }
+    var expected = [Float](repeating: 0, count: rows * columns)
+    for i in 0..<(rows * columns) { expected[i] = Float(q[i]) * scales[(i / columns) * groups + (i % columns) / groupSize] }
+    for wide in avx512Available ? [false, true] : [false] {
+        for range in [0..<(rows * columns), 1..<299, 31..<33, 96..<100, 100..<200, 5..<6, 17..<90] {
+            var out = [Float](repeating: .nan, count: range.count)
+            q.withUnsafeBufferPointer { qs in
+                scales.withUnsafeBufferPointer { s in
+                    out.withUnsafeMutableBufferPointer {
+                        BlockInt8Quantizer.dequantize(qs, scales: s, columns: columns, groupSize: groupSize, range: range, into: $0.baseAddress!, wide: wide)
+                    }
+                }
+            }
+            #expect(out == Array(expected[range]), "\(range), AVX-512 \(wide)")
+        }
+    }
+}

@@ -63,4 +63,12 @@ long ckpt_fourbit_blocks_avx512(const float *x, long blocks, long block_size, fl
 /// then low nibble as code[nibble] · scale into out (16 values a run); returns how many bytes it took. AVX-512 only.
 long ckpt_fourbit_decode_avx512(const unsigned char *bytes, long count, const float *code, float scale, float *out);
 
+/// The largest sign-cleared bit pattern of x[0..<n] (0 when n is 0): FourBitQuantizer.absoluteMaximum's bits for
+/// finite values; ≥ 0x7F800000 when an infinity or NaN was seen (the caller then scans in Swift). AVX-512 only.
+int ckpt_absmax_bits_avx512(const float *x, long n);
+
+/// BlockInt8Quantizer.dequantize for one run of n codes: Float(q) · scale for the whole runs of 16; returns how
+/// many it did. AVX-512 only.
+long ckpt_int8_decode_avx512(const signed char *q, long n, float scale, float *out);
+
 #endif

@@ -119,6 +119,12 @@ public enum BlockInt8Quantizer {
     /// one group (or the part of it inside the range) at a time, one scale per run. The one decode loop.
     public static func dequantize(_ q: UnsafeBufferPointer<Int8>, scales: UnsafeBufferPointer<Float>, columns: Int, groupSize: Int,
                                   range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        dequantize(q, scales: scales, columns: columns, groupSize: groupSize, range: range, into: out, wide: avx512Available)
+    }
+
+    /// `dequantize(range:)` with the choice of kernel (the AVX-512 twin when `wide`), for tests of both.
+    static func dequantize(_ q: UnsafeBufferPointer<Int8>, scales: UnsafeBufferPointer<Float>, columns: Int, groupSize: Int,
+                           range: Range<Int>, into out: UnsafeMutablePointer<Float>, wide: Bool) {
         let groups = groupsPerRow(columns: columns, groupSize: groupSize)
         var i = range.lowerBound
         while i < range.upperBound {
@@ -127,7 +133,8 @@ public enum BlockInt8Quantizer {
             let scale = scales[row * groups + column / groupSize]
             // Plain pointers and a count: a loop the optimizer vectorizes (widening 16 codes at a time).
             let codes = q.baseAddress! + i, values = out + (i - range.lowerBound)
-            for k in 0..<(end - i) { values[k] = Float(codes[k]) * scale }
+            let done = wide ? ckpt_int8_decode_avx512(codes, end - i, scale, values) : 0
+            for k in done..<(end - i) { values[k] = Float(codes[k]) * scale }
             i = end
         }
     }

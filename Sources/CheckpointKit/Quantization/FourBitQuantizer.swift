@@ -183,7 +183,12 @@ public enum FourBitQuantizer {
     }
 
     @inline(__always)
-    static func absoluteMaximum(_ x: UnsafePointer<Float>, _ count: Int) -> Float {
+    static func absoluteMaximum(_ x: UnsafePointer<Float>, _ count: Int, wide: Bool = avx512Available) -> Float {
+        if wide {
+            // The AVX-512 twin's bits, unless it saw an infinity or a NaN: then the scan below decides.
+            let bits = ckpt_absmax_bits_avx512(x, count)
+            if bits < 0x7F80_0000 { return Float(bitPattern: UInt32(bits)) }
+        }
         var a = SIMD16<Float>(), b = SIMD16<Float>()
         var i = 0
         let signMask = SIMD16<UInt32>(repeating: 0x7FFF_FFFF)
