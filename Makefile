@@ -27,9 +27,11 @@ build: setup
 release: setup
 	$(SWIFT) build -c release
 
+# The suite runs many models at once in one process, and OpenBLAS's thread count is one setting for
+# the whole process (some of its kernels give other last bits on other counts): 1 for every test.
 test: setup
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	OPENBLAS_NUM_THREADS=1 CKPT_OPENBLAS_THREADS=1 $(SWIFT) test --skip-build
 
 demo: release
 	@rm -rf $(DEMO_OUT) && mkdir -p $(DEMO_OUT)

@@ -1,4 +1,7 @@
 import COpenBLAS
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Matrix products through OpenBLAS, row-major, float32.
 public enum MatrixMultiply {
@@ -75,11 +78,20 @@ public enum MatrixMultiply {
         return Int(openblas_get_num_threads())
     }
 
-    /// OpenBLAS's own thread pool; ckpt sets it from --threads.
+    /// OpenBLAS's own thread pool; ckpt sets it from --threads, at most `openBLASThreadLimit`.
     public static func setThreads(_ threads: ThreadBudget) {
         _ = kernels
-        openblas_set_num_threads(Int32(threads.count))
+        openblas_set_num_threads(Int32(Swift.min(threads.count, openBLASThreadLimit)))
     }
+
+    /// `CKPT_OPENBLAS_THREADS` (a positive count), else no limit: the most threads `setThreads` gives
+    /// OpenBLAS. OpenBLAS's thread count is one setting for the whole process, and some of its kernels
+    /// (Haswell's) give other last bits on other counts: the test suite, which runs many models at once
+    /// in one process, sets 1 so that no test's product depends on what another test set.
+    public static let openBLASThreadLimit: Int = {
+        guard let text = getenv("CKPT_OPENBLAS_THREADS").map({ String(cString: $0) }), let limit = Int(text), limit > 0 else { return Int.max }
+        return limit
+    }()
 
     /// Stops OpenBLAS's worker threads, which it starts at load and which spin before they sleep (a
     /// tenth of a core per short run); the next product on more than one OpenBLAS thread starts them
