@@ -158,30 +158,41 @@ AVX512 long ckpt_int8_encode_avx512(const float *x, long n, float scale, signed 
     return i;
 }
 
+// FourBitQuantizer.BucketTables in lanes: the 15 midpoints and each one's nibble step, splatted once.
+AVX512 static inline void fourbit_tables(const float *midpoints, const unsigned *steps, __m512 *mid, __m512i *step) {
+    for (int k = 0; k < 15; k++) {
+        mid[k] = _mm512_set1_ps(midpoints[k]);
+        step[k] = _mm512_set1_epi32((int)steps[k]);
+    }
+}
+
+// 16 scaled values to their nibbles (lowest + the steps of the midpoints strictly below each), two a byte, the
+// even value high: 8 bytes to out.
+AVX512 static inline void fourbit_pack16(__m512 scaled, const __m512 *mid, const __m512i *step, __m512i low, unsigned char *out) {
+    const __m512i nibbleMask = _mm512_set1_epi64(0xF);
+    __m512i nibble = low;
+    for (int k = 0; k < 15; k++) {
+        nibble = _mm512_mask_add_epi32(nibble, _mm512_cmp_ps_mask(mid[k], scaled, _CMP_LT_OQ), nibble, step[k]);
+    }
+    // Each 64-bit lane holds an (even, odd) pair: the byte is even << 4 | odd.
+    __m512i pairs = _mm512_or_si512(_mm512_slli_epi64(_mm512_and_si512(nibble, nibbleMask), 4),
+                                    _mm512_and_si512(_mm512_srli_epi64(nibble, 32), nibbleMask));
+    _mm_storel_epi64((__m128i *)out, _mm512_cvtepi64_epi8(pairs));
+}
+
 // FourBitQuantizer.encodeBlock and BucketTables.nibbles (Sources/CheckpointKit/Quantization/FourBitQuantizer.swift):
 // the same scaling and the same count of midpoints strictly below each value (a NaN is below none).
 AVX512 long ckpt_fourbit_encode_avx512(const float *x, long n, float scale, float reciprocal, int divide, const float *midpoints,
                                        unsigned lowest, const unsigned *steps, unsigned char *out) {
     __m512 mid[15];
     __m512i step[15];
-    for (int k = 0; k < 15; k++) {
-        mid[k] = _mm512_set1_ps(midpoints[k]);
-        step[k] = _mm512_set1_epi32((int)steps[k]);
-    }
+    fourbit_tables(midpoints, steps, mid, step);
     const __m512 factor = _mm512_set1_ps(divide ? scale : reciprocal);
-    const __m512i low = _mm512_set1_epi32((int)lowest), nibbleMask = _mm512_set1_epi64(0xF);
+    const __m512i low = _mm512_set1_epi32((int)lowest);
     long i = 0;
     for (; i + 16 <= n; i += 16) {
         __m512 v = _mm512_loadu_ps(x + i);
-        __m512 scaled = divide ? _mm512_div_ps(v, factor) : _mm512_mul_ps(v, factor);
-        __m512i nibble = low;
-        for (int k = 0; k < 15; k++) {
-            nibble = _mm512_mask_add_epi32(nibble, _mm512_cmp_ps_mask(mid[k], scaled, _CMP_LT_OQ), nibble, step[k]);
-        }
-        // Each 64-bit lane holds an (even, odd) pair: the byte is even << 4 | odd.
-        __m512i pairs = _mm512_or_si512(_mm512_slli_epi64(_mm512_and_si512(nibble, nibbleMask), 4),
-                                        _mm512_and_si512(_mm512_srli_epi64(nibble, 32), nibbleMask));
-        _mm_storel_epi64((__m128i *)(out + i / 2), _mm512_cvtepi64_epi8(pairs));
+        fourbit_pack16(divide ? _mm512_div_ps(v, factor) : _mm512_mul_ps(v, factor), mid, step, low, out + i / 2);
     }
     return i;
 }
@@ -405,30 +416,18 @@ AVX512 long ckpt_fourbit_blocks_avx512(const float *x, long blocks, long block_s
                                        unsigned lowest, const unsigned *steps, unsigned char *packed, float *absmax) {
     __m512 mid[15];
     __m512i step[15];
-    for (int k = 0; k < 15; k++) {
-        mid[k] = _mm512_set1_ps(midpoints[k]);
-        step[k] = _mm512_set1_epi32((int)steps[k]);
-    }
-    const __m512i low = _mm512_set1_epi32((int)lowest), nibbleMask = _mm512_set1_epi64(0xF), signMask = _mm512_set1_epi32(0x7FFFFFFF);
+    fourbit_tables(midpoints, steps, mid, step);
+    const __m512i low = _mm512_set1_epi32((int)lowest);
     for (long b = 0; b < blocks; b++) {
         const float *v = x + b * block_size;
-        __m512i largest = _mm512_setzero_si512();
-        for (long i = 0; i < block_size; i += 16) largest = _mm512_max_epi32(largest, _mm512_and_si512(_mm512_castps_si512(_mm512_loadu_ps(v + i)), signMask));
-        const int bits = _mm512_reduce_max_epi32(largest);
+        const int bits = ckpt_absmax_bits_avx512(v, block_size);
         if (bits >= 0x7F800000) return b;
         float m;
         __builtin_memcpy(&m, &bits, sizeof m);
         absmax[b] = m;
         const __m512 factor = _mm512_set1_ps(1.0f / (m > smallest ? m : smallest));
         unsigned char *out = packed + b * block_size / 2;
-        for (long i = 0; i < block_size; i += 16) {
-            __m512 scaled = _mm512_mul_ps(_mm512_loadu_ps(v + i), factor);
-            __m512i nibble = low;
-            for (int k = 0; k < 15; k++) nibble = _mm512_mask_add_epi32(nibble, _mm512_cmp_ps_mask(mid[k], scaled, _CMP_LT_OQ), nibble, step[k]);
-            __m512i pairs = _mm512_or_si512(_mm512_slli_epi64(_mm512_and_si512(nibble, nibbleMask), 4),
-                                            _mm512_and_si512(_mm512_srli_epi64(nibble, 32), nibbleMask));
-            _mm_storel_epi64((__m128i *)(out + i / 2), _mm512_cvtepi64_epi8(pairs));
-        }
+        for (long i = 0; i < block_size; i += 16) fourbit_pack16(_mm512_mul_ps(_mm512_loadu_ps(v + i), factor), mid, step, low, out + i / 2);
     }
     return blocks;
 }
