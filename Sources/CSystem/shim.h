@@ -11,6 +11,12 @@ static inline int ckpt_start_writeback(int fd, long long offset, long long count
     return sync_file_range(fd, offset, count, SYNC_FILE_RANGE_WRITE);
 }
 
+/// O_DIRECT (Glibc's Swift module leaves it out): writes that go from the caller's memory to the
+/// device without a copy into the page cache; offsets, lengths and memory must be block-aligned.
+static inline int ckpt_direct_io_flag(void) {
+    return O_DIRECT;
+}
+
 #include <malloc.h>
 
 /// Serves every allocation from the heap (no mmap for large ones) and keeps freed memory in the

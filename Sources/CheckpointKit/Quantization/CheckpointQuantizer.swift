@@ -230,8 +230,10 @@ public enum CheckpointQuantizer {
 
         let config = checkpoint.config.map { quantizedConfig($0, scheme: options.scheme, checkpoint: checkpoint, selected: selected) }
         let shards = checkpoint.mirroredShards
+        // Six encoded weights may wait for the writer (a quarter of their input's bytes or less
+        // each): the encoder goes on while a large kept tensor (the embedding) is being written.
         let written = try CheckpointWriter.writeStreaming(from: checkpoint, to: output, shardCount: shards.count, config: config,
-                                                          overwrite: options.overwrite) { fileIndex, open in
+                                                          overwrite: options.overwrite, window: 6) { fileIndex, open in
             let entries = checkpoint.entries.filter { $0.fileIndex == fileIndex }
             // The header first: every part's spec from the shapes alone, so each weight is written
             // as soon as it is encoded while the next one is read and encoded.

@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -38,14 +39,18 @@ public struct ThreadBudget: Sendable, Equatable {
             for chunk in 0..<chunks where !Interruption.isRequested { body(chunk) }
             return
         }
+        // Each worker takes the next chunk not yet taken: a worker that loses its core for a while
+        // (to the writer thread, or another process) leaves its share to the others instead of
+        // making them wait at the end. Which thread computes a chunk never changes what it computes.
+        let next = Atomic<Int>(0)
         // concurrentPerform returns only when every iteration is done, so `body` cannot escape.
         withoutActuallyEscaping(body) { body in
             let shared = UncheckedSendable(body)
-            DispatchQueue.concurrentPerform(iterations: workers) { worker in
-                var chunk = worker
-                while chunk < chunks && !Interruption.isRequested {
+            DispatchQueue.concurrentPerform(iterations: workers) { _ in
+                while !Interruption.isRequested {
+                    let chunk = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                    guard chunk < chunks else { break }
                     shared.value(chunk)
-                    chunk += workers
                 }
             }
         }
