@@ -178,7 +178,8 @@ struct MergeLoRACommand: ToolCommand {
         var floats = options
         floats.requantize = false
         floats.overwrite = true
-        let calibration = CalibratedRequantization.Calibration(text: calibrationText, tokens: calibration.calibrationTokens, context: calibration.ctx)
+        let calibration = CalibratedRequantization.Calibration(text: calibrationText, tokens: calibration.calibrationTokens, context: calibration.ctx,
+                                                                   sampling: calibration.calibrationSampling)
         return try CalibratedRequantization.run(base: checkpoint, to: output!, calibration: calibration, threads: common.threadBudget,
                                                 overwrite: force) { try merge($0, floats) }
     }

@@ -196,7 +196,8 @@ struct QuantizeCommand: ToolCommand {
                     options.scheme = integer
                 }
                 let text = try TextTokens(reading: calibrationText, checkpoint: checkpoint)
-                var settings = CalibrationOptions(tokens: Array(text.tokens.prefix(calibration.calibrationTokens)), context: calibration.ctx,
+                let tokens = calibration.calibrationSampling.tokens(of: text.tokens, budget: calibration.calibrationTokens, context: calibration.ctx)
+                var settings = CalibrationOptions(tokens: tokens, context: calibration.ctx,
                                                   bos: text.bos, source: calibrationText)
                 settings.tokenizerFile = text.tokenizerFile
                 settings.method = CalibrationOptions.Method(rawValue: method.lowercased()) ?? .gptq

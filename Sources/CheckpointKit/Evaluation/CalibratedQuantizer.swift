@@ -114,8 +114,36 @@ public final class InputRecorder: ActivationObserver {
     }
 }
 
+/// Which tokens of a calibration text a calibrated quantizer sees.
+public enum CalibrationSampling: String, Sendable, CaseIterable {
+    /// Chunks evenly spaced from the text's start to its end (the default).
+    case spread
+    /// The text's first tokens (ckpt before 2026-12-02).
+    case start
+
+    /// `budget / context` chunks of `context` tokens of `text`. Spread: the first chunk at the
+    /// text's start, the last at its end, the rest evenly between, so the calibration sees all of a
+    /// long text rather than its opening (GPTQ's own code draws its windows at random positions of
+    /// C4 for the same reason); SmolLM2-135M int4 g64 GPTQ on Tiny Shakespeare went from +27.86% to
+    /// +24.75% perplexity (16384 tokens) and from +27.14% to +24.13% (32768). A text no longer than
+    /// the budget is taken whole either way.
+    public func tokens(of text: [Int], budget: Int, context: Int) -> [Int] {
+        let count = context > 0 ? budget / context : 0
+        guard self == .spread, count > 1, text.count > count * context else { return Array(text.prefix(budget)) }
+        var chunks: [Int] = []
+        chunks.reserveCapacity(count * context)
+        let last = text.count - context
+        for i in 0..<count {
+            let start = i * last / (count - 1)
+            chunks += text[start..<(start + context)]
+        }
+        return chunks
+    }
+}
+
 /// How calibration text drives a quantizer.
 public struct CalibrationOptions: Sendable {
+
     /// The calibration token stream (already tokenized), cut into chunks of `context`.
     public var tokens: [Int]
     /// Tokens per chunk.

@@ -29,12 +29,15 @@ public enum CalibratedRequantization {
         public var tokens: Int
         /// Tokens per calibration chunk.
         public var context: Int
+        /// Which of the text's tokens are used.
+        public var sampling: CalibrationSampling
 
         /// A calibration on `text`.
-        public init(text: String, tokens: Int = 16384, context: Int = 512) {
+        public init(text: String, tokens: Int = 16384, context: Int = 512, sampling: CalibrationSampling = .spread) {
             self.text = text
             self.tokens = tokens
             self.context = context
+            self.sampling = sampling
         }
     }
 
@@ -67,7 +70,8 @@ public enum CalibratedRequantization {
         let exclude = kept.isEmpty ? nil : "^(?:" + kept.map(escapedForRegex).joined(separator: "|") + ")$"
         let options = QuantizationOptions(scheme: scheme, exclude: exclude, threads: threads, overwrite: overwrite)
         let text = try TextTokens(reading: calibration.text, checkpoint: checkpoint)
-        var settings = CalibrationOptions(tokens: Array(text.tokens.prefix(calibration.tokens)), context: calibration.context, bos: text.bos,
+        let tokens = calibration.sampling.tokens(of: text.tokens, budget: calibration.tokens, context: calibration.context)
+        var settings = CalibrationOptions(tokens: tokens, context: calibration.context, bos: text.bos,
                                           source: calibration.text)
         settings.tokenizerFile = text.tokenizerFile
         settings.method = scheme.method == "awq" ? CalibrationOptions.Method.awq : .gptq

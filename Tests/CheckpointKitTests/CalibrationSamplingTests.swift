@@ -1,0 +1,41 @@
+@testable import CheckpointKit
+import Testing
+
+@Test("Calibration chunks are spread over the whole text: the first at its start, the last at its end, evenly between, none overlapping")
+func calibrationChunksSpreadOverTheText() {
+    let text = Array(0..<10_000)
+    let sample = CalibrationSampling.spread.tokens(of: text, budget: 2_048, context: 512)
+    #expect(sample.count == 2_048)
+    let starts = stride(from: 0, to: sample.count, by: 512).map { sample[$0] }
+    // Starts at i · (10000 − 512) / 3: 0, 3162, 6325, 9488.
+    #expect(starts == [0, 3_162, 6_325, 9_488])
+    for (k, start) in starts.enumerated() {
+        #expect(Array(sample[(k * 512)..<((k + 1) * 512)]) == Array(start..<(start + 512)), "chunk \(k) is one contiguous run of the text")
+    }
+    #expect(sample.last == text.last)
+}
+
+@Test("A text no longer than the budget, or a budget of one chunk, is taken from its start as before",
+      arguments: [(1_000, 2_048), (2_048, 2_048), (5_000, 512), (5_000, 700)])
+func calibrationChunksOfAShortText(length: Int, budget: Int) {
+    let text = Array(0..<length)
+    for sampling in CalibrationSampling.allCases {
+        #expect(sampling.tokens(of: text, budget: budget, context: 512) == Array(text.prefix(budget)), "\(sampling)")
+    }
+}
+
+@Test("Spread chunks never read past the text, whatever the sizes")
+func calibrationChunksStayInside() {
+    for length in [513, 1_025, 4_097, 65_537] {
+        for budget in [1_024, 1_536, 4_096, 16_384] {
+            let sample = CalibrationSampling.spread.tokens(of: Array(0..<length), budget: budget, context: 512)
+            #expect(sample.allSatisfy { $0 >= 0 && $0 < length })
+            #expect(sample.count == (length > budget ? budget / 512 * 512 : min(length, budget)), "\(length) tokens, budget \(budget)")
+        }
+    }
+}
+
+@Test("Sampling from the start takes the text's first tokens, however long the text")
+func calibrationFromTheStart() {
+    #expect(CalibrationSampling.start.tokens(of: Array(0..<10_000), budget: 2_048, context: 512) == Array(0..<2_048))
+}
