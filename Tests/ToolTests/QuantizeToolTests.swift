@@ -217,6 +217,24 @@ func gptqRangeSearchDefaults() throws {
     #expect(FileManager.default.contents(atPath: scratch.file("on/model.safetensors")) != FileManager.default.contents(atPath: scratch.file("off/model.safetensors")))
 }
 
+@Test("ckpt-quantize calibrates on chunks spread over the whole text unless --calibration-sampling start, and refuses another name as a usage error")
+func calibrationSamplingChoice() throws {
+    let scratch = ScratchDirectory()
+    // eval.txt is about 10,000 tokens, far more than the 256 asked for: the two samplings see different text.
+    let calibration = ["--scheme", "int4", "--block-size", "32", "--method", "gptq", "--calibration-text", Tools.fixture("text/eval.txt"),
+                       "--calibration-tokens", "256", "--ctx", "128", "--quiet"]
+    for (name, extra) in [("spread", [String]()), ("spread-named", ["--calibration-sampling", "spread"]), ("start", ["--calibration-sampling", "start"])] {
+        let r = try Tools.run("ckpt-quantize", [tinyLlama, scratch.file(name)] + calibration + extra)
+        #expect(r.status == 0, "\(name): \(r.stderr)")
+    }
+    let weights = { (name: String) in FileManager.default.contents(atPath: scratch.file(name + "/model.safetensors")) }
+    #expect(weights("spread") != nil && weights("spread") == weights("spread-named"), "spread is the default")
+    #expect(weights("spread") != weights("start"), "the text's opening calibrates differently from chunks across all of it")
+    let wrong = try Tools.run("ckpt-quantize", [tinyLlama, scratch.file("wrong")] + calibration + ["--calibration-sampling", "middle"])
+    #expect(wrong.status == 64 && wrong.stderr.contains("spread") && wrong.stderr.contains("start"), "\(wrong.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: scratch.file("wrong")))
+}
+
 @Test("ckpt-quantize --scheme int4 --format gptq writes GPTQ parts that ckpt-inspect reads back as a GPTQ checkpoint")
 func quantizeGPTQFormat() throws {
     let scratch = ScratchDirectory()
