@@ -44,12 +44,12 @@ public final class PositionedOutputFile: Sendable {
         func deallocate() { pointer.deallocate() }
     }
 
-    /// The bytes of one page that writes have covered in part; `covered` counts them (writes are
-    /// disjoint), `end` is where the furthest one ends, so a last page never extends the file.
+    /// The bytes of one page that writes have covered in part: `pieces` are the ranges within the
+    /// page they covered (writes are disjoint), `covered` their total.
     private struct PartialPage {
         var buffer: AlignedBlock
         var covered = 0
-        var end = 0
+        var pieces: [Range<Int>] = []
     }
 
     private struct State {
@@ -156,7 +156,7 @@ public final class PositionedOutputFile: Sendable {
                 var held = state.partialPages[index] ?? PartialPage(buffer: Self.allocatePage())
                 (held.buffer.pointer + within).copyMemory(from: source, byteCount: count)
                 held.covered += count
-                held.end = max(held.end, within + count)
+                held.pieces.append(within..<(within + count))
                 if held.covered == page {
                     state.partialPages[index] = nil
                     return .completed(held.buffer)
@@ -200,8 +200,10 @@ public final class PositionedOutputFile: Sendable {
         }
     }
 
-    /// Ends direct writing: clears O_DIRECT and writes every page held in part through the page
-    /// cache, up to the end of what covered it (bytes no write covered are zero, as in a hole).
+    /// Ends direct writing: clears O_DIRECT and writes the bytes of every page held in part through
+    /// the page cache, each covered range alone: other threads may be writing the rest of such a
+    /// page meanwhile (through the page cache, once this has begun), and a whole page written here
+    /// would put zeros over their bytes. Nor does a last page then extend the file.
     func switchToBuffered() throws(FileAccessError) {
         let held = state.withLock { state -> [Int: PartialPage]? in
             guard state.direct else { return nil }
@@ -217,9 +219,19 @@ public final class PositionedOutputFile: Sendable {
         }
         var failure: FileAccessError?
         for (index, page) in held.sorted(by: { $0.key < $1.key }) {
-            if failure == nil {
+            // Adjacent ranges (a page's pieces arrive in any order) go out as one write.
+            var runs: [Range<Int>] = []
+            for piece in page.pieces.sorted(by: { $0.lowerBound < $1.lowerBound }) {
+                if let last = runs.last, last.upperBound == piece.lowerBound {
+                    runs[runs.count - 1] = last.lowerBound..<piece.upperBound
+                } else {
+                    runs.append(piece)
+                }
+            }
+            for run in runs where failure == nil {
                 do throws(FileAccessError) {
-                    try writeBuffered(UnsafeRawBufferPointer(start: page.buffer.pointer, count: page.end), at: index * Self.pageSize)
+                    try writeBuffered(UnsafeRawBufferPointer(start: page.buffer.pointer + run.lowerBound, count: run.count),
+                                      at: index * Self.pageSize + run.lowerBound)
                 } catch { failure = error }
             }
             page.buffer.deallocate()
