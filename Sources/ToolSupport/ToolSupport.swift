@@ -1,6 +1,5 @@
 import ArgumentParser
 import CheckpointKit
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -181,7 +180,7 @@ public final class ProgressLine: Sendable {
     }
 
     let clock = Stopwatch()
-    let state = Mutex(State())
+    let state = LockedValue(State())
     /// Seconds a step runs before its line appears: 1, or `CKPT_PROGRESS_AFTER` (the tests set 0).
     let delay: Double
 

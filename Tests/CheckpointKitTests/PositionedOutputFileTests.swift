@@ -1,7 +1,6 @@
 @testable import CheckpointKit
 import Dispatch
 import Foundation
-import Synchronization
 import TestSupport
 import Testing
 
@@ -37,7 +36,7 @@ private func seededPieces(_ count: Int, largest: Int, seed: UInt64) -> [Range<In
 /// the file turns to buffered writes (as after a refused direct write), then finishes.
 private func write(_ bytes: [UInt8], in pieces: [Range<Int>], to path: String, direct: Bool, switchAfter: Int? = nil) throws {
     let file = try PositionedOutputFile(creating: path, direct: direct)
-    let failures = Mutex<[String]>([])
+    let failures = LockedValue<[String]>([])
     let shared = UncheckedSendable(bytes)
     DispatchQueue.concurrentPerform(iterations: 2) { thread in
         for (k, range) in pieces.enumerated() where k % 2 == thread {

@@ -1,6 +1,5 @@
 import COpenBLAS
 import Glibc
-import Synchronization
 
 /// PEFT's `add_weighted_adapter` combination types.
 public enum CombinationMethod: String, Sendable, CaseIterable {
@@ -200,7 +199,7 @@ public enum AdapterCombiner {
             }
         }
         // Each module is combined on its own, so they spread over threads; the first failure in module order is thrown.
-        let results = Mutex<[Int: Result<CombinedModule, Error>]>([:])
+        let results = LockedValue<[Int: Result<CombinedModule, Error>]>([:])
         var effective = options
         effective.method = method
         let shared = UncheckedSendable((order, members, adapters, effective))

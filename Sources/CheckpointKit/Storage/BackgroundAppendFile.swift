@@ -1,5 +1,4 @@
 import Dispatch
-import Synchronization
 
 /// A file written front to back by a background thread: `append` queues a block and returns at
 /// once, so the caller computes the next block while this one goes to disk. What
@@ -26,7 +25,7 @@ public final class BackgroundAppendFile: @unchecked Sendable {
         let file: PositionedOutputFile
         let slots: DispatchSemaphore
         /// The first failure of a background write, or `.interrupted` once abandoned; later writes are skipped.
-        let failure = Mutex<FileAccessError?>(nil)
+        let failure = LockedValue<FileAccessError?>(nil)
         init(file: PositionedOutputFile, window: Int) {
             self.file = file
             slots = DispatchSemaphore(value: max(1, window))

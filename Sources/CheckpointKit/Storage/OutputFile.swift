@@ -1,5 +1,4 @@
 import CSystem
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -172,7 +171,7 @@ public final class AtomicOutput {
         }
     }
 
-    private static let staleRemoved = Mutex<[(path: String, pid: Int32)]>([])
+    private static let staleRemoved = LockedValue<[(path: String, pid: Int32)]>([])
 
     /// The stale temporaries removed so far (and forgets them): for the program to report.
     public static func removedStaleTemporaries() -> [(path: String, pid: Int32)] {

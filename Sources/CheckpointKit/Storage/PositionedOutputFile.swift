@@ -1,5 +1,4 @@
 import CSystem
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -22,7 +21,7 @@ public final class PositionedOutputFile: Sendable {
     /// The file being written.
     public let path: String
     private let fd: Int32
-    private let state: Mutex<State>
+    private let state: LockedValue<State>
 
     /// The alignment direct writes keep (offsets, lengths and memory): the largest logical block size in use.
     static let pageSize = 4096
@@ -78,7 +77,7 @@ public final class PositionedOutputFile: Sendable {
             guard descriptor >= 0 else { throw .cannotWrite(file: path, reason: systemErrorText()) }
         }
         fd = descriptor
-        state = Mutex(State(direct: isDirect))
+        state = LockedValue(State(direct: isDirect))
     }
 
     deinit {

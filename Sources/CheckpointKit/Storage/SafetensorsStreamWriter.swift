@@ -1,5 +1,4 @@
 import Dispatch
-import Synchronization
 
 /// Writes one safetensors file whose layout (header and every offset) is known before any
 /// data: tensors arrive in whatever order they are produced, each checked against the layout
@@ -31,7 +30,7 @@ public final class SafetensorsStreamWriter: @unchecked Sendable {
     private let queue = DispatchQueue(label: "ckpt.safetensors-stream-writer")
     private let slots: DispatchSemaphore
     /// The first failure of a background write, or `.cancelled` once abandoned; later writes are skipped.
-    private let failure = Mutex<Failure?>(nil)
+    private let failure = LockedValue<Failure?>(nil)
     private var finished = false
 
     private enum Failure: Equatable {

@@ -1,4 +1,3 @@
-import Synchronization
 
 /// Where long operations say how far they have got. The library never prints: a program installs
 /// an observer (a progress line on a terminal) and the writers, quantizers and model loader report
@@ -7,7 +6,7 @@ public enum WorkProgress {
     /// Receives `(step, done, total, item)`: "quantizing", 12, 210, "model.layers.3.mlp.up_proj.weight".
     public typealias Observer = @Sendable (_ step: String, _ done: Int, _ total: Int, _ item: String) -> Void
 
-    static let observer = Mutex<Observer?>(nil)
+    static let observer = LockedValue<Observer?>(nil)
 
     /// Installs `observer` (nil removes it) for every later report, from any thread.
     public static func observe(_ observer: Observer?) { self.observer.withLock { $0 = observer } }
