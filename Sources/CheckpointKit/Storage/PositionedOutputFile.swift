@@ -152,7 +152,7 @@ public final class PositionedOutputFile: Sendable {
             let source = bytes.baseAddress! + (position - offset)
             let outcome = state.withLock { state -> Collected in
                 guard state.direct else { return .buffered }
-                var held = state.partialPages[index] ?? PartialPage(buffer: Self.allocatePage())
+                var held = state.partialPages[index] ?? PartialPage(buffer: AlignedBlock(bytes: Self.pageSize))
                 (held.buffer.pointer + within).copyMemory(from: source, byteCount: count)
                 held.covered += count
                 held.pieces.append(within..<(within + count))
@@ -182,21 +182,28 @@ public final class PositionedOutputFile: Sendable {
     /// One aligned `pwrite` on the direct descriptor; where the file system refuses it (EINVAL),
     /// the file turns to buffered writes and this one is repeated that way.
     private func writeDirect(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(FileAccessError) {
+        let (done, failure) = try writeAll(bytes, at: offset)
+        guard let failure else { return }
+        guard failure == EINVAL else { throw .cannotWrite(file: path, reason: systemErrorText(failure)) }
+        try switchToBuffered()
+        try writeBuffered(UnsafeRawBufferPointer(rebasing: bytes[done...]), at: offset + done)
+    }
+
+    /// `pwrite`s all of `bytes` at `offset`, again after EINTR: the bytes written, and the errno
+    /// that stopped it short (nil once all are written).
+    private func writeAll(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(FileAccessError) -> (done: Int, failure: Int32?) {
         var done = 0
         while done < bytes.count {
             let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
             if n >= 0 {
                 done += n
-                continue
-            }
-            if errno == EINTR {
+            } else if errno == EINTR {
                 if Interruption.isRequested { throw .interrupted(file: path) }
-                continue
+            } else {
+                return (done, errno)
             }
-            guard errno == EINVAL else { throw .cannotWrite(file: path, reason: systemErrorText()) }
-            try switchToBuffered()
-            return try writeBuffered(UnsafeRawBufferPointer(rebasing: bytes[done...]), at: offset + done)
         }
+        return (done, nil)
     }
 
     /// Ends direct writing: clears O_DIRECT and writes the bytes of every page held in part through
@@ -242,28 +249,11 @@ public final class PositionedOutputFile: Sendable {
         state.withLock { $0.spareBounces.popLast() } ?? AlignedBlock(bytes: Self.bounceBytes)
     }
 
-    private static func allocatePage() -> AlignedBlock {
-        let page = AlignedBlock(bytes: pageSize)
-        page.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: pageSize)
-        return page
-    }
-
     // MARK: - Buffered writes
 
     private func writeBuffered(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(FileAccessError) {
         guard bytes.count > 0 else { return }
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
-            if n < 0 {
-                if errno == EINTR {
-                    if Interruption.isRequested { throw .interrupted(file: path) }
-                    continue
-                }
-                throw .cannotWrite(file: path, reason: systemErrorText())
-            }
-            done += n
-        }
+        if let failure = try writeAll(bytes, at: offset).failure { throw .cannotWrite(file: path, reason: systemErrorText(failure)) }
         // Every 32 MB, start writing the dirty pages back to disk: the fsync in `finish` then
         // waits for the tail only. The range is the whole file because writes land anywhere.
         let start = state.withLock { state -> Bool in
