@@ -29,6 +29,8 @@ let suites: [Suite] = [
           run: runQuantizeSuite),
     Suite(name: "tokenize", summary: "Tokenizer.encode of a whole text file, one thread (needs --tokenizer and --text)",
           run: runTokenizeSuite),
+    Suite(name: "tokenizer-load", summary: "tokenizer.json parsed, Tokenizer and probe tokenizer built, llama.cpp's probe hash taken, each timed (needs --tokenizer)",
+          run: runTokenizerLoadSuite),
     Suite(name: "gptq", summary: "GPTQ of a 1536×576 f32 weight (identity Hessian, groups of 64), with and without the mse range search",
           run: runGPTQSuite),
 ]
@@ -519,3 +521,32 @@ extension String {
 
 let (suite, settings) = parseArguments(Array(CommandLine.arguments.dropFirst()))
 suite.run(settings)
+
+/// The steps GGUF export takes to name a byte-level tokenizer's pre-tokenizer, each the best of
+/// `runs` after a warm-up: the tokenizer.json read and parsed, the `Tokenizer` built from the parsed
+/// JSON, the probe tokenizer (only the merges the probe text can use) built from it, and llama.cpp's
+/// probe hash taken with the whole tokenizer. One JSON line of seconds per step.
+func runTokenizerLoadSuite(_ settings: BenchmarkSettings) {
+    guard let tokenizerPath = settings.tokenizerPath else { fail("tokenizer-load needs --tokenizer FILE") }
+    guard let bytes = readWholeFile(tokenizerPath) else { fail("cannot read \(tokenizerPath)") }
+    guard let json = try? JSONParser.parse(bytes), let tokenizer = try? Tokenizer(json: json, file: tokenizerPath) else {
+        fail("\(tokenizerPath) is no tokenizer ckpt reads")
+    }
+    let parse = bestTime(runs: settings.runs) { _ = try? JSONParser.parse(bytes) }
+    let build = bestTime(runs: settings.runs) { _ = try? Tokenizer(json: json, file: tokenizerPath) }
+    let probeBuild = bestTime(runs: settings.runs) { _ = try? LlamaCppPreTokenizer.probeTokenizer(json: json, file: tokenizerPath, config: nil) }
+    var hash = ""
+    let probe = bestTime(runs: settings.runs) { hash = LlamaCppPreTokenizer.probeHash(tokenizer) }
+    let fields = [
+        ("suite", quoted("tokenizer-load")),
+        ("tokenizer", quoted(tokenizerPath.jsonEscaped)),
+        ("bytes", String(bytes.count)),
+        ("runs", String(settings.runs)),
+        ("parse_seconds", rounded(parse, digits: 6)),
+        ("build_seconds", rounded(build, digits: 6)),
+        ("probe_build_seconds", rounded(probeBuild, digits: 6)),
+        ("probe_seconds", rounded(probe, digits: 6)),
+        ("probe_hash", quoted(hash)),
+    ]
+    writeLine("{" + fields.map { "\(quoted($0.0)):\($0.1)" }.joined(separator: ",") + "}", to: STDOUT_FILENO)
+}

@@ -79,6 +79,49 @@ struct LlamaCppPreTokenizerTests {
         #expect(named.sorted() == expected.sorted())
     }
 
+    @Test("The probe tokenizer, built from only the merges that can fire on the probe text, gives the whole tokenizer's probe ids: GPT-2's, with a prefix space, after a Split, and each byte-level vocabulary of llama.cpp's",
+          .enabled(if: TokenizerAssets.available, TokenizerAssets.skipReason))
+    func probeTokenizerKeepsTheProbeIds() throws {
+        let gpt2 = try JSONParser.parse(readBytes(TokenizerAssets.path("gpt2_tokenizer.json")))
+        guard case .object(let members) = gpt2 else { Issue.record("not an object"); return }
+        func with(_ pre: JSONValue) -> JSONValue { .object(members.map { $0.0 == "pre_tokenizer" ? ($0.0, pre) : $0 }) }
+        let prefixed: JSONValue = ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true]
+        let splitFirst: JSONValue = ["type": "Sequence", "pretokenizers": [
+            ["type": "Digits", "individual_digits": true],
+            ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true],
+        ]]
+        var cases: [(String, JSONValue, JSONValue?)] = [("gpt2", gpt2, nil), ("gpt2, prefix space", with(prefixed), nil),
+                                                         ("gpt2, digits first", with(splitFirst), nil)]
+        if FileManager.default.fileExists(atPath: Self.llamaCppModels) {
+            for name in try FileManager.default.contentsOfDirectory(atPath: Self.llamaCppModels).sorted() where name.hasSuffix(".gguf") {
+                let gguf = try GGUFFile(path: Self.llamaCppModels + "/" + name)
+                guard case .string(let pre)? = gguf.value("tokenizer.ggml.pre"), case .string("gpt2")? = gguf.value("tokenizer.ggml.model"),
+                      let files = try? GGUFVocabulary.tokenizerFiles(gguf) else { continue }
+                cases.append((name, Self.shippedTokenizer(files, pre: pre), files.config))
+            }
+        } else {
+            print("llama.cpp's vocabularies are absent (run make llama-cpp): GPT-2's cases only")
+        }
+        for (name, json, config) in cases {
+            let whole = try Tokenizer(json: json, config: config)
+            // Qwen2's NFC normalizer keeps the whole tokenizer (the last check below); every other is cut.
+            let normalized = json["normalizer"] != nil && json["normalizer"] != .null
+            let reduced = LlamaCppPreTokenizer.withProbeMergesOnly(json)
+            #expect((reduced == nil) == normalized, "\(name): cut \(reduced != nil), normalizer \(normalized)")
+            if let reduced {
+                let kept = reduced["model"]?["merges"]?.arrayValue?.count ?? 0, all = json["model"]?["merges"]?.arrayValue?.count ?? 0
+                #expect(kept > 0 && kept * 5 < all, "\(name): \(kept) of \(all) merges kept")
+            }
+            let probe = try LlamaCppPreTokenizer.probeTokenizer(json: json, file: name, config: config)
+            #expect(probe.encode(LlamaCppPreTokenizer.probeText, addSpecialTokens: true)
+                    == whole.encode(LlamaCppPreTokenizer.probeText, addSpecialTokens: true), "\(name)")
+        }
+        // A normalizer can change the bytes words are made of: the whole tokenizer is built.
+        var normalized = members
+        normalized = normalized.map { $0.0 == "normalizer" ? ($0.0, ["type": "NFC"]) : $0 }
+        #expect(LlamaCppPreTokenizer.withProbeMergesOnly(.object(normalized)) == nil)
+    }
+
     @Test("A newly trained byte-level tokenizer with GPT-2's pre-tokenizer (the fixtures') is named gpt-2 by its structure")
     func fixtureByStructure() throws {
         let path = Paths.repository + "/fixtures/models/tiny-llama/tokenizer.json"

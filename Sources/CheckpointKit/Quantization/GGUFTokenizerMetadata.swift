@@ -56,7 +56,7 @@ extension GGUFExport {
                 pre = preTokenizer
             } else {
                 let tokenizer: Tokenizer
-                do { tokenizer = try Tokenizer(json: json, file: path, config: special) } catch { throw Failure.tokenizer(file: path, reason: "\(error)") }
+                do { tokenizer = try LlamaCppPreTokenizer.probeTokenizer(json: json, file: path, config: special) } catch { throw Failure.tokenizer(file: path, reason: "\(error)") }
                 let (identification, hash) = LlamaCppPreTokenizer.identify(tokenizer, json: json)
                 guard let identification else { throw Failure.unnamedPreTokenizer(file: path, probeHash: hash) }
                 pre = identification.name

@@ -33,6 +33,101 @@ public enum LlamaCppPreTokenizer {
         return sha256Hex(Array(spelled.utf8))
     }
 
+    /// A tokenizer that encodes `probeText` as `Tokenizer(json:file:config:)` would, built from
+    /// only the merges that can fire on it (`withProbeMergesOnly`); the whole file's when it cannot
+    /// be cut, or the cut one fails to build (so its errors are the whole file's). Building a
+    /// 49k-merge vocabulary's merge table is most of a tokenizer's build (SmolLM2: 28 of 34 ms),
+    /// and GGUF export waits for the name.
+    public static func probeTokenizer(json: JSONValue, file: String, config: JSONValue?) throws(TokenizerError) -> Tokenizer {
+        if let reduced = withProbeMergesOnly(json), let tokenizer = try? Tokenizer(json: reduced, file: file, config: config) {
+            return tokenizer
+        }
+        return try Tokenizer(json: json, file: file, config: config)
+    }
+
+    /// `json` with only the merges whose joined token's bytes occur in the probe text (or after an
+    /// added space), the rest unchanged; nil unless its words are byte-level pieces of the text's
+    /// bytes (no normalizer, a ByteLevel pre-tokenizer and no Metaspace, no byte fallback).
+    /// A merge joins two adjacent symbols of one word, and a word's bytes are a piece of the text's
+    /// (pre-tokenizers here only cut, ByteLevel at most adds a space before a piece): a merge whose
+    /// joined bytes occur nowhere never fires. Merges keep their order, and BPE only compares
+    /// ranks, so the probe's ids are the same. Merges longer than the hashed pieces, or spelled
+    /// outside the byte-level alphabet, are kept.
+    static func withProbeMergesOnly(_ json: JSONValue) -> JSONValue? {
+        guard json["normalizer"] == nil || json["normalizer"] == .null, let pre = json["pre_tokenizer"], case .object(let root) = json,
+              let model = json["model"], case .object(let modelMembers) = model, model["byte_fallback"]?.boolValue != true,
+              let merges = model["merges"]?.arrayValue,
+              let stages = try? PreTokenizerStage.stages(json: pre, field: "pre_tokenizer", reader: TokenizerJSONReader(file: "")),
+              stages.contains(where: { if case .byteLevel = $0 { return true } else { return false } }),
+              !stages.contains(where: { if case .metaspace = $0 { return true } else { return false } }) else { return nil }
+        let occurring = probePieceHashes
+        /// FNV-1a of the bytes the spellings `parts` stand for, joined (the separating space of an
+        /// "a b" line skipped once), with their count; nil for a character outside the alphabet.
+        /// Reads UTF-8 directly: the alphabet's characters all lie below U+0144, one or two bytes.
+        func joinedHash(_ parts: [String], separated: Bool) -> (hash: UInt64, count: Int)? {
+            var hash: UInt64 = 0xCBF2_9CE4_8422_2325, count = 0, skipped = !separated
+            for var part in parts {
+                let ok: Bool = part.withUTF8 { u in
+                    var i = 0
+                    while i < u.count {
+                        var scalar = UInt32(u[i])
+                        if scalar >= 0x80 {
+                            guard scalar & 0xE0 == 0xC0, i + 1 < u.count else { return false }
+                            scalar = (scalar & 0x1F) << 6 | UInt32(u[i + 1] & 0x3F)
+                            i += 1
+                        }
+                        i += 1
+                        if !skipped && scalar == 0x20 { skipped = true; continue }
+                        guard let byte = ByteLevelAlphabet.byte(for: scalar) else { return false }
+                        hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3
+                        count += 1
+                    }
+                    return true
+                }
+                guard ok else { return nil }
+            }
+            return (hash, count)
+        }
+        let kept = merges.filter { entry in
+            let joined: (hash: UInt64, count: Int)?
+            switch entry {
+            case .string(let line):
+                joined = joinedHash([line], separated: true)
+            case .array(let pair):
+                guard pair.count == 2, let a = pair[0].stringValue, let b = pair[1].stringValue else { return true }
+                joined = joinedHash([a, b], separated: false)
+            default:
+                return true
+            }
+            guard let joined else { return true }
+            return joined.count > longestHashedPiece || occurring.contains(joined.hash)
+        }
+        let reducedModel = JSONValue.object(modelMembers.map { $0.0 == "merges" ? ($0.0, .array(kept)) : $0 })
+        return .object(root.map { $0.0 == "model" ? ($0.0, reducedModel) : $0 })
+    }
+
+    /// The longest piece of the probe text `probePieceHashes` holds, in bytes.
+    static let longestHashedPiece = 48
+
+    /// FNV-1a of every piece of the probe text's bytes up to `longestHashedPiece` long, and of a
+    /// space followed by every piece one shorter (ByteLevel's `add_prefix_space`).
+    static let probePieceHashes: Set<UInt64> = {
+        let text = Array(probeText.utf8)
+        var hashes = Set<UInt64>()
+        let start: UInt64 = 0xCBF2_9CE4_8422_2325, prime: UInt64 = 0x100_0000_01B3
+        for i in text.indices {
+            var plain = start, spaced = (start ^ 0x20) &* prime
+            hashes.insert(spaced)
+            for j in i..<Swift.min(text.count, i + longestHashedPiece) {
+                plain = (plain ^ UInt64(text[j])) &* prime
+                spaced = (spaced ^ UInt64(text[j])) &* prime
+                hashes.insert(plain)
+                if j - i + 2 <= longestHashedPiece { hashes.insert(spaced) }
+            }
+        }
+        return hashes
+    }()
+
     /// The name llama.cpp would give `tokenizer` (built from the tokenizer.json `json`), or nil
     /// when neither its table nor the GPT-2 structure names it.
     public static func identify(_ tokenizer: Tokenizer, json: JSONValue) -> (Identification?, probeHash: String) {
