@@ -290,13 +290,15 @@ func gptqTrueSequentialFlag() throws {
     }
 }
 
-@Test("ckpt-quantize refits GPTQ's scales by default for nf4 and not for int4, each flag turns it the other way, and round to nearest refuses it")
+@Test("ckpt-quantize refits GPTQ's scales by default for nf4, and for int4 when its codes are refined (the default) but not with --refine-rounds 0; each flag turns it the other way, and round to nearest refuses it")
 func gptqRefitDefaultFollowsTheCodebook() throws {
     let scratch = ScratchDirectory()
     let calibration = ["--method", "gptq", "--calibration-text", Tools.fixture("text/eval.txt"), "--calibration-tokens", "256", "--ctx", "128", "--json"]
     let int4 = ["--scheme", "int4", "--block-size", "32"], nf4 = ["--scheme", "nf4"]
     for (name, flags, refits) in [("nf4", nf4, true), ("nf4-off", nf4 + ["--no-refit-scales"], false),
-                                  ("int4", int4, false), ("int4-on", int4 + ["--refit-scales"], true)] {
+                                  ("int4", int4, true), ("int4-off", int4 + ["--no-refit-scales"], false),
+                                  ("int4-unrefined", int4 + ["--refine-rounds", "0"], false),
+                                  ("int4-unrefined-on", int4 + ["--refine-rounds", "0", "--refit-scales"], true)] {
         let r = try Tools.run("ckpt-quantize", [tinyLlama, scratch.file(name)] + calibration + flags)
         #expect(r.status == 0, "\(name): \(r.stderr)")
         let notes = try #require(try parseJSONObject(r.stdout)["notes"] as? [String])
@@ -305,6 +307,30 @@ func gptqRefitDefaultFollowsTheCodebook() throws {
     let refused = try Tools.run("ckpt-quantize", [tinyLlama, scratch.file("rtn"), "--scheme", "nf4", "--refit-scales"])
     #expect(refused.status != 0 && refused.stderr.contains("--refit-scales applies to --method gptq and awq+gptq"), "\(refused.stderr)")
     #expect(!FileManager.default.fileExists(atPath: scratch.file("rtn")))
+}
+
+@Test("ckpt-quantize --refine-rounds moves GPTQ's codes and says so (2 rounds for int4 unless told); a count outside 0…100, round to nearest and --gptaq refuse it as usage errors")
+func gptqRefinePasses() throws {
+    let scratch = ScratchDirectory()
+    let calibration = ["--scheme", "int4", "--block-size", "32", "--method", "gptq", "--calibration-text", Tools.fixture("text/eval.txt"),
+                       "--calibration-tokens", "256", "--ctx", "128", "--json"]
+    for (name, extra) in [("plain", ["--refine-rounds", "0"]), ("refined", ["--refine-rounds", "3"]), ("default", [])] {
+        let r = try Tools.run("ckpt-quantize", [tinyLlama, scratch.file(name)] + calibration + extra)
+        #expect(r.status == 0, "\(name): \(r.stderr)")
+        let notes = try #require(try parseJSONObject(r.stdout)["notes"] as? [String])
+        #expect(notes.contains { $0.contains("coordinate descent") } == (name != "plain"), "\(name): \(notes)")
+        #expect(notes.contains { $0.contains("up to 2 rounds") } == (name == "default"), "\(name): \(notes)")
+    }
+    let weights = { (name: String) in FileManager.default.contents(atPath: scratch.file(name + "/model.safetensors")) }
+    #expect(weights("plain") != nil && weights("plain") != weights("refined"), "the descent moved no code")
+    for (name, flags, message) in [("negative", calibration + ["--refine-rounds=-1"], "expected 0 to 100"),
+                                   ("many", calibration + ["--refine-rounds", "101"], "expected 0 to 100"),
+                                   ("rtn", ["--scheme", "int4", "--block-size", "32", "--refine-rounds", "2"], "--refine-rounds applies to --method gptq"),
+                                   ("gptaq", calibration + ["--gptaq", "--refine-rounds", "2"], "drop one")] {
+        let r = try Tools.run("ckpt-quantize", [tinyLlama, scratch.file(name)] + flags)
+        #expect(r.status == 64 && r.stderr.contains(message), "\(name): \(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: scratch.file(name)))
+    }
 }
 
 @Test("ckpt-quantize --method gptq counts each chunk's first token 8 times unless told, says so in a note, and the AWQ methods count it once")

@@ -70,10 +70,7 @@ public enum CalibratedRequantization {
         let exclude = kept.isEmpty ? nil : "^(?:" + kept.map(escapedForRegex).joined(separator: "|") + ")$"
         let options = QuantizationOptions(scheme: scheme, exclude: exclude, threads: threads, overwrite: overwrite)
         let text = try TextTokens(reading: calibration.text, checkpoint: checkpoint)
-        let tokens = calibration.sampling.tokens(of: text.tokens, budget: calibration.tokens, context: calibration.context)
-        var settings = CalibrationOptions(tokens: tokens, context: calibration.context, bos: text.bos,
-                                          source: calibration.text)
-        settings.tokenizerFile = text.tokenizerFile
+        var settings = CalibrationOptions(text: text, budget: calibration.tokens, context: calibration.context, sampling: calibration.sampling)
         settings.method = scheme.method == "awq" ? CalibrationOptions.Method.awq : .gptq
         settings.actOrder = scheme.actOrder
         let quantized = try CalibratedQuantizer.quantize(checkpoint, to: output, options: options, calibration: settings)

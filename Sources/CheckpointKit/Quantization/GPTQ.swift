@@ -38,6 +38,12 @@ public struct GPTQOptions: Sendable, Equatable {
     /// Refit every row's scales to its chosen codes by least squares through H (`GPTQScaleRefit`),
     /// the codes unchanged; not with GPTAQ's `shift`, whose target is another product.
     public var refitScales = false
+    /// Rounds of refinement once GPTQ has chosen the codes: each round refits the scales (with
+    /// `refitScales`) and then moves the codes by coordinate descent through H under them
+    /// (`GPTQCoordinateDescent`, up to `GPTQCoordinateDescent.passesPerRound` passes), and a last
+    /// refit follows the last round; 0 for GPTQ's codes as they are. Not with GPTAQ's `shift`,
+    /// whose target is another product.
+    public var refineRounds = 0
 
     /// Options for `codes` in groups of `groupSize`, GPTQModel's defaults otherwise.
     public init(codes: Codes, groupSize: Int?) {
@@ -210,18 +216,23 @@ public enum GPTQ {
                 }
                 for k in 0..<columns { codes.codes[n * columns + k] = UInt8(units[n * columns + k] + allGroups[Int(groupOf[k])][n].1) }
             }
-            if options.refitScales && shift == nil {
-                codes.scales = refit(units: units, scales: codes.scales, weight: w, hessian: h, damp: damp, rows: rows, columns: columns,
-                                     groupOf: groupOf, groups: count, scaleType: options.scaleType, threads: threads, into: &quantized)
+            if shift == nil {
+                let zeros = codes.zeros.map(Float.init)
+                codes.scales = refine(&units, scales: codes.scales, zeros: zeros, weight: w, hessian: h, damp: damp, rows: rows, columns: columns,
+                                      groupOf: groupOf, order: order, scaleType: options.scaleType, options: options, threads: threads, into: &quantized)
+                for n in 0..<rows {
+                    for k in 0..<columns { codes.codes[n * columns + k] = UInt8(units[n * columns + k] + zeros[n * count + Int(groupOf[k])]) }
+                }
             }
             if PackQuantizedLayout.isMonotonic(groupOf) { codes.groupIndex = nil }
             return GPTQResult(integer: codes, absmax: nil, quantized: quantized, damp: damp, loss: loss)
-        case let .fourBit(type):
+        case .fourBit:
             var absmax = [Float](repeating: 0, count: rows * count)
             for n in 0..<rows { for g in 0..<count { absmax[n * count + g] = allGroups[g][n].0 } }
-            if options.refitScales && shift == nil {
-                absmax = refit(units: units, scales: absmax, weight: w, hessian: h, damp: damp, rows: rows, columns: columns,
-                               groupOf: groupOf, groups: count, scaleType: .f32, threads: threads, into: &quantized)
+            if shift == nil {
+                absmax = refine(&units, scales: absmax, zeros: [Float](repeating: 0, count: absmax.count), weight: w, hessian: h, damp: damp,
+                                rows: rows, columns: columns, groupOf: groupOf, order: order, scaleType: .f32, options: options, threads: threads,
+                                into: &quantized)
             }
             return GPTQResult(integer: nil, absmax: absmax, quantized: quantized, damp: damp, loss: loss)
         }
@@ -248,6 +259,31 @@ public enum GPTQ {
                                             scaleType: scaleType, threads: threads)
         for n in 0..<rows { for k in 0..<columns { quantized[n * columns + k] = refitted[n * groups + Int(groupOf[k])] * units[n * columns + k] } }
         return refitted
+    }
+
+    /// What follows GPTQ's column loop: with `options.refitScales`, the scales refitted to the codes;
+    /// then `options.refineRounds` rounds of coordinate descent over the codes under the scales, each
+    /// followed by a refit. Returns the scales; `quantized` holds the scales times the units.
+    static func refine(_ units: inout [Float], scales: [Float], zeros: [Float], weight: [Float], hessian: [Float], damp: Double, rows: Int,
+                       columns: Int, groupOf: [Int32], order: [Int], scaleType: DType, options: GPTQOptions, threads: ThreadBudget,
+                       into quantized: inout [Float]) -> [Float] {
+        let groups = scales.count / Swift.max(rows, 1)
+        var scales = scales
+        func refitScales() {
+            guard options.refitScales else { return }
+            scales = refit(units: units, scales: scales, weight: weight, hessian: hessian, damp: damp, rows: rows, columns: columns,
+                           groupOf: groupOf, groups: groups, scaleType: scaleType, threads: threads, into: &quantized)
+        }
+        refitScales()
+        for _ in 0..<options.refineRounds where !Interruption.isRequested {
+            let moved = GPTQCoordinateDescent.refine(units: &units, weight: weight, hessian: hessian, damping: damping(hessian, size: columns, damp: damp),
+                                                     rows: rows, columns: columns, groupOf: groupOf, scales: scales, zeros: zeros, order: order,
+                                                     passes: GPTQCoordinateDescent.passesPerRound, options: options, threads: threads)
+            guard moved > 0 else { break }
+            refitScales()
+        }
+        for n in 0..<rows { for k in 0..<columns { quantized[n * columns + k] = scales[n * groups + Int(groupOf[k])] * units[n * columns + k] } }
+        return scales
     }
 
     /// GPTAQ's P = α·triu(D·Uᵀ, 1)·U in processing order, `[columns, columns]` row-major, D = `shift`
