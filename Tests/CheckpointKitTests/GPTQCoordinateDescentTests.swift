@@ -7,20 +7,6 @@ import Testing
 /// lowers the output error (checked by trying every code), never raises that error, keeps every
 /// scale, and gives the same codes on any thread count.
 
-/// A Gram matrix of `tokens` correlated random inputs: the Hessian GPTQ sees, positive definite.
-private func correlatedGram(columns: Int, tokens: Int, seed: UInt64) -> [Float] {
-    var rng = SeededGenerator(seed: seed)
-    let mix = (0..<columns).map { _ in Float.random(in: 0.2...3, using: &rng) }
-    var x = [Float](repeating: 0, count: tokens * columns)
-    for t in 0..<tokens {
-        let common = Float.random(in: -1...1, using: &rng)
-        for c in 0..<columns { x[t * columns + c] = mix[c] * (Float.random(in: -1...1, using: &rng) + 0.5 * common) }
-    }
-    var h = [Float](repeating: 0, count: columns * columns)
-    for i in 0..<columns { for j in 0..<columns { for t in 0..<tokens { h[i * columns + j] += x[t * columns + i] * x[t * columns + j] } } }
-    return h
-}
-
 /// One row's (q − w)·(H + λI)·(q − w)ᵀ by the definition, in f64.
 private func rowError(_ q: [Float], _ w: [Float], _ h: [Float], damping: Float, row n: Int, columns: Int) -> Double {
     var total = 0.0

@@ -7,8 +7,9 @@ import Testing
 /// solve, and the refit inside GPTQ (same codes, no larger output error); and GPTQ's row pieces,
 /// the same result on any thread count.
 
-/// A Gram matrix of `tokens` correlated random inputs: the Hessian GPTQ sees, positive definite.
-private func gram(columns: Int, tokens: Int, seed: UInt64) -> [Float] {
+/// A Gram matrix of `tokens` correlated random inputs: the Hessian GPTQ sees, positive definite
+/// (shared with the coordinate-descent tests).
+func correlatedGram(columns: Int, tokens: Int, seed: UInt64) -> [Float] {
     var rng = SeededGenerator(seed: seed)
     let mix = (0..<columns).map { _ in Float.random(in: 0.2...3, using: &rng) }
     var x = [Float](repeating: 0, count: tokens * columns)
@@ -60,7 +61,7 @@ private func referenceScales(units: [Float], weight: [Float], hessian: [Float], 
 func refitMatchesPlainLeastSquares(threads: Int) {
     let rows = 70, columns = 48, groups = 4
     var rng = SeededGenerator(seed: 11)
-    let h = gram(columns: columns, tokens: 200, seed: 3)
+    let h = correlatedGram(columns: columns, tokens: 200, seed: 3)
     let weight = (0..<(rows * columns)).map { _ in Float.random(in: -0.1...0.1, using: &rng) }
     // Act-order style groups: columns scattered over the groups, not contiguous.
     let groupOf = (0..<columns).map { Int32(($0 * 7) % groups) }
@@ -82,7 +83,7 @@ func refitMatchesPlainLeastSquares(threads: Int) {
 @Test("A group whose codes all sit at the zero point keeps its scale (0 included) while the row's others are refitted, and a fit that would need a negative scale keeps the old ones")
 func refitKeepsScalesItCannotImprove() {
     let columns = 8, groups = 2
-    let h = gram(columns: columns, tokens: 50, seed: 5)
+    let h = correlatedGram(columns: columns, tokens: 50, seed: 5)
     let weight: [Float] = [0.1, -0.2, 0.3, 0.05, 0.01, -0.01, 0.02, 0]
     let zeroGroup: [Float] = [1, -2, 3, 1, 0, 0, 0, 0]
     for keptScale: Float in [0.5, 0] {
@@ -102,7 +103,7 @@ func refitKeepsScalesItCannotImprove() {
 func gptqRefitLowersTheOutputError(codes: GPTQOptions.Codes) throws {
     let rows = 24, columns = 128
     var rng = SeededGenerator(seed: 21)
-    let h = gram(columns: columns, tokens: 400, seed: 8)
+    let h = correlatedGram(columns: columns, tokens: 400, seed: 8)
     let weight = (0..<(rows * columns)).map { _ in Float.random(in: -1...1, using: &rng) * Float.random(in: 0...0.05, using: &rng) }
     var options = GPTQOptions(codes: codes, groupSize: 32)
     options.actOrder = true
@@ -138,7 +139,7 @@ func gptqRefitLowersTheOutputError(codes: GPTQOptions.Codes) throws {
 func gptqIsTheSameOnAnyThreadCount(withShift: Bool) throws {
     let rows = 40, columns = 96
     var rng = SeededGenerator(seed: 31)
-    let h = gram(columns: columns, tokens: 300, seed: 9)
+    let h = correlatedGram(columns: columns, tokens: 300, seed: 9)
     let weight = (0..<(rows * columns)).map { _ in Float.random(in: -0.05...0.05, using: &rng) }
     let shift = withShift ? (0..<(columns * columns)).map { _ in Float.random(in: -0.5...0.5, using: &rng) } : nil
     var options = GPTQOptions(codes: .integer(bits: 4, symmetric: true), groupSize: 32)

@@ -226,20 +226,18 @@ public struct CalibrationOptions: Sendable {
         scheme is FourBitScheme || refineRounds > 0
     }
 
-    /// Rounds of refinement `scheme`'s GPTQ runs with `method` unless told: 2 for integer codes with
-    /// `--method gptq`, none otherwise. Measured on SmolLM2-135M int4 g64 (WikiText-2 16 × 512 after Tiny
-    /// Shakespeare, act-order, lazy blocks of one group, scales refitted around each round), mean KL
-    /// divergence against GPTQ's codes as they are: 0.2566 → 0.2079 with the calibration spread over the
-    /// text (perplexity increase +24.75% → +17.79%), 0.2544 → 0.2310 from the text's start (+27.86% →
-    /// +24.17%); one round gave 0.2255 and 0.2397 (without the last refit), four 0.2211. For NF4 one
-    /// round moved GPTQ's KLD by −0.3% and raised awq+gptq's from 0.158 to 0.168: the codebooks keep GPTQ's codes.
-    public static func refineRoundsByDefault(_ scheme: any QuantizationScheme, method: Method) -> Int {
-        scheme is IntegerScheme && method == .gptq ? 2 : 0
-    }
+    /// Rounds of refinement GPTQ runs with `method` unless told: 2 with `--method gptq`, none after
+    /// AWQ's scales. Measured on SmolLM2-135M (WikiText-2 16 × 512 after Tiny Shakespeare, act-order,
+    /// lazy blocks of one group, scales refitted around each round), mean KL divergence against GPTQ's
+    /// codes as they are: int4 g64 0.2566 → 0.2079 with the calibration spread over the text
+    /// (perplexity increase +24.75% → +17.79%), 0.2544 → 0.2310 from the text's start (+27.86% →
+    /// +24.17%), four rounds 0.2211; NF4 0.1796 → 0.1743 (+19.32% → +17.93%). After AWQ's scales one
+    /// round raised NF4's KLD from 0.158 to 0.163–0.168, so `awq+gptq` keeps GPTQ's codes.
+    public static func refineRoundsByDefault(method: Method) -> Int { method == .gptq ? 2 : 0 }
 
-    /// The rounds this calibration refines `scheme`'s codes with.
-    public func effectiveRefineRounds(_ scheme: any QuantizationScheme) -> Int {
-        asymmetric ? 0 : refineRounds ?? CalibrationOptions.refineRoundsByDefault(scheme, method: method)
+    /// The rounds this calibration refines GPTQ's codes with.
+    public var effectiveRefineRounds: Int {
+        asymmetric ? 0 : refineRounds ?? CalibrationOptions.refineRoundsByDefault(method: method)
     }
 
     /// The first token's weight a calibration with `method` runs with unless told (see `firstTokenWeight`):
@@ -584,14 +582,15 @@ public enum CalibratedQuantizer {
         options.damp = calibration.damp
         options.mse = calibration.mse
         // GPTAQ steers toward another product than H's, which the refit would undo.
-        options.refineRounds = calibration.effectiveRefineRounds(scheme)
+        options.refineRounds = calibration.effectiveRefineRounds
         options.refitScales = !calibration.asymmetric
             && (calibration.refitScales ?? CalibrationOptions.refitsByDefault(scheme, refineRounds: options.refineRounds))
-        // Lazy blocks of one group: every group's parameters are then measured on the weight as all the
-        // earlier columns' errors left it, not as the previous block did (GPTQModel's blocks of 128 measure
-        // a group starting mid-block before that block's updates; spec §4.3). SmolLM2-135M int4 g64 alone:
-        // KLD 0.2566 → 0.2411; NF4 0.1827 → 0.1796.
-        if let group = options.groupSize { options.blockSize = group }
+        // Lazy blocks of one group for `--method gptq`: every group's parameters are then measured on the
+        // weight as all the earlier columns' errors left it, not as the previous block did (GPTQModel's blocks
+        // of 128 measure a group starting mid-block before that block's updates; spec §4.3). SmolLM2-135M
+        // alone: int4 g64 KLD 0.2566 → 0.2411, NF4 0.1827 → 0.1796. After AWQ's scales they raised NF4's
+        // KLD (0.158 → 0.174; with a descent round 0.163 → 0.168), so `awq+gptq` keeps blocks of 128.
+        if calibration.method == .gptq, let group = options.groupSize { options.blockSize = group }
         return options
     }
 

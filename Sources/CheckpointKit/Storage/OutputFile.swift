@@ -80,17 +80,9 @@ public final class OutputFile {
 
     private func writeFully(_ bytes: UnsafeRawBufferPointer) throws(FileAccessError) {
         if Interruption.isRequested { throw .interrupted(file: path) }
-        var offset = 0
-        while offset < bytes.count {
-            let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-            if n < 0 {
-                if errno == EINTR {
-                    if Interruption.isRequested { throw .interrupted(file: path) }
-                    continue
-                }
-                throw .cannotWrite(file: path, reason: systemErrorText())
-            }
-            offset += n
+        // The file is written front to back from offset 0, so its next byte is at `bytesWritten`.
+        if let failure = try pwriteAll(fd, bytes, at: bytesWritten, file: path).failure {
+            throw .cannotWrite(file: path, reason: systemErrorText(failure))
         }
         bytesWritten += bytes.count
         // Every 32 MB, start writing the new data back to disk: the fsync in `finish` then waits

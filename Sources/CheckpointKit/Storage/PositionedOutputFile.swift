@@ -189,21 +189,9 @@ public final class PositionedOutputFile: Sendable {
         try writeBuffered(UnsafeRawBufferPointer(rebasing: bytes[done...]), at: offset + done)
     }
 
-    /// `pwrite`s all of `bytes` at `offset`, again after EINTR: the bytes written, and the errno
-    /// that stopped it short (nil once all are written).
+    /// `pwriteAll` on this file.
     private func writeAll(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(FileAccessError) -> (done: Int, failure: Int32?) {
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
-            if n >= 0 {
-                done += n
-            } else if errno == EINTR {
-                if Interruption.isRequested { throw .interrupted(file: path) }
-            } else {
-                return (done, errno)
-            }
-        }
-        return (done, nil)
+        try pwriteAll(fd, bytes, at: offset, file: path)
     }
 
     /// Ends direct writing: clears O_DIRECT and writes the bytes of every page held in part through
