@@ -215,3 +215,32 @@ func exportPieceNaNNamedByFlatIndex() throws {
     }
     #expect(!FileManager.default.fileExists(atPath: scratch.file("q.gguf")))
 }
+
+@Test("A NaN in llama's query matrix, whose rows GGUF interleaves within each head, is named at its flat index in the source tensor")
+func exportPermutedNaNNamedBySourceIndex() throws {
+    let scratch = ScratchDirectory()
+    let folder = scratch.file("tiny-llama")
+    try FileManager.default.copyItem(atPath: Paths.fixture("models/tiny-llama"), toPath: folder)
+    let weights = folder + "/model.safetensors"
+    let file = try SafetensorsFile(path: weights)
+    let query = try #require(file.info(named: "model.layers.0.self_attn.q_proj.weight"))
+    // [64, 64], heads of 16 rows: source row 8 is written as row 1, source row 1 as row 2. The NaN
+    // at 8·64 is the first one written (at written index 64), the one at 1·64 + 5 = 69 the second.
+    var bytes = try Data(contentsOf: URL(fileURLWithPath: weights))
+    for index in [8 * 64, 69] {
+        let offset = file.dataStart + query.dataOffsets.lowerBound + index * 2
+        (bytes[offset], bytes[offset + 1]) = (0xC0, 0x7F)
+    }
+    try bytes.write(to: URL(fileURLWithPath: weights))
+    let checkpoint = try Checkpoint(path: folder)
+    // One row a piece, four rows, the whole matrix; one thread and two.
+    for (pieceBytes, threads) in [(256, 1), (1024, 2), (Int.max / 8, 2)] {
+        var options = GGUFExport.Options()
+        options.threads = ThreadBudget(threads)
+        options.pieceBytes = pieceBytes
+        #expect(throws: QuantizationError.nonFinite(file: checkpoint.path, tensor: "model.layers.0.self_attn.q_proj.weight", index: 512, value: "nan")) {
+            _ = try GGUFExport.convert(checkpoint, to: scratch.file("q.gguf"), preset: .q8_0, options: options)
+        }
+        #expect(!FileManager.default.fileExists(atPath: scratch.file("q.gguf")))
+    }
+}

@@ -40,6 +40,42 @@ func quantizesLikeLlamaCppWithImportance(type: GGMLType) throws {
     #expect(ours == theirs, "\(type): \(firstDifference(ours, theirs, type: type))")
 }
 
+@Test("Encoding rows into memory on one thread, as GGUF export does chunk by chunk, gives llama-quantize's bytes with and without an imatrix",
+      arguments: written)
+func rowsIntoMemoryEqualLlamaCpp(type: GGMLType) throws {
+    for weights in [nil, importance] {
+        let rowBytes = type.byteCount(elements: rowLength), rows = input.count / rowLength
+        var ours = [UInt8](repeating: 0xAA, count: rows * rowBytes)
+        // Odd chunks of rows, at their offsets, as the export's workers take them.
+        var row = 0
+        for chunk in [1, 3, 5, 7, 16] where row < rows {
+            let count = min(chunk, rows - row)
+            let done = input.withUnsafeBufferPointer { x in
+                ours.withUnsafeMutableBytes { o in
+                    weights.withUnsafeBufferPointerOrNil { w in
+                        type.encodeRows(x.baseAddress! + row * rowLength, rows: count, rowLength: rowLength, importance: w,
+                                        into: o.baseAddress! + row * rowBytes)
+                    }
+                }
+            }
+            #expect(done)
+            row += count
+        }
+        let theirs = golden(type.name + (weights == nil ? "" : ".imatrix"))
+        #expect(ours == theirs, "\(type) \(weights == nil ? "" : "imatrix"): \(firstDifference(ours, theirs, type: type))")
+    }
+}
+
+@Test("Encoding float rows into memory gives the bytes of encoding them whole", arguments: [GGMLType.f32, .f16, .bf16])
+func floatRowsIntoMemoryEqualWhole(type: GGMLType) throws {
+    let whole = try #require(input.withUnsafeBufferPointer { type.encode($0, threads: ThreadBudget(2)) })
+    var ours = [UInt8](repeating: 0xAA, count: whole.count)
+    let done = input.withUnsafeBufferPointer { x in
+        ours.withUnsafeMutableBytes { type.encodeRows(x.baseAddress!, rows: x.count / rowLength, rowLength: rowLength, importance: nil, into: $0.baseAddress!) }
+    }
+    #expect(done && ours == whole)
+}
+
 @Test("Every type decodes llama.cpp's blocks as gguf-py does, bit for bit", arguments: written)
 func decodesLikeGGUFPy(type: GGMLType) throws {
     let bytes = golden(type.name + ".imatrix")

@@ -246,8 +246,8 @@ public enum GGUFExport {
             // encoded: the encoder's threads never wait for a tensor's serial preparation.
             let path = checkpoint.path, pieceBytes = options.pieceBytes
             @Sendable func prepare(_ p: Planned) -> Result<[Float], Error> {
-                // A large plain matrix is read and encoded a piece of rows at a time below, not held whole.
-                if p.item.rowsPerPiece(logical, pieceBytes: pieceBytes) != nil { return .success([]) }
+                // A plain matrix is read and encoded a piece of rows at a time below, not held whole.
+                if p.item.rowsPerPiece(pieceBytes: pieceBytes) != nil { return .success([]) }
                 let values = p.item.values(logical, threads: .single)
                 if let refusal = blockRefusal(values, type: p.type, file: path, tensor: p.item.sourceName) { return .failure(refusal) }
                 return .success(values)
@@ -256,13 +256,10 @@ public enum GGUFExport {
             for (k, p) in planned.enumerated() {
                 let values = try ahead.take(k).get()
                 let importance = options.importance?.weights(for: p.item.name)
-                if let rows = p.item.rowsPerPiece(logical, pieceBytes: pieceBytes) {
+                if let rows = p.item.rowsPerPiece(pieceBytes: pieceBytes) {
                     // Each row's bytes depend on that row alone (and the imatrix's one row of weights): the same bytes as whole.
-                    try p.item.forEachPiece(logical, rows: rows) { piece, firstElement in
-                        if let refusal = blockRefusal(piece, type: p.type, file: path, tensor: p.item.sourceName, firstIndex: firstElement) {
-                            throw refusal
-                        }
-                        try writer.write(try encode(piece, as: p.type, dims: p.dims, importance: importance, threads: threads))
+                    try p.item.encodePieces(logical, rows: rows, as: p.type, importance: importance, file: path, threads: threads) {
+                        try writer.write($0)
                     }
                 } else {
                     try writer.write(try encode(values, as: p.type, dims: p.dims, importance: importance, threads: threads))
@@ -398,34 +395,92 @@ public enum GGUFExport {
                 || name.hasPrefix("token_types.") || !name.hasSuffix(".weight") || generated != nil
         }
 
-        /// Rows per piece when this is a plain 2-D matrix whose f32 copy would pass `pieceBytes`
-        /// and that the converter changes no more than by cutting rows or shifting values: it is
-        /// then read, checked and encoded a piece of rows at a time; nil to take it whole.
-        func rowsPerPiece(_ logical: LogicalCheckpoint, pieceBytes: Int) -> Int? {
-            guard generated == nil, parts.count == 1, !transposed, permutedHeads == nil, shape.count == 2, shape[1] > 0,
-                  case .plain = parts[0].storage, elementCount * 4 > pieceBytes else { return nil }
+        /// Rows per piece when this is a plain 2-D matrix that the converter changes no more than by
+        /// cutting rows, permuting them within heads or shifting values: it is then read, checked
+        /// and encoded a piece of rows at a time by `encodePieces`; nil to take it whole.
+        func rowsPerPiece(pieceBytes: Int) -> Int? {
+            guard generated == nil, parts.count == 1, !transposed, shape.count == 2, shape[1] > 0, case .plain = parts[0].storage,
+                  parts[0].shape.count == 2, parts[0].shape[1] == shape[1], parts[0].shape[0] >= shape[0] else { return nil }
+            if let heads = permutedHeads {
+                guard keptRows == nil, parts[0].shape[0] == shape[0], GGUFLlamaNames.canPermute(rows: shape[0], heads: heads) else { return nil }
+            }
             return max(1, pieceBytes / (4 * shape[1]))
         }
 
-        /// Calls `body` with each piece of `rows` rows as the converter hands them over (the kept
-        /// rows, shifted) and the flat index of its first element, dropping the mapped input pages
-        /// of each piece once read. Only for an item `rowsPerPiece` accepts.
-        func forEachPiece(_ logical: LogicalCheckpoint, rows: Int,
-                          _ body: (_ piece: [Float], _ firstElement: Int) throws -> Void) throws {
+        /// The source row that row `row` as written reads: llama's Q and K rows are interleaved
+        /// within each head (`GGUFLlamaNames.permuteRows` to GGUF), any other row is its own.
+        func sourceRow(_ row: Int) -> Int {
+            guard let heads = permutedHeads else { return row }
+            let headDim = shape[0] / heads, within = row % headDim
+            return row - within + (within % 2) * (headDim / 2) + within / 2
+        }
+
+        /// Encodes this matrix (one `rowsPerPiece` accepts) as `type` a piece of `rows` rows at a
+        /// time, handing each piece's bytes to `body`. A piece's rows are cut into chunks of about
+        /// 16k values; each of `threads` reads a chunk from the mapped input into its own scratch
+        /// (the converter's row order and shift), checks it and encodes it while it is in cache:
+        /// no f32 copy of the tensor or piece is made, and no thread waits for a serial read. The
+        /// bytes are `encode`'s for the whole matrix; `importance` is one weight per column or nil.
+        /// A block type refuses NaN and Inf: the first one written is named by its flat index in
+        /// the source tensor.
+        func encodePieces(_ logical: LogicalCheckpoint, rows: Int, as type: GGMLType, importance: [Float]?, file: String,
+                          threads: ThreadBudget, _ body: ([UInt8]) throws -> Void) throws {
             guard case let .plain(entry) = parts[0].storage else { preconditionFailure("rowsPerPiece accepts plain tensors only") }
-            let view = logical.checkpoint.view(entry), columns = shape[1]
-            var row = 0
-            while row < shape[0] {
-                let range = (row * columns)..<(min(shape[0], row + rows) * columns)
-                var piece = [Float](unsafeUninitializedCapacity: range.count) { buffer, initialized in
-                    FloatValues.read(view, range: range, into: buffer.baseAddress!)
-                    initialized = range.count
+            guard type.quantizeRow != nil else { throw Failure.unsupportedType(type.name) }
+            let view = logical.checkpoint.view(entry), dtype = entry.info.dtype, columns = shape[1]
+            let rowBytes = type.byteCount(elements: columns), chunkRows = max(1, 16_384 / columns)
+            let blockType = type.floatDType == nil, shift = shift
+            let importance = blockType ? importance : nil  // float types take no weights
+            let item = self
+            var first = 0
+            while first < shape[0] {
+                let count = min(rows, shape[0] - first), pieceStart = first
+                // The first NaN or Inf in the written order: its position there, and its flat index in the source tensor.
+                let nonFinite = LockedValue<(written: Int, index: Int, value: Float)?>(nil)
+                let bytes = [UInt8](unsafeUninitializedCapacity: count * rowBytes) { out, initialized in
+                    let target = UncheckedSendable(out.baseAddress!)
+                    view.withBytes { source in
+                        let source = UncheckedSendable(source.baseAddress!)
+                        importance.withUnsafeBufferPointerOrNil { weights in
+                            let weights = UncheckedSendable(weights)
+                            threads.forEachPiece(of: count, size: chunkRows) { chunk in
+                                withUnsafeTemporaryAllocation(of: Float.self, capacity: chunk.count * columns) { scratch in
+                                    let x = scratch.baseAddress!
+                                    for (k, row) in chunk.enumerated() {
+                                        let from = item.sourceRow(pieceStart + row) * columns
+                                        FloatValues.read(dtype: dtype, source.value, range: from..<(from + columns), into: x + k * columns)
+                                    }
+                                    if shift != 0 { for i in 0..<scratch.count { x[i] += shift } }
+                                    if blockType, !allFinite(UnsafeBufferPointer(scratch)) {
+                                        // The chunk is not encoded; its first bad value is kept if it comes before another chunk's.
+                                        for (k, row) in chunk.enumerated() {
+                                            guard let i = FloatValues.firstNonFinite(x + k * columns, count: columns) else { continue }
+                                            let found = (written: row * columns + i, index: item.sourceRow(pieceStart + row) * columns + i,
+                                                         value: x[k * columns + i])
+                                            nonFinite.withLock { if $0 == nil || found.written < $0!.written { $0 = found } }
+                                            break
+                                        }
+                                        return
+                                    }
+                                    _ = type.encodeRows(x, rows: chunk.count, rowLength: columns, importance: weights.value,
+                                                        into: target.value + chunk.lowerBound * rowBytes)
+                                }
+                            }
+                        }
+                    }
+                    initialized = count * rowBytes
                 }
-                view.releaseMappedPages((range.lowerBound * entry.info.dtype.size)..<(range.upperBound * entry.info.dtype.size))
-                if shift != 0 { for i in piece.indices { piece[i] += shift } }
-                try body(piece, range.lowerBound)
+                if let found = nonFinite.withLock({ $0 }) {
+                    throw QuantizationError.nonFinite(file: file, tensor: sourceName, index: found.index, value: "\(found.value)")
+                }
                 if Interruption.isRequested { throw FileAccessError.interrupted(file: logical.checkpoint.path) }
-                row += rows
+                if permutedHeads == nil {
+                    // Read once: the mapped pages can go (they stay in the page cache), so RSS holds only what is in flight.
+                    let size = dtype.size
+                    view.releaseMappedPages((pieceStart * columns * size)..<((pieceStart + count) * columns * size))
+                }
+                try body(bytes)
+                first += count
             }
             logical.releasePages(parts[0])
         }
@@ -590,10 +645,9 @@ extension GGUFExport {
 
     /// Why `values` cannot be stored as `type`: a block type cannot hold NaN or Inf (llama-quantize
     /// fails its row validation there), so the first such value is named; nil for float types.
-    static func blockRefusal(_ values: [Float], type: GGMLType, file: String, tensor: String, firstIndex: Int = 0) -> QuantizationError? {
+    static func blockRefusal(_ values: [Float], type: GGMLType, file: String, tensor: String) -> QuantizationError? {
         guard type.floatDType == nil else { return nil }
-        guard case let .nonFinite(file, tensor, index, value)? = QuantizationError.firstNonFinite(values, file: file, tensor: tensor) else { return nil }
-        return .nonFinite(file: file, tensor: tensor, index: firstIndex + index, value: value)
+        return QuantizationError.firstNonFinite(values, file: file, tensor: tensor)
     }
 
     /// `values` (a tensor of `ne` `dims`) in `type`; importance weights hold one row's worth per

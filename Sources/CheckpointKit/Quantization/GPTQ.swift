@@ -250,17 +250,6 @@ public enum GPTQ {
         return sum / Double(Swift.max(k, 1))
     }
 
-    /// Refits `scales` to `units` through H (`GPTQScaleRefit`) and rewrites `quantized` as the new
-    /// scales times the units.
-    static func refit(units: [Float], scales: [Float], weight: [Float], hessian: [Float], damp: Double, rows: Int, columns: Int,
-                      groupOf: [Int32], groups: Int, scaleType: DType, threads: ThreadBudget, into quantized: inout [Float]) -> [Float] {
-        let refitted = GPTQScaleRefit.refit(units: units, weight: weight, hessian: hessian, damping: damping(hessian, size: columns, damp: damp),
-                                            rows: rows, columns: columns, groupOf: groupOf, groups: groups, scales: scales,
-                                            scaleType: scaleType, threads: threads)
-        for n in 0..<rows { for k in 0..<columns { quantized[n * columns + k] = refitted[n * groups + Int(groupOf[k])] * units[n * columns + k] } }
-        return refitted
-    }
-
     /// What follows GPTQ's column loop: with `options.refitScales`, the scales refitted to the codes;
     /// then `options.refineRounds` rounds of coordinate descent over the codes under the scales, each
     /// followed by a refit. Returns the scales; `quantized` holds the scales times the units.
@@ -269,14 +258,16 @@ public enum GPTQ {
                        into quantized: inout [Float]) -> [Float] {
         let groups = scales.count / Swift.max(rows, 1)
         var scales = scales
+        let lambda = damping(hessian, size: columns, damp: damp)
         func refitScales() {
             guard options.refitScales else { return }
-            scales = refit(units: units, scales: scales, weight: weight, hessian: hessian, damp: damp, rows: rows, columns: columns,
-                           groupOf: groupOf, groups: groups, scaleType: scaleType, threads: threads, into: &quantized)
+            scales = GPTQScaleRefit.refit(units: units, weight: weight, hessian: hessian, damping: lambda,
+                                          rows: rows, columns: columns, groupOf: groupOf, groups: groups, scales: scales,
+                                          scaleType: scaleType, threads: threads)
         }
         refitScales()
         for _ in 0..<options.refineRounds where !Interruption.isRequested {
-            let moved = GPTQCoordinateDescent.refine(units: &units, weight: weight, hessian: hessian, damping: damping(hessian, size: columns, damp: damp),
+            let moved = GPTQCoordinateDescent.refine(units: &units, weight: weight, hessian: hessian, damping: lambda,
                                                      rows: rows, columns: columns, groupOf: groupOf, scales: scales, zeros: zeros, order: order,
                                                      passes: GPTQCoordinateDescent.passesPerRound, options: options, threads: threads)
             guard moved > 0 else { break }

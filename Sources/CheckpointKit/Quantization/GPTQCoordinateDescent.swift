@@ -1,4 +1,5 @@
 import COpenBLAS
+import Synchronization
 
 /// Coordinate descent on GPTQ's own objective once its single pass is done: a row's output error
 /// f(q) = (q − w)·(H + λI)·(q − w)ᵀ, with every other value fixed, is a parabola in one value q_j
@@ -30,7 +31,7 @@ public enum GPTQCoordinateDescent {
                        options: GPTQOptions, threads: ThreadBudget) -> Int {
         guard passes > 0, rows > 0, columns > 0 else { return 0 }
         let groups = scales.count / rows
-        let changes = LockedValue(0)
+        let changes = Atomic<Int>(0)
         units.withUnsafeMutableBufferPointer { u in
             weight.withUnsafeBufferPointer { w in
                 hessian.withUnsafeBufferPointer { h in
@@ -39,12 +40,12 @@ public enum GPTQCoordinateDescent {
                         let (u, w, h) = shared.value
                         let changed = refine(piece, units: u, weight: w, hessian: h, damping: damping, columns: columns, groupOf: groupOf,
                                              groups: groups, scales: scales, zeros: zeros, order: order, passes: passes, options: options)
-                        changes.withLock { $0 += changed }
+                        changes.add(changed, ordering: .relaxed)
                     }
                 }
             }
         }
-        return changes.withLock { $0 }
+        return changes.load(ordering: .relaxed)
     }
 
     /// The rows `piece`: g = E·H + λE by one product for the piece, then each row's passes, g kept

@@ -182,16 +182,11 @@ public final class PositionedOutputFile: Sendable {
     /// One aligned `pwrite` on the direct descriptor; where the file system refuses it (EINVAL),
     /// the file turns to buffered writes and this one is repeated that way.
     private func writeDirect(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(FileAccessError) {
-        let (done, failure) = try writeAll(bytes, at: offset)
+        let (done, failure) = try pwriteAll(fd, bytes, at: offset, file: path)
         guard let failure else { return }
         guard failure == EINVAL else { throw .cannotWrite(file: path, reason: systemErrorText(failure)) }
         try switchToBuffered()
         try writeBuffered(UnsafeRawBufferPointer(rebasing: bytes[done...]), at: offset + done)
-    }
-
-    /// `pwriteAll` on this file.
-    private func writeAll(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(FileAccessError) -> (done: Int, failure: Int32?) {
-        try pwriteAll(fd, bytes, at: offset, file: path)
     }
 
     /// Ends direct writing: clears O_DIRECT and writes the bytes of every page held in part through
@@ -241,7 +236,7 @@ public final class PositionedOutputFile: Sendable {
 
     private func writeBuffered(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(FileAccessError) {
         guard bytes.count > 0 else { return }
-        if let failure = try writeAll(bytes, at: offset).failure { throw .cannotWrite(file: path, reason: systemErrorText(failure)) }
+        if let failure = try pwriteAll(fd, bytes, at: offset, file: path).failure { throw .cannotWrite(file: path, reason: systemErrorText(failure)) }
         // Every 32 MB, start writing the dirty pages back to disk: the fsync in `finish` then
         // waits for the tail only. The range is the whole file because writes land anywhere.
         let start = state.withLock { state -> Bool in

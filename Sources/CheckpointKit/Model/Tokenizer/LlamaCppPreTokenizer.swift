@@ -61,49 +61,56 @@ public enum LlamaCppPreTokenizer {
               stages.contains(where: { if case .byteLevel = $0 { return true } else { return false } }),
               !stages.contains(where: { if case .metaspace = $0 { return true } else { return false } }) else { return nil }
         let occurring = probePieceHashes
-        /// FNV-1a of the bytes the spellings `parts` stand for, joined (the separating space of an
-        /// "a b" line skipped once), with their count; nil for a character outside the alphabet.
-        /// Reads UTF-8 directly: the alphabet's characters all lie below U+0144, one or two bytes.
-        func joinedHash(_ parts: [String], separated: Bool) -> (hash: UInt64, count: Int)? {
-            var hash: UInt64 = 0xCBF2_9CE4_8422_2325, count = 0, skipped = !separated
-            for var part in parts {
-                let ok: Bool = part.withUTF8 { u in
-                    var i = 0
-                    while i < u.count {
-                        var scalar = UInt32(u[i])
-                        if scalar >= 0x80 {
-                            guard scalar & 0xE0 == 0xC0, i + 1 < u.count else { return false }
-                            scalar = (scalar & 0x1F) << 6 | UInt32(u[i + 1] & 0x3F)
-                            i += 1
-                        }
-                        i += 1
-                        if !skipped && scalar == 0x20 { skipped = true; continue }
-                        guard let byte = ByteLevelAlphabet.byte(for: scalar) else { return false }
-                        hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3
-                        count += 1
-                    }
-                    return true
-                }
-                guard ok else { return nil }
-            }
-            return (hash, count)
-        }
         let kept = merges.filter { entry in
-            let joined: (hash: UInt64, count: Int)?
+            var joined: JoinedSpelling
             switch entry {
             case .string(let line):
-                joined = joinedHash([line], separated: true)
+                joined = JoinedSpelling(separated: true)
+                guard joined.add(line) else { return true }
             case .array(let pair):
                 guard pair.count == 2, let a = pair[0].stringValue, let b = pair[1].stringValue else { return true }
-                joined = joinedHash([a, b], separated: false)
+                joined = JoinedSpelling(separated: false)
+                guard joined.add(a), joined.add(b) else { return true }
             default:
                 return true
             }
-            guard let joined else { return true }
             return joined.count > longestHashedPiece || occurring.contains(joined.hash)
         }
         let reducedModel = JSONValue.object(modelMembers.map { $0.0 == "merges" ? ($0.0, .array(kept)) : $0 })
         return .object(root.map { $0.0 == "model" ? ($0.0, reducedModel) : $0 })
+    }
+
+    /// FNV-1a of the bytes a merge's byte-level spellings stand for, joined (the separating space of
+    /// an "a b" line skipped once), and their count, built part by part with no array per merge.
+    struct JoinedSpelling {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325, count = 0
+        /// Whether the space that separates the two halves of an "a b" line is still to be skipped.
+        var separatorPending: Bool
+
+        init(separated: Bool) { separatorPending = separated }
+
+        /// Adds `part`'s bytes; false for a character outside the alphabet. Reads UTF-8 directly:
+        /// the alphabet's characters all lie below U+0144, one or two bytes.
+        mutating func add(_ part: String) -> Bool {
+            var part = part
+            return part.withUTF8 { u in
+                var i = 0
+                while i < u.count {
+                    var scalar = UInt32(u[i])
+                    if scalar >= 0x80 {
+                        guard scalar & 0xE0 == 0xC0, i + 1 < u.count else { return false }
+                        scalar = (scalar & 0x1F) << 6 | UInt32(u[i + 1] & 0x3F)
+                        i += 1
+                    }
+                    i += 1
+                    if separatorPending && scalar == 0x20 { separatorPending = false; continue }
+                    guard let byte = ByteLevelAlphabet.byte(for: scalar) else { return false }
+                    hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3
+                    count += 1
+                }
+                return true
+            }
+        }
     }
 
     /// The longest piece of the probe text `probePieceHashes` holds, in bytes.

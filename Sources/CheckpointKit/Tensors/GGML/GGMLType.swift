@@ -85,9 +85,7 @@ public struct GGMLType: Sendable, Hashable, CustomStringConvertible {
     public func encode(_ x: UnsafeBufferPointer<Float>, rowLength: Int, importance: [Float]?, threads: ThreadBudget = .allCores) -> [UInt8]? {
         precondition(rowLength > 0 && rowLength % blockSize == 0 && x.count % rowLength == 0, "whole rows of whole blocks")
         precondition(importance.map { $0.count == rowLength } ?? true, "one importance weight per column")
-        guard let quantizeRow else {
-            return importance == nil || self == .q8_0 ? encodeBlocks?(x, threads) : nil  // Q8_0 ignores an imatrix, as llama.cpp
-        }
+        guard let quantizeRow else { return importance == nil ? encodeBlocks?(x, threads) : nil }
         let rows = x.count / rowLength, rowBytes = byteCount(elements: rowLength)
         var out = [UInt8](repeating: 0, count: rows * rowBytes)
         let rowsPerChunk = max(1, 16_384 / rowLength)
@@ -103,6 +101,18 @@ public struct GGMLType: Sendable, Hashable, CustomStringConvertible {
             }
         }
         return out
+    }
+
+    /// `rows` rows of `rowLength` values at `x` into `out` (their `byteCount`) on the calling
+    /// thread, the same bytes `encode(_:rowLength:importance:threads:)` gives, `importance` one
+    /// weight per column or nil; false when ckpt does not write this type.
+    func encodeRows(_ x: UnsafePointer<Float>, rows: Int, rowLength: Int, importance: UnsafePointer<Float>?,
+                    into out: UnsafeMutableRawPointer) -> Bool {
+        precondition(rowLength > 0 && rowLength % blockSize == 0, "whole blocks")
+        guard let quantizeRow else { return false }
+        let rowBytes = byteCount(elements: rowLength)
+        for row in 0..<rows { quantizeRow(x + row * rowLength, rowLength, importance, out + row * rowBytes) }
+        return true
     }
 }
 
