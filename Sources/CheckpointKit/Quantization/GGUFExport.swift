@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 
 /// Hugging Face llama-family folder → GGUF v3, as llama.cpp's `convert_hf_to_gguf.py` lays it
 /// out: `llama.*` hyperparameters, the vocabulary as `tokenizer.ggml.*` (GGUFTokenizerMetadata), tensors
@@ -431,12 +432,14 @@ public enum GGUFExport {
             let rowBytes = type.byteCount(elements: columns), chunkRows = max(1, 16_384 / columns)
             let blockType = type.floatDType == nil, shift = shift
             let importance = blockType ? importance : nil  // float types take no weights
+            precondition(importance.map { $0.count == columns } ?? true, "one importance weight per column")
             let item = self
             var first = 0
             while first < shape[0] {
                 let count = min(rows, shape[0] - first), pieceStart = first
                 // The first NaN or Inf in the written order: its position there, and its flat index in the source tensor.
                 let nonFinite = LockedValue<(written: Int, index: Int, value: Float)?>(nil)
+                let encodedChunks = Atomic<Int>(0), chunks = (count + chunkRows - 1) / chunkRows
                 let bytes = [UInt8](unsafeUninitializedCapacity: count * rowBytes) { out, initialized in
                     let target = UncheckedSendable(out.baseAddress!)
                     view.withBytes { source in
@@ -464,16 +467,19 @@ public enum GGUFExport {
                                     }
                                     _ = type.encodeRows(x, rows: chunk.count, rowLength: columns, importance: weights.value,
                                                         into: target.value + chunk.lowerBound * rowBytes)
+                                    encodedChunks.add(1, ordering: .relaxed)
                                 }
                             }
                         }
                     }
                     initialized = count * rowBytes
                 }
-                if let found = nonFinite.withLock({ $0 }) {
-                    throw QuantizationError.nonFinite(file: file, tensor: sourceName, index: found.index, value: "\(found.value)")
+                // Chunks skipped after an interruption leave bytes unwritten: they never reach the file.
+                let found = nonFinite.withLock { $0 }
+                if Interruption.isRequested || (found == nil && encodedChunks.load(ordering: .relaxed) != chunks) {
+                    throw FileAccessError.interrupted(file: logical.checkpoint.path)
                 }
-                if Interruption.isRequested { throw FileAccessError.interrupted(file: logical.checkpoint.path) }
+                if let found { throw QuantizationError.nonFinite(file: file, tensor: sourceName, index: found.index, value: "\(found.value)") }
                 if permutedHeads == nil {
                     // Read once: the mapped pages can go (they stay in the page cache), so RSS holds only what is in flight.
                     let size = dtype.size

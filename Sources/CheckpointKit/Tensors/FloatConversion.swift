@@ -154,7 +154,7 @@ public enum FloatConversion {
     static func bf16ToF16Vector(_ h: SIMD16<UInt16>) -> SIMD16<UInt16> {
         let exponent = (h &>> SIMD16<UInt16>(repeating: 7)) & SIMD16<UInt16>(repeating: 0xFF)
         let outside = (exponent .< SIMD16<UInt16>(repeating: 113)) .| (exponent .> SIMD16<UInt16>(repeating: 142))
-        if any(outside) { return f32ToF16Vector(SIMD16<UInt32>(truncatingIfNeeded: h) &<< 16) }
+        if anyLane(outside) { return f32ToF16Vector(SIMD16<UInt32>(truncatingIfNeeded: h) &<< 16) }
         let sign = h & SIMD16<UInt16>(repeating: 0x8000)
         let mantissa = h & SIMD16<UInt16>(repeating: 0x7F)
         return sign | (exponent &- SIMD16<UInt16>(repeating: 112)) &<< SIMD16<UInt16>(repeating: 10)
