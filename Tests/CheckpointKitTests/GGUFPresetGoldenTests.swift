@@ -162,3 +162,27 @@ func importanceMatchesLlamaImatrix() throws {
     print("imatrix vs llama-imatrix: median relative difference \(median), worst \(worst)")
     #expect(median < 1e-3 && worst < 1e-2)
 }
+
+@Test("A tensor's layer is the ASCII number between blk. and the next dot, and nothing else is one")
+func layerOfTensorName() {
+    #expect(GGUFTypePlan.layer(of: "blk.0.attn_q.weight") == 0)
+    #expect(GGUFTypePlan.layer(of: "blk.117.ffn_down.weight") == 117)
+    #expect(GGUFTypePlan.layer(of: "blk.007.ffn_up.weight") == 7)
+    for notLayer in ["token_embd.weight", "blk..attn_q.weight", "blk.12", "blk.1a.x", "blk.-1.x", "blk.١.x", "xblk.1.x", "blk." + String(repeating: "9", count: 40) + ".x"] {
+        #expect(GGUFTypePlan.layer(of: notLayer) == nil, "\(notLayer)")
+    }
+    #expect(GGUFTypePlan.llamaOrder("blk.2.attn_q.weight", "blk.10.attn_k.weight"))
+    #expect(GGUFTypePlan.llamaOrder("output.weight", "blk.0.attn_k.weight"))
+    #expect(GGUFTypePlan.llamaOrder("blk.3.attn_k.weight", "blk.3.attn_q.weight"))
+}
+
+@Test("Byte substring search agrees with String.contains on tensor names and llama.cpp's patterns")
+func byteSearchMatchesContains() {
+    let names = ["blk.0.attn_q.weight", "blk.12.ffn_gate_inp.weight", "token_embd.weight", "output_norm.weight", "", "a", "é.ffn_up", "blk.1.time_mix_w1.weight"]
+    let patterns = GGUFTypePlan.neverQuantized + ["attn_q.weight", "ffn_up", "ffn_gate", "", "weight", "blk.12.ffn_gate_inp.weight!", "é"]
+    for name in names {
+        for pattern in patterns {
+            #expect(name.containsBytes(pattern) == (pattern.isEmpty || name.contains(pattern)), "\(name) / \(pattern)")
+        }
+    }
+}

@@ -151,15 +151,23 @@ public struct GGUFTypePlan: Sendable {
     /// layer number, then by name.
     public static func llamaOrder(_ a: String, _ b: String) -> Bool {
         let la = layer(of: a) ?? -1, lb = layer(of: b) ?? -1
-        return la != lb ? la < lb : Array(a.utf8).lexicographicallyPrecedes(Array(b.utf8))
+        return la != lb ? la < lb : a.utf8.lexicographicallyPrecedes(b.utf8)
     }
 
-    /// The N of a `blk.N.` prefix.
+    /// The N of a `blk.N.` prefix, read from the UTF-8 bytes (ASCII digits only).
     static func layer(of name: String) -> Int? {
-        guard name.hasPrefix("blk.") else { return nil }
-        let digits = name.dropFirst(4).prefix { $0.isASCII && $0.isNumber }
-        guard !digits.isEmpty, name.dropFirst(4 + digits.count).first == "." else { return nil }
-        return Int(digits)
+        let bytes = name.utf8
+        guard bytes.starts(with: "blk.".utf8) else { return nil }
+        var n = 0, digits = 0
+        for byte in bytes.dropFirst(4) {
+            guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else {
+                return digits > 0 && byte == UInt8(ascii: ".") ? n : nil
+            }
+            guard digits < 18 else { return nil }  // no model has so many layers; stops short of Int's overflow
+            n = n * 10 + Int(byte - UInt8(ascii: "0"))
+            digits += 1
+        }
+        return nil
     }
 
     /// The choices for `tensors` (in any order; the rules walk them in llama.cpp's order).
@@ -194,7 +202,7 @@ public struct GGUFTypePlan: Sendable {
             let ordered: [(String, Category)] = [("attn_qkv.weight", .qkv), ("attn_kv_b.weight", .kvB), ("attn_v.weight", .v), ("attn_k.weight", .k),
                                                  ("attn_q.weight", .q), ("attn_output.weight", .attentionOutput), ("ffn_up", .ffnUp),
                                                  ("ffn_gate", .ffnGate), ("ffn_down", .ffnDown)]
-            self = ordered.first { name.contains($0.0) }?.1 ?? .other
+            self = ordered.first { name.containsBytes($0.0) }?.1 ?? .other
         }
 
         var isAttentionV: Bool { self == .v || self == .qkv || self == .kvB }
@@ -211,7 +219,7 @@ public struct GGUFTypePlan: Sendable {
         guard t.dims.count >= 2, t.name.hasSuffix("weight") else { return false }
         if options.leaveOutputTensor && t.name == "output.weight" { return false }
         if t.name == "position_embd.weight" || t.name == "token_types.weight" { return false }
-        return !neverQuantized.contains { t.name.contains($0) }
+        return !neverQuantized.contains { t.name.containsBytes($0) }
     }
 
     /// `llama_tensor_get_type` for one tensor.
