@@ -14,11 +14,12 @@ extension GGUFExport {
         let sentencePiece = model["byte_fallback"]?.boolValue == true
         var tokens = [String](repeating: "", count: vocabulary)
         var types = [Int32](repeating: 1, count: vocabulary)
+        // Token → id only where the scores need it (SentencePiece): 49k dictionary inserts otherwise wasted.
         var ids: [String: Int] = [:]
         for (token, id) in vocab {
             guard let i = id.intValue, i >= 0, i < vocabulary else { continue }
             tokens[i] = token
-            ids[token] = i
+            if sentencePiece { ids[token] = i }
         }
         for added in json["added_tokens"]?.arrayValue ?? [] {
             guard let i = added["id"]?.intValue, i >= 0, i < vocabulary, let content = added["content"]?.stringValue else { continue }
