@@ -195,17 +195,8 @@ func requantizingRefusesNaN() throws {
 @Test("A NaN in a matrix exported a few rows at a time is named at its flat index in the whole tensor, and nothing is written")
 func exportPieceNaNNamedByFlatIndex() throws {
     let scratch = ScratchDirectory()
-    let folder = scratch.file("tiny-llama")
-    try FileManager.default.copyItem(atPath: Paths.fixture("models/tiny-llama"), toPath: folder)
-    let weights = folder + "/model.safetensors"
-    let file = try SafetensorsFile(path: weights)
-    let embedding = try #require(file.info(named: "model.embed_tokens.weight"))
     // Element 3000 of [512, 64] bf16: the third piece of 16 rows (1024 elements) when pieces are 4 KB of f32.
-    let offset = file.dataStart + embedding.dataOffsets.lowerBound + 3000 * 2
-    var bytes = try Data(contentsOf: URL(fileURLWithPath: weights))
-    bytes[offset] = 0xC0
-    bytes[offset + 1] = 0x7F
-    try bytes.write(to: URL(fileURLWithPath: weights))
+    let folder = try tinyLlama(in: scratch, withNaNIn: "model.embed_tokens.weight", at: [3000])
     var options = GGUFExport.Options()
     options.threads = ThreadBudget(2)
     options.pieceBytes = 4096
@@ -219,19 +210,9 @@ func exportPieceNaNNamedByFlatIndex() throws {
 @Test("A NaN in llama's query matrix, whose rows GGUF interleaves within each head, is named at its flat index in the source tensor")
 func exportPermutedNaNNamedBySourceIndex() throws {
     let scratch = ScratchDirectory()
-    let folder = scratch.file("tiny-llama")
-    try FileManager.default.copyItem(atPath: Paths.fixture("models/tiny-llama"), toPath: folder)
-    let weights = folder + "/model.safetensors"
-    let file = try SafetensorsFile(path: weights)
-    let query = try #require(file.info(named: "model.layers.0.self_attn.q_proj.weight"))
     // [64, 64], heads of 16 rows: source row 8 is written as row 1, source row 1 as row 2. The NaN
     // at 8·64 is the first one written (at written index 64), the one at 1·64 + 5 = 69 the second.
-    var bytes = try Data(contentsOf: URL(fileURLWithPath: weights))
-    for index in [8 * 64, 69] {
-        let offset = file.dataStart + query.dataOffsets.lowerBound + index * 2
-        (bytes[offset], bytes[offset + 1]) = (0xC0, 0x7F)
-    }
-    try bytes.write(to: URL(fileURLWithPath: weights))
+    let folder = try tinyLlama(in: scratch, withNaNIn: "model.layers.0.self_attn.q_proj.weight", at: [8 * 64, 69])
     let checkpoint = try Checkpoint(path: folder)
     // One row a piece, four rows, the whole matrix; one thread and two.
     for (pieceBytes, threads) in [(256, 1), (1024, 2), (Int.max / 8, 2)] {
@@ -243,4 +224,20 @@ func exportPermutedNaNNamedBySourceIndex() throws {
         }
         #expect(!FileManager.default.fileExists(atPath: scratch.file("q.gguf")))
     }
+}
+
+/// A copy of the tiny-llama fixture in `scratch` whose bf16 `tensor` holds a NaN at each flat index of `indices`.
+private func tinyLlama(in scratch: ScratchDirectory, withNaNIn tensor: String, at indices: [Int]) throws -> String {
+    let folder = scratch.file("tiny-llama")
+    try FileManager.default.copyItem(atPath: Paths.fixture("models/tiny-llama"), toPath: folder)
+    let weights = folder + "/model.safetensors"
+    let file = try SafetensorsFile(path: weights)
+    let info = try #require(file.info(named: tensor))
+    var bytes = try Data(contentsOf: URL(fileURLWithPath: weights))
+    for index in indices {
+        let offset = file.dataStart + info.dataOffsets.lowerBound + index * 2
+        (bytes[offset], bytes[offset + 1]) = (0xC0, 0x7F)
+    }
+    try bytes.write(to: URL(fileURLWithPath: weights))
+    return folder
 }
