@@ -39,3 +39,19 @@ func calibrationChunksStayInside() {
 func calibrationFromTheStart() {
     #expect(CalibrationSampling.start.tokens(of: Array(0..<10_000), budget: 2_048, context: 512) == Array(0..<2_048))
 }
+
+@Test("GPTQ dampens the NF4/FP4 codebooks by 0.1 of the mean diagonal and integers by GPTQModel's 0.01 unless told, for gptq and awq+gptq alike")
+func dampeningDefaultsByScheme() throws {
+    var calibration = CalibrationOptions(tokens: [1, 2, 3], context: 3, bos: nil, source: "text")
+    let nf4 = FourBitScheme(type: .nf4), fp4 = FourBitScheme(type: .fp4)
+    let int4 = IntegerScheme(bits: 4, groupSize: 64, symmetric: true, format: .packQuantized)
+    for method in [CalibrationOptions.Method.gptq, .awqGPTQ] {
+        calibration.method = method
+        #expect(try CalibratedQuantizer.gptqOptions(nf4, calibration: calibration).damp == 0.1)
+        #expect(try CalibratedQuantizer.gptqOptions(fp4, calibration: calibration).damp == 0.1)
+        #expect(try CalibratedQuantizer.gptqOptions(int4, calibration: calibration).damp == 0.01)
+    }
+    calibration.damp = 0.02
+    #expect(try CalibratedQuantizer.gptqOptions(nf4, calibration: calibration).damp == 0.02)
+    #expect(try CalibratedQuantizer.gptqOptions(int4, calibration: calibration).damp == 0.02)
+}
