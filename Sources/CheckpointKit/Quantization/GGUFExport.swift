@@ -456,15 +456,13 @@ public enum GGUFExport {
                                         FloatValues.read(dtype: dtype, source.value, range: from..<(from + columns), into: x + k * columns)
                                     }
                                     if shift != 0 { for i in 0..<scratch.count { x[i] += shift } }
-                                    if blockType, !allFinite(UnsafeBufferPointer(scratch)) {
-                                        // The chunk is not encoded; its first bad value is kept if it comes before another chunk's.
-                                        for (k, row) in chunk.enumerated() {
-                                            guard let i = FloatValues.firstNonFinite(x + k * columns, count: columns) else { continue }
-                                            let found = (written: row * columns + i, index: item.sourceRow(pieceStart + row) * columns + i,
-                                                         value: x[k * columns + i])
-                                            nonFinite.withLock { if $0 == nil || found.written < $0!.written { $0 = found } }
-                                            break
-                                        }
+                                    if blockType, let i = FloatValues.firstNonFinite(x, count: scratch.count) {
+                                        // The chunk is not encoded; its first bad value (its rows are in written order)
+                                        // is kept if it comes before another chunk's.
+                                        let row = chunk.lowerBound + i / columns
+                                        let found = (written: row * columns + i % columns,
+                                                     index: item.sourceRow(pieceStart + row) * columns + i % columns, value: x[i])
+                                        nonFinite.withLock { if $0 == nil || found.written < $0!.written { $0 = found } }
                                         return
                                     }
                                     _ = type.encodeRows(x, rows: chunk.count, rowLength: columns, importance: weights.value,
