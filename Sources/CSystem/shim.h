@@ -25,3 +25,9 @@ static inline int ckpt_direct_io_flag(void) {
 static inline int ckpt_reuse_large_allocations(void) {
     return mallopt(M_MMAP_MAX, 0) && mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
+
+/// Makes every thread allocate from glibc's one main arena (M_ARENA_MAX 1) rather than an arena
+/// of its own. Returns 1 when glibc took the setting.
+static inline int ckpt_share_one_arena(void) {
+    return mallopt(M_ARENA_MAX, 1);
+}

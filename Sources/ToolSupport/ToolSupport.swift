@@ -347,3 +347,9 @@ public func reuseLargeAllocations() {
     ProcessMemory.reuseLargeAllocations()
 }
 
+/// Makes every thread allocate from one arena, so that blocks kept by `reuseLargeAllocations` are
+/// kept once for the process, not once per worker (see `ProcessMemory.shareOneArena`).
+public func shareOneAllocatorArena() {
+    ProcessMemory.shareOneArena()
+}
+

@@ -186,6 +186,8 @@ struct QuantizeCommand: ToolCommand {
             // Each weight allocates its f32 copy, codes and decoded values afresh: reused blocks
             // spare the page faults and zeroing (1.6 M faults, ~5 s of system time on a 1 B model).
             reuseLargeAllocations()
+            // Calibration runs two matrices' GPTQ side by side: their freed blocks are then kept once, not per worker.
+            if method.lowercased() != "rtn" { shareOneAllocatorArena() }
             let checkpoint = try Checkpoint(path: input)
             var options = QuantizationOptions(scheme: parsedScheme!, include: include, exclude: exclude,
                                               optimizeScales: optimizeScales || imatrix != nil,

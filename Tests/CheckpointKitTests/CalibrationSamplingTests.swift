@@ -1,4 +1,5 @@
 @testable import CheckpointKit
+import TestSupport
 import Testing
 
 @Test("Calibration chunks are spread over the whole text: the first at its start, the last at its end, evenly between, none overlapping")
@@ -54,4 +55,27 @@ func dampeningDefaultsByScheme() throws {
     calibration.damp = 0.02
     #expect(try CalibratedQuantizer.gptqOptions(nf4, calibration: calibration).damp == 0.02)
     #expect(try CalibratedQuantizer.gptqOptions(int4, calibration: calibration).damp == 0.02)
+}
+
+@Test("GPTQ over a whole model writes the same bytes on 1, 2 and 3 threads (its matrices run side by side on more), NF4 and int4 with refinement")
+func calibratedQuantizeIsTheSameOnAnyThreadCount() throws {
+    let tokens = readBytes(Paths.fixture("eval/eval_tokens_u32le.bin")).withUnsafeBytes { raw in
+        (0..<512).map { Int(raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self)) }
+    }
+    let input = try Checkpoint(path: Paths.fixture("models/tiny-llama"))
+    let scratch = ScratchDirectory()
+    let schemes: [any QuantizationScheme] = [FourBitScheme(type: .nf4, blockSize: 32), IntegerScheme(bits: 4, groupSize: 32)]
+    for (s, scheme) in schemes.enumerated() {
+        var calibration = CalibrationOptions(tokens: tokens, context: 64, bos: nil, source: "eval tokens")
+        calibration.actOrder = true
+        let files = try [1, 2, 3].map { threads -> [UInt8] in
+            let output = scratch.file("s\(s)-t\(threads)")
+            _ = try CalibratedQuantizer.quantize(input, to: output, options: QuantizationOptions(scheme: scheme, threads: ThreadBudget(threads)),
+                                                 calibration: calibration)
+            return readBytes(output + "/model.safetensors")
+        }
+        #expect(!files[0].isEmpty)
+        #expect(files[1] == files[0], "\(scheme): 2 threads")
+        #expect(files[2] == files[0], "\(scheme): 3 threads")
+    }
 }

@@ -146,3 +146,23 @@ func hessianCollectorSeesRefills() throws {
         #expect(h == [70, 88, 88, 112], "\(name)")
     }
 }
+
+@Test("A pass that does not advance observes every product's input, the down projections' included, as a pass that advances does",
+      arguments: ["models/tiny-llama", "architectures/mixtral"])
+func observingPassSeesEveryInputWithoutTheLastProducts(fixture: String) throws {
+    let checkpoint = try Checkpoint(path: Paths.fixture(fixture))
+    let model = try TransformerModel(checkpoint: checkpoint, threads: .single)
+    let tokens = chunks(2, length: 32, vocabulary: model.config.vocabularySize)
+    let observing = LayerByLayerForward(model: model, chunks: tokens), advancing = LayerByLayerForward(model: model, chunks: tokens)
+    let seen = InputRecorder(), computed = InputRecorder()
+    observing.run(layer: 1, observer: seen, advance: false)
+    advancing.run(layer: 1, observer: computed, advance: true)
+    #expect(!seen.inputs.isEmpty)
+    #expect(seen.inputs == computed.inputs)
+    let down = try #require(observing.sequentialGroups(layer: 1).last)
+    #expect(down.contains { seen.inputs[String($0.dropLast(".weight".count))] != nil }, "no down projection observed")
+    // The observing pass left the hidden states as they were: it sees the same inputs again.
+    let again = InputRecorder()
+    observing.run(layer: 1, observer: again, advance: false)
+    #expect(again.inputs == seen.inputs)
+}

@@ -150,9 +150,10 @@ func gptqMatchesReference() throws {
             #expect((integer.groupIndex ?? PackedIntegerRows.contiguousGroups(columns: columns, groupSize: integer.groupSize)) == tensor(file, name + ".g_idx", as: Int32.self), "\(name) g_idx")
         } else {
             // NF4: the code of each chosen value.
+            let nf4 = FourBitType.nf4.code
             ours = result.quantized.enumerated().map { i, q in
                 let absmax = result.absmax![(i / columns) * (columns / group) + (i % columns) / group]
-                return absmax == 0 ? 7 : UInt8(GPTQ.nf4Table.firstIndex { $0 * absmax == q } ?? 99)
+                return absmax == 0 ? 7 : UInt8(nf4.firstIndex { $0 * absmax == q } ?? 99)
             }
         }
         let mismatches = zip(ours, codes).filter { $0 != $1 }.count

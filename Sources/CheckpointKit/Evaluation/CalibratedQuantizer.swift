@@ -1,3 +1,4 @@
+import Synchronization
 /// Sums XᵀX of every product's input over the calibration tokens (GPTQ's Hessian, up to the
 /// factor 2/n that GPTQ does not depend on). Products that read the same input one after
 /// another (q, k and v; gate and up: the same address, with no refill between) share one sum.
@@ -22,15 +23,19 @@ public final class HessianCollector: ActivationObserver {
     let threads: ThreadBudget
     /// How much each chunk's first token counts in XᵀX (1: as any other token).
     let firstTokenWeight: Float
+    /// Whether Σ|x| per input channel is summed too (AWQ's statistic, `meanAbsolute`); GPTQ alone needs none.
+    let sumsAbsolute: Bool
     /// The float model's inputs of the chunk being observed (GPTAQ): with them, each sum also
     /// gathers Σ (x_float − x)ᵀ·x over the tokens whose rows match (`shift(_:)`).
     public var floatInputs: InputRecorder?
     private var difference: [Float] = []
 
-    /// An empty collector whose sums use `threads`, each chunk's first token counted `firstTokenWeight` times.
-    public init(threads: ThreadBudget = .allCores, firstTokenWeight: Float = 1) {
+    /// An empty collector whose sums use `threads`, each chunk's first token counted `firstTokenWeight`
+    /// times; with `sumsAbsolute`, the mean |x| per channel is kept too.
+    public init(threads: ThreadBudget = .allCores, firstTokenWeight: Float = 1, sumsAbsolute: Bool = true) {
         self.threads = threads
         self.firstTokenWeight = firstTokenWeight
+        self.sumsAbsolute = sumsAbsolute
     }
 
     /// A product reading the buffer of the last one no longer reads the same input: its sum is its own.
@@ -73,7 +78,14 @@ public final class HessianCollector: ActivationObserver {
                 }
             }
         }
-        for r in 0..<rows { for j in 0..<columns { sum.absolute[j] += Double(abs(x[r * columns + j])) } }
+        if sumsAbsolute {
+            sum.absolute.withUnsafeMutableBufferPointer { total in
+                for r in 0..<rows {
+                    let row = x + r * columns
+                    for j in 0..<columns { total[j] += Double(abs(row[j])) }
+                }
+            }
+        }
         sum.tokens += rows
     }
 
@@ -91,9 +103,10 @@ public final class HessianCollector: ActivationObserver {
         return (h, sum.tokens)
     }
 
-    /// Mean |x| per input channel of `weight`'s product (AWQ's activation statistic), nil when no token reached it.
+    /// Mean |x| per input channel of `weight`'s product (AWQ's activation statistic), nil when no token
+    /// reached it or the collector keeps no such sums.
     public func meanAbsolute(_ weight: String) -> [Float]? {
-        guard let sum = sum(weight) else { return nil }
+        guard sumsAbsolute, let sum = sum(weight) else { return nil }
         return sum.absolute.map { Float($0 / Double(sum.tokens)) }
     }
 }
@@ -367,15 +380,16 @@ public enum CalibratedQuantizer {
         }
         for layer in 0..<forward.layerCount {
             if Interruption.isRequested { throw FileAccessError.interrupted(file: output) }
-            var collector = HessianCollector(threads: options.threads, firstTokenWeight: firstTokenWeight)
+            // AWQ's scales read the float pass's mean |x|; the sequential passes serve the clip and GPTQ alone.
+            var collector = HessianCollector(threads: options.threads, firstTokenWeight: firstTokenWeight, sumsAbsolute: calibration.method.scales)
             // True-sequential GPTQ takes every Hessian from its group's own pass; AWQ's scales need the float pass.
             if !(sequential && calibration.method == .gptq) { collect(into: collector, layer: layer, group: nil, replacing: [:]) }
             var replacements: [String: [Float]] = [:]
             // The methods' products and factorizations may use every core; the forward pass wants OpenBLAS single-threaded.
             MatrixMultiply.setThreads(options.threads)
-            func weight(_ name: String) throws -> (tensor: LogicalTensor, values: [Float], originalType: DType) {
+            func weight(_ name: String, threads: ThreadBudget) throws -> (tensor: LogicalTensor, values: [Float], originalType: DType) {
                 let tensor = byName[name]!
-                let values = logical.float32(tensor, threads: options.threads)
+                let values = logical.float32(tensor, threads: threads)
                 if !options.allowNonFinite, let refusal = QuantizationError.firstNonFinite(values, file: checkpoint.files[tensor.fileIndex].path, tensor: name) {
                     throw refusal
                 }
@@ -387,7 +401,7 @@ public enum CalibratedQuantizer {
             let groups = sequential ? forward.sequentialGroups(layer: layer).map { $0.filter(names.contains) }.filter { !$0.isEmpty } : [names]
             func sequentialHessians(_ group: [String], _ replacing: [String: [Float]]) -> HessianCollector? {
                 guard sequential else { return nil }
-                let pass = HessianCollector(threads: options.threads, firstTokenWeight: firstTokenWeight)
+                let pass = HessianCollector(threads: options.threads, firstTokenWeight: firstTokenWeight, sumsAbsolute: false)
                 MatrixMultiply.setThreads(.single)
                 collect(into: pass, layer: layer, group: group, replacing: replacing)
                 MatrixMultiply.setThreads(options.threads)
@@ -395,7 +409,8 @@ public enum CalibratedQuantizer {
             }
             if calibration.method.scales {
                 let (layerEncoded, layerReplacements, folded, alphas, layerNotes) = try awqLayer(forward, layer: layer, names: names, collector: collector,
-                                                                                   weight: weight, logical: logical, byName: byName, options: options,
+                                                                                   weight: { try weight($0, threads: options.threads) }, logical: logical,
+                                                                                   byName: byName, options: options,
                                                                                    grid: calibration.grid, clip: calibration.clip, gptq: gptq,
                                                                                    groups: groups, sequentialHessians: sequentialHessians)
                 encoded.merge(layerEncoded) { $1 }
@@ -406,38 +421,42 @@ public enum CalibratedQuantizer {
             }
             for group in calibration.method == .gptq ? groups : [] {
                 if let pass = sequentialHessians(group, replacements) { collector = pass }
-                for name in group {
+                let hessians = collector
+                // The group's matrices are independent once their Hessians are summed: each runs whole on one
+                // worker, one thread inside (OpenBLAS's too), the largest first, so that both cores stay busy
+                // through GPTQ's serial steps (the permutations, the Cholesky factorizations, the column loop's
+                // group parameters) and its pieces of rows that do not split evenly. What a matrix gets does not
+                // depend on the worker that runs it, so the result is the same for any --threads.
+                let work = group.indices.sorted { a, b in
+                    let (x, y) = (byName[group[a]]!.shape, byName[group[b]]!.shape)
+                    let (costX, costY) = (x[0] * x[1] + x[1] * x[1], y[0] * y[1] + y[1] * y[1])
+                    return costX != costY ? costX > costY : a < b
+                }
+                // A group of one (true sequential's o or down) keeps every thread inside.
+                let inner = work.count == 1 ? options.threads : .single
+                let outcomes = Mutex<[Int: Result<CalibratedMatrix, any Error>]>([:])
+                MatrixMultiply.setThreads(.single)
+                options.threads.forEachChunk(work.count) { item in
+                    let index = work[item], name = group[index]
                     WorkProgress.report("GPTQ", done: layer + 1, total: forward.layerCount, item: name)
-                    let (tensor, values, originalType) = try weight(name)
-                    let (rows, columns) = (tensor.shape[0], tensor.shape[1])
-                    var layerOptions = gptq!
-                    if let integer = options.scheme as? IntegerScheme { layerOptions.scaleType = integer.scaleType(originalType: originalType) }
-                    let result: GPTQResult
-                    if let (hessian, _) = collector.hessian(name) {
-                        result = try GPTQ.quantize(values, hessian: hessian, rows: rows, columns: columns, options: layerOptions, name: name,
-                                                   threads: options.threads, shift: collector.shift(name))
-                        if result.damp > layerOptions.damp {
-                            notes.append("\(name): Hessian not positive definite with dampening \(layerOptions.damp); used \(formatDecimal(result.damp, places: 4))")
-                        }
-                    } else {
-                        // No calibration token reached it (an expert never routed to): an identity Hessian is round-to-nearest.
-                        var identity = [Float](repeating: 0, count: columns * columns)
-                        for c in 0..<columns { identity[c * columns + c] = 1 }
-                        result = try GPTQ.quantize(values, hessian: identity, rows: rows, columns: columns, options: layerOptions, name: name,
-                                                   threads: options.threads)
-                        notes.append("\(name): no calibration token reached it; quantized round-to-nearest")
+                    let outcome = Result { () throws -> CalibratedMatrix in
+                        try gptqMatrix(name, weight: try weight(name, threads: inner), hessians: hessians, gptq: gptq!, scheme: options.scheme,
+                                       output: output, threads: inner)
                     }
-                    if Interruption.isRequested { throw FileAccessError.interrupted(file: output) }
-                    let tensorEncoded = encode(result, scheme: options.scheme, name: name, shape: tensor.shape, originalType: originalType,
-                                               threads: options.threads)
-                    var decoded = [Float](repeating: 0, count: rows * columns)
-                    decoded.withUnsafeMutableBufferPointer { options.scheme.decode(tensorEncoded, into: $0, threads: options.threads) }
-                    let metrics = values.withUnsafeBufferPointer { v in decoded.withUnsafeBufferPointer { ErrorMetrics.compare(reference: v, candidate: $0, threads: options.threads) } }
-                    replacements[name] = decoded
-                    encoded[name] = (tensorEncoded, metrics)
+                    outcomes.withLock { $0[index] = outcome }
+                }
+                if Interruption.isRequested { throw FileAccessError.interrupted(file: output) }
+                let results = outcomes.withLock { $0 }
+                for (index, name) in group.enumerated() {
+                    let matrix = try results[index]!.get()
+                    notes += matrix.notes
+                    replacements[name] = matrix.decoded
+                    encoded[name] = (matrix.encoded, matrix.metrics)
                 }
             }
             MatrixMultiply.setThreads(.single)
+            // The last layer's outputs feed no later layer.
+            guard layer + 1 < forward.layerCount else { break }
             forward.run(layer: layer, observer: nil, replacing: replacements, advance: true)
             native?.run(layer: layer, observer: nil, advance: true)
         }
@@ -454,6 +473,47 @@ public enum CalibratedQuantizer {
         report.notes += notes
         report.seconds = clock.seconds
         return report
+    }
+
+    /// One matrix quantized by GPTQ: what the writer and the next layer's pass need, and its notes.
+    struct CalibratedMatrix {
+        var encoded: EncodedTensor
+        var metrics: ErrorMetrics
+        /// The values the quantized model computes with, `[rows, columns]`.
+        var decoded: [Float]
+        var notes: [String]
+    }
+
+    /// GPTQ of the weight `name` (its tensor and values as read) against its Hessian in `hessians`, on
+    /// `threads` (the same result on any count, OpenBLAS single-threaded as the caller leaves it), then
+    /// encoded by `scheme` and decoded again. A weight no calibration token reached (an expert never
+    /// routed to) gets an identity Hessian: round to nearest.
+    static func gptqMatrix(_ name: String, weight: (tensor: LogicalTensor, values: [Float], originalType: DType), hessians: HessianCollector,
+                           gptq: GPTQOptions, scheme: any QuantizationScheme, output: String, threads: ThreadBudget) throws -> CalibratedMatrix {
+        let (tensor, values, originalType) = weight
+        let (rows, columns) = (tensor.shape[0], tensor.shape[1])
+        var options = gptq
+        if let integer = scheme as? IntegerScheme { options.scaleType = integer.scaleType(originalType: originalType) }
+        var notes: [String] = []
+        let result: GPTQResult
+        if let (hessian, _) = hessians.hessian(name) {
+            result = try GPTQ.quantize(values, hessian: hessian, rows: rows, columns: columns, options: options, name: name, threads: threads,
+                                       shift: hessians.shift(name))
+            if result.damp > options.damp {
+                notes.append("\(name): Hessian not positive definite with dampening \(options.damp); used \(formatDecimal(result.damp, places: 4))")
+            }
+        } else {
+            var identity = [Float](repeating: 0, count: columns * columns)
+            for c in 0..<columns { identity[c * columns + c] = 1 }
+            result = try GPTQ.quantize(values, hessian: identity, rows: rows, columns: columns, options: options, name: name, threads: threads)
+            notes.append("\(name): no calibration token reached it; quantized round-to-nearest")
+        }
+        if Interruption.isRequested { throw FileAccessError.interrupted(file: output) }
+        let encoded = encode(result, scheme: scheme, name: name, shape: tensor.shape, originalType: originalType, threads: threads)
+        var decoded = [Float](repeating: 0, count: rows * columns)
+        decoded.withUnsafeMutableBufferPointer { scheme.decode(encoded, into: $0, threads: threads) }
+        let metrics = values.withUnsafeBufferPointer { v in decoded.withUnsafeBufferPointer { ErrorMetrics.compare(reference: v, candidate: $0, threads: threads) } }
+        return CalibratedMatrix(encoded: encoded, metrics: metrics, decoded: decoded, notes: notes)
     }
 
     /// One layer by AWQ: each scaling group's α searched on its input's Gram matrix and mean |x|, the

@@ -116,7 +116,8 @@ public final class LayerByLayerForward {
 
     /// Runs layer `i` over every chunk; `observer` sees each product's input. Weights named in
     /// `replacing` (`P.weight` → f32 values, row-major) stand in for the stored ones. With
-    /// `advance`, the outputs become the inputs of the next call. With `observingOnly` (`P.weight`
+    /// `advance`, the outputs become the inputs of the next call; without it, the layer's last
+    /// products (down), whose outputs nothing observes, are not computed. With `observingOnly` (`P.weight`
     /// names, one of `sequentialGroups`), only the inputs of those products are wanted: each is
     /// observed and not computed, and the layer stops once all have been (it cannot advance then).
     public func run(layer i: Int, observer: ActivationObserver?, replacing: [String: [Float]] = [:], advance: Bool,
@@ -136,8 +137,17 @@ public final class LayerByLayerForward {
         // One scratch for every chunk and call (all of one length): the observer sees the same buffers chunk after chunk.
         let scratch = self.scratch
         scratch.observer = observer
-        defer { scratch.observer = nil }
-        let only = observingOnly.map { Set($0.map { $0.hasSuffix(".weight") ? String($0.dropLast(".weight".count)) : $0 }) }
+        func module(_ weight: String) -> String { weight.hasSuffix(".weight") ? String(weight.dropLast(".weight".count)) : weight }
+        var only = observingOnly.map { Set($0.map(module)) }
+        if only == nil, !advance, observer != nil, let last = sequentialGroups(layer: i).last {
+            // Every input wanted and no output: the last group's products (down) are observed and not computed.
+            only = Set(last.map(module))
+            scratch.observesEveryProduct = true
+        }
+        defer {
+            scratch.observer = nil
+            scratch.observesEveryProduct = false
+        }
         for index in range {
             scratch.observedOnly = only
             // A pass observing one group sees its products chunk after chunk at the same addresses: each chunk is new.

@@ -304,6 +304,9 @@ public final class TransformerModel: Sendable {
         var pending: Set<String> = []
         /// Whether every product of `observedOnly` has been observed: nothing more of the layer is computed.
         var finished: Bool { observedOnly != nil && pending.isEmpty }
+        /// With `observedOnly`, whether the products outside it are observed too (and computed): a pass
+        /// that wants every input but no output skips the layer's last products (its down projections).
+        var observesEveryProduct = false
         private var all: [UnsafeMutablePointer<Float>] = []
 
         /// Scratch for `sequences` chunks of `tokens` tokens each, run through the blocks together.
@@ -360,6 +363,9 @@ public final class TransformerModel: Sendable {
                 scratch.observer?.observe(layer.name, input, rows: rows, columns: inputs)
                 scratch.pending.remove(layer.name)
                 return
+            }
+            if scratch.observesEveryProduct, let observer = scratch.observer, !layer.name.isEmpty {
+                observer.observe(layer.name, input, rows: rows, columns: inputs)
             }
         } else if let observer = scratch.observer, !layer.name.isEmpty {
             observer.observe(layer.name, input, rows: rows, columns: inputs)

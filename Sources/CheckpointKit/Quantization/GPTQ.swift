@@ -259,11 +259,14 @@ public enum GPTQ {
         let groups = scales.count / Swift.max(rows, 1)
         var scales = scales
         let lambda = damping(hessian, size: columns, damp: damp)
+        // Every refit reads the same W·H.
+        let product = options.refitScales
+            ? GPTQScaleRefit.weightTimesHessian(weight: weight, hessian: hessian, rows: rows, columns: columns, threads: threads) : []
         func refitScales() {
             guard options.refitScales else { return }
             scales = GPTQScaleRefit.refit(units: units, weight: weight, hessian: hessian, damping: lambda,
                                           rows: rows, columns: columns, groupOf: groupOf, groups: groups, scales: scales,
-                                          scaleType: scaleType, threads: threads)
+                                          scaleType: scaleType, threads: threads, weightTimesHessian: product)
         }
         refitScales()
         for _ in 0..<options.refineRounds where !Interruption.isRequested {
@@ -346,16 +349,24 @@ public enum GPTQ {
             return Float(IntegerQuantizer.gptqCode(v, scale: p.0, zero: UInt8(p.1), bits: bits)) - p.1
         case let .fourBit(type):
             guard p.0 > 0 else { return 0 }
-            let table = type == .nf4 ? nf4Table : fp4Table
             let x = Swift.min(Swift.max(v / p.0, -1), 1)
-            var best = 0
-            for i in 1..<16 where abs(x - table[i]) < abs(x - table[best]) { best = i }
-            return table[best]
+            return (type == .nf4 ? nf4Nearest : fp4Nearest).nearest(x)
         }
     }
 
-    static let nf4Table = FourBitType.nf4.code
-    static let fp4Table = FourBitType.fp4.code
+    /// `quantizedUnit` with the codebook scanned entry by entry, for tests of the search.
+    static func quantizedUnitReference(_ v: Float, _ p: (Float, Float), options: GPTQOptions) -> Float {
+        guard case let .fourBit(type) = options.codes else { return quantizedUnit(v, p, options: options) }
+        guard p.0 > 0 else { return 0 }
+        let table = type.code
+        let x = Swift.min(Swift.max(v / p.0, -1), 1)
+        var best = 0
+        for i in 1..<16 where abs(x - table[i]) < abs(x - table[best]) { best = i }
+        return table[best]
+    }
+
+    static let nf4Nearest = CodebookNearest(FourBitType.nf4.code)
+    static let fp4Nearest = CodebookNearest(FourBitType.fp4.code)
 
     /// The upper Cholesky factor U of (H + λI)⁻¹ (UᵀU = (H + λI)⁻¹), λ = damp · mean(diag H), in f64;
     /// on failure the dampening grows by `increment` while below 1 (GPTQModel L911–937).
@@ -390,8 +401,10 @@ public enum GPTQ {
 /// values, each row's loss, and per row one block's values and errors. Every piece of rows touches
 /// only its own rows, so pieces run on separate threads.
 final class LazyColumns: @unchecked Sendable {
-    /// Rows per piece of work: a fixed cut, so the result is the same for any thread count.
-    static let rowsPerPiece = 16
+    /// Rows per piece of work: a fixed cut, so the result is the same for any thread count. Each
+    /// piece's update multiplies by U's block rows, which OpenBLAS packs on every call: 64 rows
+    /// keep that packing small beside the product.
+    static let rowsPerPiece = 64
 
     let rows: Int, columns: Int, blockSize: Int
     /// `[rows, columns]` in processing order, updated by the errors fed forward.

@@ -8,16 +8,20 @@ import COpenBLAS
 /// scales follow the codes, the step least-squares rounding schemes (llama.cpp's `make_qx_quants`)
 /// take per block, here over the whole row through H.
 enum GPTQScaleRefit {
-    /// Rows whose systems are built and solved together: a fixed cut, so any thread count gives the same scales.
-    static let rowsPerPiece = 32
+    /// Rows whose systems are built and solved together: a fixed cut, so any thread count gives the
+    /// same scales. Each piece multiplies by the whole of H, which OpenBLAS packs on every call.
+    static let rowsPerPiece = 64
 
     /// New scales `[rows, groups]` for `units` `[rows, columns]` in groups `groupOf`, fitting `weight`
     /// under `hessian` + `damping`·I (`[columns, columns]`). A group whose units are all zero keeps its
     /// scale; a row keeps all of `scales` where its system is singular, a refitted scale is not positive
     /// and finite, or the fit rounded to `scaleType` is no better. Rows go in pieces over `threads`
     /// (OpenBLAS single-threaded inside them, as the caller leaves it).
+    /// `weightTimesHessian` is `weightTimesHessian(weight:hessian:rows:columns:threads:)` when the caller refits
+    /// the same weight more than once; nil computes it here.
     static func refit(units: [Float], weight: [Float], hessian: [Float], damping: Float, rows: Int, columns: Int, groupOf: [Int32],
-                      groups: Int, scales: [Float], scaleType: DType, threads: ThreadBudget) -> [Float] {
+                      groups: Int, scales: [Float], scaleType: DType, threads: ThreadBudget, weightTimesHessian: [Float]? = nil) -> [Float] {
+        let product = weightTimesHessian ?? Self.weightTimesHessian(weight: weight, hessian: hessian, rows: rows, columns: columns, threads: threads)
         // Each group's columns, and H's rows in group order (H itself when every group is one run of columns).
         var members = [[Int]](repeating: [], count: groups)
         for k in 0..<columns { members[Int(groupOf[k])].append(k) }
@@ -35,14 +39,14 @@ enum GPTQScaleRefit {
         var result = scales
         units.withUnsafeBufferPointer { v in
             weight.withUnsafeBufferPointer { w in
-                hessian.withUnsafeBufferPointer { h in
+                product.withUnsafeBufferPointer { wh in
                     hessianByGroup.withUnsafeBufferPointer { hg in
                         result.withUnsafeMutableBufferPointer { out in
-                            let shared = UncheckedSendable((v, w, h, hg, out))
+                            let shared = UncheckedSendable((v, w, wh, hg, out))
                             threads.forEachPiece(of: rows, size: rowsPerPiece) { piece in
-                                let (v, w, h, hg, out) = shared.value
-                                let (a, b) = normalEquations(units: v, weight: w, hessian: h, hessianByGroup: hg, damping: damping, rows: piece,
-                                                             columns: columns, groupOf: groupOf, members: members, firstRow: firstRow)
+                                let (v, w, wh, hg, out) = shared.value
+                                let (a, b) = normalEquations(units: v, weight: w, weightTimesHessian: wh, hessianByGroup: hg, damping: damping,
+                                                             rows: piece, columns: columns, groupOf: groupOf, members: members, firstRow: firstRow)
                                 for (p, n) in piece.enumerated() {
                                     let system = Array(a[(p * groups * groups)..<((p + 1) * groups * groups)])
                                     let right = Array(b[(p * groups)..<((p + 1) * groups)])
@@ -60,23 +64,39 @@ enum GPTQScaleRefit {
         return result
     }
 
+    /// W·H `[rows, columns]`, in the pieces of rows the refit builds its systems in (so each row's
+    /// values are those a piece's own product gives): the same for every refit of one weight.
+    static func weightTimesHessian(weight: [Float], hessian: [Float], rows: Int, columns: Int, threads: ThreadBudget) -> [Float] {
+        var product = [Float](repeating: 0, count: rows * columns)
+        weight.withUnsafeBufferPointer { w in
+            hessian.withUnsafeBufferPointer { h in
+                product.withUnsafeMutableBufferPointer { p in
+                    let shared = UncheckedSendable((w, h, p))
+                    threads.forEachPiece(of: rows, size: rowsPerPiece) { piece in
+                        let (w, h, p) = shared.value
+                        MatrixMultiply.multiply(w.baseAddress! + piece.lowerBound * columns, h.baseAddress!, into: p.baseAddress! + piece.lowerBound * columns,
+                                                m: piece.count, n: columns, k: columns)
+                    }
+                }
+            }
+        }
+        return product
+    }
+
     /// The rows `piece`'s A `[rows, groups, groups]` and b `[rows, groups]` in f64: b from W·H, A group
     /// by group from V_h·H[h, ·] (one product's worth of work over all groups), plus the damping's
     /// diagonal: λ·Σ v² on A's diagonal, λ·Σ v·w in b.
-    static func normalEquations(units v: UnsafeBufferPointer<Float>, weight w: UnsafeBufferPointer<Float>, hessian h: UnsafeBufferPointer<Float>,
-                                hessianByGroup hg: UnsafeBufferPointer<Float>, damping: Float, rows piece: Range<Int>, columns: Int,
-                                groupOf: [Int32], members: [[Int]], firstRow: [Int]) -> (a: [Double], b: [Double]) {
+    static func normalEquations(units v: UnsafeBufferPointer<Float>, weight w: UnsafeBufferPointer<Float>,
+                                weightTimesHessian wh: UnsafeBufferPointer<Float>, hessianByGroup hg: UnsafeBufferPointer<Float>, damping: Float,
+                                rows piece: Range<Int>, columns: Int, groupOf: [Int32], members: [[Int]], firstRow: [Int]) -> (a: [Double], b: [Double]) {
         let groups = members.count, count = piece.count, first = piece.lowerBound
         var a = [Double](repeating: 0, count: count * groups * groups), b = [Double](repeating: 0, count: count * groups)
         var product = [Float](repeating: 0, count: count * columns)
-        product.withUnsafeMutableBufferPointer { p in
-            MatrixMultiply.multiply(w.baseAddress! + first * columns, h.baseAddress!, into: p.baseAddress!, m: count, n: columns, k: columns)
-        }
         for r in 0..<count {
             let n = first + r
             for k in 0..<columns {
                 let g = Int(groupOf[k]), vk = Double(v[n * columns + k])
-                b[r * groups + g] += vk * (Double(product[r * columns + k]) + Double(damping) * Double(w[n * columns + k]))
+                b[r * groups + g] += vk * (Double(wh[n * columns + k]) + Double(damping) * Double(w[n * columns + k]))
                 a[(r * groups + g) * groups + g] += Double(damping) * vk * vk
             }
         }
@@ -90,10 +110,13 @@ enum GPTQScaleRefit {
                                             m: count, n: columns, k: width)
                 }
             }
+            // Group by group, each sum in ascending columns: the order a scan of all columns gives.
             for r in 0..<count {
                 let n = first + r
-                for k in 0..<columns {
-                    a[(r * groups + Int(groupOf[k])) * groups + hIndex] += Double(v[n * columns + k]) * Double(product[r * columns + k])
+                for (g, groupColumns) in members.enumerated() {
+                    var sum = a[(r * groups + g) * groups + hIndex]
+                    for k in groupColumns { sum += Double(v[n * columns + k]) * Double(product[r * columns + k]) }
+                    a[(r * groups + g) * groups + hIndex] = sum
                 }
             }
         }
