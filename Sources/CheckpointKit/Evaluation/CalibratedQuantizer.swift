@@ -448,7 +448,9 @@ public enum CalibratedQuantizer {
                 if Interruption.isRequested { throw FileAccessError.interrupted(file: output) }
                 let results = outcomes.withLock { $0 }
                 for (index, name) in group.enumerated() {
-                    let matrix = try results[index]!.get()
+                    // A matrix an interruption skipped has no outcome.
+                    guard let outcome = results[index] else { throw FileAccessError.interrupted(file: output) }
+                    let matrix = try outcome.get()
                     notes += matrix.notes
                     replacements[name] = matrix.decoded
                     encoded[name] = (matrix.encoded, matrix.metrics)

@@ -12,8 +12,8 @@ public enum ProcessMemory {
 
     /// Every thread allocates from one arena. With freed blocks kept in the process, each worker's
     /// own arena (glibc's default) keeps the largest set that worker ever freed: calibrated
-    /// quantization, whose workers run GPTQ on two matrices side by side, peaked at 553 MB on
-    /// SmolLM2-135M that way and at 497 MB with one arena, in the same time. For a program's
+    /// quantization, whose workers run GPTQ on two matrices side by side, peaked at 540 MiB on
+    /// SmolLM2-135M that way and at 485 MiB with one arena, in the same time. For a program's
     /// start, before its workers first allocate (a thread keeps the arena it began with).
     public static func shareOneArena() {
         _ = ckpt_share_one_arena()
