@@ -57,17 +57,20 @@ func dampeningDefaultsByScheme() throws {
     #expect(try CalibratedQuantizer.gptqOptions(int4, calibration: calibration).damp == 0.02)
 }
 
-@Test("GPTQ over a whole model writes the same bytes on 1, 2 and 3 threads (its matrices run side by side on more), NF4 and int4 with refinement")
+@Test("GPTQ over a whole model writes the same bytes on 1, 2 and 3 threads (its matrices run side by side on more): NF4, int4 with refinement, and true-sequential NF4 (groups of one matrix)")
 func calibratedQuantizeIsTheSameOnAnyThreadCount() throws {
     let tokens = readBytes(Paths.fixture("eval/eval_tokens_u32le.bin")).withUnsafeBytes { raw in
         (0..<512).map { Int(raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self)) }
     }
     let input = try Checkpoint(path: Paths.fixture("models/tiny-llama"))
     let scratch = ScratchDirectory()
-    let schemes: [any QuantizationScheme] = [FourBitScheme(type: .nf4, blockSize: 32), IntegerScheme(bits: 4, groupSize: 32)]
-    for (s, scheme) in schemes.enumerated() {
+    let schemes: [(any QuantizationScheme, sequential: Bool)] = [(FourBitScheme(type: .nf4, blockSize: 32), false),
+                                                                  (IntegerScheme(bits: 4, groupSize: 32), false),
+                                                                  (FourBitScheme(type: .nf4, blockSize: 32), true)]
+    for (s, (scheme, sequential)) in schemes.enumerated() {
         var calibration = CalibrationOptions(tokens: tokens, context: 64, bos: nil, source: "eval tokens")
         calibration.actOrder = true
+        calibration.trueSequential = sequential
         let files = try [1, 2, 3].map { threads -> [UInt8] in
             let output = scratch.file("s\(s)-t\(threads)")
             _ = try CalibratedQuantizer.quantize(input, to: output, options: QuantizationOptions(scheme: scheme, threads: ThreadBudget(threads)),
@@ -75,7 +78,7 @@ func calibratedQuantizeIsTheSameOnAnyThreadCount() throws {
             return readBytes(output + "/model.safetensors")
         }
         #expect(!files[0].isEmpty)
-        #expect(files[1] == files[0], "\(scheme): 2 threads")
-        #expect(files[2] == files[0], "\(scheme): 3 threads")
+        #expect(files[1] == files[0], "\(scheme), sequential \(sequential): 2 threads")
+        #expect(files[2] == files[0], "\(scheme), sequential \(sequential): 3 threads")
     }
 }

@@ -422,21 +422,24 @@ public enum CalibratedQuantizer {
             for group in calibration.method == .gptq ? groups : [] {
                 if let pass = sequentialHessians(group, replacements) { collector = pass }
                 let hessians = collector
-                // The group's matrices are independent once their Hessians are summed: each runs whole on one
-                // worker, one thread inside (OpenBLAS's too), the largest first, so that both cores stay busy
-                // through GPTQ's serial steps (the permutations, the Cholesky factorizations, the column loop's
-                // group parameters) and its pieces of rows that do not split evenly. What a matrix gets does not
-                // depend on the worker that runs it, so the result is the same for any --threads.
+                // The group's matrices are independent once their Hessians are summed: two at a time run whole,
+                // side by side, the largest first, each on half the threads (OpenBLAS single-threaded), so that
+                // every core stays busy through GPTQ's serial steps (the permutations, the Cholesky factorizations,
+                // the column loop's group parameters) and its pieces of rows that do not split evenly. Two, not
+                // more: each holds its own copies of H and of the weight, so memory stays within two matrices'
+                // work whatever --threads is. GPTQ's result is the same on any thread count, and which worker
+                // runs a matrix changes nothing, so the output is the same for any --threads.
                 let work = group.indices.sorted { a, b in
                     let (x, y) = (byName[group[a]]!.shape, byName[group[b]]!.shape)
                     let (costX, costY) = (x[0] * x[1] + x[1] * x[1], y[0] * y[1] + y[1] * y[1])
                     return costX != costY ? costX > costY : a < b
                 }
+                let side = Swift.min(options.threads.count, work.count, 2)
                 // A group of one (true sequential's o or down) keeps every thread inside.
-                let inner = work.count == 1 ? options.threads : .single
+                let inner = ThreadBudget(options.threads.count / side)
                 let outcomes = Mutex<[Int: Result<CalibratedMatrix, any Error>]>([:])
                 MatrixMultiply.setThreads(.single)
-                options.threads.forEachChunk(work.count) { item in
+                ThreadBudget(side).forEachChunk(work.count) { item in
                     let index = work[item], name = group[index]
                     WorkProgress.report("GPTQ", done: layer + 1, total: forward.layerCount, item: name)
                     let outcome = Result { () throws -> CalibratedMatrix in
