@@ -35,12 +35,12 @@ func codebookSearchEqualsTheScan(type: FourBitType) {
 
 @Test("The codebook search keeps each value once, with the lowest code holding it")
 func codebookSearchKeepsTheLowestCode() {
-    let fp4 = CodebookNearest(FourBitType.fp4.code)
+    let fp4 = CodebookNearest(.fp4)
     let values = (0..<fp4.count).map { fp4.values[$0] }
     #expect(fp4.count == 15)
     #expect(values == values.sorted())
     #expect(fp4.indices[values.firstIndex(of: 0)!] == 0)
-    let nf4 = CodebookNearest(FourBitType.nf4.code)
+    let nf4 = CodebookNearest(.nf4)
     #expect(nf4.count == 16)
     #expect((0..<16).map { nf4.values[$0] } == FourBitType.nf4.code && (0..<16).map { Int(nf4.indices[$0]) } == Array(0..<16))
 }

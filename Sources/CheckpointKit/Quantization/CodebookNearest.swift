@@ -15,15 +15,15 @@ struct CodebookNearest: @unchecked Sendable {
     /// The entry a NaN takes in the scan: index 0's.
     let first: Float
 
-    /// The search over `table`'s entries (1 to 16).
-    init(_ table: [Float]) {
-        precondition(!table.isEmpty && table.count <= 16, "a 4-bit codebook has 1 to 16 entries")
-        let order = table.indices.sorted { table[$0] != table[$1] ? table[$0] < table[$1] : $0 < $1 }
+    /// The search over `type`'s sixteen entries.
+    init(_ type: FourBitType) {
+        let table = type.code
         let values = UnsafeMutablePointer<Float>.allocate(capacity: 16), indices = UnsafeMutablePointer<Int32>.allocate(capacity: 16)
         values.initialize(repeating: .infinity, count: 16)
         indices.initialize(repeating: 0, count: 16)
         var count = 0
-        for i in order where count == 0 || values[count - 1] != table[i] {
+        // In value order, each value kept at its lowest code (`order` is a stable argsort).
+        for i in type.order.map(Int.init) where count == 0 || values[count - 1] != table[i] {
             values[count] = table[i]
             indices[count] = Int32(i)
             count += 1

@@ -365,8 +365,8 @@ public enum GPTQ {
         return table[best]
     }
 
-    static let nf4Nearest = CodebookNearest(FourBitType.nf4.code)
-    static let fp4Nearest = CodebookNearest(FourBitType.fp4.code)
+    static let nf4Nearest = CodebookNearest(.nf4)
+    static let fp4Nearest = CodebookNearest(.fp4)
 
     /// The upper Cholesky factor U of (H + λI)⁻¹ (UᵀU = (H + λI)⁻¹), λ = damp · mean(diag H), in f64;
     /// on failure the dampening grows by `increment` while below 1 (GPTQModel L911–937).
