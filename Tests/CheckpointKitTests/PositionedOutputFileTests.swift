@@ -80,3 +80,18 @@ func directWritesFallBackMidway() throws {
 func outputIOSetting() {
     #expect(PositionedOutputFile.directByDefault == (ProcessInfo.processInfo.environment["CKPT_OUTPUT_IO"] != "buffered"))
 }
+
+@Test("One write of many bounce buffers' worth, at an unaligned offset, lands whole with two direct writes under way")
+func oneLargeWriteLandsWhole() throws {
+    let scratch = ScratchDirectory()
+    let length = 9 * PositionedOutputFile.bounceBytes + 5000, offset = 123
+    let bytes = seededBytes(offset + length, seed: 5)
+    let path = scratch.file("out")
+    let file = try PositionedOutputFile(creating: path)
+    try bytes.withUnsafeBytes { raw in
+        try file.write(UnsafeRawBufferPointer(rebasing: raw[..<offset]), at: 0)
+        try file.write(UnsafeRawBufferPointer(rebasing: raw[offset...]), at: offset)
+    }
+    try file.finish()
+    #expect(readBytes(path) == bytes)
+}
