@@ -1668,10 +1668,15 @@ def output_bytes(path: Path) -> int:
 
 
 def fsync_floor(count: int, scratch: Path) -> float:
-    """Median of 3 `dd conv=fsync` writes of `count` bytes: no durable output of that size is faster."""
+    """Median of 3 `dd conv=fsync` writes of `count` bytes: no durable output of that size is faster.
+
+    Each timed write replaces a file of the same size, as each timed ckpt round (`--force`) replaces
+    its last output: on a file system mounted with `discard` (this one), freeing a gigabyte's blocks
+    takes a third of a second, and a floor written to fresh files only would leave that out."""
     blocks = max(1, -(-count // 2**20))
-    times = [run_process(["dd", "if=/dev/zero", f"of={scratch}", "bs=1M", f"count={blocks}", "conv=fsync"]).seconds
-             for _ in range(3)]
+    argv = ["dd", "if=/dev/zero", f"of={scratch}", "bs=1M", f"count={blocks}", "conv=fsync"]
+    run_process(argv)
+    times = [run_process(argv).seconds for _ in range(3)]
     scratch.unlink(missing_ok=True)
     return median(times)
 

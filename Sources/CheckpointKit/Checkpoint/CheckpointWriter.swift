@@ -162,7 +162,8 @@ public final class CheckpointWriter {
         let total = shards.reduce(0) { $0 + $1.tensors.count }
         var written = 0
         return try writeStreaming(from: input, to: output, shardCount: shards.count, config: config, overwrite: overwrite,
-                                  replacingFiles: replacingFiles, extraFiles: extraFiles, pieceBytes: writing.pieceBytes) { shard, open in
+                                  replacingFiles: replacingFiles, extraFiles: extraFiles, pieceBytes: writing.pieceBytes,
+                                  direct: writing.isDirect && PositionedOutputFile.directByDefault) { shard, open in
             let writer = try open(shards[shard])
             for info in writer.layout.tensors {
                 try produce(info, TensorOutput(info, streamed: writer))
@@ -206,10 +207,12 @@ public final class CheckpointWriter {
     /// `shard` of `shardCount`, calls `open(plan)` once to create the file with its header, and
     /// hands every planned tensor to the writer it returns. Each shard is finished (every write
     /// done, fsynced) before the next is filled; at most `window` tensors (or pieces) wait to be
-    /// written, and tensors viewed in the input are written `pieceBytes` at a time.
+    /// written, and tensors viewed in the input are written `pieceBytes` at a time. Files are written
+    /// around the page cache when `direct` (and the file system allows it).
     public static func writeStreaming(from input: Checkpoint, to output: String, shardCount: Int, config: JSONValue?,
                                       overwrite: Bool, replacingFiles: [String] = [], extraFiles: [(name: String, path: String)] = [],
                                       window: Int = 2, pieceBytes: Int = SafetensorsStreamWriter.defaultPieceBytes,
+                                      direct: Bool = PositionedOutputFile.directByDefault,
                                       fill: (_ shard: Int, _ open: (ShardPlan) throws -> SafetensorsStreamWriter) throws -> Void) throws
         -> (files: [String], copiedFiles: [String])
     {
@@ -223,7 +226,7 @@ public final class CheckpointWriter {
                     precondition(opened == nil, "writeStreaming: a shard is opened once")
                     let path = loneFile ?? folder!.output.path(plan.fileName)
                     let writer = try SafetensorsStreamWriter(SafetensorsLayout(plan.tensors, metadata: plan.metadata), path: path,
-                                                             window: window, pieceBytes: pieceBytes)
+                                                             window: window, pieceBytes: pieceBytes, direct: direct)
                     opened = writer
                     planned = plan
                     return writer

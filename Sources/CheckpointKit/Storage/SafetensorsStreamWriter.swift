@@ -52,8 +52,10 @@ public final class SafetensorsStreamWriter: @unchecked Sendable {
     public let pieceBytes: Int
 
     /// Creates `path` (which must not exist) and writes `layout`'s header; at most `window` (≥ 1)
-    /// submitted tensors (or pieces) are held at once; viewed tensors are written `pieceBytes` at a time. Throws `SafetensorsWriteError.duplicateTensor` for a layout naming a tensor twice.
-    public init(_ layout: SafetensorsLayout, path: String, window: Int = 2, pieceBytes: Int = defaultPieceBytes) throws {
+    /// submitted tensors (or pieces) are held at once; viewed tensors are written `pieceBytes` at a time;
+    /// around the page cache when `direct` (`PositionedOutputFile`). Throws `SafetensorsWriteError.duplicateTensor` for a layout naming a tensor twice.
+    public init(_ layout: SafetensorsLayout, path: String, window: Int = 2, pieceBytes: Int = defaultPieceBytes,
+                direct: Bool = PositionedOutputFile.directByDefault) throws {
         var index: [String: Int] = [:]
         for (i, info) in layout.tensors.enumerated() where index.updateValue(i, forKey: info.name) != nil {
             throw SafetensorsWriteError.duplicateTensor(file: path, tensor: info.name)
@@ -64,7 +66,7 @@ public final class SafetensorsStreamWriter: @unchecked Sendable {
         handed = [Int](repeating: 0, count: layout.tensors.count)
         complete = [Bool](repeating: false, count: layout.tensors.count)
         slots = DispatchSemaphore(value: max(1, window))
-        file = try PositionedOutputFile(creating: path)
+        file = try PositionedOutputFile(creating: path, direct: direct)
         try file.write(layout.header, at: 0)
     }
 
