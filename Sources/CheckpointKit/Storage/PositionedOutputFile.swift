@@ -109,10 +109,11 @@ public final class PositionedOutputFile: Sendable {
     }
 
     /// Writes page-aligned bytes at a page-aligned offset, `bounceBytes` per direct `pwrite`, with
-    /// two of them under way at once: one direct write waits for the device
-    /// before the next is issued, and on this machine's virtual disk one at a time reached only
-    /// 55–75% of what `dd conv=fsync` (the kernel's writeback, many requests at once) reached, two
-    /// at a time all of it. The caller's thread and a helper take the next unwritten slice in turn.
+    /// two of them under way at once: a direct write waits for the device before the next is issued,
+    /// and on this machine's virtual disk one at a time reached 55–75% of the rate of `dd conv=fsync`
+    /// (the kernel's writeback, many requests at once), two at a time about all of it while the disk
+    /// answered quickly (less when its latency rose: see `TensorWriting.streamed`). The caller's
+    /// thread and a helper take the next unwritten slice in turn.
     private func writeWholePages(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(FileAccessError) {
         let slices = (bytes.count + Self.bounceBytes - 1) / Self.bounceBytes
         let nextSlice = LockedValue(0)

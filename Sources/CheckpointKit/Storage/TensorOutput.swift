@@ -17,8 +17,8 @@ public struct TensorWriting: Sendable, Equatable {
     /// this way (convert, dequantize, merge) write floats as large as their input with little work per
     /// byte, so the disk sets their pace, and the kernel's writeback keeps many requests under way
     /// where direct writes keep two. On this machine's virtual disk a 1 GB bf16 → f16 convert took
-    /// 0.64–0.88× `dd conv=fsync`'s time this way and 1.0–1.6× with direct writes, whose rate fell with
-    /// the disk's latency. Quantization, whose output is a fraction of its input and whose CPU is the
+    /// 0.64–1.24× `dd conv=fsync`'s time this way (the paired median 0.99×) and 1.0–1.9× with direct
+    /// writes, whose rate fell as the disk's latency rose. Quantization, whose output is a fraction of its input and whose CPU is the
     /// limit, keeps direct writes (`CheckpointWriter.writeStreaming`).
     public static let streamed = streamed(pieceBytes: SafetensorsStreamWriter.defaultPieceBytes)
 
