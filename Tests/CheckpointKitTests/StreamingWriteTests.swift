@@ -11,8 +11,10 @@ private func outputFiles(_ path: String) -> [String: [UInt8]] {
 
 /// The streamed ways each command is run below: the default pieces (whole tensors at this size),
 /// and pieces far smaller than a tensor and of an odd length, so every tensor crosses many piece
-/// boundaries (pieces of a mapped tensor, of a conversion, of values written from f32).
-private let streamedWritings: [TensorWriting] = [.streamed, .streamed(pieceBytes: 1000), .streamed(pieceBytes: 40_001)]
+/// boundaries (pieces of a mapped tensor, of a conversion, of values written from f32); and small
+/// pieces written around the page cache, whose pages held in part are then filled from both sides.
+private let streamedWritings: [TensorWriting] = [.streamed, .streamed(pieceBytes: 1000), .streamed(pieceBytes: 40_001),
+                                                 .streamed(pieceBytes: 1000, direct: true)]
 
 /// The three input layouts of the tiny Llama: a folder, three shards, and a lone file (written as a lone file).
 private func tinyLlamaInputs(_ scratch: ScratchDirectory) throws -> [(name: String, path: String)] {

@@ -26,8 +26,8 @@ public final class PositionedOutputFile: Sendable {
 
     /// The alignment direct writes keep (offsets, lengths and memory): the largest logical block size in use.
     static let pageSize = 4096
-    /// Bytes copied into one bounce buffer per direct `pwrite`: large enough that the device sees
-    /// long requests (1 MiB reaches this disk's full rate), small enough to add little to the RSS.
+    /// Bytes copied into one bounce buffer per direct `pwrite` (two buffers in use a write): large
+    /// enough that the device sees long requests, small enough to add little to the RSS.
     static let bounceBytes = 1 << 20
     /// Runs the second of the two direct writes kept under way (`writeWholePages`).
     private let helper = DispatchQueue(label: "ckpt.positioned-output-file.second-write")
@@ -120,8 +120,9 @@ public final class PositionedOutputFile: Sendable {
         let firstFailure = LockedValue<FileAccessError?>(nil)
         let source = UncheckedSendable(bytes)
         @Sendable func writeSlices() {
-            let bounce = takeBounce()
-            defer { state.withLock { $0.spareBounces.append(bounce) } }
+            // Taken at the first direct slice: a helper that finds the slices gone takes none.
+            var bounce: AlignedBlock?
+            defer { if let bounce { state.withLock { $0.spareBounces.append(bounce) } } }
             while firstFailure.withLock({ $0 == nil }) {
                 let slice = nextSlice.withLock { next in defer { next += 1 }; return next }
                 guard slice < slices else { return }
@@ -129,8 +130,10 @@ public final class PositionedOutputFile: Sendable {
                 let piece = UnsafeRawBufferPointer(rebasing: source.value[start..<(start + count)])
                 do throws(FileAccessError) {
                     if isDirect {
-                        UnsafeMutableRawBufferPointer(start: bounce.pointer, count: count).copyMemory(from: piece)
-                        try writeDirect(UnsafeRawBufferPointer(start: bounce.pointer, count: count), at: offset + start)
+                        let buffer = bounce ?? takeBounce()
+                        bounce = buffer
+                        UnsafeMutableRawBufferPointer(start: buffer.pointer, count: count).copyMemory(from: piece)
+                        try writeDirect(UnsafeRawBufferPointer(start: buffer.pointer, count: count), at: offset + start)
                     } else {
                         // The file system refused direct I/O: the rest goes through the page cache.
                         try writeBuffered(piece, at: offset + start)
