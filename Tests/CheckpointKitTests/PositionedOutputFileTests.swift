@@ -87,7 +87,7 @@ func oneLargeWriteLandsWhole() throws {
     let length = 9 * PositionedOutputFile.bounceBytes + 5000, offset = 123
     let bytes = seededBytes(offset + length, seed: 5)
     let path = scratch.file("out")
-    let file = try PositionedOutputFile(creating: path)
+    let file = try PositionedOutputFile(creating: path, direct: true)
     try bytes.withUnsafeBytes { raw in
         try file.write(UnsafeRawBufferPointer(rebasing: raw[..<offset]), at: 0)
         try file.write(UnsafeRawBufferPointer(rebasing: raw[offset...]), at: offset)

@@ -18,8 +18,8 @@ public struct TensorWriting: Sendable, Equatable {
     /// byte, so the disk sets their pace, and the kernel's writeback keeps many requests under way
     /// where direct writes keep two. On this machine's virtual disk a 1 GB bf16 → f16 convert took
     /// 0.64–1.24× `dd conv=fsync`'s time this way (the paired median 0.99×) and 1.0–1.9× with direct
-    /// writes, whose rate fell as the disk's latency rose. Quantization, whose output is a fraction of its input and whose CPU is the
-    /// limit, keeps direct writes (`CheckpointWriter.writeStreaming`).
+    /// writes, whose rate fell as the disk's latency rose. Quantization, whose output is a fraction
+    /// of its input and whose CPU is the limit, keeps direct writes (`CheckpointWriter.writeStreaming`).
     public static let streamed = streamed(pieceBytes: SafetensorsStreamWriter.defaultPieceBytes)
 
     /// Streamed in pieces of `pieceBytes` (≥ 1), through the page cache unless `direct`: small pieces
