@@ -503,4 +503,13 @@ func hessianWeighsFirstToken() throws {
     }
     options.firstTokenWeight = 3
     #expect(options.effectiveFirstTokenWeight == 3)
+    // GPTQ alone measures a weight per product unless a weight is given or the AWQ methods run.
+    var gptq = CalibrationOptions(tokens: [], context: 64, bos: nil, source: "t")
+    #expect(gptq.effectiveMeasuresFirstTokenWeights)
+    gptq.firstTokenWeight = 8
+    #expect(!gptq.effectiveMeasuresFirstTokenWeights)
+    gptq.measuresFirstTokenWeights = true
+    #expect(gptq.effectiveMeasuresFirstTokenWeights)
+    options.firstTokenWeight = nil
+    #expect(!options.effectiveMeasuresFirstTokenWeights)
 }

@@ -357,20 +357,43 @@ func gptqRefinementWithPermutedGroups() throws {
     #expect(refined < plain * 1.25, "KLD \(refined) refined against \(plain) plain")
 }
 
-@Test("ckpt-quantize --method gptq counts each chunk's first token 8 times unless told, says so in a note, and the AWQ methods count it once")
+@Test("ckpt-quantize --method gptq measures each product's first-token weight unless told, says so in a note; a number fixes it; the AWQ methods count it once")
 func gptqFirstTokenWeightDefault() throws {
     let scratch = ScratchDirectory()
     let calibration = ["--scheme", "int4", "--block-size", "32", "--calibration-text", Tools.fixture("text/eval.txt"), "--calibration-tokens", "256",
                        "--ctx", "128", "--json"]
-    for (name, flags, note) in [("gptq", ["--method", "gptq"], "8.0"), ("gptq-1", ["--method", "gptq", "--first-token-weight", "1"], nil),
-                                ("gptq-3", ["--method", "gptq", "--first-token-weight", "3"], "3.0"), ("awq", ["--method", "awq"], nil),
-                                ("awq+gptq", ["--method", "awq+gptq"], nil)] {
+    let measured = "first-token weights measured per product from the loss's gradients on 2 chunks"
+    for (name, flags, note, measures) in [("gptq", ["--method", "gptq"], nil, true),
+                                          ("gptq-auto", ["--method", "gptq", "--first-token-weight", "AUTO"], nil, true),
+                                          ("gptq-8", ["--method", "gptq", "--first-token-weight", "8"], "8.0", false),
+                                          ("gptq-1", ["--method", "gptq", "--first-token-weight", "1"], nil, false),
+                                          ("awq", ["--method", "awq"], nil, false), ("awq+gptq", ["--method", "awq+gptq"], nil, false),
+                                          ("awq+gptq-auto", ["--method", "awq+gptq", "--first-token-weight", "auto"], nil, true)] as [(String, [String], String?, Bool)] {
         let r = try Tools.run("ckpt-quantize", [tinyLlama, scratch.file(name)] + calibration + flags)
         #expect(r.status == 0, "\(name): \(r.stderr)")
         let notes = try #require(try parseJSONObject(r.stdout)["notes"] as? [String])
         let weighted = notes.filter { $0.hasPrefix("each chunk's first token counted") }
         #expect(weighted == (note.map { ["each chunk's first token counted \($0) times in the Hessians"] } ?? []), "\(name): \(notes)")
+        #expect(notes.contains { $0.hasPrefix(measured) } == measures, "\(name): \(notes)")
     }
-    // The weight changes the Hessians, so the codes: the default's file differs from weight 1's.
-    #expect(FileManager.default.contents(atPath: scratch.file("gptq/model.safetensors")) != FileManager.default.contents(atPath: scratch.file("gptq-1/model.safetensors")))
+    // The weights change the Hessians, so the codes: the measured default's file differs from weight 8's, and `auto` is the default.
+    let file = { (name: String) in FileManager.default.contents(atPath: scratch.file(name + "/model.safetensors")) }
+    #expect(file("gptq") != file("gptq-8"))
+    #expect(file("gptq") == file("gptq-auto"))
+    for bad in ["-1", "often"] {
+        let r = try Tools.run("ckpt-quantize", [tinyLlama, scratch.file("bad")] + calibration + ["--method", "gptq", "--first-token-weight", bad])
+        #expect(r.status != 0 && r.stderr.contains("first-token-weight"), "\(bad): \(r.stderr)")
+    }
+}
+
+@Test("ckpt-quantize --method gptq on a model whose blocks the backward pass does not cover keeps the fixed weight 8 and says why")
+func gptqFirstTokenWeightFallsBack() throws {
+    let scratch = ScratchDirectory()
+    let r = try Tools.run("ckpt-quantize", [Tools.fixture("architectures/qwen3"), scratch.file("q"), "--scheme", "int4", "--block-size", "16",
+                                            "--method", "gptq", "--calibration-text", Tools.fixture("text/eval.txt"),
+                                            "--calibration-tokens", "128", "--ctx", "64", "--json"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let notes = try #require(try parseJSONObject(r.stdout)["notes"] as? [String])
+    #expect(notes.contains { $0.hasPrefix("first-token weights not measured: the backward pass does not cover its query and key norms") }, "\(notes)")
+    #expect(notes.contains("each chunk's first token counted 8.0 times in the Hessians"), "\(notes)")
 }
