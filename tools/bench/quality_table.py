@@ -17,6 +17,7 @@ import json
 import os
 import struct
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -46,13 +47,15 @@ W4A16 = [
     ("int4 g64, round to nearest", "pack-quantized", ["--scheme", "int4", "--block-size", "64"], "int4-rtn"),
     ("int4 g64 asymmetric, round to nearest", "pack-quantized", ["--scheme", "int4", "--block-size", "64", "--asymmetric"], "int4-rtn-asym"),
     ("int4 g64, GPTQ + act-order, --mse 0", "pack-quantized", ["--scheme", "int4", "--block-size", "64", "--method", "gptq", "--act-order", "--mse", "0", *CALIBRATION], "int4-gptq-nomse"),
-    ("int4 g64, GPTQ + act-order (mse 2.4)", "pack-quantized", ["--scheme", "int4", "--block-size", "64", "--method", "gptq", "--act-order", *CALIBRATION], "int4-gptq"),
+    ("int4 g64, GPTQ + act-order (mse 2.4), first-token weights measured", "pack-quantized", ["--scheme", "int4", "--block-size", "64", "--method", "gptq", "--act-order", *CALIBRATION], "int4-gptq"),
+    ("int4 g64, GPTQ + act-order (mse 2.4), --first-token-weight 8", "pack-quantized", ["--scheme", "int4", "--block-size", "64", "--method", "gptq", "--act-order", "--first-token-weight", "8", *CALIBRATION], "int4-gptq-ftw8"),
     ("int4 g64, GPTQ + act-order, --mse 0", "GPTQ (v1)", ["--scheme", "int4", "--block-size", "64", "--format", "gptq", "--method", "gptq", "--act-order", "--mse", "0", *CALIBRATION], "int4-gptq-format-nomse"),
     ("int4 g64, GPTQ + act-order (mse 2.4)", "GPTQ (v1)", ["--scheme", "int4", "--block-size", "64", "--format", "gptq", "--method", "gptq", "--act-order", *CALIBRATION], "int4-gptq-format"),
     ("int4 g64, AWQ (scales + clip)", "pack-quantized", ["--scheme", "int4", "--block-size", "64", "--method", "awq", *CALIBRATION], "int4-awq"),
     ("int4 g64, AWQ (scales + clip)", "AWQ GEMM", ["--scheme", "int4", "--block-size", "64", "--format", "awq", "--method", "awq", *CALIBRATION], "int4-awq-format"),
     ("NF4, round to nearest", "bitsandbytes", ["--scheme", "nf4"], "nf4-rtn"),
-    ("NF4, GPTQ + act-order", "bitsandbytes", ["--scheme", "nf4", "--method", "gptq", "--act-order", *CALIBRATION], "nf4-gptq"),
+    ("NF4, GPTQ + act-order, first-token weights measured", "bitsandbytes", ["--scheme", "nf4", "--method", "gptq", "--act-order", *CALIBRATION], "nf4-gptq"),
+    ("NF4, GPTQ + act-order, --first-token-weight 8", "bitsandbytes", ["--scheme", "nf4", "--method", "gptq", "--act-order", "--first-token-weight", "8", *CALIBRATION], "nf4-gptq-ftw8"),
     ("NF4, GPTQ + act-order, --mse 2.4", "bitsandbytes", ["--scheme", "nf4", "--method", "gptq", "--act-order", "--mse", "2.4", *CALIBRATION], "nf4-gptq-mse"),
     ("NF4, AWQ (scales + clip)", "bitsandbytes", ["--scheme", "nf4", "--method", "awq", *CALIBRATION], "nf4-awq"),
 ]
@@ -83,6 +86,17 @@ def run(argv):
     subprocess.run([str(a) for a in argv], check=True, stdout=subprocess.DEVNULL)
 
 
+def run_measured(argv) -> int | None:
+    """Runs argv; returns its peak RSS in bytes when GNU time is installed (/usr/bin/time), else None."""
+    gnu_time = Path("/usr/bin/time")
+    if not gnu_time.exists():
+        run(argv)
+        return None
+    with tempfile.NamedTemporaryFile("r") as report:
+        run([gnu_time, "-f", "%M", "-o", report.name, *argv])
+        return int(report.read().split()[-1]) * 1024
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=str(REPO / ".build" / "bench" / "smollm2-135m-bf16"))
@@ -107,14 +121,14 @@ def main():
     def measure(label, program, extra, name):
         target = out / name
         made = time.time()
-        run([BIN / program, model, target, *[a.replace("{imatrix}", str(imatrix)).replace("{shakespeare}", str(shakespeare)) for a in extra],
-             "--force", "--quiet"])
+        peak = run_measured([BIN / program, model, target,
+                             *[a.replace("{imatrix}", str(imatrix)).replace("{shakespeare}", str(shakespeare)) for a in extra], "--force", "--quiet"])
         seconds = time.time() - made
         result = subprocess.run([str(BIN / "ckpt-compare"), str(model), str(target), "--text", str(wiki), "--ctx", str(args.ctx),
                                  "--chunks", str(args.chunks), "--json", "--quiet"], check=False, capture_output=True, text=True)
         r = json.loads(result.stdout)
         print(f"{label}: done", file=sys.stderr)
-        return {"variant": label, "bytes": size_on_disk(target), "bpw": size_on_disk(target) * 8 / params, "seconds": seconds,
+        return {"variant": label, "bytes": size_on_disk(target), "bpw": size_on_disk(target) * 8 / params, "seconds": seconds, "peak_rss": peak,
                 "ppl_base": r["ppl_base"], "ppl": r["ppl_candidate"], "delta_ppl": r["ppl_ratio"] - 1,
                 "kld_mean": r["kld"]["mean"], "kld_p99": r["kld"]["p99"], "same_top": r["same_top_rate"]}
 
@@ -143,13 +157,16 @@ def main():
     rtn = next(r for r in w4a16 if r["variant"].startswith("int4 g64, round"))
     rtn_asym = next(r for r in w4a16 if r["variant"].startswith("int4 g64 asymmetric, round"))
     print("\nCalibrated 4-bit (issue 14): calibration on Tiny Shakespeare (16384 tokens, chunks of 512), the same comparison; "
-          "'of RTN' is the PPL increase over round-to-nearest int4 g64's (asymmetric for the AWQ GEMM rows, whose format always has zero points)\n")
-    print("| method | format | size | ΔPPL | of RTN | mean KLD | p99 KLD | same top token | time |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "'of RTN' is the PPL (and KLD) increase over round-to-nearest's: int4 g64's (asymmetric for the AWQ GEMM rows, whose format always has zero points), NF4's for the NF4 rows\n")
+    print("| method | format | size | ΔPPL | of RTN | mean KLD | KLD of RTN | p99 KLD | same top token | time | peak RSS |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in w4a16:
         base = rtn_asym if r["format"] == "AWQ GEMM" else rtn
+        if r["variant"].startswith("NF4"):
+            base = next((x for x in w4a16 if x["variant"].startswith("NF4, round")), base)
+        peak = f"{r['peak_rss'] / 1e6:.0f} MB" if r.get("peak_rss") else "—"
         print(f"| {r['variant']} | {r['format']} | {r['bytes'] / 1e6:.1f} MB | {100 * r['delta_ppl']:+.2f}% | {r['delta_ppl'] / base['delta_ppl']:.2f}x | "
-              f"{r['kld_mean']:.5f} | {r['kld_p99']:.4f} | {100 * r['same_top']:.2f}% | {r['seconds']:.1f} s |")
+              f"{r['kld_mean']:.5f} | {r['kld_mean'] / base['kld_mean']:.3f}x | {r['kld_p99']:.4f} | {100 * r['same_top']:.2f}% | {r['seconds']:.1f} s | {peak} |")
 
 
 if __name__ == "__main__":
