@@ -149,7 +149,7 @@ struct QuantizeCommand: ToolCommand {
             guard calibration.calibrationText != nil else { throw ValidationError("--method \(chosen) needs --calibration-text FILE") }
             guard calibration.countsArePositive else { throw ValidationError("--calibration-tokens and --ctx must be positive") }
             if let damp { guard damp > 0, damp < 1 else { throw ValidationError("--damp \(damp): expected a fraction in (0, 1)") } }
-            if let weight = firstTokenWeight?.fixed, !(weight >= 0 && weight <= 1_000_000) {
+            if let weight = firstTokenWeight?.fixed, !(weight >= 0 && weight <= CalibrationOptions.largestFirstTokenWeight) {
                 throw ValidationError("--first-token-weight \(weight): expected a weight in [0, 1000000] or auto")
             }
             if optimizeScales || imatrix != nil { throw ValidationError("--method \(chosen) chooses its own scales: drop --optimize-scales and --imatrix") }

@@ -75,3 +75,16 @@ func perProductFirstTokenWeightsMatchAFixedWeight() throws {
         #expect(worst < 1e-4, "\(name): max |Δ| \(worst)")
     }
 }
+
+@Test("A product's measured first-token weight is its first position's squared gradient over the mean of the positions that have a next token, capped, and skipped when not finite")
+func firstTokenWeightsFromSquaredGradients() {
+    let weights = CalibratedQuantizer.firstTokenWeights([
+        "plain": [12, 2, 4, 0],             // the last position has no next token: (2 + 4) / 2 = 3
+        "silent": [0, 1, 1, 0],
+        "huge": [1e300, 1e-300, 1e-300, 0],
+        "broken": [.nan, 1, 1, 0],
+        "unreached": [1, 0, 0, 0],
+        "short": [1, 1],
+    ])
+    #expect(weights == ["plain": 4, "silent": 0, "huge": Float(CalibrationOptions.largestFirstTokenWeight)])
+}

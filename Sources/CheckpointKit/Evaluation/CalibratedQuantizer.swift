@@ -239,6 +239,8 @@ public struct CalibrationOptions: Sendable {
     public var effectiveMeasuresFirstTokenWeights: Bool {
         measuresFirstTokenWeights ?? (firstTokenWeight == nil && method == .gptq)
     }
+    /// The largest first-token weight, given or measured.
+    public static let largestFirstTokenWeight = 1_000_000.0
     /// Calibration chunks (evenly spaced among all) the measured first-token weights come from.
     public static let gradientChunks = 4
 
@@ -541,13 +543,15 @@ public enum CalibratedQuantizer {
     }
 
     /// Each product's first-token weight from its per-position Σ‖∂L/∂z‖² (`OutputGradients.squaredNorms`):
-    /// the first position's over the mean of the others' that have a next token, none for a product no gradient reached.
+    /// the first position's over the mean of the others' that have a next token (the last has none), at most
+    /// `largestFirstTokenWeight`; none for a product no gradient reached or whose sums are not finite.
     static func firstTokenWeights(_ norms: [String: [Double]]) -> [String: Float] {
         var weights: [String: Float] = [:]
         for (name, positions) in norms where positions.count > 2 {
             let rest = positions[1..<(positions.count - 1)].reduce(0, +) / Double(positions.count - 2)
             guard rest > 0, rest.isFinite, positions[0].isFinite else { continue }
-            weights[name] = Float(positions[0] / rest)
+            // Within what --first-token-weight accepts: a first token a million times louder already owns its Hessian.
+            weights[name] = Float(Swift.min(positions[0] / rest, CalibrationOptions.largestFirstTokenWeight))
         }
         return weights
     }
