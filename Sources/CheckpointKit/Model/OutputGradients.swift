@@ -58,7 +58,8 @@ public enum OutputGradients {
         let dq, dk, dv, dAttended, dGate, dUp, dHidden, probabilities, dProbabilities: UnsafeMutablePointer<Float>
         /// One layer's weights as f32, each `[outputs, inputs]`.
         let wq, wk, wv, wo, wGate, wUp, wDown: UnsafeMutablePointer<Float>
-        private var all: [UnsafeMutablePointer<Float>] = []
+        /// Owns every buffer above.
+        private let buffers: ZeroedBuffers
         static let vocabularyTile = 4096
 
         init(_ model: TransformerModel, tokens: Int, threads: ThreadBudget) {
@@ -73,13 +74,8 @@ public enum OutputGradients {
             }.max() ?? 0
             globalRope = c.rope.map { $0.tables(positions: tokens) }
             localRope = c.localRope.map { $0.tables(positions: tokens) }
-            var all: [UnsafeMutablePointer<Float>] = []
-            func zeros(_ n: Int) -> UnsafeMutablePointer<Float> {
-                let p = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
-                p.initialize(repeating: 0, count: max(n, 1))
-                all.append(p)
-                return p
-            }
+            let buffers = ZeroedBuffers()
+            let zeros = buffers.make
             inputs = zeros(model.layers.count * T * d); gradient = zeros(T * d)
             h1 = zeros(T * d); h2 = zeros(T * d); mid = zeros(T * d); rstd1 = zeros(T); rstd2 = zeros(T)
             q = zeros(T * qDim); k = zeros(T * kvDim); v = zeros(T * kvDim); attended = zeros(T * qDim)
@@ -89,26 +85,14 @@ public enum OutputGradients {
             probabilities = zeros(T * T); dProbabilities = zeros(T * T)
             wq = zeros(qDim * d); wk = zeros(kvDim * d); wv = zeros(kvDim * d); wo = zeros(d * qDim)
             wGate = zeros(ff * d); wUp = zeros(ff * d); wDown = zeros(d * ff)
-            self.all = all
+            self.buffers = buffers
         }
-
-        deinit { for p in all { p.deallocate() } }
 
         /// Adds ‖row‖² of `values` [T, width] to the product's per-position sums.
         func record(_ name: String, _ values: UnsafePointer<Float>, width: Int) {
             var sums = norms[name] ?? [Double](repeating: 0, count: T)
             for t in 0..<T {
-                let row = values + t * width
-                var acc = SIMD16<Float>()
-                var j = 0
-                while j + 16 <= width {
-                    let a = UnsafeRawPointer(row + j).loadUnaligned(as: SIMD16<Float>.self)
-                    acc += a * a
-                    j += 16
-                }
-                var sum = Double(acc.sum())
-                while j < width { sum += Double(row[j] * row[j]); j += 1 }
-                sums[t] += sum
+                sums[t] += Double(TransformerKernels.sumOfSquares(values + t * width, count: width))
             }
             norms[name] = sums
         }

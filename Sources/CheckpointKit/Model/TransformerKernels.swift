@@ -43,18 +43,25 @@ public enum TransformerKernels {
                                rows: Int, dim: Int, epsilon: Float, threads: ThreadBudget) {
         threads.forEachChunk(rows) { row in
             let v = x + row * dim, o = out + row * dim
-            var acc = SIMD16<Float>()
-            var i = 0
-            while i + 16 <= dim {
-                let a = UnsafeRawPointer(v + i).loadUnaligned(as: SIMD16<Float>.self)
-                acc += a * a
-                i += 16
-            }
-            var sum = acc.sum()
-            while i < dim { sum += v[i] * v[i]; i += 1 }
+            let sum = sumOfSquares(v, count: dim)
             let scale = 1 / (sum / Float(dim) + epsilon).squareRoot()
             for j in 0..<dim { o[j] = weight[j] * (v[j] * scale) }
         }
+    }
+
+    /// Σ x² over `count` values: 16 lanes, then their sum, then the tail one by one (the order `rmsNorm`'s bits follow).
+    @inline(__always)
+    static func sumOfSquares(_ x: UnsafePointer<Float>, count: Int) -> Float {
+        var acc = SIMD16<Float>()
+        var i = 0
+        while i + 16 <= count {
+            let a = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
+            acc += a * a
+            i += 16
+        }
+        var sum = acc.sum()
+        while i < count { sum += x[i] * x[i]; i += 1 }
+        return sum
     }
 
     /// Reference for `rmsNorm`: row by row in f64, rounded once to f32; `x` is [rows, dim].

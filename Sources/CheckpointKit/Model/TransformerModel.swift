@@ -307,7 +307,8 @@ public final class TransformerModel: Sendable {
         /// With `observedOnly`, whether the products outside it are observed too (and computed): a pass
         /// that wants every input but no output skips the layer's last products (its down projections).
         var observesEveryProduct = false
-        private var all: [UnsafeMutablePointer<Float>] = []
+        /// Owns every buffer above.
+        private let buffers: ZeroedBuffers
 
         /// Scratch for `sequences` chunks of `tokens` tokens each, run through the blocks together.
         init(_ model: TransformerModel, tokens length: Int, sequences: Int = 1) {
@@ -318,13 +319,8 @@ public final class TransformerModel: Sendable {
             let widest = max(c.hiddenSize, qDim, ff)
             workers = max(1, model.threads.count)
             tileStride = TransformerModel.columnBlock * widest
-            var all: [UnsafeMutablePointer<Float>] = []
-            func make(_ count: Int) -> UnsafeMutablePointer<Float> {
-                let p = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
-                p.initialize(repeating: 0, count: max(count, 1))
-                all.append(p)
-                return p
-            }
+            let buffers = ZeroedBuffers()
+            let make = buffers.make
             x = make(T * c.hiddenSize); h = make(T * c.hiddenSize); mlp = make(T * c.hiddenSize)
             q = make(T * qDim); k = make(T * kvDim); v = make(T * kvDim); attended = make(T * qDim)
             up = make(T * ff); gate = make(T * ff)
@@ -340,10 +336,8 @@ public final class TransformerModel: Sendable {
             let moe = c.experts != nil
             gathered = make(moe ? length * c.hiddenSize : 0); expertOutput = make(moe ? length * c.hiddenSize : 0)
             router = make(moe ? length * (c.experts?.count ?? 0) : 0)
-            self.all = all
+            self.buffers = buffers
         }
-
-        deinit { for p in all { p.deallocate() } }
     }
 
     /// x[rows, in] · Wᵀ (+ bias) → out[rows, out]: weight rows widened to f32 tile by tile and
@@ -862,4 +856,19 @@ public final class TransformerModel: Sendable {
             for i in piece { target[i] += source[i] }
         }
     }
+}
+
+/// Zeroed f32 buffers allocated one by one and freed together (a pass's scratch memory).
+final class ZeroedBuffers {
+    private var all: [UnsafeMutablePointer<Float>] = []
+
+    /// A new buffer of `count` zeros (at least one value), freed with this object.
+    func make(_ count: Int) -> UnsafeMutablePointer<Float> {
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+        p.initialize(repeating: 0, count: max(count, 1))
+        all.append(p)
+        return p
+    }
+
+    deinit { for p in all { p.deallocate() } }
 }
