@@ -31,3 +31,9 @@ static inline int ckpt_reuse_large_allocations(void) {
 static inline int ckpt_share_one_arena(void) {
     return mallopt(M_ARENA_MAX, 1);
 }
+
+/// Gives the kernel back the free memory the heap holds (malloc_trim: the top, and whole free pages
+/// inside it). Returns 1 when some was released.
+static inline int ckpt_release_free_memory(void) {
+    return malloc_trim(0);
+}

@@ -10,8 +10,9 @@ public final class HessianCollector: ActivationObserver {
         var absolute: [Double]
         /// Σ (x_float − x)ᵀ·x `[columns, columns]`, when the float model's inputs are known (GPTAQ).
         var shift: [Float]?
-        /// Σ x₀ᵀx₀ over the chunks' first tokens (upper triangle), kept apart when each product weighs them its own way.
-        var first: [Float]?
+        /// The chunks' first input rows, one after another, kept when each product weighs them its own way:
+        /// their Σ x₀ᵀx₀ is made when a Hessian is asked for, not held beside every sum (9.4 MB for a 1536-wide input).
+        var firstRows: [Float] = []
         var tokens = 0
         init(columns: Int) {
             values = [Float](repeating: 0, count: columns * columns)
@@ -69,10 +70,7 @@ public final class HessianCollector: ActivationObserver {
         // OpenBLAS stays single-threaded here, as in the forward pass around it: the sum's panels go to ckpt's workers.
         sum.values.withUnsafeMutableBufferPointer { MatrixMultiply.addGram(x, rows: rows, columns: columns, into: $0.baseAddress!, threads: threads) }
         if firstTokenWeights != nil {
-            if sum.first == nil { sum.first = [Float](repeating: 0, count: columns * columns) }
-            sum.first!.withUnsafeMutableBufferPointer {
-                MatrixMultiply.multiply(x, x, into: $0.baseAddress!, m: columns, n: columns, k: 1, beta: 1, transposeA: true)
-            }
+            sum.firstRows.append(contentsOf: UnsafeBufferPointer(start: x, count: columns))
         } else if firstTokenWeight != 1 {
             // The first row once more, (w − 1)·x₀ᵀx₀ (a rank-1 product; only the upper triangle is read).
             sum.values.withUnsafeMutableBufferPointer {
@@ -111,9 +109,19 @@ public final class HessianCollector: ActivationObserver {
         // Only the upper triangle is summed; mirror it.
         var h = sum.values
         let n = Int(Double(h.count).squareRoot())
-        if let first = sum.first {
+        if !sum.firstRows.isEmpty {
             let key = weight.hasSuffix(".weight") ? String(weight.dropLast(".weight".count)) : weight
             let extra = (firstTokenWeights?[key] ?? firstTokenWeight) - 1
+            // Σ x₀ᵀx₀ one rank-1 product at a time, chunk by chunk, as a running sum would have summed it.
+            var first = [Float](repeating: 0, count: n * n)
+            first.withUnsafeMutableBufferPointer { f in
+                sum.firstRows.withUnsafeBufferPointer { rows in
+                    for start in stride(from: 0, to: rows.count, by: n) {
+                        MatrixMultiply.multiply(rows.baseAddress! + start, rows.baseAddress! + start, into: f.baseAddress!, m: n, n: n, k: 1, beta: 1,
+                                                transposeA: true)
+                    }
+                }
+            }
             for i in 0..<n { for j in i..<n { h[i * n + j] += extra * first[i * n + j] } }
         }
         for i in 0..<n { for j in 0..<i { h[i * n + j] = h[j * n + i] } }
@@ -409,6 +417,8 @@ public enum CalibratedQuantizer {
                 let picked = (0..<sample).map { chunks[$0 * count / sample] }
                 let started = clock.seconds
                 let norms = OutputGradients.squaredNorms(model, chunks: picked, threads: options.threads)
+                // Its buffers are freed and nothing later reuses them whole: give their pages back (about 30 MB of peak at 135M).
+                ProcessMemory.releaseFreeMemory()
                 if Interruption.isRequested { throw FileAccessError.interrupted(file: output) }
                 measuredWeights = firstTokenWeights(norms)
                 if measuredWeights?.isEmpty == true { measuredWeights = nil }

@@ -18,4 +18,11 @@ public enum ProcessMemory {
     public static func shareOneArena() {
         _ = ckpt_share_one_arena()
     }
+
+    /// Returns the heap's free memory to the kernel: after a phase whose buffers the next phase
+    /// does not reuse (the backward pass before calibration), which would otherwise stay in the
+    /// process's peak on top of what follows.
+    public static func releaseFreeMemory() {
+        _ = ckpt_release_free_memory()
+    }
 }
