@@ -396,4 +396,13 @@ func gptqFirstTokenWeightFallsBack() throws {
     let notes = try #require(try parseJSONObject(r.stdout)["notes"] as? [String])
     #expect(notes.contains { $0.hasPrefix("first-token weights not measured: the backward pass does not cover its query and key norms") }, "\(notes)")
     #expect(notes.contains("each chunk's first token counted 8.0 times in the Hessians"), "\(notes)")
+    // Chunks of two tokens hold no position between the first and the last (which has no next token): nothing to measure.
+    for ctx in ["2"] {
+        let short = try Tools.run("ckpt-quantize", [tinyLlama, scratch.file("short-" + ctx), "--scheme", "int4", "--block-size", "32", "--method", "gptq",
+                                                    "--calibration-text", Tools.fixture("text/eval.txt"), "--calibration-tokens", "64", "--ctx", ctx, "--json"])
+        #expect(short.status == 0, "ctx \(ctx): \(short.stderr)")
+        let shortNotes = try #require(try parseJSONObject(short.stdout)["notes"] as? [String])
+        #expect(shortNotes.contains { $0.hasPrefix("first-token weights not measured: no product's gradients reached") }, "ctx \(ctx): \(shortNotes)")
+        #expect(shortNotes.contains("each chunk's first token counted 8.0 times in the Hessians"), "ctx \(ctx): \(shortNotes)")
+    }
 }

@@ -231,8 +231,8 @@ public struct CalibrationOptions: Sendable {
     /// mean ‖∂L/∂z‖² of the first token's output over that of the other tokens', z the product's output and
     /// L the float model's next-token loss on `gradientChunks` of the calibration chunks (GuidedQuant's
     /// saliency, Kim et al. 2025, averaged over the positions after the first). Needs a block
-    /// `OutputGradients` covers; others keep `effectiveFirstTokenWeight`. Nil for the default,
-    /// `measuresFirstTokenWeightsByDefault`.
+    /// `OutputGradients` covers; others keep `effectiveFirstTokenWeight`. Nil for the default
+    /// (`effectiveMeasuresFirstTokenWeights`).
     ///
     /// On SmolLM2-135M (WikiText-2 16 × 512 after Tiny Shakespeare 32 × 512, act-order) the measured
     /// weights ran from 0 (every query's: the first query reads only its own key, so its softmax is
@@ -420,12 +420,15 @@ public enum CalibratedQuantizer {
                 // Its buffers are freed and nothing later reuses them whole: give their pages back (about 30 MB of peak at 135M).
                 ProcessMemory.releaseFreeMemory()
                 if Interruption.isRequested { throw FileAccessError.interrupted(file: output) }
-                measuredWeights = firstTokenWeights(norms)
-                if measuredWeights?.isEmpty == true { measuredWeights = nil }
-                let values = measuredWeights!.values.sorted()
-                if let low = values.first, let high = values.last {
+                let values = firstTokenWeights(norms)
+                let sorted = values.values.sorted()
+                if let low = sorted.first, let high = sorted.last {
+                    measuredWeights = values
                     notes.append("first-token weights measured per product from the loss's gradients on \(sample) chunks: "
-                        + "\(formatDecimal(Double(low), places: 1))–\(formatDecimal(Double(high), places: 1)), median \(formatDecimal(Double(values[values.count / 2]), places: 1)), in \(formatDecimal(clock.seconds - started, places: 1)) s")
+                        + "\(formatDecimal(Double(low), places: 1))–\(formatDecimal(Double(high), places: 1)), median \(formatDecimal(Double(sorted[sorted.count / 2]), places: 1)), in \(formatDecimal(clock.seconds - started, places: 1)) s")
+                } else {
+                    // Chunks of one or two tokens leave no later position to measure the first against.
+                    notes.append("first-token weights not measured: no product's gradients reached a token after the first in chunks of \(context)")
                 }
             }
         }
