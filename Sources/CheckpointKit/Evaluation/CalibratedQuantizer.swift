@@ -240,7 +240,7 @@ public struct CalibrationOptions: Sendable {
     /// first-token outputs later layers barely use) to 10–350 (keys) and 50–29000 (values: every
     /// later token reads the sink's value). Against the fixed 8 they moved int4 g64's mean KL
     /// divergence from 0.2179 to 0.1988 (perplexity increase +20.23% → +19.51%) and NF4's from
-    /// 0.1658 to 0.1312 (+14.15% → +10.59%), for about 12 s of backward passes.
+    /// 0.1658 to 0.1312 (+14.15% → +10.59%), for 17–23 s more per run (2 cores).
     public var measuresFirstTokenWeights: Bool?
     /// Whether a calibration with `method` measures its first-token weights unless told: GPTQ alone
     /// does, unless a fixed weight is given; the AWQ methods count every token alike.
