@@ -70,7 +70,7 @@ struct QuantizeCommand: ToolCommand {
                                valueName: "norm"))
     var mse: Double?
 
-    @Option(help: ArgumentHelp("GPTQ/AWQ: how many times each calibration chunk's first token (the attention sink later tokens read) counts in the Hessians, or `auto`: a weight per product, measured from the float model's loss gradients on 4 calibration chunks (the first token's mean squared output gradient over the other tokens'). Default: auto for --method gptq (8 where the backward pass does not cover the model's blocks), which took SmolLM2-135M's int4 g64 KL divergence from 0.218 (weight 8) to 0.199 and NF4's from 0.166 to 0.131; 1 (every token alike, as GPTQModel) for awq and awq+gptq.",
+    @Option(help: ArgumentHelp("GPTQ/AWQ: how many times each calibration chunk's first token (the attention sink later tokens read) counts in the Hessians, or `auto`: a weight per product, measured from the float model's loss gradients on 4 calibration chunks (the first token's mean squared output gradient over the other tokens'). Default: auto for --method gptq (8 where the backward pass does not cover the model's blocks), which took SmolLM2-135M's int4 g64 KL divergence from 0.218 (weight 8) to 0.199 and NF4's from 0.166 to 0.131; 1 (every token alike, as GPTQModel) for awq and awq+gptq, which take a number only.",
                                valueName: "weight|auto"))
     var firstTokenWeight: FirstTokenWeightArgument?
 
@@ -151,6 +151,9 @@ struct QuantizeCommand: ToolCommand {
             if let damp { guard damp > 0, damp < 1 else { throw ValidationError("--damp \(damp): expected a fraction in (0, 1)") } }
             if let weight = firstTokenWeight?.fixed, !(weight >= 0 && weight <= CalibrationOptions.largestFirstTokenWeight) {
                 throw ValidationError("--first-token-weight \(weight): expected a weight in [0, 1000000] or auto")
+            }
+            if let firstTokenWeight, firstTokenWeight.fixed == nil, chosen != "gptq" {
+                throw ValidationError("--first-token-weight auto applies to --method gptq (AWQ's scale search reads one Hessian per scaling group)")
             }
             if optimizeScales || imatrix != nil { throw ValidationError("--method \(chosen) chooses its own scales: drop --optimize-scales and --imatrix") }
             if runsGPTQ && parsedScheme is Int8Scheme { throw ValidationError("--method \(chosen) with int8 needs --format pack-quantized or gptq") }

@@ -512,4 +512,6 @@ func hessianWeighsFirstToken() throws {
     #expect(gptq.effectiveMeasuresFirstTokenWeights)
     options.firstTokenWeight = nil
     #expect(!options.effectiveMeasuresFirstTokenWeights)
+    options.measuresFirstTokenWeights = true
+    #expect(!options.effectiveMeasuresFirstTokenWeights, "the AWQ methods never measure")
 }

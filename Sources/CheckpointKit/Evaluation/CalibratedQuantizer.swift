@@ -242,10 +242,11 @@ public struct CalibrationOptions: Sendable {
     /// divergence from 0.2179 to 0.1988 (perplexity increase +20.23% → +19.51%) and NF4's from
     /// 0.1658 to 0.1312 (+14.15% → +10.59%), for 17–23 s more per run (2 cores).
     public var measuresFirstTokenWeights: Bool?
-    /// Whether a calibration with `method` measures its first-token weights unless told: GPTQ alone
-    /// does, unless a fixed weight is given; the AWQ methods count every token alike.
+    /// Whether this calibration measures its first-token weights: GPTQ alone does, unless a fixed weight
+    /// is given. The AWQ methods never do: their scale search reads one Hessian per scaling group (q, k
+    /// and v share the query's), where the measured weights differ per product.
     public var effectiveMeasuresFirstTokenWeights: Bool {
-        measuresFirstTokenWeights ?? (firstTokenWeight == nil && method == .gptq)
+        method == .gptq && (measuresFirstTokenWeights ?? (firstTokenWeight == nil))
     }
     /// The largest first-token weight, given or measured.
     public static let largestFirstTokenWeight = 1_000_000.0
