@@ -222,19 +222,14 @@ public enum OutputGradients {
             MatrixMultiply.multiply(dy, w, into: dx, m: T, n: l.inputs, k: l.outputs, beta: adding ? 1 : 0)
         }
 
-        /// Rotates `x` [T, heads·hd] by each position's angles, or back by them (`inverse`: the transpose, for gradients).
+        /// Rotates `x` [T, heads·hd] by each position's angles with the forward pass's kernel, or back by
+        /// them (`inverse`: the transpose, for gradients, which is the rotation by the negated sines).
         func rotate(_ x: UnsafeMutablePointer<Float>, heads: Int, rope: (cos: [Float], sin: [Float]), inverse: Bool) {
-            let half = (model.config.rope?.rotaryDimensions ?? hd) / 2
-            let sign: Float = inverse ? -1 : 1
-            for t in 0..<T {
-                for h in 0..<heads {
-                    let row = x + t * heads * hd + h * hd
-                    for i in 0..<half {
-                        let c = rope.cos[t * half + i], s = sign * rope.sin[t * half + i]
-                        let a = row[i], b = row[i + half]
-                        row[i] = a * c - b * s
-                        row[i + half] = b * c + a * s
-                    }
+            let sines = inverse ? rope.sin.map { -$0 } : rope.sin
+            rope.cos.withUnsafeBufferPointer { c in
+                sines.withUnsafeBufferPointer { s in
+                    TransformerKernels.applyRoPE(x, rows: T, heads: heads, headDim: hd, rotary: model.config.rope?.rotaryDimensions, start: 0,
+                                                 cos: c.baseAddress!, sin: s.baseAddress!, threads: threads)
                 }
             }
         }
